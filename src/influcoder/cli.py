@@ -132,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_options(p)
     p.set_defaults(func=_cmd_data)
 
+    from . import cli_pipeline
+
+    cli_pipeline.add_commands(sub)
     return parser
 
 

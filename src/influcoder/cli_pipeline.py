@@ -1,0 +1,176 @@
+"""CLI commands of the pipeline stages (`label`, `fidelity`, `demo`): parse, call the library, print."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+from .labels import LabelSettings
+
+
+def _field_help(cls, name: str) -> str:
+    """A settings field's docstring, so the dataclass is the single source of the CLI help."""
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(cls))
+    body = tree.body[0].body
+    for node, following in zip(body, body[1:]):
+        if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", None) == name:
+            if isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant):
+                return str(following.value.value)
+    return ""
+
+
+def add_label_settings(parser: argparse.ArgumentParser) -> None:
+    """One option per `LabelSettings` field, help text from the field's docstring."""
+    defaults = LabelSettings()
+    for f in dataclasses.fields(LabelSettings):
+        flag = "--" + f.name.replace("_", "-")
+        default = getattr(defaults, f.name)
+        help_text = f"{_field_help(LabelSettings, f.name)} (default: {default})"
+        if f.name == "chat_template":
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        elif f.name == "targets":
+            parser.add_argument(flag, nargs="+", default=default, help=help_text)
+        elif f.name == "alpha":
+            parser.add_argument(flag, type=float, default=None, help=help_text)
+        elif f.name == "adapter":
+            parser.add_argument(flag, default=None, help=help_text)
+        elif f.name == "projector":
+            parser.add_argument(
+                flag, choices=["countsketch", "rademacher", "identity"], default=default, help=help_text
+            )
+        elif f.name == "dtype":
+            parser.add_argument(flag, choices=["float32", "float16"], default=default, help=help_text)
+        else:
+            parser.add_argument(flag, type=type(default), default=default, help=help_text)
+
+
+def settings_from_args(args: argparse.Namespace) -> LabelSettings:
+    return LabelSettings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(LabelSettings)})
+
+
+def _load(source: str, limit: int | None, seed: int, args: argparse.Namespace):
+    from .data import load_samples
+
+    return load_samples(
+        source, limit=limit, seed=seed, prompt_field=args.prompt_field, response_field=args.response_field
+    )
+
+
+def _print_top(matrix, pool, queries, k: int = 3, n_queries: int = 3) -> None:
+    from .influence import top_k
+
+    texts = {s.id: s for s in pool}
+    order, values = top_k(matrix.scores, k, axis=0)
+    for j, query in enumerate(queries[:n_queries]):
+        print(f"\nquery {query.id}: {query.prompt[:90]!r}")
+        for rank, (i, v) in enumerate(zip(order[j], values[j]), 1):
+            sample = texts[matrix.pool_ids[i]]
+            print(f"  {rank}. {v:+.3f}  {sample.id}: {sample.prompt[:70]!r} -> {sample.response[:40]!r}")
+
+
+def _cmd_label(args: argparse.Namespace) -> int:
+    from .labels import label
+
+    settings = settings_from_args(args)
+    pool = _load(args.pool, args.pool_limit, args.data_seed, args)
+    queries = _load(args.queries, args.query_limit, args.data_seed, args)
+    print(
+        f"labelling {len(pool)} pool x {len(queries)} queries with {settings.model} "
+        f"(LoRA r={settings.rank}, {settings.projector} {settings.proj_dim}) -> {args.out}"
+    )
+    started = time.perf_counter()
+    matrix = label(pool, queries, args.out, settings, overwrite=args.overwrite, progress=not args.quiet)
+    seconds = time.perf_counter() - started
+    print(f"wrote {args.out}/influence (pool x queries = {matrix.scores.shape}) in {seconds:.0f} s")
+    if not args.quiet:
+        _print_top(matrix, pool, queries)
+    return 0
+
+
+def _cmd_fidelity(args: argparse.Namespace) -> int:
+    from .fidelity import projection_fidelity
+
+    settings = settings_from_args(args)
+    samples = _load(args.data, args.limit, args.data_seed, args)
+    rows = projection_fidelity(samples, settings, args.dims, progress=not args.quiet)
+    print(
+        f"\nprojection fidelity on {len(samples)} samples ({len(samples) * (len(samples) - 1) // 2} pairs), "
+        f"LoRA dim {rows[0]['in_dim']:,}"
+    )
+    print("| projector | dim | Spearman vs exact | Pearson | max abs error | mean abs error |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['projector']} | {r['dim']:,} | {r['spearman']:.4f} | {r['pearson']:.4f} | "
+            f"{r['max_abs_error']:.4f} | {r['mean_abs_error']:.4f} |"
+        )
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(args)
+
+
+def add_commands(sub) -> None:
+    from .cli import EPILOG_SOURCES, _add_data_options
+
+    p = sub.add_parser(
+        "label",
+        help="step 1: gradient influence labels (pool x queries) of a decoder",
+        description="Computes per-example LoRA gradients of the response-only loss for the pool and the queries "
+        "(batched, exact), compresses them (CountSketch by default), stores them in resumable shards, and writes "
+        "the pool x query cosine influence matrix. Rerunning with the same --out resumes.",
+        epilog=EPILOG_SOURCES,
+    )
+    p.add_argument("--pool", required=True, metavar="DATA", help="training samples to attribute")
+    p.add_argument("--queries", required=True, metavar="DATA", help="query samples (test behaviour)")
+    p.add_argument("--out", required=True, help="labels directory to write (resumed when it exists)")
+    p.add_argument("--pool-limit", type=int, help="seeded random subset of the pool")
+    p.add_argument("--query-limit", type=int, help="seeded random subset of the queries")
+    p.add_argument("--data-seed", type=int, default=0, help="seed of the subsets (default 0)")
+    p.add_argument("--overwrite", action="store_true", help="discard stores made with other settings")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or preview")
+    _add_data_options(p)
+    add_label_settings(p)
+    p.set_defaults(func=_cmd_label)
+
+    p = sub.add_parser(
+        "fidelity",
+        help="how well a projection preserves gradient cosines (paper appendix A.1)",
+        description="Computes exact LoRA gradients of DATA and their projections at each --dims, and reports "
+        "Spearman / Pearson / max abs error of sketched vs exact pairwise cosines.",
+        epilog=EPILOG_SOURCES,
+    )
+    p.add_argument("--data", default="evals", metavar="DATA", help="samples to compare on (default evals)")
+    p.add_argument("--limit", type=int, default=32, help="number of samples (default 32)")
+    p.add_argument("--dims", type=int, nargs="+", default=[8192, 32768, 65536], help="projection dims to check")
+    p.add_argument("--data-seed", type=int, default=0, help="seed of the subset")
+    p.add_argument("--json", help="also write the rows as JSON here")
+    p.add_argument("--quiet", action="store_true")
+    _add_data_options(p)
+    add_label_settings(p)
+    p.set_defaults(func=_cmd_fidelity)
+
+    p = sub.add_parser(
+        "demo",
+        help="run the pipeline end to end on the embedded defaults, with a short report",
+        description="Labels a few hundred `evals` pool samples against `bbh` queries with SmolLM2-135M and "
+        "reports what it measured. Sizes are options; every figure printed is computed in this run.",
+    )
+    p.add_argument("--out", default="runs/demo", help="where the demo writes (default runs/demo)")
+    p.add_argument("--pool-size", type=int, default=48, help="pool samples (default 48)")
+    p.add_argument("--query-size", type=int, default=16, help="query samples (default 16)")
+    p.add_argument("--max-length", type=int, default=256)
+    p.add_argument("--proj-dim", type=int, default=32768)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_demo)

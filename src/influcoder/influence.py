@@ -1,0 +1,88 @@
+"""First-order influence between two feature stores: cosine similarity, computed block by block.
+
+influence(pool_i, query_j) = cos(grad_i, grad_j) (the paper's eq. 1; no inverse Hessian, as LESS). The pool
+x query matrix is computed one pool shard at a time against one query shard at a time, so neither store is
+ever fully in memory; the result is written as a memory-mapped .npy, with both id lists beside it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InflucoderError
+from .store import FeatureStore, write_json_atomic
+
+
+def normalize_rows(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), eps)
+
+
+def cosine_matrix(pool: FeatureStore, queries: FeatureStore, out: np.ndarray | None = None) -> np.ndarray:
+    """(n_pool, n_query) cosine similarities, filled shard pair by shard pair into `out` (or a new array)."""
+    if pool.dim != queries.dim:
+        raise InflucoderError(f"feature dims differ: pool {pool.dim}, queries {queries.dim}")
+    n_pool, n_query = len(pool.ids), len(queries.ids)
+    if out is None:
+        out = np.empty((n_pool, n_query), dtype=np.float32)
+    for p_start, p_block in pool.iter_blocks():
+        p_norm = normalize_rows(p_block)
+        for q_start, q_block in queries.iter_blocks():
+            out[p_start : p_start + len(p_norm), q_start : q_start + len(q_block)] = p_norm @ normalize_rows(q_block).T
+    return out
+
+
+def top_k(scores: np.ndarray, k: int, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and values of the k largest scores along `axis`, best first (ties by index)."""
+    moved = np.moveaxis(scores, axis, -1)
+    k = min(k, moved.shape[-1])
+    order = np.argsort(-moved, axis=-1, kind="stable")[..., :k]
+    return order, np.take_along_axis(moved, order, axis=-1)
+
+
+def aggregate(scores: np.ndarray, how: str = "mean") -> np.ndarray:
+    """One score per pool sample over the query set: mean (DATE-LM) or max."""
+    if how == "mean":
+        return scores.mean(axis=1)
+    if how == "max":
+        return scores.max(axis=1)
+    raise InflucoderError(f"unknown aggregation {how!r}: use mean or max")
+
+
+@dataclass
+class InfluenceMatrix:
+    """A pool x query score matrix with the ids of its rows and columns."""
+
+    scores: np.ndarray
+    pool_ids: list[str]
+    query_ids: list[str]
+
+    def save(self, directory: str | Path, extra: dict | None = None) -> None:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        tmp = directory / ".scores.npy.tmp"
+        with open(tmp, "wb") as handle:
+            np.save(handle, np.asarray(self.scores, dtype=np.float32), allow_pickle=False)
+        tmp.replace(directory / "scores.npy")
+        write_json_atomic(
+            directory / "ids.json", {"pool_ids": self.pool_ids, "query_ids": self.query_ids, **(extra or {})}
+        )
+
+    @classmethod
+    def load(cls, directory: str | Path) -> InfluenceMatrix:
+        directory = Path(directory)
+        if not (directory / "scores.npy").exists():
+            raise InflucoderError(f"{directory} holds no influence matrix (scores.npy)")
+        ids = json.loads((directory / "ids.json").read_text(encoding="utf-8"))
+        scores = np.load(directory / "scores.npy", mmap_mode="r", allow_pickle=False)
+        if scores.shape != (len(ids["pool_ids"]), len(ids["query_ids"])):
+            raise InflucoderError(f"{directory}: scores shape {scores.shape} does not match the id lists")
+        return cls(scores, ids["pool_ids"], ids["query_ids"])
+
+    @classmethod
+    def from_stores(cls, pool: FeatureStore, queries: FeatureStore) -> InfluenceMatrix:
+        return cls(cosine_matrix(pool, queries), list(pool.ids), list(queries.ids))

@@ -1,0 +1,177 @@
+"""Sharded on-disk feature arrays with a manifest: the artifact every long stage writes.
+
+Layout of a store directory::
+
+    manifest.json        what produced it (`config`), the sample ids in order, shard size, dim, dtype
+    shard-00000.npy      rows [0, shard_size) of the features, plain .npy (never pickle)
+    shard-00001.npy      ...
+
+A shard is written to a temporary file and renamed into place, so after a crash (even kill -9) every shard
+on disk is whole and a rerun resumes at the first missing one. Rows of a shard depend only on that shard's
+samples (batches never straddle shards), so resumed stores are bit-identical to uninterrupted ones.
+
+Opening an existing store for a request whose config, ids or shape differ raises
+`ArtifactMismatchError` naming the fields that differ, instead of silently mixing two runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ArtifactMismatchError, InflucoderError
+
+MANIFEST = "manifest.json"
+FORMAT = "influcoder.feature-store"
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _diff(expected: Any, actual: Any, prefix: str = "") -> list[str]:
+    if isinstance(expected, dict) and isinstance(actual, dict):
+        out = []
+        for key in sorted(set(expected) | set(actual)):
+            out += _diff(expected.get(key), actual.get(key), f"{prefix}{key}.")
+        return out
+    if expected != actual:
+        return [f"{prefix.rstrip('.')}: stored {_brief(actual)}, requested {_brief(expected)}"]
+    return []
+
+
+def _brief(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) < 80 else text[:77] + "..."
+
+
+class FeatureStore:
+    """A directory of row shards of an (n, dim) array, one row per sample id."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        manifest_path = self.path / MANIFEST
+        if not manifest_path.exists():
+            raise InflucoderError(f"{self.path} is not a feature store (no {MANIFEST})")
+        self.manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        if self.manifest.get("format") != FORMAT:
+            raise InflucoderError(f"{manifest_path}: not an influcoder feature store manifest")
+
+    # ------------------------------------------------------------------ creation and resumption
+    @classmethod
+    def create_or_resume(
+        cls,
+        path: str | Path,
+        config: dict[str, Any],
+        ids: Sequence[str],
+        dim: int,
+        shard_size: int = 256,
+        dtype: str = "float32",
+        overwrite: bool = False,
+    ) -> FeatureStore:
+        """Open the store at `path` for writing; resume it when it was made by the same request."""
+        path = Path(path)
+        if len(set(ids)) != len(ids):
+            raise InflucoderError("sample ids must be unique within a store")
+        manifest = {
+            "format": FORMAT,
+            "version": 1,
+            "config": config,
+            "dim": int(dim),
+            "dtype": str(np.dtype(dtype)),
+            "shard_size": int(shard_size),
+            "n": len(ids),
+            "ids": list(ids),
+        }
+        if (path / MANIFEST).exists() and not overwrite:
+            existing = cls(path)
+            stored = {k: v for k, v in existing.manifest.items() if k != "complete"}
+            diffs = _diff(manifest, stored)
+            if diffs:
+                raise ArtifactMismatchError(
+                    f"{path} holds a store made with other settings ({'; '.join(diffs[:5])}); "
+                    "use another --out or pass --overwrite"
+                )
+            return existing
+        if overwrite and path.exists():
+            for old in path.glob("shard-*.npy"):
+                old.unlink()
+        path.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(path / MANIFEST, {**manifest, "complete": False})
+        return cls(path)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def ids(self) -> list[str]:
+        return self.manifest["ids"]
+
+    @property
+    def dim(self) -> int:
+        return self.manifest["dim"]
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.manifest["config"]
+
+    @property
+    def n_shards(self) -> int:
+        return (self.manifest["n"] + self.manifest["shard_size"] - 1) // self.manifest["shard_size"]
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.manifest.get("complete")) or not self.missing_shards()
+
+    def shard_rows(self, index: int) -> range:
+        size = self.manifest["shard_size"]
+        return range(index * size, min((index + 1) * size, self.manifest["n"]))
+
+    def shard_path(self, index: int) -> Path:
+        return self.path / f"shard-{index:05d}.npy"
+
+    def missing_shards(self) -> list[int]:
+        return [i for i in range(self.n_shards) if not self.shard_path(i).exists()]
+
+    # ------------------------------------------------------------------ writing
+    def write_shard(self, index: int, rows: np.ndarray) -> None:
+        expected = (len(self.shard_rows(index)), self.dim)
+        if rows.shape != expected:
+            raise ValueError(f"shard {index} must have shape {expected}, got {rows.shape}")
+        tmp = self.path / f".shard-{index:05d}.npy.tmp"
+        with open(tmp, "wb") as handle:
+            np.save(handle, np.ascontiguousarray(rows, dtype=self.manifest["dtype"]), allow_pickle=False)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, self.shard_path(index))
+        if index == self.n_shards - 1 or not self.missing_shards():
+            self._mark_complete()
+
+    def _mark_complete(self) -> None:
+        if not self.missing_shards():
+            self.manifest["complete"] = True
+            write_json_atomic(self.path / MANIFEST, self.manifest)
+
+    # ------------------------------------------------------------------ reading
+    def read_shard(self, index: int) -> np.ndarray:
+        return np.load(self.shard_path(index), mmap_mode="r", allow_pickle=False)
+
+    def iter_blocks(self) -> Iterator[tuple[int, np.ndarray]]:
+        """(first row, rows) per shard, memory-mapped: the whole array is never loaded at once."""
+        if not self.complete:
+            raise InflucoderError(f"{self.path} is incomplete (missing shards {self.missing_shards()[:5]}); rerun")
+        for index in range(self.n_shards):
+            yield self.shard_rows(index).start, self.read_shard(index)
+
+    def load(self) -> np.ndarray:
+        """All rows in one array (for small stores and tests)."""
+        return np.concatenate([np.asarray(block) for _, block in self.iter_blocks()], axis=0)
+
+    def bytes_per_sample(self) -> float:
+        total = sum(self.shard_path(i).stat().st_size for i in range(self.n_shards) if self.shard_path(i).exists())
+        return total / max(self.manifest["n"], 1)

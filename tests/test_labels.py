@@ -1,0 +1,178 @@
+"""Gradient stores and labels: resume after a crash is bit-identical, mismatches refused, NaN reported,
+influence equals a direct cosine, and `influcoder label` runs end to end on a tiny model directory."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from influcoder.cli import main
+from influcoder.data import Sample, load_file
+from influcoder.errors import ArtifactMismatchError, InflucoderError, NonFiniteGradientError
+from influcoder.influence import InfluenceMatrix, aggregate, cosine_matrix, top_k
+from influcoder.labels import GradientFeaturizer, LabelSettings, label, load_labels, make_batches
+from influcoder.store import FeatureStore
+
+WORDS = "one two three four five six seven eight nine ten cat dog bird fish red green blue sky sea sun".split()
+
+
+def samples(n: int, seed: int = 0, prefix: str = "p") -> list[Sample]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        prompt = " ".join(rng.choice(WORDS, size=int(rng.integers(2, 12))))
+        response = " ".join(rng.choice(WORDS, size=int(rng.integers(1, 6))))
+        out.append(Sample(f"{prefix}{i}", prompt, response))
+    return out
+
+
+def settings(**kw) -> LabelSettings:
+    base = dict(rank=4, proj_dim=64, max_length=32, batch_size=3, batch_tokens=64, shard_size=4)
+    return LabelSettings(**{**base, **kw})
+
+
+def featurizer(model_dir, **kw) -> GradientFeaturizer:
+    from influcoder.models import load_decoder
+
+    s = settings(model=str(model_dir), **kw)
+    model, tok = load_decoder(s.model)
+    return GradientFeaturizer(s, model, tok)
+
+
+def test_make_batches_respects_caps_and_covers_all():
+    lengths = [5, 30, 7, 30, 2, 9, 9, 12]
+    batches = make_batches(lengths, batch_size=3, batch_tokens=40)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    for b in batches:
+        assert len(b) <= 3 and max(lengths[i] for i in b) * len(b) <= 40 or len(b) == 1
+
+
+def test_resume_after_crash_is_bit_identical(tiny_model_dir, tmp_path, monkeypatch):
+    data = samples(10)
+    f = featurizer(tiny_model_dir)
+    whole = f.featurize_to_store(data, tmp_path / "whole", progress=False)
+    reference = [whole.shard_path(i).read_bytes() for i in range(whole.n_shards)]
+
+    calls = {"n": 0}
+    original = FeatureStore.write_shard
+
+    def crash_after_first(self, index, rows):
+        if calls["n"] == 1:
+            raise KeyboardInterrupt("simulated kill")
+        calls["n"] += 1
+        original(self, index, rows)
+
+    monkeypatch.setattr(FeatureStore, "write_shard", crash_after_first)
+    with pytest.raises(KeyboardInterrupt):
+        f.featurize_to_store(data, tmp_path / "crashed", progress=False)
+    monkeypatch.setattr(FeatureStore, "write_shard", original)
+    crashed = FeatureStore(tmp_path / "crashed")
+    assert crashed.missing_shards() == [1, 2] and not crashed.complete
+    assert not list((tmp_path / "crashed").glob(".*tmp"))  # no half-written shard left behind
+
+    resumed = featurizer(tiny_model_dir).featurize_to_store(data, tmp_path / "crashed", progress=False)
+    assert resumed.complete
+    assert [resumed.shard_path(i).read_bytes() for i in range(resumed.n_shards)] == reference
+
+
+def test_store_rows_equal_unsharded_features(tiny_model_dir, tmp_path):
+    data = samples(7, seed=1)
+    f = featurizer(tiny_model_dir)
+    store = f.featurize_to_store(data, tmp_path / "s", progress=False)
+    direct = np.concatenate([f.featurize(data[i : i + 4]) for i in range(0, 7, 4)])
+    np.testing.assert_array_equal(store.load(), direct)
+    assert store.ids == [s.id for s in data] and store.load().shape == (7, 64)
+
+
+def test_mismatched_manifest_is_refused_with_the_field(tiny_model_dir, tmp_path):
+    data = samples(5)
+    featurizer(tiny_model_dir).featurize_to_store(data, tmp_path / "s", progress=False)
+    with pytest.raises(ArtifactMismatchError, match=r"config\.projector\.dim: stored 64, requested 32"):
+        featurizer(tiny_model_dir, proj_dim=32).featurize_to_store(data, tmp_path / "s", progress=False)
+    with pytest.raises(ArtifactMismatchError, match="data_fingerprint"):
+        featurizer(tiny_model_dir).featurize_to_store(samples(5, seed=9), tmp_path / "s", progress=False)
+    store = featurizer(tiny_model_dir, proj_dim=32).featurize_to_store(
+        data, tmp_path / "s", overwrite=True, progress=False
+    )
+    assert store.dim == 32 and store.complete
+
+
+def test_non_finite_gradient_names_the_sample(tiny_model_dir):
+    f = featurizer(tiny_model_dir)
+    with torch.no_grad():
+        next(p for n, p in f.model.named_parameters() if "lora_B" in n).fill_(float("nan"))
+    with pytest.raises(NonFiniteGradientError, match="p0"):
+        f.featurize(samples(2))
+
+
+def test_influence_is_blocked_cosine(tmp_path):
+    rng = np.random.default_rng(0)
+    pool, queries = rng.normal(size=(10, 8)).astype(np.float32), rng.normal(size=(5, 8)).astype(np.float32)
+    stores = []
+    for name, x in (("pool", pool), ("queries", queries)):
+        s = FeatureStore.create_or_resume(
+            tmp_path / name, {"k": 1}, [f"{name}{i}" for i in range(len(x))], 8, shard_size=3
+        )
+        for i in range(s.n_shards):
+            s.write_shard(i, x[s.shard_rows(i).start : s.shard_rows(i).stop])
+        stores.append(s)
+    got = cosine_matrix(*stores)
+    expected = (pool / np.linalg.norm(pool, axis=1, keepdims=True)) @ (
+        queries / np.linalg.norm(queries, axis=1, keepdims=True)
+    ).T
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    idx, val = top_k(got, 3, axis=0)
+    assert idx.shape == (5, 3) and np.all(val[:, 0] == got.max(axis=0))
+    np.testing.assert_allclose(aggregate(got, "mean"), got.mean(axis=1))
+    with pytest.raises(InflucoderError):
+        aggregate(got, "median")
+
+
+def test_label_writes_a_self_contained_directory(tiny_model_dir, tmp_path):
+    pool, queries = samples(6), samples(3, seed=5, prefix="q")
+    matrix = label(pool, queries, tmp_path / "labels", settings(model=str(tiny_model_dir)), progress=False)
+    again, pool2, queries2, info = load_labels(tmp_path / "labels")
+    np.testing.assert_array_equal(np.asarray(again.scores), matrix.scores)
+    assert [s.id for s in pool2] == [s.id for s in pool] and info["n_queries"] == 3
+    assert np.all(np.abs(matrix.scores) <= 1 + 1e-5)
+
+
+def test_label_cli_end_to_end(tiny_model_dir, tmp_path, capsys):
+    pool_file, query_file = tmp_path / "pool.jsonl", tmp_path / "queries.jsonl"
+    for path, data in ((pool_file, samples(5)), (query_file, samples(2, seed=3, prefix="q"))):
+        path.write_text(
+            "".join(json.dumps({"id": s.id, "prompt": s.prompt, "response": s.response}) + "\n" for s in data)
+        )
+    out = tmp_path / "out"
+    args = [
+        "label",
+        "--pool",
+        str(pool_file),
+        "--queries",
+        str(query_file),
+        "--out",
+        str(out),
+        "--model",
+        str(tiny_model_dir),
+        "--rank",
+        "2",
+        "--proj-dim",
+        "16",
+        "--max-length",
+        "24",
+        "--quiet",
+    ]
+    assert main(args) == 0
+    matrix = InfluenceMatrix.load(out / "influence")
+    assert matrix.scores.shape == (5, 2) and matrix.pool_ids == [f"p{i}" for i in range(5)]
+    assert load_file(out / "queries.jsonl")[0].id == "q0"
+    assert main(args) == 0  # a rerun resumes: nothing left to do, same result
+    np.testing.assert_array_equal(InfluenceMatrix.load(out / "influence").scores, matrix.scores)
+    assert main([*args[:-5], "--proj-dim", "8", "--max-length", "24", "--quiet"]) == 2
+    assert "requested 8" in capsys.readouterr().err
+    query_file.write_text('{"prompt": "x"}\n')
+    assert main(args) == 2
+    assert f"{query_file}:1: missing response field" in capsys.readouterr().err
