@@ -87,3 +87,28 @@ def smollm_dir() -> Path:
 @pytest.fixture(scope="session")
 def minilm_dir() -> Path:
     return _real_model_dir("minilm-l6")
+
+
+def make_tiny_bert_dir(directory: Path, seed: int = 0) -> Path:
+    """A saved tiny BERT backbone + word-level tokenizer: a stand-in for MiniLM in fast tests."""
+    from transformers import BertConfig, BertModel
+
+    tokenizer = make_tokenizer()
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        pad_token_id=0,
+    )
+    BertModel(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory) -> Path:
+    return make_tiny_bert_dir(tmp_path_factory.mktemp("tiny-bert"))

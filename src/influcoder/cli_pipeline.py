@@ -25,33 +25,37 @@ def _field_help(cls, name: str) -> str:
     return ""
 
 
-def add_label_settings(parser: argparse.ArgumentParser) -> None:
-    """One option per `LabelSettings` field, help text from the field's docstring."""
-    defaults = LabelSettings()
-    for f in dataclasses.fields(LabelSettings):
+def add_settings_options(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...] = ()) -> None:
+    """One option per field of the settings dataclass `cls`, help text from the field's docstring."""
+    defaults = cls()
+    choices = {
+        "projector": ["countsketch", "rademacher", "identity"],
+        "dtype": ["float32", "float16"],
+        "pooling": ["mean", "cls", "attention"],
+    }
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
         flag = "--" + f.name.replace("_", "-")
         default = getattr(defaults, f.name)
-        help_text = f"{_field_help(LabelSettings, f.name)} (default: {default})"
+        help_text = f"{_field_help(cls, f.name)} (default: {default})"
         if f.name == "chat_template":
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
-        elif f.name == "targets":
+        elif isinstance(default, list):
             parser.add_argument(flag, nargs="+", default=default, help=help_text)
-        elif f.name == "alpha":
-            parser.add_argument(flag, type=float, default=None, help=help_text)
-        elif f.name == "adapter":
-            parser.add_argument(flag, default=None, help=help_text)
-        elif f.name == "projector":
-            parser.add_argument(
-                flag, choices=["countsketch", "rademacher", "identity"], default=default, help=help_text
-            )
-        elif f.name == "dtype":
-            parser.add_argument(flag, choices=["float32", "float16"], default=default, help=help_text)
+        elif f.name in ("alpha", "head_dim", "adapter"):
+            kind = {"alpha": float, "head_dim": int, "adapter": str}[f.name]
+            parser.add_argument(flag, type=kind, default=default, help=help_text)
         else:
-            parser.add_argument(flag, type=type(default), default=default, help=help_text)
+            parser.add_argument(flag, type=type(default), default=default, choices=choices.get(f.name), help=help_text)
 
 
-def settings_from_args(args: argparse.Namespace) -> LabelSettings:
-    return LabelSettings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(LabelSettings)})
+def add_label_settings(parser: argparse.ArgumentParser) -> None:
+    add_settings_options(parser, LabelSettings)
+
+
+def settings_of(cls, args: argparse.Namespace):
+    return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
 
 
 def _load(source: str, limit: int | None, seed: int, args: argparse.Namespace):
@@ -77,7 +81,7 @@ def _print_top(matrix, pool, queries, k: int = 3, n_queries: int = 3) -> None:
 def _cmd_label(args: argparse.Namespace) -> int:
     from .labels import label
 
-    settings = settings_from_args(args)
+    settings = settings_of(LabelSettings, args)
     pool = _load(args.pool, args.pool_limit, args.data_seed, args)
     queries = _load(args.queries, args.query_limit, args.data_seed, args)
     print(
@@ -96,7 +100,7 @@ def _cmd_label(args: argparse.Namespace) -> int:
 def _cmd_fidelity(args: argparse.Namespace) -> int:
     from .fidelity import projection_fidelity
 
-    settings = settings_from_args(args)
+    settings = settings_of(LabelSettings, args)
     samples = _load(args.data, args.limit, args.data_seed, args)
     rows = projection_fidelity(samples, settings, args.dims, progress=not args.quiet)
     print(
@@ -109,6 +113,50 @@ def _cmd_fidelity(args: argparse.Namespace) -> int:
         print(
             f"| {r['projector']} | {r['dim']:,} | {r['spearman']:.4f} | {r['pearson']:.4f} | "
             f"{r['max_abs_error']:.4f} | {r['mean_abs_error']:.4f} |"
+        )
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
+    return 0
+
+
+def _cmd_distill(args: argparse.Namespace) -> int:
+    from .encoder.distill import DistillSettings, distill_labels
+
+    settings = settings_of(DistillSettings, args)
+    logs = distill_labels(args.labels, args.out, settings, args.eval_pool, args.eval_queries, progress=not args.quiet)
+    best = max(logs, key=lambda log: log.val_per_anchor)
+    print(
+        f"best epoch {best.epoch}: validation per-anchor rho {best.val_per_anchor:.4f}, mean-aggregated rho "
+        f"{best.val_mean_aggregated:.4f}; encoder saved to {args.out}/best (last epoch: {args.out}/last)"
+    )
+    if args.eval_pool or args.eval_queries:
+        print(f"held-out split for `influcoder evaluate`: {args.out}/eval_split.json")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .encoder.model import InfluenceEncoder
+    from .evaluation.evaluate import evaluate_encoder, training_record
+
+    split = args.split
+    if split is None and (Path(args.encoder) / "eval_split.json").exists():
+        split = str(Path(args.encoder) / "eval_split.json")
+    if split is None and (Path(args.encoder).parent / "eval_split.json").exists():
+        split = str(Path(args.encoder).parent / "eval_split.json")
+    encoder = InfluenceEncoder.from_pretrained(args.encoder)
+    rows = {"distilled": evaluate_encoder(encoder, args.labels, split, training_record(args.encoder))}
+    if args.untrained:
+        fresh = InfluenceEncoder.from_backbone(
+            encoder.config.backbone, pooling=encoder.config.pooling, max_length=encoder.config.max_length
+        )
+        rows["untrained"] = evaluate_encoder(fresh, args.labels, split)
+    print(f"evaluation on {'the split ' + split if split else 'all labels'}:")
+    print("| model | per-anchor rho (mean +- std) | mean-aggregated rho | pool x queries | encode ms/sample |")
+    print("|---|---|---|---|---|")
+    for name, r in rows.items():
+        print(
+            f"| {name} | {r['per_anchor_mean']:.4f} +- {r['per_anchor_std']:.4f} | {r['mean_aggregated']:.4f} | "
+            f"{r['n_pool']} x {r['n_queries']} | {r['encode_ms_per_sample']:.1f} |"
         )
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
@@ -160,6 +208,38 @@ def add_commands(sub) -> None:
     _add_data_options(p)
     add_label_settings(p)
     p.set_defaults(func=_cmd_fidelity)
+
+    from .encoder.distill import DistillSettings
+
+    p = sub.add_parser(
+        "distill",
+        help="step 2: distil a labels directory into an influence encoder",
+        description="Trains an encoder (default: the embedded MiniLM-L6) so that cosines of its embeddings "
+        "reproduce the gradient influence of a labels directory: alpha * (1 - Pearson) + (1 - alpha) * "
+        "tempered-softmax KL over B queries x C candidates per step. A validation part of the training pool and "
+        "queries selects the best epoch; --eval-pool/--eval-queries hold out a test split it never sees.",
+    )
+    p.add_argument("--labels", required=True, help="a directory written by `influcoder label`")
+    p.add_argument("--out", required=True, help="output directory (best/, last/, training.json)")
+    p.add_argument("--eval-pool", type=int, default=0, help="pool samples held out for evaluation (default 0)")
+    p.add_argument("--eval-queries", type=int, default=0, help="queries held out for evaluation (default 0)")
+    p.add_argument("--quiet", action="store_true")
+    add_settings_options(p, DistillSettings)
+    p.set_defaults(func=_cmd_distill)
+
+    p = sub.add_parser(
+        "evaluate",
+        help="Spearman of an encoder's predicted influence against ground-truth labels",
+        description="Per-anchor Spearman (per query over the pool, mean +- std) and mean-aggregated Spearman "
+        "(scores averaged over queries) of an encoder against a labels directory, on the held-out split its "
+        "distill run wrote (eval_split.json) or on all labels; refuses to score items it was trained on.",
+    )
+    p.add_argument("--encoder", required=True, help="an encoder directory (or a distill output directory)")
+    p.add_argument("--labels", required=True, help="a directory written by `influcoder label`")
+    p.add_argument("--split", help="a JSON file with pool_ids and query_ids (default: the encoder's eval_split.json)")
+    p.add_argument("--untrained", action="store_true", help="also score the untrained backbone (Semantic baseline)")
+    p.add_argument("--json", help="also write the rows as JSON here")
+    p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser(
         "demo",

@@ -1,0 +1,209 @@
+"""Benchmark of step 1 (labels): per-example LoRA gradients of SmolLM2-135M-Instruct on CPU.
+
+Compares, on the same N samples of the `evals` source at max length L:
+  * batched  - influcoder's path: one forward/backward per padded batch, per-example gradients from hooks,
+               CountSketch to the projection dim;
+  * loop     - the reference: one example at a time, `.backward()`, then the same CountSketch;
+  * plain    - a batched forward+backward of the summed loss with no per-example work (the floor).
+and reports samples/s, GFLOP per sample (torch.utils.flop_counter.FlopCounterMode, eager attention), achieved
+GFLOP/s, the ceiling implied by this machine's measured fp32 matmul GFLOP/s, peak RSS per mode (each mode runs
+in its own process), and bytes stored per sample.
+
+    python benchmarks/labels.py --n 64 --max-length 256 --repeats 3
+
+writes benchmarks/results/labels.json and benchmarks/results/labels.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - t)
+    return 2 * size**3 / statistics.median(times) / 1e9
+
+
+def setup(args):
+    from influcoder.data import load_samples
+    from influcoder.labels import GradientFeaturizer, LabelSettings
+
+    settings = LabelSettings(
+        max_length=args.max_length, proj_dim=args.proj_dim, batch_size=args.batch_size, batch_tokens=args.batch_tokens
+    )
+    featurizer = GradientFeaturizer(settings)
+    samples = load_samples("evals", limit=args.n, seed=args.seed)
+    return featurizer, featurizer.tokenize(samples)
+
+
+def run_mode(args) -> dict:
+    """One mode in this process: warm-up batch, then time the whole set `repeats` times; count FLOPs once."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from influcoder.decoder.gradients import _forward_loss, loop_gradients
+    from influcoder.formatting import collate_left_padded
+    from influcoder.labels import make_batches
+
+    featurizer, tokenized = setup(args)
+    pad = featurizer.gradients.pad_id
+    batches = make_batches([len(t.input_ids) for t in tokenized], args.batch_size, args.batch_tokens)
+
+    def batched(items):
+        return featurizer.featurize_tokenized(items)
+
+    def loop(items):
+        for t in items:
+            blocks = loop_gradients(featurizer.model, [t], pad)
+            with torch.no_grad():
+                featurizer.projector.project(blocks)
+
+    def plain(items):
+        for b in make_batches([len(t.input_ids) for t in items], args.batch_size, args.batch_tokens):
+            loss = _forward_loss(featurizer.model, collate_left_padded([items[i] for i in b], pad)).sum()
+            loss.backward()
+        for p in featurizer.model.parameters():
+            p.grad = None
+
+    fn = {"batched": batched, "loop": loop, "plain": plain}[args.mode]
+    fn([tokenized[i] for i in batches[0]])  # warm-up
+    times = []
+    for _ in range(args.repeats):
+        t = time.perf_counter()
+        fn(tokenized)
+        times.append(time.perf_counter() - t)
+    flop_items = [tokenized[i] for i in batches[len(batches) // 2]]
+    with FlopCounterMode(display=False) as counter:
+        fn(flop_items)
+    gflop_per_sample = counter.get_total_flops() / len(flop_items) / 1e9
+    seconds = statistics.median(times)
+    result = {
+        "mode": args.mode,
+        "samples_per_s": len(tokenized) / seconds,
+        "seconds_median": seconds,
+        "seconds_all": times,
+        "gflop_per_sample": gflop_per_sample,
+        "achieved_gflops": gflop_per_sample * len(tokenized) / seconds,
+        "mean_tokens": sum(len(t.input_ids) for t in tokenized) / len(tokenized),
+        "mean_response_tokens": sum(t.n_response for t in tokenized) / len(tokenized),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+    if args.mode == "batched":
+        from influcoder.store import FeatureStore
+
+        head = tokenized[: args.shard_size]
+        features = featurizer.featurize_tokenized(head)
+        sizes = {}
+        for dtype in ("float32", "float16"):
+            with tempfile.TemporaryDirectory() as tmp:
+                store = FeatureStore.create_or_resume(
+                    tmp, {}, [t.id for t in head], features.shape[1], len(head), dtype
+                )
+                store.write_shard(0, features)
+                sizes[dtype] = store.bytes_per_sample()
+        result["bytes_per_sample"] = sizes
+        result["lora_in_dim"] = featurizer.in_dim
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=64)
+    parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument("--proj-dim", type=int, default=32768)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-tokens", type=int, default=2048)
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--shard-size", type=int, default=64)
+    parser.add_argument("--modes", nargs="+", default=["batched", "loop", "plain"])
+    parser.add_argument("--mode", help=argparse.SUPPRESS)
+    parser.add_argument("--out", default=str(RESULTS / "labels"))
+    args = parser.parse_args()
+    if args.mode:
+        print(json.dumps(run_mode(args)))
+        return
+    peak = matmul_gflops()
+    rows = []
+    for mode in args.modes:
+        cmd = [sys.executable, __file__, "--mode", mode, *sys.argv[1:]]
+        print(f"[bench] {mode} ...", file=sys.stderr, flush=True)
+        output = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        rows.append(json.loads(output.strip().splitlines()[-1]))
+    by_mode = {r["mode"]: r for r in rows}
+    gflop = by_mode.get("batched", rows[0])["gflop_per_sample"]
+    report = {
+        "benchmark": "labels",
+        "command": "python benchmarks/labels.py " + " ".join(sys.argv[1:]),
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+            "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+        },
+        "matmul_gflops_fp32": peak,
+        "ceiling_samples_per_s": peak / gflop,
+        "n": args.n,
+        "max_length": args.max_length,
+        "proj_dim": args.proj_dim,
+        "repeats": args.repeats,
+        "modes": rows,
+    }
+    if "batched" in by_mode:
+        report["batched_fraction_of_ceiling"] = by_mode["batched"]["samples_per_s"] / report["ceiling_samples_per_s"]
+        if "loop" in by_mode:
+            report["batched_over_loop"] = by_mode["batched"]["samples_per_s"] / by_mode["loop"]["samples_per_s"]
+        if "plain" in by_mode:
+            report["batched_over_plain"] = by_mode["batched"]["samples_per_s"] / by_mode["plain"]["samples_per_s"]
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
+    lines = [
+        f"# labels benchmark ({args.n} `evals` samples, max length {args.max_length}, CountSketch {args.proj_dim})",
+        "",
+        f"Machine: {report['machine']['platform']}, {report['machine']['torch_threads']} torch threads, torch "
+        f"{torch.__version__}; fp32 matmul {peak:.0f} GFLOP/s, so the ceiling at {gflop:.1f} GFLOP/sample is "
+        f"{report['ceiling_samples_per_s']:.2f} samples/s.",
+        f"Command: `{report['command']}` (median of {args.repeats} timed pass(es) after a warm-up batch).",
+        "",
+        "| mode | samples/s | GFLOP/sample | achieved GFLOP/s | peak RSS (MB) |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['mode']} | {r['samples_per_s']:.3f} | {r['gflop_per_sample']:.1f} | "
+            f"{r['achieved_gflops']:.1f} | {r['peak_rss_mb']:.0f} |"
+        )
+    if "batched" in by_mode:
+        b = by_mode["batched"]
+        lines += [
+            "",
+            f"Batched path: {report['batched_fraction_of_ceiling']:.2f} of the ceiling"
+            + (f", {report['batched_over_loop']:.2f}x the loop" if "loop" in by_mode else "")
+            + (f", {report['batched_over_plain']:.2f}x plain forward+backward" if "plain" in by_mode else "")
+            + f". Stored bytes/sample: {b['bytes_per_sample']}. LoRA gradient dim {b['lora_in_dim']:,}.",
+        ]
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,278 @@
+"""Step 2 of the paper: distil a pool x query influence matrix into an `InfluenceEncoder`.
+
+Each step samples B queries and C pool candidates (paper: 12 x 15), optionally mixing in *hard* candidates
+(the top of a query's true ranking), encodes all B + C texts, predicts the B x C cosines and fits them to the
+true sub-matrix with alpha * Pearson + (1 - alpha) * tempered-softmax KL (`losses`). AdamW with linear
+warm-up then linear decay, gradient clipping, fixed seeds.
+
+A validation part of the pool *and* of the queries (disjoint from training) is split off here and used for
+model selection: after every epoch the per-anchor and mean-aggregated Spearman on it are logged and the best
+checkpoint is kept. An evaluation split is the caller's to hold out: pass only training rows and columns
+(`split_labels` makes such a split, and the encoder records which ids it saw).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..data import Sample
+from ..errors import InflucoderError
+from ..evaluation.metrics import spearman_report
+from .losses import distillation_loss
+from .model import InfluenceEncoder
+
+
+@dataclass
+class DistillSettings:
+    """Training hyper-parameters (paper defaults where the paper gives them)."""
+
+    encoder: str = "minilm-l6"
+    """Backbone: an embedded encoder name or a local HF encoder directory."""
+    pooling: str = "mean"
+    """Pooling: mean, cls or attention."""
+    head_dim: int | None = None
+    """Linear head output dim (None: no head)."""
+    max_length: int = 256
+    """Encoder tokens per text."""
+    epochs: int = 10
+    """Passes; one epoch offers every training pool sample once as a candidate."""
+    lr: float = 5e-5
+    """AdamW learning rate."""
+    weight_decay: float = 0.01
+    """AdamW weight decay."""
+    warmup: float = 0.1
+    """Fraction of steps of linear learning-rate warm-up."""
+    alpha: float = 0.5
+    """Weight of the Pearson loss; 1 - alpha weighs the KL."""
+    temperature: float = 0.1
+    """Softmax temperature of the KL loss, on cosine scales."""
+    queries_per_batch: int = 12
+    """B: queries per step."""
+    candidates_per_batch: int = 15
+    """C: pool candidates per step."""
+    hard_candidates: int = 0
+    """Of the C candidates, how many come from the top of a sampled query's true ranking."""
+    val_fraction: float = 0.1
+    """Fraction of training pool and queries held out for model selection."""
+    grad_clip: float = 1.0
+    """Max gradient norm."""
+    seed: int = 0
+    """Seed of splits, sampling, and head initialisation."""
+
+
+@dataclass
+class EpochLog:
+    epoch: int
+    loss: float
+    pearson_loss: float
+    kl_loss: float
+    val_per_anchor: float
+    val_mean_aggregated: float
+    seconds: float
+
+
+def split_indices(n: int, fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(train, held-out) index arrays, sorted; at least 2 held out when fraction > 0 and n allows."""
+    held = int(round(n * fraction))
+    if fraction > 0:
+        held = min(max(held, 2), n - 2)
+    perm = rng.permutation(n)
+    return np.sort(perm[held:]), np.sort(perm[:held])
+
+
+def predict_matrix(
+    encoder: InfluenceEncoder, pool: Sequence[Sample], queries: Sequence[Sample], batch_size: int = 32
+) -> np.ndarray:
+    """Predicted influence (pool x queries): cosines of the encoder's embeddings."""
+    return encoder.encode(pool, batch_size) @ encoder.encode(queries, batch_size).T
+
+
+class Distiller:
+    """Trains an encoder on one label matrix; `fit` returns the per-epoch logs."""
+
+    def __init__(self, settings: DistillSettings, encoder: InfluenceEncoder | None = None):
+        self.settings = settings
+        torch.manual_seed(settings.seed)
+        self.encoder = encoder or InfluenceEncoder.from_backbone(
+            settings.encoder,
+            seed=settings.seed,
+            pooling=settings.pooling,
+            head_dim=settings.head_dim,
+            max_length=settings.max_length,
+        )
+
+    def _candidates(
+        self, rng: np.random.Generator, train_pool: np.ndarray, query_cols: np.ndarray, scores: np.ndarray
+    ) -> np.ndarray:
+        s = self.settings
+        c = min(s.candidates_per_batch, len(train_pool))
+        hard = min(s.hard_candidates, c)
+        chosen: list[int] = []
+        if hard:
+            sub = scores[np.ix_(train_pool, query_cols)]
+            for j in rng.permutation(len(query_cols)):
+                for i in np.argsort(-sub[:, j], kind="stable"):
+                    if train_pool[i] not in chosen:
+                        chosen.append(int(train_pool[i]))
+                        break
+                if len(chosen) >= hard:
+                    break
+        rest = [int(i) for i in rng.permutation(train_pool) if int(i) not in chosen]
+        return np.array(chosen + rest[: c - len(chosen)])
+
+    def fit(
+        self,
+        scores: np.ndarray,
+        pool: Sequence[Sample],
+        queries: Sequence[Sample],
+        out: str | Path | None = None,
+        progress: bool = True,
+    ) -> list[EpochLog]:
+        """Train on `scores` (pool x queries); save best (validation) and last checkpoints under `out`."""
+        s = self.settings
+        scores = np.asarray(scores, dtype=np.float32)
+        if scores.shape != (len(pool), len(queries)):
+            raise InflucoderError(f"scores {scores.shape} do not match {len(pool)} pool x {len(queries)} queries")
+        if len(pool) < 6 or len(queries) < 4:
+            raise InflucoderError("distillation needs at least 6 pool samples and 4 queries")
+        rng = np.random.default_rng(s.seed)
+        train_pool, val_pool = split_indices(len(pool), s.val_fraction, rng)
+        train_q, val_q = split_indices(len(queries), s.val_fraction, rng)
+        steps_per_epoch = max(1, math.ceil(len(train_pool) / s.candidates_per_batch))
+        total_steps = steps_per_epoch * s.epochs
+        optimizer = torch.optim.AdamW(self.encoder.parameters(), lr=s.lr, weight_decay=s.weight_decay)
+        warmup = max(1, int(total_steps * s.warmup))
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer,
+            lambda step: min((step + 1) / warmup, max(0.0, (total_steps - step) / max(1, total_steps - warmup))),
+        )
+        out = Path(out) if out is not None else None
+        logs: list[EpochLog] = []
+        best = -math.inf
+        val_pool_samples = [pool[i] for i in val_pool]
+        val_q_samples = [queries[j] for j in val_q]
+        for epoch in range(1, s.epochs + 1):
+            self.encoder.train()
+            started = time.perf_counter()
+            sums = np.zeros(3)
+            bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{s.epochs}", unit="step", disable=not progress)
+            for _ in bar:
+                cols = rng.choice(train_q, size=min(s.queries_per_batch, len(train_q)), replace=False)
+                rows = self._candidates(rng, train_pool, cols, scores)
+                true = torch.from_numpy(scores[np.ix_(rows, cols)].T.copy())  # (B, C)
+                embeddings = self.encoder.embed([queries[j] for j in cols] + [pool[i] for i in rows])
+                q, c = embeddings[: len(cols)], embeddings[len(cols) :]
+                loss, parts = distillation_loss(q @ c.T, true, s.alpha, s.temperature)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(self.encoder.parameters(), s.grad_clip)
+                optimizer.step()
+                schedule.step()
+                sums += (float(loss.detach()), parts["pearson"], parts["kl"])
+                bar.set_postfix(loss=f"{sums[0] / (bar.n + 1):.4f}")
+            pred = predict_matrix(self.encoder, val_pool_samples, val_q_samples)
+            report = spearman_report(pred, scores[np.ix_(val_pool, val_q)])
+            means = sums / steps_per_epoch
+            log = EpochLog(
+                epoch,
+                *map(float, means),
+                report.per_anchor_mean,
+                report.mean_aggregated,
+                round(time.perf_counter() - started, 2),
+            )
+            logs.append(log)
+            if progress:
+                print(
+                    f"epoch {epoch}: loss {log.loss:.4f} (pearson {log.pearson_loss:.4f}, kl {log.kl_loss:.4f}) "
+                    f"val per-anchor rho {log.val_per_anchor:.4f}, mean-aggregated rho "
+                    f"{log.val_mean_aggregated:.4f} [{log.seconds:.0f} s]",
+                    flush=True,
+                )
+            if out is not None:
+                self.encoder.save_pretrained(out / "last")
+                if log.val_per_anchor > best:
+                    best = log.val_per_anchor
+                    self.encoder.save_pretrained(out / "best")
+                record = {
+                    "settings": asdict(s),
+                    "epochs": [asdict(x) for x in logs],
+                    "best_val_per_anchor": best,
+                    "train_pool_ids": [pool[i].id for i in train_pool],
+                    "val_pool_ids": [pool[i].id for i in val_pool],
+                    "train_query_ids": [queries[j].id for j in train_q],
+                    "val_query_ids": [queries[j].id for j in val_q],
+                }
+                (out / "training.json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+        return logs
+
+
+def split_labels(
+    n_pool: int, n_queries: int, eval_pool: int, eval_queries: int, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(train pool, eval pool, train queries, eval queries) index arrays: disjoint, seeded, sorted."""
+    if eval_pool >= n_pool - 5 or eval_queries >= n_queries - 3:
+        raise InflucoderError(
+            f"holding out {eval_pool} pool / {eval_queries} queries leaves too little of {n_pool} x {n_queries}"
+        )
+    rng = np.random.default_rng([seed, 7919])
+    pool_perm, query_perm = rng.permutation(n_pool), rng.permutation(n_queries)
+    return (
+        np.sort(pool_perm[eval_pool:]),
+        np.sort(pool_perm[:eval_pool]),
+        np.sort(query_perm[eval_queries:]),
+        np.sort(query_perm[:eval_queries]),
+    )
+
+
+def distill_labels(
+    labels_dir: str | Path,
+    out: str | Path,
+    settings: DistillSettings | None = None,
+    eval_pool: int = 0,
+    eval_queries: int = 0,
+    progress: bool = True,
+) -> list[EpochLog]:
+    """Train an encoder from a labels directory, holding out an evaluation split it never sees.
+
+    Writes ``out/best`` and ``out/last`` (encoders), ``out/training.json`` (logs, ids per split) and
+    ``out/eval_split.json`` (the held-out pool and query ids, for `influcoder evaluate`).
+    """
+    from ..labels import load_labels
+    from ..store import write_json_atomic
+
+    settings = settings or DistillSettings()
+    matrix, pool, queries, info = load_labels(labels_dir)
+    scores = np.asarray(matrix.scores)
+    train_p, eval_p, train_q, eval_q = (
+        split_labels(len(pool), len(queries), eval_pool, eval_queries, settings.seed)
+        if eval_pool or eval_queries
+        else (np.arange(len(pool)), np.arange(0), np.arange(len(queries)), np.arange(0))
+    )
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(
+        out / "eval_split.json",
+        {
+            "labels": str(Path(labels_dir).resolve()),
+            "pool_ids": [pool[i].id for i in eval_p],
+            "query_ids": [queries[j].id for j in eval_q],
+        },
+    )
+    distiller = Distiller(settings)
+    distiller.encoder.config.label_config = info.get("features", {})
+    return distiller.fit(
+        scores[np.ix_(train_p, train_q)],
+        [pool[i] for i in train_p],
+        [queries[j] for j in train_q],
+        out=out,
+        progress=progress,
+    )

@@ -1,0 +1,38 @@
+"""Distillation losses (the paper's section 3.2).
+
+Both take matrices of shape (queries, candidates): `pred` the encoder's cosines, `true` the gradient
+influence. Pearson over the flattened batch matrix aligns the *values*; the tempered-softmax KL aligns each
+query's *ranking* of its candidates, weighting the top more (as a listwise ranking loss). They are combined
+as alpha * Pearson + (1 - alpha) * KL.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def pearson_loss(pred: torch.Tensor, true: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """1 - Pearson correlation of the flattened matrices (0 when perfectly linearly related)."""
+    p = pred.reshape(-1).float()
+    t = true.reshape(-1).float()
+    p = p - p.mean()
+    t = t - t.mean()
+    return 1.0 - (p * t).sum() / (p.norm() * t.norm() + eps)
+
+
+def softmax_kl_loss(pred: torch.Tensor, true: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
+    """Mean over queries (rows) of KL(softmax(true / T) || softmax(pred / T)) over the candidates."""
+    log_p_true = F.log_softmax(true.float() / temperature, dim=-1)
+    log_p_pred = F.log_softmax(pred.float() / temperature, dim=-1)
+    return (log_p_true.exp() * (log_p_true - log_p_pred)).sum(dim=-1).mean()
+
+
+def distillation_loss(
+    pred: torch.Tensor, true: torch.Tensor, alpha: float = 0.5, temperature: float = 0.1
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """alpha * pearson_loss + (1 - alpha) * softmax_kl_loss, and both parts for logging."""
+    pearson = pearson_loss(pred, true)
+    kl = softmax_kl_loss(pred, true, temperature)
+    total = alpha * pearson + (1.0 - alpha) * kl
+    return total, {"pearson": float(pearson.detach()), "kl": float(kl.detach())}

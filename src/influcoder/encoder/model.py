@@ -1,0 +1,175 @@
+"""`InfluenceEncoder`: text -> L2-normalised influence embedding; cosine of two embeddings = predicted influence.
+
+A Hugging Face encoder backbone, a pooling (``mean`` by default, ``cls``, or ``attention``: a learned query
+vector attending over the tokens, as AirRep) and an optional linear head. The *text view* (how prompt and
+response become one string) is part of the model's config, so queries are encoded at attribution time exactly
+as the pool was during training. Long texts are cut from the left: the response, whose tokens carry the
+gradient influence, is kept.
+
+A saved encoder is a directory::
+
+    config.json           influcoder's EncoderConfig (backbone name, pooling, head, max length, text view,
+                          and the label settings it was distilled from)
+    backbone/             the HF backbone and its tokenizer (save_pretrained)
+    head.safetensors      pooling and head weights (absent when there are none)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from ..data import Sample
+from ..errors import InflucoderError
+
+POOLINGS = ("mean", "cls", "attention")
+CONFIG_NAME = "config.json"
+FORMAT = "influcoder.encoder"
+
+
+@dataclass
+class EncoderConfig:
+    backbone: str = "minilm-l6"
+    """Where the backbone came from (embedded name or directory); informational once saved."""
+    pooling: str = "mean"
+    """Token pooling: mean, cls, or attention (learned)."""
+    head_dim: int | None = None
+    """Output dim of a linear head on the pooled vector; None for no head."""
+    max_length: int = 256
+    """Encoder token budget per text; longer texts lose the start of the prompt."""
+    text_view: str = "{prompt}\n\n{response}"
+    """How a sample becomes one string; placeholders {prompt} and {response}."""
+    label_config: dict[str, Any] = field(default_factory=dict)
+    """The gradient-label settings this encoder was distilled from (for audits and checks)."""
+
+    def __post_init__(self) -> None:
+        if self.pooling not in POOLINGS:
+            raise InflucoderError(f"unknown pooling {self.pooling!r}; choose from {', '.join(POOLINGS)}")
+        if "{prompt}" not in self.text_view and "{response}" not in self.text_view:
+            raise InflucoderError("text_view must contain {prompt} and/or {response}")
+
+
+class InfluenceEncoder(torch.nn.Module):
+    """Backbone + pooling + optional head -> unit-norm embeddings."""
+
+    def __init__(self, backbone: torch.nn.Module, tokenizer, config: EncoderConfig):
+        super().__init__()
+        self.backbone = backbone
+        self.tokenizer = tokenizer
+        self.tokenizer.truncation_side = "left"
+        self.config = config
+        hidden = backbone.config.hidden_size
+        self.attention_query = torch.nn.Parameter(torch.zeros(hidden)) if config.pooling == "attention" else None
+        self.head = torch.nn.Linear(hidden, config.head_dim) if config.head_dim else None
+
+    # ------------------------------------------------------------------ construction and persistence
+    @classmethod
+    def from_backbone(cls, backbone: str = "minilm-l6", seed: int = 0, **config: Any) -> InfluenceEncoder:
+        """A fresh encoder on an embedded or local backbone (head initialised from `seed`)."""
+        from ..models import load_encoder_backbone
+
+        model, tokenizer = load_encoder_backbone(backbone)
+        torch.manual_seed(seed)
+        return cls(model, tokenizer, EncoderConfig(backbone=backbone, **config))
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path) -> InfluenceEncoder:
+        """Load a saved encoder (or the ``best`` checkpoint of a `distill` output directory)."""
+        from safetensors.torch import load_file
+        from transformers import AutoModel, AutoTokenizer
+
+        directory = Path(directory)
+        if not (directory / CONFIG_NAME).exists() and (directory / "best" / CONFIG_NAME).exists():
+            directory = directory / "best"  # a `distill` output directory: its best checkpoint
+        path = directory / CONFIG_NAME
+        if not path.exists():
+            raise InflucoderError(f"{directory} is not a saved influcoder encoder (no {CONFIG_NAME})")
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        if raw.pop("format", None) != FORMAT:
+            raise InflucoderError(f"{path}: not an influcoder encoder config")
+        config = EncoderConfig(**raw)
+        backbone = AutoModel.from_pretrained(directory / "backbone", dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(directory / "backbone")
+        encoder = cls(backbone, tokenizer, config)
+        if (directory / "head.safetensors").exists():
+            missing, unexpected = encoder.load_state_dict(load_file(directory / "head.safetensors"), strict=False)
+            if unexpected or any(not k.startswith("backbone.") for k in missing):
+                raise InflucoderError(f"{directory}/head.safetensors does not match the config ({unexpected})")
+        encoder.eval()
+        return encoder
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.backbone.save_pretrained(directory / "backbone")
+        self.tokenizer.save_pretrained(directory / "backbone")
+        extra = {k: v.detach().contiguous() for k, v in self.state_dict().items() if not k.startswith("backbone.")}
+        if extra:
+            save_file(extra, str(directory / "head.safetensors"))
+        (directory / CONFIG_NAME).write_text(
+            json.dumps({"format": FORMAT, **asdict(self.config)}, indent=1) + "\n", encoding="utf-8"
+        )
+
+    # ------------------------------------------------------------------ text and forward
+    @property
+    def dim(self) -> int:
+        return self.config.head_dim or self.backbone.config.hidden_size
+
+    def text_of(self, item: Sample | str) -> str:
+        if isinstance(item, str):
+            return item
+        return self.config.text_view.format(prompt=item.prompt, response=item.response)
+
+    def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        return self.tokenizer(
+            list(texts), padding=True, truncation=True, max_length=self.config.max_length, return_tensors="pt"
+        )
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kw: torch.Tensor) -> torch.Tensor:
+        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask, **kw).last_hidden_state
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        if self.config.pooling == "cls":
+            pooled = hidden[:, 0]
+        elif self.config.pooling == "attention":
+            scores = (hidden @ self.attention_query) / hidden.shape[-1] ** 0.5
+            scores = scores.masked_fill(attention_mask == 0, torch.finfo(hidden.dtype).min)
+            pooled = (scores.softmax(dim=1).unsqueeze(-1) * hidden).sum(dim=1)
+        else:
+            pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+        if self.head is not None:
+            pooled = self.head(pooled)
+        return F.normalize(pooled, dim=-1)
+
+    def embed(self, items: Sequence[Sample | str]) -> torch.Tensor:
+        """Embeddings with gradients (for training); no batching or reordering."""
+        batch = self.tokenize([self.text_of(x) for x in items])
+        return self(**batch)
+
+    @torch.no_grad()
+    def encode(self, items: Sequence[Sample | str], batch_size: int = 32, show_progress: bool = False) -> np.ndarray:
+        """(n, dim) float32 unit-norm embeddings in input order (batches sorted by length internally)."""
+        texts = [self.text_of(x) for x in items]
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        was_training = self.training
+        self.eval()
+        lengths = [len(t) for t in texts]
+        order = sorted(range(len(texts)), key=lambda i: -lengths[i])
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        with tqdm(total=len(texts), desc="encode", unit="text", disable=not show_progress) as bar:
+            for start in range(0, len(order), batch_size):
+                index = order[start : start + batch_size]
+                out[index] = self(**self.tokenize([texts[i] for i in index])).float().numpy()
+                bar.update(len(index))
+        self.train(was_training)
+        return out

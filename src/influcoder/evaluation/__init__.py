@@ -1,0 +1,1 @@
+"""Evaluation: metrics against ground-truth influence, and (later) cost meters and reports."""

@@ -1,0 +1,58 @@
+"""Evaluate an encoder (or the untrained backbone) against ground-truth labels on a held-out split."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..encoder.distill import predict_matrix
+from ..encoder.model import InfluenceEncoder
+from ..errors import InflucoderError
+from ..labels import load_labels
+from .metrics import spearman_report
+
+
+def _select(ids: list[str], wanted: list[str] | None, what: str) -> np.ndarray:
+    if wanted is None:
+        return np.arange(len(ids))
+    index = {x: i for i, x in enumerate(ids)}
+    missing = [x for x in wanted if x not in index]
+    if missing:
+        raise InflucoderError(f"{len(missing)} {what} ids of the split are not in the labels (e.g. {missing[0]})")
+    return np.array([index[x] for x in wanted])
+
+
+def evaluate_encoder(
+    encoder: InfluenceEncoder, labels_dir: str | Path, split: str | Path | None = None, trained_on: dict | None = None
+) -> dict:
+    """Spearman report of `encoder` on the labels (restricted to `split`'s ids when given), with timing.
+
+    `trained_on` ({"train_pool_ids", "train_query_ids"}) makes evaluation on training items an error.
+    """
+    matrix, pool, queries, _ = load_labels(labels_dir)
+    wanted = json.loads(Path(split).read_text(encoding="utf-8")) if split else {}
+    rows = _select(matrix.pool_ids, wanted.get("pool_ids") or None, "pool")
+    cols = _select(matrix.query_ids, wanted.get("query_ids") or None, "query")
+    if trained_on:
+        leak = set(trained_on.get("train_pool_ids", [])) & {matrix.pool_ids[i] for i in rows}
+        leak |= set(trained_on.get("train_query_ids", [])) & {matrix.query_ids[j] for j in cols}
+        if leak:
+            raise InflucoderError(f"{len(leak)} evaluation ids were used in training (e.g. {sorted(leak)[0]})")
+    started = time.perf_counter()
+    pred = predict_matrix(encoder, [pool[i] for i in rows], [queries[j] for j in cols])
+    seconds = time.perf_counter() - started
+    report = spearman_report(pred, np.asarray(matrix.scores)[np.ix_(rows, cols)]).to_dict()
+    report["encode_seconds"] = seconds
+    report["encode_ms_per_sample"] = 1000 * seconds / (len(rows) + len(cols))
+    return report
+
+
+def training_record(encoder_dir: str | Path) -> dict | None:
+    """The training.json of a `distill` output directory (the encoder's or its parent's), if any."""
+    for candidate in (Path(encoder_dir) / "training.json", Path(encoder_dir).parent / "training.json"):
+        if candidate.exists():
+            return json.loads(candidate.read_text(encoding="utf-8"))
+    return None

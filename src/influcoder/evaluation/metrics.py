@@ -1,0 +1,65 @@
+"""Agreement of predicted with ground-truth influence (the paper's section 4 metrics).
+
+Both matrices are pool x queries. *Per-anchor* Spearman ranks the pool for each query separately and
+averages over queries (how well one query's attribution is recovered). *Mean-aggregated* Spearman first
+averages scores over the query set per pool sample, then ranks (how well a filtering score is recovered).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy.stats import rankdata, spearmanr
+
+
+@dataclass
+class SpearmanReport:
+    per_anchor_mean: float
+    per_anchor_std: float
+    per_anchor_median: float
+    mean_aggregated: float
+    n_pool: int
+    n_queries: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _check(pred: np.ndarray, true: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    pred, true = np.asarray(pred, dtype=np.float64), np.asarray(true, dtype=np.float64)
+    if pred.shape != true.shape or pred.ndim != 2:
+        raise ValueError(f"need two pool x query matrices of one shape, got {pred.shape} and {true.shape}")
+    if pred.shape[0] < 2:
+        raise ValueError("Spearman needs at least two pool samples")
+    return pred, true
+
+
+def per_anchor_spearman(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """Spearman over the pool for each query (column): one value per query."""
+    pred, true = _check(pred, true)
+    rp = np.apply_along_axis(rankdata, 0, pred)
+    rt = np.apply_along_axis(rankdata, 0, true)
+    rp -= rp.mean(axis=0)
+    rt -= rt.mean(axis=0)
+    denom = np.sqrt((rp**2).sum(axis=0) * (rt**2).sum(axis=0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denom > 0, (rp * rt).sum(axis=0) / denom, np.nan)
+
+
+def mean_aggregated_spearman(pred: np.ndarray, true: np.ndarray) -> float:
+    """Spearman between pool scores averaged over the queries."""
+    pred, true = _check(pred, true)
+    return float(spearmanr(pred.mean(axis=1), true.mean(axis=1)).statistic)
+
+
+def spearman_report(pred: np.ndarray, true: np.ndarray) -> SpearmanReport:
+    per_anchor = per_anchor_spearman(pred, true)
+    return SpearmanReport(
+        per_anchor_mean=float(np.nanmean(per_anchor)),
+        per_anchor_std=float(np.nanstd(per_anchor)),
+        per_anchor_median=float(np.nanmedian(per_anchor)),
+        mean_aggregated=mean_aggregated_spearman(pred, true),
+        n_pool=int(pred.shape[0]),
+        n_queries=int(pred.shape[1]),
+    )

@@ -1,0 +1,86 @@
+"""`influcoder distill` and `evaluate` end to end on tiny labels and a tiny encoder backbone."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from influcoder.cli import main
+from influcoder.encoder import InfluenceEncoder
+from influcoder.encoder.distill import split_labels
+from influcoder.errors import InflucoderError
+from influcoder.labels import LabelSettings, label
+
+from .test_labels import samples
+
+
+def test_split_labels_is_disjoint_and_seeded():
+    tp, ep, tq, eq = split_labels(30, 12, 10, 4, seed=1)
+    assert set(tp).isdisjoint(ep) and set(tq).isdisjoint(eq)
+    assert len(tp) + len(ep) == 30 and len(tq) + len(eq) == 12
+    assert all(np.array_equal(a, b) for a, b in zip((tp, ep, tq, eq), split_labels(30, 12, 10, 4, seed=1)))
+    with pytest.raises(InflucoderError):
+        split_labels(10, 12, 8, 4)
+
+
+def test_distill_then_evaluate_cli(tiny_model_dir, tiny_bert_dir, tmp_path, capsys):
+    labels = tmp_path / "labels"
+    settings = LabelSettings(model=str(tiny_model_dir), rank=2, proj_dim=32, max_length=24, shard_size=8)
+    label(samples(24), samples(10, seed=7, prefix="q"), labels, settings, progress=False)
+    out = tmp_path / "enc"
+    assert (
+        main(
+            [
+                "distill",
+                "--labels",
+                str(labels),
+                "--out",
+                str(out),
+                "--encoder",
+                str(tiny_bert_dir),
+                "--epochs",
+                "2",
+                "--max-length",
+                "16",
+                "--eval-pool",
+                "6",
+                "--eval-queries",
+                "3",
+                "--quiet",
+                "--lr",
+                "1e-3",
+            ]
+        )
+        == 0
+    )
+    assert "best epoch" in capsys.readouterr().out
+    split = json.loads((out / "eval_split.json").read_text())
+    training = json.loads((out / "training.json").read_text())
+    assert len(split["pool_ids"]) == 6 and len(split["query_ids"]) == 3
+    assert set(split["pool_ids"]).isdisjoint(training["train_pool_ids"] + training["val_pool_ids"])
+    assert set(split["query_ids"]).isdisjoint(training["train_query_ids"] + training["val_query_ids"])
+    encoder = InfluenceEncoder.from_pretrained(out)  # resolves to out/best
+    assert encoder.config.label_config["projector"]["dim"] == 32
+    assert (
+        main(
+            [
+                "evaluate",
+                "--encoder",
+                str(out),
+                "--labels",
+                str(labels),
+                "--untrained",
+                "--json",
+                str(tmp_path / "eval.json"),
+            ]
+        )
+        == 0
+    )
+    rows = json.loads((tmp_path / "eval.json").read_text())
+    assert rows["distilled"]["n_pool"] == 6 and rows["untrained"]["n_queries"] == 3
+    leak = tmp_path / "leak.json"
+    leak.write_text(json.dumps({"pool_ids": training["train_pool_ids"][:3], "query_ids": split["query_ids"]}))
+    assert main(["evaluate", "--encoder", str(out), "--labels", str(labels), "--split", str(leak)]) == 2
+    assert "used in training" in capsys.readouterr().err
