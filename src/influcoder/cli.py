@@ -135,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     from . import cli_pipeline
 
     cli_pipeline.add_commands(sub)
+    from . import cli_attribution
+
+    cli_attribution.add_commands(sub)
     return parser
 
 

@@ -332,3 +332,38 @@ def write_samples(samples: Iterable[Sample], path: str | Path) -> None:
         for s in samples:
             out.write(json.dumps(s.to_record(), ensure_ascii=False) + "\n")
     tmp.replace(path)
+
+
+def _flat_record(s: Sample) -> dict[str, Any]:
+    """A flat row for tabular formats: id, prompt, response, then meta (non-scalars as JSON text)."""
+    row: dict[str, Any] = {"id": s.id, "prompt": s.prompt, "response": s.response}
+    for key, value in s.meta.items():
+        if key not in row:
+            ok = value is None or isinstance(value, (str, int, float, bool))
+            row[key] = value if ok else json.dumps(value, ensure_ascii=False)
+    return row
+
+
+def write_samples_as(samples: Sequence[Sample], path: str | Path) -> None:
+    """Write samples in the format of `path`'s suffix (.jsonl, .csv, .parquet), atomically."""
+    path = Path(path)
+    fmt = detect_format(path)
+    if fmt == "jsonl":
+        write_samples(samples, path)
+        return
+    rows = [_flat_record(s) for s in samples]
+    tmp = path.with_name(path.name + ".tmp")
+    if fmt == "csv":
+        columns = list(dict.fromkeys(k for r in rows for k in r)) or ["id", "prompt", "response"]
+        with open(tmp, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(rows)
+    elif fmt == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.Table.from_pylist(rows), tmp)
+    else:
+        raise DataError(str(path), None, "can only write .jsonl, .csv or .parquet")
+    tmp.replace(path)

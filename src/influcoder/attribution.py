@@ -1,0 +1,123 @@
+"""The Python API of step 3, mirroring the CLI: index a pool, attribute queries, filter a pool.
+
+from influcoder import Influcoder
+ic = Influcoder.from_pretrained("runs/encoder")      # a distilled encoder
+ic.index(pool_samples, "runs/index")                  # encode once, FAISS index
+hits = ic.attribute(query_samples, k=10)              # top-k influential pool samples per query
+result = ic.filter(query_samples, drop_fraction=0.1)  # drop what most drives the query behaviour
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .data import Sample
+from .encoder.model import InfluenceEncoder
+from .errors import InflucoderError
+from .index import EmbeddingIndex
+
+
+@dataclass
+class Attribution:
+    """One retrieved pool sample for one query."""
+
+    query_id: str
+    rank: int
+    score: float
+    sample: Sample
+
+
+@dataclass
+class FilterResult:
+    """A pool split by influence on a query set; `scores` in pool order (higher = more influential)."""
+
+    kept: list[Sample]
+    dropped: list[Sample]
+    scores: np.ndarray
+    ids: list[str]
+
+
+def drop_count(n: int, drop_fraction: float | None, drop_top: int | None) -> int:
+    if (drop_fraction is None) == (drop_top is None):
+        raise InflucoderError("give exactly one of drop_fraction and drop_top")
+    if drop_fraction is not None:
+        if not 0.0 <= drop_fraction <= 1.0:
+            raise InflucoderError(f"drop fraction must be in [0, 1], got {drop_fraction}")
+        return int(round(n * drop_fraction))
+    if drop_top < 0:
+        raise InflucoderError(f"drop count must be >= 0, got {drop_top}")
+    return min(drop_top, n)
+
+
+class Influcoder:
+    """A distilled encoder plus (optionally) an index of a pool."""
+
+    def __init__(self, encoder: InfluenceEncoder, index: EmbeddingIndex | None = None):
+        self.encoder = encoder
+        self._index = index
+        if index is not None:
+            index.check_encoder(encoder)
+
+    @classmethod
+    def from_pretrained(cls, encoder_dir: str | Path, index: str | Path | None = None) -> Influcoder:
+        return cls(InfluenceEncoder.from_pretrained(encoder_dir), EmbeddingIndex(index) if index else None)
+
+    @classmethod
+    def from_index(cls, index_dir: str | Path, encoder_dir: str | Path | None = None) -> Influcoder:
+        """Open an index with its encoder (the one recorded in the index when `encoder_dir` is None)."""
+        index = EmbeddingIndex(index_dir)
+        encoder_dir = encoder_dir or index.manifest.get("encoder_path")
+        if not encoder_dir:
+            raise InflucoderError(f"{index_dir} does not record its encoder; pass --encoder")
+        return cls(InfluenceEncoder.from_pretrained(encoder_dir), index)
+
+    @property
+    def index_(self) -> EmbeddingIndex:
+        if self._index is None:
+            raise InflucoderError("no index: call .index(pool, out) or open one with from_index")
+        return self._index
+
+    def index(self, pool: Sequence[Sample], out: str | Path, **kw) -> EmbeddingIndex:
+        self._index = EmbeddingIndex.build(self.encoder, pool, out, **kw)
+        return self._index
+
+    def attribute(
+        self, queries: Sequence[Sample], k: int = 10, nprobe: int | None = None, batch_size: int = 32
+    ) -> list[list[Attribution]]:
+        """Top-k pool samples per query by predicted influence, best first."""
+        index = self.index_
+        scores, rows = index.search(self.encoder.encode(queries, batch_size), k, nprobe)
+        pool = index.samples()
+        return [
+            [
+                Attribution(q.id, r + 1, float(scores[j, r]), pool[rows[j, r]])
+                for r in range(rows.shape[1])
+                if rows[j, r] >= 0
+            ]
+            for j, q in enumerate(queries)
+        ]
+
+    def score(self, queries: Sequence[Sample], aggregate: str = "mean", batch_size: int = 32) -> np.ndarray:
+        """Predicted influence of every indexed pool sample on the query set (pool order)."""
+        return self.index_.score_pool(self.encoder.encode(queries, batch_size), aggregate)
+
+    def filter(
+        self,
+        queries: Sequence[Sample],
+        drop_fraction: float | None = None,
+        drop_top: int | None = None,
+        aggregate: str = "mean",
+    ) -> FilterResult:
+        """Drop the pool samples that most influence the queries (ties broken by pool order)."""
+        pool = self.index_.samples()
+        scores = self.score(queries, aggregate)
+        n_drop = drop_count(len(pool), drop_fraction, drop_top)
+        order = np.argsort(-scores, kind="stable")
+        dropped_rows = set(order[:n_drop].tolist())
+        kept = [s for i, s in enumerate(pool) if i not in dropped_rows]
+        dropped = [pool[i] for i in sorted(dropped_rows)]
+        return FilterResult(kept, dropped, scores, [s.id for s in pool])

@@ -1,0 +1,72 @@
+"""Fidelity audit: how far to trust the encoder on *this* data (the paper's stated limitation is
+out-of-distribution data).
+
+For the queries and N pool samples (every returned top-k hit plus a seeded random remainder), the exact
+gradient influence is recomputed with the decoder, adapter and projection the encoder was distilled from (as
+recorded in its config), and compared with the encoder's predicted influence by Spearman.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from .data import Sample
+from .errors import InflucoderError
+from .evaluation.metrics import spearman_report
+from .influence import normalize_rows
+from .labels import GradientFeaturizer, LabelSettings
+
+
+def label_settings_from_config(label_config: dict) -> LabelSettings:
+    """Rebuild the labelling settings recorded by `GradientFeaturizer.config()`."""
+    if not label_config or label_config.get("kind") != "lora-gradients":
+        raise InflucoderError(
+            "the encoder does not record the gradient labels it was distilled from; "
+            "an audit needs an encoder trained by `influcoder distill`"
+        )
+    lora, projector = label_config["lora"], label_config["projector"]
+    return LabelSettings(
+        model=label_config["model"],
+        adapter=lora.get("adapter"),
+        rank=lora["rank"],
+        alpha=lora.get("alpha"),
+        targets=list(lora["targets"]),
+        projector=projector["kind"],
+        proj_dim=projector["dim"],
+        seed=projector["seed"],
+        max_length=label_config["max_length"],
+        chat_template=label_config.get("text_view") == "chat-template",
+    )
+
+
+def choose_audit_rows(n_pool: int, must: Sequence[int], n: int, seed: int = 0) -> np.ndarray:
+    """Sorted pool rows: all of `must` (deduplicated) plus random others up to `n` in total."""
+    chosen = list(dict.fromkeys(int(i) for i in must))
+    rest = [i for i in np.random.default_rng(seed).permutation(n_pool) if i not in set(chosen)]
+    chosen += [int(i) for i in rest[: max(0, n - len(chosen))]]
+    return np.array(sorted(chosen))
+
+
+def audit_scores(encoder, featurizer: GradientFeaturizer, pool: Sequence[Sample], queries: Sequence[Sample]) -> dict:
+    """Spearman of encoder vs exact gradient influence on the given pool samples and queries."""
+    exact = normalize_rows(featurizer.featurize(pool)) @ normalize_rows(featurizer.featurize(queries)).T
+    predicted = encoder.encode(pool) @ encoder.encode(queries).T
+    return spearman_report(predicted, exact).to_dict()
+
+
+def audit_attribution(ic, queries: Sequence[Sample], results, n: int, seed: int = 0, progress: bool = True) -> dict:
+    """Audit an `Influcoder.attribute` result on `n` pool samples including every returned hit."""
+    index = ic.index_
+    pool = index.samples()
+    row_of = {s.id: i for i, s in enumerate(pool)}
+    hits = [row_of[a.sample.id] for per_query in results for a in per_query]
+    rows = choose_audit_rows(len(pool), hits, n, seed)
+    if len(rows) < 3:
+        raise InflucoderError("an audit needs at least 3 pool samples")
+    settings = label_settings_from_config(ic.encoder.config.label_config)
+    if progress:
+        print(f"[audit] exact gradients of {len(rows)} pool samples and {len(queries)} queries with {settings.model}")
+    featurizer = GradientFeaturizer(settings)
+    return audit_scores(ic.encoder, featurizer, [pool[i] for i in rows], queries)

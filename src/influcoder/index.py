@@ -1,0 +1,234 @@
+"""Step 3 of the paper: encode a pool once, keep the embeddings, and search them with FAISS.
+
+An index directory::
+
+    manifest.json          encoder fingerprint and text view, dim, dtype, FAISS factory, segments in order
+    segment-00000/         a `FeatureStore` of embeddings (float16 by default) with the sample ids
+    segment-00000.jsonl    that segment's samples (texts and meta), for printing and filtering
+    index.faiss            the FAISS index over all segments, rows in segment order
+
+`--append` adds a segment without touching the existing ones (ids must stay unique). Encoding streams in
+shards and resumes after an interruption, as labelling does. Scores are inner products of unit vectors,
+i.e. the encoder's predicted influence (cosines).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .data import Sample, load_file, write_samples
+from .errors import ArtifactMismatchError, InflucoderError
+from .store import FeatureStore, write_json_atomic
+
+MANIFEST = "manifest.json"
+FORMAT = "influcoder.index"
+
+
+def _faiss():
+    import faiss
+
+    # Flat search over many queries is much faster through BLAS (measured 6x at 100 queries x 1M x 384).
+    faiss.cvar.distance_compute_blas_threshold = 20
+    return faiss
+
+
+def encoder_fingerprint(encoder) -> str:
+    """sha256 over the encoder's parameters and config: an index only answers queries of the same encoder."""
+    digest = hashlib.sha256(json.dumps(encoder.config.__dict__, sort_keys=True, default=str).encode())
+    for name, tensor in sorted(encoder.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+class EmbeddingIndex:
+    """Embeddings of a pool plus a FAISS index over them."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not (self.path / MANIFEST).exists():
+            raise InflucoderError(f"{self.path} is not an influcoder index (no {MANIFEST}); run `influcoder index`")
+        self.manifest = json.loads((self.path / MANIFEST).read_text(encoding="utf-8"))
+        if self.manifest.get("format") != FORMAT:
+            raise InflucoderError(f"{self.path / MANIFEST}: not an influcoder index manifest")
+        self._faiss_index = None
+
+    # ------------------------------------------------------------------ building
+    @classmethod
+    def build(
+        cls,
+        encoder,
+        samples: Sequence[Sample],
+        path: str | Path,
+        append: bool = False,
+        dtype: str = "float16",
+        index_factory: str = "Flat",
+        shard_size: int = 1024,
+        batch_size: int = 32,
+        progress: bool = True,
+        overwrite: bool = False,
+        encoder_path: str | Path | None = None,
+    ) -> EmbeddingIndex:
+        """Encode `samples` into a new index (or a new segment of an existing one with `append`)."""
+        path = Path(path)
+        fingerprint = encoder_fingerprint(encoder)
+        if (path / MANIFEST).exists() and not overwrite:
+            index = cls(path)
+            m = index.manifest
+            if m["encoder_fingerprint"] != fingerprint:
+                raise ArtifactMismatchError(f"{path} was built with another encoder; use another --out")
+            done = m["segments"] and all(FeatureStore(path / s["name"]).complete for s in m["segments"])
+            if not append and done and m["segments"][0]["n"] == len(samples) and len(m["segments"]) == 1:
+                pending = None  # the same build finished already: nothing to do
+            elif not append and len(m["segments"]) == 1 and not done:
+                pending = m["segments"][0]["name"]  # resume an interrupted first build
+            elif append:
+                pending = f"segment-{len(m['segments']):05d}"
+                known = set(index.ids())
+                dup = next((s.id for s in samples if s.id in known), None)
+                if dup is not None:
+                    raise InflucoderError(f"id {dup!r} is already in {path}; appended samples need new ids")
+            else:
+                raise InflucoderError(f"{path} already holds an index; pass --append to add to it or --overwrite")
+        else:
+            if append:
+                raise InflucoderError(f"--append needs an existing index at {path}")
+            if overwrite and path.exists():
+                import shutil
+
+                shutil.rmtree(path)
+            path.mkdir(parents=True, exist_ok=True)
+            manifest = {
+                "format": FORMAT,
+                "version": 1,
+                "encoder_fingerprint": fingerprint,
+                "encoder_config": {k: v for k, v in encoder.config.__dict__.items() if k != "label_config"},
+                "label_config": encoder.config.label_config,
+                "dim": encoder.dim,
+                "dtype": dtype,
+                "index_factory": index_factory,
+                "segments": [],
+                "encoder_path": str(Path(encoder_path).resolve()) if encoder_path else None,
+            }
+            write_json_atomic(path / MANIFEST, manifest)
+            index, pending = cls(path), "segment-00000"
+        if pending is not None:
+            index._encode_segment(encoder, samples, pending, shard_size, batch_size, progress)
+            index._rebuild_faiss(progress)
+        return index
+
+    def _encode_segment(self, encoder, samples, name, shard_size, batch_size, progress) -> None:
+        config = {"encoder_fingerprint": self.manifest["encoder_fingerprint"]}
+        store = FeatureStore.create_or_resume(
+            self.path / name, config, [s.id for s in samples], self.dim, shard_size, self.manifest["dtype"]
+        )
+        write_samples(samples, self.path / f"{name}.jsonl")
+        missing = store.missing_shards()
+        done = len(samples) - sum(len(store.shard_rows(i)) for i in missing)
+        with tqdm(total=len(samples), initial=done, desc=f"encode {name}", unit="sample", disable=not progress) as bar:
+            for i in missing:
+                rows = store.shard_rows(i)
+                store.write_shard(i, encoder.encode([samples[j] for j in rows], batch_size))
+                bar.update(len(rows))
+        if not any(s["name"] == name for s in self.manifest["segments"]):
+            self.manifest["segments"].append({"name": name, "n": len(samples)})
+            write_json_atomic(self.path / MANIFEST, self.manifest)
+
+    def _rebuild_faiss(self, progress: bool) -> None:
+        """(Re)build index.faiss; a trained factory (IVF/PQ) is trained on the embeddings themselves."""
+        faiss = _faiss()
+        factory = self.manifest["index_factory"]
+        existing = self.path / "index.faiss"
+        if existing.exists() and len(self.manifest["segments"]) > 1:
+            index = faiss.read_index(str(existing))  # append: add only the new segment, keep the rest
+            new = self.manifest["segments"][-1]["name"]
+            for _, block in FeatureStore(self.path / new).iter_blocks():
+                index.add(np.ascontiguousarray(block, dtype=np.float32))
+        else:
+            index = faiss.index_factory(self.dim, factory, faiss.METRIC_INNER_PRODUCT)
+            if not index.is_trained:
+                sample = self.embeddings(limit=max(256 * 40, 100_000))
+                if len(sample) < 40:
+                    raise InflucoderError(f"index factory {factory!r} needs training data; the pool is too small")
+                index.train(sample)
+            for block in tqdm(self.iter_embeddings(), desc="faiss add", disable=not progress, leave=False):
+                index.add(block)
+        tmp = self.path / ".index.faiss.tmp"
+        faiss.write_index(index, str(tmp))
+        tmp.replace(existing)
+        self._faiss_index = None
+
+    # ------------------------------------------------------------------ reading
+    @property
+    def dim(self) -> int:
+        return self.manifest["dim"]
+
+    def __len__(self) -> int:
+        return sum(s["n"] for s in self.manifest["segments"])
+
+    def ids(self) -> list[str]:
+        return [i for s in self.manifest["segments"] for i in FeatureStore(self.path / s["name"]).ids]
+
+    def samples(self) -> list[Sample]:
+        return [x for s in self.manifest["segments"] for x in load_file(self.path / f"{s['name']}.jsonl")]
+
+    def iter_embeddings(self) -> Iterator[np.ndarray]:
+        """float32 blocks of embeddings in index row order (one store shard at a time)."""
+        for s in self.manifest["segments"]:
+            for _, block in FeatureStore(self.path / s["name"]).iter_blocks():
+                yield np.ascontiguousarray(block, dtype=np.float32)
+
+    def embeddings(self, limit: int | None = None) -> np.ndarray:
+        blocks, total = [], 0
+        for block in self.iter_embeddings():
+            blocks.append(block)
+            total += len(block)
+            if limit is not None and total >= limit:
+                break
+        out = np.concatenate(blocks) if blocks else np.zeros((0, self.dim), dtype=np.float32)
+        return out[:limit] if limit is not None else out
+
+    @property
+    def faiss_index(self):
+        if self._faiss_index is None:
+            self._faiss_index = _faiss().read_index(str(self.path / "index.faiss"))
+        return self._faiss_index
+
+    def check_encoder(self, encoder) -> None:
+        if encoder_fingerprint(encoder) != self.manifest["encoder_fingerprint"]:
+            raise ArtifactMismatchError(f"{self.path} was built with another encoder than the one given")
+
+    def search(self, query_embeddings: np.ndarray, k: int, nprobe: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, row indices), each (n_queries, k), best first."""
+        index = self.faiss_index
+        if nprobe is not None:
+            _faiss().ParameterSpace().set_index_parameter(index, "nprobe", nprobe)
+        k = min(k, len(self))
+        scores, rows = index.search(np.ascontiguousarray(query_embeddings, dtype=np.float32), k)
+        return scores, rows
+
+    def score_pool(self, query_embeddings: np.ndarray, aggregate: str = "mean") -> np.ndarray:
+        """Influence of every pool sample on the query set: mean (DATE-LM) or max cosine over queries.
+
+        Exact, streamed over the stored embeddings: mean of cosines of unit vectors = dot with the mean query.
+        """
+        queries = np.asarray(query_embeddings, dtype=np.float32)
+        parts = []
+        for block in self.iter_embeddings():
+            if aggregate == "mean":
+                parts.append(block @ queries.mean(axis=0))
+            elif aggregate == "max":
+                parts.append((block @ queries.T).max(axis=1))
+            else:
+                raise InflucoderError(f"unknown aggregation {aggregate!r}: use mean or max")
+        return np.concatenate(parts)
+
+    def bytes_per_sample(self) -> float:
+        total = sum(FeatureStore(self.path / s["name"]).bytes_per_sample() * s["n"] for s in self.manifest["segments"])
+        return total / max(len(self), 1)

@@ -1,0 +1,184 @@
+"""Index, attribute, filter and audit on a tiny encoder: FAISS answers equal brute force, append equals a
+fresh build, filtering loses no sample, and the CLI writes what it says."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from influcoder import Influcoder
+from influcoder.cli import main
+from influcoder.data import load_file
+from influcoder.encoder import InfluenceEncoder
+from influcoder.errors import InflucoderError
+from influcoder.index import EmbeddingIndex
+
+from .test_labels import samples
+
+
+@pytest.fixture(scope="module")
+def encoder_dir(tiny_bert_dir, tmp_path_factory):
+    directory = tmp_path_factory.mktemp("encoder")
+    InfluenceEncoder.from_backbone(str(tiny_bert_dir), head_dim=16, max_length=24).save_pretrained(directory)
+    return directory
+
+
+def brute_force_top_k(index: EmbeddingIndex, queries: np.ndarray, k: int) -> np.ndarray:
+    scores = index.embeddings() @ queries.T
+    return np.argsort(-scores, axis=0, kind="stable")[:k].T
+
+
+def test_attribute_equals_brute_force_cosine(encoder_dir, tmp_path):
+    ic = Influcoder.from_pretrained(encoder_dir)
+    pool, queries = samples(50), samples(5, seed=3, prefix="q")
+    index = ic.index(pool, tmp_path / "idx", shard_size=16, progress=False)
+    assert len(index) == 50 and index.manifest["dtype"] == "float16"
+    hits = ic.attribute(queries, k=7)
+    expected = brute_force_top_k(index, ic.encoder.encode(queries), 7)
+    for j, per_query in enumerate(hits):
+        got = [a.sample.id for a in per_query]
+        assert got == [pool[i].id for i in expected[j]]
+        assert all(a.score >= b.score for a, b in zip(per_query, per_query[1:]))
+
+
+def test_append_equals_building_from_scratch(encoder_dir, tmp_path):
+    ic = Influcoder.from_pretrained(encoder_dir)
+    pool, queries = samples(40), samples(4, seed=3, prefix="q")
+    whole = ic.index(pool, tmp_path / "whole", progress=False)
+    whole_hits = [[a.sample.id for a in h] for h in ic.attribute(queries, k=5)]
+    ic.index(pool[:25], tmp_path / "grown", progress=False)
+    grown = ic.index(pool[25:], tmp_path / "grown", append=True, progress=False)
+    assert grown.ids() == whole.ids() and len(grown.manifest["segments"]) == 2
+    np.testing.assert_array_equal(grown.embeddings(), whole.embeddings())
+    assert [[a.sample.id for a in h] for h in ic.attribute(queries, k=5)] == whole_hits
+    with pytest.raises(InflucoderError, match="already in"):
+        ic.index(pool[:3], tmp_path / "grown", append=True, progress=False)
+    with pytest.raises(InflucoderError, match="--append"):
+        ic.index(pool, tmp_path / "grown", progress=False)
+
+
+def test_ivf_with_all_lists_probed_equals_flat(encoder_dir, tmp_path):
+    ic = Influcoder.from_pretrained(encoder_dir)
+    pool, queries = samples(200, seed=11), samples(3, seed=12, prefix="q")
+    flat = EmbeddingIndex.build(ic.encoder, pool, tmp_path / "flat", dtype="float32", progress=False)
+    ivf = EmbeddingIndex.build(
+        ic.encoder, pool, tmp_path / "ivf", dtype="float32", index_factory="IVF4,Flat", progress=False
+    )
+    q = ic.encoder.encode(queries)
+    f_scores, _ = flat.search(q, 5)
+    i_scores, _ = ivf.search(q, 5, nprobe=4)
+    np.testing.assert_allclose(i_scores, f_scores, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("aggregate", ["mean", "max"])
+def test_filter_splits_the_pool_exactly(encoder_dir, tmp_path, aggregate):
+    ic = Influcoder.from_pretrained(encoder_dir)
+    pool, queries = samples(30), samples(4, seed=3, prefix="q")
+    ic.index(pool, tmp_path / "idx", progress=False)
+    result = ic.filter(queries, drop_fraction=0.2, aggregate=aggregate)
+    kept, dropped = {s.id for s in result.kept}, {s.id for s in result.dropped}
+    assert len(dropped) == 6 and kept.isdisjoint(dropped) and kept | dropped == {s.id for s in pool}
+    emb_pool, emb_q = ic.encoder.encode(pool), ic.encoder.encode(queries)
+    reference = (emb_pool @ emb_q.T).mean(1) if aggregate == "mean" else (emb_pool @ emb_q.T).max(1)
+    np.testing.assert_allclose(result.scores, reference, atol=2e-3)  # float16 storage
+    assert min(result.scores[[s.id in dropped for s in pool]]) >= max(result.scores[[s.id in kept for s in pool]])
+    assert len(ic.filter(queries, drop_top=4).dropped) == 4
+    with pytest.raises(InflucoderError):
+        ic.filter(queries, drop_fraction=0.1, drop_top=3)
+
+
+def test_index_attribute_filter_cli(encoder_dir, tmp_path, capsys):
+    pool_file, query_file = tmp_path / "pool.jsonl", tmp_path / "q.jsonl"
+    pool_file.write_text(
+        "".join(json.dumps({**s.to_record(), "label": i % 2}) + "\n" for i, s in enumerate(samples(20)))
+    )
+    query_file.write_text("".join(json.dumps(s.to_record()) + "\n" for s in samples(3, seed=5, prefix="q")))
+    idx = tmp_path / "idx"
+    assert main(["index", "--encoder", str(encoder_dir), "--pool", str(pool_file), "--out", str(idx), "--quiet"]) == 0
+    assert "20 samples" in capsys.readouterr().out
+    assert (
+        main(
+            [
+                "attribute",
+                "--index",
+                str(idx),
+                "--queries",
+                str(query_file),
+                "-k",
+                "3",
+                "--out",
+                str(tmp_path / "hits.jsonl"),
+            ]
+        )
+        == 0
+    )
+    hits = [json.loads(line) for line in (tmp_path / "hits.jsonl").read_text().splitlines()]
+    assert len(hits) == 9 and [h["rank"] for h in hits[:3]] == [1, 2, 3]
+    assert main(["attribute", "--index", str(idx), "--queries", str(query_file), "-k", "2", "--format", "table"]) == 0
+    assert "query q0" in capsys.readouterr().out
+    assert (
+        main(
+            [
+                "filter",
+                "--index",
+                str(idx),
+                "--queries",
+                str(query_file),
+                "--drop-top",
+                "5",
+                "--kept",
+                str(tmp_path / "kept.csv"),
+                "--dropped",
+                str(tmp_path / "dropped.csv"),
+            ]
+        )
+        == 0
+    )
+    kept, dropped = load_file(tmp_path / "kept.csv"), load_file(tmp_path / "dropped.csv")
+    assert len(kept) == 15 and len(dropped) == 5 and "label" in kept[0].meta
+    scores = [json.loads(x) for x in (tmp_path / "kept.scores.jsonl").read_text().splitlines()]
+    assert sum(s["dropped"] for s in scores) == 5 and len(scores) == 20
+    assert (
+        main(
+            [
+                "filter",
+                "--index",
+                str(idx),
+                "--queries",
+                str(query_file),
+                "--drop-top",
+                "5",
+                "--kept",
+                str(tmp_path / "kept.txt"),
+                "--dropped",
+                str(tmp_path / "d.csv"),
+            ]
+        )
+        == 2
+    )
+    assert "unknown file type" in capsys.readouterr().err
+
+
+def test_audit_recomputes_exact_influence(tiny_model_dir, tiny_bert_dir, tmp_path):
+    from influcoder.audit import audit_attribution, choose_audit_rows, label_settings_from_config
+    from influcoder.labels import GradientFeaturizer, LabelSettings
+
+    settings = LabelSettings(model=str(tiny_model_dir), rank=2, proj_dim=32, max_length=24)
+    from influcoder.models import load_decoder
+
+    model, tok = load_decoder(settings.model)
+    config = GradientFeaturizer(settings, model, tok).config()
+    assert label_settings_from_config(config) == LabelSettings(
+        **{**settings.__dict__, "alpha": 4.0, "chat_template": False}
+    )
+    encoder = InfluenceEncoder.from_backbone(str(tiny_bert_dir), max_length=24, label_config=config)
+    ic = Influcoder(encoder)
+    ic.index(samples(12), tmp_path / "idx", progress=False)
+    queries = samples(3, seed=4, prefix="q")
+    results = ic.attribute(queries, k=2)
+    report = audit_attribution(ic, queries, results, n=8, progress=False)
+    assert report["n_pool"] == 8 and report["n_queries"] == 3 and -1 <= report["per_anchor_mean"] <= 1
+    rows = choose_audit_rows(12, [5, 5, 1], 4, seed=0)
+    assert len(rows) == 4 and {1, 5} <= set(rows.tolist())
