@@ -243,14 +243,17 @@ def add_commands(sub) -> None:
 
     p = sub.add_parser(
         "demo",
-        help="run the pipeline end to end on the embedded defaults, with a short report",
-        description="Labels a few hundred `evals` pool samples against `bbh` queries with SmolLM2-135M and "
-        "reports what it measured. Sizes are options; every figure printed is computed in this run.",
+        help="run the whole pipeline on the embedded defaults, with a short report",
+        description="label (SmolLM2-135M gradients of `evals` pool x `bbh` queries) -> distill MiniLM-L6 -> "
+        "evaluate on a held-out split -> index -> attribute -> filter, then a short report. About 15 minutes "
+        "on 2 CPU cores at the default sizes; every figure is computed in the run; stages resume.",
     )
     p.add_argument("--out", default="runs/demo", help="where the demo writes (default runs/demo)")
-    p.add_argument("--pool-size", type=int, default=48, help="pool samples (default 48)")
-    p.add_argument("--query-size", type=int, default=16, help="query samples (default 16)")
-    p.add_argument("--max-length", type=int, default=256)
-    p.add_argument("--proj-dim", type=int, default=32768)
+    p.add_argument("--pool-size", type=int, default=200, help="pool samples (default 200)")
+    p.add_argument("--query-size", type=int, default=60, help="query samples (default 60)")
+    p.add_argument("--epochs", type=int, default=4, help="distillation epochs (default 4)")
+    p.add_argument("--lr", type=float, default=1e-4, help="distillation learning rate (default 1e-4)")
+    p.add_argument("--max-length", type=int, default=256, help="tokens per sample (default 256)")
+    p.add_argument("--proj-dim", type=int, default=32768, help="CountSketch dim (default 32768)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_demo)

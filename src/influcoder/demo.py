@@ -1,7 +1,8 @@
-"""`influcoder demo`: the pipeline on the embedded defaults, printing only what this run measured.
+"""`influcoder demo`: the whole pipeline on the embedded defaults, printing only what this run measured.
 
-Today the demo runs step 1 (gradient labels of SmolLM2-135M on `evals` pool x `bbh` queries) and reports
-its cost and the most influential pool samples per query; later stages extend it as they land.
+label (SmolLM2-135M gradients, `evals` pool x `bbh` queries) -> distil MiniLM-L6 on a training split ->
+evaluate distilled vs untrained on a held-out split -> index the pool -> attribute held-out queries ->
+filter the pool against them. Every stage resumes, so an interrupted demo picks up where it stopped.
 """
 
 from __future__ import annotations
@@ -10,38 +11,96 @@ import argparse
 import time
 from pathlib import Path
 
-from .cli_pipeline import _print_top
 from .data import load_samples
-from .labels import LabelSettings, label
+
+
+def _stage(title: str) -> float:
+    print(f"\n[demo] {title}", flush=True)
+    return time.perf_counter()
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    from .attribution import Influcoder
+    from .encoder.distill import DistillSettings, distill_labels
+    from .encoder.model import InfluenceEncoder
+    from .evaluation.evaluate import evaluate_encoder, training_record
+    from .labels import LabelSettings, label
+    from .store import FeatureStore
+
     out = Path(args.out)
     started = time.perf_counter()
     pool = load_samples("evals", limit=args.pool_size, seed=args.seed)
     queries = load_samples("bbh", limit=args.query_size, seed=args.seed)
-    settings = LabelSettings(max_length=args.max_length, proj_dim=args.proj_dim, seed=args.seed)
-    print(
-        f"[demo] step 1: labelling {len(pool)} evals pool samples x {len(queries)} bbh queries "
-        f"with {settings.model} -> {out / 'labels'}"
-    )
-    t0 = time.perf_counter()
-    matrix = label(pool, queries, out / "labels", settings)
-    label_seconds = time.perf_counter() - t0
-    from .store import FeatureStore
 
-    store = FeatureStore(out / "labels" / "pool")
-    _print_top(matrix, pool, queries)
-    n = len(pool) + len(queries)
-    print("\n[demo] report (measured in this run)")
-    print(f"  labelled samples           : {n} ({label_seconds / n:.2f} s per sample incl. model load)")
-    print(
-        f"  gradient feature dim       : {store.dim:,} ({store.config['projector']['kind']}, "
-        f"LoRA dim {store.config['lora_in_dim']:,})"
+    t = _stage(
+        f"1/5 labels: gradients of {len(pool)} evals pool samples and {len(queries)} bbh queries "
+        f"(SmolLM2-135M-Instruct, LoRA r=8, CountSketch {args.proj_dim})"
     )
-    print(f"  stored bytes per sample    : {store.bytes_per_sample():,.0f}")
-    print(f"  influence range            : {float(matrix.scores.min()):+.3f} .. {float(matrix.scores.max()):+.3f}")
-    print(f"  wall time                  : {time.perf_counter() - started:.0f} s")
-    print(f"  wrote                      : {out / 'labels'} (labels.json, pool/, queries/, influence/)")
-    print("  not yet in the demo        : distillation, index, attribute, filter (open issues)")
+    settings = LabelSettings(max_length=args.max_length, proj_dim=args.proj_dim, seed=args.seed)
+    label(pool, queries, out / "labels", settings)
+    label_seconds = time.perf_counter() - t
+    gradient_store = FeatureStore(out / "labels" / "pool")
+
+    eval_pool, eval_queries = max(10, len(pool) // 5), max(4, len(queries) // 4)
+    t = _stage(f"2/5 distill MiniLM-L6 ({args.epochs} epochs; {eval_pool} pool x {eval_queries} queries held out)")
+    distill = DistillSettings(epochs=args.epochs, lr=args.lr, seed=args.seed, max_length=args.max_length)
+    distill_labels(out / "labels", out / "encoder", distill, eval_pool, eval_queries)
+    distill_seconds = time.perf_counter() - t
+
+    t = _stage("3/5 evaluate on the held-out split: distilled vs untrained MiniLM-L6 (Spearman vs gradients)")
+    split = out / "encoder" / "eval_split.json"
+    encoder = InfluenceEncoder.from_pretrained(out / "encoder")
+    distilled = evaluate_encoder(encoder, out / "labels", split, training_record(out / "encoder"))
+    untrained = evaluate_encoder(InfluenceEncoder.from_backbone(max_length=args.max_length), out / "labels", split)
+    for name, r in (("distilled", distilled), ("untrained", untrained)):
+        print(
+            f"  {name:<9}: per-anchor rho {r['per_anchor_mean']:.3f} +- {r['per_anchor_std']:.3f}, "
+            f"mean-aggregated rho {r['mean_aggregated']:.3f}"
+        )
+
+    t = _stage(f"4/5 index the {len(pool)} pool samples with the distilled encoder")
+    ic = Influcoder(encoder)
+    index = ic.index(pool, out / "index", overwrite=True, encoder_path=out / "encoder")
+    index_seconds = time.perf_counter() - t
+
+    import json
+
+    held = set(json.loads(split.read_text())["query_ids"])
+    held_queries = [q for q in queries if q.id in held]
+    _stage(f"5/5 attribute and filter with the {len(held_queries)} held-out queries")
+    for hits in ic.attribute(held_queries[:2], k=3):
+        q = next(x for x in held_queries if x.id == hits[0].query_id)
+        print(f"  query {q.id}: {' '.join(q.prompt.split())[:80]!r}")
+        for a in hits:
+            print(f"    {a.rank}. {a.score:+.3f} {a.sample.id}: {' '.join(a.sample.prompt.split())[:60]!r}")
+    from .data import write_samples
+
+    result = ic.filter(held_queries, drop_fraction=0.1)
+    write_samples(result.kept, out / "kept.jsonl")
+    write_samples(result.dropped, out / "dropped.jsonl")
+    print(
+        f"  filter: dropped the {len(result.dropped)} most influential pool samples -> {out / 'dropped.jsonl'}, "
+        f"kept {len(result.kept)} -> {out / 'kept.jsonl'}"
+    )
+
+    n_labelled = len(pool) + len(queries)
+    print("\n[demo] report (every figure measured in this run)")
+    print(
+        f"  Spearman vs gradient labels (held-out {distilled['n_pool']} x {distilled['n_queries']}): per-anchor "
+        f"{distilled['per_anchor_mean']:.3f} distilled vs {untrained['per_anchor_mean']:.3f} untrained; "
+        f"mean-aggregated {distilled['mean_aggregated']:.3f} vs {untrained['mean_aggregated']:.3f}"
+    )
+    print(
+        f"  time per sample: labels {1000 * label_seconds / n_labelled:.0f} ms (decoder gradients, incl. load) vs "
+        f"encode+index {1000 * index_seconds / len(pool):.0f} ms (distilled encoder)"
+    )
+    print(
+        f"  bytes per sample: gradient store {gradient_store.bytes_per_sample():,.0f} vs embedding index "
+        f"{index.bytes_per_sample():,.0f}"
+    )
+    print(f"  distillation: {distill_seconds:.0f} s; whole demo {time.perf_counter() - started:.0f} s")
+    print(
+        f"  wrote: {out}/labels, {out}/encoder (best/, last/, eval_split.json), {out}/index, "
+        f"{out}/kept.jsonl, {out}/dropped.jsonl"
+    )
     return 0
