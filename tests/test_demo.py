@@ -12,8 +12,9 @@ from influcoder.demo import run_demo
 
 @pytest.mark.assets
 def test_demo_runs_every_stage_on_real_assets(smollm_dir, minilm_dir, tmp_path, capsys):
-    args = argparse.Namespace(out=str(tmp_path / "demo"), pool_size=20, query_size=16, epochs=1, lr=1e-4,
-                              max_length=48, proj_dim=1024, seed=0)
+    args = argparse.Namespace(
+        out=str(tmp_path / "demo"), pool_size=20, query_size=16, epochs=1, lr=1e-4, max_length=48, proj_dim=1024, seed=0
+    )
     assert run_demo(args) == 0
     out = capsys.readouterr().out
     assert "report (every figure measured in this run)" in out and "Spearman vs gradient labels" in out

@@ -179,6 +179,9 @@ def add_commands(sub) -> None:
     p.add_argument("--batch-size", type=int, default=32, help="encoder batch size")
     p.add_argument("--quiet", action="store_true")
     _add_data_options(p)
+    from .cli_pipeline import add_ray_options
+
+    add_ray_options(p)
     p.set_defaults(func=_cmd_index)
 
     p = sub.add_parser(

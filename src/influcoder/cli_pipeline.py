@@ -54,6 +54,28 @@ def add_label_settings(parser: argparse.ArgumentParser) -> None:
     add_settings_options(parser, LabelSettings)
 
 
+def add_ray_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
+        help="run the shards on Ray Data actors: a cluster ADDRESS, or a local Ray when omitted",
+    )
+    parser.add_argument(
+        "--ray-actors", type=int, help="number of model-holding actors (default: one per GPU, else one per CPU)"
+    )
+    parser.add_argument("--ray-gpus-per-actor", type=float, default=0.0, help="GPUs per actor (default 0)")
+
+
+def ray_options(args: argparse.Namespace):
+    if not getattr(args, "ray", None):
+        return None
+    from .distributed import RayOptions
+
+    return RayOptions(None if args.ray == "local" else args.ray, args.ray_actors, args.ray_gpus_per_actor)
+
+
 def settings_of(cls, args: argparse.Namespace):
     return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
 
@@ -89,7 +111,9 @@ def _cmd_label(args: argparse.Namespace) -> int:
         f"(LoRA r={settings.rank}, {settings.projector} {settings.proj_dim}) -> {args.out}"
     )
     started = time.perf_counter()
-    matrix = label(pool, queries, args.out, settings, overwrite=args.overwrite, progress=not args.quiet)
+    matrix = label(
+        pool, queries, args.out, settings, overwrite=args.overwrite, progress=not args.quiet, ray=ray_options(args)
+    )
     seconds = time.perf_counter() - started
     print(f"wrote {args.out}/influence (pool x queries = {matrix.scores.shape}) in {seconds:.0f} s")
     if not args.quiet:
@@ -190,6 +214,7 @@ def add_commands(sub) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars or preview")
     _add_data_options(p)
     add_label_settings(p)
+    add_ray_options(p)
     p.set_defaults(func=_cmd_label)
 
     p = sub.add_parser(

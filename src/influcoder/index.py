@@ -74,6 +74,7 @@ class EmbeddingIndex:
         progress: bool = True,
         overwrite: bool = False,
         encoder_path: str | Path | None = None,
+        ray=None,
     ) -> EmbeddingIndex:
         """Encode `samples` into a new index (or a new segment of an existing one with `append`)."""
         path = Path(path)
@@ -119,17 +120,31 @@ class EmbeddingIndex:
             write_json_atomic(path / MANIFEST, manifest)
             index, pending = cls(path), "segment-00000"
         if pending is not None:
-            index._encode_segment(encoder, samples, pending, shard_size, batch_size, progress)
+            index._encode_segment(encoder, samples, pending, shard_size, batch_size, progress, ray, encoder_path)
             index._rebuild_faiss(progress)
         return index
 
-    def _encode_segment(self, encoder, samples, name, shard_size, batch_size, progress) -> None:
+    def _encode_segment(
+        self, encoder, samples, name, shard_size, batch_size, progress, ray=None, encoder_path=None
+    ) -> None:
         config = {"encoder_fingerprint": self.manifest["encoder_fingerprint"]}
         store = FeatureStore.create_or_resume(
             self.path / name, config, [s.id for s in samples], self.dim, shard_size, self.manifest["dtype"]
         )
         write_samples(samples, self.path / f"{name}.jsonl")
         missing = store.missing_shards()
+        if ray is not None and missing:
+            from .distributed import EncodeShardJob, run_shards_on_ray
+
+            if encoder_path is None:
+                raise InflucoderError("indexing on Ray needs the encoder as a directory (encoder_path)")
+            job = EncodeShardJob(
+                str(Path(encoder_path).resolve()), list(samples), str(store.path.resolve()), batch_size
+            )
+            run_shards_on_ray(job, missing, ray.address, ray.num_actors, ray.gpus_per_actor)
+            missing = FeatureStore(store.path).missing_shards()
+            if missing:
+                raise InflucoderError(f"Ray run left shards {missing[:5]} of {store.path} unwritten; rerun")
         done = len(samples) - sum(len(store.shard_rows(i)) for i in missing)
         with tqdm(total=len(samples), initial=done, desc=f"encode {name}", unit="sample", disable=not progress) as bar:
             for i in missing:

@@ -64,6 +64,8 @@ class LabelSettings:
     """Samples per store shard (the unit of resumption)."""
     dtype: str = "float32"
     """Stored feature dtype (float32 or float16)."""
+    device: str = "auto"
+    """Where the decoder runs: cpu, cuda, or auto (cuda when available)."""
 
     def lora(self):
         from .decoder.lora import LoraSettings
@@ -99,7 +101,10 @@ class GradientFeaturizer:
         self.settings = settings
         if model is None:
             model, tokenizer = load_decoder(settings.model)
-        self.model = attach_lora(model, settings.lora())
+        device = settings.device
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.model = attach_lora(model.to(device), settings.lora())
         self.tokenizer = tokenizer
         self.formatter = SampleFormatter(tokenizer, settings.max_length, settings.chat_template)
         params = lora_parameters(self.model)
@@ -139,7 +144,7 @@ class GradientFeaturizer:
             if not bool(finite.all()):
                 bad = [tokenized[batch[j]].id for j in torch.nonzero(~finite).flatten().tolist()]
                 raise NonFiniteGradientError(f"non-finite (NaN/Inf) gradient for sample(s) {', '.join(bad)}")
-            out[batch] = features.numpy()
+            out[batch] = features.float().cpu().numpy()
             if progress is not None:
                 progress.update(len(batch))
         return out
@@ -154,6 +159,7 @@ class GradientFeaturizer:
         overwrite: bool = False,
         progress: bool = True,
         desc: str = "gradients",
+        ray=None,
     ) -> FeatureStore:
         """Write the features of `samples` to a resumable store at `path` (skips finished shards)."""
         tokenized = self.tokenize(samples)  # fail on a bad sample before any compute
@@ -168,6 +174,15 @@ class GradientFeaturizer:
             overwrite,
         )
         missing = store.missing_shards()
+        if ray is not None and missing:
+            from .distributed import GradientShardJob, run_shards_on_ray
+
+            job = GradientShardJob(self.settings, list(samples), str(Path(path).resolve()))
+            run_shards_on_ray(job, missing, ray.address, ray.num_actors, ray.gpus_per_actor)
+            store = FeatureStore(path)
+            if store.missing_shards():
+                raise InflucoderError(f"Ray run left shards {store.missing_shards()[:5]} of {path} unwritten; rerun")
+            return store
         done = len(samples) - sum(len(store.shard_rows(i)) for i in missing)
         with tqdm(
             total=len(samples), initial=done, desc=desc, unit="sample", disable=not progress, smoothing=0.1
@@ -186,6 +201,7 @@ def label(
     overwrite: bool = False,
     progress: bool = True,
     featurizer: GradientFeaturizer | None = None,
+    ray=None,
 ) -> InfluenceMatrix:
     """Gradient stores of pool and queries plus their cosine influence matrix, under `out`."""
     settings = settings or LabelSettings()
@@ -196,9 +212,9 @@ def label(
     out.mkdir(parents=True, exist_ok=True)
     featurizer = featurizer or GradientFeaturizer(settings)
     started = time.perf_counter()
-    pool_store = featurizer.featurize_to_store(pool, out / "pool", overwrite, progress, "pool gradients")
+    pool_store = featurizer.featurize_to_store(pool, out / "pool", overwrite, progress, "pool gradients", ray)
     pool_seconds = time.perf_counter() - started
-    query_store = featurizer.featurize_to_store(queries, out / "queries", overwrite, progress, "query gradients")
+    query_store = featurizer.featurize_to_store(queries, out / "queries", overwrite, progress, "query gradients", ray)
     write_samples(pool, out / "pool.jsonl")
     write_samples(queries, out / "queries.jsonl")
     matrix = InfluenceMatrix.from_stores(pool_store, query_store)
@@ -207,6 +223,7 @@ def label(
         out / "labels.json",
         {
             "settings": asdict(settings),
+            "ray": ray is not None,
             "features": featurizer.config(),
             "n_pool": len(pool),
             "n_queries": len(queries),

@@ -109,7 +109,8 @@ class BatchedLoraGradients:
         return skip
 
     def __call__(self, batch: Sequence[TokenizedSample]) -> dict[str, torch.Tensor]:
-        tensors = collate_left_padded(batch, self.pad_id)
+        device = next(iter(self.params.values())).device
+        tensors = {k: v.to(device) for k, v in collate_left_padded(batch, self.pad_id).items()}
         self._mask = tensors["attention_mask"].unsqueeze(-1).float()
         self._skip = self._zero_a_blocks()
         handles = [
@@ -144,12 +145,14 @@ class BatchedLoraGradients:
 def loop_gradients(model: torch.nn.Module, samples: Sequence[TokenizedSample], pad_id: int) -> dict[str, torch.Tensor]:
     """Slow reference: each example alone, `.backward()`, read `.grad`. Same output layout as the batched path."""
     params = lora_parameters(model)
+    device = next(iter(params.values())).device
     rows: dict[str, list[torch.Tensor]] = {n: [] for n in params}
     for sample in samples:
         for p in params.values():
             p.grad = None
         with torch.enable_grad():
-            _forward_loss(model, collate_left_padded([sample], pad_id)).sum().backward()
+            batch = {k: v.to(device) for k, v in collate_left_padded([sample], pad_id).items()}
+            _forward_loss(model, batch).sum().backward()
         for n, p in params.items():
             rows[n].append(p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p))
     for p in params.values():

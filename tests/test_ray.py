@@ -1,0 +1,53 @@
+"""The Ray Data path writes the same stores as the local path (a local Ray with 2 CPUs, tiny models)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from influcoder.distributed import RayOptions
+from influcoder.encoder import InfluenceEncoder
+from influcoder.index import EmbeddingIndex
+from influcoder.labels import GradientFeaturizer, LabelSettings, label
+from influcoder.store import FeatureStore
+
+from .test_labels import samples
+
+ray = pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    yield
+    ray.shutdown()
+
+
+def test_ray_label_and_index_equal_local(local_ray, tiny_model_dir, tiny_bert_dir, tmp_path, monkeypatch):
+    pool, queries = samples(10), samples(4, seed=2, prefix="q")
+    settings = LabelSettings(model=str(tiny_model_dir), rank=2, proj_dim=32, max_length=24, shard_size=3, device="cpu")
+    local = label(pool, queries, tmp_path / "local", settings, progress=False)
+
+    def no_local_work(*args, **kw):
+        raise AssertionError("the Ray path computed in the driver process")
+
+    # Actors are other processes: this patch only stops the driver from doing the work itself.
+    monkeypatch.setattr(GradientFeaturizer, "featurize_tokenized", no_local_work)
+    monkeypatch.setattr(InfluenceEncoder, "encode", no_local_work)
+    remote = label(pool, queries, tmp_path / "ray", settings, progress=False, ray=RayOptions(num_actors=2))
+    for part in ("pool", "queries"):
+        a, b = FeatureStore(tmp_path / "local" / part), FeatureStore(tmp_path / "ray" / part)
+        assert a.manifest == b.manifest
+        np.testing.assert_allclose(b.load(), a.load(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(remote.scores, local.scores, rtol=1e-5, atol=1e-6)
+
+    encoder_dir = tmp_path / "enc"
+    encoder = InfluenceEncoder.from_backbone(str(tiny_bert_dir), max_length=24)
+    encoder.save_pretrained(encoder_dir)
+    encoder = InfluenceEncoder.from_pretrained(encoder_dir)
+    kw = dict(shard_size=4, progress=False, encoder_path=encoder_dir, dtype="float32")
+    b = EmbeddingIndex.build(encoder, pool, tmp_path / "idx-ray", ray=RayOptions(num_actors=2), **kw)
+    monkeypatch.undo()
+    a = EmbeddingIndex.build(encoder, pool, tmp_path / "idx-local", **kw)
+    assert a.ids() == b.ids()
+    np.testing.assert_allclose(b.embeddings(), a.embeddings(), rtol=1e-5, atol=1e-6)
