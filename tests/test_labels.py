@@ -176,3 +176,15 @@ def test_label_cli_end_to_end(tiny_model_dir, tmp_path, capsys):
     query_file.write_text('{"prompt": "x"}\n')
     assert main(args) == 2
     assert f"{query_file}:1: missing response field" in capsys.readouterr().err
+
+
+def test_projection_fidelity_improves_with_dim(tiny_model_dir, capsys):
+    from influcoder.fidelity import projection_fidelity
+
+    f = featurizer(tiny_model_dir)
+    rows = projection_fidelity(samples(12), f.settings, [8, 4096], progress=False, featurizer=f)
+    small, large = rows
+    assert small["in_dim"] == f.in_dim and large["dim"] == 4096
+    assert large["spearman"] > small["spearman"] and large["spearman"] > 0.95
+    assert large["max_abs_error"] < small["max_abs_error"]
+    assert main(["fidelity", "--data", "bbh-cot", "--limit", "1", "--model", str(tiny_model_dir)]) == 2

@@ -14,9 +14,10 @@ from scipy.stats import pearsonr, spearmanr
 from tqdm.auto import tqdm
 
 from .data import Sample
+from .errors import InflucoderError
 from .influence import normalize_rows
 from .labels import GradientFeaturizer, LabelSettings, make_batches
-from .sketch import CountSketch, Identity, Projector, make_projector
+from .sketch import Identity, Projector, make_projector
 
 
 def pair_cosines(features: np.ndarray) -> np.ndarray:
@@ -33,6 +34,8 @@ def projection_fidelity(
     featurizer: GradientFeaturizer | None = None,
 ) -> list[dict]:
     """One row per dim: Spearman/Pearson and max/mean abs error of projected vs exact pair cosines."""
+    if len(samples) < 3:
+        raise InflucoderError(f"a fidelity check needs at least 3 samples (pairs to compare), got {len(samples)}")
     featurizer = featurizer or GradientFeaturizer(settings)
     exact_proj = Identity(featurizer.in_dim)
     kind = settings.projector if settings.projector != "identity" else "countsketch"
@@ -65,6 +68,3 @@ def projection_fidelity(
             }
         )
     return rows
-
-
-__all__ = ["projection_fidelity", "pair_cosines", "CountSketch"]

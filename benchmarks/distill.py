@@ -1,0 +1,116 @@
+"""Benchmark of step 2 (distillation) on real SmolLM2-135M gradient labels.
+
+Takes a labels directory (made by `influcoder label`), holds out a disjoint evaluation split of pool and
+queries, distils MiniLM-L6 on the rest, and reports per-anchor and mean-aggregated Spearman of the distilled
+encoder and of the untrained MiniLM-L6 ("Semantic" baseline) on the held-out split, with training time.
+
+    influcoder label --pool evals --pool-limit 1200 --queries bbh --query-limit 500 --out runs/labels
+    python benchmarks/distill.py --labels runs/labels --eval-pool 200 --eval-queries 200 --epochs 10
+
+writes benchmarks/results/distill.json and benchmarks/results/distill.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from influcoder.encoder.distill import DistillSettings, distill_labels
+from influcoder.encoder.model import InfluenceEncoder
+from influcoder.evaluation.evaluate import evaluate_encoder, training_record
+from influcoder.labels import load_labels
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--labels", required=True)
+    parser.add_argument("--eval-pool", type=int, default=200)
+    parser.add_argument("--eval-queries", type=int, default=200)
+    parser.add_argument("--work", default="runs/bench-distill", help="where the encoder checkpoints go")
+    parser.add_argument("--out", default=str(RESULTS / "distill"))
+    for f in dataclasses.fields(DistillSettings):
+        default = getattr(DistillSettings(), f.name)
+        kind = int if f.name == "head_dim" else type(default)
+        parser.add_argument("--" + f.name.replace("_", "-"), type=kind, default=default)
+    args = parser.parse_args()
+    settings = DistillSettings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(DistillSettings)})
+    matrix, pool, queries, info = load_labels(args.labels)
+    started = time.perf_counter()
+    logs = distill_labels(args.labels, args.work, settings, args.eval_pool, args.eval_queries)
+    train_seconds = time.perf_counter() - started
+    split = Path(args.work) / "eval_split.json"
+    rows = {}
+    for name, path in (
+        ("distilled (best on validation)", Path(args.work) / "best"),
+        ("distilled (last epoch)", Path(args.work) / "last"),
+    ):
+        rows[name] = evaluate_encoder(
+            InfluenceEncoder.from_pretrained(path), args.labels, split, training_record(args.work)
+        )
+    untrained = InfluenceEncoder.from_backbone(
+        settings.encoder, pooling=settings.pooling, max_length=settings.max_length
+    )
+    rows["untrained MiniLM-L6 (Semantic)"] = evaluate_encoder(untrained, args.labels, split)
+    report = {
+        "benchmark": "distill",
+        "command": "python benchmarks/distill.py " + " ".join(sys.argv[1:]),
+        "machine": {"platform": platform.platform(), "torch_threads": torch.get_num_threads()},
+        "labels": {"dir": args.labels, "n_pool": len(pool), "n_queries": len(queries), "features": info["features"]},
+        "train_pool": len(pool) - args.eval_pool,
+        "train_queries": len(queries) - args.eval_queries,
+        "eval_pool": args.eval_pool,
+        "eval_queries": args.eval_queries,
+        "settings": dataclasses.asdict(settings),
+        "train_seconds": train_seconds,
+        "epochs": [dataclasses.asdict(x) for x in logs],
+        "results": rows,
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
+    s = settings
+    lines = [
+        f"# distillation benchmark: {s.encoder} on SmolLM2-135M gradient labels",
+        "",
+        f"Labels: {len(pool)} `evals` pool x {len(queries)} `bbh` queries ({info['features']['projector']['kind']} "
+        f"{info['features']['projector']['dim']}, max length {info['features']['max_length']}). Train "
+        f"{report['train_pool']} x {report['train_queries']} (of which {s.val_fraction:.0%} validation), evaluation "
+        f"{args.eval_pool} x {args.eval_queries}, disjoint in both pool and queries.",
+        f"Settings: {s.epochs} epochs, lr {s.lr}, wd {s.weight_decay}, alpha {s.alpha}, T {s.temperature}, "
+        f"B {s.queries_per_batch} x C {s.candidates_per_batch}, hard candidates {s.hard_candidates}, pooling "
+        f"{s.pooling}, max length {s.max_length}. Training took {train_seconds / 60:.1f} min on "
+        f"{platform.machine()} with {torch.get_num_threads()} threads.",
+        f"Command: `{report['command']}`",
+        "",
+        "| model | per-anchor rho (mean +- std) | mean-aggregated rho |",
+        "|---|---|---|",
+    ]
+    for name, r in rows.items():
+        lines.append(
+            f"| {name} | {r['per_anchor_mean']:.3f} +- {r['per_anchor_std']:.3f} | {r['mean_aggregated']:.3f} |"
+        )
+    lines += [
+        "",
+        "| epoch | loss | Pearson loss | KL loss | val per-anchor rho | val mean-agg rho | s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for e in logs:
+        lines.append(
+            f"| {e.epoch} | {e.loss:.4f} | {e.pearson_loss:.4f} | {e.kl_loss:.4f} | {e.val_per_anchor:.3f} "
+            f"| {e.val_mean_aggregated:.3f} | {e.seconds:.0f} |"
+        )
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
