@@ -182,3 +182,34 @@ def test_audit_recomputes_exact_influence(tiny_model_dir, tiny_bert_dir, tmp_pat
     assert report["n_pool"] == 8 and report["n_queries"] == 3 and -1 <= report["per_anchor_mean"] <= 1
     rows = choose_audit_rows(12, [5, 5, 1], 4, seed=0)
     assert len(rows) == 4 and {1, 5} <= set(rows.tolist())
+
+
+def test_interrupted_index_build_and_faiss_resume(encoder_dir, tmp_path, monkeypatch):
+    from influcoder.store import FeatureStore
+
+    ic = Influcoder.from_pretrained(encoder_dir)
+    pool = samples(20)
+    reference = ic.index(pool, tmp_path / "ref", shard_size=6, progress=False)
+
+    original = FeatureStore.write_shard
+    calls = {"n": 0}
+
+    def crash_on_second(self, index, rows):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt("simulated kill")
+        original(self, index, rows)
+
+    monkeypatch.setattr(FeatureStore, "write_shard", crash_on_second)
+    with pytest.raises(KeyboardInterrupt):
+        ic.index(pool, tmp_path / "idx", shard_size=6, progress=False)
+    monkeypatch.setattr(FeatureStore, "write_shard", original)
+    with pytest.raises(InflucoderError, match="interrupted build of other samples"):
+        ic.index(samples(20, seed=5), tmp_path / "idx", shard_size=6, progress=False)
+    resumed = ic.index(pool, tmp_path / "idx", shard_size=6, progress=False)
+    np.testing.assert_array_equal(resumed.embeddings(), reference.embeddings())
+    assert resumed.faiss_index.ntotal == 20
+
+    (tmp_path / "idx" / "index.faiss").unlink()  # a crash after encoding, before FAISS was written
+    again = ic.index(pool, tmp_path / "idx", shard_size=6, progress=False)
+    assert again.faiss_index.ntotal == 20

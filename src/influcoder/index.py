@@ -84,19 +84,27 @@ class EmbeddingIndex:
             m = index.manifest
             if m["encoder_fingerprint"] != fingerprint:
                 raise ArtifactMismatchError(f"{path} was built with another encoder; use another --out")
-            done = m["segments"] and all(FeatureStore(path / s["name"]).complete for s in m["segments"])
-            if not append and done and m["segments"][0]["n"] == len(samples) and len(m["segments"]) == 1:
-                pending = None  # the same build finished already: nothing to do
-            elif not append and len(m["segments"]) == 1 and not done:
-                pending = m["segments"][0]["name"]  # resume an interrupted first build
-            elif append:
-                pending = f"segment-{len(m['segments']):05d}"
+            ids = [x.id for x in samples]
+            last = m["segments"][-1] if m["segments"] else None
+            last_store = FeatureStore(path / last["name"]) if last else None
+            if last_store is not None and not last_store.complete:
+                if last_store.ids != ids:  # an interrupted build or append: resume it only with the same data
+                    raise InflucoderError(
+                        f"{path / last['name']} is an interrupted build of other samples; rerun it with the same "
+                        "data, or pass --overwrite"
+                    )
+                pending = last["name"]
+            elif not append:
+                if len(m["segments"]) == 1 and last_store is not None and last_store.ids == ids:
+                    pending = None  # the same build finished already: only make sure FAISS is in sync
+                else:
+                    raise InflucoderError(f"{path} already holds an index; pass --append to add to it or --overwrite")
+            else:
                 known = set(index.ids())
-                dup = next((s.id for s in samples if s.id in known), None)
+                dup = next((i for i in ids if i in known), None)
                 if dup is not None:
                     raise InflucoderError(f"id {dup!r} is already in {path}; appended samples need new ids")
-            else:
-                raise InflucoderError(f"{path} already holds an index; pass --append to add to it or --overwrite")
+                pending = f"segment-{len(m['segments']):05d}"
         else:
             if append:
                 raise InflucoderError(f"--append needs an existing index at {path}")
@@ -121,7 +129,7 @@ class EmbeddingIndex:
             index, pending = cls(path), "segment-00000"
         if pending is not None:
             index._encode_segment(encoder, samples, pending, shard_size, batch_size, progress, ray, encoder_path)
-            index._rebuild_faiss(progress)
+        index._sync_faiss(progress)
         return index
 
     def _encode_segment(
@@ -132,6 +140,9 @@ class EmbeddingIndex:
             self.path / name, config, [s.id for s in samples], self.dim, shard_size, self.manifest["dtype"]
         )
         write_samples(samples, self.path / f"{name}.jsonl")
+        if not any(seg["name"] == name for seg in self.manifest["segments"]):
+            self.manifest["segments"].append({"name": name, "n": len(samples)})
+            write_json_atomic(self.path / MANIFEST, self.manifest)
         missing = store.missing_shards()
         if ray is not None and missing:
             from .distributed import EncodeShardJob, run_shards_on_ray
@@ -151,29 +162,32 @@ class EmbeddingIndex:
                 rows = store.shard_rows(i)
                 store.write_shard(i, encoder.encode([samples[j] for j in rows], batch_size))
                 bar.update(len(rows))
-        if not any(s["name"] == name for s in self.manifest["segments"]):
-            self.manifest["segments"].append({"name": name, "n": len(samples)})
-            write_json_atomic(self.path / MANIFEST, self.manifest)
 
-    def _rebuild_faiss(self, progress: bool) -> None:
-        """(Re)build index.faiss; a trained factory (IVF/PQ) is trained on the embeddings themselves."""
+    def _sync_faiss(self, progress: bool) -> None:
+        """Bring index.faiss up to date: add the rows it lacks (after an append or a crash), else build it.
+
+        A trained factory (IVF/PQ) is trained on the embeddings themselves when the index is first built.
+        """
         faiss = _faiss()
-        factory = self.manifest["index_factory"]
         existing = self.path / "index.faiss"
-        if existing.exists() and len(self.manifest["segments"]) > 1:
-            index = faiss.read_index(str(existing))  # append: add only the new segment, keep the rest
-            new = self.manifest["segments"][-1]["name"]
-            for _, block in FeatureStore(self.path / new).iter_blocks():
-                index.add(np.ascontiguousarray(block, dtype=np.float32))
-        else:
+        index = faiss.read_index(str(existing)) if existing.exists() else None
+        if index is not None and index.ntotal == len(self):
+            return
+        if index is None or index.ntotal > len(self):
+            factory = self.manifest["index_factory"]
             index = faiss.index_factory(self.dim, factory, faiss.METRIC_INNER_PRODUCT)
             if not index.is_trained:
-                sample = self.embeddings(limit=max(256 * 40, 100_000))
+                sample = self.embeddings(limit=100_000)
                 if len(sample) < 40:
                     raise InflucoderError(f"index factory {factory!r} needs training data; the pool is too small")
                 index.train(sample)
-            for block in tqdm(self.iter_embeddings(), desc="faiss add", disable=not progress, leave=False):
-                index.add(block)
+        skip = index.ntotal
+        for block in tqdm(self.iter_embeddings(), desc="faiss add", disable=not progress, leave=False):
+            if skip >= len(block):
+                skip -= len(block)
+                continue
+            index.add(np.ascontiguousarray(block[skip:]))
+            skip = 0
         tmp = self.path / ".index.faiss.tmp"
         faiss.write_index(index, str(tmp))
         tmp.replace(existing)
