@@ -204,8 +204,10 @@ def test_interrupted_index_build_and_faiss_resume(encoder_dir, tmp_path, monkeyp
     with pytest.raises(KeyboardInterrupt):
         ic.index(pool, tmp_path / "idx", shard_size=6, progress=False)
     monkeypatch.setattr(FeatureStore, "write_shard", original)
-    with pytest.raises(InflucoderError, match="interrupted build of other samples"):
+    with pytest.raises(InflucoderError, match="data_fingerprint"):  # same ids, other texts
         ic.index(samples(20, seed=5), tmp_path / "idx", shard_size=6, progress=False)
+    with pytest.raises(InflucoderError, match="interrupted build of other samples"):
+        ic.index(samples(21), tmp_path / "idx", shard_size=6, progress=False)
     resumed = ic.index(pool, tmp_path / "idx", shard_size=6, progress=False)
     np.testing.assert_array_equal(resumed.embeddings(), reference.embeddings())
     assert resumed.faiss_index.ntotal == 20
@@ -213,3 +215,5 @@ def test_interrupted_index_build_and_faiss_resume(encoder_dir, tmp_path, monkeyp
     (tmp_path / "idx" / "index.faiss").unlink()  # a crash after encoding, before FAISS was written
     again = ic.index(pool, tmp_path / "idx", shard_size=6, progress=False)
     assert again.faiss_index.ntotal == 20
+    with pytest.raises(InflucoderError, match="already holds an index"):  # finished, but other texts
+        ic.index(samples(20, seed=5), tmp_path / "idx", shard_size=6, progress=False)

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from .data import Sample, load_file, write_samples
+from .data import Sample, fingerprint, load_file, write_samples
 from .errors import ArtifactMismatchError, InflucoderError
 from .store import FeatureStore, write_json_atomic
 
@@ -95,7 +95,8 @@ class EmbeddingIndex:
                     )
                 pending = last["name"]
             elif not append:
-                if len(m["segments"]) == 1 and last_store is not None and last_store.ids == ids:
+                same = last_store is not None and last_store.config.get("data_fingerprint") == fingerprint(samples)
+                if len(m["segments"]) == 1 and same:
                     pending = None  # the same build finished already: only make sure FAISS is in sync
                 else:
                     raise InflucoderError(f"{path} already holds an index; pass --append to add to it or --overwrite")
@@ -135,7 +136,7 @@ class EmbeddingIndex:
     def _encode_segment(
         self, encoder, samples, name, shard_size, batch_size, progress, ray=None, encoder_path=None
     ) -> None:
-        config = {"encoder_fingerprint": self.manifest["encoder_fingerprint"]}
+        config = {"encoder_fingerprint": self.manifest["encoder_fingerprint"], "data_fingerprint": fingerprint(samples)}
         store = FeatureStore.create_or_resume(
             self.path / name, config, [s.id for s in samples], self.dim, shard_size, self.manifest["dtype"]
         )
