@@ -78,11 +78,11 @@ class EmbeddingIndex:
     ) -> EmbeddingIndex:
         """Encode `samples` into a new index (or a new segment of an existing one with `append`)."""
         path = Path(path)
-        fingerprint = encoder_fingerprint(encoder)
+        encoder_fp = encoder_fingerprint(encoder)
         if (path / MANIFEST).exists() and not overwrite:
             index = cls(path)
             m = index.manifest
-            if m["encoder_fingerprint"] != fingerprint:
+            if m["encoder_fingerprint"] != encoder_fp:
                 raise ArtifactMismatchError(f"{path} was built with another encoder; use another --out")
             ids = [x.id for x in samples]
             last = m["segments"][-1] if m["segments"] else None
@@ -117,7 +117,7 @@ class EmbeddingIndex:
             manifest = {
                 "format": FORMAT,
                 "version": 1,
-                "encoder_fingerprint": fingerprint,
+                "encoder_fingerprint": encoder_fp,
                 "encoder_config": {k: v for k, v in encoder.config.__dict__.items() if k != "label_config"},
                 "label_config": encoder.config.label_config,
                 "dim": encoder.dim,
