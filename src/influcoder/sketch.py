@@ -40,8 +40,24 @@ class Projector(ABC):
         self.out_dim = int(out_dim)
         self.seed = int(seed)
 
+    def project(self, blocks: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Sum of the blocks' projections: a linear map never needs the concatenated gradient."""
+        out: torch.Tensor | None = None
+        offset = 0
+        for name, block in blocks.items():
+            flat = block.reshape(block.shape[0], -1)
+            if out is None:
+                out = flat.new_zeros(flat.shape[0], self.out_dim)
+            self.add_block(out, name, flat, offset)
+            offset += flat.shape[1]
+        if out is None:
+            raise InflucoderError("nothing to project: no gradient blocks")
+        return out
+
     @abstractmethod
-    def project(self, blocks: Mapping[str, torch.Tensor]) -> torch.Tensor: ...
+    def add_block(self, out: torch.Tensor, name: str, flat: torch.Tensor, offset: int) -> None:
+        """Add the projection of block `name` ((batch, n) coordinates, starting at `offset` of the
+        concatenated gradient) into `out` in place."""
 
     def project_matrix(self, x: torch.Tensor) -> torch.Tensor:
         """Project a plain (batch, in_dim) matrix, as one block named ``x``."""
@@ -71,17 +87,9 @@ class CountSketch(Projector):
             cached = self._cache[(name, n)] = (buckets, signs)
         return cached
 
-    def project(self, blocks: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        out: torch.Tensor | None = None
-        for name, block in blocks.items():
-            flat = block.reshape(block.shape[0], -1)
-            if out is None:
-                out = flat.new_zeros(flat.shape[0], self.out_dim)
-            buckets, signs = self.buckets_and_signs(name, flat.shape[1])
-            out.index_add_(1, buckets.to(flat.device), flat * signs.to(flat.device, flat.dtype))
-        if out is None:
-            raise InflucoderError("nothing to project: no gradient blocks")
-        return out
+    def add_block(self, out: torch.Tensor, name: str, flat: torch.Tensor, offset: int) -> None:
+        buckets, signs = self.buckets_and_signs(name, flat.shape[1])
+        out.index_add_(1, buckets.to(flat.device), flat * signs.to(flat.device, flat.dtype))
 
 
 class Rademacher(Projector):
@@ -101,19 +109,10 @@ class Rademacher(Projector):
         bits = np.unpackbits(words.view(np.uint8), bitorder="little").reshape(stop - start, -1)[:, : self.out_dim]
         return torch.from_numpy((bits.astype(np.float32) * 2.0 - 1.0) / np.float32(np.sqrt(self.out_dim)))
 
-    def project(self, blocks: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        out: torch.Tensor | None = None
-        for name, block in blocks.items():
-            flat = block.reshape(block.shape[0], -1)
-            if out is None:
-                out = flat.new_zeros(flat.shape[0], self.out_dim)
-            for start in range(0, flat.shape[1], self.chunk_rows):
-                stop = min(start + self.chunk_rows, flat.shape[1])
-                rows = self.matrix_rows(name, start, stop).to(flat.device, flat.dtype)
-                out += flat[:, start:stop] @ rows
-        if out is None:
-            raise InflucoderError("nothing to project: no gradient blocks")
-        return out
+    def add_block(self, out: torch.Tensor, name: str, flat: torch.Tensor, offset: int) -> None:
+        for start in range(0, flat.shape[1], self.chunk_rows):
+            stop = min(start + self.chunk_rows, flat.shape[1])
+            out += flat[:, start:stop] @ self.matrix_rows(name, start, stop).to(flat.device, flat.dtype)
 
 
 class Identity(Projector):
@@ -121,11 +120,14 @@ class Identity(Projector):
 
     kind = "identity"
 
+    def add_block(self, out: torch.Tensor, name: str, flat: torch.Tensor, offset: int) -> None:
+        out[:, offset : offset + flat.shape[1]] = flat
+
     def project(self, blocks: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        out = torch.cat([b.reshape(b.shape[0], -1) for b in blocks.values()], dim=1)
-        if out.shape[1] != self.out_dim:
-            raise InflucoderError(f"identity projector expects {self.out_dim} coordinates, got {out.shape[1]}")
-        return out
+        total = sum(b[0].numel() for b in blocks.values())
+        if total != self.out_dim:
+            raise InflucoderError(f"identity projector expects {self.out_dim} coordinates, got {total}")
+        return super().project(blocks)
 
 
 PROJECTORS: dict[str, type[Projector]] = {"countsketch": CountSketch, "rademacher": Rademacher, "identity": Identity}
