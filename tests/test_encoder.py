@@ -106,3 +106,17 @@ def test_distillation_learns_a_learnable_ranking(tiny_bert_dir, tmp_path):
     assert after.per_anchor_mean > 0.5
     best = InfluenceEncoder.from_pretrained(tmp_path / "enc" / "best")
     assert best.encode(held_pool[:3]).shape == (3, 16)
+
+
+def test_hard_candidates_come_from_the_top_of_the_true_ranking(tiny_bert_dir):
+    settings = DistillSettings(encoder=str(tiny_bert_dir), candidates_per_batch=6, hard_candidates=3, max_length=8)
+    distiller = Distiller(settings)
+    scores = np.random.default_rng(0).normal(size=(40, 5))
+    train_pool, cols = np.arange(40), np.array([1, 3])
+    chosen = distiller._candidates(np.random.default_rng(1), train_pool, cols, scores)
+    assert len(chosen) == 6 and len(set(chosen.tolist())) == 6
+    tops = {int(np.argmax(scores[:, 1])), int(np.argmax(scores[:, 3]))}
+    second = {int(np.argsort(-scores[:, j])[1]) for j in (1, 3)}
+    assert tops <= set(chosen[:3].tolist()) and chosen[2] in second  # 3 hard from 2 queries: round-robin
+    plain = Distiller(DistillSettings(encoder=str(tiny_bert_dir), candidates_per_batch=6, max_length=8))
+    assert len(plain._candidates(np.random.default_rng(1), train_pool, cols, scores)) == 6

@@ -117,15 +117,16 @@ class Distiller:
         c = min(s.candidates_per_batch, len(train_pool))
         hard = min(s.hard_candidates, c)
         chosen: list[int] = []
-        if hard:
+        if hard:  # round-robin over the sampled queries, each contributing its next-best pool sample
             sub = scores[np.ix_(train_pool, query_cols)]
-            for j in rng.permutation(len(query_cols)):
-                for i in np.argsort(-sub[:, j], kind="stable"):
-                    if train_pool[i] not in chosen:
-                        chosen.append(int(train_pool[i]))
-                        break
-                if len(chosen) >= hard:
-                    break
+            orders = [np.argsort(-sub[:, j], kind="stable") for j in rng.permutation(len(query_cols))]
+            depth = 0
+            while len(chosen) < hard and depth < len(train_pool):
+                for order in orders:
+                    candidate = int(train_pool[order[depth]])
+                    if candidate not in chosen and len(chosen) < hard:
+                        chosen.append(candidate)
+                depth += 1
         rest = [int(i) for i in rng.permutation(train_pool) if int(i) not in chosen]
         return np.array(chosen + rest[: c - len(chosen)])
 
