@@ -10,15 +10,9 @@ from pathlib import Path
 
 
 def _load(source: str, args: argparse.Namespace, limit: int | None = None):
-    from .data import load_samples
+    from .cli_pipeline import _load as load
 
-    return load_samples(
-        source,
-        limit=limit,
-        seed=getattr(args, "data_seed", 0),
-        prompt_field=args.prompt_field,
-        response_field=args.response_field,
-    )
+    return load(source, limit, getattr(args, "data_seed", 0), args)
 
 
 def _cmd_index(args: argparse.Namespace) -> int:
