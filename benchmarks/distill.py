@@ -53,6 +53,7 @@ def main() -> None:
     parser.add_argument("--labels", required=True)
     parser.add_argument("--eval-pool", type=int, default=200)
     parser.add_argument("--eval-queries", type=int, default=200)
+    parser.add_argument("--eval-split", help="hold out the ids of this JSON file instead (overrides the sizes)")
     parser.add_argument("--work", default="runs/bench-distill", help="where the encoder checkpoints go")
     parser.add_argument("--out", default=str(RESULTS / "distill"))
     for f in dataclasses.fields(DistillSettings):
@@ -63,9 +64,15 @@ def main() -> None:
     settings = DistillSettings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(DistillSettings)})
     matrix, pool, queries, info = load_labels(args.labels)
     started = time.perf_counter()
-    logs = distill_labels(args.labels, args.work, settings, args.eval_pool, args.eval_queries)
+    if args.eval_split:
+        args.eval_pool = args.eval_queries = 0
+    logs = distill_labels(
+        args.labels, args.work, settings, args.eval_pool, args.eval_queries, eval_split=args.eval_split
+    )
     train_seconds = time.perf_counter() - started
     split = Path(args.work) / "eval_split.json"
+    held = json.loads(split.read_text())
+    args.eval_pool, args.eval_queries = len(held["pool_ids"]), len(held["query_ids"])
     rows = {}
     for name, path in (
         ("distilled (best on validation)", Path(args.work) / "best"),

@@ -9,7 +9,7 @@ import pytest
 
 from influcoder.cli import main
 from influcoder.encoder import InfluenceEncoder
-from influcoder.encoder.distill import split_labels
+from influcoder.encoder.distill import split_from_file, split_labels
 from influcoder.errors import InflucoderError
 from influcoder.labels import LabelSettings, label
 
@@ -23,6 +23,18 @@ def test_split_labels_is_disjoint_and_seeded():
     assert all(np.array_equal(a, b) for a, b in zip((tp, ep, tq, eq), split_labels(30, 12, 10, 4, seed=1)))
     with pytest.raises(InflucoderError):
         split_labels(10, 12, 8, 4)
+
+
+def test_split_from_file_holds_out_exactly_the_listed_ids(tmp_path):
+    pool_ids, query_ids = [f"p{i}" for i in range(8)], [f"q{i}" for i in range(5)]
+    path = tmp_path / "split.json"
+    path.write_text(json.dumps({"pool_ids": ["p6", "p1"], "query_ids": ["q3"]}))
+    tp, ep, tq, eq = split_from_file(path, pool_ids, query_ids)
+    assert ep.tolist() == [1, 6] and tp.tolist() == [0, 2, 3, 4, 5, 7]
+    assert eq.tolist() == [3] and tq.tolist() == [0, 1, 2, 4]
+    path.write_text(json.dumps({"pool_ids": ["p1", "zz"], "query_ids": []}))
+    with pytest.raises(InflucoderError, match="1 pool ids are not in the labels, e.g. 'zz'"):
+        split_from_file(path, pool_ids, query_ids)
 
 
 def test_distill_then_evaluate_cli(tiny_model_dir, tiny_bert_dir, tmp_path, capsys):
@@ -84,3 +96,12 @@ def test_distill_then_evaluate_cli(tiny_model_dir, tiny_bert_dir, tmp_path, caps
     leak.write_text(json.dumps({"pool_ids": training["train_pool_ids"][:3], "query_ids": split["query_ids"]}))
     assert main(["evaluate", "--encoder", str(out), "--labels", str(labels), "--split", str(leak)]) == 2
     assert "used in training" in capsys.readouterr().err
+
+    # a second run holds out exactly the first run's split
+    again = tmp_path / "enc2"
+    args = ["distill", "--labels", str(labels), "--out", str(again), "--encoder", str(tiny_bert_dir)]
+    args += ["--epochs", "1", "--max-length", "16", "--quiet", "--eval-split", str(out / "eval_split.json")]
+    assert main(args) == 0
+    assert json.loads((again / "eval_split.json").read_text())["pool_ids"] == split["pool_ids"]
+    assert main([*args, "--eval-pool", "3"]) == 2
+    assert "not both" in capsys.readouterr().err

@@ -188,3 +188,31 @@ def test_projection_fidelity_improves_with_dim(tiny_model_dir, capsys):
     assert large["spearman"] > small["spearman"] and large["spearman"] > 0.95
     assert large["max_abs_error"] < small["max_abs_error"]
     assert main(["fidelity", "--data", "bbh-cot", "--limit", "1", "--model", str(tiny_model_dir)]) == 2
+
+
+def test_merged_parts_equal_one_run_and_mismatches_are_refused(tiny_model_dir, tmp_path, capsys):
+    """Labelling a pool in two parts and merging gives the matrix and store of labelling it at once
+    (to float tolerance: shard boundaries change batch padding), and bad merges are refused by name."""
+    pool, queries = samples(11), samples(3, seed=5, prefix="q")
+    s = settings(model=str(tiny_model_dir))
+    whole = label(pool, queries, tmp_path / "whole", s, progress=False)
+    label(pool[:6], queries, tmp_path / "a", s, progress=False)
+    label(pool[6:], queries, tmp_path / "b", s, progress=False)
+    assert main(["merge-labels", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "ab")]) == 0
+    merged, pool2, queries2, info = load_labels(tmp_path / "ab")
+    assert merged.pool_ids == [x.id for x in pool] and [x.id for x in queries2] == [x.id for x in queries]
+    np.testing.assert_allclose(np.asarray(merged.scores), whole.scores, atol=1e-5)
+    np.testing.assert_allclose(
+        FeatureStore(tmp_path / "ab" / "pool").load(), FeatureStore(tmp_path / "whole" / "pool").load(), atol=1e-5
+    )
+    assert info["n_pool"] == 11 and len(info["merged_from"]) == 2
+
+    label(pool[:2], queries[:2], tmp_path / "other-queries", s, progress=False)
+    label(pool[8:], queries, tmp_path / "other-dim", settings(model=str(tiny_model_dir), proj_dim=32), progress=False)
+    for part, message in (
+        ("other-queries", "other queries"),
+        ("other-dim", "other feature settings"),
+        ("a", "more than one"),
+    ):
+        code = main(["merge-labels", str(tmp_path / "a"), str(tmp_path / part), "--out", str(tmp_path / "bad")])
+        assert code == 2 and message in capsys.readouterr().err

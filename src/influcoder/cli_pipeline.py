@@ -121,6 +121,14 @@ def _cmd_label(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_merge_labels(args: argparse.Namespace) -> int:
+    from .labels_merge import merge_labels
+
+    matrix = merge_labels(args.parts, args.out)
+    print(f"wrote {args.out} (pool x queries = {matrix.scores.shape}) from {len(args.parts)} labels directories")
+    return 0
+
+
 def _cmd_fidelity(args: argparse.Namespace) -> int:
     from .fidelity import projection_fidelity
 
@@ -147,13 +155,21 @@ def _cmd_distill(args: argparse.Namespace) -> int:
     from .encoder.distill import DistillSettings, distill_labels
 
     settings = settings_of(DistillSettings, args)
-    logs = distill_labels(args.labels, args.out, settings, args.eval_pool, args.eval_queries, progress=not args.quiet)
+    logs = distill_labels(
+        args.labels,
+        args.out,
+        settings,
+        args.eval_pool,
+        args.eval_queries,
+        progress=not args.quiet,
+        eval_split=args.eval_split,
+    )
     best = max(logs, key=lambda log: log.val_per_anchor)
     print(
         f"best epoch {best.epoch}: validation per-anchor rho {best.val_per_anchor:.4f}, mean-aggregated rho "
         f"{best.val_mean_aggregated:.4f}; encoder saved to {args.out}/best (last epoch: {args.out}/last)"
     )
-    if args.eval_pool or args.eval_queries:
+    if args.eval_pool or args.eval_queries or args.eval_split:
         print(f"held-out split for `influcoder evaluate`: {args.out}/eval_split.json")
     return 0
 
@@ -218,6 +234,17 @@ def add_commands(sub) -> None:
     p.set_defaults(func=_cmd_label)
 
     p = sub.add_parser(
+        "merge-labels",
+        help="join labels directories of disjoint pools labelled against the same queries",
+        description="Label a large pool in parts (several runs or machines, same settings, same --queries), "
+        "then join them into one labels directory. Refuses parts whose feature settings or queries differ, or "
+        "whose pools share an id.",
+    )
+    p.add_argument("parts", nargs="+", metavar="LABELS_DIR", help="directories written by `influcoder label`")
+    p.add_argument("--out", required=True, help="the merged labels directory to write")
+    p.set_defaults(func=_cmd_merge_labels)
+
+    p = sub.add_parser(
         "fidelity",
         help="how well a projection preserves gradient cosines (paper appendix A.1)",
         description="Computes exact LoRA gradients of DATA and their projections at each --dims, and reports "
@@ -248,6 +275,11 @@ def add_commands(sub) -> None:
     p.add_argument("--out", required=True, help="output directory (best/, last/, training.json)")
     p.add_argument("--eval-pool", type=int, default=0, help="pool samples held out for evaluation (default 0)")
     p.add_argument("--eval-queries", type=int, default=0, help="queries held out for evaluation (default 0)")
+    p.add_argument(
+        "--eval-split",
+        metavar="JSON",
+        help="hold out exactly these items: a file with pool_ids and query_ids (e.g. an earlier eval_split.json)",
+    )
     p.add_argument("--quiet", action="store_true")
     add_settings_options(p, DistillSettings)
     p.set_defaults(func=_cmd_distill)

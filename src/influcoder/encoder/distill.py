@@ -234,6 +234,26 @@ def split_labels(
     )
 
 
+def split_from_file(
+    path: str | Path, pool_ids: Sequence[str], query_ids: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(train pool, eval pool, train queries, eval queries) index arrays from a JSON file of held-out ids."""
+    split = json.loads(Path(path).read_text(encoding="utf-8"))
+    out = []
+    for kind, ids in (("pool", pool_ids), ("query", query_ids)):
+        held = split.get(f"{kind}_ids")
+        if not isinstance(held, list):
+            raise InflucoderError(f"{path}: expected a list under {kind}_ids")
+        position = {x: i for i, x in enumerate(ids)}
+        unknown = [x for x in held if x not in position]
+        if unknown:
+            raise InflucoderError(f"{path}: {len(unknown)} {kind} ids are not in the labels, e.g. {unknown[0]!r}")
+        held_rows = np.sort(np.array([position[x] for x in held], dtype=np.int64))
+        out.append((np.setdiff1d(np.arange(len(ids)), held_rows), held_rows))
+    (train_p, eval_p), (train_q, eval_q) = out
+    return train_p, eval_p, train_q, eval_q
+
+
 def distill_labels(
     labels_dir: str | Path,
     out: str | Path,
@@ -241,8 +261,13 @@ def distill_labels(
     eval_pool: int = 0,
     eval_queries: int = 0,
     progress: bool = True,
+    eval_split: str | Path | None = None,
 ) -> list[EpochLog]:
     """Train an encoder from a labels directory, holding out an evaluation split it never sees.
+
+    The split is either drawn (`eval_pool` / `eval_queries` random ids) or given: `eval_split` is a JSON file
+    with ``pool_ids`` and ``query_ids`` (e.g. the ``eval_split.json`` of an earlier run, so that runs on
+    grown labels are compared on the same held-out items).
 
     Writes ``out/best`` and ``out/last`` (encoders), ``out/training.json`` (logs, ids per split) and
     ``out/eval_split.json`` (the held-out pool and query ids, for `influcoder evaluate`).
@@ -253,11 +278,14 @@ def distill_labels(
     settings = settings or DistillSettings()
     matrix, pool, queries, info = load_labels(labels_dir)
     scores = np.asarray(matrix.scores)
-    train_p, eval_p, train_q, eval_q = (
-        split_labels(len(pool), len(queries), eval_pool, eval_queries, settings.seed)
-        if eval_pool or eval_queries
-        else (np.arange(len(pool)), np.arange(0), np.arange(len(queries)), np.arange(0))
-    )
+    if eval_split is not None:
+        if eval_pool or eval_queries:
+            raise InflucoderError("give either an evaluation split file or --eval-pool/--eval-queries, not both")
+        train_p, eval_p, train_q, eval_q = split_from_file(eval_split, matrix.pool_ids, matrix.query_ids)
+    elif eval_pool or eval_queries:
+        train_p, eval_p, train_q, eval_q = split_labels(len(pool), len(queries), eval_pool, eval_queries, settings.seed)
+    else:
+        train_p, eval_p, train_q, eval_q = np.arange(len(pool)), np.arange(0), np.arange(len(queries)), np.arange(0)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(

@@ -1,0 +1,106 @@
+"""Merge labels directories that share their queries: label a pool in parts (runs, machines), then join.
+
+A pool row of the influence matrix depends only on that pool sample's gradient and on the query gradients,
+so parts labelled with the same feature settings against the same queries concatenate exactly. The merge
+checks that they do (same features config, same query ids, disjoint pool ids) and refuses otherwise, then
+writes one self-contained labels directory: pool store rewritten in order, queries store copied, influence
+rows concatenated.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .data import Sample, load_file, write_samples
+from .errors import ArtifactMismatchError, InflucoderError
+from .influence import InfluenceMatrix
+from .store import FeatureStore, write_json_atomic
+
+
+def _rows(stores: Sequence[FeatureStore]) -> Iterator[np.ndarray]:
+    for store in stores:
+        for _, block in store.iter_blocks():
+            yield np.asarray(block)
+
+
+def _write_concatenated(stores: Sequence[FeatureStore], out: Path, ids: list[str]) -> FeatureStore:
+    """One store holding the rows of `stores` in order, re-sharded to the first store's shard size."""
+    first = stores[0].manifest
+    merged = FeatureStore.create_or_resume(
+        out, first["config"], ids, first["dim"], first["shard_size"], first["dtype"], overwrite=True
+    )
+    pending: list[np.ndarray] = []
+    held = 0
+    index = 0
+    for block in _rows(stores):
+        pending.append(block)
+        held += len(block)
+        while index < merged.n_shards and held >= len(merged.shard_rows(index)):
+            rows = np.concatenate(pending, axis=0)
+            size = len(merged.shard_rows(index))
+            merged.write_shard(index, rows[:size])
+            pending, held, index = [rows[size:]], len(rows) - size, index + 1
+    if index != merged.n_shards:
+        raise InflucoderError(f"merging into {out}: stores hold fewer rows than their manifests list")
+    return merged
+
+
+def merge_labels(parts: Sequence[str | Path], out: str | Path) -> InfluenceMatrix:
+    """Join labels directories whose pools are disjoint and whose queries and feature settings agree."""
+    parts = [Path(p) for p in parts]
+    if len(parts) < 2:
+        raise InflucoderError("merging needs at least two labels directories")
+    out = Path(out)
+    if out.resolve() in {p.resolve() for p in parts}:
+        raise InflucoderError(f"--out {out} must differ from the directories being merged")
+    infos = []
+    for part in parts:
+        if not (part / "labels.json").exists():
+            raise InflucoderError(f"{part} is not a labels directory (no labels.json); run `influcoder label`")
+        infos.append(json.loads((part / "labels.json").read_text(encoding="utf-8")))
+    matrices = [InfluenceMatrix.load(p / "influence") for p in parts]
+    for part, info, matrix in zip(parts[1:], infos[1:], matrices[1:]):
+        if info["features"] != infos[0]["features"]:
+            raise ArtifactMismatchError(f"{part} was labelled with other feature settings than {parts[0]}")
+        if matrix.query_ids != matrices[0].query_ids:
+            raise ArtifactMismatchError(f"{part} has other queries (ids or order) than {parts[0]}")
+    pool_ids = [i for m in matrices for i in m.pool_ids]
+    if len(set(pool_ids)) != len(pool_ids):
+        seen: set[str] = set()
+        dup = next(i for i in pool_ids if i in seen or seen.add(i))
+        raise InflucoderError(f"pool id {dup!r} is in more than one of the directories being merged")
+
+    stores = [FeatureStore(p / "pool") for p in parts]
+    for part, store, matrix in zip(parts, stores, matrices):
+        if store.ids != matrix.pool_ids:
+            raise InflucoderError(f"{part}: pool store and influence matrix disagree on ids")
+    out.mkdir(parents=True, exist_ok=True)
+    _write_concatenated(stores, out / "pool", pool_ids)
+    if (out / "queries").exists():
+        shutil.rmtree(out / "queries")
+    shutil.copytree(parts[0] / "queries", out / "queries")
+    pool: list[Sample] = [s for p in parts for s in load_file(p / "pool.jsonl")]
+    write_samples(pool, out / "pool.jsonl")
+    shutil.copyfile(parts[0] / "queries.jsonl", out / "queries.jsonl")
+    merged = InfluenceMatrix(
+        np.concatenate([np.asarray(m.scores) for m in matrices], axis=0), pool_ids, list(matrices[0].query_ids)
+    )
+    merged.save(out / "influence")
+    write_json_atomic(
+        out / "labels.json",
+        {
+            **{k: infos[0][k] for k in ("settings", "features") if k in infos[0]},
+            "merged_from": [str(p.resolve()) for p in parts],
+            "n_pool": len(pool_ids),
+            "n_queries": len(merged.query_ids),
+            "ids_in_both": len(set(pool_ids) & set(merged.query_ids)),
+            "seconds_total": round(sum(i.get("seconds_total", 0.0) for i in infos), 2),
+            "bytes_per_sample": infos[0].get("bytes_per_sample"),
+        },
+    )
+    return merged
