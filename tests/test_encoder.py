@@ -61,6 +61,20 @@ def test_save_load_identical_and_order_preserved(tiny_bert_dir, tmp_path, poolin
     np.testing.assert_array_equal(again.encode(texts, batch_size=2), emb)
 
 
+def test_embed_in_length_groups_equals_one_padded_batch(tiny_bert_dir):
+    """Training embeds texts in token-budget groups; in eval mode that matches one padded batch, in input
+    order, and gradients reach the backbone through every group."""
+    enc = InfluenceEncoder.from_backbone(str(tiny_bert_dir), pooling="mean", max_length=16)
+    rng = np.random.default_rng(3)
+    texts = [" ".join(rng.choice(WORDS, size=int(rng.integers(1, 15)))) for _ in range(9)]
+    enc.eval()
+    whole = enc.embed(texts, max_tokens=None)
+    grouped = enc.embed(texts, max_tokens=24)  # forces several groups of 1-3 texts
+    torch.testing.assert_close(grouped, whole, atol=1e-5, rtol=0)
+    grouped.sum().backward()
+    assert all(p.grad is not None for p in enc.backbone.encoder.parameters())
+
+
 def topic_data(n: int, seed: int) -> tuple[list[Sample], np.ndarray]:
     """Texts made of words; a hidden linear map of their bag of words defines influence (learnable)."""
     rng = np.random.default_rng(seed)

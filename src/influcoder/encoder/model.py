@@ -150,10 +150,30 @@ class InfluenceEncoder(torch.nn.Module):
             pooled = self.head(pooled)
         return F.normalize(pooled, dim=-1)
 
-    def embed(self, items: Sequence[Sample | str]) -> torch.Tensor:
-        """Embeddings with gradients (for training); no batching or reordering."""
-        batch = self.tokenize([self.text_of(x) for x in items])
-        return self(**batch)
+    def embed(self, items: Sequence[Sample | str], max_tokens: int | None = 1024) -> torch.Tensor:
+        """Embeddings with gradients (for training), in input order.
+
+        A training step mixes short queries with long pool texts; padding them all to the longest wastes most
+        of the compute (measured 2.7x on evals x bbh at 256 tokens). So texts are sorted by token length and
+        run in groups of at most `max_tokens` padded tokens (None: one group). An embedding depends only on its
+        own text, so grouping changes nothing but float rounding (and which dropout mask a text draws).
+        """
+        texts = [self.text_of(x) for x in items]
+        if max_tokens is None or len(texts) <= 1:
+            return self(**self.tokenize(texts))
+        lengths = [
+            len(ids) for ids in self.tokenizer(texts, truncation=True, max_length=self.config.max_length)["input_ids"]
+        ]
+        order = sorted(range(len(texts)), key=lambda i: -lengths[i])
+        groups: list[list[int]] = [[]]
+        for i in order:
+            if groups[-1] and (len(groups[-1]) + 1) * lengths[groups[-1][0]] > max_tokens:
+                groups.append([])
+            groups[-1].append(i)
+        parts = [self(**self.tokenize([texts[i] for i in group])) for group in groups]
+        inverse = torch.empty(len(texts), dtype=torch.long)
+        inverse[torch.tensor([i for group in groups for i in group])] = torch.arange(len(texts))
+        return torch.cat(parts, dim=0)[inverse]
 
     @torch.no_grad()
     def encode(self, items: Sequence[Sample | str], batch_size: int = 32, show_progress: bool = False) -> np.ndarray:
