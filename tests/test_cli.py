@@ -8,7 +8,19 @@ import pytest
 
 from influcoder.cli import build_parser, main
 
-COMMANDS = ["assets", "data", "label", "fidelity", "distill", "evaluate", "demo", "index", "attribute", "filter"]
+COMMANDS = [
+    "assets",
+    "data",
+    "label",
+    "merge-labels",
+    "fidelity",
+    "distill",
+    "evaluate",
+    "demo",
+    "index",
+    "attribute",
+    "filter",
+]
 
 
 def test_every_command_is_listed_and_has_help(capsys):
