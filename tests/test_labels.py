@@ -4,6 +4,7 @@ influence equals a direct cosine, and `influcoder label` runs end to end on a ti
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -216,3 +217,24 @@ def test_merged_parts_equal_one_run_and_mismatches_are_refused(tiny_model_dir, t
     ):
         code = main(["merge-labels", str(tmp_path / "a"), str(tmp_path / part), "--out", str(tmp_path / "bad")])
         assert code == 2 and message in capsys.readouterr().err
+
+
+def test_concurrent_manifest_writes_do_not_collide(tmp_path, monkeypatch):
+    """Two Ray workers that finish a store's last shards together both rewrite its manifest. Reproduce that
+    interleaving deterministically: a second write lands between the first one's tmp write and its rename."""
+    import influcoder.store as store_module
+
+    path = tmp_path / "manifest.json"
+    real_replace = os.replace
+    calls = {"n": 0}
+
+    def interleaved(src, dst):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            store_module.write_json_atomic(path, {"writer": 2})
+        real_replace(src, dst)
+
+    monkeypatch.setattr(store_module.os, "replace", interleaved)
+    store_module.write_json_atomic(path, {"writer": 1})
+    assert json.loads(path.read_text()) == {"writer": 1} and calls["n"] == 2
+    assert not list(tmp_path.glob(".*tmp"))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,12 @@ FORMAT = "influcoder.feature-store"
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
+    """Write JSON via a temporary file and a rename, so readers never see half a file.
+
+    The temporary name is unique per call: Ray workers finishing the last shards of a store at the same time
+    both mark its manifest complete, and a shared temporary name let one rename away the other's file.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
     tmp.write_text(json.dumps(data, indent=1, sort_keys=False) + "\n", encoding="utf-8")
     os.replace(tmp, path)
 
