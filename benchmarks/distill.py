@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from influcoder.encoder.distill import DistillSettings, distill_labels
+from influcoder.encoder.distill import DistillSettings, distill_labels, split_from_file
 from influcoder.encoder.model import InfluenceEncoder
 from influcoder.evaluation.evaluate import evaluate_encoder, training_record
 from influcoder.labels import load_labels
@@ -30,7 +30,7 @@ from influcoder.labels import load_labels
 RESULTS = Path(__file__).parent / "results"
 
 
-def pool_mean_reference(labels: str, split_path: Path) -> dict:
+def pool_mean_reference(matrix, split_path: Path) -> dict:
     """A query-agnostic oracle: every held-out query ranks the held-out pool by the pool's mean *true*
     influence over the training queries. It uses gradient labels of the evaluation pool (so it is a reference,
     not a method); an encoder above it has learned query-specific structure."""
@@ -38,11 +38,7 @@ def pool_mean_reference(labels: str, split_path: Path) -> dict:
 
     from influcoder.evaluation.metrics import spearman_report
 
-    matrix, _, queries, _ = load_labels(labels)
-    split = json.loads(split_path.read_text())
-    rows = np.array([matrix.pool_ids.index(x) for x in split["pool_ids"]])
-    cols = np.array([matrix.query_ids.index(x) for x in split["query_ids"]])
-    train_cols = np.array(sorted(set(range(len(queries))) - set(cols.tolist())))
+    _, rows, train_cols, cols = split_from_file(split_path, matrix.pool_ids, matrix.query_ids)
     scores = np.asarray(matrix.scores)
     pool_mean = scores[np.ix_(rows, train_cols)].mean(axis=1)
     return spearman_report(np.repeat(pool_mean[:, None], len(cols), 1), scores[np.ix_(rows, cols)]).to_dict()
@@ -85,7 +81,7 @@ def main() -> None:
         settings.encoder, pooling=settings.pooling, max_length=settings.max_length
     )
     rows["untrained MiniLM-L6 (Semantic)"] = evaluate_encoder(untrained, args.labels, split)
-    rows["reference: true pool-mean influence (oracle, query-agnostic)"] = pool_mean_reference(args.labels, split)
+    rows["reference: true pool-mean influence (oracle, query-agnostic)"] = pool_mean_reference(matrix, split)
     report = {
         "benchmark": "distill",
         "command": "python benchmarks/distill.py " + " ".join(sys.argv[1:]),

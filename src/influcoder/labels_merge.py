@@ -9,16 +9,17 @@ rows concatenated.
 
 from __future__ import annotations
 
-import json
 import shutil
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from .data import Sample, load_file, write_samples
+from .data import write_samples
 from .errors import ArtifactMismatchError, InflucoderError
 from .influence import InfluenceMatrix
+from .labels import load_labels
 from .store import FeatureStore, write_json_atomic
 
 
@@ -34,17 +35,14 @@ def _write_concatenated(stores: Sequence[FeatureStore], out: Path, ids: list[str
     merged = FeatureStore.create_or_resume(
         out, first["config"], ids, first["dim"], first["shard_size"], first["dtype"], overwrite=True
     )
-    pending: list[np.ndarray] = []
-    held = 0
+    buffer = np.zeros((0, first["dim"]), dtype=first["dtype"])
     index = 0
     for block in _rows(stores):
-        pending.append(block)
-        held += len(block)
-        while index < merged.n_shards and held >= len(merged.shard_rows(index)):
-            rows = np.concatenate(pending, axis=0)
+        buffer = np.concatenate([buffer, block], axis=0)
+        while index < merged.n_shards and len(buffer) >= len(merged.shard_rows(index)):
             size = len(merged.shard_rows(index))
-            merged.write_shard(index, rows[:size])
-            pending, held, index = [rows[size:]], len(rows) - size, index + 1
+            merged.write_shard(index, buffer[:size])
+            buffer, index = buffer[size:], index + 1
     if index != merged.n_shards:
         raise InflucoderError(f"merging into {out}: stores hold fewer rows than their manifests list")
     return merged
@@ -58,12 +56,9 @@ def merge_labels(parts: Sequence[str | Path], out: str | Path) -> InfluenceMatri
     out = Path(out)
     if out.resolve() in {p.resolve() for p in parts}:
         raise InflucoderError(f"--out {out} must differ from the directories being merged")
-    infos = []
-    for part in parts:
-        if not (part / "labels.json").exists():
-            raise InflucoderError(f"{part} is not a labels directory (no labels.json); run `influcoder label`")
-        infos.append(json.loads((part / "labels.json").read_text(encoding="utf-8")))
-    matrices = [InfluenceMatrix.load(p / "influence") for p in parts]
+    loaded = [load_labels(p) for p in parts]  # checks each is a whole labels directory
+    matrices = [m for m, _, _, _ in loaded]
+    infos = [info for _, _, _, info in loaded]
     for part, info, matrix in zip(parts[1:], infos[1:], matrices[1:]):
         if info["features"] != infos[0]["features"]:
             raise ArtifactMismatchError(f"{part} was labelled with other feature settings than {parts[0]}")
@@ -71,8 +66,7 @@ def merge_labels(parts: Sequence[str | Path], out: str | Path) -> InfluenceMatri
             raise ArtifactMismatchError(f"{part} has other queries (ids or order) than {parts[0]}")
     pool_ids = [i for m in matrices for i in m.pool_ids]
     if len(set(pool_ids)) != len(pool_ids):
-        seen: set[str] = set()
-        dup = next(i for i in pool_ids if i in seen or seen.add(i))
+        dup = next(i for i, count in Counter(pool_ids).items() if count > 1)
         raise InflucoderError(f"pool id {dup!r} is in more than one of the directories being merged")
 
     stores = [FeatureStore(p / "pool") for p in parts]
@@ -84,8 +78,7 @@ def merge_labels(parts: Sequence[str | Path], out: str | Path) -> InfluenceMatri
     if (out / "queries").exists():
         shutil.rmtree(out / "queries")
     shutil.copytree(parts[0] / "queries", out / "queries")
-    pool: list[Sample] = [s for p in parts for s in load_file(p / "pool.jsonl")]
-    write_samples(pool, out / "pool.jsonl")
+    write_samples([s for _, pool, _, _ in loaded for s in pool], out / "pool.jsonl")
     shutil.copyfile(parts[0] / "queries.jsonl", out / "queries.jsonl")
     merged = InfluenceMatrix(
         np.concatenate([np.asarray(m.scores) for m in matrices], axis=0), pool_ids, list(matrices[0].query_ids)

@@ -161,16 +161,18 @@ class InfluenceEncoder(torch.nn.Module):
         texts = [self.text_of(x) for x in items]
         if max_tokens is None or len(texts) <= 1:
             return self(**self.tokenize(texts))
-        lengths = [
-            len(ids) for ids in self.tokenizer(texts, truncation=True, max_length=self.config.max_length)["input_ids"]
-        ]
+        encoded = self.tokenizer(texts, truncation=True, max_length=self.config.max_length)
+        lengths = [len(ids) for ids in encoded["input_ids"]]
         order = sorted(range(len(texts)), key=lambda i: -lengths[i])
         groups: list[list[int]] = [[]]
         for i in order:
             if groups[-1] and (len(groups[-1]) + 1) * lengths[groups[-1][0]] > max_tokens:
                 groups.append([])
             groups[-1].append(i)
-        parts = [self(**self.tokenize([texts[i] for i in group])) for group in groups]
+        parts = [
+            self(**self.tokenizer.pad({k: [v[i] for i in group] for k, v in encoded.items()}, return_tensors="pt"))
+            for group in groups
+        ]
         inverse = torch.empty(len(texts), dtype=torch.long)
         inverse[torch.tensor([i for group in groups for i in group])] = torch.arange(len(texts))
         return torch.cat(parts, dim=0)[inverse]
