@@ -89,3 +89,23 @@ def test_builtin_sources_load():
     assert len(pool) == 50 and len(queries) == 20
     assert pool == load_samples("evals", limit=50, seed=0)
     assert all(s.id.startswith("evals/") and s.response.strip() for s in pool)
+
+
+@pytest.mark.assets
+def test_real_minilm_response_mask_covers_the_response(minilm_dir):
+    """With MiniLM's WordPiece tokenizer ([CLS]/[SEP], lower-casing, sub-words) the response mask selects the
+    response's tokens and nothing else, also when the prompt is cut from the left."""
+    from influcoder.data import Sample
+    from influcoder.encoder import InfluenceEncoder
+
+    enc = InfluenceEncoder.from_backbone(str(minilm_dir), pooling="mean+response", max_length=24)
+    samples = [
+        Sample("a", "Which is larger, 7 or 9? Answer with the letter.", "(B) Nine"),
+        Sample("b", "word " * 40 + "Translate to French: good morning", "Bonjour, unbelievably early!"),
+    ]
+    batch = enc.tokenize(samples)
+    for row, sample in enumerate(samples):
+        chosen = batch["input_ids"][row][batch["response_mask"][row] == 1]
+        assert enc.tokenizer.decode(chosen).replace(" ", "") == sample.response.lower().replace(" ", "")
+    assert batch["attention_mask"][1].sum() == 24  # truncated; the response survived
+    assert enc(**batch).shape == (2, 2 * 384)

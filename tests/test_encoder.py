@@ -12,6 +12,8 @@ from influcoder.data import Sample
 from influcoder.encoder import InfluenceEncoder
 from influcoder.encoder.distill import Distiller, DistillSettings, predict_matrix
 from influcoder.encoder.losses import distillation_loss, pearson_loss, softmax_kl_loss
+from influcoder.encoder.model import EncoderConfig
+from influcoder.errors import InflucoderError
 from influcoder.evaluation.metrics import mean_aggregated_spearman, per_anchor_spearman, spearman_report
 
 from .conftest import WORDS
@@ -47,7 +49,7 @@ def test_metrics_match_scipy():
     assert report.n_pool == 30 and abs(report.per_anchor_mean - per_anchor.mean()) < 1e-12
 
 
-@pytest.mark.parametrize("pooling", ["mean", "cls", "attention"])
+@pytest.mark.parametrize("pooling", ["mean", "cls", "attention", "response", "mean+response"])
 def test_save_load_identical_and_order_preserved(tiny_bert_dir, tmp_path, pooling):
     enc = InfluenceEncoder.from_backbone(str(tiny_bert_dir), pooling=pooling, head_dim=8, max_length=16)
     texts = ["cat", "the red dog is big and the blue bird is small", "one two", Sample("x", "sky", "sea sun")]
@@ -61,18 +63,46 @@ def test_save_load_identical_and_order_preserved(tiny_bert_dir, tmp_path, poolin
     np.testing.assert_array_equal(again.encode(texts, batch_size=2), emb)
 
 
-def test_embed_in_length_groups_equals_one_padded_batch(tiny_bert_dir):
+@pytest.mark.parametrize("pooling", ["mean", "mean+response"])
+def test_embed_in_length_groups_equals_one_padded_batch(tiny_bert_dir, pooling):
     """Training embeds texts in token-budget groups; in eval mode that matches one padded batch, in input
     order, and gradients reach the backbone through every group."""
-    enc = InfluenceEncoder.from_backbone(str(tiny_bert_dir), pooling="mean", max_length=16)
+    enc = InfluenceEncoder.from_backbone(str(tiny_bert_dir), pooling=pooling, max_length=16)
     rng = np.random.default_rng(3)
-    texts = [" ".join(rng.choice(WORDS, size=int(rng.integers(1, 15)))) for _ in range(9)]
+    words = [" ".join(rng.choice(WORDS, size=int(rng.integers(1, 12)))) for _ in range(18)]
+    texts = [Sample(f"s{i}", words[2 * i], words[2 * i + 1]) for i in range(9)]
     enc.eval()
     whole = enc.embed(texts, max_tokens=None)
     grouped = enc.embed(texts, max_tokens=24)  # forces several groups of 1-3 texts
     torch.testing.assert_close(grouped, whole, atol=1e-5, rtol=0)
     grouped.sum().backward()
     assert all(p.grad is not None for p in enc.backbone.encoder.parameters())
+
+
+def test_response_pooling_reads_exactly_the_response_tokens(tiny_bert_dir):
+    """Reference: the response mask is where the tokens of the response alone sit at the end of the text (the
+    tiny tokenizer splits on whitespace, so the response's tokens are its words); "response" pooling equals a
+    hand-computed mean of the backbone's hidden states over those positions, also after left truncation."""
+    enc = InfluenceEncoder.from_backbone(str(tiny_bert_dir), pooling="response", max_length=8)
+    enc.eval()
+    samples = [Sample("a", "the red dog", "is big"), Sample("b", "one two three four five six seven", "sky sea")]
+    batch = enc.tokenize(samples)
+    for row, sample in enumerate(samples):
+        n_response = len(sample.response.split())
+        ids = batch["input_ids"][row][batch["attention_mask"][row] == 1]
+        expected = torch.zeros(len(ids), dtype=torch.long)
+        specials_at_end = int(ids[-1] in enc.tokenizer.all_special_ids)
+        expected[len(ids) - specials_at_end - n_response : len(ids) - specials_at_end] = 1
+        torch.testing.assert_close(batch["response_mask"][row][: len(ids)], expected)
+    assert batch["input_ids"].shape[1] == 8  # the second sample was cut from the left
+    with torch.no_grad():
+        hidden = enc.backbone(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+        reference = torch.stack([hidden[r][batch["response_mask"][r] == 1].mean(0) for r in range(2)])
+        torch.testing.assert_close(enc(**batch), torch.nn.functional.normalize(reference, dim=-1))
+    # a plain string is all response: the same as mean pooling over its non-special tokens
+    assert enc.response_span("cat dog") == (0, 7)
+    with pytest.raises(InflucoderError, match="exactly one"):
+        EncoderConfig(pooling="response", text_view="{prompt}")
 
 
 def topic_data(n: int, seed: int) -> tuple[list[Sample], np.ndarray]:

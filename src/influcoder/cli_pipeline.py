@@ -8,6 +8,7 @@ import json
 import time
 from pathlib import Path
 
+from .encoder.model import POOLINGS
 from .labels import LabelSettings
 
 
@@ -31,7 +32,7 @@ def add_settings_options(parser: argparse.ArgumentParser, cls, skip: tuple[str, 
     choices = {
         "projector": ["countsketch", "rademacher", "identity"],
         "dtype": ["float32", "float16"],
-        "pooling": ["mean", "cls", "attention"],
+        "pooling": list(POOLINGS),
     }
     for f in dataclasses.fields(cls):
         if f.name in skip:

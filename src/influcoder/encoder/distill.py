@@ -38,7 +38,7 @@ class DistillSettings:
     encoder: str = "minilm-l6"
     """Backbone: an embedded encoder name or a local HF encoder directory."""
     pooling: str = "mean"
-    """Pooling: mean, cls or attention."""
+    """Pooling: mean, cls, attention, response (mean over the response tokens) or mean+response."""
     head_dim: int | None = None
     """Linear head output dim (None: no head)."""
     max_length: int = 256

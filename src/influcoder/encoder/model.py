@@ -1,10 +1,11 @@
 """`InfluenceEncoder`: text -> L2-normalised influence embedding; cosine of two embeddings = predicted influence.
 
-A Hugging Face encoder backbone, a pooling (``mean`` by default, ``cls``, or ``attention``: a learned query
-vector attending over the tokens, as AirRep) and an optional linear head. The *text view* (how prompt and
-response become one string) is part of the model's config, so queries are encoded at attribution time exactly
-as the pool was during training. Long texts are cut from the left: the response, whose tokens carry the
-gradient influence, is kept.
+A Hugging Face encoder backbone, a pooling (``mean`` by default, ``cls``, ``attention``: a learned query
+vector attending over the tokens, as AirRep; ``response``: the mean over the response's tokens only, read in
+the context of the prompt; ``mean+response``: both means side by side) and an optional linear head. The
+*text view* (how prompt and response become one string) is part of the model's config, so queries are encoded
+at attribution time exactly as the pool was during training. Long texts are cut from the left: the response,
+whose tokens carry the gradient influence, is kept.
 
 A saved encoder is a directory::
 
@@ -30,7 +31,8 @@ from tqdm.auto import tqdm
 from ..data import Sample
 from ..errors import InflucoderError
 
-POOLINGS = ("mean", "cls", "attention")
+POOLINGS = ("mean", "cls", "attention", "response", "mean+response")
+RESPONSE_POOLINGS = ("response", "mean+response")
 CONFIG_NAME = "config.json"
 FORMAT = "influcoder.encoder"
 
@@ -40,7 +42,7 @@ class EncoderConfig:
     backbone: str = "minilm-l6"
     """Where the backbone came from (embedded name or directory); informational once saved."""
     pooling: str = "mean"
-    """Token pooling: mean, cls, or attention (learned)."""
+    """Token pooling: mean, cls, attention (learned), response (mean over response tokens), mean+response."""
     head_dim: int | None = None
     """Output dim of a linear head on the pooled vector; None for no head."""
     max_length: int = 256
@@ -55,6 +57,13 @@ class EncoderConfig:
             raise InflucoderError(f"unknown pooling {self.pooling!r}; choose from {', '.join(POOLINGS)}")
         if "{prompt}" not in self.text_view and "{response}" not in self.text_view:
             raise InflucoderError("text_view must contain {prompt} and/or {response}")
+        if self.pooling in RESPONSE_POOLINGS and self.text_view.count("{response}") != 1:
+            raise InflucoderError(f"pooling {self.pooling!r} needs a text_view with exactly one {{response}}")
+
+    @property
+    def pooled_dim_factor(self) -> int:
+        """How many hidden-size vectors the pooling puts side by side."""
+        return 2 if self.pooling == "mean+response" else 1
 
 
 class InfluenceEncoder(torch.nn.Module):
@@ -68,7 +77,13 @@ class InfluenceEncoder(torch.nn.Module):
         self.config = config
         hidden = backbone.config.hidden_size
         self.attention_query = torch.nn.Parameter(torch.zeros(hidden)) if config.pooling == "attention" else None
-        self.head = torch.nn.Linear(hidden, config.head_dim) if config.head_dim else None
+        pooled = hidden * config.pooled_dim_factor
+        self.head = torch.nn.Linear(pooled, config.head_dim) if config.head_dim else None
+        if config.pooling in RESPONSE_POOLINGS and not getattr(tokenizer, "is_fast", False):
+            raise InflucoderError(
+                f"pooling {config.pooling!r} locates the response by character offsets, which needs a fast "
+                "(Rust) tokenizer; this backbone's tokenizer is a slow one"
+            )
 
     # ------------------------------------------------------------------ construction and persistence
     @classmethod
@@ -123,29 +138,85 @@ class InfluenceEncoder(torch.nn.Module):
     # ------------------------------------------------------------------ text and forward
     @property
     def dim(self) -> int:
-        return self.config.head_dim or self.backbone.config.hidden_size
+        return self.config.head_dim or self.backbone.config.hidden_size * self.config.pooled_dim_factor
 
     def text_of(self, item: Sample | str) -> str:
         if isinstance(item, str):
             return item
         return self.config.text_view.format(prompt=item.prompt, response=item.response)
 
-    def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
-        return self.tokenizer(
-            list(texts), padding=True, truncation=True, max_length=self.config.max_length, return_tensors="pt"
-        )
+    def response_span(self, item: Sample | str) -> tuple[int, int]:
+        """Character span of the response inside `text_of(item)`; a plain string is all response.
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kw: torch.Tensor) -> torch.Tensor:
+        The decoder's gradient comes from the response tokens only (the prompt is masked), and most responses
+        are a few tokens after a long prompt: a mean over the whole text dilutes them to a few percent. The
+        response pooling reads those tokens, contextualised by the prompt through attention.
+        """
+        if isinstance(item, str):
+            return 0, len(item)
+        before = self.config.text_view.split("{response}", 1)[0].format(prompt=item.prompt)
+        return len(before), len(before) + len(item.response)
+
+    def _tokenize_unpadded(self, items: Sequence[Sample | str]) -> dict[str, list]:
+        """Token ids (left-truncated), plus a 0/1 `response_mask` per text when the pooling needs one."""
+        texts = [self.text_of(x) for x in items]
+        needs_mask = self.config.pooling in RESPONSE_POOLINGS
+        encoded = dict(
+            self.tokenizer(texts, truncation=True, max_length=self.config.max_length, return_offsets_mapping=needs_mask)
+        )
+        if needs_mask:
+            masks = []
+            for item, offsets in zip(items, encoded.pop("offset_mapping")):
+                start, end = self.response_span(item)
+                masks.append([int(a < b and start <= a < end) for a, b in offsets])  # (0, 0): special tokens
+            encoded["response_mask"] = masks
+        return encoded
+
+    def _pad(self, encoded: dict[str, list], index: Sequence[int]) -> dict[str, torch.Tensor]:
+        """Pad the texts at `index` into one batch (the response mask is padded like the attention mask)."""
+        rows = {k: [v[i] for i in index] for k, v in encoded.items() if k != "response_mask"}
+        batch = dict(self.tokenizer.pad(rows, return_tensors="pt"))
+        if "response_mask" in encoded:
+            width = batch["input_ids"].shape[1]
+            mask = torch.zeros(len(index), width, dtype=torch.long)
+            for row, i in enumerate(index):
+                values = torch.tensor(encoded["response_mask"][i], dtype=torch.long)
+                if self.tokenizer.padding_side == "left":
+                    mask[row, width - len(values) :] = values
+                else:
+                    mask[row, : len(values)] = values
+            batch["response_mask"] = mask
+        return batch
+
+    def tokenize(self, items: Sequence[Sample | str]) -> dict[str, torch.Tensor]:
+        """One padded batch: the backbone's inputs, plus `response_mask` for the response poolings."""
+        encoded = self._tokenize_unpadded(items)
+        return self._pad(encoded, range(len(items)))
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        response_mask: torch.Tensor | None = None,
+        **kw: torch.Tensor,
+    ) -> torch.Tensor:
         hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask, **kw).last_hidden_state
-        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        if self.config.pooling == "cls":
+        pooling = self.config.pooling
+        if pooling == "cls":
             pooled = hidden[:, 0]
-        elif self.config.pooling == "attention":
+        elif pooling == "attention":
             scores = (hidden @ self.attention_query) / hidden.shape[-1] ** 0.5
             scores = scores.masked_fill(attention_mask == 0, torch.finfo(hidden.dtype).min)
             pooled = (scores.softmax(dim=1).unsqueeze(-1) * hidden).sum(dim=1)
         else:
-            pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+            pooled = masked_mean(hidden, attention_mask)
+            if pooling in RESPONSE_POOLINGS:
+                if response_mask is None:
+                    raise InflucoderError(f"pooling {pooling!r} needs a response_mask (use tokenize())")
+                # a text whose response was cut away entirely falls back to all of its tokens
+                empty = response_mask.sum(dim=1, keepdim=True) == 0
+                response = masked_mean(hidden, torch.where(empty, attention_mask, response_mask))
+                pooled = response if pooling == "response" else torch.cat([pooled, response], dim=-1)
         if self.head is not None:
             pooled = self.head(pooled)
         return F.normalize(pooled, dim=-1)
@@ -158,23 +229,19 @@ class InfluenceEncoder(torch.nn.Module):
         run in groups of at most `max_tokens` padded tokens (None: one group). An embedding depends only on its
         own text, so grouping changes nothing but float rounding (and which dropout mask a text draws).
         """
-        texts = [self.text_of(x) for x in items]
-        if max_tokens is None or len(texts) <= 1:
-            return self(**self.tokenize(texts))
-        encoded = self.tokenizer(texts, truncation=True, max_length=self.config.max_length)
+        if max_tokens is None or len(items) <= 1:
+            return self(**self.tokenize(items))
+        encoded = self._tokenize_unpadded(items)
         lengths = [len(ids) for ids in encoded["input_ids"]]
-        order = sorted(range(len(texts)), key=lambda i: -lengths[i])
+        order = sorted(range(len(items)), key=lambda i: -lengths[i])
         groups: list[list[int]] = [[]]
         for i in order:
             if groups[-1] and (len(groups[-1]) + 1) * lengths[groups[-1][0]] > max_tokens:
                 groups.append([])
             groups[-1].append(i)
-        parts = [
-            self(**self.tokenizer.pad({k: [v[i] for i in group] for k, v in encoded.items()}, return_tensors="pt"))
-            for group in groups
-        ]
-        inverse = torch.empty(len(texts), dtype=torch.long)
-        inverse[torch.tensor([i for group in groups for i in group])] = torch.arange(len(texts))
+        parts = [self(**self._pad(encoded, group)) for group in groups]
+        inverse = torch.empty(len(items), dtype=torch.long)
+        inverse[torch.tensor([i for group in groups for i in group])] = torch.arange(len(items))
         return torch.cat(parts, dim=0)[inverse]
 
     @torch.no_grad()
@@ -191,7 +258,13 @@ class InfluenceEncoder(torch.nn.Module):
         with tqdm(total=len(texts), desc="encode", unit="text", disable=not show_progress) as bar:
             for start in range(0, len(order), batch_size):
                 index = order[start : start + batch_size]
-                out[index] = self(**self.tokenize([texts[i] for i in index])).float().numpy()
+                out[index] = self(**self.tokenize([items[i] for i in index])).float().numpy()
                 bar.update(len(index))
         self.train(was_training)
         return out
+
+
+def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of `hidden` (batch, tokens, dim) over the tokens where `mask` is 1."""
+    weights = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
