@@ -152,6 +152,26 @@ def test_distillation_learns_a_learnable_ranking(tiny_bert_dir, tmp_path):
     assert best.encode(held_pool[:3]).shape == (3, 16)
 
 
+def test_new_pooling_parameters_train_at_a_larger_rate(tiny_bert_dir):
+    """The attention query starts at zero (= mean pooling); at the backbone's small lr it would stay there.
+    Its optimizer group runs at lr * head_lr_scale, and after a few steps it has moved about that much more."""
+    pool, pool_bow = topic_data(30, seed=1)
+    queries, _ = topic_data(8, seed=2)
+    scores = pool_bow[:, :8] @ np.random.default_rng(0).normal(size=(8, 8))
+    moved = {}
+    for scale in (1.0, 20.0):
+        settings = DistillSettings(
+            encoder=str(tiny_bert_dir), pooling="attention", lr=1e-4, head_lr_scale=scale, epochs=1,
+            max_length=16, queries_per_batch=4, candidates_per_batch=6, warmup=0.0, seed=0,
+        )  # fmt: skip
+        distiller = Distiller(settings)
+        groups = distiller._parameter_groups()
+        assert [len(g["params"]) for g in groups][1] == 1 and groups[1]["lr"] == 1e-4 * scale
+        distiller.fit(scores / np.abs(scores).max(), pool, queries, progress=False)
+        moved[scale] = float(distiller.encoder.attention_query.detach().norm())
+    assert moved[20.0] > 10 * moved[1.0] > 0, moved
+
+
 def test_hard_candidates_come_from_the_top_of_the_true_ranking(tiny_bert_dir):
     settings = DistillSettings(encoder=str(tiny_bert_dir), candidates_per_batch=6, hard_candidates=3, max_length=8)
     distiller = Distiller(settings)

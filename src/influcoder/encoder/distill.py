@@ -46,7 +46,9 @@ class DistillSettings:
     epochs: int = 10
     """Passes; one epoch offers every training pool sample once as a candidate."""
     lr: float = 5e-5
-    """AdamW learning rate."""
+    """AdamW learning rate of the backbone."""
+    head_lr_scale: float = 20.0
+    """Learning rate of the new pooling/head parameters, as a multiple of lr (at lr they barely move)."""
     weight_decay: float = 0.01
     """AdamW weight decay."""
     warmup: float = 0.1
@@ -130,6 +132,20 @@ class Distiller:
         rest = [int(i) for i in rng.permutation(train_pool) if int(i) not in chosen]
         return np.array(chosen + rest[: c - len(chosen)])
 
+    def _parameter_groups(self) -> list[dict]:
+        """The pretrained backbone at `lr`; the new parameters (attention query, head) at `lr * head_lr_scale`.
+
+        A zero-initialised attention query trained at the backbone's lr stays near zero, i.e. attention pooling
+        stays mean pooling: measured on SmolLM2 labels at lr 1e-4, its validation figures matched mean pooling's
+        to 3 decimals for 6 epochs. New parameters need a larger step than a pretrained network's fine-tuning.
+        """
+        backbone = [p for n, p in self.encoder.named_parameters() if n.startswith("backbone.")]
+        new = [p for n, p in self.encoder.named_parameters() if not n.startswith("backbone.")]
+        groups = [{"params": backbone}]
+        if new:
+            groups.append({"params": new, "lr": self.settings.lr * self.settings.head_lr_scale})
+        return groups
+
     def fit(
         self,
         scores: np.ndarray,
@@ -150,7 +166,7 @@ class Distiller:
         train_q, val_q = split_indices(len(queries), s.val_fraction, rng)
         steps_per_epoch = max(1, math.ceil(len(train_pool) / s.candidates_per_batch))
         total_steps = steps_per_epoch * s.epochs
-        optimizer = torch.optim.AdamW(self.encoder.parameters(), lr=s.lr, weight_decay=s.weight_decay)
+        optimizer = torch.optim.AdamW(self._parameter_groups(), lr=s.lr, weight_decay=s.weight_decay)
         warmup = max(1, int(total_steps * s.warmup))
         schedule = torch.optim.lr_scheduler.LambdaLR(
             optimizer,
