@@ -92,6 +92,26 @@ def test_builtin_sources_load():
 
 
 @pytest.mark.assets
+def test_bbh_keeps_at_most_250_items_per_task_like_bbh():
+    """BIG-bench's hyperbaton file alone holds 50,000 of the 81,803 items; uncapped, a random "bbh" query set
+    was 61% hyperbaton. Capped per task as BBH is, no task dominates a subset."""
+    import collections
+
+    from influcoder.data import load_samples
+
+    try:
+        everything = load_samples("bbh")
+    except AssetError as exc:
+        pytest.skip(f"package registry unreachable: {exc}")
+    per_task = collections.Counter(s.meta["task"] for s in everything)
+    assert len(per_task) == 24 and max(per_task.values()) == 250 and per_task["penguins_in_a_table"] == 149
+    assert len({s.id for s in everything}) == len(everything) == sum(per_task.values())
+    subset = load_samples("bbh", limit=500, seed=0)
+    top_share = collections.Counter(s.meta["task"].split("/")[0] for s in subset).most_common(1)[0][1] / 500
+    assert top_share < 0.2 and subset == load_samples("bbh", limit=500, seed=0)
+
+
+@pytest.mark.assets
 def test_real_minilm_response_mask_covers_the_response(minilm_dir):
     """With MiniLM's WordPiece tokenizer ([CLS]/[SEP], lower-casing, sub-words) the response mask selects the
     response's tokens and nothing else, also when the prompt is cut from the left."""

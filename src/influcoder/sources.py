@@ -5,7 +5,7 @@ Each source is addressed by name, optionally with one option after a colon:
 | name | what | option |
 |---|---|---|
 | ``evals`` | OpenAI evals chat records; the pool | a task-name prefix, e.g. ``evals:2d_movement`` |
-| ``bbh`` | BIG-bench Hard tasks with their gold answers; queries | a task, e.g. ``bbh:navigate`` |
+| ``bbh`` | BIG-bench Hard tasks, <= 250 items each (as BBH), gold answers; queries | a task, e.g. ``bbh:navigate`` |
 | ``bbh-cot`` | 81 BBH few-shot items with chain-of-thought answers | a task |
 | ``harmful-pairs`` | 400 harmful user->assistant pairs | |
 | ``refusals`` | objectives with an assistant response and a human refusal score | |
@@ -34,6 +34,10 @@ from .data import Sample, record_to_sample, subsample
 from .errors import DataError, InflucoderError
 
 EVALS_PER_TASK = 10
+BBH_PER_TASK = 250
+"""BBH (Suzgun et al., 2022) keeps at most 250 items of each BIG-bench task. The bigbench files hold all of
+them (hyperbaton alone has 50,000 of 81,803), so without this cap a random subset of "bbh" is 61% hyperbaton
+and 17% formal fallacies, and a benchmark on it measures two tasks."""
 
 
 def _task_filter(option: str | None, names: list[str], source: str) -> list[str]:
@@ -104,8 +108,11 @@ def _load_bbh(option: str | None, limit: int | None, seed: int) -> list[Sample]:
         files = sorted((root / task).glob("*/task.json")) or [root / task / "task.json"]
         for task_file in files:
             name = task_file.parent.relative_to(root).as_posix()
-            for i, (prompt, answer) in enumerate(_bbh_examples(task_file)):
-                out.append(Sample(f"bbh/{name}/{i}", prompt, answer, {"task": name}))
+            items = [
+                Sample(f"bbh/{name}/{i}", prompt, answer, {"task": name})
+                for i, (prompt, answer) in enumerate(_bbh_examples(task_file))
+            ]
+            out += subsample(items, BBH_PER_TASK, 0)  # a fixed set, as BBH is; `seed` picks from it below
     return subsample(out, limit, seed)
 
 
