@@ -208,15 +208,16 @@ class InfluenceEncoder(torch.nn.Module):
             scores = (hidden @ self.attention_query) / hidden.shape[-1] ** 0.5
             scores = scores.masked_fill(attention_mask == 0, torch.finfo(hidden.dtype).min)
             pooled = (scores.softmax(dim=1).unsqueeze(-1) * hidden).sum(dim=1)
+        elif pooling in RESPONSE_POOLINGS:
+            if response_mask is None:
+                raise InflucoderError(f"pooling {pooling!r} needs a response_mask (use tokenize())")
+            # a text whose response was cut away entirely falls back to all of its tokens
+            empty = response_mask.sum(dim=1, keepdim=True) == 0
+            pooled = masked_mean(hidden, torch.where(empty, attention_mask, response_mask))
+            if pooling == "mean+response":
+                pooled = torch.cat([masked_mean(hidden, attention_mask), pooled], dim=-1)
         else:
             pooled = masked_mean(hidden, attention_mask)
-            if pooling in RESPONSE_POOLINGS:
-                if response_mask is None:
-                    raise InflucoderError(f"pooling {pooling!r} needs a response_mask (use tokenize())")
-                # a text whose response was cut away entirely falls back to all of its tokens
-                empty = response_mask.sum(dim=1, keepdim=True) == 0
-                response = masked_mean(hidden, torch.where(empty, attention_mask, response_mask))
-                pooled = response if pooling == "response" else torch.cat([pooled, response], dim=-1)
         if self.head is not None:
             pooled = self.head(pooled)
         return F.normalize(pooled, dim=-1)
