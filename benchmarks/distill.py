@@ -30,18 +30,23 @@ from influcoder.labels import load_labels
 RESULTS = Path(__file__).parent / "results"
 
 
-def pool_mean_reference(matrix, split_path: Path) -> dict:
+def pool_mean_reference(matrix, queries, split_path: Path, group_by: str | None) -> dict:
     """A query-agnostic oracle: every held-out query ranks the held-out pool by the pool's mean *true*
     influence over the training queries. It uses gradient labels of the evaluation pool (so it is a reference,
     not a method); an encoder above it has learned query-specific structure."""
     import numpy as np
 
-    from influcoder.evaluation.metrics import spearman_report
+    from influcoder.evaluation.evaluate import query_groups
+    from influcoder.evaluation.metrics import per_anchor_by_group, spearman_report
 
     _, rows, train_cols, cols = split_from_file(split_path, matrix.pool_ids, matrix.query_ids)
     scores = np.asarray(matrix.scores)
     pool_mean = scores[np.ix_(rows, train_cols)].mean(axis=1)
-    return spearman_report(np.repeat(pool_mean[:, None], len(cols), 1), scores[np.ix_(rows, cols)]).to_dict()
+    pred, true = np.repeat(pool_mean[:, None], len(cols), 1), scores[np.ix_(rows, cols)]
+    report = spearman_report(pred, true).to_dict()
+    if group_by:
+        report["per_group"] = per_anchor_by_group(pred, true, query_groups([queries[j] for j in cols], group_by))
+    return report
 
 
 def main() -> None:
@@ -52,6 +57,7 @@ def main() -> None:
     parser.add_argument("--eval-split", help="hold out the ids of this JSON file instead (overrides the sizes)")
     parser.add_argument("--work", default="runs/bench-distill", help="where the encoder checkpoints go")
     parser.add_argument("--out", default=str(RESULTS / "distill"))
+    parser.add_argument("--by", default="task", help="query meta field for the per-group table ('' for none)")
     for f in dataclasses.fields(DistillSettings):
         default = getattr(DistillSettings(), f.name)
         kind = int if f.name == "head_dim" else type(default)
@@ -75,13 +81,15 @@ def main() -> None:
         ("distilled (last epoch)", Path(args.work) / "last"),
     ):
         rows[name] = evaluate_encoder(
-            InfluenceEncoder.from_pretrained(path), args.labels, split, training_record(args.work)
+            InfluenceEncoder.from_pretrained(path), args.labels, split, training_record(args.work), args.by or None
         )
     untrained = InfluenceEncoder.from_backbone(
         settings.encoder, pooling=settings.pooling, max_length=settings.max_length
     )
-    rows["untrained MiniLM-L6 (Semantic)"] = evaluate_encoder(untrained, args.labels, split)
-    rows["reference: true pool-mean influence (oracle, query-agnostic)"] = pool_mean_reference(matrix, split)
+    rows["untrained MiniLM-L6 (Semantic)"] = evaluate_encoder(untrained, args.labels, split, group_by=args.by or None)
+    rows["reference: true pool-mean influence (oracle, query-agnostic)"] = pool_mean_reference(
+        matrix, queries, split, args.by or None
+    )
     report = {
         "benchmark": "distill",
         "command": "python benchmarks/distill.py " + " ".join(sys.argv[1:]),
@@ -130,6 +138,20 @@ def main() -> None:
             f"| {e.epoch} | {e.loss:.4f} | {e.pearson_loss:.4f} | {e.kl_loss:.4f} | {e.val_per_anchor:.3f} "
             f"| {e.val_mean_aggregated:.3f} | {e.seconds:.0f} |"
         )
+    if args.by:
+        shown = {"distilled (best)": "distilled (best on validation)", "untrained": "untrained MiniLM-L6 (Semantic)"}
+        shown["oracle"] = "reference: true pool-mean influence (oracle, query-agnostic)"
+        groups = rows[shown["distilled (best)"]]["per_group"]
+        lines += [
+            "",
+            f"Held-out per-anchor rho by query {args.by} (weakest first for the distilled encoder):",
+            "",
+            f"| {args.by} | queries | " + " | ".join(shown) + " |",
+            "|---|---|" + "---|" * len(shown),
+        ]
+        for group in sorted(groups, key=lambda g: groups[g]["per_anchor_mean"]):
+            cells = " | ".join(f"{rows[name]['per_group'][group]['per_anchor_mean']:.3f}" for name in shown.values())
+            lines.append(f"| {group} | {groups[group]['n_queries']} | {cells} |")
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

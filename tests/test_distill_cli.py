@@ -40,7 +40,10 @@ def test_split_from_file_holds_out_exactly_the_listed_ids(tmp_path):
 def test_distill_then_evaluate_cli(tiny_model_dir, tiny_bert_dir, tmp_path, capsys):
     labels = tmp_path / "labels"
     settings = LabelSettings(model=str(tiny_model_dir), rank=2, proj_dim=32, max_length=24, shard_size=8)
-    label(samples(24), samples(10, seed=7, prefix="q"), labels, settings, progress=False)
+    queries = samples(10, seed=7, prefix="q")
+    for j, query in enumerate(queries):
+        query.meta["task"] = "even" if j % 2 == 0 else "odd"
+    label(samples(24), queries, labels, settings, progress=False)
     out = tmp_path / "enc"
     assert (
         main(
@@ -84,6 +87,8 @@ def test_distill_then_evaluate_cli(tiny_model_dir, tiny_bert_dir, tmp_path, caps
                 "--labels",
                 str(labels),
                 "--untrained",
+                "--by",
+                "task",
                 "--json",
                 str(tmp_path / "eval.json"),
             ]
@@ -92,6 +97,12 @@ def test_distill_then_evaluate_cli(tiny_model_dir, tiny_bert_dir, tmp_path, caps
     )
     rows = json.loads((tmp_path / "eval.json").read_text())
     assert rows["distilled"]["n_pool"] == 6 and rows["untrained"]["n_queries"] == 3
+    per_group = rows["distilled"]["per_group"]
+    held_tasks = ["even" if int(q[1:]) % 2 == 0 else "odd" for q in split["query_ids"]]
+    assert {g: v["n_queries"] for g, v in per_group.items()} == {t: held_tasks.count(t) for t in set(held_tasks)}
+    assert "per-anchor rho by query task" in capsys.readouterr().out
+    assert main(["evaluate", "--encoder", str(out), "--labels", str(labels), "--by", "nosuchfield"]) == 2
+    assert "no meta field 'nosuchfield'" in capsys.readouterr().err
     leak = tmp_path / "leak.json"
     leak.write_text(json.dumps({"pool_ids": training["train_pool_ids"][:3], "query_ids": split["query_ids"]}))
     assert main(["evaluate", "--encoder", str(out), "--labels", str(labels), "--split", str(leak)]) == 2

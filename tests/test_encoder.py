@@ -14,7 +14,12 @@ from influcoder.encoder.distill import Distiller, DistillSettings, predict_matri
 from influcoder.encoder.losses import distillation_loss, pearson_loss, softmax_kl_loss
 from influcoder.encoder.model import EncoderConfig
 from influcoder.errors import InflucoderError
-from influcoder.evaluation.metrics import mean_aggregated_spearman, per_anchor_spearman, spearman_report
+from influcoder.evaluation.metrics import (
+    mean_aggregated_spearman,
+    per_anchor_by_group,
+    per_anchor_spearman,
+    spearman_report,
+)
 
 from .conftest import WORDS
 
@@ -47,6 +52,19 @@ def test_metrics_match_scipy():
     assert abs(mean_aggregated_spearman(pred, true) - spearmanr(pred.mean(1), true.mean(1)).statistic) < 1e-12
     report = spearman_report(pred, true)
     assert report.n_pool == 30 and abs(report.per_anchor_mean - per_anchor.mean()) < 1e-12
+
+
+def test_per_anchor_by_group_averages_within_groups():
+    rng = np.random.default_rng(2)
+    true = rng.normal(size=(20, 6))
+    pred = true.copy()
+    pred[:, [1, 4]] = -true[:, [1, 4]]  # group "b" is perfectly anti-ranked, "a" perfectly ranked
+    by = per_anchor_by_group(pred, true, ["a", "b", "a", "c", "b", "c"])
+    assert list(by) == ["a", "b", "c"]
+    assert by["a"] == {"n_queries": 2, "per_anchor_mean": 1.0, "per_anchor_std": 0.0}
+    assert abs(by["b"]["per_anchor_mean"] + 1.0) < 1e-12
+    with pytest.raises(ValueError, match="one group per query"):
+        per_anchor_by_group(pred, true, ["a"])
 
 
 @pytest.mark.parametrize("pooling", ["mean", "cls", "attention", "response", "mean+response"])

@@ -185,12 +185,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if split is None and (Path(args.encoder).parent / "eval_split.json").exists():
         split = str(Path(args.encoder).parent / "eval_split.json")
     encoder = InfluenceEncoder.from_pretrained(args.encoder)
-    rows = {"distilled": evaluate_encoder(encoder, args.labels, split, training_record(args.encoder))}
+    rows = {"distilled": evaluate_encoder(encoder, args.labels, split, training_record(args.encoder), args.by)}
     if args.untrained:
         fresh = InfluenceEncoder.from_backbone(
             encoder.config.backbone, pooling=encoder.config.pooling, max_length=encoder.config.max_length
         )
-        rows["untrained"] = evaluate_encoder(fresh, args.labels, split)
+        rows["untrained"] = evaluate_encoder(fresh, args.labels, split, group_by=args.by)
     print(f"evaluation on {'the split ' + split if split else 'all labels'}:")
     print("| model | per-anchor rho (mean +- std) | mean-aggregated rho | pool x queries | encode ms/sample |")
     print("|---|---|---|---|---|")
@@ -199,6 +199,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             f"| {name} | {r['per_anchor_mean']:.4f} +- {r['per_anchor_std']:.4f} | {r['mean_aggregated']:.4f} | "
             f"{r['n_pool']} x {r['n_queries']} | {r['encode_ms_per_sample']:.1f} |"
         )
+    if args.by:
+        print(f"\nper-anchor rho by query {args.by} (weakest first):")
+        print(f"| {args.by} | queries | " + " | ".join(rows) + " |")
+        print("|---|---|" + "---|" * len(rows))
+        groups = rows["distilled"]["per_group"]
+        for group in sorted(groups, key=lambda g: groups[g]["per_anchor_mean"]):
+            cells = " | ".join(f"{r['per_group'][group]['per_anchor_mean']:.3f}" for r in rows.values())
+            print(f"| {group} | {groups[group]['n_queries']} | {cells} |")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
     return 0
@@ -296,6 +304,11 @@ def add_commands(sub) -> None:
     p.add_argument("--labels", required=True, help="a directory written by `influcoder label`")
     p.add_argument("--split", help="a JSON file with pool_ids and query_ids (default: the encoder's eval_split.json)")
     p.add_argument("--untrained", action="store_true", help="also score the untrained backbone (Semantic baseline)")
+    p.add_argument(
+        "--by",
+        metavar="META_KEY",
+        help="also report per-anchor rho per group of queries sharing this meta field (e.g. task)",
+    )
     p.add_argument("--json", help="also write the rows as JSON here")
     p.set_defaults(func=_cmd_evaluate)
 

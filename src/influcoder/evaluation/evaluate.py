@@ -12,7 +12,7 @@ from ..encoder.distill import predict_matrix
 from ..encoder.model import InfluenceEncoder
 from ..errors import InflucoderError
 from ..labels import load_labels
-from .metrics import spearman_report
+from .metrics import per_anchor_by_group, spearman_report
 
 
 def _select(ids: list[str], wanted: list[str] | None, what: str) -> np.ndarray:
@@ -25,12 +25,28 @@ def _select(ids: list[str], wanted: list[str] | None, what: str) -> np.ndarray:
     return np.array([index[x] for x in wanted])
 
 
+def query_groups(queries: list, key: str) -> list[str]:
+    """Each query's `meta[key]` (e.g. its task), or an error naming a query that lacks it."""
+    missing = [q.id for q in queries if key not in q.meta]
+    if missing:
+        raise InflucoderError(
+            f"{len(missing)} of {len(queries)} queries have no meta field {key!r} to group by (e.g. {missing[0]})"
+        )
+    return [str(q.meta[key]) for q in queries]
+
+
 def evaluate_encoder(
-    encoder: InfluenceEncoder, labels_dir: str | Path, split: str | Path | None = None, trained_on: dict | None = None
+    encoder: InfluenceEncoder,
+    labels_dir: str | Path,
+    split: str | Path | None = None,
+    trained_on: dict | None = None,
+    group_by: str | None = None,
 ) -> dict:
     """Spearman report of `encoder` on the labels (restricted to `split`'s ids when given), with timing.
 
     `trained_on` ({"train_pool_ids", "train_query_ids"}) makes evaluation on training items an error.
+    `group_by` names a query meta field (e.g. "task"): the report then also holds per-anchor Spearman per group
+    under "per_group", because a mean over all queries hides the tasks a model fails on.
     """
     matrix, pool, queries, _ = load_labels(labels_dir)
     wanted = json.loads(Path(split).read_text(encoding="utf-8")) if split else {}
@@ -44,7 +60,11 @@ def evaluate_encoder(
     started = time.perf_counter()
     pred = predict_matrix(encoder, [pool[i] for i in rows], [queries[j] for j in cols])
     seconds = time.perf_counter() - started
-    report = spearman_report(pred, np.asarray(matrix.scores)[np.ix_(rows, cols)]).to_dict()
+    true = np.asarray(matrix.scores)[np.ix_(rows, cols)]
+    report = spearman_report(pred, true).to_dict()
+    if group_by:
+        report["group_by"] = group_by
+        report["per_group"] = per_anchor_by_group(pred, true, query_groups([queries[j] for j in cols], group_by))
     report["encode_seconds"] = seconds
     report["encode_ms_per_sample"] = 1000 * seconds / (len(rows) + len(cols))
     return report

@@ -7,6 +7,7 @@ averages scores over the query set per pool sample, then ranks (how well a filte
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -63,3 +64,26 @@ def spearman_report(pred: np.ndarray, true: np.ndarray) -> SpearmanReport:
         n_pool=int(pred.shape[0]),
         n_queries=int(pred.shape[1]),
     )
+
+
+def per_anchor_by_group(pred: np.ndarray, true: np.ndarray, groups: Sequence[str]) -> dict[str, dict]:
+    """Per-anchor Spearman averaged within each group of queries (e.g. the query's task).
+
+    A mean over all queries hides where a method fails: one weak task among many strong ones barely moves it.
+    Returns {group: {"n_queries", "per_anchor_mean", "per_anchor_std"}}, groups in first-seen order.
+    """
+    pred, true = _check(pred, true)
+    if len(groups) != pred.shape[1]:
+        raise ValueError(f"need one group per query column: {len(groups)} groups for {pred.shape[1]} queries")
+    per_anchor = per_anchor_spearman(pred, true)
+    columns: dict[str, list[int]] = {}
+    for j, group in enumerate(groups):
+        columns.setdefault(group, []).append(j)
+    return {
+        group: {
+            "n_queries": len(js),
+            "per_anchor_mean": float(np.nanmean(per_anchor[js])),
+            "per_anchor_std": float(np.nanstd(per_anchor[js])),
+        }
+        for group, js in columns.items()
+    }
