@@ -222,6 +222,7 @@ def test_merged_parts_equal_one_run_and_mismatches_are_refused(tiny_model_dir, t
 def test_concurrent_manifest_writes_do_not_collide(tmp_path, monkeypatch):
     """Two Ray workers that finish a store's last shards together both rewrite its manifest. Reproduce that
     interleaving deterministically: a second write lands between the first one's tmp write and its rename."""
+    import influcoder.atomic as atomic_module
     import influcoder.store as store_module
 
     path = tmp_path / "manifest.json"
@@ -234,7 +235,7 @@ def test_concurrent_manifest_writes_do_not_collide(tmp_path, monkeypatch):
             store_module.write_json_atomic(path, {"writer": 2})
         real_replace(src, dst)
 
-    monkeypatch.setattr(store_module.os, "replace", interleaved)
+    monkeypatch.setattr(atomic_module.os, "replace", interleaved)
     store_module.write_json_atomic(path, {"writer": 1})
     assert json.loads(path.read_text()) == {"writer": 1} and calls["n"] == 2
     assert not list(tmp_path.glob(".*tmp"))

@@ -111,6 +111,7 @@ def _clip(text: str, width: int) -> str:
 
 
 def _cmd_filter(args: argparse.Namespace) -> int:
+    from .atomic import atomic_output
     from .data import detect_format, write_samples_as
     from .store import write_json_atomic
 
@@ -125,11 +126,9 @@ def _cmd_filter(args: argparse.Namespace) -> int:
     scores_path = (
         Path(args.scores) if args.scores else Path(args.kept).with_name(Path(args.kept).stem + ".scores.jsonl")
     )
-    tmp = scores_path.with_name(scores_path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
+    with atomic_output(scores_path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
         for sid, score in zip(result.ids, result.scores):
             handle.write(json.dumps({"id": sid, "score": float(score), "dropped": sid in dropped}) + "\n")
-    tmp.replace(scores_path)
     write_json_atomic(
         scores_path.with_suffix(".summary.json"),
         {

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from .atomic import atomic_output
 from .errors import DataError
 
 PROMPT_FIELDS = ("prompt", "instruction", "question", "query", "input")
@@ -327,11 +328,9 @@ def load_samples(
 def write_samples(samples: Iterable[Sample], path: str | Path) -> None:
     """Write samples as JSONL (`Sample.to_record`), atomically: a temporary file renamed into place."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as out:
+    with atomic_output(path) as tmp, open(tmp, "w", encoding="utf-8") as out:
         for s in samples:
             out.write(json.dumps(s.to_record(), ensure_ascii=False) + "\n")
-    tmp.replace(path)
 
 
 def _flat_record(s: Sample) -> dict[str, Any]:
@@ -351,19 +350,18 @@ def write_samples_as(samples: Sequence[Sample], path: str | Path) -> None:
     if fmt == "jsonl":
         write_samples(samples, path)
         return
-    rows = [_flat_record(s) for s in samples]
-    tmp = path.with_name(path.name + ".tmp")
-    if fmt == "csv":
-        columns = list(dict.fromkeys(k for r in rows for k in r)) or ["id", "prompt", "response"]
-        with open(tmp, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(rows)
-    elif fmt == "parquet":
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        pq.write_table(pa.Table.from_pylist(rows), tmp)
-    else:
+    if fmt not in ("csv", "parquet"):
         raise DataError(str(path), None, "can only write .jsonl, .csv or .parquet")
-    tmp.replace(path)
+    rows = [_flat_record(s) for s in samples]
+    with atomic_output(path) as tmp:
+        if fmt == "csv":
+            columns = list(dict.fromkeys(k for r in rows for k in r)) or ["id", "prompt", "response"]
+            with open(tmp, "w", newline="", encoding="utf-8") as handle:
+                writer = csv.DictWriter(handle, fieldnames=columns)
+                writer.writeheader()
+                writer.writerows(rows)
+        else:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            pq.write_table(pa.Table.from_pylist(rows), tmp)

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from .atomic import atomic_output
 from .data import Sample, fingerprint, load_file, write_samples
 from .errors import ArtifactMismatchError, InflucoderError
 from .store import FeatureStore, write_json_atomic
@@ -189,9 +190,8 @@ class EmbeddingIndex:
                 continue
             index.add(np.ascontiguousarray(block[skip:]))
             skip = 0
-        tmp = self.path / ".index.faiss.tmp"
-        faiss.write_index(index, str(tmp))
-        tmp.replace(existing)
+        with atomic_output(existing) as tmp:
+            faiss.write_index(index, str(tmp))
         self._faiss_index = None
 
     # ------------------------------------------------------------------ reading

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_output
 from .errors import InflucoderError
 from .store import FeatureStore, write_json_atomic
 
@@ -64,10 +65,8 @@ class InfluenceMatrix:
     def save(self, directory: str | Path, extra: dict | None = None) -> None:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        tmp = directory / ".scores.npy.tmp"
-        with open(tmp, "wb") as handle:
+        with atomic_output(directory / "scores.npy") as tmp, open(tmp, "wb") as handle:
             np.save(handle, np.asarray(self.scores, dtype=np.float32), allow_pickle=False)
-        tmp.replace(directory / "scores.npy")
         write_json_atomic(
             directory / "ids.json", {"pool_ids": self.pool_ids, "query_ids": self.query_ids, **(extra or {})}
         )

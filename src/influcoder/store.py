@@ -17,14 +17,13 @@ Opening an existing store for a request whose config, ids or shape differ raises
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .atomic import atomic_output
 from .errors import ArtifactMismatchError, InflucoderError
 
 MANIFEST = "manifest.json"
@@ -37,9 +36,8 @@ def write_json_atomic(path: Path, data: Any) -> None:
     The temporary name is unique per call: Ray workers finishing the last shards of a store at the same time
     both mark its manifest complete, and a shared temporary name let one rename away the other's file.
     """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=False) + "\n", encoding="utf-8")
 
 
 def _diff(expected: Any, actual: Any, prefix: str = "") -> list[str]:
@@ -149,12 +147,8 @@ class FeatureStore:
         expected = (len(self.shard_rows(index)), self.dim)
         if rows.shape != expected:
             raise ValueError(f"shard {index} must have shape {expected}, got {rows.shape}")
-        tmp = self.path / f".shard-{index:05d}.npy.tmp"
-        with open(tmp, "wb") as handle:
+        with atomic_output(self.shard_path(index), fsync=True) as tmp, open(tmp, "wb") as handle:
             np.save(handle, np.ascontiguousarray(rows, dtype=self.manifest["dtype"]), allow_pickle=False)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.shard_path(index))
         if index == self.n_shards - 1 or not self.missing_shards():
             self._mark_complete()
 

@@ -1,0 +1,39 @@
+"""Atomic file output: write beside the target under a unique temporary name, then rename into place.
+
+Readers (a resumed run, a second process, a user) then see either the old file or the whole new one, never half
+a file. The temporary name is unique per call: two writers of one target (Ray workers finishing the last shards
+of a store together) each rename their own file, and a writer killed mid-way leaves no fixed-name leftover that
+a later writer would append to or trip over.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def temporary_sibling(path: Path) -> Path:
+    """A hidden, unique path in `path`'s directory (same file system, so the final rename is atomic)."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | Path, fsync: bool = False) -> Iterator[Path]:
+    """Yield a temporary path to write; on success it replaces `path`, on an exception it is removed.
+
+    `fsync=True` flushes the file to disk before the rename, for shards a resumed run trusts by their existence.
+    """
+    path = Path(path)
+    tmp = temporary_sibling(path)
+    try:
+        yield tmp
+        if fsync:
+            with open(tmp, "rb") as handle:
+                os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -1,0 +1,48 @@
+"""Atomic output: the target holds the old or the whole new content, and no temporary file is left behind."""
+
+from __future__ import annotations
+
+import pytest
+
+from influcoder.atomic import atomic_output, temporary_sibling
+from influcoder.data import Sample, load_samples, write_samples
+
+
+def test_success_replaces_and_leaves_no_temporary(tmp_path):
+    target = tmp_path / "out.txt"
+    target.write_text("old")
+    with atomic_output(target, fsync=True) as tmp:
+        assert tmp.parent == tmp_path and tmp.name.startswith(".out.txt.")
+        tmp.write_text("new")
+        assert target.read_text() == "old"  # not visible before the block ends
+    assert target.read_text() == "new"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_failure_keeps_the_old_file_and_removes_the_temporary(tmp_path):
+    target = tmp_path / "out.txt"
+    target.write_text("old")
+    with pytest.raises(RuntimeError), atomic_output(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("killed mid-write")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_temporary_names_are_unique_per_call(tmp_path):
+    names = {temporary_sibling(tmp_path / "manifest.json") for _ in range(100)}
+    assert len(names) == 100
+
+
+def test_write_samples_failure_leaves_previous_file(tmp_path):
+    path = tmp_path / "s.jsonl"
+    write_samples([Sample("a", "p", "r")], path)
+
+    def broken():
+        yield Sample("b", "p", "r")
+        raise ValueError("generator failed")
+
+    with pytest.raises(ValueError):
+        write_samples(broken(), path)
+    assert [s.id for s in load_samples(path)] == ["a"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.jsonl"]
