@@ -164,6 +164,7 @@ def _cmd_distill(args: argparse.Namespace) -> int:
         args.eval_queries,
         progress=not args.quiet,
         eval_split=args.eval_split,
+        overwrite=args.overwrite,
     )
     best = max(logs, key=lambda log: log.val_per_anchor)
     print(
@@ -278,10 +279,12 @@ def add_commands(sub) -> None:
         description="Trains an encoder (default: the embedded MiniLM-L6) so that cosines of its embeddings "
         "reproduce the gradient influence of a labels directory: alpha * (1 - Pearson) + (1 - alpha) * "
         "tempered-softmax KL over B queries x C candidates per step. A validation part of the training pool and "
-        "queries selects the best epoch; --eval-pool/--eval-queries hold out a test split it never sees.",
+        "queries selects the best epoch; --eval-pool/--eval-queries hold out a test split it never sees. "
+        "Rerunning the same command after an interruption resumes after the last finished epoch.",
     )
     p.add_argument("--labels", required=True, help="a directory written by `influcoder label`")
     p.add_argument("--out", required=True, help="output directory (best/, last/, training.json)")
+    p.add_argument("--overwrite", action="store_true", help="discard a run of other settings or labels found in --out")
     p.add_argument("--eval-pool", type=int, default=0, help="pool samples held out for evaluation (default 0)")
     p.add_argument("--eval-queries", type=int, default=0, help="queries held out for evaluation (default 0)")
     p.add_argument(

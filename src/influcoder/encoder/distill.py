@@ -9,10 +9,16 @@ A validation part of the pool *and* of the queries (disjoint from training) is s
 model selection: after every epoch the per-anchor and mean-aggregated Spearman on it are logged and the best
 checkpoint is kept. An evaluation split is the caller's to hold out: pass only training rows and columns
 (`split_labels` makes such a split, and the encoder records which ids it saw).
+
+Training resumes: after every epoch the whole training state (weights, optimizer, schedule, both random
+generators, logs) goes to ``out/resume.pt``, and a rerun with the same settings and labels continues after the
+last finished epoch, reaching the same weights as an uninterrupted run. The state file is removed when the run
+completes; a finished or partial run with other settings or labels in ``out`` is refused unless overwritten.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
@@ -24,7 +30,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..data import Sample
+from ..atomic import atomic_output
+from ..data import Sample, fingerprint
 from ..errors import InflucoderError
 from ..evaluation.metrics import spearman_report
 from .losses import distillation_loss
@@ -98,6 +105,27 @@ def predict_matrix(
     return encoder.encode(pool, batch_size) @ encoder.encode(queries, batch_size).T
 
 
+RESUME_STATE = "resume.pt"
+
+
+def run_key(settings: DistillSettings, scores: np.ndarray, pool: Sequence[Sample], queries: Sequence[Sample]) -> dict:
+    """What a training run depends on: its settings and a fingerprint of its data (texts, ids and labels).
+
+    A resumed run must match it exactly, or its later epochs would silently train a different model on top.
+    """
+    digest = hashlib.sha256(np.ascontiguousarray(scores, dtype=np.float32).tobytes())
+    digest.update(fingerprint(pool).encode() + fingerprint(queries).encode())
+    return {"settings": asdict(settings), "data": digest.hexdigest()}
+
+
+def _key_difference(stored: dict, wanted: dict) -> str:
+    changed = [k for k in wanted["settings"] if stored.get("settings", {}).get(k) != wanted["settings"][k]]
+    parts = [f"{k}: stored {stored['settings'].get(k)!r}, requested {wanted['settings'][k]!r}" for k in changed]
+    if stored.get("data") != wanted["data"]:
+        parts.append("the labels (pool, queries or scores) differ")
+    return "; ".join(parts) or "unknown difference"
+
+
 class Distiller:
     """Trains an encoder on one label matrix; `fit` returns the per-epoch logs."""
 
@@ -153,8 +181,13 @@ class Distiller:
         queries: Sequence[Sample],
         out: str | Path | None = None,
         progress: bool = True,
+        overwrite: bool = False,
     ) -> list[EpochLog]:
-        """Train on `scores` (pool x queries); save best (validation) and last checkpoints under `out`."""
+        """Train on `scores` (pool x queries); save best (validation) and last checkpoints under `out`.
+
+        With `out`, a rerun resumes after the last finished epoch (see the module docstring); `overwrite`
+        discards a run of other settings or labels found there instead of refusing it.
+        """
         s = self.settings
         scores = np.asarray(scores, dtype=np.float32)
         if scores.shape != (len(pool), len(queries)):
@@ -175,9 +208,27 @@ class Distiller:
         out = Path(out) if out is not None else None
         logs: list[EpochLog] = []
         best = -math.inf
+        key = run_key(s, scores, pool, queries)
+        if out is not None:
+            state = self._load_state(out, key, overwrite)
+            if state == "complete":
+                logs = [EpochLog(**x) for x in json.loads((out / "training.json").read_text())["epochs"]]
+                if progress:
+                    print(f"{out} already holds this finished run; nothing to do", flush=True)
+                return logs
+            if state is not None:
+                self.encoder.load_state_dict(state["encoder"])
+                optimizer.load_state_dict(state["optimizer"])
+                schedule.load_state_dict(state["schedule"])
+                rng.bit_generator.state = state["numpy_rng"]
+                torch.set_rng_state(state["torch_rng"])
+                logs = [EpochLog(**x) for x in state["logs"]]
+                best = state["best"]
+                if progress:
+                    print(f"resuming {out} after epoch {len(logs)} of {s.epochs}", flush=True)
         val_pool_samples = [pool[i] for i in val_pool]
         val_q_samples = [queries[j] for j in val_q]
-        for epoch in range(1, s.epochs + 1):
+        for epoch in range(len(logs) + 1, s.epochs + 1):
             self.encoder.train()
             started = time.perf_counter()
             sums = np.zeros(3)
@@ -223,13 +274,60 @@ class Distiller:
                     "settings": asdict(s),
                     "epochs": [asdict(x) for x in logs],
                     "best_val_per_anchor": best,
+                    "complete": epoch == s.epochs,
+                    "data": key["data"],
                     "train_pool_ids": [pool[i].id for i in train_pool],
                     "val_pool_ids": [pool[i].id for i in val_pool],
                     "train_query_ids": [queries[j].id for j in train_q],
                     "val_query_ids": [queries[j].id for j in val_q],
                 }
-                (out / "training.json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+                if epoch < s.epochs:
+                    with atomic_output(out / RESUME_STATE) as tmp:
+                        torch.save(
+                            {
+                                "key": key,
+                                "encoder": self.encoder.state_dict(),
+                                "optimizer": optimizer.state_dict(),
+                                "schedule": schedule.state_dict(),
+                                "numpy_rng": rng.bit_generator.state,
+                                "torch_rng": torch.get_rng_state(),
+                                "logs": [asdict(x) for x in logs],
+                                "best": best,
+                            },
+                            tmp,
+                        )
+                with atomic_output(out / "training.json") as tmp:
+                    tmp.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+                if epoch == s.epochs:
+                    (out / RESUME_STATE).unlink(missing_ok=True)
         return logs
+
+    @staticmethod
+    def _load_state(out: Path, key: dict, overwrite: bool) -> dict | str | None:
+        """The saved state to resume from, "complete" for a finished identical run, or None to start afresh."""
+        resume, record = out / RESUME_STATE, out / "training.json"
+        if overwrite:
+            resume.unlink(missing_ok=True)
+            return None
+        if resume.exists():
+            state = torch.load(resume, map_location="cpu", weights_only=True)
+            if state["key"] != key:
+                raise InflucoderError(
+                    f"{out} holds a partial distillation run of other settings or labels "
+                    f"({_key_difference(state['key'], key)}); rerun with --overwrite to discard it, or pick "
+                    "another --out"
+                )
+            return state
+        if record.exists():
+            done = json.loads(record.read_text(encoding="utf-8"))
+            stored = {"settings": done.get("settings", {}), "data": done.get("data")}
+            if done.get("complete") and stored == key:
+                return "complete"
+            raise InflucoderError(
+                f"{out} already holds a distillation run ({_key_difference(stored, key)}); rerun with "
+                "--overwrite to replace it, or pick another --out"
+            )
+        return None
 
 
 def split_labels(
@@ -278,6 +376,7 @@ def distill_labels(
     eval_queries: int = 0,
     progress: bool = True,
     eval_split: str | Path | None = None,
+    overwrite: bool = False,
 ) -> list[EpochLog]:
     """Train an encoder from a labels directory, holding out an evaluation split it never sees.
 
@@ -320,4 +419,5 @@ def distill_labels(
         [queries[j] for j in train_q],
         out=out,
         progress=progress,
+        overwrite=overwrite,
     )

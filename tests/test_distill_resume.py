@@ -1,0 +1,90 @@
+"""A distillation run interrupted mid-epoch resumes after its last finished epoch and reaches exactly the
+weights of an uninterrupted run; a finished run is not redone; other settings or labels are refused."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import influcoder.encoder.distill as distill_module
+from influcoder.encoder.distill import RESUME_STATE, Distiller, DistillSettings
+from influcoder.errors import InflucoderError
+
+from .test_encoder import topic_data
+
+
+def settings(tiny_bert_dir, **kw) -> DistillSettings:
+    base = dict(encoder=str(tiny_bert_dir), epochs=3, lr=1e-3, max_length=12, queries_per_batch=4)
+    base.update(candidates_per_batch=10, pooling="attention", head_dim=8, seed=3)
+    return DistillSettings(**{**base, **kw})
+
+
+@pytest.fixture
+def data():
+    pool, pool_bow = topic_data(30, seed=11)
+    queries, query_bow = topic_data(12, seed=12)
+    return pool_bow @ query_bow.T / 10.0, pool, queries
+
+
+def crash_on_call(monkeypatch, n: int) -> None:
+    """Make the n-th loss evaluation raise, as a kill in the middle of an epoch would."""
+    real, calls = distill_module.distillation_loss, {"n": 0}
+
+    def loss(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise KeyboardInterrupt("killed")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(distill_module, "distillation_loss", loss)
+
+
+def strip_seconds(logs) -> list[tuple]:
+    return [(x.epoch, x.loss, x.pearson_loss, x.kl_loss, x.val_per_anchor, x.val_mean_aggregated) for x in logs]
+
+
+def test_resumed_run_matches_an_uninterrupted_one(tiny_bert_dir, tmp_path, data, monkeypatch):
+    scores, pool, queries = data
+    s = settings(tiny_bert_dir)
+    whole = Distiller(s)
+    whole_logs = whole.fit(scores, pool, queries, out=tmp_path / "whole", progress=False)
+
+    crash_on_call(monkeypatch, 3 + 2)  # 3 steps per epoch (27 training pool / 10 candidates): inside epoch 2
+    with pytest.raises(KeyboardInterrupt):
+        Distiller(s).fit(scores, pool, queries, out=tmp_path / "cut", progress=False)
+    record = json.loads((tmp_path / "cut" / "training.json").read_text())
+    assert (tmp_path / "cut" / RESUME_STATE).exists() and not record["complete"] and len(record["epochs"]) == 1
+    monkeypatch.undo()
+
+    resumed = Distiller(s)
+    logs = resumed.fit(scores, pool, queries, out=tmp_path / "cut", progress=False)
+    assert strip_seconds(logs) == strip_seconds(whole_logs)
+    for (name, a), (_, b) in zip(whole.encoder.state_dict().items(), resumed.encoder.state_dict().items()):
+        assert torch.equal(a, b), name
+    assert not (tmp_path / "cut" / RESUME_STATE).exists()
+    assert json.loads((tmp_path / "cut" / "training.json").read_text())["complete"]
+
+    crash_on_call(monkeypatch, 1)  # a finished run is returned, not trained again
+    again = Distiller(s).fit(scores, pool, queries, out=tmp_path / "cut", progress=False)
+    assert strip_seconds(again) == strip_seconds(whole_logs)
+
+
+def test_other_settings_or_labels_are_refused_unless_overwritten(tiny_bert_dir, tmp_path, data, monkeypatch):
+    scores, pool, queries = data
+    s = settings(tiny_bert_dir, epochs=2)
+    crash_on_call(monkeypatch, 4)  # inside epoch 2: a partial run
+    with pytest.raises(KeyboardInterrupt):
+        Distiller(s).fit(scores, pool, queries, out=tmp_path / "run", progress=False)
+    monkeypatch.undo()
+    with pytest.raises(InflucoderError, match="partial distillation run.*lr: stored 0.001, requested 0.002"):
+        Distiller(settings(tiny_bert_dir, epochs=2, lr=2e-3)).fit(scores, pool, queries, out=tmp_path / "run")
+    with pytest.raises(InflucoderError, match="labels .* differ"):
+        Distiller(s).fit(np.flipud(scores).copy(), pool, queries, out=tmp_path / "run", progress=False)
+    other = settings(tiny_bert_dir, epochs=2, lr=2e-3)
+    logs = Distiller(other).fit(scores, pool, queries, out=tmp_path / "run", progress=False, overwrite=True)
+    assert len(logs) == 2
+    with pytest.raises(InflucoderError, match="already holds a distillation run"):
+        Distiller(s).fit(scores, pool, queries, out=tmp_path / "run", progress=False)
