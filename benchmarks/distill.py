@@ -115,7 +115,8 @@ def main() -> None:
         f"{info['features']['projector']['dim']}, max length {info['features']['max_length']}). Train "
         f"{report['train_pool']} x {report['train_queries']} (of which {s.val_fraction:.0%} validation), evaluation "
         f"{args.eval_pool} x {args.eval_queries}, disjoint in both pool and queries.",
-        f"Settings: {s.epochs} epochs, lr {s.lr}, wd {s.weight_decay}, alpha {s.alpha}, T {s.temperature}, "
+        f"Settings: {s.epochs} epochs, lr {s.lr}, wd {s.weight_decay}, alpha {s.alpha} (Pearson centring "
+        f"{s.pearson_center}), T {s.temperature}, "
         f"B {s.queries_per_batch} x C {s.candidates_per_batch}, hard candidates {s.hard_candidates}, pooling "
         f"{s.pooling} (head lr x{s.head_lr_scale:g}), max length {s.max_length}. Training took "
         f"{train_seconds / 60:.1f} min on {platform.machine()} with {torch.get_num_threads()} threads.",

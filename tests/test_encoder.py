@@ -38,6 +38,25 @@ def test_losses_match_references():
     assert abs(float(total.detach()) - (0.25 * expected_pearson + 0.75 * expected_kl)) < 1e-5
     total.backward()
     assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0
+
+
+def test_query_centred_pearson_matches_reference_and_ignores_query_offsets():
+    """Reference: numpy Pearson of the row-centred, flattened matrices. Adding a constant to one query's
+    predictions changes the paper's Pearson loss but not the centred one (nor the KL)."""
+    rng = np.random.default_rng(5)
+    pred, true = rng.normal(size=(4, 6)), rng.normal(size=(4, 6))
+    centred = [m - m.mean(axis=1, keepdims=True) for m in (pred, true)]
+    expected = 1 - pearsonr(centred[0].ravel(), centred[1].ravel()).statistic
+    got = float(pearson_loss(torch.tensor(pred), torch.tensor(true), center="query"))
+    assert abs(got - expected) < 1e-6
+    shifted = pred.copy()
+    shifted[2] += 3.0
+    p, s, t = torch.tensor(pred), torch.tensor(shifted), torch.tensor(true)
+    assert abs(float(pearson_loss(s, t, center="query")) - got) < 1e-6
+    assert abs(float(pearson_loss(s, t)) - float(pearson_loss(p, t))) > 0.05
+    assert abs(float(softmax_kl_loss(s, t)) - float(softmax_kl_loss(p, t))) < 1e-6
+    with pytest.raises(ValueError, match="center must be one of"):
+        pearson_loss(p, t, center="pool")
     assert float(pearson_loss(torch.tensor(true), torch.tensor(2 * true + 1))) < 1e-6
     assert float(softmax_kl_loss(torch.tensor(true), torch.tensor(true))) < 1e-7
 

@@ -8,6 +8,7 @@ import json
 import time
 from pathlib import Path
 
+from .encoder.losses import PEARSON_CENTERINGS
 from .encoder.model import POOLINGS
 from .labels import LabelSettings
 
@@ -33,6 +34,7 @@ def add_settings_options(parser: argparse.ArgumentParser, cls, skip: tuple[str, 
         "projector": ["countsketch", "rademacher", "identity"],
         "dtype": ["float32", "float16"],
         "pooling": list(POOLINGS),
+        "pearson_center": list(PEARSON_CENTERINGS),
     }
     for f in dataclasses.fields(cls):
         if f.name in skip:

@@ -34,7 +34,7 @@ from ..atomic import atomic_output
 from ..data import Sample, fingerprint
 from ..errors import InflucoderError
 from ..evaluation.metrics import spearman_report
-from .losses import distillation_loss
+from .losses import PEARSON_CENTERINGS, distillation_loss
 from .model import InfluenceEncoder
 
 
@@ -64,6 +64,8 @@ class DistillSettings:
     """Weight of the Pearson loss; 1 - alpha weighs the KL."""
     temperature: float = 0.1
     """Softmax temperature of the KL loss, on cosine scales."""
+    pearson_center: str = "none"
+    """Pearson over the raw batch matrix (none, the paper's) or after centring each query's row (query)."""
     queries_per_batch: int = 12
     """B: queries per step."""
     candidates_per_batch: int = 15
@@ -130,6 +132,10 @@ class Distiller:
     """Trains an encoder on one label matrix; `fit` returns the per-epoch logs."""
 
     def __init__(self, settings: DistillSettings, encoder: InfluenceEncoder | None = None):
+        if settings.pearson_center not in PEARSON_CENTERINGS:
+            raise InflucoderError(
+                f"pearson_center must be one of {PEARSON_CENTERINGS}, got {settings.pearson_center!r}"
+            )
         self.settings = settings
         torch.manual_seed(settings.seed)
         self.encoder = encoder or InfluenceEncoder.from_backbone(
@@ -239,7 +245,7 @@ class Distiller:
                 true = torch.from_numpy(scores[np.ix_(rows, cols)].T.copy())  # (B, C)
                 embeddings = self.encoder.embed([queries[j] for j in cols] + [pool[i] for i in rows])
                 q, c = embeddings[: len(cols)], embeddings[len(cols) :]
-                loss, parts = distillation_loss(q @ c.T, true, s.alpha, s.temperature)
+                loss, parts = distillation_loss(q @ c.T, true, s.alpha, s.temperature, s.pearson_center)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(self.encoder.parameters(), s.grad_clip)
