@@ -123,7 +123,9 @@ def run_key(settings: DistillSettings, scores: np.ndarray, pool: Sequence[Sample
 def _key_difference(stored: dict, wanted: dict) -> str:
     changed = [k for k in wanted["settings"] if stored.get("settings", {}).get(k) != wanted["settings"][k]]
     parts = [f"{k}: stored {stored['settings'].get(k)!r}, requested {wanted['settings'][k]!r}" for k in changed]
-    if stored.get("data") != wanted["data"]:
+    if stored.get("data") is None:
+        parts.append("it records no fingerprint of its labels (made by an older influcoder)")
+    elif stored["data"] != wanted["data"]:
         parts.append("the labels (pool, queries or scores) differ")
     return "; ".join(parts) or "unknown difference"
 
