@@ -24,7 +24,7 @@ import torch
 
 from influcoder.encoder.distill import DistillSettings, distill_labels, split_from_file
 from influcoder.encoder.model import InfluenceEncoder
-from influcoder.evaluation.evaluate import evaluate_encoder, training_record
+from influcoder.evaluation.evaluate import evaluate_encoder, per_group_table, training_record
 from influcoder.labels import load_labels
 
 RESULTS = Path(__file__).parent / "results"
@@ -142,17 +142,8 @@ def main() -> None:
     if args.by:
         shown = {"distilled (best)": "distilled (best on validation)", "untrained": "untrained MiniLM-L6 (Semantic)"}
         shown["oracle"] = "reference: true pool-mean influence (oracle, query-agnostic)"
-        groups = rows[shown["distilled (best)"]]["per_group"]
-        lines += [
-            "",
-            f"Held-out per-anchor rho by query {args.by} (weakest first for the distilled encoder):",
-            "",
-            f"| {args.by} | queries | " + " | ".join(shown) + " |",
-            "|---|---|" + "---|" * len(shown),
-        ]
-        for group in sorted(groups, key=lambda g: groups[g]["per_anchor_mean"]):
-            cells = " | ".join(f"{rows[name]['per_group'][group]['per_anchor_mean']:.3f}" for name in shown.values())
-            lines.append(f"| {group} | {groups[group]['n_queries']} | {cells} |")
+        lines += ["", f"Held-out per-anchor rho by query {args.by} (weakest first for the distilled encoder):", ""]
+        lines += per_group_table({column: rows[name] for column, name in shown.items()}, args.by)
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

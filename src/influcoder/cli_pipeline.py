@@ -180,7 +180,7 @@ def _cmd_distill(args: argparse.Namespace) -> int:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .encoder.model import InfluenceEncoder
-    from .evaluation.evaluate import evaluate_encoder, training_record
+    from .evaluation.evaluate import evaluate_encoder, per_group_table, training_record
 
     split = args.split
     if split is None and (Path(args.encoder) / "eval_split.json").exists():
@@ -204,12 +204,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         )
     if args.by:
         print(f"\nper-anchor rho by query {args.by} (weakest first):")
-        print(f"| {args.by} | queries | " + " | ".join(rows) + " |")
-        print("|---|---|" + "---|" * len(rows))
-        groups = rows["distilled"]["per_group"]
-        for group in sorted(groups, key=lambda g: groups[g]["per_anchor_mean"]):
-            cells = " | ".join(f"{r['per_group'][group]['per_anchor_mean']:.3f}" for r in rows.values())
-            print(f"| {group} | {groups[group]['n_queries']} | {cells} |")
+        print("\n".join(per_group_table(rows, args.by)))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
     return 0

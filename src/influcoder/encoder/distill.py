@@ -34,6 +34,7 @@ from ..atomic import atomic_output
 from ..data import Sample, fingerprint
 from ..errors import InflucoderError
 from ..evaluation.metrics import spearman_report
+from ..store import write_json_atomic
 from .losses import PEARSON_CENTERINGS, distillation_loss
 from .model import InfluenceEncoder
 
@@ -217,23 +218,21 @@ class Distiller:
         logs: list[EpochLog] = []
         best = -math.inf
         key = run_key(s, scores, pool, queries)
-        if out is not None:
-            state = self._load_state(out, key, overwrite)
-            if state == "complete":
-                logs = [EpochLog(**x) for x in json.loads((out / "training.json").read_text())["epochs"]]
+        state = self._load_state(out, key, overwrite) if out is not None else None
+        if state is not None:
+            logs = [EpochLog(**x) for x in state["logs"]]
+            if state.get("complete"):
                 if progress:
                     print(f"{out} already holds this finished run; nothing to do", flush=True)
                 return logs
-            if state is not None:
-                self.encoder.load_state_dict(state["encoder"])
-                optimizer.load_state_dict(state["optimizer"])
-                schedule.load_state_dict(state["schedule"])
-                rng.bit_generator.state = state["numpy_rng"]
-                torch.set_rng_state(state["torch_rng"])
-                logs = [EpochLog(**x) for x in state["logs"]]
-                best = state["best"]
-                if progress:
-                    print(f"resuming {out} after epoch {len(logs)} of {s.epochs}", flush=True)
+            self.encoder.load_state_dict(state["encoder"])
+            optimizer.load_state_dict(state["optimizer"])
+            schedule.load_state_dict(state["schedule"])
+            rng.bit_generator.state = state["numpy_rng"]
+            torch.set_rng_state(state["torch_rng"])
+            best = state["best"]
+            if progress:
+                print(f"resuming {out} after epoch {len(logs)} of {s.epochs}", flush=True)
         val_pool_samples = [pool[i] for i in val_pool]
         val_q_samples = [queries[j] for j in val_q]
         for epoch in range(len(logs) + 1, s.epochs + 1):
@@ -304,15 +303,15 @@ class Distiller:
                             },
                             tmp,
                         )
-                with atomic_output(out / "training.json") as tmp:
-                    tmp.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+                write_json_atomic(out / "training.json", record)
                 if epoch == s.epochs:
                     (out / RESUME_STATE).unlink(missing_ok=True)
         return logs
 
     @staticmethod
-    def _load_state(out: Path, key: dict, overwrite: bool) -> dict | str | None:
-        """The saved state to resume from, "complete" for a finished identical run, or None to start afresh."""
+    def _load_state(out: Path, key: dict, overwrite: bool) -> dict | None:
+        """The saved state to resume from, {"complete": True, "logs"} for a finished identical run, or None to
+        start afresh."""
         resume, record = out / RESUME_STATE, out / "training.json"
         if overwrite:
             resume.unlink(missing_ok=True)
@@ -330,7 +329,7 @@ class Distiller:
             done = json.loads(record.read_text(encoding="utf-8"))
             stored = {"settings": done.get("settings", {}), "data": done.get("data")}
             if done.get("complete") and stored == key:
-                return "complete"
+                return {"complete": True, "logs": done["epochs"]}
             raise InflucoderError(
                 f"{out} already holds a distillation run ({_key_difference(stored, key)}); rerun with "
                 "--overwrite to replace it, or pick another --out"
@@ -396,7 +395,6 @@ def distill_labels(
     ``out/eval_split.json`` (the held-out pool and query ids, for `influcoder evaluate`).
     """
     from ..labels import load_labels
-    from ..store import write_json_atomic
 
     settings = settings or DistillSettings()
     matrix, pool, queries, info = load_labels(labels_dir)

@@ -70,6 +70,17 @@ def evaluate_encoder(
     return report
 
 
+def per_group_table(columns: dict[str, dict], by: str) -> list[str]:
+    """Markdown rows of per-anchor rho per query group, one column per report (each made with `group_by`),
+    groups ordered weakest first by the first column."""
+    groups = next(iter(columns.values()))["per_group"]
+    lines = [f"| {by} | queries | " + " | ".join(columns) + " |", "|---|---|" + "---|" * len(columns)]
+    for group in sorted(groups, key=lambda g: groups[g]["per_anchor_mean"]):
+        cells = " | ".join(f"{r['per_group'][group]['per_anchor_mean']:.3f}" for r in columns.values())
+        lines.append(f"| {group} | {groups[group]['n_queries']} | {cells} |")
+    return lines
+
+
 def training_record(encoder_dir: str | Path) -> dict | None:
     """The training.json of a `distill` output directory (the encoder's or its parent's), if any."""
     for candidate in (Path(encoder_dir) / "training.json", Path(encoder_dir).parent / "training.json"):
