@@ -22,10 +22,12 @@ from pathlib import Path
 
 import torch
 
-from influcoder.encoder.distill import DistillSettings, distill_labels, split_from_file
+from influcoder.encoder.distill import distill_labels
 from influcoder.encoder.model import InfluenceEncoder
+from influcoder.encoder.settings import DistillSettings
+from influcoder.encoder.splits import split_from_file
 from influcoder.evaluation.evaluate import evaluate_encoder, per_group_table, training_record
-from influcoder.labels import load_labels
+from influcoder.labels.labelling import load_labels
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -37,7 +39,7 @@ def pool_mean_reference(matrix, queries, split_path: Path, group_by: str | None)
     import numpy as np
 
     from influcoder.evaluation.evaluate import query_groups
-    from influcoder.evaluation.metrics import per_anchor_by_group, spearman_report
+    from influcoder.metrics import per_anchor_by_group, spearman_report
 
     _, rows, train_cols, cols = split_from_file(split_path, matrix.pool_ids, matrix.query_ids)
     scores = np.asarray(matrix.scores)

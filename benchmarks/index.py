@@ -31,9 +31,10 @@ RESULTS = Path(__file__).parent / "results"
 def featurization(n_texts: int, max_length: int, seed: int) -> dict:
     from torch.utils.flop_counter import FlopCounterMode
 
-    from influcoder.data import load_samples
+    from influcoder.data.loading import load_samples
     from influcoder.encoder.model import InfluenceEncoder
-    from influcoder.labels import GradientFeaturizer, LabelSettings
+    from influcoder.labels.featurizer import GradientFeaturizer
+    from influcoder.labels.settings import LabelSettings
 
     samples = load_samples("evals", limit=n_texts, seed=seed)
     encoder = InfluenceEncoder.from_backbone("minilm-l6", max_length=max_length)
@@ -57,8 +58,8 @@ def featurization(n_texts: int, max_length: int, seed: int) -> dict:
     grad_gflop = counter.get_total_flops() / 16 / 1e9
     import tempfile
 
-    from influcoder.index import EmbeddingIndex
-    from influcoder.store import FeatureStore
+    from influcoder.attribution.index import EmbeddingIndex
+    from influcoder.core.store import FeatureStore
 
     with tempfile.TemporaryDirectory() as tmp:
         stored = EmbeddingIndex.build(encoder, samples, Path(tmp) / "index", progress=False)
@@ -88,7 +89,7 @@ def featurization(n_texts: int, max_length: int, seed: int) -> dict:
 def search(n_vectors: int, dim: int, n_queries: int, seed: int, factories: list[str], nprobe: int) -> list[dict]:
     import faiss
 
-    from influcoder.index import _faiss
+    from influcoder.attribution.index import _faiss
 
     _faiss()  # sets the BLAS threshold exactly as the index does
     rng = np.random.default_rng(seed)

@@ -44,8 +44,9 @@ def matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
 
 
 def setup(args):
-    from influcoder.data import load_samples
-    from influcoder.labels import GradientFeaturizer, LabelSettings
+    from influcoder.data.loading import load_samples
+    from influcoder.labels.featurizer import GradientFeaturizer
+    from influcoder.labels.settings import LabelSettings
 
     settings = LabelSettings(
         max_length=args.max_length, proj_dim=args.proj_dim, batch_size=args.batch_size, batch_tokens=args.batch_tokens
@@ -59,9 +60,9 @@ def run_mode(args) -> dict:
     """One mode in this process: warm-up batch, then time the whole set `repeats` times; count FLOPs once."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from influcoder.decoder.gradients import _forward_loss, loop_gradients
-    from influcoder.formatting import collate_left_padded
-    from influcoder.labels import make_batches
+    from influcoder.data.formatting import collate_left_padded
+    from influcoder.labels.featurizer import make_batches
+    from influcoder.labels.gradients import _forward_loss, loop_gradients
 
     featurizer, tokenized = setup(args)
     pad = featurizer.gradients.pad_id
@@ -107,7 +108,7 @@ def run_mode(args) -> dict:
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
     if args.mode == "batched":
-        from influcoder.store import FeatureStore
+        from influcoder.core.store import FeatureStore
 
         head = tokenized[: args.shard_size]
         features = featurizer.featurize_tokenized(head)

@@ -25,7 +25,9 @@ import argparse
 import collections
 from pathlib import Path
 
-from influcoder.data import load_samples, subsample, write_samples
+from influcoder.data.formats import write_samples
+from influcoder.data.loading import load_samples
+from influcoder.data.records import subsample
 
 
 def main() -> None:

@@ -70,8 +70,8 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 
 def _real_model_dir(name: str) -> Path:
-    from influcoder.errors import AssetError
-    from influcoder.models import resolve_model_dir
+    from influcoder.core.errors import AssetError
+    from influcoder.data.models import resolve_model_dir
 
     try:
         return resolve_model_dir(name)

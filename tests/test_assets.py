@@ -7,8 +7,8 @@ import zipfile
 import pytest
 import torch
 
-from influcoder import assets
-from influcoder.errors import AssetError
+from influcoder.core.errors import AssetError
+from influcoder.data import assets
 
 
 def test_every_asset_is_pinned_and_named_uniquely():
@@ -49,7 +49,7 @@ def test_fetch_from_local_dist_dir_verifies_sha_and_unpacks(tmp_path, monkeypatc
 
 @pytest.mark.assets
 def test_real_smollm2_loads_and_runs_forward(smollm_dir):
-    from influcoder.models import load_decoder
+    from influcoder.data.models import load_decoder
 
     model, tokenizer = load_decoder(str(smollm_dir))
     assert type(model).__name__ == "LlamaForCausalLM"
@@ -63,7 +63,7 @@ def test_real_smollm2_loads_and_runs_forward(smollm_dir):
 
 @pytest.mark.assets
 def test_real_minilm_loads_and_embeds(minilm_dir):
-    from influcoder.models import load_encoder_backbone
+    from influcoder.data.models import load_encoder_backbone
 
     model, tokenizer = load_encoder_backbone(str(minilm_dir))
     assert type(model).__name__ == "BertModel" and 22_000_000 < sum(p.numel() for p in model.parameters()) < 23_000_000
@@ -79,7 +79,7 @@ def test_real_minilm_loads_and_embeds(minilm_dir):
 
 @pytest.mark.assets
 def test_builtin_sources_load():
-    from influcoder.data import load_samples
+    from influcoder.data.loading import load_samples
 
     try:
         pool = load_samples("evals", limit=50, seed=0)
@@ -97,7 +97,7 @@ def test_bbh_keeps_at_most_250_items_per_task_like_bbh():
     was 61% hyperbaton. Capped per task as BBH is, no task dominates a subset."""
     import collections
 
-    from influcoder.data import load_samples
+    from influcoder.data.loading import load_samples
 
     try:
         everything = load_samples("bbh")
@@ -115,8 +115,8 @@ def test_bbh_keeps_at_most_250_items_per_task_like_bbh():
 def test_real_minilm_response_mask_covers_the_response(minilm_dir):
     """With MiniLM's WordPiece tokenizer ([CLS]/[SEP], lower-casing, sub-words) the response mask selects the
     response's tokens and nothing else, also when the prompt is cut from the left."""
-    from influcoder.data import Sample
-    from influcoder.encoder import InfluenceEncoder
+    from influcoder.data.records import Sample
+    from influcoder.encoder.model import InfluenceEncoder
 
     enc = InfluenceEncoder.from_backbone(str(minilm_dir), pooling="mean+response", max_length=24)
     samples = [

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from influcoder.atomic import atomic_output, temporary_sibling
-from influcoder.data import Sample, load_samples, write_samples
+from influcoder.core.atomic import atomic_output, temporary_sibling
+from influcoder.data.formats import write_samples
+from influcoder.data.loading import load_samples
+from influcoder.data.records import Sample
 
 
 def test_success_replaces_and_leaves_no_temporary(tmp_path):

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from influcoder import Influcoder
-from influcoder.cli import main
-from influcoder.data import load_file
-from influcoder.encoder import InfluenceEncoder
-from influcoder.errors import InflucoderError
-from influcoder.index import EmbeddingIndex
+from influcoder.attribution.index import EmbeddingIndex
+from influcoder.cli.main import main
+from influcoder.core.errors import InflucoderError
+from influcoder.data.formats import load_file
+from influcoder.encoder.model import InfluenceEncoder
 
 from .test_labels import samples
 
@@ -162,11 +162,12 @@ def test_index_attribute_filter_cli(encoder_dir, tmp_path, capsys):
 
 
 def test_audit_recomputes_exact_influence(tiny_model_dir, tiny_bert_dir, tmp_path):
-    from influcoder.audit import audit_attribution, choose_audit_rows, label_settings_from_config
-    from influcoder.labels import GradientFeaturizer, LabelSettings
+    from influcoder.attribution.audit import audit_attribution, choose_audit_rows, label_settings_from_config
+    from influcoder.labels.featurizer import GradientFeaturizer
+    from influcoder.labels.settings import LabelSettings
 
     settings = LabelSettings(model=str(tiny_model_dir), rank=2, proj_dim=32, max_length=24)
-    from influcoder.models import load_decoder
+    from influcoder.data.models import load_decoder
 
     model, tok = load_decoder(settings.model)
     config = GradientFeaturizer(settings, model, tok).config()
@@ -185,7 +186,7 @@ def test_audit_recomputes_exact_influence(tiny_model_dir, tiny_bert_dir, tmp_pat
 
 
 def test_interrupted_index_build_and_faiss_resume(encoder_dir, tmp_path, monkeypatch):
-    from influcoder.store import FeatureStore
+    from influcoder.core.store import FeatureStore
 
     ic = Influcoder.from_pretrained(encoder_dir)
     pool = samples(20)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from influcoder.cli import build_parser, main
+from influcoder.cli.main import build_parser, main
 
 COMMANDS = [
     "assets",

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from influcoder.data import Sample, content_id, fingerprint, load_file, load_samples, subsample, write_samples
-from influcoder.errors import DataError
+from influcoder.core.errors import DataError
+from influcoder.data.formats import load_file, write_samples
+from influcoder.data.loading import load_samples
+from influcoder.data.records import Sample, content_id, fingerprint, subsample
 
 
 def write_jsonl(path: Path, records) -> Path:

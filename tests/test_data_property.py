@@ -7,8 +7,8 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from influcoder.data import load_file
-from influcoder.errors import DataError
+from influcoder.core.errors import DataError
+from influcoder.data.formats import load_file
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=8))
 values = st.recursive(

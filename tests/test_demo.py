@@ -7,8 +7,8 @@ import json
 
 import pytest
 
+from influcoder.core.errors import AssetError
 from influcoder.demo import run_demo
-from influcoder.errors import AssetError
 
 
 @pytest.mark.assets

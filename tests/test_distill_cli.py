@@ -7,11 +7,12 @@ import json
 import numpy as np
 import pytest
 
-from influcoder.cli import main
-from influcoder.encoder import InfluenceEncoder
-from influcoder.encoder.distill import split_from_file, split_labels
-from influcoder.errors import InflucoderError
-from influcoder.labels import LabelSettings, label
+from influcoder.cli.main import main
+from influcoder.core.errors import InflucoderError
+from influcoder.encoder.model import InfluenceEncoder
+from influcoder.encoder.splits import split_from_file, split_labels
+from influcoder.labels.labelling import label
+from influcoder.labels.settings import LabelSettings
 
 from .test_labels import samples
 

@@ -10,8 +10,9 @@ import pytest
 import torch
 
 import influcoder.encoder.distill as distill_module
-from influcoder.encoder.distill import RESUME_STATE, Distiller, DistillSettings
-from influcoder.errors import InflucoderError
+from influcoder.core.errors import InflucoderError
+from influcoder.encoder.distill import RESUME_STATE, Distiller
+from influcoder.encoder.settings import DistillSettings
 
 from .test_encoder import topic_data
 

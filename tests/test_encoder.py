@@ -8,18 +8,14 @@ import torch
 from scipy.special import log_softmax
 from scipy.stats import pearsonr, spearmanr
 
-from influcoder.data import Sample
-from influcoder.encoder import InfluenceEncoder
-from influcoder.encoder.distill import Distiller, DistillSettings, predict_matrix
+from influcoder.core.errors import InflucoderError
+from influcoder.data.records import Sample
+from influcoder.encoder.distill import Distiller
 from influcoder.encoder.losses import distillation_loss, pearson_loss, softmax_kl_loss
-from influcoder.encoder.model import EncoderConfig
-from influcoder.errors import InflucoderError
-from influcoder.evaluation.metrics import (
-    mean_aggregated_spearman,
-    per_anchor_by_group,
-    per_anchor_spearman,
-    spearman_report,
-)
+from influcoder.encoder.model import EncoderConfig, InfluenceEncoder
+from influcoder.encoder.predict import predict_matrix
+from influcoder.encoder.settings import DistillSettings
+from influcoder.metrics import mean_aggregated_spearman, per_anchor_by_group, per_anchor_spearman, spearman_report
 
 from .conftest import WORDS
 

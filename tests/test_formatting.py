@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from influcoder.data import Sample
-from influcoder.errors import InflucoderError
-from influcoder.formatting import IGNORE_INDEX, SampleFormatter, collate_left_padded
+from influcoder.core.errors import InflucoderError
+from influcoder.data.formatting import IGNORE_INDEX, SampleFormatter, collate_left_padded
+from influcoder.data.records import Sample
 
 from .conftest import make_tokenizer
 

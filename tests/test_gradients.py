@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from influcoder.decoder.gradients import BatchedLoraGradients, loop_gradients, response_loss_per_example
-from influcoder.decoder.lora import LoraSettings, attach_lora, lora_parameters
-from influcoder.errors import InflucoderError
-from influcoder.formatting import TokenizedSample, collate_left_padded
+from influcoder.core.errors import InflucoderError
+from influcoder.data.formatting import TokenizedSample, collate_left_padded
+from influcoder.labels.gradients import BatchedLoraGradients, loop_gradients, response_loss_per_example
+from influcoder.labels.lora import LoraSettings, attach_lora, lora_parameters
 
 from .conftest import make_tiny_llama
 

@@ -10,12 +10,15 @@ import numpy as np
 import pytest
 import torch
 
-from influcoder.cli import main
-from influcoder.data import Sample, load_file
-from influcoder.errors import ArtifactMismatchError, InflucoderError, NonFiniteGradientError
-from influcoder.influence import InfluenceMatrix, aggregate, cosine_matrix, top_k
-from influcoder.labels import GradientFeaturizer, LabelSettings, label, load_labels, make_batches
-from influcoder.store import FeatureStore
+from influcoder.cli.main import main
+from influcoder.core.errors import ArtifactMismatchError, InflucoderError, NonFiniteGradientError
+from influcoder.core.store import FeatureStore
+from influcoder.data.formats import load_file
+from influcoder.data.records import Sample
+from influcoder.labels.featurizer import GradientFeaturizer, make_batches
+from influcoder.labels.influence import InfluenceMatrix, aggregate, cosine_matrix, top_k
+from influcoder.labels.labelling import label, load_labels
+from influcoder.labels.settings import LabelSettings
 
 WORDS = "one two three four five six seven eight nine ten cat dog bird fish red green blue sky sea sun".split()
 
@@ -36,7 +39,7 @@ def settings(**kw) -> LabelSettings:
 
 
 def featurizer(model_dir, **kw) -> GradientFeaturizer:
-    from influcoder.models import load_decoder
+    from influcoder.data.models import load_decoder
 
     s = settings(model=str(model_dir), **kw)
     model, tok = load_decoder(s.model)
@@ -180,7 +183,7 @@ def test_label_cli_end_to_end(tiny_model_dir, tmp_path, capsys):
 
 
 def test_projection_fidelity_improves_with_dim(tiny_model_dir, capsys):
-    from influcoder.fidelity import projection_fidelity
+    from influcoder.labels.fidelity import projection_fidelity
 
     f = featurizer(tiny_model_dir)
     rows = projection_fidelity(samples(12), f.settings, [8, 4096], progress=False, featurizer=f)
@@ -222,8 +225,8 @@ def test_merged_parts_equal_one_run_and_mismatches_are_refused(tiny_model_dir, t
 def test_concurrent_manifest_writes_do_not_collide(tmp_path, monkeypatch):
     """Two Ray workers that finish a store's last shards together both rewrite its manifest. Reproduce that
     interleaving deterministically: a second write lands between the first one's tmp write and its rename."""
-    import influcoder.atomic as atomic_module
-    import influcoder.store as store_module
+    import influcoder.core.atomic as atomic_module
+    import influcoder.core.store as store_module
 
     path = tmp_path / "manifest.json"
     real_replace = os.replace

@@ -5,11 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from influcoder.distributed import RayOptions
-from influcoder.encoder import InfluenceEncoder
-from influcoder.index import EmbeddingIndex
-from influcoder.labels import GradientFeaturizer, LabelSettings, label
-from influcoder.store import FeatureStore
+from influcoder.attribution.index import EmbeddingIndex
+from influcoder.core.ray import RayOptions
+from influcoder.core.store import FeatureStore
+from influcoder.encoder.model import InfluenceEncoder
+from influcoder.labels.featurizer import GradientFeaturizer
+from influcoder.labels.labelling import label
+from influcoder.labels.settings import LabelSettings
 
 from .test_labels import samples
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from influcoder.hashing import hash_stream, stream_key
-from influcoder.sketch import CountSketch, Identity, Rademacher, make_projector
+from influcoder.core.hashing import hash_stream, stream_key
+from influcoder.labels.projectors import CountSketch, Identity, Rademacher, make_projector
 
 
 def test_hash_stream_is_pinned():

@@ -13,10 +13,10 @@ __version__ = "0.1.0"
 __all__ = ["Influcoder", "InfluenceEncoder", "Sample", "load_samples", "__version__"]
 
 _LAZY = {
-    "Influcoder": ("influcoder.attribution", "Influcoder"),
+    "Influcoder": ("influcoder.attribution.influcoder", "Influcoder"),
     "InfluenceEncoder": ("influcoder.encoder.model", "InfluenceEncoder"),
-    "Sample": ("influcoder.data", "Sample"),
-    "load_samples": ("influcoder.data", "load_samples"),
+    "Sample": ("influcoder.data.records", "Sample"),
+    "load_samples": ("influcoder.data.loading", "load_samples"),
 }
 
 

@@ -11,7 +11,7 @@ import argparse
 import time
 from pathlib import Path
 
-from .data import load_samples
+from influcoder.data.loading import load_samples
 
 
 def _stage(title: str) -> float:
@@ -20,12 +20,14 @@ def _stage(title: str) -> float:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from .attribution import Influcoder
-    from .encoder.distill import DistillSettings, distill_labels
-    from .encoder.model import InfluenceEncoder
-    from .evaluation.evaluate import evaluate_encoder, training_record
-    from .labels import LabelSettings, label
-    from .store import FeatureStore
+    from influcoder.attribution.influcoder import Influcoder
+    from influcoder.core.store import FeatureStore
+    from influcoder.encoder.distill import distill_labels
+    from influcoder.encoder.model import InfluenceEncoder
+    from influcoder.encoder.settings import DistillSettings
+    from influcoder.evaluation.evaluate import evaluate_encoder, training_record
+    from influcoder.labels.labelling import label
+    from influcoder.labels.settings import LabelSettings
 
     out = Path(args.out)
     started = time.perf_counter()
@@ -73,7 +75,7 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"  query {q.id}: {' '.join(q.prompt.split())[:80]!r}")
         for a in hits:
             print(f"    {a.rank}. {a.score:+.3f} {a.sample.id}: {' '.join(a.sample.prompt.split())[:60]!r}")
-    from .data import write_samples
+    from influcoder.data.formats import write_samples
 
     result = ic.filter(held_queries, drop_fraction=0.1)
     write_samples(result.kept, out / "kept.jsonl")

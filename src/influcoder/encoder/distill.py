@@ -30,55 +30,15 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..atomic import atomic_output
-from ..data import Sample, fingerprint
-from ..errors import InflucoderError
-from ..evaluation.metrics import spearman_report
-from ..store import write_json_atomic
-from .losses import PEARSON_CENTERINGS, distillation_loss
-from .model import InfluenceEncoder
-
-
-@dataclass
-class DistillSettings:
-    """Training hyper-parameters (paper defaults where the paper gives them)."""
-
-    encoder: str = "minilm-l6"
-    """Backbone: an embedded encoder name or a local HF encoder directory."""
-    pooling: str = "mean"
-    """Pooling: mean, cls, attention, response (mean over the response tokens) or mean+response."""
-    head_dim: int | None = None
-    """Linear head output dim (None: no head)."""
-    max_length: int = 256
-    """Encoder tokens per text."""
-    epochs: int = 10
-    """Passes; one epoch offers every training pool sample once as a candidate."""
-    lr: float = 5e-5
-    """AdamW learning rate of the backbone."""
-    head_lr_scale: float = 20.0
-    """Learning rate of the new pooling/head parameters, as a multiple of lr (at lr they barely move)."""
-    weight_decay: float = 0.01
-    """AdamW weight decay."""
-    warmup: float = 0.1
-    """Fraction of steps of linear learning-rate warm-up."""
-    alpha: float = 0.5
-    """Weight of the Pearson loss; 1 - alpha weighs the KL."""
-    temperature: float = 0.1
-    """Softmax temperature of the KL loss, on cosine scales."""
-    pearson_center: str = "none"
-    """Pearson over the raw batch matrix (none, the paper's) or after centring each query's row (query)."""
-    queries_per_batch: int = 12
-    """B: queries per step."""
-    candidates_per_batch: int = 15
-    """C: pool candidates per step."""
-    hard_candidates: int = 0
-    """Of the C candidates, how many come from the top of a sampled query's true ranking."""
-    val_fraction: float = 0.1
-    """Fraction of training pool and queries held out for model selection."""
-    grad_clip: float = 1.0
-    """Max gradient norm."""
-    seed: int = 0
-    """Seed of splits, sampling, and head initialisation."""
+from influcoder.core.atomic import atomic_output, write_json_atomic
+from influcoder.core.errors import InflucoderError
+from influcoder.data.records import Sample, fingerprint
+from influcoder.encoder.losses import PEARSON_CENTERINGS, distillation_loss
+from influcoder.encoder.model import InfluenceEncoder
+from influcoder.encoder.predict import predict_matrix
+from influcoder.encoder.settings import DistillSettings
+from influcoder.encoder.splits import split_from_file, split_indices, split_labels
+from influcoder.metrics import spearman_report
 
 
 @dataclass
@@ -90,22 +50,6 @@ class EpochLog:
     val_per_anchor: float
     val_mean_aggregated: float
     seconds: float
-
-
-def split_indices(n: int, fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """(train, held-out) index arrays, sorted; at least 2 held out when fraction > 0 and n allows."""
-    held = int(round(n * fraction))
-    if fraction > 0:
-        held = min(max(held, 2), n - 2)
-    perm = rng.permutation(n)
-    return np.sort(perm[held:]), np.sort(perm[:held])
-
-
-def predict_matrix(
-    encoder: InfluenceEncoder, pool: Sequence[Sample], queries: Sequence[Sample], batch_size: int = 32
-) -> np.ndarray:
-    """Predicted influence (pool x queries): cosines of the encoder's embeddings."""
-    return encoder.encode(pool, batch_size) @ encoder.encode(queries, batch_size).T
 
 
 RESUME_STATE = "resume.pt"
@@ -337,44 +281,6 @@ class Distiller:
         return None
 
 
-def split_labels(
-    n_pool: int, n_queries: int, eval_pool: int, eval_queries: int, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(train pool, eval pool, train queries, eval queries) index arrays: disjoint, seeded, sorted."""
-    if eval_pool >= n_pool - 5 or eval_queries >= n_queries - 3:
-        raise InflucoderError(
-            f"holding out {eval_pool} pool / {eval_queries} queries leaves too little of {n_pool} x {n_queries}"
-        )
-    rng = np.random.default_rng([seed, 7919])
-    pool_perm, query_perm = rng.permutation(n_pool), rng.permutation(n_queries)
-    return (
-        np.sort(pool_perm[eval_pool:]),
-        np.sort(pool_perm[:eval_pool]),
-        np.sort(query_perm[eval_queries:]),
-        np.sort(query_perm[:eval_queries]),
-    )
-
-
-def split_from_file(
-    path: str | Path, pool_ids: Sequence[str], query_ids: Sequence[str]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(train pool, eval pool, train queries, eval queries) index arrays from a JSON file of held-out ids."""
-    split = json.loads(Path(path).read_text(encoding="utf-8"))
-    out = []
-    for kind, ids in (("pool", pool_ids), ("query", query_ids)):
-        held = split.get(f"{kind}_ids")
-        if not isinstance(held, list):
-            raise InflucoderError(f"{path}: expected a list under {kind}_ids")
-        position = {x: i for i, x in enumerate(ids)}
-        unknown = [x for x in held if x not in position]
-        if unknown:
-            raise InflucoderError(f"{path}: {len(unknown)} {kind} ids are not in the labels, e.g. {unknown[0]!r}")
-        held_rows = np.sort(np.array([position[x] for x in held], dtype=np.int64))
-        out.append((np.setdiff1d(np.arange(len(ids)), held_rows), held_rows))
-    (train_p, eval_p), (train_q, eval_q) = out
-    return train_p, eval_p, train_q, eval_q
-
-
 def distill_labels(
     labels_dir: str | Path,
     out: str | Path,
@@ -394,7 +300,7 @@ def distill_labels(
     Writes ``out/best`` and ``out/last`` (encoders), ``out/training.json`` (logs, ids per split) and
     ``out/eval_split.json`` (the held-out pool and query ids, for `influcoder evaluate`).
     """
-    from ..labels import load_labels
+    from influcoder.labels.labelling import load_labels
 
     settings = settings or DistillSettings()
     matrix, pool, queries, info = load_labels(labels_dir)

@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..data import Sample
-from ..errors import InflucoderError
+from influcoder.core.errors import InflucoderError
+from influcoder.data.records import Sample
 
 POOLINGS = ("mean", "cls", "attention", "response", "mean+response")
 RESPONSE_POOLINGS = ("response", "mean+response")
@@ -89,7 +89,7 @@ class InfluenceEncoder(torch.nn.Module):
     @classmethod
     def from_backbone(cls, backbone: str = "minilm-l6", seed: int = 0, **config: Any) -> InfluenceEncoder:
         """A fresh encoder on an embedded or local backbone (head initialised from `seed`)."""
-        from ..models import load_encoder_backbone
+        from influcoder.data.models import load_encoder_backbone
 
         model, tokenizer = load_encoder_backbone(backbone)
         torch.manual_seed(seed)

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..encoder.distill import predict_matrix
-from ..encoder.model import InfluenceEncoder
-from ..errors import InflucoderError
-from ..labels import load_labels
-from .metrics import per_anchor_by_group, spearman_report
+from influcoder.core.errors import InflucoderError
+from influcoder.encoder.model import InfluenceEncoder
+from influcoder.encoder.predict import predict_matrix
+from influcoder.labels.labelling import load_labels
+from influcoder.metrics import per_anchor_by_group, spearman_report
 
 
 def _select(ids: list[str], wanted: list[str] | None, what: str) -> np.ndarray:

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_output
-from .errors import InflucoderError
-from .store import FeatureStore, write_json_atomic
+from influcoder.core.atomic import atomic_output, write_json_atomic
+from influcoder.core.errors import InflucoderError
+from influcoder.core.store import FeatureStore
 
 
 def normalize_rows(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:

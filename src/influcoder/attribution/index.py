@@ -22,13 +22,14 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from .atomic import atomic_output
-from .data import Sample, fingerprint, load_file, write_samples
-from .errors import ArtifactMismatchError, InflucoderError
-from .store import FeatureStore, write_json_atomic
+from influcoder.core.atomic import atomic_output, write_json_atomic
+from influcoder.core.errors import ArtifactMismatchError, InflucoderError
+from influcoder.core.store import FeatureStore
+from influcoder.data.formats import load_file, write_samples
+from influcoder.data.records import Sample, fingerprint
 
 MANIFEST = "manifest.json"
-FORMAT = "influcoder.index"
+FORMAT = "influcoder.attribution.influcoder.index"
 
 
 def _faiss():
@@ -147,7 +148,8 @@ class EmbeddingIndex:
             write_json_atomic(self.path / MANIFEST, self.manifest)
         missing = store.missing_shards()
         if ray is not None and missing:
-            from .distributed import EncodeShardJob, run_shards_on_ray
+            from influcoder.attribution.distributed import EncodeShardJob
+            from influcoder.core.ray import run_shards_on_ray
 
             if encoder_path is None:
                 raise InflucoderError("indexing on Ray needs the encoder as a directory (encoder_path)")

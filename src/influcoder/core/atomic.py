@@ -9,10 +9,12 @@ a later writer would append to or trip over.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 
 def temporary_sibling(path: Path) -> Path:
@@ -37,3 +39,13 @@ def atomic_output(path: str | Path, fsync: bool = False) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON via a temporary file and a rename, so readers never see half a file.
+
+    The temporary name is unique per call: Ray workers finishing the last shards of a store at the same time
+    both mark its manifest complete, and a shared temporary name let one rename away the other's file.
+    """
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=False) + "\n", encoding="utf-8")

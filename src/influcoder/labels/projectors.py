@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import InflucoderError
-from .hashing import hash_stream, stream_key
+from influcoder.core.errors import InflucoderError
+from influcoder.core.hashing import hash_stream, stream_key
 
 
 class Projector(ABC):

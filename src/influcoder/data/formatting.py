@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .data import Sample
-from .errors import InflucoderError
+from influcoder.core.errors import InflucoderError
+from influcoder.data.records import Sample
 
 IGNORE_INDEX = -100
 

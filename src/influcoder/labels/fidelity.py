@@ -13,11 +13,12 @@ import torch
 from scipy.stats import pearsonr, spearmanr
 from tqdm.auto import tqdm
 
-from .data import Sample
-from .errors import InflucoderError
-from .influence import normalize_rows
-from .labels import GradientFeaturizer, LabelSettings, make_batches
-from .sketch import Identity, Projector, make_projector
+from influcoder.core.errors import InflucoderError
+from influcoder.data.records import Sample
+from influcoder.labels.featurizer import GradientFeaturizer, make_batches
+from influcoder.labels.influence import normalize_rows
+from influcoder.labels.projectors import Identity, Projector, make_projector
+from influcoder.labels.settings import LabelSettings
 
 
 def pair_cosines(features: np.ndarray) -> np.ndarray:

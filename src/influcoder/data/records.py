@@ -19,23 +19,20 @@ excluded) and what was expected. Nothing is half-loaded: a file loads completely
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .atomic import atomic_output
-from .errors import DataError
+from influcoder.core.errors import DataError
 
 PROMPT_FIELDS = ("prompt", "instruction", "question", "query", "input")
+
+
 RESPONSE_FIELDS = ("response", "completion", "output", "answer", "target", "ideal")
-FILE_FORMATS = ("jsonl", "csv", "parquet", "hf")
 
 
 @dataclass(frozen=True)
@@ -69,9 +66,6 @@ def fingerprint(samples: Sequence[Sample]) -> str:
             digest.update(b"\x1f")
         digest.update(b"\x1e")
     return digest.hexdigest()
-
-
-# ---------------------------------------------------------------------------------------------- records
 
 
 def _render_messages(messages: Sequence[dict[str, str]]) -> str:
@@ -193,175 +187,9 @@ def assign_ids(samples: list[Sample], where: Sequence[tuple[str, int]] | None = 
     return out
 
 
-# ---------------------------------------------------------------------------------------------- readers
-
-
-def _read_text(path: Path) -> str:
-    data = path.read_bytes()
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise DataError(str(path), line, f"not valid UTF-8 (byte {exc.start}): save the file as UTF-8") from None
-
-
-def iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
-    """(line number, parsed object) for each non-blank line; malformed JSON raises with its line."""
-    for number, text in enumerate(_read_text(path).splitlines(), start=1):
-        if not text.strip():
-            continue
-        try:
-            yield number, json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise DataError(str(path), number, f"malformed JSON ({exc.msg} at column {exc.colno})") from None
-
-
-def iter_csv(path: Path) -> Iterator[tuple[int, dict]]:
-    """(row number, row dict) with rows counted from 1 after the header; '#' comment lines are skipped."""
-    lines = [ln for ln in _read_text(path).splitlines(keepends=True) if not ln.startswith("#")]
-    reader = csv.DictReader(io.StringIO("".join(lines)))
-    for number, row in enumerate(reader, start=1):
-        if None in row:
-            raise DataError(str(path), number, f"row has more fields than the header ({len(reader.fieldnames)})")
-        yield number, {k: v for k, v in row.items()}
-
-
-def iter_parquet(path: Path) -> Iterator[tuple[int, dict]]:
-    import pyarrow.parquet as pq
-
-    try:
-        table = pq.read_table(path)
-    except Exception as exc:  # pyarrow raises several unrelated types for unreadable files
-        raise DataError(str(path), None, f"not a readable Parquet file: {exc}") from None
-    yield from enumerate(table.to_pylist(), start=1)
-
-
-def iter_hf_dataset(path: Path) -> Iterator[tuple[int, dict]]:
-    try:
-        from datasets import load_from_disk
-    except ImportError:
-        raise DataError(str(path), None, "reading a saved HF dataset needs `pip install datasets`") from None
-    try:
-        dataset = load_from_disk(str(path))
-    except Exception as exc:
-        raise DataError(str(path), None, f"not a saved HF dataset directory: {exc}") from None
-    if hasattr(dataset, "keys"):  # a DatasetDict: take 'train' when present, else the only split
-        splits = list(dataset.keys())
-        if "train" not in splits and len(splits) != 1:
-            raise DataError(str(path), None, f"DatasetDict with splits {splits}: pass one split's directory")
-        dataset = dataset["train" if "train" in splits else splits[0]]
-    yield from enumerate(dataset, start=1)
-
-
-def detect_format(path: Path) -> str:
-    if path.is_dir():
-        return "hf"
-    suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".json", ".ndjson"):
-        return "jsonl"
-    if suffix in (".csv", ".tsv"):
-        return "csv"
-    if suffix in (".parquet", ".pq"):
-        return "parquet"
-    raise DataError(
-        str(path), None, f"unknown file type {suffix!r}: expected .jsonl, .csv, .parquet or a HF dataset dir"
-    )
-
-
-_READERS = {"jsonl": iter_jsonl, "csv": iter_csv, "parquet": iter_parquet, "hf": iter_hf_dataset}
-
-
-def load_file(
-    path: str | Path,
-    prompt_field: str | None = None,
-    response_field: str | None = None,
-    id_field: str = "id",
-    allow_empty_response: bool = False,
-    file_format: str | None = None,
-) -> list[Sample]:
-    """Load every record of a JSONL/CSV/Parquet file or saved HF dataset directory as `Sample`s."""
-    path = Path(path)
-    if not path.exists():
-        raise DataError(str(path), None, "no such file or directory")
-    fmt = file_format or detect_format(path)
-    samples, where = [], []
-    for number, record in _READERS[fmt](path):
-        samples.append(
-            record_to_sample(record, str(path), number, prompt_field, response_field, id_field, allow_empty_response)
-        )
-        where.append((str(path), number))
-    if not samples:
-        raise DataError(str(path), None, "no records")
-    return assign_ids(samples, where)
-
-
 def subsample(items: list, limit: int | None, seed: int) -> list:
     """A seeded subset of `limit` items, kept in their original order (all items when limit is None)."""
     if limit is None or limit >= len(items):
         return list(items)
     keep = np.sort(np.random.default_rng(seed).choice(len(items), size=limit, replace=False))
     return [items[i] for i in keep]
-
-
-def load_samples(
-    source: str | Path,
-    limit: int | None = None,
-    seed: int = 0,
-    prompt_field: str | None = None,
-    response_field: str | None = None,
-    id_field: str = "id",
-    allow_empty_response: bool = False,
-) -> list[Sample]:
-    """Samples from a built-in source name (see `influcoder.sources`) or a file path, seeded-subsampled.
-
-    Built-in names take the form ``name`` or ``name:option`` (e.g. ``bbh:navigate``).
-    """
-    from . import sources
-
-    name = str(source)
-    if sources.is_source(name):
-        return sources.load_source(name, limit=limit, seed=seed)
-    samples = load_file(source, prompt_field, response_field, id_field, allow_empty_response)
-    return subsample(samples, limit, seed)
-
-
-def write_samples(samples: Iterable[Sample], path: str | Path) -> None:
-    """Write samples as JSONL (`Sample.to_record`), atomically: a temporary file renamed into place."""
-    path = Path(path)
-    with atomic_output(path) as tmp, open(tmp, "w", encoding="utf-8") as out:
-        for s in samples:
-            out.write(json.dumps(s.to_record(), ensure_ascii=False) + "\n")
-
-
-def _flat_record(s: Sample) -> dict[str, Any]:
-    """A flat row for tabular formats: id, prompt, response, then meta (non-scalars as JSON text)."""
-    row: dict[str, Any] = {"id": s.id, "prompt": s.prompt, "response": s.response}
-    for key, value in s.meta.items():
-        if key not in row:
-            ok = value is None or isinstance(value, (str, int, float, bool))
-            row[key] = value if ok else json.dumps(value, ensure_ascii=False)
-    return row
-
-
-def write_samples_as(samples: Sequence[Sample], path: str | Path) -> None:
-    """Write samples in the format of `path`'s suffix (.jsonl, .csv, .parquet), atomically."""
-    path = Path(path)
-    fmt = detect_format(path)
-    if fmt == "jsonl":
-        write_samples(samples, path)
-        return
-    if fmt not in ("csv", "parquet"):
-        raise DataError(str(path), None, "can only write .jsonl, .csv or .parquet")
-    rows = [_flat_record(s) for s in samples]
-    with atomic_output(path) as tmp:
-        if fmt == "csv":
-            columns = list(dict.fromkeys(k for r in rows for k in r)) or ["id", "prompt", "response"]
-            with open(tmp, "w", newline="", encoding="utf-8") as handle:
-                writer = csv.DictWriter(handle, fieldnames=columns)
-                writer.writeheader()
-                writer.writerows(rows)
-        else:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
-            pq.write_table(pa.Table.from_pylist(rows), tmp)

@@ -21,8 +21,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from ..formatting import IGNORE_INDEX, TokenizedSample, collate_left_padded
-from .lora import lora_parameters
+from influcoder.data.formatting import IGNORE_INDEX, TokenizedSample, collate_left_padded
+from influcoder.labels.lora import lora_parameters
 
 
 def response_loss_per_example(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

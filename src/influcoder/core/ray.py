@@ -17,8 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .data import Sample
-from .errors import InflucoderError
+from influcoder.core.errors import InflucoderError
 
 
 class _ShardActor:
@@ -65,52 +64,6 @@ def run_shards_on_ray(
         num_cpus=cpus_per_actor,
     )
     return sorted(int(row["shard"]) for row in done.iter_rows())
-
-
-@dataclass
-class GradientShardJob:
-    """Picklable factory of the labelling job: load the decoder + LoRA once, then featurize shards."""
-
-    settings: object
-    samples: list[Sample]
-    store_path: str
-
-    def __call__(self) -> Callable[[int], None]:
-        from .labels import GradientFeaturizer
-        from .store import FeatureStore
-
-        featurizer = GradientFeaturizer(self.settings)
-        store = FeatureStore(self.store_path)
-        tokenized = featurizer.tokenize(self.samples)
-
-        def job(shard: int) -> None:
-            rows = store.shard_rows(shard)
-            store.write_shard(shard, featurizer.featurize_tokenized([tokenized[i] for i in rows]))
-
-        return job
-
-
-@dataclass
-class EncodeShardJob:
-    """Picklable factory of the indexing job: load the encoder once, then encode shards."""
-
-    encoder_dir: str
-    samples: list[Sample]
-    store_path: str
-    batch_size: int = 32
-
-    def __call__(self) -> Callable[[int], None]:
-        from .encoder.model import InfluenceEncoder
-        from .store import FeatureStore
-
-        encoder = InfluenceEncoder.from_pretrained(self.encoder_dir)
-        store = FeatureStore(self.store_path)
-
-        def job(shard: int) -> None:
-            rows = store.shard_rows(shard)
-            store.write_shard(shard, encoder.encode([self.samples[i] for i in rows], self.batch_size))
-
-        return job
 
 
 @dataclass

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import Sample
-from .encoder.model import InfluenceEncoder
-from .errors import InflucoderError
-from .index import EmbeddingIndex
+from influcoder.attribution.index import EmbeddingIndex
+from influcoder.core.errors import InflucoderError
+from influcoder.data.records import Sample
+from influcoder.encoder.model import InfluenceEncoder
 
 
 @dataclass

@@ -29,9 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import assets
-from .data import Sample, record_to_sample, subsample
-from .errors import DataError, InflucoderError
+from influcoder.core.errors import DataError, InflucoderError
+from influcoder.data import assets
+from influcoder.data.records import Sample, record_to_sample, subsample
 
 EVALS_PER_TASK = 10
 BBH_PER_TASK = 250

@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from .errors import InflucoderError
+from influcoder.core.errors import InflucoderError
 
 EPILOG_SOURCES = (
     "DATA is a file (.jsonl, .csv, .parquet), a saved Hugging Face dataset directory, or a built-in source: "
@@ -38,7 +38,7 @@ def _add_data_options(parser: argparse.ArgumentParser, prefix: str = "") -> None
 
 
 def _cmd_assets(args: argparse.Namespace) -> int:
-    from . import assets
+    from influcoder.data import assets
 
     if args.action == "list":
         rows = assets.list_assets()
@@ -48,7 +48,7 @@ def _cmd_assets(args: argparse.Namespace) -> int:
             status = f"fetched={r['fetched']:<3}"
             print(f"{r['name']:<{width}}  {r['kind']:<5}  {status}  {r['package']:<28} {r['description']}")
         return 0
-    from .models import resolve_model_dir
+    from influcoder.data.models import resolve_model_dir
 
     names = args.names or list(assets.ASSETS)
     for name in names:
@@ -64,7 +64,8 @@ def _cmd_assets(args: argparse.Namespace) -> int:
 def _cmd_data(args: argparse.Namespace) -> int:
     from collections import Counter
 
-    from .data import load_samples, write_samples
+    from influcoder.data.formats import write_samples
+    from influcoder.data.loading import load_samples
 
     samples = load_samples(
         args.data,
@@ -132,10 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_options(p)
     p.set_defaults(func=_cmd_data)
 
-    from . import cli_pipeline
+    from influcoder.cli import pipeline as cli_pipeline
 
     cli_pipeline.add_commands(sub)
-    from . import cli_attribution
+    from influcoder.cli import attribution as cli_attribution
 
     cli_attribution.add_commands(sub)
     return parser

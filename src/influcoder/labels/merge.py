@@ -16,11 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import write_samples
-from .errors import ArtifactMismatchError, InflucoderError
-from .influence import InfluenceMatrix
-from .labels import load_labels
-from .store import FeatureStore, write_json_atomic
+from influcoder.core.atomic import write_json_atomic
+from influcoder.core.errors import ArtifactMismatchError, InflucoderError
+from influcoder.core.store import FeatureStore
+from influcoder.data.formats import write_samples
+from influcoder.labels.influence import InfluenceMatrix
+from influcoder.labels.labelling import load_labels
 
 
 def _rows(stores: Sequence[FeatureStore]) -> Iterator[np.ndarray]:

@@ -8,9 +8,9 @@ import json
 import time
 from pathlib import Path
 
-from .encoder.losses import PEARSON_CENTERINGS
-from .encoder.model import POOLINGS
-from .labels import LabelSettings
+from influcoder.encoder.losses import PEARSON_CENTERINGS
+from influcoder.encoder.model import POOLINGS
+from influcoder.labels.settings import LabelSettings
 
 
 def _field_help(cls, name: str) -> str:
@@ -74,7 +74,7 @@ def add_ray_options(parser: argparse.ArgumentParser) -> None:
 def ray_options(args: argparse.Namespace):
     if not getattr(args, "ray", None):
         return None
-    from .distributed import RayOptions
+    from influcoder.core.ray import RayOptions
 
     return RayOptions(None if args.ray == "local" else args.ray, args.ray_actors, args.ray_gpus_per_actor)
 
@@ -84,7 +84,7 @@ def settings_of(cls, args: argparse.Namespace):
 
 
 def _load(source: str, limit: int | None, seed: int, args: argparse.Namespace):
-    from .data import load_samples
+    from influcoder.data.loading import load_samples
 
     return load_samples(
         source, limit=limit, seed=seed, prompt_field=args.prompt_field, response_field=args.response_field
@@ -92,7 +92,7 @@ def _load(source: str, limit: int | None, seed: int, args: argparse.Namespace):
 
 
 def _print_top(matrix, pool, queries, k: int = 3, n_queries: int = 3) -> None:
-    from .influence import top_k
+    from influcoder.labels.influence import top_k
 
     texts = {s.id: s for s in pool}
     order, values = top_k(matrix.scores, k, axis=0)
@@ -104,7 +104,7 @@ def _print_top(matrix, pool, queries, k: int = 3, n_queries: int = 3) -> None:
 
 
 def _cmd_label(args: argparse.Namespace) -> int:
-    from .labels import label
+    from influcoder.labels.labelling import label
 
     settings = settings_of(LabelSettings, args)
     pool = _load(args.pool, args.pool_limit, args.data_seed, args)
@@ -125,7 +125,7 @@ def _cmd_label(args: argparse.Namespace) -> int:
 
 
 def _cmd_merge_labels(args: argparse.Namespace) -> int:
-    from .labels_merge import merge_labels
+    from influcoder.labels.merge import merge_labels
 
     matrix = merge_labels(args.parts, args.out)
     print(f"wrote {args.out} (pool x queries = {matrix.scores.shape}) from {len(args.parts)} labels directories")
@@ -133,7 +133,7 @@ def _cmd_merge_labels(args: argparse.Namespace) -> int:
 
 
 def _cmd_fidelity(args: argparse.Namespace) -> int:
-    from .fidelity import projection_fidelity
+    from influcoder.labels.fidelity import projection_fidelity
 
     settings = settings_of(LabelSettings, args)
     samples = _load(args.data, args.limit, args.data_seed, args)
@@ -155,7 +155,8 @@ def _cmd_fidelity(args: argparse.Namespace) -> int:
 
 
 def _cmd_distill(args: argparse.Namespace) -> int:
-    from .encoder.distill import DistillSettings, distill_labels
+    from influcoder.encoder.distill import distill_labels
+    from influcoder.encoder.settings import DistillSettings
 
     settings = settings_of(DistillSettings, args)
     logs = distill_labels(
@@ -179,8 +180,8 @@ def _cmd_distill(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from .encoder.model import InfluenceEncoder
-    from .evaluation.evaluate import evaluate_encoder, per_group_table, training_record
+    from influcoder.encoder.model import InfluenceEncoder
+    from influcoder.evaluation.evaluate import evaluate_encoder, per_group_table, training_record
 
     split = args.split
     if split is None and (Path(args.encoder) / "eval_split.json").exists():
@@ -211,13 +212,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from influcoder.demo import run_demo
 
     return run_demo(args)
 
 
 def add_commands(sub) -> None:
-    from .cli import EPILOG_SOURCES, _add_data_options
+    from influcoder.cli.main import EPILOG_SOURCES, _add_data_options
 
     p = sub.add_parser(
         "label",
@@ -268,7 +269,7 @@ def add_commands(sub) -> None:
     add_label_settings(p)
     p.set_defaults(func=_cmd_fidelity)
 
-    from .encoder.distill import DistillSettings
+    from influcoder.encoder.settings import DistillSettings
 
     p = sub.add_parser(
         "distill",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 
 def _load(source: str, args: argparse.Namespace, limit: int | None = None):
-    from .cli_pipeline import _load as load
+    from influcoder.cli.pipeline import _load as load
 
     return load(source, limit, getattr(args, "data_seed", 0), args)
 
@@ -18,8 +18,8 @@ def _load(source: str, args: argparse.Namespace, limit: int | None = None):
 def _cmd_index(args: argparse.Namespace) -> int:
     import time
 
-    from .encoder.model import InfluenceEncoder
-    from .index import EmbeddingIndex
+    from influcoder.attribution.index import EmbeddingIndex
+    from influcoder.encoder.model import InfluenceEncoder
 
     encoder = InfluenceEncoder.from_pretrained(args.encoder)
     pool = _load(args.pool, args, args.limit)
@@ -47,7 +47,7 @@ def _cmd_index(args: argparse.Namespace) -> int:
 
 
 def _open(args: argparse.Namespace):
-    from .attribution import Influcoder
+    from influcoder.attribution.influcoder import Influcoder
 
     return Influcoder.from_index(args.index, args.encoder)
 
@@ -94,7 +94,7 @@ def _cmd_attribute(args: argparse.Namespace) -> int:
         if args.out:
             out.close()
     if args.audit:
-        from .audit import audit_attribution
+        from influcoder.attribution.audit import audit_attribution
 
         report = audit_attribution(ic, queries, results, args.audit, seed=args.data_seed, progress=not args.quiet)
         print(
@@ -111,9 +111,8 @@ def _clip(text: str, width: int) -> str:
 
 
 def _cmd_filter(args: argparse.Namespace) -> int:
-    from .atomic import atomic_output
-    from .data import detect_format, write_samples_as
-    from .store import write_json_atomic
+    from influcoder.core.atomic import atomic_output, write_json_atomic
+    from influcoder.data.formats import detect_format, write_samples_as
 
     ic = _open(args)
     queries = _load(args.queries, args, args.limit)
@@ -148,7 +147,7 @@ def _cmd_filter(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub) -> None:
-    from .cli import EPILOG_SOURCES, _add_data_options
+    from influcoder.cli.main import EPILOG_SOURCES, _add_data_options
 
     p = sub.add_parser(
         "index",
@@ -172,7 +171,7 @@ def add_commands(sub) -> None:
     p.add_argument("--batch-size", type=int, default=32, help="encoder batch size")
     p.add_argument("--quiet", action="store_true")
     _add_data_options(p)
-    from .cli_pipeline import add_ray_options
+    from influcoder.cli.pipeline import add_ray_options
 
     add_ray_options(p)
     p.set_defaults(func=_cmd_index)

@@ -12,11 +12,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .data import Sample
-from .errors import InflucoderError
-from .evaluation.metrics import spearman_report
-from .influence import normalize_rows
-from .labels import GradientFeaturizer, LabelSettings
+from influcoder.core.errors import InflucoderError
+from influcoder.data.records import Sample
+from influcoder.labels.featurizer import GradientFeaturizer
+from influcoder.labels.influence import normalize_rows
+from influcoder.labels.settings import LabelSettings
+from influcoder.metrics import spearman_report
 
 
 def label_settings_from_config(label_config: dict) -> LabelSettings:

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .errors import AssetError
+from influcoder.core.errors import AssetError
 
 DEFAULT_INDEX = "https://pypi.org/simple"
 

@@ -20,8 +20,8 @@ from typing import Any
 
 import torch
 
-from ..errors import InflucoderError
-from ..hashing import hash_uniform, stream_key
+from influcoder.core.errors import InflucoderError
+from influcoder.core.hashing import hash_uniform, stream_key
 
 FORBIDDEN_TARGETS = ("lm_head", "embed_tokens", "wte", "wpe", "embed_out")
 

@@ -23,21 +23,13 @@ from typing import Any
 
 import numpy as np
 
-from .atomic import atomic_output
-from .errors import ArtifactMismatchError, InflucoderError
+from influcoder.core.atomic import atomic_output, write_json_atomic
+from influcoder.core.errors import ArtifactMismatchError, InflucoderError
 
 MANIFEST = "manifest.json"
+
+
 FORMAT = "influcoder.feature-store"
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON via a temporary file and a rename, so readers never see half a file.
-
-    The temporary name is unique per call: Ray workers finishing the last shards of a store at the same time
-    both mark its manifest complete, and a shared temporary name let one rename away the other's file.
-    """
-    with atomic_output(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=1, sort_keys=False) + "\n", encoding="utf-8")
 
 
 def _diff(expected: Any, actual: Any, prefix: str = "") -> list[str]:

@@ -19,8 +19,8 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
-from . import assets  # noqa: E402
-from .errors import InflucoderError  # noqa: E402
+from influcoder.core.errors import InflucoderError  # noqa: E402
+from influcoder.data import assets  # noqa: E402
 
 DEFAULT_DECODER = "smollm2-135m-instruct"
 DEFAULT_ENCODER = "minilm-l6"

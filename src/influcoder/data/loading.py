@@ -1,0 +1,30 @@
+"""The one entry point users and commands load data through: a built-in source name or a file path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from influcoder.data.formats import load_file
+from influcoder.data.records import Sample, subsample
+
+
+def load_samples(
+    source: str | Path,
+    limit: int | None = None,
+    seed: int = 0,
+    prompt_field: str | None = None,
+    response_field: str | None = None,
+    id_field: str = "id",
+    allow_empty_response: bool = False,
+) -> list[Sample]:
+    """Samples from a built-in source name (see `influcoder.data.sources`) or a file path, seeded-subsampled.
+
+    Built-in names take the form ``name`` or ``name:option`` (e.g. ``bbh:navigate``).
+    """
+    from influcoder.data import sources
+
+    name = str(source)
+    if sources.is_source(name):
+        return sources.load_source(name, limit=limit, seed=seed)
+    samples = load_file(source, prompt_field, response_field, id_field, allow_empty_response)
+    return subsample(samples, limit, seed)

@@ -1,0 +1,58 @@
+"""Held-out splits of a labels matrix: drawn (seeded) or read back from an earlier run's ids."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from influcoder.core.errors import InflucoderError
+
+
+def split_indices(n: int, fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(train, held-out) index arrays, sorted; at least 2 held out when fraction > 0 and n allows."""
+    held = int(round(n * fraction))
+    if fraction > 0:
+        held = min(max(held, 2), n - 2)
+    perm = rng.permutation(n)
+    return np.sort(perm[held:]), np.sort(perm[:held])
+
+
+def split_labels(
+    n_pool: int, n_queries: int, eval_pool: int, eval_queries: int, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(train pool, eval pool, train queries, eval queries) index arrays: disjoint, seeded, sorted."""
+    if eval_pool >= n_pool - 5 or eval_queries >= n_queries - 3:
+        raise InflucoderError(
+            f"holding out {eval_pool} pool / {eval_queries} queries leaves too little of {n_pool} x {n_queries}"
+        )
+    rng = np.random.default_rng([seed, 7919])
+    pool_perm, query_perm = rng.permutation(n_pool), rng.permutation(n_queries)
+    return (
+        np.sort(pool_perm[eval_pool:]),
+        np.sort(pool_perm[:eval_pool]),
+        np.sort(query_perm[eval_queries:]),
+        np.sort(query_perm[:eval_queries]),
+    )
+
+
+def split_from_file(
+    path: str | Path, pool_ids: Sequence[str], query_ids: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(train pool, eval pool, train queries, eval queries) index arrays from a JSON file of held-out ids."""
+    split = json.loads(Path(path).read_text(encoding="utf-8"))
+    out = []
+    for kind, ids in (("pool", pool_ids), ("query", query_ids)):
+        held = split.get(f"{kind}_ids")
+        if not isinstance(held, list):
+            raise InflucoderError(f"{path}: expected a list under {kind}_ids")
+        position = {x: i for i, x in enumerate(ids)}
+        unknown = [x for x in held if x not in position]
+        if unknown:
+            raise InflucoderError(f"{path}: {len(unknown)} {kind} ids are not in the labels, e.g. {unknown[0]!r}")
+        held_rows = np.sort(np.array([position[x] for x in held], dtype=np.int64))
+        out.append((np.setdiff1d(np.arange(len(ids)), held_rows), held_rows))
+    (train_p, eval_p), (train_q, eval_q) = out
+    return train_p, eval_p, train_q, eval_q

@@ -1,0 +1,18 @@
+"""Step 1 of the paper ("stocking"): gradient influence labels of a decoder.
+
+- `settings`: `LabelSettings`, everything that shapes the features (recorded in every manifest)
+- `lora`, `gradients`: the decoder's LoRA adapter and batched per-example response-only gradients
+- `projectors`: CountSketch (paper), Rademacher (LESS/TRAK), Identity, behind one `Projector`
+- `featurizer`: samples -> projected gradients; `labelling`: pool + queries -> stores -> influence matrix
+- `influence`: cosine influence matrices; `merge`: join labels of disjoint pools; `fidelity`: projection check
+- `distributed`: the labelling job for Ray
+
+A labels directory is self-contained::
+
+    labels/
+      labels.json          settings, sizes, timings
+      pool.jsonl           the pool samples (ids, texts), in store order
+      queries.jsonl        the query samples
+      pool/  queries/      feature stores (manifest + shards)
+      influence/           scores.npy (pool x queries) + ids.json
+"""

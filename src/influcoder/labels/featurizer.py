@@ -1,0 +1,143 @@
+"""`GradientFeaturizer`: samples -> projected per-example LoRA gradients (response tokens only).
+
+It batches samples by length under a token budget, computes exact per-example gradients of the LoRA
+parameters in one backward pass per batch (`influcoder.labels.gradients`), projects them (CountSketch by
+default) and writes them shard by shard into a resumable `FeatureStore`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from influcoder.core.errors import InflucoderError, NonFiniteGradientError
+from influcoder.core.store import FeatureStore
+from influcoder.data.formatting import SampleFormatter, TokenizedSample
+from influcoder.data.records import Sample, fingerprint
+from influcoder.labels.settings import LabelSettings
+
+
+def make_batches(lengths: Sequence[int], batch_size: int, batch_tokens: int) -> list[list[int]]:
+    """Group sample indices into length-sorted batches under both caps (limits padding)."""
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for i in order:
+        width = lengths[current[0]] if current else lengths[i]
+        if current and (len(current) >= batch_size or (len(current) + 1) * width > batch_tokens):
+            batches.append(current)
+            current = []
+        current.append(i)
+    if current:
+        batches.append(current)
+    return batches
+
+
+class GradientFeaturizer:
+    """Samples -> projected per-example LoRA gradients of the response-only loss."""
+
+    def __init__(self, settings: LabelSettings, model=None, tokenizer=None):
+        from influcoder.data.models import load_decoder
+        from influcoder.labels.gradients import BatchedLoraGradients
+        from influcoder.labels.lora import attach_lora, lora_parameters
+        from influcoder.labels.projectors import make_projector
+
+        self.settings = settings
+        if model is None:
+            model, tokenizer = load_decoder(settings.model)
+        device = settings.device
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.model = attach_lora(model.to(device), settings.lora())
+        self.tokenizer = tokenizer
+        self.formatter = SampleFormatter(tokenizer, settings.max_length, settings.chat_template)
+        params = lora_parameters(self.model)
+        self.in_dim = sum(p.numel() for p in params.values())
+        dim = self.in_dim if settings.projector == "identity" else settings.proj_dim
+        self.projector = make_projector(settings.projector, dim, settings.seed)
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.gradients = BatchedLoraGradients(self.model, pad_id if pad_id is not None else 0)
+
+    def config(self) -> dict[str, Any]:
+        """The manifest's description of these features."""
+        s = self.settings
+        return {
+            "kind": "lora-gradients",
+            "model": s.model,
+            "lora": s.lora().to_dict(),
+            "lora_in_dim": self.in_dim,
+            "projector": self.projector.config(),
+            "max_length": s.max_length,
+            "text_view": self.formatter.view,
+            "loss": "mean token cross-entropy on response tokens (prompt masked)",
+        }
+
+    def tokenize(self, samples: Sequence[Sample]) -> list[TokenizedSample]:
+        return self.formatter.encode_all(samples)
+
+    def featurize_tokenized(self, tokenized: Sequence[TokenizedSample], progress: tqdm | None = None) -> np.ndarray:
+        """(n, dim) features in input order; batches are formed inside this call only."""
+        out = np.empty((len(tokenized), self.projector.out_dim), dtype=np.float32)
+        for batch in make_batches(
+            [len(t.input_ids) for t in tokenized], self.settings.batch_size, self.settings.batch_tokens
+        ):
+            blocks = self.gradients([tokenized[i] for i in batch])
+            with torch.no_grad():
+                features = self.projector.project(blocks)
+            finite = torch.isfinite(features).all(dim=1)
+            if not bool(finite.all()):
+                bad = [tokenized[batch[j]].id for j in torch.nonzero(~finite).flatten().tolist()]
+                raise NonFiniteGradientError(f"non-finite (NaN/Inf) gradient for sample(s) {', '.join(bad)}")
+            out[batch] = features.float().cpu().numpy()
+            if progress is not None:
+                progress.update(len(batch))
+        return out
+
+    def featurize(self, samples: Sequence[Sample]) -> np.ndarray:
+        return self.featurize_tokenized(self.tokenize(samples))
+
+    def featurize_to_store(
+        self,
+        samples: Sequence[Sample],
+        path: str | Path,
+        overwrite: bool = False,
+        progress: bool = True,
+        desc: str = "gradients",
+        run_shards: Callable[[list[Sample], str, list[int]], None] | None = None,
+    ) -> FeatureStore:
+        """Write the features of `samples` to a resumable store at `path` (skips finished shards).
+
+        `run_shards(samples, store_path, missing)`, when given, writes the missing shards elsewhere (e.g.
+        `influcoder.labels.distributed.ray_shard_runner`); this process then only checks that all arrived.
+        """
+        tokenized = self.tokenize(samples)  # fail on a bad sample before any compute
+        config = {**self.config(), "data_fingerprint": fingerprint(samples)}
+        store = FeatureStore.create_or_resume(
+            path,
+            config,
+            [s.id for s in samples],
+            self.projector.out_dim,
+            self.settings.shard_size,
+            self.settings.dtype,
+            overwrite,
+        )
+        missing = store.missing_shards()
+        if run_shards is not None and missing:
+            run_shards(list(samples), str(Path(path).resolve()), missing)
+            store = FeatureStore(path)
+            if store.missing_shards():
+                raise InflucoderError(f"shards {store.missing_shards()[:5]} of {path} were left unwritten; rerun")
+            return store
+        done = len(samples) - sum(len(store.shard_rows(i)) for i in missing)
+        with tqdm(
+            total=len(samples), initial=done, desc=desc, unit="sample", disable=not progress, smoothing=0.1
+        ) as bar:
+            for index in missing:
+                rows = store.shard_rows(index)
+                store.write_shard(index, self.featurize_tokenized([tokenized[i] for i in rows], bar))
+        return store

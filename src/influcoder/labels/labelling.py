@@ -1,0 +1,82 @@
+"""`label`: featurize a pool and a query set into resumable stores and write their influence matrix.
+See `influcoder.labels` for the layout of a labels directory.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+from influcoder.core.atomic import write_json_atomic
+from influcoder.core.errors import InflucoderError
+from influcoder.data.formats import write_samples
+from influcoder.data.records import Sample
+from influcoder.labels.distributed import ray_shard_runner
+from influcoder.labels.featurizer import GradientFeaturizer
+from influcoder.labels.influence import InfluenceMatrix
+from influcoder.labels.settings import LabelSettings
+
+
+def label(
+    pool: Sequence[Sample],
+    queries: Sequence[Sample],
+    out: str | Path,
+    settings: LabelSettings | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    featurizer: GradientFeaturizer | None = None,
+    ray=None,
+) -> InfluenceMatrix:
+    """Gradient stores of pool and queries plus their cosine influence matrix, under `out`."""
+    settings = settings or LabelSettings()
+    out = Path(out)
+    if not pool or not queries:
+        raise InflucoderError("label needs at least one pool sample and one query")
+    overlap = {s.id for s in pool} & {s.id for s in queries}
+    out.mkdir(parents=True, exist_ok=True)
+    featurizer = featurizer or GradientFeaturizer(settings)
+    started = time.perf_counter()
+    run_shards = ray_shard_runner(settings, ray) if ray is not None else None
+    pool_store = featurizer.featurize_to_store(pool, out / "pool", overwrite, progress, "pool gradients", run_shards)
+    pool_seconds = time.perf_counter() - started
+    query_store = featurizer.featurize_to_store(
+        queries, out / "queries", overwrite, progress, "query gradients", run_shards
+    )
+    write_samples(pool, out / "pool.jsonl")
+    write_samples(queries, out / "queries.jsonl")
+    matrix = InfluenceMatrix.from_stores(pool_store, query_store)
+    matrix.save(out / "influence")
+    write_json_atomic(
+        out / "labels.json",
+        {
+            "settings": asdict(settings),
+            "ray": ray is not None,
+            "features": featurizer.config(),
+            "n_pool": len(pool),
+            "n_queries": len(queries),
+            "ids_in_both": len(overlap),
+            "seconds_total": round(time.perf_counter() - started, 2),
+            "seconds_pool_this_run": round(pool_seconds, 2),
+            "bytes_per_sample": round(pool_store.bytes_per_sample(), 1),
+        },
+    )
+    return matrix
+
+
+def load_labels(directory: str | Path) -> tuple[InfluenceMatrix, list[Sample], list[Sample], dict]:
+    """The influence matrix, pool and query samples (in matrix order) and the settings of a labels dir."""
+    from influcoder.data.formats import load_file
+
+    directory = Path(directory)
+    if not (directory / "labels.json").exists():
+        raise InflucoderError(f"{directory} is not a labels directory (no labels.json); run `influcoder label`")
+    info = json.loads((directory / "labels.json").read_text(encoding="utf-8"))
+    matrix = InfluenceMatrix.load(directory / "influence")
+    pool = load_file(directory / "pool.jsonl")
+    queries = load_file(directory / "queries.jsonl")
+    if [s.id for s in pool] != matrix.pool_ids or [s.id for s in queries] != matrix.query_ids:
+        raise InflucoderError(f"{directory}: sample files and influence matrix disagree on ids")
+    return matrix, pool, queries, info

@@ -1,0 +1,46 @@
+"""The settings that shape gradient features; torch-free so the CLI can build its flags from them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class LabelSettings:
+    """Everything that shapes the gradient features; recorded in every store's manifest."""
+
+    model: str = "smollm2-135m-instruct"
+    """Decoder: an embedded model name or a local Hugging Face directory."""
+    adapter: str | None = None
+    """A trained peft LoRA adapter directory; default: a fresh seeded adapter."""
+    rank: int = 8
+    """Rank of a fresh LoRA adapter."""
+    alpha: float | None = None
+    """LoRA alpha of a fresh adapter (default 2 * rank)."""
+    targets: list[str] = field(default_factory=lambda: ["all-linear"])
+    """Modules a fresh adapter wraps; 'all-linear' = every linear layer of the blocks."""
+    projector: str = "countsketch"
+    """Projection of the gradients: countsketch (paper), rademacher (LESS/TRAK) or identity (exact)."""
+    proj_dim: int = 32768
+    """Projected feature dimension (paper: 32,768 or 65,536)."""
+    seed: int = 0
+    """Seed of the adapter's A matrices and of the projection."""
+    max_length: int = 256
+    """Token budget per sample; the prompt is cut from the left first."""
+    chat_template: bool | None = None
+    """Render with the tokenizer's chat template (default: when it has one)."""
+    batch_size: int = 8
+    """Most samples per forward/backward (samples are bucketed by length)."""
+    batch_tokens: int = 2048
+    """Most padded tokens per forward/backward."""
+    shard_size: int = 64
+    """Samples per store shard (the unit of resumption)."""
+    dtype: str = "float32"
+    """Stored feature dtype (float32 or float16)."""
+    device: str = "auto"
+    """Where the decoder runs: cpu, cuda, or auto (cuda when available)."""
+
+    def lora(self):
+        from influcoder.labels.lora import LoraSettings
+
+        return LoraSettings(self.rank, self.alpha, list(self.targets), self.seed, self.adapter)
