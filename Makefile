@@ -22,6 +22,7 @@ demo: venv
 
 lint: venv
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/lint-imports --no-cache
 
 test: venv lint
 	$(BIN)/python -m pytest -q

@@ -112,3 +112,19 @@ def make_tiny_bert_dir(directory: Path, seed: int = 0) -> Path:
 @pytest.fixture(scope="session")
 def tiny_bert_dir(tmp_path_factory) -> Path:
     return make_tiny_bert_dir(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture(autouse=True)
+def _restore_third_party_verbosity():
+    """`--quiet` runs silence transformers and set environment switches for the rest of the process; undo that
+    after each test so a later test sees the defaults."""
+    from transformers.utils import logging as hf_logging
+
+    environ, verbosity = dict(os.environ), hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    yield
+    os.environ.clear()
+    os.environ.update(environ)
+    hf_logging.set_verbosity(verbosity)
+    if bars:
+        hf_logging.enable_progress_bar()

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
-from influcoder.cli.main import build_parser, main
+from influcoder.cli.main import COMMANDS as REGISTERED
+from influcoder.cli.main import main
 
 COMMANDS = [
     "assets",
@@ -35,8 +37,7 @@ def test_every_command_is_listed_and_has_help(capsys):
         assert info.value.code == 0
         text = capsys.readouterr().out
         assert len(text) > 300 and "usage: influcoder " + command in text
-    sub = next(a for a in build_parser()._actions if a.dest == "command")
-    assert sorted(sub.choices) == sorted(COMMANDS)
+    assert sorted(REGISTERED) == sorted(COMMANDS)
 
 
 def test_data_command_converts_and_reports_errors(tmp_path, capsys):
@@ -48,3 +49,70 @@ def test_data_command_converts_and_reports_errors(tmp_path, capsys):
     assert [(r["prompt"], r["response"]) for r in records] == [("why?", "because"), ("how?", "so")]
     assert main(["data", str(src), "--response-field", "nope"]) == 2
     assert "in.csv:1: missing response field: expected 'nope'" in capsys.readouterr().err
+
+
+def test_old_flag_spellings_still_parse():
+    from influcoder.cli.options import normalize_argv
+
+    assert normalize_argv(["--cache-dir", "c", "label", "--ray"]) == ["label", "--cache-dir", "c", "--ray", "local"]
+    assert normalize_argv(["index", "--ray", "--quiet"]) == ["index", "--ray", "local", "--quiet"]
+    assert normalize_argv(["index", "--ray", "ray://head:10001"]) == ["index", "--ray", "ray://head:10001"]
+    assert normalize_argv(["label", "--no-chat-template"]) == ["label", "--chat-template", "False"]
+    assert normalize_argv(["label", "--chat-template", "--quiet"]) == ["label", "--chat-template", "True", "--quiet"]
+
+
+def test_a_run_writes_its_config_and_the_config_reruns_it(tmp_path, capsys):
+    src = tmp_path / "in.csv"
+    src.write_text("question,answer\nwhy?,because\nhow?,so\nwho?,me\n", encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    assert main(["data", str(src), "--out", str(out), "--limit", "2", "--seed", "3"]) == 0
+    config = tmp_path / "out.jsonl.config.yaml"
+    import yaml
+
+    recorded = yaml.safe_load(config.read_text())
+    assert recorded["command"] == "data" and recorded["limit"] == 2 and recorded["seed"] == 3
+    assert recorded["data"] == str(src) and "config" not in recorded["common"]
+    first = out.read_text()
+    out.unlink()
+    assert main(["--config", str(config)]) == 0  # the whole run from the file
+    assert out.read_text() == first
+    again = tmp_path / "again.jsonl"
+    assert main(["data", "--config", str(config), "--out", str(again), "--limit", "3"]) == 0  # flags win
+    assert len(again.read_text().splitlines()) == 3
+    capsys.readouterr()
+    assert main(["label", "--config", str(config)]) == 2
+    assert "a configuration of `influcoder data`, not of `influcoder label`" in capsys.readouterr().err
+    config.write_text(config.read_text() + "nonsense: 1\n")
+    assert main(["data", "--config", str(config)]) == 2
+    assert f"{config}: unknown setting(s) nonsense" in capsys.readouterr().err
+
+
+def test_label_config_nests_the_settings_and_reruns_identically(tiny_model_dir, tmp_path):
+    import yaml
+
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text(
+        "".join(json.dumps({"id": f"p{i}", "prompt": f"a b {i}", "response": "c d"}) + "\n" for i in range(5))
+    )
+    args = ["label", "--pool", str(pool), "--queries", str(pool), "--model", str(tiny_model_dir), "--rank", "2"]
+    args += ["--proj-dim", "16", "--max-length", "24", "--no-chat-template", "--quiet", "--device", "cpu"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    recorded = yaml.safe_load((tmp_path / "a" / "config.yaml").read_text())
+    assert recorded["settings"]["proj_dim"] == 16 and recorded["settings"]["chat_template"] is False
+    assert recorded["settings"]["device"] == "cpu" and recorded["quiet"] is True
+    assert main(["--config", str(tmp_path / "a" / "config.yaml"), "--out", str(tmp_path / "b")]) == 0
+    first, second = (np.load(tmp_path / d / "influence" / "scores.npy") for d in "ab")
+    np.testing.assert_array_equal(first, second)
+
+
+def test_quiet_silences_third_party_output(tiny_model_dir, tmp_path, capfd):
+    """`--quiet` hides transformers' load bars and warnings too, not only our progress bars."""
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text("".join(json.dumps({"id": f"p{i}", "prompt": f"a {i}", "response": "b"}) + "\n" for i in range(3)))
+    args = ["label", "--pool", str(pool), "--queries", str(pool), "--model", str(tiny_model_dir), "--rank", "2"]
+    args += ["--proj-dim", "16", "--max-length", "16", "--device", "cpu"]
+    assert main([*args, "--out", str(tmp_path / "loud")]) == 0
+    loud = capfd.readouterr().err
+    assert "Loading weights" in loud and "pool gradients" in loud  # what there is to silence
+    assert main([*args, "--out", str(tmp_path / "quiet"), "--quiet"]) == 0
+    assert capfd.readouterr().err == ""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import pytest
@@ -13,11 +12,11 @@ from influcoder.demo import run_demo
 
 @pytest.mark.assets
 def test_demo_runs_every_stage_on_real_assets(smollm_dir, minilm_dir, tmp_path, capsys):
-    args = argparse.Namespace(
+    args = dict(
         out=str(tmp_path / "demo"), pool_size=20, query_size=16, epochs=1, lr=1e-4, max_length=48, proj_dim=1024, seed=0
     )
     try:
-        assert run_demo(args) == 0
+        assert run_demo(**args) == 0
     except AssetError as exc:
         pytest.skip(f"an embedded data set is unavailable (package registry unreachable?): {exc}")
     out = capsys.readouterr().out

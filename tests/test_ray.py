@@ -53,3 +53,36 @@ def test_ray_label_and_index_equal_local(local_ray, tiny_model_dir, tiny_bert_di
     a = EmbeddingIndex.build(encoder, pool, tmp_path / "idx-local", **kw)
     assert a.ids() == b.ids()
     np.testing.assert_allclose(b.embeddings(), a.embeddings(), rtol=1e-5, atol=1e-6)
+
+
+def test_index_command_on_ray_equals_the_plain_run_and_its_config_reruns_it(
+    local_ray, tiny_bert_dir, tmp_path, monkeypatch
+):
+    """`influcoder index --ray` encodes on Ray actors (it used to ignore the flag) and writes the same index."""
+    import yaml
+
+    from influcoder.cli.main import main
+    from influcoder.data.formats import write_samples
+
+    pool_file = tmp_path / "pool.jsonl"
+    write_samples(samples(9), pool_file)
+    encoder_dir = tmp_path / "enc"
+    InfluenceEncoder.from_backbone(str(tiny_bert_dir), max_length=24).save_pretrained(encoder_dir)
+    argv = ["index", "--encoder", str(encoder_dir), "--pool", str(pool_file), "--shard-size", "4"]
+    argv += ["--dtype", "float32", "--quiet", "--device", "cpu"]
+    assert main([*argv, "--out", str(tmp_path / "plain")]) == 0
+
+    def no_local_work(*args, **kw):
+        raise AssertionError("--ray computed in the driver process")
+
+    monkeypatch.setattr(InfluenceEncoder, "encode", no_local_work)  # actors are other processes
+    assert main([*argv, "--out", str(tmp_path / "ray"), "--ray", "--ray-actors", "2"]) == 0
+    monkeypatch.undo()
+    plain, remote = EmbeddingIndex(tmp_path / "plain"), EmbeddingIndex(tmp_path / "ray")
+    assert remote.ids() == plain.ids()
+    np.testing.assert_allclose(remote.embeddings(), plain.embeddings(), rtol=0, atol=1e-6)
+    config = tmp_path / "ray" / "config.yaml"
+    assert yaml.safe_load(config.read_text())["distributed"]["ray"] == "local"
+    assert main(["--config", str(config), "--out", str(tmp_path / "rerun")]) == 0
+    rerun = EmbeddingIndex(tmp_path / "rerun")
+    np.testing.assert_allclose(rerun.embeddings(), plain.embeddings(), rtol=0, atol=1e-6)

@@ -7,7 +7,6 @@ filter the pool against them. Every stage resumes, so an interrupted demo picks 
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
@@ -19,7 +18,18 @@ def _stage(title: str) -> float:
     return time.perf_counter()
 
 
-def run_demo(args: argparse.Namespace) -> int:
+def run_demo(
+    out: str | Path = "runs/demo",
+    pool_size: int = 200,
+    query_size: int = 60,
+    epochs: int = 4,
+    lr: float = 1e-4,
+    max_length: int = 256,
+    proj_dim: int = 32768,
+    seed: int = 0,
+    device: str = "auto",
+) -> int:
+    """Run every stage at these sizes under `out`, printing what each measured; stages resume on a rerun."""
     from influcoder.attribution.influcoder import Influcoder
     from influcoder.core.store import FeatureStore
     from influcoder.encoder.distill import distill_labels
@@ -29,31 +39,32 @@ def run_demo(args: argparse.Namespace) -> int:
     from influcoder.labels.labelling import label
     from influcoder.labels.settings import LabelSettings
 
-    out = Path(args.out)
+    out = Path(out)
     started = time.perf_counter()
-    pool = load_samples("evals", limit=args.pool_size, seed=args.seed)
-    queries = load_samples("bbh", limit=args.query_size, seed=args.seed)
+    pool = load_samples("evals", limit=pool_size, seed=seed)
+    queries = load_samples("bbh", limit=query_size, seed=seed)
 
     t = _stage(
         f"1/5 labels: gradients of {len(pool)} evals pool samples and {len(queries)} bbh queries "
-        f"(SmolLM2-135M-Instruct, LoRA r=8, CountSketch {args.proj_dim})"
+        f"(SmolLM2-135M-Instruct, LoRA r=8, CountSketch {proj_dim})"
     )
-    settings = LabelSettings(max_length=args.max_length, proj_dim=args.proj_dim, seed=args.seed)
+    settings = LabelSettings(max_length=max_length, proj_dim=proj_dim, seed=seed, device=device)
     label(pool, queries, out / "labels", settings)
     label_seconds = time.perf_counter() - t
     gradient_store = FeatureStore(out / "labels" / "pool")
 
     eval_pool, eval_queries = max(10, len(pool) // 5), max(4, len(queries) // 4)
-    t = _stage(f"2/5 distill MiniLM-L6 ({args.epochs} epochs; {eval_pool} pool x {eval_queries} queries held out)")
-    distill = DistillSettings(epochs=args.epochs, lr=args.lr, seed=args.seed, max_length=args.max_length)
-    distill_labels(out / "labels", out / "encoder", distill, eval_pool, eval_queries)
+    t = _stage(f"2/5 distill MiniLM-L6 ({epochs} epochs; {eval_pool} pool x {eval_queries} queries held out)")
+    distill = DistillSettings(epochs=epochs, lr=lr, seed=seed, max_length=max_length)
+    distill_labels(out / "labels", out / "encoder", distill, eval_pool, eval_queries, device=device)
     distill_seconds = time.perf_counter() - t
 
     t = _stage("3/5 evaluate on the held-out split: distilled vs untrained MiniLM-L6 (Spearman vs gradients)")
     split = out / "encoder" / "eval_split.json"
-    encoder = InfluenceEncoder.from_pretrained(out / "encoder")
+    encoder = InfluenceEncoder.from_pretrained(out / "encoder", device=device)
     distilled = evaluate_encoder(encoder, out / "labels", split, training_record(out / "encoder"))
-    untrained = evaluate_encoder(InfluenceEncoder.from_backbone(max_length=args.max_length), out / "labels", split)
+    fresh = InfluenceEncoder.from_backbone(max_length=max_length, device=device)
+    untrained = evaluate_encoder(fresh, out / "labels", split)
     for name, r in (("distilled", distilled), ("untrained", untrained)):
         print(
             f"  {name:<9}: per-anchor rho {r['per_anchor_mean']:.3f} +- {r['per_anchor_std']:.3f}, "

@@ -39,8 +39,8 @@ def _check(pred: np.ndarray, true: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def per_anchor_spearman(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
     """Spearman over the pool for each query (column): one value per query."""
     pred, true = _check(pred, true)
-    rp = np.apply_along_axis(rankdata, 0, pred)
-    rt = np.apply_along_axis(rankdata, 0, true)
+    rp = rankdata(pred, axis=0)
+    rt = rankdata(true, axis=0)
     rp -= rp.mean(axis=0)
     rt -= rt.mean(axis=0)
     denom = np.sqrt((rp**2).sum(axis=0) * (rt**2).sum(axis=0))

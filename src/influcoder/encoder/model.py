@@ -28,11 +28,11 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from influcoder.core.devices import resolve_device
 from influcoder.core.errors import InflucoderError
 from influcoder.data.records import Sample
+from influcoder.encoder.settings import POOLINGS, RESPONSE_POOLINGS
 
-POOLINGS = ("mean", "cls", "attention", "response", "mean+response")
-RESPONSE_POOLINGS = ("response", "mean+response")
 CONFIG_NAME = "config.json"
 FORMAT = "influcoder.encoder"
 
@@ -87,17 +87,21 @@ class InfluenceEncoder(torch.nn.Module):
 
     # ------------------------------------------------------------------ construction and persistence
     @classmethod
-    def from_backbone(cls, backbone: str = "minilm-l6", seed: int = 0, **config: Any) -> InfluenceEncoder:
-        """A fresh encoder on an embedded or local backbone (head initialised from `seed`)."""
+    def from_backbone(
+        cls, backbone: str = "minilm-l6", seed: int = 0, device: str | None = None, **config: Any
+    ) -> InfluenceEncoder:
+        """A fresh encoder on an embedded or local backbone (head initialised from `seed`), on `device`."""
         from influcoder.data.models import load_encoder_backbone
 
         model, tokenizer = load_encoder_backbone(backbone)
         torch.manual_seed(seed)
-        return cls(model, tokenizer, EncoderConfig(backbone=backbone, **config))
+        encoder = cls(model, tokenizer, EncoderConfig(backbone=backbone, **config))
+        return encoder.to(resolve_device(device)) if device else encoder
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path) -> InfluenceEncoder:
-        """Load a saved encoder (or the ``best`` checkpoint of a `distill` output directory)."""
+    def from_pretrained(cls, directory: str | Path, device: str | None = None) -> InfluenceEncoder:
+        """Load a saved encoder (or the ``best`` checkpoint of a `distill` output directory) onto `device`
+        (None: the CPU; ``auto``: CUDA when present)."""
         from safetensors.torch import load_file
         from transformers import AutoModel, AutoTokenizer
 
@@ -119,7 +123,7 @@ class InfluenceEncoder(torch.nn.Module):
             if unexpected or any(not k.startswith("backbone.") for k in missing):
                 raise InflucoderError(f"{directory}/head.safetensors does not match the config ({unexpected})")
         encoder.eval()
-        return encoder
+        return encoder.to(resolve_device(device)) if device else encoder
 
     def save_pretrained(self, directory: str | Path) -> None:
         from safetensors.torch import save_file
@@ -136,6 +140,11 @@ class InfluenceEncoder(torch.nn.Module):
         )
 
     # ------------------------------------------------------------------ text and forward
+    @property
+    def device(self) -> torch.device:
+        """Where the encoder's parameters live; its inputs are moved there."""
+        return next(self.parameters()).device
+
     @property
     def dim(self) -> int:
         return self.config.head_dim or self.backbone.config.hidden_size * self.config.pooled_dim_factor
@@ -186,7 +195,7 @@ class InfluenceEncoder(torch.nn.Module):
                 else:
                     mask[row, : len(values)] = values
             batch["response_mask"] = mask
-        return batch
+        return {k: v.to(self.device) for k, v in batch.items()}
 
     def tokenize(self, items: Sequence[Sample | str]) -> dict[str, torch.Tensor]:
         """One padded batch: the backbone's inputs, plus `response_mask` for the response poolings."""
@@ -259,7 +268,7 @@ class InfluenceEncoder(torch.nn.Module):
         with tqdm(total=len(texts), desc="encode", unit="text", disable=not show_progress) as bar:
             for start in range(0, len(order), batch_size):
                 index = order[start : start + batch_size]
-                out[index] = self(**self.tokenize([items[i] for i in index])).float().numpy()
+                out[index] = self(**self.tokenize([items[i] for i in index])).float().cpu().numpy()
                 bar.update(len(index))
         self.train(was_training)
         return out

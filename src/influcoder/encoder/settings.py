@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, get_args
+
+Pooling = Literal["mean", "cls", "attention", "response", "mean+response"]
+POOLINGS: tuple[str, ...] = get_args(Pooling)
+RESPONSE_POOLINGS = ("response", "mean+response")
+PearsonCentering = Literal["none", "query"]
+PEARSON_CENTERINGS: tuple[str, ...] = get_args(PearsonCentering)
 
 
 @dataclass
@@ -11,7 +18,7 @@ class DistillSettings:
 
     encoder: str = "minilm-l6"
     """Backbone: an embedded encoder name or a local HF encoder directory."""
-    pooling: str = "mean"
+    pooling: Pooling = "mean"
     """Pooling: mean, cls, attention, response (mean over the response tokens) or mean+response."""
     head_dim: int | None = None
     """Linear head output dim (None: no head)."""
@@ -31,7 +38,7 @@ class DistillSettings:
     """Weight of the Pearson loss; 1 - alpha weighs the KL."""
     temperature: float = 0.1
     """Softmax temperature of the KL loss, on cosine scales."""
-    pearson_center: str = "none"
+    pearson_center: PearsonCentering = "none"
     """Pearson over the raw batch matrix (none, the paper's) or after centring each query's row (query)."""
     queries_per_batch: int = 12
     """B: queries per step."""

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from influcoder.core.devices import resolve_device
 from influcoder.core.errors import InflucoderError, NonFiniteGradientError
 from influcoder.core.store import FeatureStore
 from influcoder.data.formatting import SampleFormatter, TokenizedSample
@@ -50,10 +51,7 @@ class GradientFeaturizer:
         self.settings = settings
         if model is None:
             model, tokenizer = load_decoder(settings.model)
-        device = settings.device
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.model = attach_lora(model.to(device), settings.lora())
+        self.model = attach_lora(model.to(resolve_device(settings.device)), settings.lora())
         self.tokenizer = tokenizer
         self.formatter = SampleFormatter(tokenizer, settings.max_length, settings.chat_template)
         params = lora_parameters(self.model)

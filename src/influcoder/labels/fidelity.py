@@ -48,9 +48,9 @@ def projection_fidelity(
     for batch in tqdm(batches, desc="exact gradients", disable=not progress):
         blocks = featurizer.gradients([tokenized[i] for i in batch])
         with torch.no_grad():
-            exact[batch] = exact_proj.project(blocks).numpy()
+            exact[batch] = exact_proj.project(blocks).cpu().numpy()
             for p, out in zip(projectors, projected):
-                out[batch] = p.project(blocks).numpy()
+                out[batch] = p.project(blocks).cpu().numpy()
     reference = pair_cosines(exact)
     rows = []
     for p, feats in zip(projectors, projected):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 
 @dataclass
@@ -19,7 +20,7 @@ class LabelSettings:
     """LoRA alpha of a fresh adapter (default 2 * rank)."""
     targets: list[str] = field(default_factory=lambda: ["all-linear"])
     """Modules a fresh adapter wraps; 'all-linear' = every linear layer of the blocks."""
-    projector: str = "countsketch"
+    projector: Literal["countsketch", "rademacher", "identity"] = "countsketch"
     """Projection of the gradients: countsketch (paper), rademacher (LESS/TRAK) or identity (exact)."""
     proj_dim: int = 32768
     """Projected feature dimension (paper: 32,768 or 65,536)."""
@@ -35,10 +36,10 @@ class LabelSettings:
     """Most padded tokens per forward/backward."""
     shard_size: int = 64
     """Samples per store shard (the unit of resumption)."""
-    dtype: str = "float32"
+    dtype: Literal["float32", "float16"] = "float32"
     """Stored feature dtype (float32 or float16)."""
     device: str = "auto"
-    """Where the decoder runs: cpu, cuda, or auto (cuda when available)."""
+    """Where the decoder runs: auto (CUDA when present), cpu, cuda or cuda:N."""
 
     def lora(self):
         from influcoder.labels.lora import LoraSettings

@@ -1,0 +1,66 @@
+"""`influcoder distill`: step 2, distil a labels directory into an influence encoder."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated
+
+import tyro
+
+from influcoder.cli.options import Command, Device, Quiet
+from influcoder.encoder.settings import DistillSettings
+
+
+@dataclass(kw_only=True)
+class Distill(Command):
+    """Step 2: distil a labels directory into an influence encoder.
+
+    Trains an encoder (default: the embedded MiniLM-L6) so that cosines of its embeddings reproduce the
+    gradient influence of a labels directory: alpha * (1 - Pearson) + (1 - alpha) * tempered-softmax KL over
+    B queries x C candidates per step. A validation part of the training pool and queries selects the best
+    epoch; --eval-pool/--eval-queries hold out a test split it never sees. Rerunning the same command after an
+    interruption resumes after the last finished epoch.
+    """
+
+    labels: Path
+    """A directory written by `influcoder label`."""
+    out: Path
+    """Output directory (best/, last/, training.json)."""
+    overwrite: bool = False
+    """Discard a run of other settings or labels found in --out."""
+    eval_pool: int = 0
+    """Pool samples held out for evaluation."""
+    eval_queries: int = 0
+    """Queries held out for evaluation."""
+    eval_split: Path | None = None
+    """Hold out exactly these items: a JSON file with pool_ids and query_ids (e.g. an earlier eval_split.json)."""
+    settings: Annotated[DistillSettings, tyro.conf.OmitArgPrefixes] = field(default_factory=DistillSettings)
+    quiet: Quiet = False
+    device: Device = "auto"
+
+    def config_path(self) -> Path:
+        return Path(self.out) / "config.yaml"
+
+    def run(self) -> int:
+        from influcoder.encoder.distill import distill_labels
+
+        logs = distill_labels(
+            self.labels,
+            self.out,
+            self.settings,
+            self.eval_pool,
+            self.eval_queries,
+            progress=not self.quiet,
+            eval_split=self.eval_split,
+            overwrite=self.overwrite,
+            device=self.device,
+        )
+        best = max(logs, key=lambda log: log.val_per_anchor)
+        print(
+            f"best epoch {best.epoch}: validation per-anchor rho {best.val_per_anchor:.4f}, mean-aggregated rho "
+            f"{best.val_mean_aggregated:.4f}; encoder saved to {self.out}/best (last epoch: {self.out}/last)"
+        )
+        if self.eval_pool or self.eval_queries or self.eval_split:
+            print(f"held-out split for `influcoder evaluate`: {self.out}/eval_split.json")
+        return 0

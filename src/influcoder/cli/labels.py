@@ -1,0 +1,155 @@
+"""`influcoder label`, `merge-labels` and `fidelity`: step 1, gradient influence labels of a decoder."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated
+
+import tyro
+
+from influcoder.cli.options import Command, Distributed, Input, InputOptions, Quiet, RayFlags
+from influcoder.labels.settings import LabelSettings
+
+Settings = Annotated[LabelSettings, tyro.conf.OmitArgPrefixes]
+
+
+@dataclass(kw_only=True)
+class Label(Command):
+    """Step 1: gradient influence labels (pool x queries) of a decoder.
+
+    Computes per-example LoRA gradients of the response-only loss for the pool and the queries (batched,
+    exact), compresses them (CountSketch by default), stores them in resumable shards, and writes the pool x
+    query cosine influence matrix. Rerunning with the same --out resumes.
+    """
+
+    pool: str
+    """Training samples to attribute (DATA)."""
+    queries: str
+    """Query samples, the test behaviour (DATA)."""
+    out: Path
+    """Labels directory to write (resumed when it exists)."""
+    pool_limit: int | None = None
+    """Seeded random subset of the pool."""
+    query_limit: int | None = None
+    """Seeded random subset of the queries."""
+    data_seed: int = 0
+    """Seed of the subsets."""
+    overwrite: bool = False
+    """Discard stores made with other settings."""
+    settings: Settings = field(default_factory=LabelSettings)
+    quiet: Quiet = False
+    input: Input = field(default_factory=InputOptions)
+    distributed: Distributed = field(default_factory=RayFlags)
+
+    def config_path(self) -> Path:
+        return Path(self.out) / "config.yaml"
+
+    def run(self) -> int:
+        from influcoder.labels.labelling import label
+
+        pool = self.input.load(self.pool, self.pool_limit, self.data_seed)
+        queries = self.input.load(self.queries, self.query_limit, self.data_seed)
+        s = self.settings
+        print(
+            f"labelling {len(pool)} pool x {len(queries)} queries with {s.model} "
+            f"(LoRA r={s.rank}, {s.projector} {s.proj_dim}) -> {self.out}"
+        )
+        started = time.perf_counter()
+        matrix = label(
+            pool,
+            queries,
+            self.out,
+            s,
+            overwrite=self.overwrite,
+            progress=not self.quiet,
+            ray=self.distributed.options(),
+        )
+        seconds = time.perf_counter() - started
+        print(f"wrote {self.out}/influence (pool x queries = {matrix.scores.shape}) in {seconds:.0f} s")
+        if not self.quiet:
+            _print_top(matrix, pool, queries)
+        return 0
+
+
+def _print_top(matrix, pool, queries, k: int = 3, n_queries: int = 3) -> None:
+    from influcoder.labels.influence import top_k
+
+    texts = {s.id: s for s in pool}
+    order, values = top_k(matrix.scores, k, axis=0)
+    for j, query in enumerate(queries[:n_queries]):
+        print(f"\nquery {query.id}: {query.prompt[:90]!r}")
+        for rank, (i, v) in enumerate(zip(order[j], values[j]), 1):
+            sample = texts[matrix.pool_ids[i]]
+            print(f"  {rank}. {v:+.3f}  {sample.id}: {sample.prompt[:70]!r} -> {sample.response[:40]!r}")
+
+
+@dataclass(kw_only=True)
+class MergeLabels(Command):
+    """Join labels directories of disjoint pools labelled against the same queries.
+
+    Label a large pool in parts (several runs or machines, same settings, same --queries), then join them
+    into one labels directory. Refuses parts whose feature settings or queries differ, or whose pools share
+    an id.
+    """
+
+    parts: tyro.conf.Positional[list[Path]]
+    """Labels directories written by `influcoder label` (LABELS_DIR ...)."""
+    out: Path
+    """The merged labels directory to write."""
+
+    def config_path(self) -> Path:
+        return Path(self.out) / "config.yaml"
+
+    def run(self) -> int:
+        from influcoder.labels.merge import merge_labels
+
+        matrix = merge_labels(self.parts, self.out)
+        print(f"wrote {self.out} (pool x queries = {matrix.scores.shape}) from {len(self.parts)} labels directories")
+        return 0
+
+
+@dataclass(kw_only=True)
+class Fidelity(Command):
+    """How well a projection preserves gradient cosines (paper appendix A.1).
+
+    Computes exact LoRA gradients of DATA and their projections at each --dims, and reports Spearman /
+    Pearson / max abs error of sketched vs exact pairwise cosines.
+    """
+
+    data: str = "evals"
+    """Samples to compare on (DATA)."""
+    limit: int = 32
+    """Number of samples."""
+    dims: list[int] = field(default_factory=lambda: [8192, 32768, 65536])
+    """Projection dims to check."""
+    data_seed: int = 0
+    """Seed of the subset."""
+    json: Path | None = None
+    """Also write the rows as JSON here."""
+    settings: Settings = field(default_factory=LabelSettings)
+    quiet: Quiet = False
+    input: Input = field(default_factory=InputOptions)
+
+    def config_path(self) -> Path | None:
+        return self.json.with_name(self.json.name + ".config.yaml") if self.json else None
+
+    def run(self) -> int:
+        from influcoder.core.atomic import write_json_atomic
+        from influcoder.labels.fidelity import projection_fidelity
+
+        samples = self.input.load(self.data, self.limit, self.data_seed)
+        rows = projection_fidelity(samples, self.settings, self.dims, progress=not self.quiet)
+        n_pairs = len(samples) * (len(samples) - 1) // 2
+        print(f"\nprojection fidelity on {len(samples)} samples ({n_pairs} pairs), LoRA dim {rows[0]['in_dim']:,}")
+        print("| projector | dim | Spearman vs exact | Pearson | max abs error | mean abs error |")
+        print("|---|---|---|---|---|---|")
+        for r in rows:
+            print(
+                f"| {r['projector']} | {r['dim']:,} | {r['spearman']:.4f} | {r['pearson']:.4f} | "
+                f"{r['max_abs_error']:.4f} | {r['mean_abs_error']:.4f} |"
+            )
+        if self.json:
+            write_json_atomic(self.json, rows)
+        return 0

@@ -1,0 +1,225 @@
+"""What every command shares: option groups, the run configuration file, and the old flag spellings.
+
+Commands are dataclasses; tyro turns their fields into flags (``pool_limit`` -> ``--pool-limit``) and their
+field docstrings into ``--help`` lines with defaults. Each run writes its full configuration as
+``config.yaml`` beside its outputs, and ``--config FILE`` starts from such a file (flags given on the command
+line still win), so any run can be repeated in one line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import typing
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+import tyro
+
+from influcoder.core.atomic import atomic_output
+from influcoder.core.errors import InflucoderError
+
+SOURCES_HELP = (
+    "DATA is a file (.jsonl, .csv, .parquet), a saved Hugging Face dataset directory, or a built-in source: "
+    "evals, bbh, bbh-cot, harmful-pairs, refusals, adv-bench, donotanswer, harmbench (optionally name:task, "
+    "e.g. bbh:navigate)."
+)
+CONFIG_NAME = "config.yaml"
+
+
+@dataclass
+class CommonOptions:
+    """Options of every command."""
+
+    config: Path | None = None
+    """Start from a config.yaml that an earlier run wrote (flags given here override it)."""
+    cache_dir: str | None = None
+    """Where embedded models and data are cached (default: $INFLUCODER_CACHE or the user cache dir)."""
+
+
+@dataclass
+class InputOptions:
+    """How records of a user's file become prompt/response pairs."""
+
+    prompt_field: str | None = None
+    """Record field of the prompt (default: first of prompt/instruction/question/query/input, or chat
+    'messages')."""
+    response_field: str | None = None
+    """Record field of the response (default: first of response/completion/output/answer/target/ideal, or the
+    last assistant turn)."""
+
+    def load(self, source: str, limit: int | None = None, seed: int = 0) -> list:
+        """Samples of DATA `source` (a file or a built-in source), a seeded subset of `limit` when given."""
+        from influcoder.data.loading import load_samples
+
+        return load_samples(
+            source, limit=limit, seed=seed, prompt_field=self.prompt_field, response_field=self.response_field
+        )
+
+
+@dataclass
+class RayFlags:
+    """Beyond one process: the shards on Ray Data actors (pip install "influcoder[ray]")."""
+
+    ray: str | None = None
+    """A Ray cluster ADDRESS, or 'local' (a bare --ray) for a local Ray; default: no Ray."""
+    ray_actors: int | None = None
+    """Number of model-holding actors (default: one per GPU, else one per CPU)."""
+    ray_gpus_per_actor: float = 0.0
+    """GPUs per actor."""
+
+    def options(self):
+        """The library's `RayOptions`, or None when --ray is not given."""
+        if not self.ray:
+            return None
+        from influcoder.core.ray import RayOptions
+
+        return RayOptions(None if self.ray == "local" else self.ray, self.ray_actors, self.ray_gpus_per_actor)
+
+
+Quiet = Annotated[bool, tyro.conf.arg(help="No progress bars, previews, third-party warnings or load bars.")]
+Device = Annotated[str, tyro.conf.arg(help="Where the models run: auto (CUDA when present), cpu, cuda or cuda:N.")]
+Common = Annotated[CommonOptions, tyro.conf.OmitArgPrefixes]
+Input = Annotated[InputOptions, tyro.conf.OmitArgPrefixes]
+Distributed = Annotated[RayFlags, tyro.conf.OmitArgPrefixes]
+
+
+@dataclass(kw_only=True)
+class Command:
+    """A command: its own options, then groups (`common`, and `input` / `distributed` where they apply)."""
+
+    common: Common = field(default_factory=CommonOptions)
+
+    def run(self) -> int:  # pragma: no cover - every command overrides it
+        raise NotImplementedError
+
+    def config_path(self) -> Path | None:
+        """Where this run's configuration is written (None: a command without outputs writes none)."""
+        return None
+
+
+# ------------------------------------------------------------------------------------- old flag spellings
+
+
+def normalize_argv(argv: Sequence[str]) -> list[str]:
+    """Accept the flag forms of the argparse CLI that tyro spells differently, so old commands keep working.
+
+    ``influcoder --cache-dir DIR COMMAND`` (a global option before the command) moves behind the command;
+    a bare ``--ray`` means a local Ray (``--ray local``); ``--chat-template`` / ``--no-chat-template`` set the
+    three-valued chat-template switch.
+    """
+    args = list(argv)
+    head: list[str] = []
+    while args and args[0].startswith("--cache-dir"):
+        take = 1 if "=" in args[0] else 2
+        head, args = head + args[:take], args[take:]
+    if args:
+        args = args[:1] + head + args[1:]
+    out: list[str] = []
+    for i, arg in enumerate(args):
+        following = args[i + 1] if i + 1 < len(args) else None
+        if arg == "--ray" and (following is None or following.startswith("-")):
+            out += ["--ray", "local"]
+        elif arg == "--chat-template" and (following is None or following.startswith("-")):
+            out += ["--chat-template", "True"]
+        elif arg == "--no-chat-template":
+            out += ["--chat-template", "False"]
+        else:
+            out.append(arg)
+    return out
+
+
+# ------------------------------------------------------------------------------------- configuration files
+
+
+def config_file_in(argv: Sequence[str]) -> Path | None:
+    """The value of ``--config`` among `argv`, if any (read before parsing: it supplies the defaults)."""
+    for i, arg in enumerate(argv):
+        if arg == "--config" and i + 1 < len(argv):
+            return Path(argv[i + 1])
+        if arg.startswith("--config="):
+            return Path(arg.split("=", 1)[1])
+    return None
+
+
+def _build(cls: type, values: dict[str, Any], path: Path) -> Any:
+    """An instance of dataclass `cls` from a mapping, nested dataclasses included; missing fields stay unset."""
+    hints = typing.get_type_hints(cls, include_extras=True)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise InflucoderError(f"{path}: unknown setting(s) {', '.join(unknown)} for {cls.__name__}")
+    kwargs: dict[str, Any] = {}
+    for name, f in fields.items():
+        if name in values:
+            hint = hints[name]
+            if typing.get_origin(hint) is Annotated:
+                hint = typing.get_args(hint)[0]
+            value = values[name]
+            nested = dataclasses.is_dataclass(hint) and isinstance(value, dict)
+            kwargs[name] = _build(hint, value, path) if nested else value
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            kwargs[name] = tyro.MISSING
+    return cls(**kwargs)
+
+
+def read_config(path: Path, command: str, cls: type) -> Any:
+    """The defaults a config.yaml gives `command`; refused when it was written by another command."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InflucoderError(f"{path}: cannot read the configuration ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise InflucoderError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(data, dict):
+        raise InflucoderError(f"{path}: expected a mapping of settings")
+    written_by = data.pop("command", command)
+    if written_by != command:
+        raise InflucoderError(f"{path}: a configuration of `influcoder {written_by}`, not of `influcoder {command}`")
+    if isinstance(data.get("common"), dict):
+        data["common"].pop("config", None)
+    return _build(cls, data, path)
+
+
+def write_config(command: str, cmd: Command) -> Path | None:
+    """Write `cmd`'s full configuration to its `config_path()` (atomically); returns the path written."""
+    import yaml
+
+    path = cmd.config_path()
+    if path is None:
+        return None
+    values = _plain(dataclasses.asdict(cmd))
+    values["common"].pop("config", None)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_output(path) as tmp:
+        text = f"# influcoder {command}: rerun with `influcoder {command} --config {path}`\n"
+        tmp.write_text(text + yaml.safe_dump({"command": command, **values}, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def _plain(value: Any) -> Any:
+    """YAML-safe values: paths as strings, containers walked."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return str(value) if isinstance(value, Path) else value
+
+
+def configured(cmd: Command) -> None:
+    """Apply the options that act on the process rather than on one call: the asset cache and --quiet."""
+    if cmd.common.cache_dir:
+        os.environ["INFLUCODER_CACHE"] = cmd.common.cache_dir
+    if getattr(cmd, "quiet", False):
+        from influcoder.core.verbosity import set_quiet
+
+        set_quiet(True)
+
+
+def err(message: str) -> None:
+    print(f"influcoder: error: {message}", file=sys.stderr)

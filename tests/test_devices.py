@@ -1,0 +1,73 @@
+"""`--device auto|cpu|cuda` reaches every stage; `auto` means CUDA when present (checked on CPU)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from influcoder.cli.main import main, parse
+from influcoder.core.devices import resolve_device
+from influcoder.core.errors import InflucoderError
+from influcoder.encoder.model import InfluenceEncoder
+
+
+def test_auto_is_cuda_only_when_present(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == torch.device("cpu") and resolve_device(None) == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto") == torch.device("cuda")
+    assert resolve_device("cpu") == torch.device("cpu") and resolve_device("cuda:1") == torch.device("cuda", 1)
+
+
+def test_encoder_inputs_follow_the_encoder(tiny_bert_dir, tmp_path):
+    encoder = InfluenceEncoder.from_backbone(str(tiny_bert_dir), max_length=16, device="cpu")
+    encoder.save_pretrained(tmp_path / "enc")
+    loaded = InfluenceEncoder.from_pretrained(tmp_path / "enc", device="auto")
+    assert loaded.device == resolve_device("auto")
+    batch = loaded.tokenize(["one text", "another text here"])
+    assert all(t.device == loaded.device for t in batch.values())
+    assert loaded.encode(["one text"]).shape == (1, loaded.dim)
+
+
+class Stop(InflucoderError):
+    """Raised by a spy once it has seen the device, so the command stops there."""
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["index", "--encoder", "E", "--pool", "P", "--out", "O"],
+        ["evaluate", "--encoder", "E", "--labels", "L"],
+        ["attribute", "--index", "I", "--queries", "Q", "--encoder", "E"],
+        ["filter", "--index", "I", "--queries", "Q", "--encoder", "E", "--drop-top", "1", "--kept", "k.jsonl"]
+        + ["--dropped", "d.jsonl"],
+    ],
+)
+def test_encoder_stages_load_on_the_requested_device(argv, monkeypatch, tmp_path):
+    seen = []
+
+    def spy(cls, directory, device=None):
+        seen.append(device)
+        raise Stop("stop")
+
+    monkeypatch.setattr(InfluenceEncoder, "from_pretrained", classmethod(spy))
+    monkeypatch.setattr("influcoder.attribution.index.EmbeddingIndex.__init__", lambda self, path: None)
+    monkeypatch.chdir(tmp_path)
+    assert main([*argv, "--device", "cuda:3"]) == 2
+    assert seen == ["cuda:3"]
+
+
+def test_label_and_distill_take_the_device(monkeypatch, tmp_path):
+    _, label = parse(["label", "--pool", "P", "--queries", "Q", "--out", "O", "--device", "cpu"])
+    assert label.settings.device == "cpu"
+    seen = {}
+
+    def distill_labels(*args, **kw):
+        seen.update(kw)
+        raise Stop("stop")
+
+    monkeypatch.setattr("influcoder.encoder.distill.distill_labels", distill_labels)
+    assert main(["distill", "--labels", "L", "--out", str(tmp_path / "o"), "--device", "cuda"]) == 2
+    assert seen["device"] == "cuda"
+    _, demo = parse(["demo", "--device", "cpu"])
+    assert demo.device == "cpu"
