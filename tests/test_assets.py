@@ -129,3 +129,77 @@ def test_real_minilm_response_mask_covers_the_response(minilm_dir):
         assert enc.tokenizer.decode(chosen).replace(" ", "") == sample.response.lower().replace(" ", "")
     assert batch["attention_mask"][1].sum() == 24  # truncated; the response survived
     assert enc(**batch).shape == (2, 2 * 384)
+
+
+def toy_asset(filename: str) -> assets.Asset:
+    return assets.Asset("toy", "data", "toy", "1.0", filename, "0" * 64, ("*",), "a toy")
+
+
+def test_download_goes_through_pip_and_falls_back_only_for_a_refused_sdist(tmp_path, monkeypatch):
+    """pip fetches; only pip's refusal to prepare a PyPI sdist that declares a direct URL dependency (pip >= 26,
+    e.g. bigbench 1.0.0) sends the download to unearth, on the same pip configuration."""
+    used = []
+
+    def refusing_pip(asset, dest):
+        used.append("pip")
+        message = "ERROR: Distributions from PyPI cannot declare direct URL dependencies."
+        raise assets._PipRefused(asset, "pip download", ["Looking in indexes: file:///a, file:///b", message])
+
+    def unearth(asset, dest, pip_lines):
+        used.append("unearth")
+        assert assets._pip_locations(pip_lines) == (["file:///a", "file:///b"], [])
+        (dest / asset.filename).write_bytes(b"sdist")
+
+    monkeypatch.setattr(assets, "_pip_download", refusing_pip)
+    monkeypatch.setattr(assets, "_unearth_download", unearth)
+    assets._download(toy_asset("toy-1.0.tar.gz"), tmp_path / "toy-1.0.tar.gz")
+    assert used == ["pip", "unearth"] and (tmp_path / "toy-1.0.tar.gz").read_bytes() == b"sdist"
+    with pytest.raises(AssetError, match="cannot declare direct URL"):  # a wheel pip refuses stays refused
+        assets._download(toy_asset("toy-1.0-py3-none-any.whl"), tmp_path / "toy-1.0-py3-none-any.whl")
+
+    def other_file(asset, dest):
+        (dest / "toy-1.0-cp311-cp311-linux_x86_64.whl").write_bytes(b"x")
+        return []
+
+    monkeypatch.setattr(assets, "_pip_download", other_file)
+    with pytest.raises(AssetError, match="not toy-1.0-py3-none-any.whl"):
+        assets._download(toy_asset("toy-1.0-py3-none-any.whl"), tmp_path / "toy-1.0-py3-none-any.whl")
+    assert not list(tmp_path.glob(".download-*"))  # no temporary directory left behind
+
+
+def test_pip_configuration_is_read_from_pip(monkeypatch):
+    monkeypatch.setenv("PIP_EXTRA_INDEX_URL", "file:///somewhere/simple")
+    assert "file:///somewhere/simple" in assets.pip_config()["extra-index-url"]
+
+
+def test_no_package_index_address_in_the_source():
+    import re
+    from pathlib import Path
+
+    src = Path(assets.__file__).parents[1]
+    hits = [str(p) for p in src.rglob("*.py") if re.search(r"https?://|pypi\.org", p.read_text(encoding="utf-8"))]
+    assert hits == []
+
+
+@pytest.mark.assets
+def test_fetch_downloads_through_pip_into_an_empty_cache(tmp_path, monkeypatch):
+    import subprocess
+
+    monkeypatch.setenv("INFLUCODER_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("INFLUCODER_DIST_DIR", raising=False)
+    commands = []
+    popen = subprocess.Popen
+
+    def spy(command, *args, **kw):
+        commands.append(list(command))
+        return popen(command, *args, **kw)
+
+    monkeypatch.setattr(subprocess, "Popen", spy)
+    try:
+        path = assets.fetch("bbh-cot")  # lm-eval's wheel: 9 MB
+    except AssetError as exc:
+        pytest.skip(f"the package registry is unreachable: {exc}")
+    assert [c[1:5] for c in commands] == [["-m", "pip", "download", "--no-deps"]]  # pip, nothing else
+    assert "lm-eval==0.4.13" in commands[0] and "--only-binary=:all:" in commands[0]
+    assert assets.is_fetched("bbh-cot") and any(path.rglob("*.yaml"))
+    assert not any((tmp_path / "cache" / "dist").iterdir())  # the wheel is removed after unpacking

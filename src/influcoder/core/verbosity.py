@@ -10,11 +10,20 @@ import logging
 import os
 import warnings
 
+_QUIET = False
+
+
+def is_quiet() -> bool:
+    """Whether this process runs quietly (for tools we start ourselves, e.g. pip)."""
+    return _QUIET
+
 
 def set_quiet(quiet: bool) -> None:
     """When `quiet`, hide third-party warnings, log chatter and progress bars for the rest of the process."""
+    global _QUIET
     if not quiet:
         return
+    _QUIET = True
     os.environ["TRANSFORMERS_VERBOSITY"] = "error"
     os.environ["TRANSFORMERS_NO_ADVISORY_WARNINGS"] = "1"
     os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
