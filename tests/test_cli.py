@@ -116,3 +116,11 @@ def test_quiet_silences_third_party_output(tiny_model_dir, tmp_path, capfd):
     assert "Loading weights" in loud and "pool gradients" in loud  # what there is to silence
     assert main([*args, "--out", str(tmp_path / "quiet"), "--quiet"]) == 0
     assert capfd.readouterr().err == ""
+
+
+def test_every_public_name_resolves():
+    import influcoder
+
+    for name in influcoder.__all__:
+        assert getattr(influcoder, name) is not None, name
+    assert callable(influcoder.label) and callable(influcoder.fetch_asset)

@@ -1,29 +1,48 @@
 """influcoder: fast influence-based training-data attribution for LLMs.
 
-Gradient influence labels of a decoder (LoRA gradients on response tokens, CountSketch-compressed,
-cosine similarity) are distilled into a small text encoder that then scores pools at encoder speed.
-Heavy submodules (torch, transformers) are imported lazily, so `influcoder --help` stays fast.
+Gradient influence labels of a decoder (LoRA gradients on response tokens, CountSketch-compressed, cosine
+similarity) are distilled into a small text encoder that then scores pools at encoder speed. Every CLI
+command is a thin call of one of the names below (see docs/api.md). They are imported lazily, so
+`import influcoder` and `influcoder --help` stay fast.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["Influcoder", "InfluenceEncoder", "Sample", "load_samples", "__version__"]
 
+# name -> module that defines it; the CLI command it serves in the comment
 _LAZY = {
-    "Influcoder": ("influcoder.attribution.influcoder", "Influcoder"),
-    "InfluenceEncoder": ("influcoder.encoder.model", "InfluenceEncoder"),
-    "Sample": ("influcoder.data.records", "Sample"),
-    "load_samples": ("influcoder.data.loading", "load_samples"),
+    "Sample": "influcoder.data.records",
+    "load_samples": "influcoder.data.loading",  # data, and every DATA argument
+    "write_samples": "influcoder.data.formats",  # data --out
+    "fetch_asset": "influcoder.data.assets",  # assets fetch
+    "list_assets": "influcoder.data.assets",  # assets list
+    "LabelSettings": "influcoder.labels.settings",
+    "label": "influcoder.labels.labelling",  # label
+    "load_labels": "influcoder.labels.labelling",
+    "merge_labels": "influcoder.labels.merge",  # merge-labels
+    "projection_fidelity": "influcoder.labels.fidelity",  # fidelity
+    "DistillSettings": "influcoder.encoder.settings",
+    "distill_labels": "influcoder.encoder.distill",  # distill
+    "InfluenceEncoder": "influcoder.encoder.model",
+    "evaluate_encoder": "influcoder.evaluation.evaluate",  # evaluate
+    "EmbeddingIndex": "influcoder.attribution.index",  # index
+    "Influcoder": "influcoder.attribution.influcoder",  # attribute, filter
+    "audit_attribution": "influcoder.attribution.audit",  # attribute --audit
+    "run_demo": "influcoder.demo",  # demo
 }
+_RENAMED = {"fetch_asset": "fetch"}
+__all__ = [*_LAZY, "__version__"]
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        import importlib
-
-        module, attr = _LAZY[name]
-        return getattr(importlib.import_module(module), attr)
+        return getattr(importlib.import_module(_LAZY[name]), _RENAMED.get(name, name))
     raise AttributeError(f"module 'influcoder' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -28,6 +28,7 @@ def run_demo(
     proj_dim: int = 32768,
     seed: int = 0,
     device: str = "auto",
+    progress: bool = True,
 ) -> int:
     """Run every stage at these sizes under `out`, printing what each measured; stages resume on a rerun."""
     from influcoder.attribution.influcoder import Influcoder
@@ -49,14 +50,14 @@ def run_demo(
         f"(SmolLM2-135M-Instruct, LoRA r=8, CountSketch {proj_dim})"
     )
     settings = LabelSettings(max_length=max_length, proj_dim=proj_dim, seed=seed, device=device)
-    label(pool, queries, out / "labels", settings)
+    label(pool, queries, out / "labels", settings, progress=progress)
     label_seconds = time.perf_counter() - t
     gradient_store = FeatureStore(out / "labels" / "pool")
 
     eval_pool, eval_queries = max(10, len(pool) // 5), max(4, len(queries) // 4)
     t = _stage(f"2/5 distill MiniLM-L6 ({epochs} epochs; {eval_pool} pool x {eval_queries} queries held out)")
     distill = DistillSettings(epochs=epochs, lr=lr, seed=seed, max_length=max_length)
-    distill_labels(out / "labels", out / "encoder", distill, eval_pool, eval_queries, device=device)
+    distill_labels(out / "labels", out / "encoder", distill, eval_pool, eval_queries, progress, device=device)
     distill_seconds = time.perf_counter() - t
 
     t = _stage("3/5 evaluate on the held-out split: distilled vs untrained MiniLM-L6 (Spearman vs gradients)")
@@ -73,7 +74,7 @@ def run_demo(
 
     t = _stage(f"4/5 index the {len(pool)} pool samples with the distilled encoder")
     ic = Influcoder(encoder)
-    index = ic.index(pool, out / "index", overwrite=True, encoder_path=out / "encoder")
+    index = ic.index(pool, out / "index", overwrite=True, encoder_path=out / "encoder", progress=progress)
     index_seconds = time.perf_counter() - t
 
     import json

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from influcoder.cli.options import Command, Device
+from influcoder.cli.options import Command, Device, Quiet
 
 
 @dataclass(kw_only=True)
@@ -29,7 +29,7 @@ class Evaluate(Command):
     """Also report per-anchor rho per group of queries sharing this meta field (e.g. task)."""
     json: Path | None = None
     """Also write the rows as JSON here."""
-
+    quiet: Quiet = False
     device: Device = "auto"
 
     def config_path(self) -> Path | None:
@@ -48,13 +48,14 @@ class Evaluate(Command):
 
         split = self.split or self.default_split()
         encoder = InfluenceEncoder.from_pretrained(self.encoder, device=self.device)
-        rows = {"distilled": evaluate_encoder(encoder, self.labels, split, training_record(self.encoder), self.by)}
+        record = training_record(self.encoder)
+        rows = {"distilled": evaluate_encoder(encoder, self.labels, split, record, self.by, not self.quiet)}
         if self.untrained:
             config = encoder.config
             fresh = InfluenceEncoder.from_backbone(
                 config.backbone, pooling=config.pooling, max_length=config.max_length, device=self.device
             )
-            rows["untrained"] = evaluate_encoder(fresh, self.labels, split, group_by=self.by)
+            rows["untrained"] = evaluate_encoder(fresh, self.labels, split, group_by=self.by, progress=not self.quiet)
         print(f"evaluation on {f'the split {split}' if split else 'all labels'}:")
         print("| model | per-anchor rho (mean +- std) | mean-aggregated rho | pool x queries | encode ms/sample |")
         print("|---|---|---|---|---|")
@@ -96,7 +97,7 @@ class Demo(Command):
     """CountSketch dim."""
     seed: int = 0
     """Seed of the data draw, the adapter, the sketch and the training."""
-
+    quiet: Quiet = False
     device: Device = "auto"
 
     def config_path(self) -> Path:
@@ -115,4 +116,5 @@ class Demo(Command):
             self.proj_dim,
             self.seed,
             self.device,
+            not self.quiet,
         )

@@ -11,7 +11,11 @@ from influcoder.encoder.model import InfluenceEncoder
 
 
 def predict_matrix(
-    encoder: InfluenceEncoder, pool: Sequence[Sample], queries: Sequence[Sample], batch_size: int = 32
+    encoder: InfluenceEncoder,
+    pool: Sequence[Sample],
+    queries: Sequence[Sample],
+    batch_size: int = 32,
+    progress: bool = False,
 ) -> np.ndarray:
     """Predicted influence (pool x queries): cosines of the encoder's embeddings."""
-    return encoder.encode(pool, batch_size) @ encoder.encode(queries, batch_size).T
+    return encoder.encode(pool, batch_size, progress) @ encoder.encode(queries, batch_size, progress).T

@@ -41,6 +41,7 @@ def evaluate_encoder(
     split: str | Path | None = None,
     trained_on: dict | None = None,
     group_by: str | None = None,
+    progress: bool = False,
 ) -> dict:
     """Spearman report of `encoder` on the labels (restricted to `split`'s ids when given), with timing.
 
@@ -58,7 +59,7 @@ def evaluate_encoder(
         if leak:
             raise InflucoderError(f"{len(leak)} evaluation ids were used in training (e.g. {sorted(leak)[0]})")
     started = time.perf_counter()
-    pred = predict_matrix(encoder, [pool[i] for i in rows], [queries[j] for j in cols])
+    pred = predict_matrix(encoder, [pool[i] for i in rows], [queries[j] for j in cols], progress=progress)
     seconds = time.perf_counter() - started
     true = np.asarray(matrix.scores)[np.ix_(rows, cols)]
     report = spearman_report(pred, true).to_dict()
