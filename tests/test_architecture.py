@@ -60,3 +60,17 @@ def test_a_planted_cycle_between_siblings_is_refused(tmp_path):
     assert result.returncode == 1
     assert "no import cycles between sibling modules BROKEN" in result.stdout
     assert "in influcoder.data" in result.stdout and ".records -> .formats" in result.stdout
+
+
+def test_moving_modules_keeps_the_artifact_formats():
+    """Artifacts on disk name their format; a module move must not rename it, or every saved index, store and
+    encoder would be refused (the layout move once rewrote the index's format string with the module path)."""
+    from influcoder.attribution import index
+    from influcoder.core import store
+    from influcoder.encoder import model
+
+    assert (index.FORMAT, store.FORMAT, model.FORMAT) == (
+        "influcoder.index",
+        "influcoder.feature-store",
+        "influcoder.encoder",
+    )

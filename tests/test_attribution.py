@@ -218,3 +218,20 @@ def test_interrupted_index_build_and_faiss_resume(encoder_dir, tmp_path, monkeyp
     assert again.faiss_index.ntotal == 20
     with pytest.raises(InflucoderError, match="already holds an index"):  # finished, but other texts
         ic.index(samples(20, seed=5), tmp_path / "idx", shard_size=6, progress=False)
+
+
+def test_overwrite_replaces_only_an_index(encoder_dir, tmp_path):
+    """--overwrite once deleted whatever directory --out named; now only an influcoder index (or nothing)."""
+    ic = Influcoder.from_pretrained(encoder_dir)
+    pool = samples(6)
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "results.md").write_text("months of work\n")
+    with pytest.raises(InflucoderError, match="not an influcoder index"):
+        ic.index(pool, notes, overwrite=True, progress=False)
+    assert (notes / "results.md").read_text() == "months of work\n"
+    ic.index(pool[:3], tmp_path / "idx", progress=False)
+    replaced = ic.index(pool, tmp_path / "idx", overwrite=True, progress=False)
+    assert replaced.ids() == [s.id for s in pool]
+    (tmp_path / "empty").mkdir()
+    assert len(ic.index(pool, tmp_path / "empty", overwrite=True, progress=False)) == 6

@@ -29,7 +29,7 @@ from influcoder.data.formats import load_file, write_samples
 from influcoder.data.records import Sample, fingerprint
 
 MANIFEST = "manifest.json"
-FORMAT = "influcoder.attribution.influcoder.index"
+FORMAT = "influcoder.index"
 
 
 def _faiss():
@@ -47,6 +47,26 @@ def encoder_fingerprint(encoder) -> str:
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
+
+
+def _remove_index(path: Path) -> None:
+    """Delete an index directory for --overwrite, but only one that is recognisably an influcoder index (or
+    empty): --overwrite once deleted whatever directory --out named, a folder of notes included."""
+    import shutil
+
+    if path.is_dir() and not any(path.iterdir()):
+        return
+    manifest = path / MANIFEST
+    try:
+        known = json.loads(manifest.read_text(encoding="utf-8")).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        known = False
+    if not known:
+        raise InflucoderError(
+            f"refusing to overwrite {path}: it is not an influcoder index (no {MANIFEST} of one); "
+            "pick an empty or new --out"
+        )
+    shutil.rmtree(path)
 
 
 class EmbeddingIndex:
@@ -112,9 +132,7 @@ class EmbeddingIndex:
             if append:
                 raise InflucoderError(f"--append needs an existing index at {path}")
             if overwrite and path.exists():
-                import shutil
-
-                shutil.rmtree(path)
+                _remove_index(path)
             path.mkdir(parents=True, exist_ok=True)
             manifest = {
                 "format": FORMAT,
