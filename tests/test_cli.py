@@ -124,3 +124,33 @@ def test_every_public_name_resolves():
     for name in influcoder.__all__:
         assert getattr(influcoder, name) is not None, name
     assert callable(influcoder.label) and callable(influcoder.fetch_asset)
+
+
+def test_an_unwritable_output_is_one_line_not_a_traceback(tmp_path, capsys):
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"prompt": "p", "response": "r"}\n', encoding="utf-8")
+    (tmp_path / "a-file").write_text("x")
+    target = tmp_path / "a-file" / "out.jsonl"  # a file where a directory should be
+    assert main(["data", str(src), "--out", str(target)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("influcoder: error: ") and "a-file" in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["data", "x.jsonl", "--limit", "-1"], "--limit must be at least 1, got -1"),
+        (["attribute", "--index", "I", "--queries", "Q", "-k", "0"], "-k must be at least 1, got 0"),
+        (["attribute", "--index", "I", "--queries", "Q", "-k", "-3"], "-k must be at least 1, got -3"),
+        (["index", "--encoder", "E", "--pool", "P", "--out", "O", "--shard-size", "0"], "--shard-size must be at"),
+        (["label", "--pool", "P", "--queries", "Q", "--out", "O", "--proj-dim", "0"], "--proj-dim must be at least"),
+        (["distill", "--labels", "L", "--out", "O", "--epochs", "0"], "--epochs 0 is out of range: at least 1"),
+        (["distill", "--labels", "L", "--out", "O", "--val-fraction", "0"], "--val-fraction 0.0 is out of range"),
+    ],
+)
+def test_out_of_range_options_are_refused_before_any_work(argv, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not any(tmp_path.iterdir())  # nothing written (distill used to write eval_split.json first)

@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 import tyro
 
 from influcoder.cli.options import Command, Device, Distributed, Input, InputOptions, Quiet, RayFlags
+from influcoder.core.atomic import atomic_output
 
 
 @dataclass(kw_only=True)
@@ -24,6 +25,8 @@ class Index(Command):
     string, e.g. IVF1024,PQ32, for large pools). --append adds samples to an existing index without touching
     what is there. With --ray the shards are encoded by Ray Data actors (the same embeddings).
     """
+
+    positive = ("limit", "shard_size", "batch_size")
 
     encoder: Path
     """A distilled encoder directory."""
@@ -120,6 +123,8 @@ class Attribute(Scoring):
     from, and reports how well the encoder agrees on this data.
     """
 
+    positive = ("limit", "k", "nprobe")
+
     k: Annotated[int, tyro.conf.arg(aliases=("-k",))] = 10
     """Results per query."""
     nprobe: int | None = None
@@ -152,21 +157,13 @@ class Attribute(Scoring):
             for hits in results
             for a in hits
         ]
-        out = open(self.out, "w", encoding="utf-8", newline="") if self.out else sys.stdout
-        fmt = self.format or ("table" if out.isatty() or not self.out else self.out.suffix.lstrip(".") or "jsonl")
-        try:
-            if fmt == "jsonl":
-                for r in rows:
-                    out.write(json.dumps(r, ensure_ascii=False) + "\n")
-            elif fmt == "csv":
-                writer = csv.DictWriter(out, fieldnames=list(rows[0]) if rows else ["query_id"])
-                writer.writeheader()
-                writer.writerows(rows)
-            else:
-                _write_table(out, queries, results)
-        finally:
-            if self.out:
-                out.close()
+        if self.out:  # atomically: a failed run leaves no half-written results file
+            fmt = self.format or self.out.suffix.lstrip(".") or "jsonl"
+            with atomic_output(self.out) as tmp, open(tmp, "w", encoding="utf-8", newline="") as out:
+                _write_results(out, fmt, rows, queries, results)
+        else:
+            fmt = self.format or "table"
+            _write_results(sys.stdout, fmt, rows, queries, results)
         if self.audit:
             from influcoder.attribution.audit import audit_attribution
 
@@ -179,6 +176,18 @@ class Attribute(Scoring):
                 f"{report['per_anchor_std']:.3f}, mean-aggregated {report['mean_aggregated']:.3f}"
             )
         return 0
+
+
+def _write_results(out, fmt: str, rows: list[dict], queries, results) -> None:
+    if fmt == "jsonl":
+        for r in rows:
+            out.write(json.dumps(r, ensure_ascii=False) + "\n")
+    elif fmt == "csv":
+        writer = csv.DictWriter(out, fieldnames=list(rows[0]) if rows else ["query_id"])
+        writer.writeheader()
+        writer.writerows(rows)
+    else:
+        _write_table(out, queries, results)
 
 
 def _write_table(out, queries, results) -> None:
@@ -211,6 +220,8 @@ class Filter(Scoring):
     top --drop-fraction or --drop-top, and writes the kept and dropped samples (format by file suffix:
     .jsonl, .csv, .parquet) plus a scores file. kept + dropped = the pool, disjoint.
     """
+
+    positive = ("limit", "drop_top")
 
     drop_fraction: Annotated[float | None, DropGroup] = None
     """Fraction of the pool to drop."""

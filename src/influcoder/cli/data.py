@@ -55,6 +55,8 @@ class Data(Command):
     as JSONL with --out.
     """
 
+    positive = ("limit",)
+
     data: tyro.conf.Positional[str]
     """DATA: a file, a saved HF dataset directory or a built-in source."""
     limit: int | None = None

@@ -81,6 +81,8 @@ class Demo(Command):
     the default sizes; every figure is computed in the run; stages resume.
     """
 
+    positive = ("pool_size", "query_size", "epochs", "max_length", "proj_dim")
+
     out: Path = Path("runs/demo")
     """Where the demo writes."""
     pool_size: int = 200

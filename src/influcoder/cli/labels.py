@@ -24,6 +24,8 @@ class Label(Command):
     query cosine influence matrix. Rerunning with the same --out resumes.
     """
 
+    positive = ("pool_limit", "query_limit")
+
     pool: str
     """Training samples to attribute (DATA)."""
     queries: str
@@ -117,6 +119,8 @@ class Fidelity(Command):
     Computes exact LoRA gradients of DATA and their projections at each --dims, and reports Spearman /
     Pearson / max abs error of sketched vs exact pairwise cosines.
     """
+
+    positive = ("limit",)
 
     data: str = "evals"
     """Samples to compare on (DATA)."""

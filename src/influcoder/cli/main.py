@@ -120,6 +120,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InflucoderError as exc:
         err(str(exc))
         return 2
+    except OSError as exc:  # an unreadable input or unwritable output: one line naming the file, not a traceback
+        err(f"{exc.filename}: {exc.strerror or exc}" if exc.filename else str(exc))
+        return 2
     except KeyboardInterrupt:
         write_config(name, cmd)
         print("influcoder: interrupted; finished shards are kept and a rerun resumes", file=sys.stderr)

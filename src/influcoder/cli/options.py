@@ -15,7 +15,7 @@ import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 import tyro
 
@@ -92,6 +92,15 @@ class Command:
     """A command: its own options, then groups (`common`, and `input` / `distributed` where they apply)."""
 
     common: Common = field(default_factory=CommonOptions)
+    positive: ClassVar[tuple[str, ...]] = ()
+    """Integer options that must be at least 1 when given (a count, a limit, a size)."""
+
+    def __post_init__(self) -> None:
+        for name in self.positive:
+            value = getattr(self, name)
+            if isinstance(value, int) and not isinstance(value, bool) and value < 1:
+                flag = "-k" if name == "k" else f"--{name.replace('_', '-')}"
+                raise InflucoderError(f"{flag} must be at least 1, got {value}")
 
     def run(self) -> int:  # pragma: no cover - every command overrides it
         raise NotImplementedError

@@ -5,6 +5,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, get_args
 
+from influcoder.core.errors import InflucoderError
+
+_RANGES = {
+    "epochs": "at least 1",
+    "max_length": "at least 1",
+    "queries_per_batch": "at least 1",
+    "candidates_per_batch": "at least 1",
+    "hard_candidates": "0 to --candidates-per-batch",
+    "val_fraction": "above 0 (a validation split selects the best epoch) and below 1",
+    "warmup": "0 to below 1 (a fraction of the steps)",
+    "alpha": "0 to 1",
+    "lr": "above 0",
+    "temperature": "above 0",
+}
 Pooling = Literal["mean", "cls", "attention", "response", "mean+response"]
 POOLINGS: tuple[str, ...] = get_args(Pooling)
 RESPONSE_POOLINGS = ("response", "mean+response")
@@ -52,3 +66,22 @@ class DistillSettings:
     """Max gradient norm."""
     seed: int = 0
     """Seed of splits, sampling, and head initialisation."""
+
+    def __post_init__(self) -> None:
+        """Refuse settings that would fail, or train on nothing, only after an epoch of work."""
+        checks = {
+            "epochs": self.epochs >= 1,
+            "max_length": self.max_length >= 1,
+            "queries_per_batch": self.queries_per_batch >= 1,
+            "candidates_per_batch": self.candidates_per_batch >= 1,
+            "hard_candidates": 0 <= self.hard_candidates <= self.candidates_per_batch,
+            "val_fraction": 0 < self.val_fraction < 1,
+            "warmup": 0 <= self.warmup < 1,
+            "alpha": 0 <= self.alpha <= 1,
+            "lr": self.lr > 0,
+            "temperature": self.temperature > 0,
+        }
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            name = bad[0]
+            raise InflucoderError(f"--{name.replace('_', '-')} {getattr(self, name)} is out of range: {_RANGES[name]}")

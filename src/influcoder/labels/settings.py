@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from influcoder.core.errors import InflucoderError
+
 
 @dataclass
 class LabelSettings:
@@ -40,6 +42,12 @@ class LabelSettings:
     """Stored feature dtype (float32 or float16)."""
     device: str = "auto"
     """Where the decoder runs: auto (CUDA when present), cpu, cuda or cuda:N."""
+
+    def __post_init__(self) -> None:
+        for name in ("rank", "proj_dim", "max_length", "batch_size", "batch_tokens", "shard_size"):
+            value = getattr(self, name)
+            if isinstance(value, int) and value < 1:
+                raise InflucoderError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
 
     def lora(self):
         from influcoder.labels.lora import LoraSettings
