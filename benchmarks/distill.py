@@ -38,7 +38,7 @@ def pool_mean_reference(matrix, queries, split_path: Path, group_by: str | None)
     not a method); an encoder above it has learned query-specific structure."""
     import numpy as np
 
-    from influcoder.evaluation.evaluate import query_groups
+    from influcoder.data.records import sample_groups
     from influcoder.metrics import per_anchor_by_group, spearman_report
 
     _, rows, train_cols, cols = split_from_file(split_path, matrix.pool_ids, matrix.query_ids)
@@ -47,7 +47,7 @@ def pool_mean_reference(matrix, queries, split_path: Path, group_by: str | None)
     pred, true = np.repeat(pool_mean[:, None], len(cols), 1), scores[np.ix_(rows, cols)]
     report = spearman_report(pred, true).to_dict()
     if group_by:
-        report["per_group"] = per_anchor_by_group(pred, true, query_groups([queries[j] for j in cols], group_by))
+        report["per_group"] = per_anchor_by_group(pred, true, sample_groups([queries[j] for j in cols], group_by))
     return report
 
 

@@ -6,11 +6,14 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import settings as settings_hypothesis
+from hypothesis import strategies as st
 
 from influcoder.cli.main import main
 from influcoder.core.errors import InflucoderError
 from influcoder.encoder.model import InfluenceEncoder
-from influcoder.encoder.splits import split_from_file, split_labels
+from influcoder.encoder.splits import split_from_file, split_labels, split_labels_by_group
 from influcoder.labels.labelling import label
 from influcoder.labels.settings import LabelSettings
 
@@ -117,3 +120,51 @@ def test_distill_then_evaluate_cli(tiny_model_dir, tiny_bert_dir, tmp_path, caps
     assert json.loads((again / "eval_split.json").read_text())["pool_ids"] == split["pool_ids"]
     assert main([*args, "--eval-pool", "3"]) == 2
     assert "not both" in capsys.readouterr().err
+
+
+@settings_hypothesis(max_examples=60, deadline=None)
+@given(
+    pool=st.lists(st.sampled_from("abcdefg"), min_size=6, max_size=40),
+    queries=st.lists(st.sampled_from("uvwxyz"), min_size=4, max_size=30),
+    eval_pool=st.integers(1, 8),
+    eval_queries=st.integers(1, 6),
+    seed=st.integers(0, 5),
+)
+def test_task_protocol_never_puts_a_group_on_both_sides(pool, queries, eval_pool, eval_queries, seed):
+    try:
+        tp, ep, tq, eq = split_labels_by_group(pool, queries, eval_pool, eval_queries, seed)
+    except InflucoderError as exc:
+        assert "leaves too little to train on" in str(exc)
+        return
+    for groups, train, held, wanted in ((pool, tp, ep, eval_pool), (queries, tq, eq, eval_queries)):
+        assert sorted([*train, *held]) == list(range(len(groups)))  # a partition
+        assert {groups[i] for i in train}.isdisjoint({groups[i] for i in held})
+        assert len(held) >= wanted and len(train) >= 2
+    again = split_labels_by_group(pool, queries, eval_pool, eval_queries, seed)
+    assert all(np.array_equal(a, b) for a, b in zip((tp, ep, tq, eq), again))
+
+
+def test_distill_task_protocol_holds_out_whole_tasks(tiny_model_dir, tiny_bert_dir, tmp_path, capsys):
+    labels = tmp_path / "labels"
+    pool, queries = samples(24), samples(12, seed=7, prefix="q")
+    for i, s in enumerate(pool):
+        s.meta["task"] = f"pool-task-{i % 6}"
+    for j, q in enumerate(queries):
+        q.meta["task"] = f"query-task-{j % 4}"
+    settings = LabelSettings(model=str(tiny_model_dir), rank=2, proj_dim=32, max_length=24, shard_size=8)
+    label(pool, queries, labels, settings, progress=False)
+    out = tmp_path / "enc"
+    args = ["distill", "--labels", str(labels), "--out", str(out), "--encoder", str(tiny_bert_dir), "--epochs", "1"]
+    args += ["--max-length", "16", "--eval-pool", "6", "--eval-queries", "3", "--eval-protocol", "task", "--quiet"]
+    assert main(args) == 0
+    split = json.loads((out / "eval_split.json").read_text())
+    training = json.loads((out / "training.json").read_text())
+    task = {s.id: s.meta["task"] for s in pool + queries}
+    assert split["protocol"] == "task" and split["group_field"] == "task"
+    seen = {task[i] for i in training["train_pool_ids"] + training["val_pool_ids"]}
+    seen_q = {task[i] for i in training["train_query_ids"] + training["val_query_ids"]}
+    assert {task[i] for i in split["pool_ids"]}.isdisjoint(seen) and len(split["pool_ids"]) >= 6
+    assert {task[i] for i in split["query_ids"]}.isdisjoint(seen_q) and len(split["query_ids"]) >= 3
+    capsys.readouterr()
+    assert main(["evaluate", "--encoder", str(out), "--labels", str(labels), "--quiet"]) == 0
+    assert "protocol: task, tasks never seen in distillation" in capsys.readouterr().out

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import tyro
 
@@ -33,6 +33,11 @@ class Distill(Command):
     """Pool samples held out for evaluation."""
     eval_queries: int = 0
     """Queries held out for evaluation."""
+    eval_protocol: Literal["random", "task"] = "random"
+    """How --eval-pool/--eval-queries are drawn: random samples (of tasks training also sees), or whole groups
+    of --group-field (tasks never seen in training; users' pools are mostly of this kind)."""
+    group_field: str = "task"
+    """The meta field whose groups the task protocol holds out whole."""
     eval_split: Path | None = None
     """Hold out exactly these items: a JSON file with pool_ids and query_ids (e.g. an earlier eval_split.json)."""
     settings: Annotated[DistillSettings, tyro.conf.OmitArgPrefixes] = field(default_factory=DistillSettings)
@@ -55,6 +60,8 @@ class Distill(Command):
             eval_split=self.eval_split,
             overwrite=self.overwrite,
             device=self.device,
+            eval_protocol=self.eval_protocol,
+            group_field=self.group_field,
         )
         best = max(logs, key=lambda log: log.val_per_anchor)
         print(

@@ -56,7 +56,10 @@ class Evaluate(Command):
                 config.backbone, pooling=config.pooling, max_length=config.max_length, device=self.device
             )
             rows["untrained"] = evaluate_encoder(fresh, self.labels, split, group_by=self.by, progress=not self.quiet)
-        print(f"evaluation on {f'the split {split}' if split else 'all labels'}:")
+        protocol = rows["distilled"]["protocol"]
+        meaning = {"task": "tasks never seen in distillation", "random": "held-out samples of training tasks"}
+        where = f"the split {split} (protocol: {protocol}, {meaning.get(protocol, 'unrecorded')})" if split else ""
+        print(f"evaluation on {where or 'all labels'}:")
         print("| model | per-anchor rho (mean +- std) | mean-aggregated rho | pool x queries | encode ms/sample |")
         print("|---|---|---|---|---|")
         for name, r in rows.items():

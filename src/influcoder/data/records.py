@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from influcoder.core.errors import DataError
+from influcoder.core.errors import DataError, InflucoderError
 
 PROMPT_FIELDS = ("prompt", "instruction", "question", "query", "input")
 
@@ -185,6 +185,16 @@ def assign_ids(samples: list[Sample], where: Sequence[tuple[str, int]] | None = 
         seen[sid] = i
         out.append(s if sid == s.id else Sample(sid, s.prompt, s.response, s.meta))
     return out
+
+
+def sample_groups(samples: Sequence[Sample], key: str) -> list[str]:
+    """Each sample's `meta[key]` (e.g. its task) as text, or an error naming a sample that lacks it."""
+    missing = [s.id for s in samples if key not in s.meta]
+    if missing:
+        raise InflucoderError(
+            f"{len(missing)} of {len(samples)} samples have no meta field {key!r} to group by (e.g. {missing[0]})"
+        )
+    return [str(s.meta[key]) for s in samples]
 
 
 def subsample(items: list, limit: int | None, seed: int) -> list:

@@ -34,12 +34,12 @@ from transformers import get_linear_schedule_with_warmup
 from influcoder.core.atomic import atomic_output, write_json_atomic
 from influcoder.core.devices import resolve_device
 from influcoder.core.errors import InflucoderError
-from influcoder.data.records import Sample, fingerprint
+from influcoder.data.records import Sample, fingerprint, sample_groups
 from influcoder.encoder.losses import PEARSON_CENTERINGS, distillation_loss
 from influcoder.encoder.model import InfluenceEncoder
 from influcoder.encoder.predict import predict_matrix
 from influcoder.encoder.settings import DistillSettings
-from influcoder.encoder.splits import split_from_file, split_indices, split_labels
+from influcoder.encoder.splits import split_from_file, split_indices, split_labels, split_labels_by_group
 from influcoder.metrics import spearman_report
 
 
@@ -282,6 +282,15 @@ class Distiller:
         return None
 
 
+def _protocol_of(eval_split: str | Path | None, eval_protocol: str, drawn: int) -> str | None:
+    """The protocol an evaluation split follows: drawn ones say theirs, a given file keeps its own."""
+    if eval_split is not None:
+        return json.loads(Path(eval_split).read_text(encoding="utf-8")).get("protocol")
+    if eval_protocol not in ("random", "task"):
+        raise InflucoderError(f"unknown evaluation protocol {eval_protocol!r}: random or task")
+    return eval_protocol if drawn else None
+
+
 def distill_labels(
     labels_dir: str | Path,
     out: str | Path,
@@ -292,12 +301,17 @@ def distill_labels(
     eval_split: str | Path | None = None,
     overwrite: bool = False,
     device: str = "auto",
+    eval_protocol: str = "random",
+    group_field: str = "task",
 ) -> list[EpochLog]:
     """Train an encoder from a labels directory, holding out an evaluation split it never sees.
 
-    The split is either drawn (`eval_pool` / `eval_queries` random ids) or given: `eval_split` is a JSON file
-    with ``pool_ids`` and ``query_ids`` (e.g. the ``eval_split.json`` of an earlier run, so that runs on
-    grown labels are compared on the same held-out items).
+    The split is either drawn or given. Drawn, `eval_protocol` says how: ``random`` holds out `eval_pool` /
+    `eval_queries` random samples (of tasks the training also sees); ``task`` holds out whole groups of
+    ``meta[group_field]`` (at least that many samples), so the evaluation measures tasks never seen in
+    training. Given, `eval_split` is a JSON file with ``pool_ids`` and ``query_ids`` (e.g. the
+    ``eval_split.json`` of an earlier run, so that runs on grown labels are compared on the same held-out
+    items).
 
     Writes ``out/best`` and ``out/last`` (encoders), ``out/training.json`` (logs, ids per split) and
     ``out/eval_split.json`` (the held-out pool and query ids, for `influcoder evaluate`).
@@ -311,6 +325,11 @@ def distill_labels(
         if eval_pool or eval_queries:
             raise InflucoderError("give either an evaluation split file or --eval-pool/--eval-queries, not both")
         train_p, eval_p, train_q, eval_q = split_from_file(eval_split, matrix.pool_ids, matrix.query_ids)
+    elif (eval_pool or eval_queries) and eval_protocol == "task":
+        pool_groups, query_groups = sample_groups(pool, group_field), sample_groups(queries, group_field)
+        train_p, eval_p, train_q, eval_q = split_labels_by_group(
+            pool_groups, query_groups, eval_pool, eval_queries, settings.seed
+        )
     elif eval_pool or eval_queries:
         train_p, eval_p, train_q, eval_q = split_labels(len(pool), len(queries), eval_pool, eval_queries, settings.seed)
     else:
@@ -321,6 +340,8 @@ def distill_labels(
         out / "eval_split.json",
         {
             "labels": str(Path(labels_dir).resolve()),
+            "protocol": _protocol_of(eval_split, eval_protocol, eval_pool or eval_queries),
+            "group_field": group_field if eval_protocol == "task" else None,
             "pool_ids": [pool[i].id for i in eval_p],
             "query_ids": [queries[j].id for j in eval_q],
         },

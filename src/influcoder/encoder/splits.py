@@ -56,3 +56,41 @@ def split_from_file(
         out.append((np.setdiff1d(np.arange(len(ids)), held_rows), held_rows))
     (train_p, eval_p), (train_q, eval_q) = out
     return train_p, eval_p, train_q, eval_q
+
+
+def split_labels_by_group(
+    pool_groups: Sequence[str],
+    query_groups: Sequence[str],
+    eval_pool: int,
+    eval_queries: int,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The `task` protocol: (train pool, eval pool, train queries, eval queries) with whole groups held out.
+
+    Groups (e.g. ``meta.task``) are drawn in a seeded order and held out whole until at least `eval_pool` pool
+    samples / `eval_queries` queries are held out, so no group of the evaluation split is seen in training.
+    A random split of samples from the training tasks flatters a learned attributor: users' pools are mostly
+    made of tasks it never saw.
+    """
+    rng = np.random.default_rng([seed, 7919, 1])
+    out = []
+    for kind, groups, wanted in (("pool", pool_groups, eval_pool), ("query", query_groups, eval_queries)):
+        groups = list(groups)
+        names = sorted(set(groups))
+        held_names: set[str] = set()
+        held = 0
+        sizes = {name: groups.count(name) for name in names}
+        for i in rng.permutation(len(names)):
+            if held >= wanted:
+                break
+            held_names.add(names[i])
+            held += sizes[names[i]]
+        if wanted and (held_names == set(names) or len(groups) - held < 2):
+            raise InflucoderError(
+                f"holding out whole {kind} groups for {wanted} samples leaves too little to train on "
+                f"({len(names)} groups, {len(groups)} samples); hold out fewer"
+            )
+        mask = np.array([g in held_names for g in groups], dtype=bool)
+        out.append((np.flatnonzero(~mask), np.flatnonzero(mask)))
+    (train_p, eval_p), (train_q, eval_q) = out
+    return train_p, eval_p, train_q, eval_q

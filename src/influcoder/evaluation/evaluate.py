@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from influcoder.core.errors import InflucoderError
+from influcoder.data.records import sample_groups
 from influcoder.encoder.model import InfluenceEncoder
 from influcoder.encoder.predict import predict_matrix
 from influcoder.labels.labelling import load_labels
@@ -23,16 +24,6 @@ def _select(ids: list[str], wanted: list[str] | None, what: str) -> np.ndarray:
     if missing:
         raise InflucoderError(f"{len(missing)} {what} ids of the split are not in the labels (e.g. {missing[0]})")
     return np.array([index[x] for x in wanted])
-
-
-def query_groups(queries: list, key: str) -> list[str]:
-    """Each query's `meta[key]` (e.g. its task), or an error naming a query that lacks it."""
-    missing = [q.id for q in queries if key not in q.meta]
-    if missing:
-        raise InflucoderError(
-            f"{len(missing)} of {len(queries)} queries have no meta field {key!r} to group by (e.g. {missing[0]})"
-        )
-    return [str(q.meta[key]) for q in queries]
 
 
 def evaluate_encoder(
@@ -65,7 +56,8 @@ def evaluate_encoder(
     report = spearman_report(pred, true).to_dict()
     if group_by:
         report["group_by"] = group_by
-        report["per_group"] = per_anchor_by_group(pred, true, query_groups([queries[j] for j in cols], group_by))
+        report["per_group"] = per_anchor_by_group(pred, true, sample_groups([queries[j] for j in cols], group_by))
+    report["protocol"] = wanted.get("protocol") if split else None  # random, task, or None: no held-out split
     report["encode_seconds"] = seconds
     report["encode_ms_per_sample"] = 1000 * seconds / (len(rows) + len(cols))
     return report
