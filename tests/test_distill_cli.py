@@ -91,6 +91,9 @@ def test_distill_then_evaluate_cli(tiny_model_dir, tiny_bert_dir, tmp_path, caps
                 "--labels",
                 str(labels),
                 "--untrained",
+                "--baselines",
+                "tfidf",
+                "pool-mean",
                 "--by",
                 "task",
                 "--json",
@@ -100,7 +103,10 @@ def test_distill_then_evaluate_cli(tiny_model_dir, tiny_bert_dir, tmp_path, caps
         == 0
     )
     rows = json.loads((tmp_path / "eval.json").read_text())
+    assert list(rows) == ["distilled", "untrained", "tfidf", "pool-mean"]
     assert rows["distilled"]["n_pool"] == 6 and rows["untrained"]["n_queries"] == 3
+    assert all(r["protocol"] == "random" and r["n_pool"] == 6 for r in rows.values())
+    assert rows["pool-mean"]["query_specific_mean"] == 0.0
     per_group = rows["distilled"]["per_group"]
     held_tasks = ["even" if int(q[1:]) % 2 == 0 else "odd" for q in split["query_ids"]]
     assert {g: v["n_queries"] for g, v in per_group.items()} == {t: held_tasks.count(t) for t in set(held_tasks)}

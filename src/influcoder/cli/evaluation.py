@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from influcoder.cli.options import Command, Device, Quiet
 
 
 @dataclass(kw_only=True)
 class Evaluate(Command):
-    """Spearman of an encoder's predicted influence against ground-truth labels.
+    """Spearman of an encoder's predicted influence against ground-truth labels, beside baselines.
 
-    Per-anchor Spearman (per query over the pool, mean +- std) and mean-aggregated Spearman (scores averaged
-    over queries) of an encoder against a labels directory, on the held-out split its distill run wrote
-    (eval_split.json) or on all labels; refuses to score items it was trained on.
+    Per-anchor Spearman (per query over the pool, mean +- std), mean-aggregated Spearman (scores averaged
+    over queries) and query-specific per-anchor Spearman (each pool sample's mean over the queries removed
+    first) of an encoder and of --baselines against a labels directory, on the held-out split its distill run
+    wrote (eval_split.json, which names its protocol) or on all labels; refuses to score items it was trained
+    on.
     """
 
     encoder: Path
@@ -23,8 +26,11 @@ class Evaluate(Command):
     """A directory written by `influcoder label`."""
     split: Path | None = None
     """A JSON file with pool_ids and query_ids (default: the encoder's eval_split.json)."""
+    baselines: list[Literal["untrained", "tfidf", "pool-mean"]] = field(default_factory=list)
+    """Also score these on the same split: the untrained backbone (Semantic), TF-IDF cosine, and pool-mean
+    (each pool sample's mean true influence over the training queries: needs every pool gradient)."""
     untrained: bool = False
-    """Also score the untrained backbone (the Semantic baseline)."""
+    """Shorthand for --baselines untrained."""
     by: str | None = None
     """Also report per-anchor rho per group of queries sharing this meta field (e.g. task)."""
     json: Path | None = None
@@ -41,31 +47,45 @@ class Evaluate(Command):
                 return candidate
         return None
 
+    def scorers(self) -> dict:
+        from influcoder.encoder.model import InfluenceEncoder
+        from influcoder.evaluation.baselines.reference import PoolMean
+        from influcoder.evaluation.baselines.text import Distilled, Semantic, TfIdf
+
+        encoder = InfluenceEncoder.from_pretrained(self.encoder, device=self.device)
+        scorers = {"distilled": Distilled(encoder, progress=not self.quiet)}
+        for name in dict.fromkeys([*(["untrained"] if self.untrained else []), *self.baselines]):
+            if name == "untrained":
+                config = encoder.config
+                fresh = InfluenceEncoder.from_backbone(
+                    config.backbone, pooling=config.pooling, max_length=config.max_length, device=self.device
+                )
+                scorers[name] = Semantic(fresh, progress=not self.quiet)
+            else:
+                scorers[name] = TfIdf() if name == "tfidf" else PoolMean()
+        return scorers
+
     def run(self) -> int:
         from influcoder.core.atomic import write_json_atomic
-        from influcoder.encoder.model import InfluenceEncoder
-        from influcoder.evaluation.evaluate import evaluate_encoder, per_group_table, training_record
+        from influcoder.evaluation.evaluate import evaluate_scorers, evaluation_data, per_group_table, training_record
 
         split = self.split or self.default_split()
-        encoder = InfluenceEncoder.from_pretrained(self.encoder, device=self.device)
-        record = training_record(self.encoder)
-        rows = {"distilled": evaluate_encoder(encoder, self.labels, split, record, self.by, not self.quiet)}
-        if self.untrained:
-            config = encoder.config
-            fresh = InfluenceEncoder.from_backbone(
-                config.backbone, pooling=config.pooling, max_length=config.max_length, device=self.device
-            )
-            rows["untrained"] = evaluate_encoder(fresh, self.labels, split, group_by=self.by, progress=not self.quiet)
-        protocol = rows["distilled"]["protocol"]
+        scorers = self.scorers()
+        data = evaluation_data(self.labels, split)
+        rows = evaluate_scorers(scorers, data, training_record(self.encoder), self.by)
         meaning = {"task": "tasks never seen in distillation", "random": "held-out samples of training tasks"}
+        protocol = data.protocol
         where = f"the split {split} (protocol: {protocol}, {meaning.get(protocol, 'unrecorded')})" if split else ""
         print(f"evaluation on {where or 'all labels'}:")
-        print("| model | per-anchor rho (mean +- std) | mean-aggregated rho | pool x queries | encode ms/sample |")
-        print("|---|---|---|---|---|")
+        print(
+            "| method | per-anchor rho (mean +- std) | mean-aggregated rho | query-specific rho | pool x queries "
+            "| ms/sample |"
+        )
+        print("|---|---|---|---|---|---|")
         for name, r in rows.items():
             print(
                 f"| {name} | {r['per_anchor_mean']:.4f} +- {r['per_anchor_std']:.4f} | {r['mean_aggregated']:.4f} | "
-                f"{r['n_pool']} x {r['n_queries']} | {r['encode_ms_per_sample']:.1f} |"
+                f"{r['query_specific_mean']:.4f} | {r['n_pool']} x {r['n_queries']} | {r['encode_ms_per_sample']:.1f} |"
             )
         if self.by:
             print(f"\nper-anchor rho by query {self.by} (weakest first):")

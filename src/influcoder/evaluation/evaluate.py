@@ -1,4 +1,4 @@
-"""Evaluate an encoder (or the untrained backbone) against ground-truth labels on a held-out split."""
+"""Evaluate attribution methods (the distilled encoder, baselines) against ground-truth labels on a held-out split."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import numpy as np
 from influcoder.core.errors import InflucoderError
 from influcoder.data.records import sample_groups
 from influcoder.encoder.model import InfluenceEncoder
-from influcoder.encoder.predict import predict_matrix
+from influcoder.evaluation.baselines.base import EvaluationData, Scorer
+from influcoder.evaluation.baselines.text import Distilled
 from influcoder.labels.labelling import load_labels
 from influcoder.metrics import per_anchor_by_group, spearman_report
 
@@ -23,7 +24,61 @@ def _select(ids: list[str], wanted: list[str] | None, what: str) -> np.ndarray:
     missing = [x for x in wanted if x not in index]
     if missing:
         raise InflucoderError(f"{len(missing)} {what} ids of the split are not in the labels (e.g. {missing[0]})")
-    return np.array([index[x] for x in wanted])
+    return np.array([index[x] for x in wanted], dtype=np.int64)
+
+
+def evaluation_data(labels_dir: str | Path, split: str | Path | None = None) -> EvaluationData:
+    """The labels with their split: the ids of `split` are evaluated, the rest is training (no split: all
+    items are evaluated and none is training)."""
+    matrix, pool, queries, _ = load_labels(labels_dir)
+    wanted = json.loads(Path(split).read_text(encoding="utf-8")) if split else {}
+    rows = _select(matrix.pool_ids, wanted.get("pool_ids") or None, "pool")
+    cols = _select(matrix.query_ids, wanted.get("query_ids") or None, "query")
+    train_rows = np.setdiff1d(np.arange(len(pool)), rows) if split else np.arange(0)
+    train_cols = np.setdiff1d(np.arange(len(queries)), cols) if split else np.arange(0)
+    return EvaluationData(
+        np.asarray(matrix.scores), pool, queries, train_rows, rows, train_cols, cols, wanted.get("protocol")
+    )
+
+
+def evaluate_scorers(
+    scorers: dict[str, Scorer],
+    data: EvaluationData,
+    trained_on: dict | None = None,
+    group_by: str | None = None,
+) -> dict[str, dict]:
+    """One report per method on `data`'s evaluation part: Spearman figures, protocol and cost per sample.
+
+    `trained_on` ({"train_pool_ids", "train_query_ids"}) makes evaluation on training items an error.
+    `group_by` names a query meta field (e.g. "task"): reports then also hold per-anchor Spearman per group
+    under "per_group", because a mean over all queries hides the tasks a method fails on.
+    """
+    pool, queries = data.eval_samples()
+    if trained_on:
+        leak = set(trained_on.get("train_pool_ids", [])) & {s.id for s in pool}
+        leak |= set(trained_on.get("train_query_ids", [])) & {q.id for q in queries}
+        if leak:
+            raise InflucoderError(f"{len(leak)} evaluation ids were used in training (e.g. {sorted(leak)[0]})")
+    true = data.eval_truth()
+    groups = sample_groups(queries, group_by) if group_by else None
+    reports = {}
+    for name, scorer in scorers.items():
+        started = time.perf_counter()
+        scorer.fit(data)
+        fitted = time.perf_counter()
+        pred = scorer.score(pool, queries)
+        seconds = time.perf_counter() - fitted
+        report = spearman_report(pred, true).to_dict()
+        if groups is not None:
+            report["group_by"] = group_by
+            report["per_group"] = per_anchor_by_group(pred, true, groups)
+        report["method"] = scorer.name
+        report["protocol"] = data.protocol  # random, task, or None: no recorded protocol / no split
+        report["fit_seconds"] = fitted - started
+        report["encode_seconds"] = seconds
+        report["encode_ms_per_sample"] = 1000 * seconds / (len(pool) + len(queries))
+        reports[name] = report
+    return reports
 
 
 def evaluate_encoder(
@@ -34,33 +89,9 @@ def evaluate_encoder(
     group_by: str | None = None,
     progress: bool = False,
 ) -> dict:
-    """Spearman report of `encoder` on the labels (restricted to `split`'s ids when given), with timing.
-
-    `trained_on` ({"train_pool_ids", "train_query_ids"}) makes evaluation on training items an error.
-    `group_by` names a query meta field (e.g. "task"): the report then also holds per-anchor Spearman per group
-    under "per_group", because a mean over all queries hides the tasks a model fails on.
-    """
-    matrix, pool, queries, _ = load_labels(labels_dir)
-    wanted = json.loads(Path(split).read_text(encoding="utf-8")) if split else {}
-    rows = _select(matrix.pool_ids, wanted.get("pool_ids") or None, "pool")
-    cols = _select(matrix.query_ids, wanted.get("query_ids") or None, "query")
-    if trained_on:
-        leak = set(trained_on.get("train_pool_ids", [])) & {matrix.pool_ids[i] for i in rows}
-        leak |= set(trained_on.get("train_query_ids", [])) & {matrix.query_ids[j] for j in cols}
-        if leak:
-            raise InflucoderError(f"{len(leak)} evaluation ids were used in training (e.g. {sorted(leak)[0]})")
-    started = time.perf_counter()
-    pred = predict_matrix(encoder, [pool[i] for i in rows], [queries[j] for j in cols], progress=progress)
-    seconds = time.perf_counter() - started
-    true = np.asarray(matrix.scores)[np.ix_(rows, cols)]
-    report = spearman_report(pred, true).to_dict()
-    if group_by:
-        report["group_by"] = group_by
-        report["per_group"] = per_anchor_by_group(pred, true, sample_groups([queries[j] for j in cols], group_by))
-    report["protocol"] = wanted.get("protocol") if split else None  # random, task, or None: no held-out split
-    report["encode_seconds"] = seconds
-    report["encode_ms_per_sample"] = 1000 * seconds / (len(rows) + len(cols))
-    return report
+    """Spearman report of `encoder` on the labels (restricted to `split`'s ids when given), with timing."""
+    scorer = Distilled(encoder, progress=progress)
+    return evaluate_scorers({"encoder": scorer}, evaluation_data(labels_dir, split), trained_on, group_by)["encoder"]
 
 
 def per_group_table(columns: dict[str, dict], by: str) -> list[str]:

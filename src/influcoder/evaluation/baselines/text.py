@@ -1,0 +1,60 @@
+"""Text-similarity baselines: what a method gets from the words alone, with no gradient information."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from influcoder.core.errors import InflucoderError
+from influcoder.data.records import Sample
+from influcoder.evaluation.baselines.base import Scorer
+
+
+def sample_text(sample: Sample) -> str:
+    return f"{sample.prompt}\n{sample.response}"
+
+
+class TfIdf(Scorer):
+    """Cosine of TF-IDF vectors (scikit-learn, fitted on the texts being scored: unsupervised)."""
+
+    name = "tfidf"
+    description = "TF-IDF cosine of prompt + response"
+
+    def score(self, pool: Sequence[Sample], queries: Sequence[Sample]) -> np.ndarray:
+        try:
+            from sklearn.feature_extraction.text import TfidfVectorizer
+        except ImportError:
+            raise InflucoderError('the tfidf baseline needs scikit-learn: pip install "influcoder[eval]"') from None
+        texts = [sample_text(s) for s in (*pool, *queries)]
+        vectors = TfidfVectorizer(sublinear_tf=True).fit_transform(texts)  # rows are L2-normalised
+        return np.asarray((vectors[: len(pool)] @ vectors[len(pool) :].T).todense(), dtype=np.float64)
+
+
+class EncoderScorer(Scorer):
+    """Cosine of an `InfluenceEncoder`'s embeddings: the distilled encoder, or an untrained one."""
+
+    name = "encoder"
+    description = "cosine of encoder embeddings"
+
+    def __init__(self, encoder, batch_size: int = 32, progress: bool = False):
+        self.encoder, self.batch_size, self.progress = encoder, batch_size, progress
+
+    def score(self, pool: Sequence[Sample], queries: Sequence[Sample]) -> np.ndarray:
+        from influcoder.encoder.predict import predict_matrix
+
+        return predict_matrix(self.encoder, pool, queries, self.batch_size, self.progress)
+
+
+class Semantic(EncoderScorer):
+    """The untrained backbone of the distilled encoder (the paper's "Semantic" baseline)."""
+
+    name = "semantic"
+    description = "untrained encoder cosine"
+
+
+class Distilled(EncoderScorer):
+    """The distilled influence encoder."""
+
+    name = "influcoder"
+    description = "distilled encoder cosine"

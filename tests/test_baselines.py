@@ -1,0 +1,74 @@
+"""The compared methods behind one Scorer interface, and the query-specific metric, against references."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.stats import spearmanr
+
+from influcoder.encoder.model import InfluenceEncoder
+from influcoder.evaluation.baselines.base import EvaluationData
+from influcoder.evaluation.baselines.reference import PoolMean
+from influcoder.evaluation.baselines.text import Semantic, TfIdf
+from influcoder.evaluation.evaluate import evaluate_scorers
+from influcoder.metrics import query_specific_per_anchor, spearman_report
+
+from .test_labels import samples
+
+
+def test_query_specific_spearman_matches_a_loop_and_is_zero_for_a_query_agnostic_prediction():
+    rng = np.random.default_rng(0)
+    offsets = rng.normal(size=(30, 1)) * 3
+    true = offsets + rng.normal(size=(30, 6))
+    pred = true + rng.normal(size=(30, 6)) * 0.5
+    centred_true = true - true.mean(axis=1, keepdims=True)
+    centred_pred = pred - pred.mean(axis=1, keepdims=True)
+    reference = [spearmanr(centred_pred[:, j], centred_true[:, j]).statistic for j in range(6)]
+    np.testing.assert_allclose(query_specific_per_anchor(pred, true), reference, atol=1e-12)
+    agnostic = np.repeat(offsets, 6, axis=1)  # knows the offsets exactly, nothing per query
+    report = spearman_report(agnostic, true)
+    assert report.per_anchor_mean > 0.8  # the offset alone earns a high per-anchor figure...
+    assert report.query_specific_mean == 0.0  # ...and nothing query-specific (0, not NaN)
+
+
+def data_for(pool, queries, scores, eval_pool, eval_queries) -> EvaluationData:
+    train_pool = np.setdiff1d(np.arange(len(pool)), eval_pool)
+    train_queries = np.setdiff1d(np.arange(len(queries)), eval_queries)
+    return EvaluationData(scores, pool, queries, train_pool, eval_pool, train_queries, eval_queries, "random")
+
+
+def test_pool_mean_reads_only_training_queries():
+    pool, queries = samples(12), samples(8, seed=1, prefix="q")
+    scores = np.random.default_rng(2).normal(size=(12, 8))
+    data = data_for(pool, queries, scores, np.arange(8, 12), np.arange(5, 8))
+    scorer = PoolMean()
+    scorer.fit(data)
+    first = scorer.score(*data.eval_samples())
+    assert first.shape == (4, 3) and np.all(first == first[:, :1])
+    np.testing.assert_allclose(first[:, 0], scores[8:12, :5].mean(axis=1))
+    scores[:, 5:] += 100.0  # evaluation queries' truth must not leak into the reference
+    scorer.fit(data)
+    np.testing.assert_array_equal(scorer.score(*data.eval_samples()), first)
+
+
+def test_text_baselines_have_the_right_shape_and_are_deterministic(tiny_bert_dir):
+    pool, queries = samples(9), samples(4, seed=3, prefix="q")
+    tfidf = TfIdf().score(pool, queries)
+    assert tfidf.shape == (9, 4) and np.all(tfidf >= 0) and np.all(tfidf <= 1 + 1e-9)
+    np.testing.assert_array_equal(tfidf, TfIdf().score(pool, queries))
+    assert TfIdf().score([queries[0]], queries)[0, 0] == pytest.approx(1.0)  # a text is closest to itself
+    encoder = InfluenceEncoder.from_backbone(str(tiny_bert_dir), max_length=16)
+    semantic = Semantic(encoder).score(pool, queries)
+    assert semantic.shape == (9, 4)
+    np.testing.assert_array_equal(semantic, Semantic(encoder).score(pool, queries))
+
+
+def test_evaluate_scorers_reports_every_method_with_its_protocol():
+    pool, queries = samples(20), samples(8, seed=1, prefix="q")
+    rng = np.random.default_rng(5)
+    scores = rng.normal(size=(20, 1)) * 2 + rng.normal(size=(20, 8))
+    data = data_for(pool, queries, scores, np.arange(12, 20), np.arange(4, 8))
+    rows = evaluate_scorers({"pool-mean": PoolMean(), "tfidf": TfIdf()}, data)
+    assert set(rows) == {"pool-mean", "tfidf"} and rows["pool-mean"]["protocol"] == "random"
+    assert rows["pool-mean"]["query_specific_mean"] == 0.0 and rows["pool-mean"]["n_pool"] == 8
+    assert rows["pool-mean"]["per_anchor_mean"] > 0.5  # the offsets carry most of the per-anchor figure
