@@ -29,6 +29,8 @@ _LAZY = {
     "distill_labels": "influcoder.encoder.distill",  # distill
     "InfluenceEncoder": "influcoder.encoder.model",
     "evaluate_encoder": "influcoder.evaluation.evaluate",  # evaluate
+    "evaluate_scorers": "influcoder.evaluation.evaluate",  # evaluate --baselines
+    "evaluation_data": "influcoder.evaluation.evaluate",
     "EmbeddingIndex": "influcoder.attribution.index",  # index
     "Influcoder": "influcoder.attribution.influcoder",  # attribute, filter
     "audit_attribution": "influcoder.attribution.audit",  # attribute --audit

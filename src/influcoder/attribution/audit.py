@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from influcoder.core.errors import InflucoderError
 from influcoder.data.records import Sample
@@ -51,9 +52,14 @@ def choose_audit_rows(n_pool: int, must: Sequence[int], n: int, seed: int = 0) -
     return np.array(sorted(chosen))
 
 
-def audit_scores(encoder, featurizer: GradientFeaturizer, pool: Sequence[Sample], queries: Sequence[Sample]) -> dict:
+def audit_scores(
+    encoder, featurizer: GradientFeaturizer, pool: Sequence[Sample], queries: Sequence[Sample], progress: bool = False
+) -> dict:
     """Spearman of encoder vs exact gradient influence on the given pool samples and queries."""
-    exact = normalize_rows(featurizer.featurize(pool)) @ normalize_rows(featurizer.featurize(queries)).T
+    with tqdm(total=len(pool) + len(queries), desc="audit gradients", unit="sample", disable=not progress) as bar:
+        pool_grads = featurizer.featurize_tokenized(featurizer.tokenize(pool), bar)
+        query_grads = featurizer.featurize_tokenized(featurizer.tokenize(queries), bar)
+    exact = normalize_rows(pool_grads) @ normalize_rows(query_grads).T
     predicted = encoder.encode(pool) @ encoder.encode(queries).T
     return spearman_report(predicted, exact).to_dict()
 
@@ -74,4 +80,4 @@ def audit_attribution(
     if progress:
         print(f"[audit] exact gradients of {len(rows)} pool samples and {len(queries)} queries with {settings.model}")
     featurizer = GradientFeaturizer(settings)
-    return audit_scores(ic.encoder, featurizer, [pool[i] for i in rows], queries)
+    return audit_scores(ic.encoder, featurizer, [pool[i] for i in rows], queries, progress)
