@@ -72,3 +72,39 @@ def test_evaluate_scorers_reports_every_method_with_its_protocol():
     assert set(rows) == {"pool-mean", "tfidf"} and rows["pool-mean"]["protocol"] == "random"
     assert rows["pool-mean"]["query_specific_mean"] == 0.0 and rows["pool-mean"]["n_pool"] == 8
     assert rows["pool-mean"]["per_anchor_mean"] > 0.5  # the offsets carry most of the per-anchor figure
+
+
+def test_position_weighted_pooling_matches_a_hand_computed_mean_and_ignores_padding():
+    import torch
+
+    from influcoder.evaluation.baselines.representations import pooled_hidden
+
+    hidden = torch.randn(2, 5, 3, dtype=torch.float64)
+    mask = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]])  # left padding in the first row
+    got = pooled_hidden(hidden, mask, "position")
+    first = (1 * hidden[0, 2] + 2 * hidden[0, 3] + 3 * hidden[0, 4]) / 6
+    second = sum((i + 1) * hidden[1, i] for i in range(5)) / 15
+    expected = torch.nn.functional.normalize(torch.stack([first, second]), dim=-1)
+    torch.testing.assert_close(got, expected)
+    torch.testing.assert_close(
+        pooled_hidden(hidden, mask, "mean")[0], torch.nn.functional.normalize(hidden[0, 2:].mean(0), dim=0)
+    )
+    hidden[0, :2] = 1e6  # what padding holds must not matter
+    torch.testing.assert_close(pooled_hidden(hidden, mask, "position"), expected)
+
+
+@pytest.mark.parametrize("kind", ["repsim", "rds+"])
+def test_decoder_representations_are_the_same_batched_and_one_by_one(tiny_model_dir, kind):
+    from influcoder.data.models import load_decoder
+    from influcoder.evaluation.baselines.representations import RdsPlus, RepSim
+    from influcoder.labels.settings import LabelSettings
+
+    model, tokenizer = load_decoder(str(tiny_model_dir))
+    settings = LabelSettings(model=str(tiny_model_dir), max_length=24, batch_size=4, batch_tokens=256, device="cpu")
+    scorer = (RepSim if kind == "repsim" else RdsPlus)(settings, model, tokenizer)
+    data = samples(7)
+    batched = scorer.embed(data)
+    alone = np.concatenate([scorer.embed([s]) for s in data])
+    np.testing.assert_allclose(batched, alone, atol=1e-5)
+    scores = scorer.score(data, samples(3, seed=2, prefix="q"))
+    assert scores.shape == (7, 3) and np.all(np.abs(scores) <= 1 + 1e-6)

@@ -94,6 +94,7 @@ def test_distill_then_evaluate_cli(tiny_model_dir, tiny_bert_dir, tmp_path, caps
                 "--baselines",
                 "tfidf",
                 "pool-mean",
+                "rds+",
                 "--by",
                 "task",
                 "--json",
@@ -103,7 +104,7 @@ def test_distill_then_evaluate_cli(tiny_model_dir, tiny_bert_dir, tmp_path, caps
         == 0
     )
     rows = json.loads((tmp_path / "eval.json").read_text())
-    assert list(rows) == ["distilled", "untrained", "tfidf", "pool-mean"]
+    assert list(rows) == ["distilled", "untrained", "tfidf", "pool-mean", "rds+"]
     assert rows["distilled"]["n_pool"] == 6 and rows["untrained"]["n_queries"] == 3
     assert all(r["protocol"] == "random" and r["n_pool"] == 6 for r in rows.values())
     assert rows["pool-mean"]["query_specific_mean"] == 0.0

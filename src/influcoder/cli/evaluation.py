@@ -26,9 +26,10 @@ class Evaluate(Command):
     """A directory written by `influcoder label`."""
     split: Path | None = None
     """A JSON file with pool_ids and query_ids (default: the encoder's eval_split.json)."""
-    baselines: list[Literal["untrained", "tfidf", "pool-mean"]] = field(default_factory=list)
-    """Also score these on the same split: the untrained backbone (Semantic), TF-IDF cosine, and pool-mean
-    (each pool sample's mean true influence over the training queries: needs every pool gradient)."""
+    baselines: list[Literal["untrained", "tfidf", "pool-mean", "repsim", "rds+"]] = field(default_factory=list)
+    """Also score these on the same split: the untrained backbone (Semantic), TF-IDF cosine, pool-mean (each
+    pool sample's mean true influence over the training queries: needs every pool gradient), and the labelling
+    decoder's last-layer states: mean (repsim) or position-weighted mean (rds+)."""
     untrained: bool = False
     """Shorthand for --baselines untrained."""
     by: str | None = None
@@ -50,6 +51,7 @@ class Evaluate(Command):
     def scorers(self) -> dict:
         from influcoder.encoder.model import InfluenceEncoder
         from influcoder.evaluation.baselines.reference import PoolMean
+        from influcoder.evaluation.baselines.representations import RdsPlus, RepSim
         from influcoder.evaluation.baselines.text import Distilled, Semantic, TfIdf
 
         encoder = InfluenceEncoder.from_pretrained(self.encoder, device=self.device)
@@ -61,9 +63,22 @@ class Evaluate(Command):
                     config.backbone, pooling=config.pooling, max_length=config.max_length, device=self.device
                 )
                 scorers[name] = Semantic(fresh, progress=not self.quiet)
+            elif name in ("repsim", "rds+"):
+                scorers[name] = (RepSim if name == "repsim" else RdsPlus)(
+                    self.label_settings(), progress=not self.quiet
+                )
             else:
                 scorers[name] = TfIdf() if name == "tfidf" else PoolMean()
         return scorers
+
+    def label_settings(self):
+        """The settings the labels were made with (same decoder and text view), on this run's device."""
+        import json
+
+        from influcoder.labels.settings import LabelSettings
+
+        recorded = json.loads((self.labels / "labels.json").read_text(encoding="utf-8"))["settings"]
+        return LabelSettings(**{**recorded, "device": self.device})
 
     def run(self) -> int:
         from influcoder.core.atomic import write_json_atomic

@@ -3,8 +3,9 @@
 - `text`: `tfidf` (TF-IDF cosine, scikit-learn) and `semantic` (the untrained encoder's cosine)
 - `reference`: `pool-mean`, each pool sample's mean true influence over the *training* queries: a
   query-agnostic reference that needs the gradients of every pool sample, the bar a learned method should clear
-- `learned`: `influcoder`, a distilled encoder
+- `representations`: `repsim` and `rds+`, cosines of the labelling decoder's (position-weighted) mean
+  last-layer states
+- the distilled encoder itself is `text.Distilled`
 
-`SCORERS` maps the names the CLI takes to the classes. Decoder-based methods (repsim, rds+, less, logra,
-datainf) and airrep are still to come (issue: evaluation harness).
+Gradient methods (less, logra, datainf) and airrep are still to come (issue: evaluation harness).
 """

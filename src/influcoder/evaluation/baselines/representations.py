@@ -1,0 +1,83 @@
+"""Decoder-representation baselines: cosine of the labelling decoder's last-layer hidden states.
+
+- `repsim` (Rep-Sim): the mean of the last layer over a sample's tokens.
+- `rds+` (RDS+, as in DATE-LM): a position-weighted mean, weight proportional to the token's position in
+  the sample (1, 2, ..., n), so later tokens, which have read more of the text, count more.
+
+Both read the text exactly as the gradient labels do (same decoder, chat template, prompt truncation) and
+never count padding: batches are left-padded with per-sample position ids, so a sample's representation is
+the same in any batch. One forward pass per sample, no backward: the cheapest decoder-based method.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from influcoder.data.formatting import SampleFormatter, collate_left_padded
+from influcoder.data.records import Sample
+from influcoder.evaluation.baselines.base import Scorer
+from influcoder.labels.featurizer import make_batches
+from influcoder.labels.settings import LabelSettings
+
+
+def pooled_hidden(hidden: torch.Tensor, attention_mask: torch.Tensor, weighting: str) -> torch.Tensor:
+    """(batch, dim) pooled last-layer states: a plain mean, or weights proportional to position ("position")."""
+    mask = attention_mask.to(hidden.dtype)
+    weights = mask.cumsum(dim=1) * mask if weighting == "position" else mask
+    pooled = (hidden * weights.unsqueeze(-1)).sum(dim=1) / weights.sum(dim=1, keepdim=True).clamp(min=1.0)
+    return torch.nn.functional.normalize(pooled, dim=-1)
+
+
+class DecoderRepresentation(Scorer):
+    """Cosine of pooled last-layer hidden states of the decoder the labels were made with."""
+
+    name = "repsim"
+    description = "cosine of mean last-layer decoder states"
+    weighting = "mean"
+
+    def __init__(self, settings: LabelSettings, model=None, tokenizer=None, progress: bool = False):
+        from influcoder.core.devices import resolve_device
+        from influcoder.data.models import load_decoder
+
+        if model is None:
+            model, tokenizer = load_decoder(settings.model)
+        self.settings, self.progress = settings, progress
+        self.model = model.to(resolve_device(settings.device)).eval()
+        self.formatter = SampleFormatter(tokenizer, settings.max_length, settings.chat_template)
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.pad_id = pad if pad is not None else 0
+
+    @torch.no_grad()
+    def embed(self, samples: Sequence[Sample]) -> np.ndarray:
+        """(n, hidden) unit-norm pooled states, in input order (batched by length, padding never counted)."""
+        tokenized = self.formatter.encode_all(samples)
+        device = next(self.model.parameters()).device
+        out = np.empty((len(samples), self.model.config.hidden_size), dtype=np.float32)
+        lengths = [len(t.input_ids) for t in tokenized]
+        with tqdm(total=len(samples), desc=self.name, unit="sample", disable=not self.progress) as bar:
+            for batch in make_batches(lengths, self.settings.batch_size, self.settings.batch_tokens):
+                inputs = collate_left_padded([tokenized[i] for i in batch], self.pad_id)
+                inputs = {k: v.to(device) for k, v in inputs.items() if k != "labels"}
+                hidden = self.model(**inputs, output_hidden_states=True).hidden_states[-1].float()
+                out[batch] = pooled_hidden(hidden, inputs["attention_mask"], self.weighting).cpu().numpy()
+                bar.update(len(batch))
+        return out
+
+    def score(self, pool: Sequence[Sample], queries: Sequence[Sample]) -> np.ndarray:
+        return self.embed(pool).astype(np.float64) @ self.embed(queries).astype(np.float64).T
+
+
+class RepSim(DecoderRepresentation):
+    name = "repsim"
+    description = "cosine of mean last-layer decoder states"
+    weighting = "mean"
+
+
+class RdsPlus(DecoderRepresentation):
+    name = "rds+"
+    description = "cosine of position-weighted mean last-layer decoder states"
+    weighting = "position"
