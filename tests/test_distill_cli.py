@@ -95,6 +95,7 @@ def test_distill_then_evaluate_cli(tiny_model_dir, tiny_bert_dir, tmp_path, caps
                 "tfidf",
                 "pool-mean",
                 "rds+",
+                "less",
                 "--by",
                 "task",
                 "--json",
@@ -104,7 +105,8 @@ def test_distill_then_evaluate_cli(tiny_model_dir, tiny_bert_dir, tmp_path, caps
         == 0
     )
     rows = json.loads((tmp_path / "eval.json").read_text())
-    assert list(rows) == ["distilled", "untrained", "tfidf", "pool-mean", "rds+"]
+    assert list(rows) == ["distilled", "untrained", "tfidf", "pool-mean", "rds+", "less"]
+    assert rows["less"]["preconditioner"] == "sgd"
     assert rows["distilled"]["n_pool"] == 6 and rows["untrained"]["n_queries"] == 3
     assert all(r["protocol"] == "random" and r["n_pool"] == 6 for r in rows.values())
     assert rows["pool-mean"]["query_specific_mean"] == 0.0

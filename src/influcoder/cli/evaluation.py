@@ -26,10 +26,11 @@ class Evaluate(Command):
     """A directory written by `influcoder label`."""
     split: Path | None = None
     """A JSON file with pool_ids and query_ids (default: the encoder's eval_split.json)."""
-    baselines: list[Literal["untrained", "tfidf", "pool-mean", "repsim", "rds+"]] = field(default_factory=list)
+    baselines: list[Literal["untrained", "tfidf", "pool-mean", "repsim", "rds+", "less"]] = field(default_factory=list)
     """Also score these on the same split: the untrained backbone (Semantic), TF-IDF cosine, pool-mean (each
     pool sample's mean true influence over the training queries: needs every pool gradient), and the labelling
-    decoder's last-layer states: mean (repsim) or position-weighted mean (rds+)."""
+    decoder's last-layer states: mean (repsim) or position-weighted mean (rds+); less: the labels' LoRA
+    gradients, Rademacher 8,192 (SGD: no optimizer state)."""
     untrained: bool = False
     """Shorthand for --baselines untrained."""
     by: str | None = None
@@ -50,6 +51,7 @@ class Evaluate(Command):
 
     def scorers(self) -> dict:
         from influcoder.encoder.model import InfluenceEncoder
+        from influcoder.evaluation.baselines.gradients import Less
         from influcoder.evaluation.baselines.reference import PoolMean
         from influcoder.evaluation.baselines.representations import RdsPlus, RepSim
         from influcoder.evaluation.baselines.text import Distilled, Semantic, TfIdf
@@ -63,6 +65,8 @@ class Evaluate(Command):
                     config.backbone, pooling=config.pooling, max_length=config.max_length, device=self.device
                 )
                 scorers[name] = Semantic(fresh, progress=not self.quiet)
+            elif name == "less":
+                scorers[name] = Less(self.label_settings())
             elif name in ("repsim", "rds+"):
                 scorers[name] = (RepSim if name == "repsim" else RdsPlus)(
                     self.label_settings(), progress=not self.quiet

@@ -73,6 +73,8 @@ def evaluate_scorers(
             report["group_by"] = group_by
             report["per_group"] = per_anchor_by_group(pred, true, groups)
         report["method"] = scorer.name
+        if hasattr(scorer, "preconditioner"):
+            report["preconditioner"] = scorer.preconditioner
         report["protocol"] = data.protocol  # random, task, or None: no recorded protocol / no split
         report["fit_seconds"] = fitted - started
         report["encode_seconds"] = seconds

@@ -5,7 +5,8 @@
   query-agnostic reference that needs the gradients of every pool sample, the bar a learned method should clear
 - `representations`: `repsim` and `rds+`, cosines of the labelling decoder's (position-weighted) mean
   last-layer states
+- `gradients`: `less`, the labels' LoRA gradients Rademacher-projected to 8,192 (SGD without optimizer state)
 - the distilled encoder itself is `text.Distilled`
 
-Gradient methods (less, logra, datainf) and airrep are still to come (issue: evaluation harness).
+Still to come (issue: evaluation harness): logra, datainf, airrep, and LESS with Adam preconditioning.
 """
