@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 import numpy as np
+import torch
 
 from influcoder.data.records import Sample
 from influcoder.evaluation.baselines.base import Scorer
@@ -25,13 +26,25 @@ class Less(Scorer):
     description = "LoRA gradients, Rademacher 8,192, cosine (SGD: no optimizer state)"
     preconditioner = "sgd"
 
-    def __init__(self, settings: LabelSettings, model=None, tokenizer=None, dim: int = 8192):
+    def __init__(
+        self, settings: LabelSettings, model=None, tokenizer=None, dim: int = 8192, rows_per_pass: int = 128
+    ):
         from influcoder.labels.featurizer import GradientFeaturizer
+        from influcoder.labels.projectors import Rademacher
 
-        self.settings = replace(settings, projector="rademacher", proj_dim=dim)
-        self.featurizer = GradientFeaturizer(self.settings, model, tokenizer)
+        self.featurizer = GradientFeaturizer(replace(settings, projector="identity"), model, tokenizer)
+        self.projector = Rademacher(dim, settings.seed)
+        self.rows_per_pass = rows_per_pass
+
+    def features(self, samples: Sequence[Sample]) -> np.ndarray:
+        """Unit-norm projected gradients. A dense projection of 2.4M LoRA coordinates is 20G random signs,
+        generated on the fly: projecting `rows_per_pass` exact gradients per generation instead of one
+        labelling batch (<= 8) makes it affordable on a CPU."""
+        out = []
+        for start in range(0, len(samples), self.rows_per_pass):
+            exact = self.featurizer.featurize(samples[start : start + self.rows_per_pass])
+            out.append(self.projector.project_matrix(torch.from_numpy(exact)).numpy())
+        return normalize_rows(np.concatenate(out)).astype(np.float64)
 
     def score(self, pool: Sequence[Sample], queries: Sequence[Sample]) -> np.ndarray:
-        pool_features = normalize_rows(self.featurizer.featurize(pool)).astype(np.float64)
-        query_features = normalize_rows(self.featurizer.featurize(queries)).astype(np.float64)
-        return pool_features @ query_features.T
+        return self.features(list(pool)) @ self.features(list(queries)).T
