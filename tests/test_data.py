@@ -126,3 +126,20 @@ def test_fingerprint_sees_order_and_text():
     a, b = Sample("1", "p", "r"), Sample("2", "p", "s")
     assert fingerprint([a, b]) == fingerprint([a, b]) != fingerprint([b, a])
     assert fingerprint([a]) != fingerprint([Sample("1", "p", "r2")])
+
+
+def test_jsonl_round_trips_every_unicode_line_separator(tmp_path):
+    """json.dumps(ensure_ascii=False) leaves U+2028 and friends raw; the reader split lines on them, so
+    influcoder could not read back its own files (data --out, pool.jsonl, index segments)."""
+    from influcoder.data.formats import load_file, write_samples
+    from influcoder.data.records import Sample
+
+    separators = ["\u2028", "\u2029", "\u0085", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\r"]
+    samples = [Sample(f"s{i}", f"before{sep}after", f"answer{sep}end") for i, sep in enumerate(separators)]
+    path = tmp_path / "out.jsonl"
+    write_samples(samples, path)
+    loaded = load_file(path)
+    assert [(s.id, s.prompt, s.response) for s in loaded] == [(s.id, s.prompt, s.response) for s in samples]
+    crlf = tmp_path / "crlf.jsonl"
+    crlf.write_bytes(b'{"prompt": "p", "response": "r"}\r\n{"prompt": "q", "response": "s"}\r\n')
+    assert [s.prompt for s in load_file(crlf)] == ["p", "q"]

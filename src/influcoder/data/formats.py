@@ -28,8 +28,14 @@ def _read_text(path: Path) -> str:
 
 
 def iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
-    """(line number, parsed object) for each non-blank line; malformed JSON raises with its line."""
-    for number, text in enumerate(_read_text(path).splitlines(), start=1):
+    """(line number, parsed object) for each non-blank line; malformed JSON raises with its line.
+
+    Lines end at "\\n" only, as JSON Lines says: `str.splitlines` also splits at U+2028, U+2029, U+0085 and
+    other separators that `json.dumps(ensure_ascii=False)` leaves raw inside strings, so files influcoder wrote
+    itself failed to load on the next stage.
+    """
+    for number, text in enumerate(_read_text(path).split("\n"), start=1):
+        text = text.removesuffix("\r")
         if not text.strip():
             continue
         try:

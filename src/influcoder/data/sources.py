@@ -61,7 +61,8 @@ def _load_evals(option: str | None, limit: int | None, seed: int) -> list[Sample
     for task in order:
         records: list[tuple[str, int, dict]] = []
         for path in sorted((root / task).rglob("*.jsonl")):
-            for number, text in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+            lines = path.read_text(encoding="utf-8", errors="replace").split("\n")  # JSON Lines: "\n" only
+            for number, text in enumerate(lines, 1):
                 try:
                     record = json.loads(text)
                 except json.JSONDecodeError:
