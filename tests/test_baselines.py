@@ -128,3 +128,25 @@ def test_less_with_sgd_gradients_ranks_like_the_exact_labels(tiny_model_dir):
     assert predicted.shape == (24, 6) and less.preconditioner == "sgd"
     assert spearman_report(predicted, exact).per_anchor_mean > 0.9
     np.testing.assert_array_equal(predicted, less.score(pool, queries))
+
+
+def test_the_flop_meter_sees_attention_and_restores_the_model(tiny_bert_dir):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from influcoder.evaluation.costs import count_flops
+    from influcoder.evaluation.evaluate import evaluate_scorers
+
+    encoder = InfluenceEncoder.from_backbone(str(tiny_bert_dir), max_length=64)
+    backbone = encoder.backbone
+    before = backbone.config._attn_implementation
+    texts = ["a b c d e f g h " * 6]
+    with FlopCounterMode(display=False) as plain:
+        encoder.encode(texts)
+    _, counted = count_flops(lambda: encoder.encode(texts), [backbone])
+    assert counted > plain.get_total_flops()  # attention's matmuls are counted only under eager attention
+    assert backbone.config._attn_implementation == before
+    pool, queries = samples(6), samples(3, seed=1, prefix="q")
+    scores = np.random.default_rng(0).normal(size=(6, 3))
+    data = data_for(pool, queries, scores, np.arange(3, 6), np.arange(1, 3))
+    rows = evaluate_scorers({"semantic": Semantic(encoder), "tfidf": TfIdf()}, data, count_flops=True)
+    assert rows["semantic"]["flops_per_sample"] > 0 and rows["tfidf"]["flops_per_sample"] is None

@@ -96,6 +96,7 @@ def test_distill_then_evaluate_cli(tiny_model_dir, tiny_bert_dir, tmp_path, caps
                 "pool-mean",
                 "rds+",
                 "less",
+                "--flops",
                 "--by",
                 "task",
                 "--json",
@@ -107,6 +108,8 @@ def test_distill_then_evaluate_cli(tiny_model_dir, tiny_bert_dir, tmp_path, caps
     rows = json.loads((tmp_path / "eval.json").read_text())
     assert list(rows) == ["distilled", "untrained", "tfidf", "pool-mean", "rds+", "less"]
     assert rows["less"]["preconditioner"] == "sgd"
+    assert rows["less"]["flops_per_sample"] > rows["rds+"]["flops_per_sample"] > 0  # a backward pass costs more
+    assert rows["distilled"]["flops_per_sample"] > 0 and rows["tfidf"]["flops_per_sample"] is None
     assert rows["distilled"]["n_pool"] == 6 and rows["untrained"]["n_queries"] == 3
     assert all(r["protocol"] == "random" and r["n_pool"] == 6 for r in rows.values())
     assert rows["pool-mean"]["query_specific_mean"] == 0.0

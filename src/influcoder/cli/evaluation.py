@@ -35,6 +35,8 @@ class Evaluate(Command):
     """Shorthand for --baselines untrained."""
     by: str | None = None
     """Also report per-anchor rho per group of queries sharing this meta field (e.g. task)."""
+    flops: bool = False
+    """Also count each method's FLOPs per scored sample (FlopCounterMode, eager attention; scores once more)."""
     json: Path | None = None
     """Also write the rows as JSON here."""
     quiet: Quiet = False
@@ -91,20 +93,24 @@ class Evaluate(Command):
         split = self.split or self.default_split()
         scorers = self.scorers()
         data = evaluation_data(self.labels, split)
-        rows = evaluate_scorers(scorers, data, training_record(self.encoder), self.by)
+        rows = evaluate_scorers(scorers, data, training_record(self.encoder), self.by, self.flops)
         meaning = {"task": "tasks never seen in distillation", "random": "held-out samples of training tasks"}
         protocol = data.protocol
         where = f"the split {split} (protocol: {protocol}, {meaning.get(protocol, 'unrecorded')})" if split else ""
         print(f"evaluation on {where or 'all labels'}:")
+        flops = " GFLOP/sample |" if self.flops else ""
         print(
             "| method | per-anchor rho (mean +- std) | mean-aggregated rho | query-specific rho | pool x queries "
-            "| ms/sample |"
+            f"| ms/sample |{flops}"
         )
-        print("|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|" + ("---|" if self.flops else ""))
         for name, r in rows.items():
+            counted = r.get("flops_per_sample")
+            cell = (f" {counted / 1e9:.3g} |" if counted is not None else " not counted |") if self.flops else ""
             print(
                 f"| {name} | {r['per_anchor_mean']:.4f} +- {r['per_anchor_std']:.4f} | {r['mean_aggregated']:.4f} | "
                 f"{r['query_specific_mean']:.4f} | {r['n_pool']} x {r['n_queries']} | {r['encode_ms_per_sample']:.1f} |"
+                + cell
             )
         if self.by:
             print(f"\nper-anchor rho by query {self.by} (weakest first):")

@@ -11,6 +11,7 @@ import numpy as np
 from influcoder.core.errors import InflucoderError
 from influcoder.data.records import sample_groups
 from influcoder.encoder.model import InfluenceEncoder
+from influcoder.evaluation import costs
 from influcoder.evaluation.baselines.base import EvaluationData, Scorer
 from influcoder.evaluation.baselines.text import Distilled
 from influcoder.labels.labelling import load_labels
@@ -46,12 +47,14 @@ def evaluate_scorers(
     data: EvaluationData,
     trained_on: dict | None = None,
     group_by: str | None = None,
+    count_flops: bool = False,
 ) -> dict[str, dict]:
     """One report per method on `data`'s evaluation part: Spearman figures, protocol and cost per sample.
 
     `trained_on` ({"train_pool_ids", "train_query_ids"}) makes evaluation on training items an error.
     `group_by` names a query meta field (e.g. "task"): reports then also hold per-anchor Spearman per group
-    under "per_group", because a mean over all queries hides the tasks a method fails on.
+    under "per_group", because a mean over all queries hides the tasks a method fails on. `count_flops` scores
+    once more under the FLOP meter (`costs.count_flops`) and reports FLOPs per scored sample.
     """
     pool, queries = data.eval_samples()
     if trained_on:
@@ -79,6 +82,10 @@ def evaluate_scorers(
         report["fit_seconds"] = fitted - started
         report["encode_seconds"] = seconds
         report["encode_ms_per_sample"] = 1000 * seconds / (len(pool) + len(queries))
+        if count_flops:
+            models = scorer.models()
+            _, flops = costs.count_flops(lambda scorer=scorer: scorer.score(pool, queries), models)
+            report["flops_per_sample"] = flops / (len(pool) + len(queries)) if models else None
         reports[name] = report
     return reports
 

@@ -41,6 +41,10 @@ class Scorer(ABC):
     name: ClassVar[str]
     description: ClassVar[str]
 
+    def models(self) -> list:
+        """The torch models `score` runs, for the FLOP meter (none: the method's cost is not counted)."""
+        return []
+
     def fit(self, data: EvaluationData) -> None:  # noqa: B027 - most methods learn nothing
         """Learn what the method learns from `data`'s training rows and columns (default: nothing)."""
 

@@ -26,15 +26,16 @@ class Less(Scorer):
     description = "LoRA gradients, Rademacher 8,192, cosine (SGD: no optimizer state)"
     preconditioner = "sgd"
 
-    def __init__(
-        self, settings: LabelSettings, model=None, tokenizer=None, dim: int = 8192, rows_per_pass: int = 128
-    ):
+    def __init__(self, settings: LabelSettings, model=None, tokenizer=None, dim: int = 8192, rows_per_pass: int = 128):
         from influcoder.labels.featurizer import GradientFeaturizer
         from influcoder.labels.projectors import Rademacher
 
         self.featurizer = GradientFeaturizer(replace(settings, projector="identity"), model, tokenizer)
         self.projector = Rademacher(dim, settings.seed)
         self.rows_per_pass = rows_per_pass
+
+    def models(self) -> list:
+        return [self.featurizer.model]
 
     def features(self, samples: Sequence[Sample]) -> np.ndarray:
         """Unit-norm projected gradients. A dense projection of 2.4M LoRA coordinates is 20G random signs,

@@ -51,6 +51,9 @@ class DecoderRepresentation(Scorer):
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.pad_id = pad if pad is not None else 0
 
+    def models(self) -> list:
+        return [self.model]
+
     @torch.no_grad()
     def embed(self, samples: Sequence[Sample]) -> np.ndarray:
         """(n, hidden) unit-norm pooled states, in input order (batched by length, padding never counted)."""

@@ -40,6 +40,9 @@ class EncoderScorer(Scorer):
     def __init__(self, encoder, batch_size: int = 32, progress: bool = False):
         self.encoder, self.batch_size, self.progress = encoder, batch_size, progress
 
+    def models(self) -> list:
+        return [self.encoder.backbone]
+
     def score(self, pool: Sequence[Sample], queries: Sequence[Sample]) -> np.ndarray:
         from influcoder.encoder.predict import predict_matrix
 
