@@ -150,3 +150,15 @@ def test_the_flop_meter_sees_attention_and_restores_the_model(tiny_bert_dir):
     data = data_for(pool, queries, scores, np.arange(3, 6), np.arange(1, 3))
     rows = evaluate_scorers({"semantic": Semantic(encoder), "tfidf": TfIdf()}, data, count_flops=True)
     assert rows["semantic"]["flops_per_sample"] > 0 and rows["tfidf"]["flops_per_sample"] is None
+
+
+def test_every_method_reports_what_it_stores_per_sample(tiny_bert_dir):
+    pool, queries = samples(6), samples(3, seed=1, prefix="q")
+    data = data_for(pool, queries, np.random.default_rng(1).normal(size=(6, 3)), np.arange(3, 6), np.arange(1, 3))
+    encoder = InfluenceEncoder.from_backbone(str(tiny_bert_dir), max_length=16)
+    rows = evaluate_scorers({"semantic": Semantic(encoder), "tfidf": TfIdf(), "pool-mean": PoolMean()}, data)
+    assert rows["semantic"]["bytes_per_sample"] == 2 * encoder.dim
+    assert rows["pool-mean"]["bytes_per_sample"] == 8
+    tfidf = TfIdf()
+    tfidf.score(pool[3:], queries[1:])
+    assert rows["tfidf"]["bytes_per_sample"] == tfidf.bytes_per_sample() > 0

@@ -101,16 +101,17 @@ class Evaluate(Command):
         flops = " GFLOP/sample |" if self.flops else ""
         print(
             "| method | per-anchor rho (mean +- std) | mean-aggregated rho | query-specific rho | pool x queries "
-            f"| ms/sample |{flops}"
+            f"| ms/sample | bytes/sample |{flops}"
         )
-        print("|---|---|---|---|---|---|" + ("---|" if self.flops else ""))
+        print("|---|---|---|---|---|---|---|" + ("---|" if self.flops else ""))
         for name, r in rows.items():
             counted = r.get("flops_per_sample")
             cell = (f" {counted / 1e9:.3g} |" if counted is not None else " not counted |") if self.flops else ""
+            stored = "-" if r["bytes_per_sample"] is None else format(r["bytes_per_sample"], ",.0f")
             print(
                 f"| {name} | {r['per_anchor_mean']:.4f} +- {r['per_anchor_std']:.4f} | {r['mean_aggregated']:.4f} | "
-                f"{r['query_specific_mean']:.4f} | {r['n_pool']} x {r['n_queries']} | {r['encode_ms_per_sample']:.1f} |"
-                + cell
+                f"{r['query_specific_mean']:.4f} | {r['n_pool']} x {r['n_queries']} | {r['encode_ms_per_sample']:.1f} | "
+                f"{stored} |{cell}"
             )
         if self.by:
             print(f"\nper-anchor rho by query {self.by} (weakest first):")

@@ -82,6 +82,7 @@ def evaluate_scorers(
         report["fit_seconds"] = fitted - started
         report["encode_seconds"] = seconds
         report["encode_ms_per_sample"] = 1000 * seconds / (len(pool) + len(queries))
+        report["bytes_per_sample"] = scorer.bytes_per_sample()
         if count_flops:
             models = scorer.models()
             _, flops = costs.count_flops(lambda scorer=scorer: scorer.score(pool, queries), models)

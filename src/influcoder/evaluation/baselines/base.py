@@ -41,6 +41,10 @@ class Scorer(ABC):
     name: ClassVar[str]
     description: ClassVar[str]
 
+    def bytes_per_sample(self) -> float | None:
+        """Bytes stored per pool sample to answer a new query (None: not meaningful for the method)."""
+        return None
+
     def models(self) -> list:
         """The torch models `score` runs, for the FLOP meter (none: the method's cost is not counted)."""
         return []

@@ -37,6 +37,9 @@ class Less(Scorer):
     def models(self) -> list:
         return [self.featurizer.model]
 
+    def bytes_per_sample(self) -> float:
+        return 4.0 * self.projector.out_dim  # one float32 projected gradient
+
     def features(self, samples: Sequence[Sample]) -> np.ndarray:
         """Unit-norm projected gradients. A dense projection of 2.4M LoRA coordinates is 20G random signs,
         generated on the fly: projecting `rows_per_pass` exact gradients per generation instead of one

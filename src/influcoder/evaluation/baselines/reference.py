@@ -23,6 +23,9 @@ class PoolMean(Scorer):
     def __init__(self) -> None:
         self.means: dict[str, float] = {}
 
+    def bytes_per_sample(self) -> float:
+        return 8.0  # one float64 mean (after labelling every pool sample against the training queries)
+
     def fit(self, data: EvaluationData) -> None:
         if len(data.train_queries) == 0:
             raise InflucoderError("pool-mean needs training queries (a split that holds some out)")

@@ -54,6 +54,9 @@ class DecoderRepresentation(Scorer):
     def models(self) -> list:
         return [self.model]
 
+    def bytes_per_sample(self) -> float:
+        return 4.0 * self.model.config.hidden_size  # one float32 state vector
+
     @torch.no_grad()
     def embed(self, samples: Sequence[Sample]) -> np.ndarray:
         """(n, hidden) unit-norm pooled states, in input order (batched by length, padding never counted)."""

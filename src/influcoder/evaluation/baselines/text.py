@@ -20,6 +20,11 @@ class TfIdf(Scorer):
 
     name = "tfidf"
     description = "TF-IDF cosine of prompt + response"
+    _stored: float | None = None
+
+    def bytes_per_sample(self) -> float | None:
+        """The pool's sparse rows (values + column indices) of the last scoring."""
+        return self._stored
 
     def score(self, pool: Sequence[Sample], queries: Sequence[Sample]) -> np.ndarray:
         try:
@@ -28,6 +33,7 @@ class TfIdf(Scorer):
             raise InflucoderError('the tfidf baseline needs scikit-learn: pip install "influcoder[eval]"') from None
         texts = [sample_text(s) for s in (*pool, *queries)]
         vectors = TfidfVectorizer(sublinear_tf=True).fit_transform(texts)  # rows are L2-normalised
+        self._stored = vectors[: len(pool)].nnz * (vectors.data.itemsize + vectors.indices.itemsize) / len(pool)
         return np.asarray((vectors[: len(pool)] @ vectors[len(pool) :].T).todense(), dtype=np.float64)
 
 
@@ -42,6 +48,9 @@ class EncoderScorer(Scorer):
 
     def models(self) -> list:
         return [self.encoder.backbone]
+
+    def bytes_per_sample(self) -> float:
+        return 2.0 * self.encoder.dim  # float16 embeddings, as `influcoder index` stores them
 
     def score(self, pool: Sequence[Sample], queries: Sequence[Sample]) -> np.ndarray:
         from influcoder.encoder.predict import predict_matrix
