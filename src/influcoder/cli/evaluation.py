@@ -110,8 +110,8 @@ class Evaluate(Command):
             stored = "-" if r["bytes_per_sample"] is None else format(r["bytes_per_sample"], ",.0f")
             print(
                 f"| {name} | {r['per_anchor_mean']:.4f} +- {r['per_anchor_std']:.4f} | {r['mean_aggregated']:.4f} | "
-                f"{r['query_specific_mean']:.4f} | {r['n_pool']} x {r['n_queries']} | {r['encode_ms_per_sample']:.1f} | "
-                f"{stored} |{cell}"
+                f"{r['query_specific_mean']:.4f} | {r['n_pool']} x {r['n_queries']} | "
+                f"{r['encode_ms_per_sample']:.1f} | {stored} |{cell}"
             )
         if self.by:
             print(f"\nper-anchor rho by query {self.by} (weakest first):")
