@@ -12,6 +12,7 @@ import dataclasses
 import os
 import sys
 import typing
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,7 +89,7 @@ Distributed = Annotated[RayFlags, tyro.conf.OmitArgPrefixes]
 
 
 @dataclass(kw_only=True)
-class Command:
+class Command(ABC):
     """A command: its own options, then groups (`common`, and `input` / `distributed` where they apply)."""
 
     common: Common = field(default_factory=CommonOptions)
@@ -102,8 +103,9 @@ class Command:
                 flag = "-k" if name == "k" else f"--{name.replace('_', '-')}"
                 raise InflucoderError(f"{flag} must be at least 1, got {value}")
 
-    def run(self) -> int:  # pragma: no cover - every command overrides it
-        raise NotImplementedError
+    @abstractmethod
+    def run(self) -> int:
+        """Call the library and print; the exit status (0: done)."""
 
     def config_path(self) -> Path | None:
         """Where this run's configuration is written (None: a command without outputs writes none)."""
