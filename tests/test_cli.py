@@ -80,6 +80,8 @@ def test_a_run_writes_its_config_and_the_config_reruns_it(tmp_path, capsys):
     assert main(["data", "--config", str(config), "--out", str(again), "--limit", "3"]) == 0  # flags win
     assert len(again.read_text().splitlines()) == 3
     capsys.readouterr()
+    assert main(["--config"]) == 2
+    assert "--config needs a FILE" in capsys.readouterr().err
     assert main(["label", "--config", str(config)]) == 2
     assert "a configuration of `influcoder data`, not of `influcoder label`" in capsys.readouterr().err
     config.write_text(config.read_text() + "nonsense: 1\n")

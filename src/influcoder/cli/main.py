@@ -99,6 +99,9 @@ def parse(argv: Sequence[str]) -> tuple[str, Command]:
 def _command_in_config(path) -> str:
     import yaml
 
+    if path is None:
+        raise InflucoderError("--config needs a FILE: a config.yaml that an earlier run wrote")
+
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
