@@ -143,3 +143,29 @@ def test_jsonl_round_trips_every_unicode_line_separator(tmp_path):
     crlf = tmp_path / "crlf.jsonl"
     crlf.write_bytes(b'{"prompt": "p", "response": "r"}\r\n{"prompt": "q", "response": "s"}\r\n')
     assert [s.prompt for s in load_file(crlf)] == ["p", "q"]
+
+
+def test_csv_keeps_hash_lines_that_are_data_and_reads_tsv_as_tabs(tmp_path):
+    """'#' lines were stripped before parsing: a quoted multi-line field lost its markdown heading and a row
+    starting with '#' vanished; a .tsv file was read as comma-separated."""
+    from influcoder.data.formats import load_file
+
+    path = tmp_path / "data.csv"
+    path.write_text('# dataset_version=1\nprompt,response\n"why?","# Heading\nbody"\n#tag,kept\n', encoding="utf-8")
+    assert [(s.prompt, s.response) for s in load_file(path)] == [("why?", "# Heading\nbody"), ("#tag", "kept")]
+    tsv = tmp_path / "data.tsv"
+    tsv.write_text("prompt\tresponse\na, b\tc, d\n", encoding="utf-8")
+    assert [(s.prompt, s.response) for s in load_file(tsv)] == [("a, b", "c, d")]
+
+
+@pytest.mark.assets
+def test_refusals_keep_a_markdown_heading_inside_a_response():
+    from influcoder.core.errors import AssetError
+    from influcoder.data.loading import load_samples
+
+    try:
+        samples = load_samples("refusals")
+    except AssetError as exc:
+        pytest.skip(f"the package registry is unreachable: {exc}")
+    assert len(samples) == 105
+    assert "### Character's Perspective" in next(s for s in samples if s.id == "refusals/69").response

@@ -44,10 +44,25 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
             raise DataError(str(path), number, f"malformed JSON ({exc.msg} at column {exc.colno})") from None
 
 
+def strip_leading_comments(text: str) -> str:
+    """`text` without its leading block of '#' lines (e.g. ``# dataset_version=1.2`` before a CSV header).
+
+    Only the block before the header: a '#' later in a file is data, the start of a row or a line inside a
+    quoted multi-line field (a markdown heading in a response, as in PyRIT's refusal.csv). Dropping every
+    '#' line lost both.
+    """
+    lines = text.splitlines(keepends=True)
+    start = 0
+    while start < len(lines) and lines[start].startswith("#"):
+        start += 1
+    return "".join(lines[start:])
+
+
 def iter_csv(path: Path) -> Iterator[tuple[int, dict]]:
-    """(row number, row dict) with rows counted from 1 after the header; '#' comment lines are skipped."""
-    lines = [ln for ln in _read_text(path).splitlines(keepends=True) if not ln.startswith("#")]
-    reader = csv.DictReader(io.StringIO("".join(lines)))
+    """(row number, row dict) with rows counted from 1 after the header; a leading '#' comment block is
+    skipped. A ``.tsv`` file is tab-separated."""
+    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    reader = csv.DictReader(io.StringIO(strip_leading_comments(_read_text(path)), newline=""), delimiter=delimiter)
     for number, row in enumerate(reader, start=1):
         if None in row:
             raise DataError(str(path), number, f"row has more fields than the header ({len(reader.fieldnames)})")

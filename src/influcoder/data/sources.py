@@ -31,6 +31,7 @@ import numpy as np
 
 from influcoder.core.errors import DataError, InflucoderError
 from influcoder.data import assets
+from influcoder.data.formats import strip_leading_comments
 from influcoder.data.records import Sample, record_to_sample, subsample
 
 EVALS_PER_TASK = 10
@@ -140,9 +141,9 @@ def _load_harmful_pairs(option: str | None, limit: int | None, seed: int) -> lis
 
 def _load_refusals(option: str | None, limit: int | None, seed: int) -> list[Sample]:
     path = assets.fetch("refusals") / "refusal.csv"
-    text = "".join(ln for ln in path.read_text(encoding="utf-8").splitlines(True) if not ln.startswith("#"))
+    text = strip_leading_comments(path.read_text(encoding="utf-8"))
     out = []
-    for i, row in enumerate(csv.DictReader(io.StringIO(text))):
+    for i, row in enumerate(csv.DictReader(io.StringIO(text, newline=""))):
         meta = {"human_score": float(row["human_score"]), "data_type": row["data_type"]}
         out.append(Sample(f"refusals/{i}", row["objective"], row["assistant_response"], meta))
     return subsample(out, limit, seed)
