@@ -235,3 +235,18 @@ def test_overwrite_replaces_only_an_index(encoder_dir, tmp_path):
     assert replaced.ids() == [s.id for s in pool]
     (tmp_path / "empty").mkdir()
     assert len(ic.index(pool, tmp_path / "empty", overwrite=True, progress=False)) == 6
+
+
+def test_rerunning_index_with_other_options_is_refused(encoder_dir, tmp_path):
+    """A rerun with another dtype, FAISS factory or shard size used to answer 'done' and keep the old index."""
+    from influcoder.core.errors import ArtifactMismatchError
+
+    ic = Influcoder.from_pretrained(encoder_dir)
+    pool = samples(8)
+    ic.index(pool, tmp_path / "idx", shard_size=4, progress=False)
+    assert len(ic.index(pool, tmp_path / "idx", shard_size=4, progress=False)) == 8  # same options: resumes
+    for options, field in (({"dtype": "float32"}, "dtype"), ({"index_factory": "IVF2,Flat"}, "index_factory")):
+        with pytest.raises(ArtifactMismatchError, match=field):
+            ic.index(pool, tmp_path / "idx", shard_size=4, progress=False, **options)
+    with pytest.raises(ArtifactMismatchError, match="shard size 4"):
+        ic.index(pool, tmp_path / "idx", shard_size=5, progress=False)

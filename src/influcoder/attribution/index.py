@@ -109,6 +109,14 @@ class EmbeddingIndex:
             ids = [x.id for x in samples]
             last = m["segments"][-1] if m["segments"] else None
             last_store = FeatureStore(path / last["name"]) if last else None
+            differ = [f"{k} {m[k]!r}" for k, v in (("dtype", dtype), ("index_factory", index_factory)) if m[k] != v]
+            if not append and last_store is not None and last_store.manifest["shard_size"] != shard_size:
+                differ.append(f"shard size {last_store.manifest['shard_size']}")
+            if differ:  # a rerun with other options used to answer 'done' and keep the old index untouched
+                raise ArtifactMismatchError(
+                    f"{path} holds an index built with {', '.join(differ)}, not what this run asks for; "
+                    "use the same options, another --out, or --overwrite"
+                )
             if last_store is not None and not last_store.complete:
                 if last_store.ids != ids:  # an interrupted build or append: resume it only with the same data
                     raise InflucoderError(
