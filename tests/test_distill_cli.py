@@ -180,3 +180,19 @@ def test_distill_task_protocol_holds_out_whole_tasks(tiny_model_dir, tiny_bert_d
     capsys.readouterr()
     assert main(["evaluate", "--encoder", str(out), "--labels", str(labels), "--quiet"]) == 0
     assert "protocol: task, tasks never seen in distillation" in capsys.readouterr().out
+
+
+def test_evaluate_refuses_labels_of_other_gradient_features(tiny_model_dir, tiny_bert_dir, tmp_path, capsys):
+    pool, queries = samples(16), samples(8, seed=7, prefix="q")
+    settings = LabelSettings(model=str(tiny_model_dir), rank=2, proj_dim=32, max_length=24, shard_size=8)
+    label(pool, queries, tmp_path / "a", settings, progress=False)
+    other = LabelSettings(model=str(tiny_model_dir), rank=2, proj_dim=16, max_length=24, shard_size=8)
+    label(samples(12, seed=3, prefix="n"), samples(6, seed=9, prefix="m"), tmp_path / "b", other, progress=False)
+    out = tmp_path / "enc"
+    args = ["distill", "--labels", str(tmp_path / "a"), "--out", str(out), "--encoder", str(tiny_bert_dir)]
+    assert main([*args, "--epochs", "1", "--max-length", "16", "--quiet"]) == 0
+    evaluate = ["evaluate", "--encoder", str(out), "--labels", str(tmp_path / "b"), "--quiet"]
+    assert main(evaluate) == 2
+    assert "other gradient features" in capsys.readouterr().err
+    assert main([*evaluate, "--other-labels"]) == 0  # all of b: the encoder's split belongs to a
+    assert "evaluation on all labels" in capsys.readouterr().out

@@ -35,6 +35,9 @@ class Evaluate(Command):
     """Shorthand for --baselines untrained."""
     by: str | None = None
     """Also report per-anchor rho per group of queries sharing this meta field (e.g. task)."""
+    other_labels: bool = False
+    """Evaluate on labels made with other gradient features than the encoder was distilled from (another
+    decoder, adapter, projection or text view); refused otherwise."""
     flops: bool = False
     """Also count each method's FLOPs per scored sample (FlopCounterMode, eager attention; scores once more)."""
     json: Path | None = None
@@ -46,19 +49,22 @@ class Evaluate(Command):
         return self.json.with_name(self.json.name + ".config.yaml") if self.json else None
 
     def default_split(self) -> Path | None:
+        """The held-out split the encoder's distill run wrote, when it was drawn from these labels."""
+        import json
+
         for candidate in (self.encoder / "eval_split.json", self.encoder.parent / "eval_split.json"):
             if candidate.exists():
-                return candidate
+                recorded = json.loads(candidate.read_text(encoding="utf-8")).get("labels")
+                return candidate if recorded in (None, str(self.labels.resolve())) else None
         return None
 
-    def scorers(self) -> dict:
+    def scorers(self, encoder) -> dict:
         from influcoder.encoder.model import InfluenceEncoder
         from influcoder.evaluation.baselines.gradients import Less
         from influcoder.evaluation.baselines.reference import PoolMean
         from influcoder.evaluation.baselines.representations import RdsPlus, RepSim
         from influcoder.evaluation.baselines.text import Distilled, Semantic, TfIdf
 
-        encoder = InfluenceEncoder.from_pretrained(self.encoder, device=self.device)
         scorers = {"distilled": Distilled(encoder, progress=not self.quiet)}
         for name in dict.fromkeys([*(["untrained"] if self.untrained else []), *self.baselines]):
             if name == "untrained":
@@ -88,10 +94,20 @@ class Evaluate(Command):
 
     def run(self) -> int:
         from influcoder.core.atomic import write_json_atomic
-        from influcoder.evaluation.evaluate import evaluate_scorers, evaluation_data, per_group_table, training_record
+        from influcoder.encoder.model import InfluenceEncoder
+        from influcoder.evaluation.evaluate import (
+            check_same_features,
+            evaluate_scorers,
+            evaluation_data,
+            per_group_table,
+            training_record,
+        )
 
         split = self.split or self.default_split()
-        scorers = self.scorers()
+        encoder = InfluenceEncoder.from_pretrained(self.encoder, device=self.device)
+        if not self.other_labels:
+            check_same_features(encoder, self.labels)  # before any other model is loaded
+        scorers = self.scorers(encoder)
         data = evaluation_data(self.labels, split)
         rows = evaluate_scorers(scorers, data, training_record(self.encoder), self.by, self.flops)
         meaning = {"task": "tasks never seen in distillation", "random": "held-out samples of training tasks"}

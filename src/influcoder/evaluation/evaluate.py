@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from influcoder.core.errors import InflucoderError
+from influcoder.core.errors import ArtifactMismatchError, InflucoderError
 from influcoder.data.records import sample_groups
 from influcoder.encoder.model import InfluenceEncoder
 from influcoder.evaluation import costs
@@ -89,6 +89,24 @@ def evaluate_scorers(
             report["flops_per_sample"] = flops / (len(pool) + len(queries)) if models else None
         reports[name] = report
     return reports
+
+
+def check_same_features(encoder: InfluenceEncoder, labels_dir: str | Path) -> None:
+    """Refuse labels made with other gradient features (decoder, adapter, projection, text view) than the
+    encoder was distilled from: its figures would compare it with a ground truth it never learned."""
+    wanted = encoder.config.label_config
+    if not wanted:
+        return  # an untrained or hand-built encoder records no labels
+    info = json.loads((Path(labels_dir) / "labels.json").read_text(encoding="utf-8"))
+    have = info.get("features", {})
+    differ = sorted(k for k in set(wanted) | set(have) if wanted.get(k) != have.get(k))
+    if differ:
+        key = differ[0]
+        raise ArtifactMismatchError(
+            f"{labels_dir} holds labels of other gradient features than the encoder was distilled from "
+            f"({key}: {have.get(key)!r} there, {wanted.get(key)!r} in training); pass --other-labels to compare "
+            "anyway"
+        )
 
 
 def evaluate_encoder(
