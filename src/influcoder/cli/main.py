@@ -25,6 +25,7 @@ from influcoder.cli.options import (
     config_file_in,
     configured,
     err,
+    load_config_file,
     normalize_argv,
     read_config,
     write_config,
@@ -97,18 +98,12 @@ def parse(argv: Sequence[str]) -> tuple[str, Command]:
 
 
 def _command_in_config(path) -> str:
-    import yaml
-
     if path is None:
         raise InflucoderError("--config needs a FILE: a config.yaml that an earlier run wrote")
-
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise InflucoderError(f"{path}: cannot read the configuration ({exc})") from None
-    if not isinstance(data, dict) or data.get("command") not in COMMANDS:
+    command = load_config_file(path).get("command")
+    if command not in COMMANDS:
         raise InflucoderError(f"{path}: no influcoder command recorded (expected a 'command:' line)")
-    return data["command"]
+    return command
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -177,8 +177,8 @@ def _build(cls: type, values: dict[str, Any], path: Path) -> Any:
     return cls(**kwargs)
 
 
-def read_config(path: Path, command: str, cls: type) -> Any:
-    """The defaults a config.yaml gives `command`; refused when it was written by another command."""
+def load_config_file(path: Path) -> dict[str, Any]:
+    """The mapping a config.yaml holds, or one clear error naming the file."""
     import yaml
 
     try:
@@ -189,6 +189,12 @@ def read_config(path: Path, command: str, cls: type) -> Any:
         raise InflucoderError(f"{path}: not valid YAML ({exc})") from None
     if not isinstance(data, dict):
         raise InflucoderError(f"{path}: expected a mapping of settings")
+    return data
+
+
+def read_config(path: Path, command: str, cls: type) -> Any:
+    """The defaults a config.yaml gives `command`; refused when it was written by another command."""
+    data = load_config_file(path)
     written_by = data.pop("command", command)
     if written_by != command:
         raise InflucoderError(f"{path}: a configuration of `influcoder {written_by}`, not of `influcoder {command}`")
