@@ -11,6 +11,7 @@ from influcoder.evaluation.baselines.base import EvaluationData
 from influcoder.evaluation.baselines.reference import PoolMean
 from influcoder.evaluation.baselines.text import Semantic, TfIdf
 from influcoder.evaluation.evaluate import evaluate_scorers
+from influcoder.labels.settings import LabelSettings
 from influcoder.metrics import query_specific_per_anchor, spearman_report
 
 from .test_labels import samples
@@ -162,3 +163,91 @@ def test_every_method_reports_what_it_stores_per_sample(tiny_bert_dir):
     tfidf = TfIdf()
     tfidf.score(pool[3:], queries[1:])
     assert rows["tfidf"]["bytes_per_sample"] == tfidf.bytes_per_sample() > 0
+
+
+def test_datainf_matches_the_explicit_sherman_morrison_average_block_by_block():
+    """The Gram-matrix form equals q^T H^-1 g with H^-1 = 1/(n lam) sum_i (I - g_i g_i^T / (lam + |g_i|^2)),
+    built as a matrix per block; an all-zero block (a fresh adapter's A) contributes nothing."""
+    from influcoder.evaluation.baselines.gradients import datainf_scores
+
+    rng = np.random.default_rng(0)
+    blocks = [5, 3, 4]
+    pool, queries = rng.normal(size=(9, 12)), rng.normal(size=(4, 12))
+    pool[:, 5:8] = 0.0
+    expected = np.zeros((9, 4))
+    start = 0
+    for size in blocks:
+        p, q = pool[:, start : start + size], queries[:, start : start + size]
+        start += size
+        lam = 0.1 * (p**2).sum(axis=1).mean() / size
+        if lam == 0:
+            continue
+        inverse = sum(np.eye(size) - np.outer(g, g) / (lam + g @ g) for g in p) / (len(p) * lam)
+        expected += p @ inverse @ q.T
+    np.testing.assert_allclose(datainf_scores(pool, queries, blocks), expected, rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="blocks cover"):
+        datainf_scores(pool, queries, [5, 3])
+
+
+def test_datainf_on_a_tiny_model_is_deterministic_and_tends_to_inner_products_when_damped_hard(tiny_model_dir):
+    from influcoder.data.models import load_decoder
+    from influcoder.evaluation.baselines.gradients import DataInf
+
+    settings = LabelSettings(model=str(tiny_model_dir), rank=2, max_length=24, device="cpu", projector="identity")
+    pool, queries = samples(12), samples(4, seed=4, prefix="q")
+    scorer = DataInf(settings, *load_decoder(str(tiny_model_dir)))
+    got = scorer.score(pool, queries)
+    assert got.shape == (12, 4) and scorer.preconditioner == "datainf" and np.isfinite(got).all()
+    np.testing.assert_array_equal(got, scorer.score(pool, queries))
+    exact_pool, exact_queries = scorer.exact(pool).astype(np.float64), scorer.exact(queries)
+    scorer.damping = 1e8  # H_l^-1 -> I / lam_l: inner products, each block weighted by 1 / lam_l
+    expected, start = np.zeros((12, 4)), 0
+    for size in scorer.blocks:
+        p, q = exact_pool[:, start : start + size], exact_queries[:, start : start + size]
+        start += size
+        lam = (p**2).sum(axis=1).mean() / size
+        expected += p @ q.T / lam if lam > 0 else 0.0
+    np.testing.assert_allclose(scorer.score(pool, queries) * 1e8, expected, rtol=1e-5)
+
+
+def test_logra_features_are_the_two_sided_projection_of_exact_base_weight_gradients(tiny_model_dir):
+    """Batched LoGRA features equal P_out G P_in^T per layer, G each sample's own weight gradient from autograd."""
+    import torch
+
+    from influcoder.data.formatting import collate_left_padded
+    from influcoder.data.models import load_decoder
+    from influcoder.evaluation.baselines.logra import LoGra
+    from influcoder.labels.gradients import forward_response_loss
+
+    settings = LabelSettings(model=str(tiny_model_dir), max_length=24, batch_size=4, batch_tokens=256, device="cpu")
+    scorer = LoGra(settings, *load_decoder(str(tiny_model_dir)), rank=3)
+    assert "lm_head" not in scorer.linears and len(scorer.linears) == 2 * 7
+    data = samples(5)
+    batched = scorer.features(data)
+    reference_model, _ = load_decoder(str(tiny_model_dir))
+    names = list(scorer.linears)
+    for i, tokenized in enumerate(scorer.formatter.encode_all(data)):
+        weights = [reference_model.get_submodule(n).weight for n in names]
+        for w in weights:
+            w.requires_grad_(True)
+            w.grad = None
+        forward_response_loss(reference_model, collate_left_padded([tokenized], scorer.pad_id)).sum().backward()
+        expected = torch.cat(
+            [(scorer.projections[n][1] @ w.grad @ scorer.projections[n][0].T).flatten() for n, w in zip(names, weights)]
+        )
+        np.testing.assert_allclose(batched[i], expected.numpy(), rtol=1e-4, atol=1e-6)
+    fisher = LoGra(settings, *load_decoder(str(tiny_model_dir)), rank=3, fisher=True)
+    scores = fisher.score(data, samples(2, seed=1, prefix="q"))
+    assert fisher.name == "logra-fisher" and scores.shape == (5, 2) and np.all(np.abs(scores) <= 1 + 1e-6)
+    np.testing.assert_array_equal(scores, fisher.score(data, samples(2, seed=1, prefix="q")))
+
+
+def test_fisher_whitening_gives_the_damped_inverse_fisher_inner_product():
+    from influcoder.evaluation.baselines.logra import whiten
+
+    rng = np.random.default_rng(1)
+    pool, queries = rng.normal(size=(20, 6)) * [1, 2, 3, 4, 5, 6], rng.normal(size=(3, 6))
+    fisher = pool.T @ pool / 20
+    lam = 0.1 * np.trace(fisher) / 6
+    expected = queries @ np.linalg.inv(fisher + lam * np.eye(6)) @ pool.T
+    np.testing.assert_allclose(whiten(queries, pool, 0.1) @ whiten(pool, pool, 0.1).T, expected, rtol=1e-8)

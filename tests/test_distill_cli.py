@@ -96,6 +96,8 @@ def test_distill_then_evaluate_cli(tiny_model_dir, tiny_bert_dir, tmp_path, caps
                 "pool-mean",
                 "rds+",
                 "less",
+                "datainf",
+                "logra-fisher",
                 "--flops",
                 "--by",
                 "task",
@@ -106,8 +108,12 @@ def test_distill_then_evaluate_cli(tiny_model_dir, tiny_bert_dir, tmp_path, caps
         == 0
     )
     rows = json.loads((tmp_path / "eval.json").read_text())
-    assert list(rows) == ["distilled", "untrained", "tfidf", "pool-mean", "rds+", "less"]
-    assert rows["less"]["preconditioner"] == "sgd"
+    assert list(rows) == ["distilled", "untrained", "tfidf", "pool-mean", "rds+", "less", "datainf", "logra-fisher"]
+    assert rows["less"]["preconditioner"] == "sgd" and rows["datainf"]["preconditioner"] == "datainf"
+    assert (
+        rows["logra-fisher"]["preconditioner"] == "empirical-fisher"
+        and rows["logra-fisher"]["method"] == "logra-fisher"
+    )
     assert rows["less"]["flops_per_sample"] > rows["rds+"]["flops_per_sample"] > 0  # a backward pass costs more
     assert rows["distilled"]["flops_per_sample"] > 0 and rows["tfidf"]["flops_per_sample"] is None
     assert rows["distilled"]["n_pool"] == 6 and rows["untrained"]["n_queries"] == 3

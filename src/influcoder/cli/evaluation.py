@@ -26,11 +26,15 @@ class Evaluate(Command):
     """A directory written by `influcoder label`."""
     split: Path | None = None
     """A JSON file with pool_ids and query_ids (default: the encoder's eval_split.json)."""
-    baselines: list[Literal["untrained", "tfidf", "pool-mean", "repsim", "rds+", "less"]] = field(default_factory=list)
+    baselines: list[
+        Literal["untrained", "tfidf", "pool-mean", "repsim", "rds+", "less", "datainf", "logra", "logra-fisher"]
+    ] = field(default_factory=list)
     """Also score these on the same split: the untrained backbone (Semantic), TF-IDF cosine, pool-mean (each
     pool sample's mean true influence over the training queries: needs every pool gradient), and the labelling
     decoder's last-layer states: mean (repsim) or position-weighted mean (rds+); less: the labels' LoRA
-    gradients, Rademacher 8,192 (SGD: no optimizer state)."""
+    gradients, Rademacher 8,192 (SGD: no optimizer state); datainf: exact LoRA gradients with DataInf's
+    closed-form inverse Fisher; logra: base-linear gradients projected k x k per layer (16 x 16), logra-fisher
+    the same whitened by each layer's empirical Fisher."""
     untrained: bool = False
     """Shorthand for --baselines untrained."""
     by: str | None = None
@@ -60,7 +64,8 @@ class Evaluate(Command):
 
     def scorers(self, encoder) -> dict:
         from influcoder.encoder.model import InfluenceEncoder
-        from influcoder.evaluation.baselines.gradients import Less
+        from influcoder.evaluation.baselines.gradients import DataInf, Less
+        from influcoder.evaluation.baselines.logra import LoGra
         from influcoder.evaluation.baselines.reference import PoolMean
         from influcoder.evaluation.baselines.representations import RdsPlus, RepSim
         from influcoder.evaluation.baselines.text import Distilled, Semantic, TfIdf
@@ -75,6 +80,10 @@ class Evaluate(Command):
                 scorers[name] = Semantic(fresh, progress=not self.quiet)
             elif name == "less":
                 scorers[name] = Less(self.label_settings())
+            elif name == "datainf":
+                scorers[name] = DataInf(self.label_settings())
+            elif name in ("logra", "logra-fisher"):
+                scorers[name] = LoGra(self.label_settings(), fisher=name == "logra-fisher", progress=not self.quiet)
             elif name in ("repsim", "rds+"):
                 scorers[name] = (RepSim if name == "repsim" else RdsPlus)(
                     self.label_settings(), progress=not self.quiet

@@ -43,7 +43,7 @@ def response_loss_per_example(logits: torch.Tensor, labels: torch.Tensor) -> tor
     return token_loss.sum(dim=1) / counts.clamp(min=1)
 
 
-def _forward_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+def forward_response_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     labels = batch["labels"]
     n_response = (labels != IGNORE_INDEX).sum(dim=1)
     out = model(
@@ -120,7 +120,7 @@ class BatchedLoraGradients:
         ]
         try:
             with torch.enable_grad():
-                loss = _forward_loss(self.model, tensors).sum()
+                loss = forward_response_loss(self.model, tensors).sum()
                 loss.backward()
             out = {}
             for name, param in self.params.items():
@@ -152,7 +152,7 @@ def loop_gradients(model: torch.nn.Module, samples: Sequence[TokenizedSample], p
             p.grad = None
         with torch.enable_grad():
             batch = {k: v.to(device) for k, v in collate_left_padded([sample], pad_id).items()}
-            _forward_loss(model, batch).sum().backward()
+            forward_response_loss(model, batch).sum().backward()
         for n, p in params.items():
             rows[n].append(p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p))
     for p in params.values():

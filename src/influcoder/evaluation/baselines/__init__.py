@@ -5,8 +5,11 @@
   query-agnostic reference that needs the gradients of every pool sample, the bar a learned method should clear
 - `representations`: `repsim` and `rds+`, cosines of the labelling decoder's (position-weighted) mean
   last-layer states
-- `gradients`: `less`, the labels' LoRA gradients Rademacher-projected to 8,192 (SGD without optimizer state)
+- `gradients`: `less`, the labels' LoRA gradients Rademacher-projected to 8,192 (SGD without optimizer state),
+  and `datainf`, the exact LoRA gradients with DataInf's closed-form inverse Fisher per LoRA matrix
+- `logra`: `logra` / `logra-fisher`, the base linear layers' gradients projected on both sides (k x k per
+  layer), plain or whitened by each layer's empirical Fisher
 - the distilled encoder itself is `text.Distilled`
 
-Still to come (issue: evaluation harness): logra, datainf, airrep, and LESS with Adam preconditioning.
+Still to come (issue: evaluation harness): airrep, and LESS with Adam preconditioning.
 """
