@@ -187,6 +187,29 @@ def test_distill_task_protocol_holds_out_whole_tasks(tiny_model_dir, tiny_bert_d
     assert main(["evaluate", "--encoder", str(out), "--labels", str(labels), "--quiet"]) == 0
     assert "protocol: task, tasks never seen in distillation" in capsys.readouterr().out
 
+    # one report over runs of both protocols: per-protocol tables, mean and spread over the runs, a page
+    seen = tmp_path / "enc-random"
+    args = ["distill", "--labels", str(labels), "--out", str(seen), "--encoder", str(tiny_bert_dir), "--epochs", "1"]
+    assert main([*args, "--max-length", "16", "--eval-pool", "6", "--eval-queries", "3", "--quiet", "--seed", "1"]) == 0
+    report = tmp_path / "report"
+    evaluate = ["evaluate", "--encoder", str(out), str(seen), str(out), "--labels", str(labels), "--quiet"]
+    assert main([*evaluate, "--baselines", "tfidf", "pool-mean", "--report", str(report)]) == 0
+    results = json.loads((report / "results.json").read_text())
+    assert [r["protocol"] for r in results["runs"]] == ["task", "random", "task"]
+    assert [r["seed"] for r in results["runs"]] == [0, 1, 0]
+    task_rows = results["summary"]["task"]
+    assert list(task_rows) == ["distilled", "tfidf", "pool-mean"] and task_rows["distilled"]["n_runs"] == 2
+    assert task_rows["tfidf"]["per_anchor_mean_std"] == 0.0  # the same split twice: no spread
+    first = results["runs"][0]["rows"]["tfidf"]["per_anchor_mean"]
+    assert task_rows["tfidf"]["per_anchor_mean"] == pytest.approx(first)
+    assert results["summary"]["random"]["distilled"]["n_runs"] == 1
+    example = results["runs"][0]["examples"][0]
+    assert len(example["top"]["ground truth"]) == 5 and set(example["top"]) == {"ground truth", *task_rows}
+    assert "### protocol `task`: unseen tasks" in (report / "results.md").read_text()
+    page = (report / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 3 and "http" not in page.replace("http-equiv", "")
+    assert (report / "config.yaml").exists()
+
 
 def test_evaluate_refuses_labels_of_other_gradient_features(tiny_model_dir, tiny_bert_dir, tmp_path, capsys):
     pool, queries = samples(16), samples(8, seed=7, prefix="q")
@@ -201,4 +224,4 @@ def test_evaluate_refuses_labels_of_other_gradient_features(tiny_model_dir, tiny
     assert main(evaluate) == 2
     assert "other gradient features" in capsys.readouterr().err
     assert main([*evaluate, "--other-labels"]) == 0  # all of b: the encoder's split belongs to a
-    assert "evaluation on all labels" in capsys.readouterr().out
+    assert "evaluated on all labels" in capsys.readouterr().out

@@ -11,21 +11,22 @@ from influcoder.cli.options import Command, Device, Quiet
 
 @dataclass(kw_only=True)
 class Evaluate(Command):
-    """Spearman of an encoder's predicted influence against ground-truth labels, beside baselines.
+    """Spearman of encoders' predicted influence against ground-truth labels, beside baselines.
 
     Per-anchor Spearman (per query over the pool, mean +- std), mean-aggregated Spearman (scores averaged
     over queries) and query-specific per-anchor Spearman (each pool sample's mean over the queries removed
     first) of an encoder and of --baselines against a labels directory, on the held-out split its distill run
     wrote (eval_split.json, which names its protocol) or on all labels; refuses to score items it was trained
-    on.
+    on. Several --encoder runs (e.g. one distill per seed and protocol) are each scored on their own split,
+    baselines included, and the report gives the mean and spread over seeds per protocol.
     """
 
-    encoder: Path
-    """An encoder directory (or a distill output directory)."""
+    encoder: list[Path]
+    """Encoder directories (or distill output directories): one run each, on its own held-out split."""
     labels: Path
     """A directory written by `influcoder label`."""
     split: Path | None = None
-    """A JSON file with pool_ids and query_ids (default: the encoder's eval_split.json)."""
+    """A JSON file with pool_ids and query_ids (default: each encoder's eval_split.json)."""
     baselines: list[
         Literal["untrained", "tfidf", "pool-mean", "repsim", "rds+", "less", "datainf", "logra", "logra-fisher"]
     ] = field(default_factory=list)
@@ -45,18 +46,22 @@ class Evaluate(Command):
     flops: bool = False
     """Also count each method's FLOPs per scored sample (FlopCounterMode, eager attention; scores once more)."""
     json: Path | None = None
-    """Also write the rows as JSON here."""
+    """Also write the rows as JSON here (with several encoders: {encoder: rows})."""
+    report: Path | None = None
+    """Write results.json, results.md and an offline report.html (figures, top-5 examples) into this directory."""
     quiet: Quiet = False
     device: Device = "auto"
 
     def config_path(self) -> Path | None:
+        if self.report:
+            return self.report / "config.yaml"
         return self.json.with_name(self.json.name + ".config.yaml") if self.json else None
 
-    def default_split(self) -> Path | None:
+    def default_split(self, encoder: Path) -> Path | None:
         """The held-out split the encoder's distill run wrote, when it was drawn from these labels."""
         import json
 
-        for candidate in (self.encoder / "eval_split.json", self.encoder.parent / "eval_split.json"):
+        for candidate in (encoder / "eval_split.json", encoder.parent / "eval_split.json"):
             if candidate.exists():
                 recorded = json.loads(candidate.read_text(encoding="utf-8")).get("labels")
                 return candidate if recorded in (None, str(self.labels.resolve())) else None
@@ -101,49 +106,81 @@ class Evaluate(Command):
         recorded = json.loads((self.labels / "labels.json").read_text(encoding="utf-8"))["settings"]
         return LabelSettings(**{**recorded, "device": self.device})
 
-    def run(self) -> int:
-        from influcoder.core.atomic import write_json_atomic
+    def evaluate_one(self, encoder_dir: Path) -> dict:
+        """One run: the encoder and the baselines on the encoder's split, with a few top-5 examples."""
         from influcoder.encoder.model import InfluenceEncoder
         from influcoder.evaluation.evaluate import (
             check_same_features,
             evaluate_scorers,
             evaluation_data,
-            per_group_table,
             training_record,
         )
+        from influcoder.evaluation.report import top_examples
 
-        split = self.split or self.default_split()
-        encoder = InfluenceEncoder.from_pretrained(self.encoder, device=self.device)
+        split = self.split or self.default_split(encoder_dir)
+        encoder = InfluenceEncoder.from_pretrained(encoder_dir, device=self.device)
         if not self.other_labels:
             check_same_features(encoder, self.labels)  # before any other model is loaded
-        scorers = self.scorers(encoder)
         data = evaluation_data(self.labels, split)
-        rows = evaluate_scorers(scorers, data, training_record(self.encoder), self.by, self.flops)
+        record = training_record(encoder_dir)
+        predictions: dict = {}
+        rows = evaluate_scorers(self.scorers(encoder), data, record, self.by, self.flops, predictions)
+        seed = (record or {}).get("settings", {}).get("seed")
+        return {
+            "encoder": str(encoder_dir),
+            "split": str(split) if split else None,
+            "protocol": data.protocol,
+            "seed": seed,
+            "rows": rows,
+            "examples": top_examples(data, predictions),
+        }
+
+    def run(self) -> int:
+        import shlex
+        import sys
+
+        from influcoder.core.atomic import write_json_atomic
+        from influcoder.evaluation.evaluate import per_group_table
+        from influcoder.evaluation.report import markdown_tables, summarize, write_report
+
+        runs = []
         meaning = {"task": "tasks never seen in distillation", "random": "held-out samples of training tasks"}
-        protocol = data.protocol
-        where = f"the split {split} (protocol: {protocol}, {meaning.get(protocol, 'unrecorded')})" if split else ""
-        print(f"evaluation on {where or 'all labels'}:")
+        for encoder_dir in self.encoder:
+            run = self.evaluate_one(encoder_dir)
+            runs.append(run)
+            rows, protocol = run["rows"], run["protocol"]
+            where = f"the split {run['split']} (protocol: {protocol}, {meaning.get(protocol, 'unrecorded')})"
+            print(f"{encoder_dir} evaluated on {where if run['split'] else 'all labels'}:")
+            print(self.table(rows))
+            if self.by:
+                print(f"\nper-anchor rho by query {self.by} (weakest first):")
+                print("\n".join(per_group_table(rows, self.by)))
+        if len(runs) > 1:
+            print("\nover all runs:\n" + markdown_tables(summarize(runs)))
+        if self.json:
+            write_json_atomic(self.json, runs[0]["rows"] if len(runs) == 1 else {r["encoder"]: r["rows"] for r in runs})
+        if self.report:
+            write_report(self.report, runs, shlex.join(["influcoder", *sys.argv[1:]]))
+            print(f"report: {self.report / 'report.html'} (and results.json, results.md)")
+        return 0
+
+    def table(self, rows: dict) -> str:
         flops = " GFLOP/sample |" if self.flops else ""
-        print(
+        lines = [
             "| method | per-anchor rho (mean +- std) | mean-aggregated rho | query-specific rho | pool x queries "
-            f"| ms/sample | bytes/sample |{flops}"
-        )
-        print("|---|---|---|---|---|---|---|" + ("---|" if self.flops else ""))
+            f"| ms/sample | bytes/sample |{flops}",
+            "|---|---|---|---|---|---|---|" + ("---|" if self.flops else ""),
+        ]
         for name, r in rows.items():
             counted = r.get("flops_per_sample")
             cell = (f" {counted / 1e9:.3g} |" if counted is not None else " not counted |") if self.flops else ""
             stored = "-" if r["bytes_per_sample"] is None else format(r["bytes_per_sample"], ",.0f")
-            print(
+            lines.append(
                 f"| {name} | {r['per_anchor_mean']:.4f} +- {r['per_anchor_std']:.4f} | {r['mean_aggregated']:.4f} | "
                 f"{r['query_specific_mean']:.4f} | {r['n_pool']} x {r['n_queries']} | "
                 f"{r['encode_ms_per_sample']:.1f} | {stored} |{cell}"
             )
-        if self.by:
-            print(f"\nper-anchor rho by query {self.by} (weakest first):")
-            print("\n".join(per_group_table(rows, self.by)))
-        if self.json:
-            write_json_atomic(self.json, rows)
-        return 0
+        return "\n".join(lines)
 
 
 @dataclass(kw_only=True)

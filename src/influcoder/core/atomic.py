@@ -49,3 +49,9 @@ def write_json_atomic(path: Path, data: Any) -> None:
     """
     with atomic_output(path) as tmp:
         tmp.write_text(json.dumps(data, indent=1, sort_keys=False) + "\n", encoding="utf-8")
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write text via a temporary file and a rename (a report or table is never seen half-written)."""
+    with atomic_output(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")

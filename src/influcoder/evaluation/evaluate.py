@@ -15,7 +15,7 @@ from influcoder.evaluation import costs
 from influcoder.evaluation.baselines.base import EvaluationData, Scorer
 from influcoder.evaluation.baselines.text import Distilled
 from influcoder.labels.labelling import load_labels
-from influcoder.metrics import per_anchor_by_group, spearman_report
+from influcoder.metrics import per_anchor_by_group, per_anchor_spearman, spearman_report
 
 
 def _select(ids: list[str], wanted: list[str] | None, what: str) -> np.ndarray:
@@ -48,13 +48,15 @@ def evaluate_scorers(
     trained_on: dict | None = None,
     group_by: str | None = None,
     count_flops: bool = False,
+    predictions: dict[str, np.ndarray] | None = None,
 ) -> dict[str, dict]:
     """One report per method on `data`'s evaluation part: Spearman figures, protocol and cost per sample.
 
     `trained_on` ({"train_pool_ids", "train_query_ids"}) makes evaluation on training items an error.
     `group_by` names a query meta field (e.g. "task"): reports then also hold per-anchor Spearman per group
     under "per_group", because a mean over all queries hides the tasks a method fails on. `count_flops` scores
-    once more under the FLOP meter (`costs.count_flops`) and reports FLOPs per scored sample.
+    once more under the FLOP meter (`costs.count_flops`) and reports FLOPs per scored sample. `predictions`,
+    when given, receives each method's predicted matrix (for the report's top-k examples).
     """
     pool, queries = data.eval_samples()
     if trained_on:
@@ -71,7 +73,11 @@ def evaluate_scorers(
         fitted = time.perf_counter()
         pred = scorer.score(pool, queries)
         seconds = time.perf_counter() - fitted
+        if predictions is not None:
+            predictions[name] = pred
         report = spearman_report(pred, true).to_dict()
+        anchors = per_anchor_spearman(pred, true)
+        report["per_anchor"] = [None if np.isnan(x) else float(x) for x in anchors]  # JSON has no NaN
         if groups is not None:
             report["group_by"] = group_by
             report["per_group"] = per_anchor_by_group(pred, true, groups)
