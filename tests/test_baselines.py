@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
+from influcoder.core.errors import InflucoderError
 from influcoder.encoder.model import InfluenceEncoder
 from influcoder.evaluation.baselines.base import EvaluationData
 from influcoder.evaluation.baselines.reference import PoolMean
@@ -251,3 +252,49 @@ def test_fisher_whitening_gives_the_damped_inverse_fisher_inner_product():
     lam = 0.1 * np.trace(fisher) / 6
     expected = queries @ np.linalg.inv(fisher + lam * np.eye(6)) @ pool.T
     np.testing.assert_allclose(whiten(queries, pool, 0.1) @ whiten(pool, pool, 0.1).T, expected, rtol=1e-8)
+
+
+def test_group_ranking_loss_is_a_pairwise_loss_over_attention_pooled_groups():
+    """Groups of one are plain pairwise RankNet over candidates; larger groups pool by attention and rank by
+    summed truth; a perfect ordering with a wide margin costs almost nothing, the reversed one a lot."""
+    import torch
+    import torch.nn.functional as F
+
+    from influcoder.encoder.losses import group_ranking_loss
+
+    pred = torch.tensor([[0.9, 0.1, 0.5, -0.2]])
+    true = torch.tensor([[3.0, 1.0, 2.0, 0.0]])
+    singles = torch.arange(4).unsqueeze(1)
+    pairs = [(i, j) for i in range(4) for j in range(4) if true[0, i] > true[0, j]]
+    expected = torch.stack([F.softplus(-(pred[0, i] - pred[0, j]) / 0.1) for i, j in pairs]).mean()
+    torch.testing.assert_close(group_ranking_loss(pred, true, singles, 0.1), expected)
+    groups = torch.tensor([[0, 1], [2, 3]])  # true sums 4 > 2
+    attention = torch.softmax(pred[0, groups] / 0.1, dim=-1)
+    scores = (attention * pred[0, groups]).sum(-1)
+    torch.testing.assert_close(group_ranking_loss(pred, true, groups, 0.1), F.softplus(-(scores[0] - scores[1]) / 0.1))
+    assert group_ranking_loss(true, true, singles, 0.01) < 1e-6 < 10 < group_ranking_loss(-true, true, singles, 0.01)
+    assert group_ranking_loss(pred, torch.zeros_like(true), singles) == 0.0  # ties: nothing to rank
+
+
+def test_airrep_trains_on_the_training_split_only_and_scores_like_an_encoder(tiny_bert_dir):
+    from influcoder.encoder.settings import DistillSettings
+    from influcoder.evaluation.baselines.learned import AirRep
+
+    pool, queries = samples(24), samples(8, seed=1, prefix="q")
+    scores = np.random.default_rng(3).normal(size=(24, 8))
+    data = data_for(pool, queries, scores, np.arange(18, 24), np.arange(6, 8))
+    settings = DistillSettings(encoder=str(tiny_bert_dir), max_length=16, epochs=1, candidates_per_batch=6)
+    scorer = AirRep(settings, device="cpu")
+    scorer.fit(data)
+    assert scorer.encoder.config.pooling == "attention" and scorer.settings.objective == "airrep"
+    first = scorer.score(*data.eval_samples())
+    assert first.shape == (6, 2) and np.all(np.abs(first) <= 1 + 1e-5)
+    scores[18:, :] = 1e3  # evaluation rows and columns must not reach the training
+    scores[:, 6:] = -1e3
+    again = AirRep(settings, device="cpu")
+    again.fit(data)
+    np.testing.assert_allclose(again.score(*data.eval_samples()), first, atol=1e-6)
+    with pytest.raises(InflucoderError, match="training part of a split"):
+        AirRep(settings).fit(
+            EvaluationData(scores, pool, queries, np.arange(0), np.arange(24), np.arange(0), np.arange(8))
+        )

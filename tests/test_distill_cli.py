@@ -193,12 +193,12 @@ def test_distill_task_protocol_holds_out_whole_tasks(tiny_model_dir, tiny_bert_d
     assert main([*args, "--max-length", "16", "--eval-pool", "6", "--eval-queries", "3", "--quiet", "--seed", "1"]) == 0
     report = tmp_path / "report"
     evaluate = ["evaluate", "--encoder", str(out), str(seen), str(out), "--labels", str(labels), "--quiet"]
-    assert main([*evaluate, "--baselines", "tfidf", "pool-mean", "--report", str(report)]) == 0
+    assert main([*evaluate, "--baselines", "tfidf", "pool-mean", "airrep", "--report", str(report)]) == 0
     results = json.loads((report / "results.json").read_text())
     assert [r["protocol"] for r in results["runs"]] == ["task", "random", "task"]
     assert [r["seed"] for r in results["runs"]] == [0, 1, 0]
     task_rows = results["summary"]["task"]
-    assert list(task_rows) == ["distilled", "tfidf", "pool-mean"] and task_rows["distilled"]["n_runs"] == 2
+    assert list(task_rows) == ["distilled", "tfidf", "pool-mean", "airrep"] and task_rows["distilled"]["n_runs"] == 2
     assert task_rows["tfidf"]["per_anchor_mean_std"] == 0.0  # the same split twice: no spread
     first = results["runs"][0]["rows"]["tfidf"]["per_anchor_mean"]
     assert task_rows["tfidf"]["per_anchor_mean"] == pytest.approx(first)

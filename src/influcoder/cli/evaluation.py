@@ -28,14 +28,18 @@ class Evaluate(Command):
     split: Path | None = None
     """A JSON file with pool_ids and query_ids (default: each encoder's eval_split.json)."""
     baselines: list[
-        Literal["untrained", "tfidf", "pool-mean", "repsim", "rds+", "less", "datainf", "logra", "logra-fisher"]
+        Literal[
+            "untrained", "tfidf", "pool-mean", "repsim", "rds+", "less", "datainf", "logra", "logra-fisher", "airrep"
+        ]
     ] = field(default_factory=list)
     """Also score these on the same split: the untrained backbone (Semantic), TF-IDF cosine, pool-mean (each
     pool sample's mean true influence over the training queries: needs every pool gradient), and the labelling
     decoder's last-layer states: mean (repsim) or position-weighted mean (rds+); less: the labels' LoRA
     gradients, Rademacher 8,192 (SGD: no optimizer state); datainf: exact LoRA gradients with DataInf's
     closed-form inverse Fisher; logra: base-linear gradients projected k x k per layer (16 x 16), logra-fisher
-    the same whitened by each layer's empirical Fisher."""
+    the same whitened by each layer's empirical Fisher; airrep: an encoder trained on the same training split
+    with the encoder's own settings but attention pooling and AirRep's group-wise ranking loss (a second learned
+    method; it trains during the evaluation)."""
     untrained: bool = False
     """Shorthand for --baselines untrained."""
     by: str | None = None
@@ -67,13 +71,16 @@ class Evaluate(Command):
                 return candidate if recorded in (None, str(self.labels.resolve())) else None
         return None
 
-    def scorers(self, encoder) -> dict:
+    def scorers(self, encoder, encoder_dir: Path) -> dict:
         from influcoder.encoder.model import InfluenceEncoder
+        from influcoder.encoder.settings import DistillSettings
         from influcoder.evaluation.baselines.gradients import DataInf, Less
+        from influcoder.evaluation.baselines.learned import AirRep
         from influcoder.evaluation.baselines.logra import LoGra
         from influcoder.evaluation.baselines.reference import PoolMean
         from influcoder.evaluation.baselines.representations import RdsPlus, RepSim
         from influcoder.evaluation.baselines.text import Distilled, Semantic, TfIdf
+        from influcoder.evaluation.evaluate import training_record
 
         scorers = {"distilled": Distilled(encoder, progress=not self.quiet)}
         for name in dict.fromkeys([*(["untrained"] if self.untrained else []), *self.baselines]):
@@ -89,6 +96,9 @@ class Evaluate(Command):
                 scorers[name] = DataInf(self.label_settings())
             elif name in ("logra", "logra-fisher"):
                 scorers[name] = LoGra(self.label_settings(), fisher=name == "logra-fisher", progress=not self.quiet)
+            elif name == "airrep":
+                settings = DistillSettings(**(training_record(encoder_dir) or {}).get("settings", {}))
+                scorers[name] = AirRep(settings, self.device, progress=not self.quiet)
             elif name in ("repsim", "rds+"):
                 scorers[name] = (RepSim if name == "repsim" else RdsPlus)(
                     self.label_settings(), progress=not self.quiet
@@ -124,7 +134,7 @@ class Evaluate(Command):
         data = evaluation_data(self.labels, split)
         record = training_record(encoder_dir)
         predictions: dict = {}
-        rows = evaluate_scorers(self.scorers(encoder), data, record, self.by, self.flops, predictions)
+        rows = evaluate_scorers(self.scorers(encoder, encoder_dir), data, record, self.by, self.flops, predictions)
         seed = (record or {}).get("settings", {}).get("seed")
         return {
             "encoder": str(encoder_dir),

@@ -35,7 +35,7 @@ from influcoder.core.atomic import atomic_output, write_json_atomic
 from influcoder.core.devices import resolve_device
 from influcoder.core.errors import InflucoderError
 from influcoder.data.records import Sample, fingerprint, sample_groups
-from influcoder.encoder.losses import PEARSON_CENTERINGS, distillation_loss
+from influcoder.encoder.losses import PEARSON_CENTERINGS, distillation_loss, group_ranking_loss
 from influcoder.encoder.model import InfluenceEncoder
 from influcoder.encoder.predict import predict_matrix
 from influcoder.encoder.settings import DistillSettings
@@ -206,6 +206,14 @@ class Distiller:
                 embeddings = self.encoder.embed([queries[j] for j in cols] + [pool[i] for i in rows])
                 q, c = embeddings[: len(cols)], embeddings[len(cols) :]
                 loss, parts = distillation_loss(q @ c.T, true, s.alpha, s.temperature, s.pearson_center)
+                if s.objective == "airrep":  # the paper's parts are still logged, as a common yardstick
+                    groups = np.stack(
+                        [
+                            rng.choice(len(rows), min(s.group_size, len(rows)), replace=False)
+                            for _ in range(s.groups_per_batch)
+                        ]
+                    )
+                    loss = group_ranking_loss(q @ c.T, true, torch.from_numpy(groups).to(self.device), s.temperature)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(self.encoder.parameters(), s.grad_clip)

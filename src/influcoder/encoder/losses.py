@@ -11,6 +11,13 @@ unchanged when a constant is added to one query's scores. "query" centres each q
 before the flattened Pearson, so the loss spends nothing on those per-query offsets (about a quarter of the
 variance of SmolLM2 labels on `evals` x `bbh`) and keeps one scale across queries. The KL is shift-invariant
 per query already.
+
+`group_ranking_loss` is the objective of AirRep (Sun et al. 2025), the compared learned representation,
+adapted to per-sample labels: AirRep ranks *groups* of training samples by their measured joint effect on a
+query and scores a group by attention-pooling its members' representations with the query. Here a group's
+true effect is the sum of its members' gradient influence (first-order influence is additive), its predicted
+score the attention-weighted mean of its members' cosines with the query, and the loss a pairwise logistic
+(RankNet) loss over the groups each query ranks.
 """
 
 from __future__ import annotations
@@ -54,3 +61,24 @@ def distillation_loss(
     kl = softmax_kl_loss(pred, true, temperature)
     total = alpha * pearson + (1.0 - alpha) * kl
     return total, {"pearson": float(pearson.detach()), "kl": float(kl.detach())}
+
+
+def group_ranking_loss(
+    pred: torch.Tensor, true: torch.Tensor, groups: torch.Tensor, temperature: float = 0.1
+) -> torch.Tensor:
+    """Pairwise logistic loss over candidate groups, per query (see the module docstring).
+
+    `pred`, `true`: (queries, candidates); `groups`: (n_groups, group_size) candidate indices. A group's
+    predicted score is sum_i a_i pred_i with a = softmax(pred_group / temperature) (the query's attention over
+    the members), its true score the sum of the members' true influence. Each ordered pair with a higher true
+    score costs softplus(-(score_hi - score_lo) / temperature); ties cost nothing.
+    """
+    member_pred, member_true = pred.float()[:, groups], true.float()[:, groups]  # (queries, groups, size)
+    attention = torch.softmax(member_pred / temperature, dim=-1)
+    group_pred = (attention * member_pred).sum(dim=-1)
+    group_true = member_true.sum(dim=-1)
+    ahead = (group_true.unsqueeze(2) - group_true.unsqueeze(1)) > 0  # (queries, groups, groups): i ranks above j
+    margins = (group_pred.unsqueeze(2) - group_pred.unsqueeze(1)) / temperature
+    if not bool(ahead.any()):
+        return pred.sum() * 0.0  # every group tied: nothing to rank, but keep the graph
+    return F.softplus(-margins[ahead]).mean()

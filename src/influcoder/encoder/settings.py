@@ -18,7 +18,11 @@ _RANGES = {
     "alpha": "0 to 1",
     "lr": "above 0",
     "temperature": "above 0",
+    "group_size": "1 to --candidates-per-batch",
+    "groups_per_batch": "at least 2 (a ranking needs two groups)",
 }
+Objective = Literal["influcoder", "airrep"]
+OBJECTIVES: tuple[str, ...] = get_args(Objective)
 Pooling = Literal["mean", "cls", "attention", "response", "mean+response"]
 POOLINGS: tuple[str, ...] = get_args(Pooling)
 RESPONSE_POOLINGS = ("response", "mean+response")
@@ -66,6 +70,13 @@ class DistillSettings:
     """Max gradient norm."""
     seed: int = 0
     """Seed of splits, sampling, and head initialisation."""
+    objective: Objective = "influcoder"
+    """influcoder: alpha * Pearson + (1 - alpha) * KL (the paper); airrep: AirRep's group-wise ranking loss
+    (random groups of candidates, attention-pooled scores, pairwise ranking by summed true influence)."""
+    group_size: int = 3
+    """airrep: candidates per group."""
+    groups_per_batch: int = 8
+    """airrep: groups ranked per query and step."""
 
     def __post_init__(self) -> None:
         """Refuse settings that would fail, or train on nothing, only after an epoch of work."""
@@ -80,6 +91,8 @@ class DistillSettings:
             "alpha": 0 <= self.alpha <= 1,
             "lr": self.lr > 0,
             "temperature": self.temperature > 0,
+            "group_size": 1 <= self.group_size <= self.candidates_per_batch,
+            "groups_per_batch": self.groups_per_batch >= 2,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:

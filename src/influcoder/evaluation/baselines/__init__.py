@@ -9,7 +9,10 @@
   and `datainf`, the exact LoRA gradients with DataInf's closed-form inverse Fisher per LoRA matrix
 - `logra`: `logra` / `logra-fisher`, the base linear layers' gradients projected on both sides (k x k per
   layer), plain or whitened by each layer's empirical Fisher
+- `learned`: `airrep`, an encoder trained in `fit` on the same training split with attention pooling and
+  AirRep's group-wise ranking loss
 - the distilled encoder itself is `text.Distilled`
 
-Still to come (issue: evaluation harness): airrep, and LESS with Adam preconditioning.
+Still to come (issue: evaluation harness): LESS with Adam preconditioning (needs a fine-tuned adapter's
+optimizer state).
 """
