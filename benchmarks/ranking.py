@@ -11,8 +11,9 @@ two. Finally the runs are merged into one report (results.json, results.md, repo
     python benchmarks/ranking.py --labels runs/rank/labels --out runs/rank/experiment --seeds 0 1 2 \\
         --protocols task random --eval-pool 150 --eval-queries 50 --epochs 2 --lr 1e-4
 
-FLOPs are counted in the first run only (the meter scores everything once more; FLOPs per sample do not
-depend on the seed). Reproduce the committed figures with the command recorded in their results.md.
+With --flops, FLOPs are counted in the first run only (the meter scores everything once more; FLOPs per sample
+do not depend on the seed); on a 2-core machine count them in a separate small evaluate instead. Reproduce
+the committed figures with the command recorded in their results.md.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--baselines", nargs="*", default=BASELINES)
     parser.add_argument("--group-field", default="task")
+    parser.add_argument("--flops", action="store_true", help="count FLOPs in the first run")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     influcoder = [sys.executable, "-m", "influcoder.cli.main"]
@@ -71,7 +73,7 @@ def main() -> None:
             if not (report / "results.json").exists():
                 evaluate = [*influcoder, "evaluate", "--encoder", str(encoder), "--labels", str(args.labels)]
                 evaluate += ["--baselines", *args.baselines, "--by", args.group_field, "--report", str(report)]
-                evaluate += ["--quiet", *(["--flops"] if not results else [])]
+                evaluate += ["--quiet", *(["--flops"] if args.flops and not results else [])]
                 run_step(evaluate, args.out / f"evaluate-{name}.log")
             results.append(report / "results.json")
     runs = [run for path in results for run in load_runs(path)]
