@@ -225,3 +225,30 @@ def test_evaluate_refuses_labels_of_other_gradient_features(tiny_model_dir, tiny
     assert "other gradient features" in capsys.readouterr().err
     assert main([*evaluate, "--other-labels"]) == 0  # all of b: the encoder's split belongs to a
     assert "evaluated on all labels" in capsys.readouterr().out
+
+
+def test_continued_distillation_starts_from_the_given_encoder(tiny_model_dir, tiny_bert_dir, tmp_path, capsys):
+    """--init loads the earlier encoder's weights and architecture (a vanishing learning rate leaves them as they
+    were, a fresh backbone would differ); labels of other gradient features and --out over --init are refused."""
+    import torch
+
+    settings = LabelSettings(model=str(tiny_model_dir), rank=2, proj_dim=32, max_length=24, shard_size=8)
+    label(samples(16), samples(8, seed=7, prefix="q"), tmp_path / "a", settings, progress=False)
+    label(samples(16, seed=5, prefix="n"), samples(8, seed=9, prefix="m"), tmp_path / "b", settings, progress=False)
+    first = tmp_path / "first"
+    base = ["distill", "--encoder", str(tiny_bert_dir), "--epochs", "1", "--max-length", "16", "--quiet"]
+    assert main([*base, "--labels", str(tmp_path / "a"), "--out", str(first), "--pooling", "attention"]) == 0
+    second = tmp_path / "second"
+    args = ["distill", "--labels", str(tmp_path / "b"), "--out", str(second), "--init", str(first), "--quiet"]
+    assert main([*args, "--epochs", "1", "--lr", "1e-30", "--weight-decay", "0"]) == 0
+    before, after = InfluenceEncoder.from_pretrained(first), InfluenceEncoder.from_pretrained(second)
+    assert after.config.pooling == "attention" and after.config.max_length == 16  # the init's, not the defaults
+    for (name, a), b in zip(before.state_dict().items(), after.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6, msg=name)
+    assert json.loads((second / "training.json").read_text())["settings"]["init"] == str(first)
+    other = LabelSettings(model=str(tiny_model_dir), rank=2, proj_dim=16, max_length=24, shard_size=8)
+    label(samples(16, seed=5, prefix="n"), samples(8, seed=9, prefix="m"), tmp_path / "c", other, progress=False)
+    assert main(["distill", "--labels", str(tmp_path / "c"), "--out", str(tmp_path / "x"), "--init", str(first)]) == 2
+    assert "other gradient features" in capsys.readouterr().err
+    assert main(["distill", "--labels", str(tmp_path / "b"), "--out", str(first), "--init", str(first / "best")]) == 2
+    assert "would overwrite the encoder --init starts from" in capsys.readouterr().err

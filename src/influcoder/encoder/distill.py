@@ -23,7 +23,7 @@ import json
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +33,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from influcoder.core.atomic import atomic_output, write_json_atomic
 from influcoder.core.devices import resolve_device
-from influcoder.core.errors import InflucoderError
+from influcoder.core.errors import ArtifactMismatchError, InflucoderError
 from influcoder.data.records import Sample, fingerprint, sample_groups
 from influcoder.encoder.losses import PEARSON_CENTERINGS, distillation_loss, group_ranking_loss
 from influcoder.encoder.model import InfluenceEncoder
@@ -304,6 +304,26 @@ class Distiller:
         return None
 
 
+def continued_from(settings: DistillSettings, features: dict) -> tuple[InfluenceEncoder, DistillSettings]:
+    """The encoder `settings.init` names, and settings whose architecture fields are that encoder's.
+
+    Continued distillation adds labels to what an encoder learned, so both sets of labels must describe the
+    same gradient features (decoder, adapter, projection, text view): refused otherwise, naming the field.
+    """
+    encoder = InfluenceEncoder.from_pretrained(settings.init)
+    learned = encoder.config.label_config
+    differ = sorted(k for k in set(learned) | set(features) if learned and learned.get(k) != features.get(k))
+    if differ:
+        raise ArtifactMismatchError(
+            f"--init {settings.init} was distilled from other gradient features than these labels "
+            f"({differ[0]}: {learned.get(differ[0])!r} there, {features.get(differ[0])!r} here)"
+        )
+    c = encoder.config
+    return encoder, replace(
+        settings, encoder=c.backbone, pooling=c.pooling, head_dim=c.head_dim, max_length=c.max_length
+    )
+
+
 def _protocol_of(eval_split: str | Path | None, eval_protocol: str, drawn: int) -> str | None:
     """The protocol an evaluation split follows: drawn ones say theirs, a given file keeps its own."""
     if eval_split is not None:
@@ -342,6 +362,12 @@ def distill_labels(
 
     settings = settings or DistillSettings()
     matrix, pool, queries, info = load_labels(labels_dir)
+    init = None
+    if settings.init:
+        start = Path(settings.init).resolve()
+        if start == Path(out).resolve() or Path(out).resolve() in start.parents:
+            raise InflucoderError(f"--out {out} would overwrite the encoder --init starts from; pick another --out")
+        init, settings = continued_from(settings, info.get("features", {}))
     scores = np.asarray(matrix.scores)
     if eval_split is not None:
         if eval_pool or eval_queries:
@@ -368,7 +394,7 @@ def distill_labels(
             "query_ids": [queries[j].id for j in eval_q],
         },
     )
-    distiller = Distiller(settings, device=device)
+    distiller = Distiller(settings, encoder=init, device=device)
     distiller.encoder.config.label_config = info.get("features", {})
     return distiller.fit(
         scores[np.ix_(train_p, train_q)],

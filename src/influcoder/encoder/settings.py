@@ -70,6 +70,9 @@ class DistillSettings:
     """Max gradient norm."""
     seed: int = 0
     """Seed of splits, sampling, and head initialisation."""
+    init: str | None = None
+    """Continued distillation: start from this encoder (an encoder or distill output directory) instead of a
+    fresh backbone; its backbone, pooling, head and max length replace the flags above."""
     objective: Objective = "influcoder"
     """influcoder: alpha * Pearson + (1 - alpha) * KL (the paper); airrep: AirRep's group-wise ranking loss
     (random groups of candidates, attention-pooled scores, pairwise ranking by summed true influence)."""
