@@ -10,7 +10,8 @@ from typing import Literal
 
 import tyro
 
-from influcoder.cli.options import Command, Input, InputOptions
+from influcoder.cli.options import Command, Device, Input, InputOptions, Quiet
+from influcoder.core.errors import InflucoderError
 
 
 @dataclass(kw_only=True)
@@ -96,3 +97,75 @@ class Data(Command):
 
     def config_path(self) -> Path | None:
         return Path(self.out).with_name(Path(self.out).name + ".config.yaml") if self.out else None
+
+
+@dataclass(kw_only=True)
+class Select(Command):
+    """Choose which samples to label: a budget spread over tasks and the embedding space, not a random draw.
+
+    Loads candidates from every DATA given (files and built-in sources, e.g. evals bbh bbh-cot my.jsonl),
+    embeds them with an untrained encoder, and keeps --budget of them: kmeans (the candidate nearest each of
+    --budget k-means centres), farthest (greedy farthest-point) or random. Writes them as JSONL for `label
+    --pool`/`--queries`, and prints how many groups (tasks) the choice covers against a random draw of the
+    same size.
+    """
+
+    positive = ("budget", "candidates", "per_group_cap")
+
+    pool: list[str]
+    """DATA to choose from: one or more files or built-in sources."""
+    budget: int
+    """How many samples to choose."""
+    out: Path
+    """JSONL file of the chosen samples."""
+    method: Literal["kmeans", "farthest", "random"] = "kmeans"
+    """kmeans (representatives of dense regions), farthest (greedy k-centre: outliers and small tasks first) or
+    random (the reference)."""
+    candidates: int | None = None
+    """Seeded subset of each DATA to choose from (evals: 10 per task, tasks in a seeded order); default all."""
+    per_group_cap: int | None = None
+    """At most this many samples of one group (--group-field)."""
+    group_field: str = "task"
+    """The meta field that names a sample's group, for the cap and the coverage report (a sample without it
+    belongs to the group of its DATA)."""
+    encoder: str = "minilm-l6"
+    """Untrained encoder whose embedding space the choice is spread over (embedded name or directory)."""
+    seed: int = 0
+    """Seed of the candidate subsets and of the choice."""
+    device: Device = "auto"
+    quiet: Quiet = False
+    input: Input = field(default_factory=InputOptions)
+
+    def config_path(self) -> Path:
+        return self.out.with_name(self.out.name + ".config.yaml")
+
+    def run(self) -> int:
+        from influcoder.data.formats import write_samples
+        from influcoder.encoder.model import InfluenceEncoder
+        from influcoder.encoder.selection import select_indices
+
+        candidates, groups = [], []
+        for source in self.pool:  # a sample without the group field is grouped by its DATA
+            loaded = self.input.load(source, self.candidates, self.seed)
+            candidates += loaded
+            groups += [str(s.meta.get(self.group_field, source)) for s in loaded]
+        ids = [s.id for s in candidates]
+        if len(set(ids)) != len(ids):
+            duplicate = next(i for i, c in Counter(ids).items() if c > 1)
+            raise InflucoderError(f"the candidates hold id {duplicate!r} twice: give each DATA once")
+        embeddings = None
+        if self.method != "random":
+            encoder = InfluenceEncoder.from_backbone(self.encoder, seed=self.seed, device=self.device)
+            embeddings = encoder.encode(candidates, show_progress=not self.quiet)
+        chosen = select_indices(
+            len(candidates), self.budget, self.method, embeddings, self.seed, groups, self.per_group_cap
+        )
+        write_samples([candidates[i] for i in chosen], self.out)
+        reference = select_indices(len(candidates), len(chosen), "random", None, self.seed, groups)
+        covered, by_chance = len({groups[i] for i in chosen}), len({groups[i] for i in reference})
+        print(
+            f"chose {len(chosen)} of {len(candidates)} candidates ({self.method}) -> {self.out}: "
+            f"{covered} of {len(set(groups))} {self.group_field} groups covered (a random draw of the same size: "
+            f"{by_chance})"
+        )
+        return 0

@@ -15,7 +15,7 @@ import tyro
 
 from influcoder import __version__
 from influcoder.cli.attribution import Attribute, Filter, Index
-from influcoder.cli.data import Assets, Data
+from influcoder.cli.data import Assets, Data, Select
 from influcoder.cli.encoder import Distill
 from influcoder.cli.evaluation import Demo, Evaluate
 from influcoder.cli.labels import Fidelity, Label, MergeLabels
@@ -35,6 +35,7 @@ from influcoder.core.errors import InflucoderError
 COMMANDS: dict[str, type[Command]] = {
     "assets": Assets,
     "data": Data,
+    "select": Select,
     "label": Label,
     "merge-labels": MergeLabels,
     "fidelity": Fidelity,
