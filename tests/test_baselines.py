@@ -298,3 +298,15 @@ def test_airrep_trains_on_the_training_split_only_and_scores_like_an_encoder(tin
         AirRep(settings).fit(
             EvaluationData(scores, pool, queries, np.arange(0), np.arange(24), np.arange(0), np.arange(8))
         )
+
+
+def test_auroc_matches_the_pairwise_definition_with_ties_counting_half():
+    from influcoder.metrics import auroc
+
+    rng = np.random.default_rng(2)
+    scores = np.round(rng.normal(size=40), 1)  # rounded: ties
+    positive = rng.random(40) < 0.3
+    pairs = [(p, n) for p in scores[positive] for n in scores[~positive]]
+    expected = np.mean([1.0 if p > n else 0.5 if p == n else 0.0 for p, n in pairs])
+    assert auroc(scores, positive) == pytest.approx(expected)
+    assert auroc(scores, np.zeros(40, dtype=bool)) is None

@@ -206,6 +206,9 @@ def test_distill_task_protocol_holds_out_whole_tasks(tiny_model_dir, tiny_bert_d
     example = results["runs"][0]["examples"][0]
     assert len(example["top"]["ground truth"]) == 5 and set(example["top"]) == {"ground truth", *task_rows}
     assert "### protocol `task`: unseen tasks" in (report / "results.md").read_text()
+    flag = results["runs"][0]["coverage"]  # distill saved a reference: the flag is evaluated on each run
+    assert flag["n_queries"] == len(split["query_ids"]) == len(flag["query_coverage"])
+    assert "coverage_flag" in task_rows["distilled"] and "out-of-coverage flag" in (report / "results.md").read_text()
     page = (report / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 3 and "http" not in page.replace("http-equiv", "")
     assert (report / "config.yaml").exists()

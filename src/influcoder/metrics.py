@@ -108,3 +108,14 @@ def per_anchor_by_group(pred: np.ndarray, true: np.ndarray, groups: Sequence[str
         }
         for group, js in columns.items()
     }
+
+
+def auroc(scores: np.ndarray, positive: np.ndarray) -> float | None:
+    """Area under the ROC curve of `scores` for the boolean labels `positive` (ties count half), via the
+    Mann-Whitney rank sum; None when one class is empty (the area is undefined)."""
+    scores, positive = np.asarray(scores, dtype=np.float64), np.asarray(positive, dtype=bool)
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    if n_pos == 0 or n_neg == 0:
+        return None
+    ranks = rankdata(scores)
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))

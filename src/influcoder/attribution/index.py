@@ -30,6 +30,7 @@ from influcoder.data.records import Sample, fingerprint
 
 MANIFEST = "manifest.json"
 FORMAT = "influcoder.index"
+COVERAGE = "coverage.npy"
 
 
 def _faiss():
@@ -286,6 +287,31 @@ class EmbeddingIndex:
             else:
                 raise InflucoderError(f"unknown aggregation {aggregate!r}: use mean or max")
         return np.concatenate(parts)
+
+    def write_coverage(self, reference) -> dict:
+        """Score every indexed sample's coverage (`influcoder.encoder.coverage`) into ``coverage.npy`` (row
+        order) and record the threshold and the covered share in the manifest; returns that record."""
+        scores = np.concatenate([reference.score(block) for block in self.iter_embeddings()] or [np.zeros(0)])
+        with atomic_output(self.path / COVERAGE, fsync=True) as tmp, open(tmp, "wb") as handle:
+            np.save(handle, scores.astype(np.float32), allow_pickle=False)
+        record = {
+            "threshold": reference.threshold,
+            "k": reference.k,
+            "rows": int(len(scores)),
+            "share_covered": float(reference.covered(scores).mean()) if len(scores) else 0.0,
+        }
+        self.manifest["coverage"] = record
+        write_json_atomic(self.path / MANIFEST, self.manifest)
+        return record
+
+    def coverage(self) -> np.ndarray | None:
+        """Per-row coverage scores written by `write_coverage`, or None (none written, or stale after an
+        --append: rows were added since)."""
+        path = self.path / COVERAGE
+        if not path.exists():
+            return None
+        scores = np.load(path, allow_pickle=False)
+        return scores if len(scores) == len(self) else None
 
     def bytes_per_sample(self) -> float:
         total = sum(FeatureStore(self.path / s["name"]).bytes_per_sample() * s["n"] for s in self.manifest["segments"])

@@ -18,6 +18,7 @@ import numpy as np
 from influcoder.attribution.index import EmbeddingIndex
 from influcoder.core.errors import InflucoderError
 from influcoder.data.records import Sample
+from influcoder.encoder.coverage import CoverageReference
 from influcoder.encoder.model import InfluenceEncoder
 
 
@@ -29,6 +30,10 @@ class Attribution:
     rank: int
     score: float
     sample: Sample
+    coverage: float | None = None
+    """How close the sample lies to the encoder's labelled data (None: no coverage reference or scores)."""
+    covered: bool | None = None
+    """False: outside what the encoder was distilled on; its score is less trustworthy."""
 
 
 @dataclass
@@ -56,9 +61,18 @@ def drop_count(n: int, drop_fraction: float | None, drop_top: int | None) -> int
 class Influcoder:
     """A distilled encoder plus (optionally) an index of a pool."""
 
-    def __init__(self, encoder: InfluenceEncoder, index: EmbeddingIndex | None = None):
+    def __init__(
+        self,
+        encoder: InfluenceEncoder,
+        index: EmbeddingIndex | None = None,
+        coverage: CoverageReference | None = None,
+    ):
         self.encoder = encoder
         self._index = index
+        self.coverage_reference = coverage
+        """The encoder's out-of-coverage reference (`coverage.npz` beside it), if it has one."""
+        self.query_coverage: dict[str, float] = {}
+        """Coverage score of each query of the last `attribute` call."""
         if index is not None:
             index.check_encoder(encoder)
 
@@ -67,7 +81,7 @@ class Influcoder:
         cls, encoder_dir: str | Path, index: str | Path | None = None, device: str | None = None
     ) -> Influcoder:
         encoder = InfluenceEncoder.from_pretrained(encoder_dir, device=device)
-        return cls(encoder, EmbeddingIndex(index) if index else None)
+        return cls(encoder, EmbeddingIndex(index) if index else None, CoverageReference.load(encoder_dir))
 
     @classmethod
     def from_index(
@@ -78,7 +92,8 @@ class Influcoder:
         encoder_dir = encoder_dir or index.manifest.get("encoder_path")
         if not encoder_dir:
             raise InflucoderError(f"{index_dir} does not record its encoder; pass --encoder")
-        return cls(InfluenceEncoder.from_pretrained(encoder_dir, device=device), index)
+        encoder = InfluenceEncoder.from_pretrained(encoder_dir, device=device)
+        return cls(encoder, index, CoverageReference.load(encoder_dir))
 
     @property
     def index_(self) -> EmbeddingIndex:
@@ -87,7 +102,10 @@ class Influcoder:
         return self._index
 
     def index(self, pool: Sequence[Sample], out: str | Path, **kw) -> EmbeddingIndex:
+        """Encode `pool` into an index at `out`; with a coverage reference, also score every row's coverage."""
         self._index = EmbeddingIndex.build(self.encoder, pool, out, **kw)
+        if self.coverage_reference is not None:
+            self._index.write_coverage(self.coverage_reference)
         return self._index
 
     def attribute(
@@ -95,16 +113,23 @@ class Influcoder:
     ) -> list[list[Attribution]]:
         """Top-k pool samples per query by predicted influence, best first."""
         index = self.index_
-        scores, rows = index.search(self.encoder.encode(queries, batch_size), k, nprobe)
+        embedded = self.encoder.encode(queries, batch_size)
+        scores, rows = index.search(embedded, k, nprobe)
         pool = index.samples()
-        return [
-            [
-                Attribution(q.id, r + 1, float(scores[j, r]), pool[rows[j, r]])
-                for r in range(rows.shape[1])
-                if rows[j, r] >= 0
-            ]
-            for j, q in enumerate(queries)
-        ]
+        reference, row_coverage = self.coverage_reference, index.coverage()
+        self.query_coverage = (
+            dict(zip([q.id for q in queries], map(float, reference.score(embedded)))) if reference else {}
+        )
+
+        def hit(j: int, r: int) -> Attribution:
+            row = int(rows[j, r])
+            found = Attribution(queries[j].id, r + 1, float(scores[j, r]), pool[row])
+            if reference is not None and row_coverage is not None:
+                found.coverage = float(row_coverage[row])
+                found.covered = bool(reference.covered(row_coverage[row]))
+            return found
+
+        return [[hit(j, r) for r in range(rows.shape[1]) if rows[j, r] >= 0] for j in range(len(queries))]
 
     def score(self, queries: Sequence[Sample], aggregate: str = "mean", batch_size: int = 32) -> np.ndarray:
         """Predicted influence of every indexed pool sample on the query set (pool order)."""

@@ -61,6 +61,7 @@ class Index(Command):
 
     def run(self) -> int:
         from influcoder.attribution.index import EmbeddingIndex
+        from influcoder.encoder.coverage import CoverageReference
         from influcoder.encoder.model import InfluenceEncoder
 
         encoder = InfluenceEncoder.from_pretrained(self.encoder, device=self.device)
@@ -86,6 +87,15 @@ class Index(Command):
             f"{seconds:.1f} s), dim {index.dim}, {index.manifest['dtype']}, FAISS "
             f"'{index.manifest['index_factory']}', {index.bytes_per_sample():.0f} bytes/sample"
         )
+        reference = CoverageReference.load(self.encoder)
+        if reference is None:
+            print("coverage: the encoder has no coverage reference (distilled before it existed); no flags")
+        else:
+            record = index.write_coverage(reference)
+            print(
+                f"coverage: {record['share_covered']:.1%} of the pool lies within what the encoder was distilled on "
+                f"(mean cosine to its {record['k']} nearest labelled samples >= {record['threshold']:.3f})"
+            )
         return 0
 
 
@@ -145,6 +155,7 @@ class Attribute(Scoring):
         ic = self.open()
         queries = self.input.load(self.queries, self.limit, self.data_seed)
         results = ic.attribute(queries, k=self.k, nprobe=self.nprobe)
+        reference, query_coverage = ic.coverage_reference, ic.query_coverage
         rows = [
             {
                 "query_id": a.query_id,
@@ -153,6 +164,16 @@ class Attribute(Scoring):
                 "pool_id": a.sample.id,
                 "prompt": a.sample.prompt,
                 "response": a.sample.response,
+                **(
+                    {
+                        "coverage": None if a.coverage is None else round(a.coverage, 4),
+                        "covered": a.covered,
+                        "query_coverage": round(query_coverage[a.query_id], 4),
+                        "query_covered": bool(reference.covered(query_coverage[a.query_id])),
+                    }
+                    if reference is not None
+                    else {}
+                ),
             }
             for hits in results
             for a in hits
@@ -164,6 +185,15 @@ class Attribute(Scoring):
         else:
             fmt = self.format or "table"
             _write_results(sys.stdout, fmt, rows, queries, results)
+        if reference is not None:
+            outside = sum(not reference.covered(v) for v in query_coverage.values())
+            hits = [a for h in results for a in h if a.covered is not None]
+            print(
+                f"\ncoverage: {outside} of {len(queries)} queries and "
+                f"{sum(not a.covered for a in hits)} of {len(hits)} results lie outside what the encoder was "
+                "distilled on (their scores are less trustworthy; --audit checks them against exact gradients)",
+                file=sys.stderr,
+            )
         if self.audit:
             from influcoder.attribution.audit import audit_attribution
 
@@ -198,9 +228,10 @@ def _write_table(out, queries, results) -> None:
         q = texts[hits[0].query_id]
         out.write(f"\nquery {q.id}: {_clip(q.prompt, 100)}\n")
         for a in hits:
+            flag = "  [outside coverage]" if a.covered is False else ""
             out.write(
                 f"  {a.rank:>3}. {a.score:+.4f}  {a.sample.id}: {_clip(a.sample.prompt, 60)} -> "
-                f"{_clip(a.sample.response, 40)}\n"
+                f"{_clip(a.sample.response, 40)}{flag}\n"
             )
 
 

@@ -125,7 +125,7 @@ class Evaluate(Command):
             evaluation_data,
             training_record,
         )
-        from influcoder.evaluation.report import top_examples
+        from influcoder.evaluation.report import coverage_flag_report, top_examples
 
         split = self.split or self.default_split(encoder_dir)
         encoder = InfluenceEncoder.from_pretrained(encoder_dir, device=self.device)
@@ -142,6 +142,7 @@ class Evaluate(Command):
             "protocol": data.protocol,
             "seed": seed,
             "rows": rows,
+            "coverage": coverage_flag_report(encoder, encoder_dir, data, record, rows["distilled"]["per_anchor"]),
             "examples": top_examples(data, predictions),
         }
 

@@ -35,6 +35,7 @@ from influcoder.core.atomic import atomic_output, write_json_atomic
 from influcoder.core.devices import resolve_device
 from influcoder.core.errors import ArtifactMismatchError, InflucoderError
 from influcoder.data.records import Sample, fingerprint, sample_groups
+from influcoder.encoder.coverage import CoverageReference, build_reference
 from influcoder.encoder.losses import PEARSON_CENTERINGS, distillation_loss, group_ranking_loss
 from influcoder.encoder.model import InfluenceEncoder
 from influcoder.encoder.predict import predict_matrix
@@ -396,7 +397,7 @@ def distill_labels(
     )
     distiller = Distiller(settings, encoder=init, device=device)
     distiller.encoder.config.label_config = info.get("features", {})
-    return distiller.fit(
+    logs = distiller.fit(
         scores[np.ix_(train_p, train_q)],
         [pool[i] for i in train_p],
         [queries[j] for j in train_q],
@@ -404,3 +405,21 @@ def distill_labels(
         progress=progress,
         overwrite=overwrite,
     )
+    if CoverageReference.load(out / "best") is None:
+        write_coverage_reference(out, [*pool, *queries], progress, device)
+    return logs
+
+
+def write_coverage_reference(
+    out: Path, samples: Sequence[Sample], progress: bool = False, device: str = "auto"
+) -> CoverageReference:
+    """The coverage reference of a finished run (`influcoder.encoder.coverage`), saved into ``out/best``: its
+    training samples are the reference, its validation samples calibrate the threshold."""
+    record = json.loads((out / "training.json").read_text(encoding="utf-8"))
+    by_id = {s.id: s for s in samples}
+    labelled = [by_id[i] for i in record["train_pool_ids"] + record["train_query_ids"]]
+    validation = [by_id[i] for i in record["val_pool_ids"] + record["val_query_ids"]]
+    encoder = InfluenceEncoder.from_pretrained(out / "best", device=device)
+    reference = build_reference(encoder, labelled, validation, progress=progress)
+    reference.save(out / "best")
+    return reference

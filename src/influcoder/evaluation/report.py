@@ -47,6 +47,17 @@ def summarize(runs: list[dict]) -> dict[str, dict[str, dict]]:
             entry["preconditioner"] = rows[0].get("preconditioner")
             entry["per_anchor"] = [x for r in rows for x in r.get("per_anchor", []) if x is not None]
             summary.setdefault(protocol, {})[method] = entry
+    for protocol in summary:
+        flags = [r["coverage"] for r in runs if (r.get("protocol") or "unrecorded") == protocol and r.get("coverage")]
+        aurocs = [f["auroc_low_rho"] for f in flags if f["auroc_low_rho"] is not None]
+        if flags and "distilled" in summary[protocol]:
+            summary[protocol]["distilled"]["coverage_flag"] = {
+                "auroc_low_rho": float(np.mean(aurocs)) if aurocs else None,
+                "runs_with_both_classes": len(aurocs),
+                "share_queries_covered": float(np.mean([f["share_queries_covered"] for f in flags])),
+                "n_low_rho": int(sum(f["n_low_rho"] for f in flags)),
+                "n_queries": int(sum(f["n_queries"] for f in flags)),
+            }
     return summary
 
 
@@ -69,6 +80,14 @@ def markdown_tables(summary: dict[str, dict[str, dict]]) -> str:
             gflop = "-" if e["flops_per_sample"] is None else f"{e['flops_per_sample'] / 1e9:.3g}"
             stored = "-" if e["bytes_per_sample"] is None else f"{e['bytes_per_sample']:,.0f}"
             out.append(f"| {method} | {' | '.join(cells)} | {e['ms_per_sample']:.1f} | {gflop} | {stored} |")
+        flag = methods.get("distilled", {}).get("coverage_flag")
+        if flag:
+            area = "undefined (one class)" if flag["auroc_low_rho"] is None else f"{flag['auroc_low_rho']:.3f}"
+            out.append(
+                f"\nout-of-coverage flag: {flag['share_queries_covered']:.0%} of the evaluated queries covered; "
+                f"AUROC of low coverage for per-anchor rho < {LOW_RHO}: {area} ({flag['n_low_rho']} of "
+                f"{flag['n_queries']} queries below, {flag['runs_with_both_classes']} run(s) with both classes)"
+            )
         out.append("")
     out.append("rho: Spearman against the gradient labels, mean +- standard deviation over runs (seeds).")
     return "\n".join(out)
@@ -91,6 +110,42 @@ def top_examples(data: EvaluationData, predictions: dict[str, np.ndarray], n_que
             }
         )
     return examples
+
+
+LOW_RHO = 0.3
+
+
+def coverage_flag_report(
+    encoder, encoder_dir, data: EvaluationData, record: dict | None, per_anchor: list
+) -> dict | None:
+    """How well the out-of-coverage flag predicts where the encoder fails: AUROC of low query coverage for
+    per-anchor rho < 0.3 on the evaluated queries. The reference is the encoder's saved one, or rebuilt from
+    its training record (an encoder distilled before references were saved); None without either."""
+    from influcoder.encoder.coverage import CoverageReference, build_reference
+    from influcoder.metrics import auroc
+
+    reference = CoverageReference.load(encoder_dir)
+    if reference is None and record and record.get("train_pool_ids"):
+        by_id = {s.id: s for s in [*data.pool, *data.queries]}
+        train = [by_id[i] for i in record["train_pool_ids"] + record["train_query_ids"] if i in by_id]
+        validation = [by_id[i] for i in record.get("val_pool_ids", []) + record.get("val_query_ids", []) if i in by_id]
+        reference = build_reference(encoder, train, validation)
+    if reference is None:
+        return None
+    _, queries = data.eval_samples()
+    scores = reference.score(encoder.encode(queries))
+    rho = np.array([np.nan if x is None else x for x in per_anchor], dtype=np.float64)
+    known = ~np.isnan(rho)
+    low = rho[known] < LOW_RHO
+    return {
+        "low_rho": LOW_RHO,
+        "auroc_low_rho": auroc(-scores[known], low),
+        "n_queries": int(known.sum()),
+        "n_low_rho": int(low.sum()),
+        "share_queries_covered": float(reference.covered(scores).mean()),
+        "threshold": reference.threshold,
+        "query_coverage": [float(x) for x in scores],
+    }
 
 
 def _figure_png(fig) -> str:

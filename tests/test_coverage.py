@@ -1,0 +1,82 @@
+"""The out-of-coverage flag: scores near the labelled data are high, far ones low; the threshold is the
+validation quantile; distill writes the reference, index scores every row, attribute reports both."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from influcoder.cli.main import main
+from influcoder.encoder.coverage import CoverageReference, build_reference
+from influcoder.encoder.model import InfluenceEncoder
+from influcoder.labels.labelling import label
+from influcoder.labels.settings import LabelSettings
+
+from .test_labels import samples
+
+
+def test_coverage_is_the_mean_cosine_to_the_k_nearest_labelled_samples_and_ranks_near_above_far(tmp_path):
+    rng = np.random.default_rng(0)
+    direction = np.eye(8)[0]
+    labelled = direction + 0.2 * rng.normal(size=(50, 8))
+    reference = CoverageReference(labelled / np.linalg.norm(labelled, axis=1, keepdims=True), 5, 0.5, 0.05)
+    near = direction + 0.2 * rng.normal(size=(20, 8))
+    far = -direction + 0.2 * rng.normal(size=(20, 8))
+    near_scores, far_scores = reference.score(near), reference.score(far)
+    assert near_scores.min() > far_scores.max()
+    unit = near[0] / np.linalg.norm(near[0])
+    expected = np.sort(reference.embeddings @ unit)[-5:].mean()
+    np.testing.assert_allclose(near_scores[0], expected, rtol=1e-6)
+    assert reference.covered(near_scores).all() and not reference.covered(far_scores).any()
+    reference.save(tmp_path)
+    again = CoverageReference.load(tmp_path)
+    assert again.k == 5 and again.threshold == 0.5
+    np.testing.assert_allclose(again.score(near), near_scores, atol=2e-3)  # float16 on disk
+    assert CoverageReference.load(tmp_path / "nothing") is None
+
+
+def test_threshold_is_the_validation_quantile_and_training_texts_score_above_foreign_ones(tiny_bert_dir):
+    encoder = InfluenceEncoder.from_backbone(str(tiny_bert_dir), max_length=24)
+    train, validation = samples(30), samples(12, seed=4)
+    reference = build_reference(encoder, train, validation, k=3, quantile=0.25)
+    validation_scores = reference.score(encoder.encode(validation))
+    np.testing.assert_allclose(reference.threshold, np.quantile(validation_scores, 0.25), atol=2e-3)
+    own = reference.score(encoder.encode(train)).mean()
+    foreign = [f"{chr(0x4E00 + i)}{chr(0x4E80 + 2 * i)} 9{i}9 ~~ {chr(0x0600 + i)}" for i in range(12)]
+    assert own > reference.score(encoder.encode(foreign)).mean()
+
+
+def test_distill_index_attribute_carry_the_coverage_flag(tiny_model_dir, tiny_bert_dir, tmp_path, capsys):
+    settings = LabelSettings(model=str(tiny_model_dir), rank=2, proj_dim=32, max_length=24, shard_size=8)
+    pool, queries = samples(24), samples(10, seed=7, prefix="q")
+    label(pool, queries, tmp_path / "labels", settings, progress=False)
+    out = tmp_path / "enc"
+    args = ["distill", "--labels", str(tmp_path / "labels"), "--out", str(out), "--encoder", str(tiny_bert_dir)]
+    assert (
+        main([*args, "--epochs", "1", "--max-length", "16", "--quiet", "--eval-pool", "4", "--eval-queries", "2"]) == 0
+    )
+    reference = CoverageReference.load(out)
+    training = json.loads((out / "training.json").read_text())
+    assert len(reference.embeddings) == len(training["train_pool_ids"]) + len(training["train_query_ids"])
+    pool_file = tmp_path / "pool.jsonl"
+    pool_file.write_text("".join(json.dumps(s.to_record()) + "\n" for s in pool))
+    idx = tmp_path / "idx"
+    assert main(["index", "--encoder", str(out), "--pool", str(pool_file), "--out", str(idx), "--quiet"]) == 0
+    assert "of the pool lies within what the encoder was distilled on" in capsys.readouterr().out
+    manifest = json.loads((idx / "manifest.json").read_text())
+    assert manifest["coverage"]["rows"] == 24 and 0 <= manifest["coverage"]["share_covered"] <= 1
+    hits_file = tmp_path / "hits.jsonl"
+    query_file = tmp_path / "q.jsonl"
+    query_file.write_text("".join(json.dumps(s.to_record()) + "\n" for s in queries[:3]))
+    assert (
+        main(["attribute", "--index", str(idx), "--queries", str(query_file), "-k", "2", "--out", str(hits_file)]) == 0
+    )
+    hits = [json.loads(line) for line in hits_file.read_text().splitlines()]
+    stored = np.load(idx / "coverage.npy")
+    row = {s.id: i for i, s in enumerate(pool)}
+    for hit in hits:
+        assert abs(hit["coverage"] - stored[row[hit["pool_id"]]]) < 1e-4
+        assert hit["covered"] == (stored[row[hit["pool_id"]]] >= reference.threshold)
+        assert isinstance(hit["query_covered"], bool)
+    assert "queries and" in capsys.readouterr().err
