@@ -238,3 +238,14 @@ def test_learning_rate_schedule_warms_up_from_the_first_step_and_decays_linearly
     ]
     np.testing.assert_allclose(rates, expected, rtol=1e-12)
     assert rates[0] == 0.5 and max(rates) == 2.0 and rates[-1] > 0
+
+
+def test_from_backbone_seeds_its_head_without_touching_the_global_rng(tiny_bert_dir):
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    a = InfluenceEncoder.from_backbone(str(tiny_bert_dir), seed=7, head_dim=8, max_length=16)
+    assert torch.equal(torch.rand(3), expected)  # the caller's stream continues as if nothing happened
+    b = InfluenceEncoder.from_backbone(str(tiny_bert_dir), seed=7, head_dim=8, max_length=16)
+    c = InfluenceEncoder.from_backbone(str(tiny_bert_dir), seed=8, head_dim=8, max_length=16)
+    assert torch.equal(a.head.weight, b.head.weight) and not torch.equal(a.head.weight, c.head.weight)

@@ -90,12 +90,15 @@ class InfluenceEncoder(torch.nn.Module):
     def from_backbone(
         cls, backbone: str = "minilm-l6", seed: int = 0, device: str | None = None, **config: Any
     ) -> InfluenceEncoder:
-        """A fresh encoder on an embedded or local backbone (head initialised from `seed`), on `device`."""
+        """A fresh encoder on an embedded or local backbone (head initialised from `seed`), on `device`.
+
+        The seed applies to a forked random state: the caller's global torch RNG is left as it was."""
         from influcoder.data.models import load_encoder_backbone
 
         model, tokenizer = load_encoder_backbone(backbone)
-        torch.manual_seed(seed)
-        encoder = cls(model, tokenizer, EncoderConfig(backbone=backbone, **config))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            encoder = cls(model, tokenizer, EncoderConfig(backbone=backbone, **config))
         return encoder.to(resolve_device(device)) if device else encoder
 
     @classmethod
