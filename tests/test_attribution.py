@@ -181,8 +181,21 @@ def test_audit_recomputes_exact_influence(tiny_model_dir, tiny_bert_dir, tmp_pat
     results = ic.attribute(queries, k=2)
     report = audit_attribution(ic, queries, results, n=8, progress=False)
     assert report["n_pool"] == 8 and report["n_queries"] == 3 and -1 <= report["per_anchor_mean"] <= 1
+    # on the whole pool, the audit's figure is Spearman(encoder cosines, exact gradient cosines), recomputed here
+    from influcoder.labels.influence import normalize_rows
+    from influcoder.metrics import spearman_report
+
+    whole = audit_attribution(ic, queries, results, n=12, progress=False)
+    exact = GradientFeaturizer(label_settings_from_config(config), *load_decoder(settings.model))
+    pool = ic.index_.samples()
+    truth = normalize_rows(exact.featurize(pool)) @ normalize_rows(exact.featurize(queries)).T
+    predicted = encoder.encode(pool) @ encoder.encode(queries).T
+    assert whole["per_anchor_mean"] == pytest.approx(spearman_report(predicted, truth).per_anchor_mean, abs=1e-9)
     rows = choose_audit_rows(12, [5, 5, 1], 4, seed=0)
     assert len(rows) == 4 and {1, 5} <= set(rows.tolist())
+    preferred = choose_audit_rows(100, [5, 1], 6, seed=0, prefer=[40, 41, 42, 43, 44, 45, 46])
+    assert {1, 5} <= set(preferred.tolist()) and set(preferred.tolist()) - {1, 5} <= set(range(40, 47))
+    assert len(choose_audit_rows(100, [5], 4, seed=0, prefer=[7])) == 4  # preferred first, then random
 
 
 def test_interrupted_index_build_and_faiss_resume(encoder_dir, tmp_path, monkeypatch):

@@ -1,7 +1,8 @@
 """Fidelity audit: how far to trust the encoder on *this* data (the paper's stated limitation is
 out-of-distribution data).
 
-For the queries and N pool samples (every returned top-k hit plus a seeded random remainder), the exact
+For the queries and N pool samples (every returned top-k hit, then samples outside the encoder's coverage, then
+a seeded random remainder), the exact
 gradient influence is recomputed with the decoder, adapter and projection the encoder was distilled from (as
 recorded in its config), and compared with the encoder's predicted influence by Spearman.
 """
@@ -44,11 +45,16 @@ def label_settings_from_config(label_config: dict, device: str = "auto") -> Labe
     )
 
 
-def choose_audit_rows(n_pool: int, must: Sequence[int], n: int, seed: int = 0) -> np.ndarray:
-    """Sorted pool rows: all of `must` (deduplicated) plus random others up to `n` in total."""
+def choose_audit_rows(
+    n_pool: int, must: Sequence[int], n: int, seed: int = 0, prefer: Sequence[int] = ()
+) -> np.ndarray:
+    """Sorted pool rows: all of `must` (deduplicated), then `prefer` (e.g. rows outside the encoder's coverage,
+    where its scores are least trustworthy) in a seeded order, then random others, up to `n` in total."""
+    rng = np.random.default_rng(seed)
     chosen = list(dict.fromkeys(int(i) for i in must))
-    rest = [i for i in np.random.default_rng(seed).permutation(n_pool) if i not in set(chosen)]
-    chosen += [int(i) for i in rest[: max(0, n - len(chosen))]]
+    for candidates in (rng.permutation(np.asarray(prefer, dtype=np.int64)), rng.permutation(n_pool)):
+        taken = set(chosen)
+        chosen += [int(i) for i in candidates if int(i) not in taken][: max(0, n - len(chosen))]
     return np.array(sorted(chosen))
 
 
@@ -73,11 +79,15 @@ def audit_attribution(
     pool = index.samples()
     row_of = {s.id: i for i, s in enumerate(pool)}
     hits = [row_of[a.sample.id] for per_query in results for a in per_query]
-    rows = choose_audit_rows(len(pool), hits, n, seed)
+    coverage, reference = index.coverage(), ic.coverage_reference
+    outside = np.flatnonzero(~reference.covered(coverage)) if coverage is not None and reference else []
+    rows = choose_audit_rows(len(pool), hits, n, seed, prefer=outside)
     if len(rows) < 3:
         raise InflucoderError("an audit needs at least 3 pool samples")
     settings = label_settings_from_config(ic.encoder.config.label_config, device)
     if progress:
         print(f"[audit] exact gradients of {len(rows)} pool samples and {len(queries)} queries with {settings.model}")
     featurizer = GradientFeaturizer(settings)
-    return audit_scores(ic.encoder, featurizer, [pool[i] for i in rows], queries, progress)
+    report = audit_scores(ic.encoder, featurizer, [pool[i] for i in rows], queries, progress)
+    report["n_outside_coverage"] = int(np.isin(rows, outside).sum()) if len(outside) else 0
+    return report
