@@ -182,7 +182,7 @@ def test_label_cli_end_to_end(tiny_model_dir, tmp_path, capsys):
     assert f"{query_file}:1: missing response field" in capsys.readouterr().err
 
 
-def test_projection_fidelity_improves_with_dim(tiny_model_dir, capsys):
+def test_projection_fidelity_improves_with_dim(tiny_model_dir, tmp_path, capsys):
     from influcoder.labels.fidelity import projection_fidelity
 
     f = featurizer(tiny_model_dir)
@@ -191,7 +191,10 @@ def test_projection_fidelity_improves_with_dim(tiny_model_dir, capsys):
     assert small["in_dim"] == f.in_dim and large["dim"] == 4096
     assert large["spearman"] > small["spearman"] and large["spearman"] > 0.95
     assert large["max_abs_error"] < small["max_abs_error"]
-    assert main(["fidelity", "--data", "bbh-cot", "--limit", "1", "--model", str(tiny_model_dir)]) == 2
+    one = tmp_path / "one.jsonl"
+    one.write_text(json.dumps(samples(1)[0].to_record()) + "\n")
+    assert main(["fidelity", "--data", str(one), "--model", str(tiny_model_dir), "--quiet"]) == 2
+    assert "a fidelity check needs at least 3 samples" in capsys.readouterr().err
 
 
 def test_merged_parts_equal_one_run_and_mismatches_are_refused(tiny_model_dir, tmp_path, capsys):
