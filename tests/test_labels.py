@@ -213,6 +213,8 @@ def test_merged_parts_equal_one_run_and_mismatches_are_refused(tiny_model_dir, t
         FeatureStore(tmp_path / "ab" / "pool").load(), FeatureStore(tmp_path / "whole" / "pool").load(), atol=1e-5
     )
     assert info["n_pool"] == 11 and len(info["merged_from"]) == 2
+    fingerprint_of = lambda d: FeatureStore(tmp_path / d / "pool").manifest["config"]["data_fingerprint"]  # noqa: E731
+    assert fingerprint_of("ab") == fingerprint_of("whole") != fingerprint_of("a")  # the merged pool's, not part 1's
 
     label(pool[:2], queries[:2], tmp_path / "other-queries", s, progress=False)
     label(pool[8:], queries, tmp_path / "other-dim", settings(model=str(tiny_model_dir), proj_dim=32), progress=False)

@@ -20,6 +20,7 @@ from influcoder.core.atomic import write_json_atomic
 from influcoder.core.errors import ArtifactMismatchError, InflucoderError
 from influcoder.core.store import FeatureStore
 from influcoder.data.formats import write_samples
+from influcoder.data.records import Sample, fingerprint
 from influcoder.labels.influence import InfluenceMatrix
 from influcoder.labels.labelling import load_labels
 
@@ -30,11 +31,14 @@ def _rows(stores: Sequence[FeatureStore]) -> Iterator[np.ndarray]:
             yield np.asarray(block)
 
 
-def _write_concatenated(stores: Sequence[FeatureStore], out: Path, ids: list[str]) -> FeatureStore:
-    """One store holding the rows of `stores` in order, re-sharded to the first store's shard size."""
+def _write_concatenated(stores: Sequence[FeatureStore], out: Path, samples: Sequence[Sample]) -> FeatureStore:
+    """One store holding the rows of `stores` in order, re-sharded to the first store's shard size; its data
+    fingerprint is that of the merged samples (the first part's would describe a pool the store no longer is)."""
     first = stores[0].manifest
+    config = {**first["config"], "data_fingerprint": fingerprint(samples)}
+    ids = [s.id for s in samples]
     merged = FeatureStore.create_or_resume(
-        out, first["config"], ids, first["dim"], first["shard_size"], first["dtype"], overwrite=True
+        out, config, ids, first["dim"], first["shard_size"], first["dtype"], overwrite=True
     )
     buffer = np.zeros((0, first["dim"]), dtype=first["dtype"])
     index = 0
@@ -75,11 +79,12 @@ def merge_labels(parts: Sequence[str | Path], out: str | Path) -> InfluenceMatri
         if store.ids != matrix.pool_ids:
             raise InflucoderError(f"{part}: pool store and influence matrix disagree on ids")
     out.mkdir(parents=True, exist_ok=True)
-    _write_concatenated(stores, out / "pool", pool_ids)
+    merged_pool = [s for _, pool, _, _ in loaded for s in pool]
+    _write_concatenated(stores, out / "pool", merged_pool)
     if (out / "queries").exists():
         shutil.rmtree(out / "queries")
     shutil.copytree(parts[0] / "queries", out / "queries")
-    write_samples([s for _, pool, _, _ in loaded for s in pool], out / "pool.jsonl")
+    write_samples(merged_pool, out / "pool.jsonl")
     shutil.copyfile(parts[0] / "queries.jsonl", out / "queries.jsonl")
     merged = InfluenceMatrix(
         np.concatenate([np.asarray(m.scores) for m in matrices], axis=0), pool_ids, list(matrices[0].query_ids)
