@@ -65,7 +65,10 @@ class SampleFormatter:
         return "chat-template" if self.use_chat_template else "plain"
 
     def render(self, sample: Sample) -> tuple[str, str]:
-        """(prompt text, response text); their concatenation is the full training string."""
+        """(prompt text, response text); their concatenation is the full training string.
+
+        In the chat view a sample's ``meta["messages"]`` (a chat record's turns, system included) is rendered
+        instead of its `prompt`, which holds the same turns joined as text (docs/labels.md: the text view)."""
         if self.use_chat_template:
             messages = sample.meta.get("messages") or [{"role": "user", "content": sample.prompt}]
             prompt_text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
