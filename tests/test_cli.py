@@ -13,6 +13,7 @@ from influcoder.cli.main import main
 COMMANDS = [
     "assets",
     "data",
+    "select",
     "label",
     "merge-labels",
     "fidelity",

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from influcoder.core.atomic import atomic_output, write_json_atomic
 from influcoder.core.errors import ArtifactMismatchError, InflucoderError
+from influcoder.core.locks import LOCK_NAME, exclusive_directory
 from influcoder.core.store import FeatureStore
 from influcoder.data.formats import load_file, write_samples
 from influcoder.data.records import Sample, fingerprint
@@ -55,7 +56,8 @@ def _remove_index(path: Path) -> None:
     empty): --overwrite once deleted whatever directory --out named, a folder of notes included."""
     import shutil
 
-    if path.is_dir() and not any(path.iterdir()):
+    entries = [p for p in path.iterdir() if p.name != LOCK_NAME] if path.is_dir() else []
+    if path.is_dir() and not entries:
         return
     manifest = path / MANIFEST
     try:
@@ -67,7 +69,8 @@ def _remove_index(path: Path) -> None:
             f"refusing to overwrite {path}: it is not an influcoder index (no {MANIFEST} of one); "
             "pick an empty or new --out"
         )
-    shutil.rmtree(path)
+    for entry in entries:  # everything but the lock this run holds
+        shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
 
 
 class EmbeddingIndex:
@@ -99,8 +102,40 @@ class EmbeddingIndex:
         encoder_path: str | Path | None = None,
         ray=None,
     ) -> EmbeddingIndex:
-        """Encode `samples` into a new index (or a new segment of an existing one with `append`)."""
-        path = Path(path)
+        """Encode `samples` into a new index (or a new segment of an existing one with `append`); one writer
+        at a time (`influcoder.core.locks`)."""
+        with exclusive_directory(path, "index"):
+            return cls._build(
+                encoder,
+                samples,
+                Path(path),
+                append,
+                dtype,
+                index_factory,
+                shard_size,
+                batch_size,
+                progress,
+                overwrite,
+                encoder_path,
+                ray,
+            )
+
+    @classmethod
+    def _build(
+        cls,
+        encoder,
+        samples,
+        path,
+        append,
+        dtype,
+        index_factory,
+        shard_size,
+        batch_size,
+        progress,
+        overwrite,
+        encoder_path,
+        ray,
+    ) -> EmbeddingIndex:
         encoder_fp = encoder_fingerprint(encoder)
         if (path / MANIFEST).exists() and not overwrite:
             index = cls(path)

@@ -34,6 +34,7 @@ from transformers import get_linear_schedule_with_warmup
 from influcoder.core.atomic import atomic_output, write_json_atomic
 from influcoder.core.devices import resolve_device
 from influcoder.core.errors import ArtifactMismatchError, InflucoderError
+from influcoder.core.locks import exclusive_directory
 from influcoder.data.records import Sample, fingerprint, sample_groups
 from influcoder.encoder.coverage import CoverageReference, build_reference
 from influcoder.encoder.losses import PEARSON_CENTERINGS, distillation_loss, group_ranking_loss
@@ -384,30 +385,30 @@ def distill_labels(
     else:
         train_p, eval_p, train_q, eval_q = np.arange(len(pool)), np.arange(0), np.arange(len(queries)), np.arange(0)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(
-        out / "eval_split.json",
-        {
-            "labels": str(Path(labels_dir).resolve()),
-            "protocol": _protocol_of(eval_split, eval_protocol, eval_pool or eval_queries),
-            "group_field": group_field if eval_protocol == "task" else None,
-            "pool_ids": [pool[i].id for i in eval_p],
-            "query_ids": [queries[j].id for j in eval_q],
-        },
-    )
-    distiller = Distiller(settings, encoder=init, device=device)
-    distiller.encoder.config.label_config = info.get("features", {})
-    logs = distiller.fit(
-        scores[np.ix_(train_p, train_q)],
-        [pool[i] for i in train_p],
-        [queries[j] for j in train_q],
-        out=out,
-        progress=progress,
-        overwrite=overwrite,
-    )
-    if CoverageReference.load(out / "best") is None:
-        write_coverage_reference(out, [*pool, *queries], progress, device)
-    return logs
+    with exclusive_directory(out, "encoder"):  # one writer per run directory
+        write_json_atomic(
+            out / "eval_split.json",
+            {
+                "labels": str(Path(labels_dir).resolve()),
+                "protocol": _protocol_of(eval_split, eval_protocol, eval_pool or eval_queries),
+                "group_field": group_field if eval_protocol == "task" else None,
+                "pool_ids": [pool[i].id for i in eval_p],
+                "query_ids": [queries[j].id for j in eval_q],
+            },
+        )
+        distiller = Distiller(settings, encoder=init, device=device)
+        distiller.encoder.config.label_config = info.get("features", {})
+        logs = distiller.fit(
+            scores[np.ix_(train_p, train_q)],
+            [pool[i] for i in train_p],
+            [queries[j] for j in train_q],
+            out=out,
+            progress=progress,
+            overwrite=overwrite,
+        )
+        if CoverageReference.load(out / "best") is None:
+            write_coverage_reference(out, [*pool, *queries], progress, device)
+        return logs
 
 
 def write_coverage_reference(

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from influcoder.core.atomic import write_json_atomic
 from influcoder.core.errors import InflucoderError
+from influcoder.core.locks import exclusive_directory
 from influcoder.data.formats import write_samples
 from influcoder.data.records import Sample
 from influcoder.labels.distributed import ray_shard_runner
@@ -30,11 +31,17 @@ def label(
     featurizer: GradientFeaturizer | None = None,
     ray=None,
 ) -> InfluenceMatrix:
-    """Gradient stores of pool and queries plus their cosine influence matrix, under `out`."""
+    """Gradient stores of pool and queries plus their cosine influence matrix, under `out` (one writer at a
+    time: a second run into the same `out` is refused while the first lives)."""
     settings = settings or LabelSettings()
     out = Path(out)
     if not pool or not queries:
         raise InflucoderError("label needs at least one pool sample and one query")
+    with exclusive_directory(out, "labels"):
+        return _label(pool, queries, out, settings, overwrite, progress, featurizer, ray)
+
+
+def _label(pool, queries, out: Path, settings: LabelSettings, overwrite, progress, featurizer, ray) -> InfluenceMatrix:
     overlap = {s.id for s in pool} & {s.id for s in queries}
     out.mkdir(parents=True, exist_ok=True)
     featurizer = featurizer or GradientFeaturizer(settings)
