@@ -104,38 +104,16 @@ class EmbeddingIndex:
     ) -> EmbeddingIndex:
         """Encode `samples` into a new index (or a new segment of an existing one with `append`); one writer
         at a time (`influcoder.core.locks`)."""
+        path = Path(path)
         with exclusive_directory(path, "index"):
-            return cls._build(
-                encoder,
-                samples,
-                Path(path),
-                append,
-                dtype,
-                index_factory,
-                shard_size,
-                batch_size,
-                progress,
-                overwrite,
-                encoder_path,
-                ray,
-            )
+            return cls._build(encoder, samples, path, locals())
 
     @classmethod
-    def _build(
-        cls,
-        encoder,
-        samples,
-        path,
-        append,
-        dtype,
-        index_factory,
-        shard_size,
-        batch_size,
-        progress,
-        overwrite,
-        encoder_path,
-        ray,
-    ) -> EmbeddingIndex:
+    def _build(cls, encoder, samples: Sequence[Sample], path: Path, options: dict) -> EmbeddingIndex:
+        """`build`'s work, under its lock; `options` are build's keyword arguments."""
+        append, dtype, index_factory = options["append"], options["dtype"], options["index_factory"]
+        shard_size, batch_size, progress = options["shard_size"], options["batch_size"], options["progress"]
+        overwrite, encoder_path, ray = options["overwrite"], options["encoder_path"], options["ray"]
         encoder_fp = encoder_fingerprint(encoder)
         if (path / MANIFEST).exists() and not overwrite:
             index = cls(path)
