@@ -310,3 +310,17 @@ def test_auroc_matches_the_pairwise_definition_with_ties_counting_half():
     expected = np.mean([1.0 if p > n else 0.5 if p == n else 0.0 for p, n in pairs])
     assert auroc(scores, positive) == pytest.approx(expected)
     assert auroc(scores, np.zeros(40, dtype=bool)) is None
+
+
+def test_pooled_coverage_flag_ranks_all_runs_queries_together():
+    from influcoder.evaluation.report import pooled_coverage_flag
+
+    def run(coverage, rho):
+        return {"coverage": {"query_coverage": coverage}, "rows": {"distilled": {"per_anchor": rho}}}
+
+    seen = run([0.9, 0.8, 0.85], [0.7, 0.6, None])  # covered queries, ranked well (one undefined)
+    unseen = run([0.3, 0.5], [0.1, 0.2])
+    pooled = pooled_coverage_flag([seen, unseen])
+    assert pooled["auroc_low_rho"] == 1.0 and pooled["n_queries"] == 4 and pooled["n_low_rho"] == 2
+    assert pooled_coverage_flag([seen]) is None  # no low-rho query: undefined
+    assert pooled_coverage_flag([{"coverage": None, "rows": {}}]) is None

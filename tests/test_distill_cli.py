@@ -209,6 +209,8 @@ def test_distill_task_protocol_holds_out_whole_tasks(tiny_model_dir, tiny_bert_d
     flag = results["runs"][0]["coverage"]  # distill saved a reference: the flag is evaluated on each run
     assert flag["n_queries"] == len(split["query_ids"]) == len(flag["query_coverage"])
     assert "coverage_flag" in task_rows["distilled"] and "out-of-coverage flag" in (report / "results.md").read_text()
+    pooled = results["coverage_flag_pooled"]  # all runs' queries at once (None only if one class is empty)
+    assert pooled is None or pooled["n_queries"] == sum(len(r["coverage"]["query_coverage"]) for r in results["runs"])
     page = (report / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 3 and "http" not in page.replace("http-equiv", "")
     assert (report / "config.yaml").exists()

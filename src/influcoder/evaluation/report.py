@@ -148,6 +148,28 @@ def coverage_flag_report(
     }
 
 
+def pooled_coverage_flag(runs: list[dict]) -> dict | None:
+    """The flag's AUROC over the queries of every run at once: with runs of both protocols this is the test
+    that matters, whether coverage separates the queries an encoder fails on (mostly unseen tasks) from the
+    rest. None when no run measured coverage or one class is empty."""
+    from influcoder.metrics import auroc
+
+    scores, low = [], []
+    for run in runs:
+        flag = run.get("coverage")
+        if not flag:
+            continue
+        rho = run["rows"]["distilled"]["per_anchor"]
+        for score, value in zip(flag["query_coverage"], rho):
+            if value is not None:
+                scores.append(score)
+                low.append(value < LOW_RHO)
+    area = auroc(-np.array(scores), np.array(low)) if scores else None
+    if area is None:
+        return None
+    return {"auroc_low_rho": area, "n_queries": len(low), "n_low_rho": int(sum(low)), "low_rho": LOW_RHO}
+
+
 def _figure_png(fig) -> str:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
@@ -280,10 +302,18 @@ def write_report(out_dir: str | Path, runs: list[dict], command: str) -> dict:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     summary = summarize(runs)
+    pooled = pooled_coverage_flag(runs)
     write_json_atomic(
-        out / "results.json", {"command": command, "machine": machine(), "summary": summary, "runs": runs}
+        out / "results.json",
+        {"command": command, "machine": machine(), "summary": summary, "coverage_flag_pooled": pooled, "runs": runs},
     )
     table = markdown_tables(summary)
+    if pooled is not None:
+        table += (
+            f"\n\nout-of-coverage flag over all runs' queries (seen and unseen tasks together): AUROC of low coverage "
+            f"for per-anchor rho < {LOW_RHO}: {pooled['auroc_low_rho']:.3f} ({pooled['n_low_rho']} of "
+            f"{pooled['n_queries']} queries below)"
+        )
     write_text_atomic(out / "results.md", f"command: `{command}`\n\nmachine: {machine()}\n\n{table}\n")
     write_text_atomic(out / "report.html", html_page(summary, runs, command))
     return summary
