@@ -23,6 +23,8 @@ _LAZY = {
     "LabelSettings": "influcoder.labels.settings",
     "label": "influcoder.labels.labelling",  # label
     "load_labels": "influcoder.labels.labelling",
+    "select_indices": "influcoder.encoder.selection",  # select
+    "CoverageReference": "influcoder.encoder.coverage",  # the out-of-coverage flag (index, attribute)
     "merge_labels": "influcoder.labels.merge",  # merge-labels
     "projection_fidelity": "influcoder.labels.fidelity",  # fidelity
     "DistillSettings": "influcoder.encoder.settings",
@@ -31,6 +33,7 @@ _LAZY = {
     "evaluate_encoder": "influcoder.evaluation.evaluate",  # evaluate
     "evaluate_scorers": "influcoder.evaluation.evaluate",  # evaluate --baselines
     "evaluation_data": "influcoder.evaluation.evaluate",
+    "write_report": "influcoder.evaluation.report",  # evaluate --report
     "EmbeddingIndex": "influcoder.attribution.index",  # index
     "Influcoder": "influcoder.attribution.influcoder",  # attribute, filter
     "audit_attribution": "influcoder.attribution.audit",  # attribute --audit
