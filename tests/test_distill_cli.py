@@ -193,7 +193,9 @@ def test_distill_task_protocol_holds_out_whole_tasks(tiny_model_dir, tiny_bert_d
     assert main([*args, "--max-length", "16", "--eval-pool", "6", "--eval-queries", "3", "--quiet", "--seed", "1"]) == 0
     report = tmp_path / "report"
     evaluate = ["evaluate", "--encoder", str(out), str(seen), str(out), "--labels", str(labels), "--quiet"]
-    assert main([*evaluate, "--baselines", "tfidf", "pool-mean", "airrep", "--report", str(report)]) == 0
+    assert (
+        main([*evaluate, "--baselines", "tfidf", "pool-mean", "airrep", "--by", "task", "--report", str(report)]) == 0
+    )
     results = json.loads((report / "results.json").read_text())
     assert [r["protocol"] for r in results["runs"]] == ["task", "random", "task"]
     assert [r["seed"] for r in results["runs"]] == [0, 1, 0]
@@ -212,7 +214,8 @@ def test_distill_task_protocol_holds_out_whole_tasks(tiny_model_dir, tiny_bert_d
     pooled = results["coverage_flag_pooled"]  # all runs' queries at once (None only if one class is empty)
     assert pooled is None or pooled["n_queries"] == sum(len(r["coverage"]["query_coverage"]) for r in results["runs"])
     page = (report / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == 3 and "http" not in page.replace("http-equiv", "")
+    assert page.count("data:image/png;base64,") == 4  # --by task adds the per-task bars
+    assert "http" not in page.replace("http-equiv", "")
     assert (report / "config.yaml").exists()
 
 

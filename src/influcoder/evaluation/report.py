@@ -176,8 +176,9 @@ def _figure_png(fig) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def figures(summary: dict[str, dict[str, dict]]) -> dict[str, str]:
-    """Base64 PNGs: rho vs ms/sample (the paper's Fig. 2), per-anchor distributions, seen vs unseen bars."""
+def figures(summary: dict[str, dict[str, dict]], runs: list[dict] | None = None) -> dict[str, str]:
+    """Base64 PNGs: rho vs ms/sample (the paper's Fig. 2), per-anchor distributions, seen vs unseen bars, and
+    the distilled encoder's per-task bars when the runs grouped their queries (`evaluate --by`)."""
     try:
         import matplotlib
 
@@ -222,7 +223,29 @@ def figures(summary: dict[str, dict[str, dict]]) -> dict[str, str]:
     ax.legend(fontsize=8)
     out["protocols"] = _figure_png(fig)
     plt.close(fig)
+    tasks = per_task_means(runs or [], "distilled")
+    if tasks:
+        fig, ax = plt.subplots(figsize=(8, max(3, 0.22 * len(tasks))))
+        labels = [f"{group} ({protocol})" for protocol, group, _ in tasks]
+        colours = ["tab:blue" if protocol == "random" else "tab:orange" for protocol, _, _ in tasks]
+        ax.barh(np.arange(len(tasks)), [v for _, _, v in tasks], color=colours)
+        ax.set_yticks(np.arange(len(tasks)), labels, fontsize=7)
+        ax.set(
+            xlabel="per-anchor Spearman of the distilled encoder", title="per query task: seen (blue), unseen (orange)"
+        )
+        ax.grid(alpha=0.3, axis="x")
+        out["tasks"] = _figure_png(fig)
+        plt.close(fig)
     return out
+
+
+def per_task_means(runs: list[dict], method: str) -> list[tuple[str, str, float]]:
+    """(protocol, query group, mean per-anchor rho over runs) for `method`, weakest first."""
+    values: dict[tuple[str, str], list[float]] = {}
+    for run in runs:
+        for group, entry in run["rows"].get(method, {}).get("per_group", {}).items():
+            values.setdefault((run.get("protocol") or "unrecorded", group), []).append(entry["per_anchor_mean"])
+    return sorted(((p, g, float(np.mean(v))) for (p, g), v in values.items()), key=lambda x: x[2])
 
 
 def _html_table(rows: list[list[str]], header: list[str]) -> str:
@@ -232,7 +255,7 @@ def _html_table(rows: list[list[str]], header: list[str]) -> str:
 
 
 def html_page(summary: dict, runs: list[dict], command: str) -> str:
-    images = figures(summary)
+    images = figures(summary, runs)
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>influcoder evaluation</title><style>"
         "body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse;margin:1em 0}"
@@ -264,8 +287,10 @@ def html_page(summary: dict, runs: list[dict], command: str) -> str:
         ),
         ("protocols", "Seen tasks (random split) against unseen tasks (task split)"),
         ("distributions", "Per-anchor Spearman per query, all runs pooled"),
+        ("tasks", "The distilled encoder per query task, seen and unseen"),
     ):
-        parts.append(f"<h2>{caption}</h2><img alt='{key}' src='data:image/png;base64,{images[key]}'>")
+        if key in images:
+            parts.append(f"<h2>{caption}</h2><img alt='{key}' src='data:image/png;base64,{images[key]}'>")
     for run in runs:
         for example in run.get("examples", [])[:3]:
             parts.append(
