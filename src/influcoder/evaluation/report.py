@@ -23,6 +23,7 @@ from influcoder.evaluation.baselines.base import EvaluationData
 from influcoder.evaluation.baselines.text import sample_text
 
 METRICS = ("per_anchor_mean", "mean_aggregated", "query_specific_mean")
+PROTOCOL_COLOURS = {"task": "tab:blue", "random": "tab:orange"}  # the same in every figure
 PROTOCOL_MEANING = {"random": "seen tasks (held-out samples of training tasks)", "task": "unseen tasks"}
 
 
@@ -192,7 +193,8 @@ def figures(summary: dict[str, dict[str, dict]], runs: list[dict] | None = None)
         timed = {n: e for n, e in methods.items() if e["ms_per_sample"] >= 0.01}  # pool-mean reads stored labels
         xs = [e["ms_per_sample"] for e in timed.values()]
         ys = [e["per_anchor_mean"] for e in timed.values()]
-        ax.scatter(xs, ys, marker=marker, label=f"{protocol}: {PROTOCOL_MEANING.get(protocol, '')}")
+        colour = PROTOCOL_COLOURS.get(protocol, "tab:gray")
+        ax.scatter(xs, ys, marker=marker, color=colour, label=f"{protocol}: {PROTOCOL_MEANING.get(protocol, '')}")
         for name, x, y in zip(timed, xs, ys):
             ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, 3), fontsize=8)
     ax.set(xscale="log", xlabel="ms per sample (log)", ylabel="per-anchor Spearman vs gradients")
@@ -216,7 +218,8 @@ def figures(summary: dict[str, dict[str, dict]], runs: list[dict] | None = None)
     for i, (protocol, per) in enumerate(summary.items()):
         means = [per[m]["per_anchor_mean"] if m in per else np.nan for m in methods]
         spread = [per[m]["per_anchor_mean_std"] if m in per else 0.0 for m in methods]
-        ax.bar(np.arange(len(methods)) + i * width, means, width, yerr=spread, label=f"{protocol}")
+        colour = PROTOCOL_COLOURS.get(protocol, "tab:gray")
+        ax.bar(np.arange(len(methods)) + i * width, means, width, yerr=spread, label=protocol, color=colour)
     ax.set_xticks(np.arange(len(methods)) + width * (len(summary) - 1) / 2, methods, rotation=45)
     ax.set(ylabel="per-anchor Spearman (mean over seeds)", title="seen (random) vs unseen (task) tasks")
     ax.grid(alpha=0.3, axis="y")
@@ -227,7 +230,7 @@ def figures(summary: dict[str, dict[str, dict]], runs: list[dict] | None = None)
     if tasks:
         fig, ax = plt.subplots(figsize=(8, max(3, 0.22 * len(tasks))))
         labels = [f"{group} ({protocol})" for protocol, group, _ in tasks]
-        colours = ["tab:blue" if protocol == "random" else "tab:orange" for protocol, _, _ in tasks]
+        colours = [PROTOCOL_COLOURS.get(protocol, "tab:gray") for protocol, _, _ in tasks]
         ax.barh(np.arange(len(tasks)), [v for _, _, v in tasks], color=colours)
         ax.set_yticks(np.arange(len(tasks)), labels, fontsize=7)
         ax.set(
