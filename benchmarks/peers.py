@@ -127,7 +127,8 @@ def main() -> None:
     truth = np.asarray(exact.scores)
 
     bergson = [args.bergson_python, "-m", "bergson", "build"]
-    common = ["--model", str(adapter), "--dataset", str(dataset), "--precision", "fp32", "--loss_reduction", "mean"]
+    common = ["--model", str(adapter), "--tokenizer", str(resolve_model_dir(args.model)), "--dataset", str(dataset)]
+    common += ["--precision", "fp32", "--loss_reduction", "mean"]
     common += ["--overwrite", "True"]
     rows = {}
     for name, projection in (
