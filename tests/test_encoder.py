@@ -249,3 +249,32 @@ def test_from_backbone_seeds_its_head_without_touching_the_global_rng(tiny_bert_
     b = InfluenceEncoder.from_backbone(str(tiny_bert_dir), seed=7, head_dim=8, max_length=16)
     c = InfluenceEncoder.from_backbone(str(tiny_bert_dir), seed=8, head_dim=8, max_length=16)
     assert torch.equal(a.head.weight, b.head.weight) and not torch.equal(a.head.weight, c.head.weight)
+
+
+def test_nan_embeddings_and_a_nan_training_loss_are_refused_by_name(tiny_bert_dir, monkeypatch):
+    from influcoder.core.errors import NonFiniteValueError
+    from influcoder.encoder.distill import Distiller
+    from influcoder.encoder.settings import DistillSettings
+
+    from .test_labels import samples
+
+    encoder = InfluenceEncoder.from_backbone(str(tiny_bert_dir), max_length=16)
+    data = samples(4)
+    real_forward = InfluenceEncoder.forward
+
+    def poisoned(self, *args, **kwargs):
+        out = real_forward(self, *args, **kwargs)
+        return torch.where(torch.arange(len(out)).unsqueeze(1) == 0, torch.nan, out)  # first of each batch
+
+    monkeypatch.setattr(InfluenceEncoder, "forward", poisoned)
+    with pytest.raises(NonFiniteValueError, match="non-finite \\(NaN/Inf\\) embedding for 1 text"):
+        encoder.encode(data, batch_size=8)
+    monkeypatch.undo()
+
+    import influcoder.encoder.distill as distill_module
+
+    monkeypatch.setattr(distill_module, "distillation_loss", lambda *a, **k: (torch.tensor(float("nan")), {}))
+    distiller = Distiller(DistillSettings(encoder=str(tiny_bert_dir), max_length=16, epochs=1), device="cpu")
+    scores = np.random.default_rng(0).normal(size=(12, 6))
+    with pytest.raises(NonFiniteValueError, match="non-finite training loss at epoch 1, step 1"):
+        distiller.fit(scores, samples(12), samples(6, seed=3, prefix="q"), progress=False)

@@ -36,3 +36,7 @@ class ArtifactMismatchError(InflucoderError):
 
 class NonFiniteGradientError(InflucoderError):
     """A per-example gradient contains NaN or Inf; names the sample so it can be inspected."""
+
+
+class NonFiniteValueError(InflucoderError):
+    """An embedding or a training loss is NaN or Inf; names the samples or the step where it happened."""

@@ -33,7 +33,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from influcoder.core.atomic import atomic_output, write_json_atomic
 from influcoder.core.devices import resolve_device
-from influcoder.core.errors import ArtifactMismatchError, InflucoderError
+from influcoder.core.errors import ArtifactMismatchError, InflucoderError, NonFiniteValueError
 from influcoder.core.locks import exclusive_directory
 from influcoder.data.records import Sample, fingerprint, sample_groups
 from influcoder.encoder.coverage import CoverageReference, build_reference
@@ -216,6 +216,13 @@ class Distiller:
                         ]
                     )
                     loss = group_ranking_loss(q @ c.T, true, torch.from_numpy(groups).to(self.device), s.temperature)
+                if not bool(torch.isfinite(loss)):  # an optimizer step on NaN would silently ruin every weight
+                    ids = [queries[j].id for j in cols[:3]] + [pool[i].id for i in rows[:3]]
+                    raise NonFiniteValueError(
+                        f"non-finite training loss at epoch {epoch}, step {bar.n + 1} (batch of queries and "
+                        f"candidates e.g. {', '.join(ids)}); nothing of this epoch was saved: lower --lr or "
+                        "check those samples"
+                    )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(self.encoder.parameters(), s.grad_clip)

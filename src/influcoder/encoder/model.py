@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from influcoder.core.devices import resolve_device
-from influcoder.core.errors import InflucoderError
+from influcoder.core.errors import InflucoderError, NonFiniteValueError
 from influcoder.data.records import Sample
 from influcoder.encoder.settings import POOLINGS, RESPONSE_POOLINGS
 
@@ -274,6 +274,10 @@ class InfluenceEncoder(torch.nn.Module):
                 out[index] = self(**self.tokenize([items[i] for i in index])).float().cpu().numpy()
                 bar.update(len(index))
         self.train(was_training)
+        bad = np.flatnonzero(~np.isfinite(out).all(axis=1))
+        if len(bad):  # a NaN embedding would sort anywhere in a FAISS search: say which text it is
+            names = [getattr(items[i], "id", f"text #{i}") for i in bad[:5]]
+            raise NonFiniteValueError(f"non-finite (NaN/Inf) embedding for {len(bad)} text(s): {', '.join(names)}")
         return out
 
 
