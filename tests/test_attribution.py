@@ -263,3 +263,24 @@ def test_rerunning_index_with_other_options_is_refused(encoder_dir, tmp_path):
             ic.index(pool, tmp_path / "idx", shard_size=4, progress=False, **options)
     with pytest.raises(ArtifactMismatchError, match="shard size 4"):
         ic.index(pool, tmp_path / "idx", shard_size=5, progress=False)
+
+
+def test_a_kill_between_the_manifest_and_the_first_segment_resumes(encoder_dir, tmp_path, monkeypatch):
+    """The gap after `index` writes a new index's manifest and before it registers a segment used to make the
+    plain rerun refuse ("already holds an index; pass --append"): it now resumes the build."""
+    ic = Influcoder.from_pretrained(encoder_dir)
+    pool = samples(10)
+    reference = ic.index(pool, tmp_path / "ref", shard_size=4, progress=False)
+
+    def killed(self, *args, **kwargs):
+        raise KeyboardInterrupt("simulated kill")
+
+    real = EmbeddingIndex._encode_segment
+    monkeypatch.setattr(EmbeddingIndex, "_encode_segment", killed)
+    with pytest.raises(KeyboardInterrupt):
+        ic.index(pool, tmp_path / "idx", shard_size=4, progress=False)
+    assert json.loads((tmp_path / "idx" / "manifest.json").read_text())["segments"] == []
+    monkeypatch.setattr(EmbeddingIndex, "_encode_segment", real)
+    resumed = ic.index(pool, tmp_path / "idx", shard_size=4, progress=False)
+    assert resumed.ids() == reference.ids()
+    np.testing.assert_array_equal(resumed.embeddings(), reference.embeddings())

@@ -131,7 +131,9 @@ class EmbeddingIndex:
                     f"{path} holds an index built with {', '.join(differ)}, not what this run asks for; "
                     "use the same options, another --out, or --overwrite"
                 )
-            if last_store is not None and not last_store.complete:
+            if not m["segments"]:  # killed between writing the manifest and registering the first segment
+                pending = "segment-00000"
+            elif last_store is not None and not last_store.complete:
                 if last_store.ids != ids:  # an interrupted build or append: resume it only with the same data
                     raise InflucoderError(
                         f"{path / last['name']} is an interrupted build of other samples; rerun it with the same "
