@@ -23,6 +23,7 @@ COMMANDS = [
     "index",
     "attribute",
     "filter",
+    "verify",
 ]
 
 

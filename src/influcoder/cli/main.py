@@ -15,7 +15,7 @@ import tyro
 
 from influcoder import __version__
 from influcoder.cli.attribution import Attribute, Filter, Index
-from influcoder.cli.data import Assets, Data, Select
+from influcoder.cli.data import Assets, Data, Select, Verify
 from influcoder.cli.encoder import Distill
 from influcoder.cli.evaluation import Demo, Evaluate
 from influcoder.cli.labels import Fidelity, Label, MergeLabels
@@ -45,6 +45,7 @@ COMMANDS: dict[str, type[Command]] = {
     "index": Index,
     "attribute": Attribute,
     "filter": Filter,
+    "verify": Verify,
 }
 
 

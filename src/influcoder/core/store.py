@@ -4,11 +4,16 @@ Layout of a store directory::
 
     manifest.json        what produced it (`config`), the sample ids in order, shard size, dim, dtype
     shard-00000.npy      rows [0, shard_size) of the features, plain .npy (never pickle)
+    shard-00000.npy.sha256   its size and sha256, written before the shard is renamed into place
     shard-00001.npy      ...
 
 A shard is written to a temporary file and renamed into place, so after a crash (even kill -9) every shard
 on disk is whole and a rerun resumes at the first missing one. Rows of a shard depend only on that shard's
 samples (batches never straddle shards), so resumed stores are bit-identical to uninterrupted ones.
+
+A shard whose size differs from its recorded one (truncated, replaced) is refused on read; `verify()` (and
+`influcoder verify`) checks every sha256. The checksums sit beside the shards, not in the manifest, because
+the manifest lists every sample id and rewriting it per shard would make writing quadratic.
 
 Opening an existing store for a request whose config, ids or shape differ raises
 `ArtifactMismatchError` naming the fields that differ, instead of silently mixing two runs.
@@ -16,6 +21,8 @@ Opening an existing store for a request whose config, ids or shape differ raises
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -59,6 +66,7 @@ class FeatureStore:
         self.manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
         if self.manifest.get("format") != FORMAT:
             raise InflucoderError(f"{manifest_path}: not an influcoder feature store manifest")
+        self._missing: set[int] | None = None
 
     # ------------------------------------------------------------------ creation and resumption
     @classmethod
@@ -97,7 +105,7 @@ class FeatureStore:
                 )
             return existing
         if overwrite and path.exists():
-            for old in path.glob("shard-*.npy"):
+            for old in path.glob("shard-*.npy*"):
                 old.unlink()
         path.mkdir(parents=True, exist_ok=True)
         write_json_atomic(path / MANIFEST, {**manifest, "complete": False})
@@ -136,12 +144,22 @@ class FeatureStore:
 
     # ------------------------------------------------------------------ writing
     def write_shard(self, index: int, rows: np.ndarray) -> None:
+        """Write shard `index`, with its checksum file first (`checksum_path`): a shard on disk always has
+        the size and sha256 it was written with beside it."""
         expected = (len(self.shard_rows(index)), self.dim)
         if rows.shape != expected:
             raise ValueError(f"shard {index} must have shape {expected}, got {rows.shape}")
-        with atomic_output(self.shard_path(index), fsync=True) as tmp, open(tmp, "wb") as handle:
-            np.save(handle, np.ascontiguousarray(rows, dtype=self.manifest["dtype"]), allow_pickle=False)
-        if index == self.n_shards - 1 or not self.missing_shards():
+        buffer = io.BytesIO()
+        np.save(buffer, np.ascontiguousarray(rows, dtype=self.manifest["dtype"]), allow_pickle=False)
+        data = buffer.getvalue()
+        with atomic_output(self.checksum_path(index), fsync=True) as tmp:
+            tmp.write_text(f"{len(data)} {hashlib.sha256(data).hexdigest()}\n", encoding="utf-8")
+        with atomic_output(self.shard_path(index), fsync=True) as tmp:
+            tmp.write_bytes(data)
+        if self._missing is None:  # one directory scan per store object, not one per shard written
+            self._missing = set(self.missing_shards())
+        self._missing.discard(index)
+        if not self._missing or index == self.n_shards - 1:
             self._mark_complete()
 
     def _mark_complete(self) -> None:
@@ -150,8 +168,42 @@ class FeatureStore:
             write_json_atomic(self.path / MANIFEST, self.manifest)
 
     # ------------------------------------------------------------------ reading
+    def checksum_path(self, index: int) -> Path:
+        return self.path / f"shard-{index:05d}.npy.sha256"
+
+    def _recorded(self, index: int) -> tuple[int, str] | None:
+        """(size, sha256) written with the shard; None for a store written before checksums existed."""
+        path = self.checksum_path(index)
+        if not path.exists():
+            return None
+        size, digest = path.read_text(encoding="utf-8").split()
+        return int(size), digest
+
     def read_shard(self, index: int) -> np.ndarray:
-        return np.load(self.shard_path(index), mmap_mode="r", allow_pickle=False)
+        """Shard rows, memory-mapped; a shard whose size differs from the one recorded at writing (truncated,
+        replaced) is refused instead of being trusted because it exists."""
+        path = self.shard_path(index)
+        recorded = self._recorded(index)
+        if recorded is not None and path.stat().st_size != recorded[0]:
+            raise InflucoderError(
+                f"{path} is {path.stat().st_size} bytes but was written with {recorded[0]}: truncated or replaced; "
+                "delete it and rerun the command that wrote it (the shard is recomputed)"
+            )
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+
+    def verify(self) -> list[str]:
+        """Full check: every shard's sha256 against the one recorded at writing. Returns the problems found
+        (empty: intact); shards of stores written before checksums existed are reported as unverifiable."""
+        problems = []
+        for index in range(self.n_shards):
+            path, recorded = self.shard_path(index), self._recorded(index)
+            if not path.exists():
+                problems.append(f"{path}: missing")
+            elif recorded is None:
+                problems.append(f"{path}: no checksum recorded (written by an older version)")
+            elif hashlib.sha256(path.read_bytes()).hexdigest() != recorded[1]:
+                problems.append(f"{path}: content differs from what was written (sha256 mismatch)")
+        return problems
 
     def iter_blocks(self) -> Iterator[tuple[int, np.ndarray]]:
         """(first row, rows) per shard, memory-mapped: the whole array is never loaded at once."""

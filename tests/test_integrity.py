@@ -1,0 +1,56 @@
+"""Shards carry their size and sha256: a truncated shard is refused on read, a changed one by `verify`."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from influcoder.cli.main import main
+from influcoder.core.errors import InflucoderError
+from influcoder.core.store import FeatureStore
+
+
+def make_store(path, n=10, shard_size=4):
+    store = FeatureStore.create_or_resume(path, {"kind": "test"}, [f"s{i}" for i in range(n)], 3, shard_size, "float32")
+    rows = np.arange(n * 3, dtype=np.float32).reshape(n, 3)
+    for index in range(store.n_shards):
+        store.write_shard(index, rows[store.shard_rows(index).start : store.shard_rows(index).stop])
+    return FeatureStore(path), rows
+
+
+def test_a_truncated_shard_is_refused_on_read_and_a_changed_one_by_verify(tmp_path, capsys):
+    store, rows = make_store(tmp_path / "store")
+    assert store.manifest["complete"] and store.verify() == []
+    np.testing.assert_array_equal(store.load(), rows)
+    assert main(["verify", str(tmp_path)]) == 0 and "intact" in capsys.readouterr().out
+
+    shard = store.shard_path(1)
+    data = shard.read_bytes()
+    shard.write_bytes(data[:-5])  # truncated: trusted before because it existed
+    with pytest.raises(InflucoderError, match="truncated or replaced; delete it and rerun"):
+        FeatureStore(tmp_path / "store").load()
+
+    changed = bytearray(data)
+    changed[-1] ^= 0xFF  # same size, other content: only the full check sees it
+    shard.write_bytes(bytes(changed))
+    FeatureStore(tmp_path / "store").load()
+    problems = FeatureStore(tmp_path / "store").verify()
+    assert len(problems) == 1 and "sha256 mismatch" in problems[0] and "shard-00001" in problems[0]
+    assert main(["verify", str(tmp_path / "store")]) == 1 and "sha256 mismatch" in capsys.readouterr().out
+    assert main(["verify", str(tmp_path / "nothing")]) == 2
+
+
+def test_stores_written_before_checksums_still_read_and_verify_says_so(tmp_path):
+    store, rows = make_store(tmp_path / "old", n=5)
+    for index in range(store.n_shards):
+        store.checksum_path(index).unlink()
+    np.testing.assert_array_equal(FeatureStore(tmp_path / "old").load(), rows)
+    assert all("no checksum recorded" in p for p in FeatureStore(tmp_path / "old").verify())
+
+
+def test_completion_is_marked_whatever_order_the_shards_arrive_in(tmp_path):
+    store = FeatureStore.create_or_resume(tmp_path / "s", {}, [f"s{i}" for i in range(9)], 2, 3, "float32")
+    for index in (2, 0, 1):  # the last index is not written last (Ray workers finish in any order)
+        assert not store.manifest["complete"]
+        store.write_shard(index, np.zeros((3, 2), dtype=np.float32))
+    assert FeatureStore(tmp_path / "s").manifest["complete"]
