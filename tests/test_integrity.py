@@ -54,3 +54,22 @@ def test_completion_is_marked_whatever_order_the_shards_arrive_in(tmp_path):
         assert not store.manifest["complete"]
         store.write_shard(index, np.zeros((3, 2), dtype=np.float32))
     assert FeatureStore(tmp_path / "s").manifest["complete"]
+
+
+def test_a_truncated_influence_matrix_is_refused_with_the_way_to_rebuild_it(tmp_path):
+    import json
+
+    from influcoder.labels.influence import InfluenceMatrix
+
+    scores = np.random.default_rng(0).normal(size=(6, 3)).astype(np.float32)
+    InfluenceMatrix(scores, [f"p{i}" for i in range(6)], ["q0", "q1", "q2"]).save(tmp_path / "m")
+    np.testing.assert_array_equal(InfluenceMatrix.load(tmp_path / "m").scores, scores)
+    path = tmp_path / "m" / "scores.npy"
+    path.write_bytes(path.read_bytes()[:-8])
+    with pytest.raises(InflucoderError, match="truncated or replaced; rerun `influcoder label` with the same --out"):
+        InfluenceMatrix.load(tmp_path / "m")
+    ids = json.loads((tmp_path / "m" / "ids.json").read_text())
+    del ids["scores_bytes"]  # a matrix written before sizes were recorded: numpy's own check still refuses it
+    (tmp_path / "m" / "ids.json").write_text(json.dumps(ids))
+    with pytest.raises(ValueError):
+        InfluenceMatrix.load(tmp_path / "m")

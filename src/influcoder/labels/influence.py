@@ -7,6 +7,8 @@ ever fully in memory; the result is written as a memory-mapped .npy, with both i
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,10 +67,15 @@ class InfluenceMatrix:
     def save(self, directory: str | Path, extra: dict | None = None) -> None:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        with atomic_output(directory / "scores.npy") as tmp, open(tmp, "wb") as handle:
-            np.save(handle, np.asarray(self.scores, dtype=np.float32), allow_pickle=False)
+        buffer = io.BytesIO()
+        np.save(buffer, np.asarray(self.scores, dtype=np.float32), allow_pickle=False)
+        data = buffer.getvalue()
+        with atomic_output(directory / "scores.npy", fsync=True) as tmp:
+            tmp.write_bytes(data)
+        record = {"scores_bytes": len(data), "scores_sha256": hashlib.sha256(data).hexdigest()}
         write_json_atomic(
-            directory / "ids.json", {"pool_ids": self.pool_ids, "query_ids": self.query_ids, **(extra or {})}
+            directory / "ids.json",
+            {"pool_ids": self.pool_ids, "query_ids": self.query_ids, **record, **(extra or {})},
         )
 
     @classmethod
@@ -77,6 +84,12 @@ class InfluenceMatrix:
         if not (directory / "scores.npy").exists():
             raise InflucoderError(f"{directory} holds no influence matrix (scores.npy)")
         ids = json.loads((directory / "ids.json").read_text(encoding="utf-8"))
+        size = (directory / "scores.npy").stat().st_size
+        if ids.get("scores_bytes") is not None and size != ids["scores_bytes"]:
+            raise InflucoderError(
+                f"{directory / 'scores.npy'} is {size} bytes but was written with {ids['scores_bytes']}: truncated "
+                "or replaced; rerun `influcoder label` with the same --out (the matrix is rebuilt from the stores)"
+            )
         scores = np.load(directory / "scores.npy", mmap_mode="r", allow_pickle=False)
         if scores.shape != (len(ids["pool_ids"]), len(ids["query_ids"])):
             raise InflucoderError(f"{directory}: scores shape {scores.shape} does not match the id lists")
