@@ -55,6 +55,13 @@ def _brief(value: Any) -> str:
     return text if len(text) < 80 else text[:77] + "..."
 
 
+def npy_bytes(array: np.ndarray, dtype: str) -> bytes:
+    """`array` as the bytes of a .npy file (never pickled), so its size and sha256 can be recorded before writing."""
+    buffer = io.BytesIO()
+    np.save(buffer, np.ascontiguousarray(array, dtype=dtype), allow_pickle=False)
+    return buffer.getvalue()
+
+
 class FeatureStore:
     """A directory of row shards of an (n, dim) array, one row per sample id."""
 
@@ -149,9 +156,7 @@ class FeatureStore:
         expected = (len(self.shard_rows(index)), self.dim)
         if rows.shape != expected:
             raise ValueError(f"shard {index} must have shape {expected}, got {rows.shape}")
-        buffer = io.BytesIO()
-        np.save(buffer, np.ascontiguousarray(rows, dtype=self.manifest["dtype"]), allow_pickle=False)
-        data = buffer.getvalue()
+        data = npy_bytes(rows, self.manifest["dtype"])
         with atomic_output(self.checksum_path(index), fsync=True) as tmp:
             tmp.write_text(f"{len(data)} {hashlib.sha256(data).hexdigest()}\n", encoding="utf-8")
         with atomic_output(self.shard_path(index), fsync=True) as tmp:

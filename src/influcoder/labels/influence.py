@@ -8,7 +8,6 @@ ever fully in memory; the result is written as a memory-mapped .npy, with both i
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ import numpy as np
 
 from influcoder.core.atomic import atomic_output, write_json_atomic
 from influcoder.core.errors import InflucoderError
-from influcoder.core.store import FeatureStore
+from influcoder.core.store import FeatureStore, npy_bytes
 
 
 def normalize_rows(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
@@ -67,9 +66,7 @@ class InfluenceMatrix:
     def save(self, directory: str | Path, extra: dict | None = None) -> None:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        buffer = io.BytesIO()
-        np.save(buffer, np.asarray(self.scores, dtype=np.float32), allow_pickle=False)
-        data = buffer.getvalue()
+        data = npy_bytes(self.scores, "float32")
         with atomic_output(directory / "scores.npy", fsync=True) as tmp:
             tmp.write_bytes(data)
         record = {"scores_bytes": len(data), "scores_sha256": hashlib.sha256(data).hexdigest()}
