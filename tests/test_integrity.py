@@ -73,3 +73,17 @@ def test_a_truncated_influence_matrix_is_refused_with_the_way_to_rebuild_it(tmp_
     (tmp_path / "m" / "ids.json").write_text(json.dumps(ids))
     with pytest.raises(ValueError):
         InfluenceMatrix.load(tmp_path / "m")
+
+
+def test_completion_is_marked_when_shards_come_from_several_writers(tmp_path):
+    """Ray workers each hold their own store object: the one writing the last missing shard marks completion,
+    whatever it saw when it started (CI once saw this left unmarked)."""
+    ids = [f"s{i}" for i in range(12)]
+    a = FeatureStore.create_or_resume(tmp_path / "s", {}, ids, 2, 3, "float32")
+    b = FeatureStore(tmp_path / "s")
+    rows = np.zeros((3, 2), dtype=np.float32)
+    a.write_shard(0, rows)  # a has seen 1, 2, 3 missing
+    b.write_shard(3, rows)  # b too
+    b.write_shard(1, rows)
+    a.write_shard(2, rows)  # the last shard, written by a, which never saw b's shards being written
+    assert FeatureStore(tmp_path / "s").manifest["complete"]

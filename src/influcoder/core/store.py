@@ -21,6 +21,7 @@ Opening an existing store for a request whose config, ids or shape differ raises
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import io
 import json
@@ -73,7 +74,9 @@ class FeatureStore:
         self.manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
         if self.manifest.get("format") != FORMAT:
             raise InflucoderError(f"{manifest_path}: not an influcoder feature store manifest")
-        self._missing: set[int] | None = None
+        # Shards this object has not yet seen on disk, lowest first; pruned from the front as they appear, so
+        # writing n shards costs O(n) existence checks in all, even with other processes writing beside it.
+        self._missing: collections.deque[int] | None = None
 
     # ------------------------------------------------------------------ creation and resumption
     @classmethod
@@ -162,9 +165,13 @@ class FeatureStore:
         with atomic_output(self.shard_path(index), fsync=True) as tmp:
             tmp.write_bytes(data)
         if self._missing is None:  # one directory scan per store object, not one per shard written
-            self._missing = set(self.missing_shards())
-        self._missing.discard(index)
-        if not self._missing or index == self.n_shards - 1:
+            self._missing = collections.deque(self.missing_shards())
+        # Other writers (Ray workers, a second resumed run) fill shards too: drop every leading shard that now
+        # exists, stopping at the first still missing, so the writer of the last shard marks the store
+        # complete whichever process that is.
+        while self._missing and self.shard_path(self._missing[0]).exists():
+            self._missing.popleft()
+        if not self._missing:
             self._mark_complete()
 
     def _mark_complete(self) -> None:
