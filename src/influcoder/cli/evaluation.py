@@ -35,7 +35,8 @@ class Evaluate(Command):
     """Also score these on the same split: the untrained backbone (Semantic), TF-IDF cosine, pool-mean (each
     pool sample's mean true influence over the training queries: needs every pool gradient), and the labelling
     decoder's last-layer states: mean (repsim) or position-weighted mean (rds+); less: the labels' LoRA
-    gradients, Rademacher 8,192 (SGD: no optimizer state); datainf: exact LoRA gradients with DataInf's
+    gradients, Rademacher 8,192 (pool gradients as Adam updates when the labels' adapter was written by
+    `influcoder finetune`, which keeps its optimizer.pt; SGD otherwise); datainf: exact LoRA gradients with DataInf's
     closed-form inverse Fisher; logra: base-linear gradients projected k x k per layer (16 x 16), logra-fisher
     the same whitened by each layer's empirical Fisher; airrep: an encoder trained on the same training split
     with the encoder's own settings but attention pooling and AirRep's group-wise ranking loss (a second learned
@@ -91,7 +92,9 @@ class Evaluate(Command):
                 )
                 scorers[name] = Semantic(fresh, progress=not self.quiet)
             elif name == "less":
-                scorers[name] = Less(self.label_settings())
+                settings = self.label_settings()
+                state = Path(settings.adapter) / "optimizer.pt" if settings.adapter else None
+                scorers[name] = Less(settings, optimizer_state=state if state and state.exists() else None)
             elif name == "datainf":
                 scorers[name] = DataInf(self.label_settings())
             elif name in ("logra", "logra-fisher"):

@@ -10,6 +10,7 @@ from typing import Annotated
 import tyro
 
 from influcoder.cli.options import Command, Distributed, Input, InputOptions, Quiet, RayFlags
+from influcoder.labels.finetune import FinetuneSettings
 from influcoder.labels.settings import LabelSettings
 
 Settings = Annotated[LabelSettings, tyro.conf.OmitArgPrefixes]
@@ -156,4 +157,63 @@ class Fidelity(Command):
             )
         if self.json:
             write_json_atomic(self.json, rows)
+        return 0
+
+
+@dataclass(kw_only=True)
+class Finetune(Command):
+    """Fine-tune a LoRA adapter of the decoder on a pool (response-only loss), keeping its Adam state.
+
+    The model a filtering run attributes is the one trained on the pool (DATE-LM); its adapter directory is
+    what `label --adapter DIR` and the gradient baselines load, and its optimizer.pt is what LESS
+    preconditions with. Checkpoints every --checkpoint-every steps; rerunning the same command continues.
+    """
+
+    positive = ("limit",)
+
+    data: str
+    """Samples to train on (DATA)."""
+    out: Path
+    """Adapter directory to write (adapter_config.json, adapter_model.safetensors, optimizer.pt,
+    finetune.json)."""
+    limit: int | None = None
+    """Seeded random subset of DATA."""
+    data_seed: int = 0
+    """Seed of the subset."""
+    model: str = "smollm2-135m-instruct"
+    """Decoder: an embedded model name or a local Hugging Face directory."""
+    rank: int = 8
+    """LoRA rank."""
+    alpha: float | None = None
+    """LoRA alpha (default 2 * rank)."""
+    lora_seed: int = 0
+    """Seed of the adapter's A matrices (as `label` draws them)."""
+    chat_template: bool | None = None
+    """Render with the tokenizer's chat template (default: when it has one)."""
+    settings: Annotated[FinetuneSettings, tyro.conf.OmitArgPrefixes] = field(default_factory=FinetuneSettings)
+    quiet: Quiet = False
+    input: Input = field(default_factory=InputOptions)
+
+    def config_path(self) -> Path:
+        return Path(self.out) / "config.yaml"
+
+    def run(self) -> int:
+        from influcoder.labels.finetune import finetune
+        from influcoder.labels.lora import LoraSettings
+
+        samples = self.input.load(self.data, self.limit, self.data_seed)
+        lora = LoraSettings(rank=self.rank, alpha=self.alpha, seed=self.lora_seed)
+        print(f"fine-tuning {self.model} (LoRA r={self.rank}) on {len(samples)} samples -> {self.out}")
+        result = finetune(
+            samples,
+            self.out,
+            self.model,
+            lora,
+            self.settings,
+            chat_template=self.chat_template,
+            progress=not self.quiet,
+        )
+        first, last = result.losses[0], sum(result.losses[-10:]) / len(result.losses[-10:])
+        resumed = f", resumed at step {result.resumed_from}" if result.resumed_from else ""
+        print(f"wrote {self.out}: {result.steps} steps{resumed}, loss {first:.3f} -> {last:.3f} (mean of last 10)")
         return 0

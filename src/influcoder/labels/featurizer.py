@@ -60,6 +60,8 @@ class GradientFeaturizer:
         self.projector = make_projector(settings.projector, dim, settings.seed)
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.gradients = BatchedLoraGradients(self.model, pad_id if pad_id is not None else 0)
+        self.preconditioner: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None
+        """Applied to the exact per-example blocks before projection (LESS's Adam update: `adam`)."""
 
     def config(self) -> dict[str, Any]:
         """The manifest's description of these features."""
@@ -86,6 +88,8 @@ class GradientFeaturizer:
         ):
             blocks = self.gradients([tokenized[i] for i in batch])
             with torch.no_grad():
+                if self.preconditioner is not None:
+                    blocks = self.preconditioner(blocks)
                 features = self.projector.project(blocks)
             finite = torch.isfinite(features).all(dim=1)
             if not bool(finite.all()):

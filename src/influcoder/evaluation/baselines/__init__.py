@@ -5,14 +5,12 @@
   query-agnostic reference that needs the gradients of every pool sample, the bar a learned method should clear
 - `representations`: `repsim` and `rds+`, cosines of the labelling decoder's (position-weighted) mean
   last-layer states
-- `gradients`: `less`, the labels' LoRA gradients Rademacher-projected to 8,192 (SGD without optimizer state),
-  and `datainf`, the exact LoRA gradients with DataInf's closed-form inverse Fisher per LoRA matrix
+- `gradients`: `less`, LoRA gradients Rademacher-projected to 8,192 (pool gradients as Adam updates when a
+  fine-tuned adapter's optimizer state is given, plain SGD otherwise), `gradsim`, the labels' own CountSketch
+  features, and `datainf`, the exact LoRA gradients with DataInf's closed-form inverse Fisher per LoRA matrix
 - `logra`: `logra` / `logra-fisher`, the base linear layers' gradients projected on both sides (k x k per
   layer), plain or whitened by each layer's empirical Fisher
 - `learned`: `airrep`, an encoder trained in `fit` on the same training split with attention pooling and
   AirRep's group-wise ranking loss
 - the distilled encoder itself is `text.Distilled`
-
-Still to come (issue: evaluation harness): LESS with Adam preconditioning (needs a fine-tuned adapter's
-optimizer state).
 """

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -38,13 +39,30 @@ class Less(Scorer):
     description = "LoRA gradients, Rademacher 8,192, cosine (SGD: no optimizer state)"
     preconditioner = "sgd"
 
-    def __init__(self, settings: LabelSettings, model=None, tokenizer=None, dim: int = 8192, rows_per_pass: int = 128):
+    def __init__(
+        self,
+        settings: LabelSettings,
+        model=None,
+        tokenizer=None,
+        dim: int = 8192,
+        rows_per_pass: int = 128,
+        optimizer_state: str | Path | None = None,
+    ):
         from influcoder.labels.featurizer import GradientFeaturizer
         from influcoder.labels.projectors import Rademacher
 
         self.featurizer = GradientFeaturizer(replace(settings, projector="identity"), model, tokenizer)
         self.projector = Rademacher(dim, settings.seed)
         self.rows_per_pass = rows_per_pass
+        self.adam = None
+        if optimizer_state is not None:
+            from influcoder.labels.adam import AdamPreconditioner
+            from influcoder.labels.lora import lora_parameters
+
+            names = list(lora_parameters(self.featurizer.model))
+            self.adam = AdamPreconditioner.from_file(optimizer_state, names)
+            self.preconditioner = "adam"
+            self.description = "LoRA gradients, Adam-preconditioned pool (LESS), Rademacher 8,192, cosine"
 
     def models(self) -> list:
         return [self.featurizer.model]
@@ -52,18 +70,50 @@ class Less(Scorer):
     def bytes_per_sample(self) -> float:
         return 4.0 * self.projector.out_dim  # one float32 projected gradient
 
-    def features(self, samples: Sequence[Sample]) -> np.ndarray:
-        """Unit-norm projected gradients. A dense projection of 2.4M LoRA coordinates is 20G random signs,
+    def features(self, samples: Sequence[Sample], precondition: bool = False) -> np.ndarray:
+        """Unit-norm projected gradients (of LESS's Adam update when `precondition` and a state is loaded).
+
+        A dense projection of 2.4M LoRA coordinates is 20G random signs,
         generated on the fly: projecting `rows_per_pass` exact gradients per generation instead of one
         labelling batch (<= 8) makes it affordable on a CPU."""
         out = []
-        for start in range(0, len(samples), self.rows_per_pass):
-            exact = self.featurizer.featurize(samples[start : start + self.rows_per_pass])
-            out.append(self.projector.project_matrix(torch.from_numpy(exact)).numpy())
+        self.featurizer.preconditioner = self.adam if precondition else None
+        try:
+            for start in range(0, len(samples), self.rows_per_pass):
+                exact = self.featurizer.featurize(samples[start : start + self.rows_per_pass])
+                out.append(self.projector.project_matrix(torch.from_numpy(exact)).numpy())
+        finally:
+            self.featurizer.preconditioner = None
         return normalize_rows(np.concatenate(out)).astype(np.float64)
 
     def score(self, pool: Sequence[Sample], queries: Sequence[Sample]) -> np.ndarray:
-        return self.features(list(pool)) @ self.features(list(queries)).T
+        """Pool gradients as Adam updates (when a state is loaded), query gradients plain, as LESS does."""
+        return self.features(list(pool), precondition=True) @ self.features(list(queries)).T
+
+
+class GradSim(Scorer):
+    """The labels' own features (CountSketch of the plain LoRA gradients), cosine: the gradient-similarity
+    baseline of DATE-LM, and exactly what the encoder is distilled to imitate."""
+
+    name = "gradsim"
+    description = "LoRA gradients, CountSketch (the labels' features), cosine"
+    preconditioner = "sgd"
+
+    def __init__(self, settings: LabelSettings, model=None, tokenizer=None):
+        from influcoder.labels.featurizer import GradientFeaturizer
+
+        self.featurizer = GradientFeaturizer(settings, model, tokenizer)
+        self.itemsize = 2.0 if settings.dtype == "float16" else 4.0
+
+    def models(self) -> list:
+        return [self.featurizer.model]
+
+    def bytes_per_sample(self) -> float:
+        return self.itemsize * self.featurizer.projector.out_dim
+
+    def score(self, pool: Sequence[Sample], queries: Sequence[Sample]) -> np.ndarray:
+        pool_features = normalize_rows(self.featurizer.featurize(list(pool)).astype(np.float64))
+        return pool_features @ normalize_rows(self.featurizer.featurize(list(queries)).astype(np.float64)).T
 
 
 def datainf_scores(pool: np.ndarray, queries: np.ndarray, blocks: Sequence[int], damping: float = 0.1) -> np.ndarray:

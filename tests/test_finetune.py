@@ -1,0 +1,157 @@
+"""`finetune` (a LoRA adapter trained on a pool, with its Adam state) and LESS's Adam preconditioning."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from influcoder.core.errors import ArtifactMismatchError
+from influcoder.data.models import load_decoder
+from influcoder.labels.adam import AdamPreconditioner, read_adam_state
+from influcoder.labels.finetune import FinetuneSettings, finetune, read_manifest, step_order
+from influcoder.labels.lora import LoraSettings, attach_lora, lora_parameters
+from influcoder.labels.settings import LabelSettings
+
+from .test_labels import samples
+
+FAST = dict(lr=1e-2, batch_size=4, max_length=24, checkpoint_every=2, warmup_ratio=0.0)
+
+
+def train(model_dir, out, pool, **kw):
+    return finetune(pool, out, str(model_dir), LoraSettings(rank=2), FinetuneSettings(**{**FAST, **kw}), progress=False)
+
+
+def adapter_weights(directory) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(directory / "adapter_model.safetensors"))
+
+
+def test_finetune_lowers_the_loss_and_its_adapter_loads_back(tiny_model_dir, tmp_path):
+    from influcoder.data.formatting import SampleFormatter, collate_left_padded
+    from influcoder.labels.gradients import forward_response_loss
+
+    pool = samples(16)
+    result = train(tiny_model_dir, tmp_path / "adapter", pool, epochs=4)
+    assert result.steps == 16 and len(result.losses) == 16 and result.resumed_from == 0
+    assert np.mean(result.losses[-4:]) < np.mean(result.losses[:4]) - 0.1
+    assert read_manifest(tmp_path / "adapter")["done"]
+
+    def loss_with(lora: LoraSettings) -> float:
+        model, tokenizer = load_decoder(str(tiny_model_dir))
+        model = attach_lora(model, lora)
+        batch = collate_left_padded(SampleFormatter(tokenizer, 24).encode_all(pool), 0)
+        with torch.no_grad():
+            return float(forward_response_loss(model, batch).mean())
+
+    assert loss_with(LoraSettings(rank=2, adapter=str(tmp_path / "adapter"))) < loss_with(LoraSettings(rank=2)) - 0.1
+    # `label --adapter DIR` reads it: both LoRA matrices now carry gradient signal
+    from influcoder.labels.featurizer import GradientFeaturizer
+
+    featurizer = GradientFeaturizer(
+        LabelSettings(
+            model=str(tiny_model_dir),
+            adapter=str(tmp_path / "adapter"),
+            rank=2,
+            proj_dim=32,
+            max_length=24,
+            device="cpu",
+        )
+    )
+    assert np.abs(featurizer.featurize(pool[:3])).sum() > 0
+
+
+def test_an_interrupted_finetune_resumes_to_the_same_adapter(tiny_model_dir, tmp_path, monkeypatch):
+    import influcoder.labels.finetune as module
+
+    pool = samples(16, seed=2)
+    whole = train(tiny_model_dir, tmp_path / "whole", pool, epochs=2)
+    calls = {"n": 0}
+    real = module._batch_loss
+
+    def dies_at_step_6(model, batch):
+        calls["n"] += 1
+        if calls["n"] == 6:
+            raise KeyboardInterrupt
+        return real(model, batch)
+
+    monkeypatch.setattr(module, "_batch_loss", dies_at_step_6)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_model_dir, tmp_path / "cut", pool, epochs=2)
+    monkeypatch.setattr(module, "_batch_loss", real)
+    assert read_manifest(tmp_path / "cut") is None  # nothing claims to be finished
+    resumed = train(tiny_model_dir, tmp_path / "cut", pool, epochs=2)
+    assert resumed.resumed_from == 4  # the last checkpoint (every 2 steps) before step 6
+    np.testing.assert_allclose(resumed.losses, whole.losses, rtol=1e-5)
+    a, b = adapter_weights(tmp_path / "whole"), adapter_weights(tmp_path / "cut")
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=1e-6)
+    with pytest.raises(ArtifactMismatchError, match="other settings"):
+        train(tiny_model_dir, tmp_path / "cut", pool, epochs=3)
+
+
+def test_batches_group_similar_lengths_and_cover_every_sample_once_per_epoch():
+    lengths = list(np.random.default_rng(0).integers(5, 200, size=203))
+    settings = FinetuneSettings(batch_size=8, epochs=2, seed=3)
+    steps = step_order(lengths, settings)
+    assert steps == step_order(lengths, settings)
+    per_epoch = len(steps) // 2
+    for epoch in (steps[:per_epoch], steps[per_epoch:]):
+        assert sorted(i for batch in epoch for i in batch) == list(range(203))
+    padded = sum(len(b) * max(lengths[i] for i in b) for b in steps)
+    assert padded < 0.8 * sum(len(b) * 200 for b in steps)  # far less padding than random batches would need
+
+
+def test_adam_preconditioning_is_lesss_update_formula():
+    g = torch.randn(3, 4, 5, dtype=torch.float64)
+    m, v = torch.randn(4, 5, dtype=torch.float64), torch.rand(4, 5, dtype=torch.float64)
+    state = {"betas": (0.9, 0.999), "eps": 1e-8, "moments": {"w": {"exp_avg": m, "exp_avg_sq": v, "step": 5.0}}}
+    out = AdamPreconditioner(state, ["w"])({"w": g})["w"]
+    for row in range(3):
+        expected = (0.9 * m + 0.1 * g[row]) / torch.sqrt(0.999 * v + 0.001 * g[row] ** 2 + 1e-8)
+        torch.testing.assert_close(out[row], expected)
+    with pytest.raises(ArtifactMismatchError, match="another adapter"):
+        AdamPreconditioner(state, ["w", "other"])
+
+
+def test_less_with_the_adapters_adam_state_matches_a_per_example_reference(tiny_model_dir, tmp_path):
+    """Pool gradients become Adam updates (per-example loop, moments by name, flattened in parameter order,
+    then the same Rademacher projection); query gradients stay plain."""
+    from influcoder.data.formatting import SampleFormatter
+    from influcoder.evaluation.baselines.gradients import Less
+    from influcoder.labels.gradients import loop_gradients
+    from influcoder.labels.influence import normalize_rows
+
+    pool, queries = samples(12), samples(3, seed=5, prefix="q")
+    train(tiny_model_dir, tmp_path / "adapter", pool, epochs=2)
+    settings = LabelSettings(
+        model=str(tiny_model_dir), adapter=str(tmp_path / "adapter"), rank=2, max_length=24, device="cpu"
+    )
+    less = Less(settings, dim=256, optimizer_state=tmp_path / "adapter" / "optimizer.pt")
+    assert less.preconditioner == "adam"
+    got_pool = less.features(pool, precondition=True)
+    got_queries = less.features(queries)
+
+    model, tokenizer = load_decoder(str(tiny_model_dir))
+    model = attach_lora(model, settings.lora())
+    names = list(lora_parameters(model))
+    state = read_adam_state(tmp_path / "adapter" / "optimizer.pt")
+    beta1, beta2 = state["betas"]
+
+    def reference(batch, precondition):
+        blocks = loop_gradients(model, SampleFormatter(tokenizer, 24).encode_all(batch), 0)
+        flat = []
+        for name in names:
+            g = blocks[name].double()
+            if precondition:
+                m, v = (state["moments"][name][k].double() for k in ("exp_avg", "exp_avg_sq"))
+                g = (beta1 * m + (1 - beta1) * g) / torch.sqrt(beta2 * v + (1 - beta2) * g**2 + state["eps"])
+            flat.append(g.reshape(len(batch), -1))
+        projected = less.projector.project_matrix(torch.cat(flat, dim=1).float())
+        return normalize_rows(projected.numpy())
+
+    np.testing.assert_allclose(got_pool, reference(pool, True), atol=2e-4)
+    np.testing.assert_allclose(got_queries, reference(queries, False), atol=2e-4)
+    assert np.abs(got_pool - less.features(pool)).max() > 1e-2  # the preconditioner changes the features
