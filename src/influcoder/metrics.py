@@ -119,3 +119,48 @@ def auroc(scores: np.ndarray, positive: np.ndarray) -> float | None:
         return None
     ranks = rankdata(scores)
     return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def precision_recall_curve(scores: np.ndarray, positive: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(precision, recall) at every distinct score threshold, highest threshold last, with the point
+    (recall 0, precision 1) appended: the curve scikit-learn's `precision_recall_curve` draws, which DATE-LM's
+    AUPRC integrates. Tied scores are one threshold (a tie cannot be ordered, so it is not)."""
+    scores, positive = np.asarray(scores, dtype=np.float64), np.asarray(positive, dtype=bool)
+    if scores.shape != positive.shape or scores.ndim != 1:
+        raise ValueError(f"scores {scores.shape} and labels {positive.shape} must be equal-length vectors")
+    if not positive.any():
+        raise ValueError("no positive sample: precision-recall is undefined")
+    order = np.argsort(-scores, kind="stable")
+    sorted_scores, hits = scores[order], positive[order]
+    last_of_tie = np.r_[np.nonzero(np.diff(sorted_scores))[0], len(scores) - 1]
+    true_pos = np.cumsum(hits)[last_of_tie]
+    flagged = last_of_tie + 1
+    precision = true_pos / flagged
+    recall = true_pos / true_pos[-1]
+    return np.r_[precision[::-1], 1.0], np.r_[recall[::-1], 0.0]
+
+
+def auprc(scores: np.ndarray, positive: np.ndarray) -> float:
+    """Area under the precision-recall curve by the trapezoidal rule, as DATE-LM computes it
+    (`sklearn.metrics.auc(recall, precision)` over `precision_recall_curve`)."""
+    precision, recall = precision_recall_curve(scores, positive)
+    return float(-np.trapezoid(precision, recall))
+
+
+def average_precision(scores: np.ndarray, positive: np.ndarray) -> float:
+    """Mean precision at each recall step, sum (R_n - R_n-1) P_n: the step-wise area, which unlike the
+    trapezoid never interpolates optimistically between thresholds."""
+    precision, recall = precision_recall_curve(scores, positive)
+    return float(-np.sum(np.diff(recall) * precision[:-1]))
+
+
+def recall_when_dropping(scores: np.ndarray, positive: np.ndarray, fractions: Sequence[float]) -> dict[str, float]:
+    """Share of the positives among the top `fraction` of the pool by score, per fraction: what a filter
+    that drops that share of the pool removes of the harmful samples."""
+    scores, positive = np.asarray(scores, dtype=np.float64), np.asarray(positive, dtype=bool)
+    order = np.argsort(-scores, kind="stable")
+    out = {}
+    for fraction in fractions:
+        dropped = order[: int(round(fraction * len(scores)))]
+        out[f"{fraction:g}"] = float(positive[dropped].sum() / max(1, positive.sum()))
+    return out

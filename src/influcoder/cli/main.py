@@ -18,7 +18,7 @@ from influcoder.cli.attribution import Attribute, Filter, Index
 from influcoder.cli.data import Assets, Data, Select, Verify
 from influcoder.cli.encoder import Distill
 from influcoder.cli.evaluation import Demo, Evaluate
-from influcoder.cli.labels import Fidelity, Label, MergeLabels
+from influcoder.cli.labels import Fidelity, Finetune, Label, MergeLabels
 from influcoder.cli.options import (
     SOURCES_HELP,
     Command,
@@ -30,17 +30,20 @@ from influcoder.cli.options import (
     read_config,
     write_config,
 )
+from influcoder.cli.toxicity import Toxicity
 from influcoder.core.errors import InflucoderError
 
 COMMANDS: dict[str, type[Command]] = {
     "assets": Assets,
     "data": Data,
     "select": Select,
+    "finetune": Finetune,
     "label": Label,
     "merge-labels": MergeLabels,
     "fidelity": Fidelity,
     "distill": Distill,
     "evaluate": Evaluate,
+    "toxicity": Toxicity,
     "demo": Demo,
     "index": Index,
     "attribute": Attribute,

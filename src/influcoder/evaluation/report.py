@@ -171,7 +171,7 @@ def pooled_coverage_flag(runs: list[dict]) -> dict | None:
     return {"auroc_low_rho": area, "n_queries": len(low), "n_low_rho": int(sum(low)), "low_rho": LOW_RHO}
 
 
-def _figure_png(fig) -> str:
+def figure_png(fig) -> str:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     return base64.b64encode(buffer.getvalue()).decode("ascii")
@@ -200,7 +200,7 @@ def figures(summary: dict[str, dict[str, dict]], runs: list[dict] | None = None)
     ax.set(xscale="log", xlabel="ms per sample (log)", ylabel="per-anchor Spearman vs gradients")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    out["tradeoff"] = _figure_png(fig)
+    out["tradeoff"] = figure_png(fig)
     plt.close(fig)
 
     fig, axes = plt.subplots(1, len(summary), figsize=(6 * len(summary), 4.5), squeeze=False)
@@ -209,7 +209,7 @@ def figures(summary: dict[str, dict[str, dict]], runs: list[dict] | None = None)
         ax.set(title=f"per-anchor Spearman, protocol {protocol}", ylabel="Spearman per query")
         ax.tick_params(axis="x", rotation=45)
         ax.grid(alpha=0.3)
-    out["distributions"] = _figure_png(fig)
+    out["distributions"] = figure_png(fig)
     plt.close(fig)
 
     methods = list(dict.fromkeys(m for per in summary.values() for m in per))
@@ -224,7 +224,7 @@ def figures(summary: dict[str, dict[str, dict]], runs: list[dict] | None = None)
     ax.set(ylabel="per-anchor Spearman (mean over seeds)", title="seen (random) vs unseen (task) tasks")
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=8)
-    out["protocols"] = _figure_png(fig)
+    out["protocols"] = figure_png(fig)
     plt.close(fig)
     tasks = per_task_means(runs or [], "distilled")
     if tasks:
@@ -237,7 +237,7 @@ def figures(summary: dict[str, dict[str, dict]], runs: list[dict] | None = None)
             xlabel="per-anchor Spearman of the distilled encoder", title="per query task: seen (blue), unseen (orange)"
         )
         ax.grid(alpha=0.3, axis="x")
-        out["tasks"] = _figure_png(fig)
+        out["tasks"] = figure_png(fig)
         plt.close(fig)
     return out
 
@@ -251,7 +251,7 @@ def per_task_means(runs: list[dict], method: str) -> list[tuple[str, str, float]
     return sorted(((p, g, float(np.mean(v))) for (p, g), v in values.items()), key=lambda x: x[2])
 
 
-def _html_table(rows: list[list[str]], header: list[str]) -> str:
+def html_table(rows: list[list[str]], header: list[str]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
@@ -281,7 +281,7 @@ def html_page(summary: dict, runs: list[dict], command: str) -> str:
             cells = [f"{e[m]:.3f} &plusmn; {e[m + '_std']:.3f}" for m in METRICS]
             rows.append([html.escape(name), *cells, f"{e['ms_per_sample']:.1f}", gflop, stored])
         header = ["method", "per-anchor", "mean-aggregated", "query-specific", "ms/sample", "GFLOP/sample", "bytes"]
-        parts.append(_html_table(rows, header))
+        parts.append(html_table(rows, header))
     for key, caption in (
         (
             "tradeoff",
@@ -310,7 +310,7 @@ def html_page(summary: dict, runs: list[dict], command: str) -> str:
                 ]
                 for name, ids in example["top"].items()
             ]
-            parts.append(_html_table(rows, ["method"] + [f"#{r + 1}" for r in range(len(truth))]))
+            parts.append(html_table(rows, ["method"] + [f"#{r + 1}" for r in range(len(truth))]))
         break  # the examples of the first run are enough to see what each method retrieves
     parts.append("</body></html>")
     return "\n".join(parts)

@@ -1,0 +1,99 @@
+"""`influcoder toxicity`: the paper's second experiment, toxicity filtering (DATE-LM XSTest-response style)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from influcoder.cli.options import Command, Device, Quiet
+
+
+@dataclass(kw_only=True)
+class Toxicity(Command):
+    """Toxicity filtering: find the few unsafe pairs hidden in a fine-tuning pool, every method, AUPRC.
+
+    Per variant and seed, in its own directory under --out and resumable step by step: builds the task (benign
+    evals / bbh-cot pairs, unsafe harmful-pairs at DATE-LM's 0.65% rate, and in the het variant safety-aligned
+    refusals), fine-tunes a LoRA adapter of the decoder on the pool (keeping its Adam state), labels a disjoint
+    training pool against training queries with that adapter, distills an encoder from those labels, scores
+    the evaluation pool against 10 unsafe queries with every method, and reports AUPRC (DATE-LM's trapezoid),
+    average precision and the share of unsafe samples removed when dropping the top 1/2/5%; then fine-tunes
+    again on the pool the encoder filtered and compares refusal rates on held-out harmful requests. The report
+    (results.json, results.md, report.html) covers every replicate found under --out.
+    """
+
+    positive = ("n_benign", "n_queries", "epochs")
+
+    out: Path
+    """Experiment directory: one sub-directory per variant and seed, and the report."""
+    variants: list[Literal["het", "hom"]] = field(default_factory=lambda: ["het"])
+    """het: benign + unsafe + safety-aligned pool; hom: benign + unsafe."""
+    seeds: list[int] = field(default_factory=lambda: [0])
+    """One replicate per seed (the task draw, the fine-tuning order and the encoder's training)."""
+    methods: list[
+        Literal[
+            "influcoder",
+            "semantic",
+            "tfidf",
+            "repsim",
+            "rds+",
+            "gradsim",
+            "less",
+            "less-sgd",
+            "datainf",
+            "logra",
+            "logra-fisher",
+        ]
+    ] = field(default_factory=lambda: ["influcoder", "semantic", "tfidf", "repsim", "rds+", "gradsim", "less"])
+    """Methods to score: the distilled encoder, its untrained backbone, TF-IDF, decoder representations
+    (repsim, rds+), gradient cosine with the labels' CountSketch (gradsim), LESS with the adapter's Adam state
+    (less) or without (less-sgd), DataInf, LoGRA. Decoder methods use the fine-tuned adapter."""
+    n_benign: int = 2000
+    """Benign pairs in the evaluation pool (unsafe: DATE-LM's rate, at least 15; safety: 2 per unsafe)."""
+    n_queries: int = 10
+    """Unsafe query pairs (never in the pool)."""
+    model: str = "smollm2-135m-instruct"
+    """Decoder that is fine-tuned and attributed (an embedded name or a local directory)."""
+    encoder: str = "minilm-l6"
+    """Encoder backbone to distill."""
+    epochs: int = 5
+    """Distillation epochs."""
+    max_length: int = 192
+    """Token budget per sample for fine-tuning and gradients."""
+    refusal_check: bool = True
+    """Fine-tune again on the filtered pool and compare refusal rates on held-out harmful requests."""
+    quiet: Quiet = False
+    device: Device = "auto"
+
+    def config_path(self) -> Path:
+        return Path(self.out) / "config.yaml"
+
+    def run(self) -> int:
+        import sys
+        from dataclasses import replace
+
+        from influcoder.evaluation.toxicity import ToxicityRun, run_toxicity
+        from influcoder.evaluation.toxicity_report import load_replicates, markdown, write_toxicity_report
+
+        base = ToxicityRun(refusal_check=self.refusal_check, methods=list(self.methods))
+        base.labels = replace(base.labels, model=self.model, max_length=self.max_length)
+        base.distill = replace(base.distill, encoder=self.encoder, epochs=self.epochs)
+        for variant in self.variants:
+            for seed in self.seeds:
+                run = replace(
+                    base,
+                    task=replace(
+                        base.task, variant=variant, seed=seed, n_benign=self.n_benign, n_queries=self.n_queries
+                    ),
+                    finetune=replace(base.finetune, seed=seed),
+                    distill=replace(base.distill, seed=seed),
+                )
+                directory = self.out / f"{variant}-seed{seed}"
+                print(f"== {variant}, seed {seed} -> {directory}")
+                run_toxicity(directory, run, progress=not self.quiet, device=self.device)
+        replicates = load_replicates(sorted(p for p in self.out.iterdir() if p.is_dir()))
+        summary = write_toxicity_report(self.out, replicates, "influcoder " + " ".join(sys.argv[1:]))
+        print(markdown(summary, replicates))
+        print(f"wrote {self.out}/results.json, results.md, report.html")
+        return 0

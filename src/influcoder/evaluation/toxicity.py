@@ -1,0 +1,260 @@
+"""The toxicity-filtering experiment (DATE-LM's XSTest-response task; the paper's second experiment).
+
+One replicate (a variant and a seed) runs in its own directory, step by step, each step skipped when its
+output is already there, so a stopped run continues where it stopped:
+
+    task/              the seeded pools and queries (`influcoder.tasks.toxicity`)
+    adapter/           LoRA fine-tuned on the evaluation pool, with its Adam state (`labels.finetune`)
+    train-labels/      gradient labels of that adapter, training pool x training queries
+    encoder/           the encoder distilled from them (no text shared with the evaluation side)
+    scores/M.npy       each method's pool x query scores, with M.json: seconds, bytes per sample
+    filtered-adapter/  LoRA fine-tuned on the pool minus the encoder's top `drop` share
+    refusals.json      refusal rates on held-out harmful requests: base model, adapter, filtered adapter
+    results.json       AUPRC, average precision and recall when dropping 1/2/5%, per method
+
+A pool sample's filtering score is its mean over the queries; positives are the unsafe samples.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from influcoder.core.atomic import write_json_atomic
+from influcoder.core.errors import InflucoderError
+from influcoder.data.records import Sample
+from influcoder.encoder.settings import DistillSettings
+from influcoder.labels.finetune import FinetuneSettings
+from influcoder.labels.settings import LabelSettings
+from influcoder.metrics import auprc, average_precision, precision_recall_curve, recall_when_dropping
+from influcoder.tasks.toxicity import ToxicitySettings, ToxicityTask, build_toxicity_task
+
+METHODS = ("influcoder", "semantic", "tfidf", "repsim", "rds+", "gradsim", "less")
+"""Default methods: the distilled encoder, text and representation baselines, and two gradient methods:
+`gradsim` (the labels' own CountSketch gradient cosine, what the encoder imitates) and `less` (Adam)."""
+DROP_FRACTIONS = (0.01, 0.02, 0.05)
+
+
+@dataclass
+class ToxicityRun:
+    """Everything that shapes one replicate; written to ``run.json`` and checked on resume."""
+
+    task: ToxicitySettings = field(default_factory=ToxicitySettings)
+    labels: LabelSettings = field(default_factory=lambda: LabelSettings(max_length=192))
+    finetune: FinetuneSettings = field(default_factory=FinetuneSettings)
+    distill: DistillSettings = field(default_factory=lambda: DistillSettings(epochs=5, lr=1e-4))
+    methods: list[str] = field(default_factory=lambda: list(METHODS))
+    drop: float = 0.05
+    """Share of the pool the filter drops before the second fine-tuning (the refusal check)."""
+    refusal_check: bool = True
+    max_new_tokens: int = 48
+
+    def key(self) -> dict:
+        """What must match to resume (the method list may grow)."""
+        d = asdict(self)
+        d.pop("methods")
+        d["labels"].pop("device", None)
+        d["distill"].pop("device", None)
+        return d
+
+
+def pool_scores(matrix: np.ndarray) -> np.ndarray:
+    """A pool sample's filtering score: its mean over the queries."""
+    return np.asarray(matrix, dtype=np.float64).mean(axis=1)
+
+
+def filtering_metrics(scores: np.ndarray, positive: np.ndarray) -> dict:
+    return {
+        "auprc": auprc(scores, positive),
+        "average_precision": average_precision(scores, positive),
+        "recall_when_dropping": recall_when_dropping(scores, positive, DROP_FRACTIONS),
+    }
+
+
+def run_toxicity(
+    out: str | Path,
+    run: ToxicityRun,
+    *,
+    sources=None,
+    progress: bool = True,
+    device: str = "auto",
+    log=print,
+) -> dict:
+    """Run (or continue) one replicate under `out`; returns its results (also written to results.json)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    _check_run(out, run)
+    task = _task(out / "task", run.task, sources, log)
+    labels = replace(run.labels, adapter=str((out / "adapter").resolve()), device=device)
+    _finetune(out / "adapter", task.pool, run, progress, log)
+    encoder_dir = _encoder(out, task, labels, run, progress, device, log)
+    positive = task.positives()
+    results: dict = {"variant": run.task.variant, "seed": run.task.seed, "counts": task.counts, "methods": {}}
+    for method in run.methods:
+        matrix, info = _scores(out / "scores", method, task, labels, encoder_dir, progress, device, log)
+        scores = pool_scores(matrix)
+        results["methods"][method] = {**info, **filtering_metrics(scores, positive)}
+    if run.refusal_check and "influcoder" in run.methods:
+        results["refusals"] = _refusals(out, task, run, labels, progress, log)
+    write_json_atomic(out / "results.json", results)
+    return results
+
+
+def _check_run(out: Path, run: ToxicityRun) -> None:
+    path = out / "run.json"
+    if path.exists():
+        stored = json.loads(path.read_text(encoding="utf-8"))
+        if stored != json.loads(json.dumps(run.key())):
+            differ = sorted(k for k in stored if stored[k] != json.loads(json.dumps(run.key())).get(k))
+            raise InflucoderError(
+                f"{out} holds a toxicity run with other {', '.join(differ)} settings; use another --out"
+            )
+    else:
+        write_json_atomic(path, run.key())
+
+
+def _task(directory: Path, settings: ToxicitySettings, sources, log) -> ToxicityTask:
+    if (directory / "task.json").exists():
+        return ToxicityTask.load(directory)
+    task = build_toxicity_task(settings, sources)
+    log(f"task {settings.variant} seed {settings.seed}: pool {task.counts['pool']}, {len(task.queries)} queries")
+    task.save(directory)
+    return ToxicityTask.load(directory)  # what later steps and resumed runs read: one code path
+
+
+def _finetune(directory: Path, samples: Sequence[Sample], run: ToxicityRun, progress: bool, log) -> None:
+    from influcoder.labels.finetune import finetune, read_manifest
+
+    if read_manifest(directory) is not None:
+        return
+    log(f"fine-tuning a LoRA adapter on {len(samples)} samples -> {directory}")
+    settings = replace(run.finetune, max_length=run.labels.max_length)
+    lora = replace(run.labels, adapter=None).lora()
+    finetune(
+        samples, directory, run.labels.model, lora, settings, chat_template=run.labels.chat_template, progress=progress
+    )
+
+
+def _encoder(out: Path, task: ToxicityTask, labels: LabelSettings, run: ToxicityRun, progress, device, log) -> Path:
+    from influcoder.encoder.distill import distill_labels
+    from influcoder.labels.labelling import label
+
+    if not (out / "train-labels" / "labels.json").exists():
+        log(f"labelling the training pool ({len(task.train_pool)} x {len(task.train_queries)}) with the adapter")
+        label(task.train_pool, task.train_queries, out / "train-labels", labels, progress=progress)
+    encoder_dir = out / "encoder"
+    if not (encoder_dir / "best" / "config.json").exists() or not (encoder_dir / "training.json").exists():
+        log(f"distilling {run.distill.encoder} on the training labels -> {encoder_dir}")
+        distill_labels(out / "train-labels", encoder_dir, run.distill, progress=progress, device=device)
+    return encoder_dir / "best"
+
+
+def make_scorer(method: str, labels: LabelSettings, encoder_dir: Path, progress: bool, device: str):
+    """The scorer of `method`, built on the run's fine-tuned adapter (decoder methods) or encoder."""
+    from influcoder.encoder.model import InfluenceEncoder
+    from influcoder.evaluation.baselines.gradients import DataInf, GradSim, Less
+    from influcoder.evaluation.baselines.logra import LoGra
+    from influcoder.evaluation.baselines.representations import RdsPlus, RepSim
+    from influcoder.evaluation.baselines.text import Distilled, Semantic, TfIdf
+
+    if method == "influcoder":
+        return Distilled(InfluenceEncoder.from_pretrained(encoder_dir, device=device), progress=progress)
+    if method == "semantic":
+        config = InfluenceEncoder.from_pretrained(encoder_dir, device=device).config
+        fresh = InfluenceEncoder.from_backbone(
+            config.backbone, pooling=config.pooling, max_length=config.max_length, device=device
+        )
+        return Semantic(fresh, progress=progress)
+    if method == "tfidf":
+        return TfIdf()
+    if method in ("repsim", "rds+"):
+        return (RepSim if method == "repsim" else RdsPlus)(labels, progress=progress)
+    if method == "gradsim":
+        return GradSim(labels)
+    if method == "less":
+        return Less(labels, rows_per_pass=256, optimizer_state=Path(labels.adapter) / "optimizer.pt")
+    if method == "less-sgd":
+        return Less(labels, rows_per_pass=256)  # 256 exact gradients (~5 GB) per generation of the signs
+    if method == "datainf":
+        return DataInf(labels)
+    if method in ("logra", "logra-fisher"):
+        return LoGra(labels, fisher=method == "logra-fisher", progress=progress)
+    raise InflucoderError(f"unknown method {method!r}; choose from {', '.join(SCORABLE)}")
+
+
+SCORABLE = (*METHODS, "less-sgd", "datainf", "logra", "logra-fisher")
+
+
+def _scores(directory: Path, method: str, task, labels, encoder_dir, progress, device, log) -> tuple[np.ndarray, dict]:
+    """A method's pool x query matrix and what it cost, computed once and kept (`scores/METHOD.npy`)."""
+    from influcoder.core.atomic import atomic_output
+
+    matrix_path, info_path = directory / f"{method}.npy", directory / f"{method}.json"
+    if matrix_path.exists() and info_path.exists():
+        return np.load(matrix_path), json.loads(info_path.read_text(encoding="utf-8"))
+    if method not in SCORABLE:
+        raise InflucoderError(f"unknown method {method!r}; choose from {', '.join(SCORABLE)}")
+    log(f"scoring {len(task.pool)} x {len(task.queries)} with {method}")
+    scorer = make_scorer(method, labels, encoder_dir, progress, device)
+    started = time.perf_counter()
+    matrix = scorer.score(task.pool, task.queries)
+    seconds = time.perf_counter() - started
+    if not np.isfinite(matrix).all():
+        raise InflucoderError(f"{method} produced non-finite scores; nothing was saved")
+    info = {
+        "method": method,
+        "description": scorer.description,
+        "preconditioner": getattr(scorer, "preconditioner", None),
+        "seconds": seconds,
+        "ms_per_sample": 1000 * seconds / (len(task.pool) + len(task.queries)),
+        "bytes_per_sample": scorer.bytes_per_sample(),
+    }
+    directory.mkdir(parents=True, exist_ok=True)
+    with atomic_output(matrix_path) as tmp, open(tmp, "wb") as handle:
+        np.save(handle, matrix, allow_pickle=False)
+    write_json_atomic(info_path, info)
+    return matrix, info
+
+
+def _refusals(out: Path, task: ToxicityTask, run: ToxicityRun, labels: LabelSettings, progress, log) -> dict:
+    """Refusal rates on the held-out harmful requests of the base model, the model fine-tuned on the pool,
+    and the model fine-tuned on the pool the encoder filtered (its top `run.drop` share removed)."""
+    from influcoder.data.models import load_decoder
+    from influcoder.labels.lora import attach_lora
+    from influcoder.tasks.refusal import generate_responses, refusal_rate
+
+    path = out / "refusals.json"
+    if path.exists():
+        return json.loads(path.read_text(encoding="utf-8"))
+    scores = pool_scores(np.load(out / "scores" / "influcoder.npy"))
+    n_drop = int(round(run.drop * len(task.pool)))
+    dropped = set(np.argsort(-scores, kind="stable")[:n_drop].tolist())
+    kept = [s for i, s in enumerate(task.pool) if i not in dropped]
+    _finetune(out / "filtered-adapter", kept, run, progress, log)
+    result: dict = {"drop": run.drop, "n_dropped": n_drop, "unsafe_dropped": 0, "models": {}}
+    result["unsafe_dropped"] = sum(task.pool[i].meta["type"] == "unsafe" for i in dropped)
+    for name, adapter in (("base", None), ("pool", out / "adapter"), ("filtered", out / "filtered-adapter")):
+        model, tokenizer = load_decoder(run.labels.model)
+        if adapter is not None:
+            model = attach_lora(model, replace(labels, adapter=str(adapter)).lora())
+        log(f"generating answers of the {name} model to {len(task.heldout_requests)} held-out harmful requests")
+        responses = generate_responses(model, tokenizer, task.heldout_requests, run.max_new_tokens)
+        result["models"][name] = {
+            "refusal_rate": refusal_rate(responses),
+            "responses": [
+                {"id": r.id, "request": r.prompt, "response": x} for r, x in zip(task.heldout_requests, responses)
+            ],
+        }
+    write_json_atomic(path, result)
+    return result
+
+
+def precision_recall_points(scores: np.ndarray, positive: np.ndarray) -> dict[str, list[float]]:
+    """The curve for the report's plot."""
+    precision, recall = precision_recall_curve(scores, positive)
+    return {"precision": precision.tolist(), "recall": recall.tolist()}

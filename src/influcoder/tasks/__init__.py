@@ -1,0 +1,1 @@
+"""Experiment builders: seeded, documented pools and queries for the paper's experiments (toxicity)."""

@@ -1,0 +1,196 @@
+"""The toxicity task (builder, AUPRC, refusal rule) and its experiment runner, on tiny models."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from influcoder.core.errors import InflucoderError
+from influcoder.data.records import Sample
+from influcoder.metrics import auprc, average_precision, precision_recall_curve, recall_when_dropping
+from influcoder.tasks.refusal import is_refusal, refusal_rate
+from influcoder.tasks.toxicity import (
+    DATE_LM_UNSAFE_RATE,
+    ToxicitySettings,
+    ToxicityTask,
+    build_toxicity_task,
+    content_keys,
+)
+
+from .conftest import WORDS
+
+
+def synthetic_sources(n: int = 60, seed: int = 0) -> dict[str, list[Sample]]:
+    """Every source the builder reads, made of the tiny tokenizer's words, each text distinct."""
+    rng = np.random.default_rng(seed)
+
+    def text(i: int, k: int) -> str:
+        return " ".join(rng.choice(WORDS, size=k)) + f" {i}"
+
+    def pairs(name: str, count: int) -> list[Sample]:
+        return [Sample(f"{name}/{i}", text(i, 6), text(i, 5)) for i in range(count)]
+
+    def prompts(name: str, count: int) -> list[Sample]:
+        return [Sample(f"{name}/{i}", text(i, 6), "", {"prompt_only": True}) for i in range(count)]
+
+    refusals = [Sample(f"refusals/{i}", text(i, 4), f"i cannot help with that {i}", {}) for i in range(6)]
+    refusals.append(Sample("refusals/long", "x", "a long compliant answer " * 20, {}))  # not a refusal
+    return {
+        "harmful-pairs": pairs("harmful-pairs", n),
+        "refusals": refusals,
+        "adv-bench": prompts("adv-bench", n),
+        "donotanswer": prompts("donotanswer", n),
+        "harmbench": prompts("harmbench", n),
+        "evals": pairs("evals", 3 * n),
+        "bbh-cot": pairs("bbh-cot", 10),
+    }
+
+
+SMALL = ToxicitySettings(
+    n_benign=12,
+    min_unsafe=3,
+    n_queries=2,
+    train_benign=10,
+    train_unsafe=3,
+    train_safety=3,
+    train_queries=6,
+    n_heldout=2,
+)
+
+
+def test_the_builder_keeps_its_counts_and_rates_and_is_seeded():
+    task = build_toxicity_task(SMALL, synthetic_sources())
+    assert task.counts["pool"] == {"benign": 12, "unsafe": 3, "safety": 6}
+    assert task.counts["train_pool"] == {"benign": 10, "unsafe": 3, "safety": 3}
+    assert task.positives().sum() == 3 and len(task.queries) == 2 and len(task.heldout_requests) == 2
+    assert all(s.meta["type"] == "unsafe" for s in task.queries + task.train_queries)
+    hom = build_toxicity_task(replace(SMALL, variant="hom"), synthetic_sources())
+    assert hom.counts["pool"]["safety"] == 0 and hom.counts["train_pool"]["safety"] == 0
+    again = build_toxicity_task(SMALL, synthetic_sources())
+    assert [s.id for s in again.pool] == [s.id for s in task.pool]
+    other = build_toxicity_task(replace(SMALL, seed=1), synthetic_sources())
+    assert [s.id for s in other.pool] != [s.id for s in task.pool]
+    # DATE-LM's rate sets the unsafe count once the pool is large enough
+    assert ToxicitySettings(n_benign=10000, safety_per_unsafe=0).n_unsafe() == round(DATE_LM_UNSAFE_RATE * 10066)
+    assert ToxicitySettings().n_unsafe() == 15  # 2,000 benign: the rate gives 13, the floor is 15
+    with pytest.raises(InflucoderError, match="only .* distinct unsafe pairs available"):
+        build_toxicity_task(replace(SMALL, train_unsafe=100), synthetic_sources())
+
+
+def check_disjoint(task: ToxicityTask) -> None:
+    evaluation = {k for s in task.pool + task.queries for k in content_keys(s)}
+    training = {k for s in task.train_pool + task.train_queries for k in content_keys(s)}
+    assert not evaluation & training
+    assert not {k for s in task.queries for k in content_keys(s)} & {k for s in task.pool for k in content_keys(s)}
+    heldout = {k for s in task.heldout_requests for k in content_keys(s)}
+    assert not heldout & (evaluation | training)
+    eval_refusals = {s.response for s in task.pool if s.meta["type"] == "safety"}
+    train_refusals = {s.response for s in task.train_pool if s.meta["type"] == "safety"}
+    assert eval_refusals.isdisjoint(train_refusals) and all(map(is_refusal, eval_refusals | train_refusals))
+
+
+def test_evaluation_and_training_sides_share_no_text(tmp_path):
+    task = build_toxicity_task(SMALL, synthetic_sources())
+    check_disjoint(task)
+    loaded = ToxicityTask.load(task.save(tmp_path / "task"))
+    assert [s.id for s in loaded.pool] == [s.id for s in task.pool] and loaded.counts == task.counts
+    assert [s.meta["type"] for s in loaded.pool] == [s.meta["type"] for s in task.pool]
+
+
+def test_the_real_task_has_the_documented_counts_and_no_shared_text():
+    """The embedded sources (the default sizes): 2,000 benign, 15 unsafe, 30 safety-aligned pairs."""
+    from influcoder.core.errors import AssetError
+
+    try:
+        task = build_toxicity_task(ToxicitySettings())
+    except AssetError as exc:
+        pytest.skip(f"embedded data unavailable: {exc}")
+    assert task.counts["pool"] == {"benign": 2000, "unsafe": 15, "safety": 30}
+    assert 0.0065 <= task.counts["unsafe_rate"] < 0.0075
+    check_disjoint(task)
+    assert {s.id.split("/")[0] for s in task.pool if s.meta["type"] == "unsafe"} == {"harmful-pairs"}
+
+
+def test_auprc_against_a_hand_computed_curve_and_scikit_learn():
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5])
+    positive = np.array([True, False, True, False, False])
+    precision, recall = precision_recall_curve(scores, positive)
+    # thresholds 0.5..0.9: flagged 5,4,3,2,1 -> precision 2/5, 2/4, 2/3, 1/2, 1/1; recall 1, 1, 1, .5, .5
+    np.testing.assert_allclose(precision, [2 / 5, 2 / 4, 2 / 3, 1 / 2, 1, 1])
+    np.testing.assert_allclose(recall, [1, 1, 1, 0.5, 0.5, 0])
+    assert auprc(scores, positive) == pytest.approx(0.5 * (2 / 3 + 1 / 2) / 2 + 0.5 * 1)  # trapezoids
+    assert average_precision(scores, positive) == pytest.approx((1 + 2 / 3) / 2)
+    sklearn = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        s = rng.integers(0, 6, size=40).astype(float)  # ties, as real scores can have
+        y = rng.random(40) < 0.2
+        y[0] = True
+        p, r, _ = sklearn.precision_recall_curve(y, s)
+        assert auprc(s, y) == pytest.approx(sklearn.auc(r, p), abs=1e-12)
+        assert average_precision(s, y) == pytest.approx(sklearn.average_precision_score(y, s), abs=1e-12)
+
+
+def test_recall_when_dropping_counts_positives_in_the_top_share():
+    scores = np.arange(100, dtype=float)[::-1]  # sample 0 scores highest
+    positive = np.zeros(100, dtype=bool)
+    positive[[0, 1, 3, 50]] = True
+    assert recall_when_dropping(scores, positive, [0.01, 0.02, 0.05]) == {"0.01": 0.25, "0.02": 0.5, "0.05": 0.75}
+
+
+def test_the_refusal_rule():
+    assert is_refusal("I'm sorry, but I can't assist with that request.")
+    assert is_refusal("I can\u2019t help plan an outbreak.")
+    assert is_refusal("As an AI language model, I do not")
+    assert not is_refusal("Sure, here is how to make it: first take")
+    assert not is_refusal("x" * 300 + " I cannot")  # only the opening counts
+    assert refusal_rate(["I cannot do that", "Sure!", "Sure!", "I won't"]) == 0.5
+
+
+def test_the_toxicity_run_scores_every_method_resumes_and_reports(tiny_model_dir, tiny_bert_dir, tmp_path):
+    from influcoder.encoder.settings import DistillSettings
+    from influcoder.evaluation.toxicity import ToxicityRun, run_toxicity
+    from influcoder.evaluation.toxicity_report import load_replicates, write_toxicity_report
+    from influcoder.labels.finetune import FinetuneSettings
+    from influcoder.labels.settings import LabelSettings
+
+    run = ToxicityRun(
+        task=SMALL,
+        labels=LabelSettings(model=str(tiny_model_dir), rank=2, proj_dim=32, max_length=24, device="cpu"),
+        finetune=FinetuneSettings(batch_size=4, lr=1e-2),
+        distill=DistillSettings(encoder=str(tiny_bert_dir), epochs=1, queries_per_batch=3, candidates_per_batch=4),
+        methods=["influcoder", "tfidf", "gradsim", "less", "repsim"],
+        max_new_tokens=3,
+    )
+    out = tmp_path / "het-seed0"
+    results = run_toxicity(out, run, sources=synthetic_sources(), progress=False, device="cpu", log=lambda *_: None)
+    assert set(results["methods"]) == set(run.methods)
+    for method, row in results["methods"].items():
+        assert 0 < row["auprc"] <= 1 and 0 < row["average_precision"] <= 1, method
+        assert set(row["recall_when_dropping"]) == {"0.01", "0.02", "0.05"}
+    assert results["methods"]["less"]["preconditioner"] == "adam"
+    assert (out / "adapter" / "optimizer.pt").exists() and (out / "filtered-adapter" / "finetune.json").exists()
+    refusals = results["refusals"]
+    assert set(refusals["models"]) == {"base", "pool", "filtered"} and refusals["n_dropped"] == 1
+    check_disjoint(ToxicityTask.load(out / "task"))
+    from influcoder.labels.labelling import load_labels
+
+    matrix, _, _, _ = load_labels(out / "train-labels")
+    task = ToxicityTask.load(out / "task")
+    assert matrix.pool_ids == [s.id for s in task.train_pool]  # the encoder learns from the training side only
+    assert matrix.query_ids == [s.id for s in task.train_queries]
+
+    written = {p: p.stat().st_mtime_ns for p in (out / "scores").iterdir()}
+    again = run_toxicity(out, run, sources=synthetic_sources(), progress=False, device="cpu", log=lambda *_: None)
+    assert again["methods"] == results["methods"]
+    assert written == {p: p.stat().st_mtime_ns for p in (out / "scores").iterdir()}  # nothing recomputed
+    with pytest.raises(InflucoderError, match="other task settings"):
+        run_toxicity(out, replace(run, task=replace(SMALL, n_benign=13)), sources=synthetic_sources(), progress=False)
+
+    summary = write_toxicity_report(tmp_path, load_replicates([out]), "influcoder toxicity ...")
+    assert summary["het"]["less"]["n_seeds"] == 1
+    page = (tmp_path / "report.html").read_text()
+    assert "data:image/png;base64," in page and "top 20 flagged by influcoder" in page
+    assert "| influcoder |" in (tmp_path / "results.md").read_text()
