@@ -284,3 +284,38 @@ def test_a_kill_between_the_manifest_and_the_first_segment_resumes(encoder_dir, 
     resumed = ic.index(pool, tmp_path / "idx", shard_size=4, progress=False)
     assert resumed.ids() == reference.ids()
     np.testing.assert_array_equal(resumed.embeddings(), reference.embeddings())
+
+
+def test_an_int8_index_embeds_its_queries_with_int8_and_refuses_a_float_append(encoder_dir, tmp_path):
+    pool, queries = samples(30), samples(3, seed=3, prefix="q")
+    int8 = InfluenceEncoder.from_pretrained(encoder_dir, backend="int8")
+    EmbeddingIndex.build(int8, pool, tmp_path / "idx", progress=False, encoder_path=encoder_dir)
+    ic = Influcoder.from_index(tmp_path / "idx")
+    assert (
+        ic.encoder.backend == "int8"
+        and Influcoder.from_pretrained(encoder_dir, tmp_path / "idx").encoder.backend == "int8"
+    )
+    expected = brute_force_top_k(ic.index_, int8.encode(queries), 4)
+    assert [[a.sample.id for a in h] for h in ic.attribute(queries, k=4)] == [[pool[i].id for i in e] for e in expected]
+    with pytest.raises(InflucoderError, match="int8 encoder backend"):
+        Influcoder.from_pretrained(encoder_dir).index(samples(3, prefix="new"), tmp_path / "idx", append=True)
+    assert (
+        main(
+            [
+                "index",
+                "--encoder",
+                str(encoder_dir),
+                "--pool",
+                "evals",
+                "--limit",
+                "4",
+                "--out",
+                str(tmp_path / "cli"),
+                "--backend",
+                "int8",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    assert json.loads((tmp_path / "cli" / "manifest.json").read_text())["encoder_backend"] == "int8"

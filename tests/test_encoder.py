@@ -278,3 +278,37 @@ def test_nan_embeddings_and_a_nan_training_loss_are_refused_by_name(tiny_bert_di
     scores = np.random.default_rng(0).normal(size=(12, 6))
     with pytest.raises(NonFiniteValueError, match="non-finite training loss at epoch 1, step 1"):
         distiller.fit(scores, samples(12), samples(6, seed=3, prefix="q"), progress=False)
+
+
+def test_encode_sorts_by_token_count_and_restores_input_order_across_chunks(tiny_bert_dir, monkeypatch):
+    import influcoder.encoder.model as module
+
+    enc = InfluenceEncoder.from_backbone(str(tiny_bert_dir), max_length=16)
+    rng = np.random.default_rng(5)
+    texts = [" ".join(rng.choice(WORDS, size=int(rng.integers(1, 14)))) for _ in range(23)]
+    singles = np.concatenate([enc.encode([t]) for t in texts])
+    monkeypatch.setattr(module, "ENCODE_CHUNK", 7)  # several chunks, each sorted on its own
+    np.testing.assert_allclose(enc.encode(texts, batch_size=4), singles, atol=1e-5)
+
+
+def test_the_int8_backend_ranks_like_float_and_is_told_apart(tiny_bert_dir, tmp_path):
+    from scipy.stats import spearmanr
+
+    float_enc = InfluenceEncoder.from_backbone(str(tiny_bert_dir), head_dim=16, max_length=24)
+    float_enc.save_pretrained(tmp_path / "enc")
+    rng = np.random.default_rng(6)
+    pool = [" ".join(rng.choice(WORDS, size=int(rng.integers(3, 20)))) for _ in range(60)]
+    queries = pool[:5]
+    exact = float_enc.encode(pool) @ float_enc.encode(queries).T
+    int8 = InfluenceEncoder.from_pretrained(tmp_path / "enc", backend="int8")
+    assert int8.backend == "int8"
+    assert any("quantized" in type(m).__module__ for m in int8.backbone.modules())
+    quantized = int8.encode(pool) @ int8.encode(queries).T
+    assert not np.array_equal(quantized, exact)  # it really runs another computation
+    rhos = [spearmanr(quantized[:, j], exact[:, j])[0] for j in range(len(queries))]
+    assert min(rhos) > 0.99
+    assert int8.fingerprint() == float_enc.fingerprint() + "+int8"
+    with pytest.raises(InflucoderError, match="not saved"):
+        int8.save_pretrained(tmp_path / "other")
+    with pytest.raises(InflucoderError, match="unknown encoder backend"):
+        float_enc.to_backend("onnx")

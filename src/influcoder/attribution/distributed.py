@@ -18,12 +18,14 @@ class EncodeShardJob:
     batch_size: int = 32
     device: str = "auto"
     """Each actor's device: with GPUs per actor Ray makes one visible to it, so auto finds it."""
+    backend: str = "torch"
+    """The encoder backend of the index (`InfluenceEncoder.to_backend`)."""
 
     def __call__(self) -> Callable[[int], None]:
         from influcoder.core.store import FeatureStore
         from influcoder.encoder.model import InfluenceEncoder
 
-        encoder = InfluenceEncoder.from_pretrained(self.encoder_dir, device=self.device)
+        encoder = InfluenceEncoder.from_pretrained(self.encoder_dir, device=self.device, backend=self.backend)
         store = FeatureStore(self.store_path)
 
         def job(shard: int) -> None:

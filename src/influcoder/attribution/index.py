@@ -14,7 +14,6 @@ i.e. the encoder's predicted influence (cosines).
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -43,12 +42,8 @@ def _faiss():
 
 
 def encoder_fingerprint(encoder) -> str:
-    """sha256 over the encoder's parameters and config: an index only answers queries of the same encoder."""
-    digest = hashlib.sha256(json.dumps(encoder.config.__dict__, sort_keys=True, default=str).encode())
-    for name, tensor in sorted(encoder.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
+    """An index only answers queries of the same encoder on the same backend (`InfluenceEncoder.fingerprint`)."""
+    return encoder.fingerprint()
 
 
 def _remove_index(path: Path) -> None:
@@ -118,6 +113,11 @@ class EmbeddingIndex:
         if (path / MANIFEST).exists() and not overwrite:
             index = cls(path)
             m = index.manifest
+            if m.get("encoder_backend", "torch") != encoder.backend:
+                raise ArtifactMismatchError(
+                    f"{path} was built with the {m.get('encoder_backend', 'torch')} encoder backend, not "
+                    f"{encoder.backend}; pass --backend {m.get('encoder_backend', 'torch')} or use another --out"
+                )
             if m["encoder_fingerprint"] != encoder_fp:
                 raise ArtifactMismatchError(f"{path} was built with another encoder; use another --out")
             ids = [x.id for x in samples]
@@ -162,6 +162,7 @@ class EmbeddingIndex:
                 "format": FORMAT,
                 "version": 1,
                 "encoder_fingerprint": encoder_fp,
+                "encoder_backend": encoder.backend,
                 "encoder_config": {k: v for k, v in encoder.config.__dict__.items() if k != "label_config"},
                 "label_config": encoder.config.label_config,
                 "dim": encoder.dim,
@@ -196,7 +197,11 @@ class EmbeddingIndex:
             if encoder_path is None:
                 raise InflucoderError("indexing on Ray needs the encoder as a directory (encoder_path)")
             job = EncodeShardJob(
-                str(Path(encoder_path).resolve()), list(samples), str(store.path.resolve()), batch_size
+                str(Path(encoder_path).resolve()),
+                list(samples),
+                str(store.path.resolve()),
+                batch_size,
+                backend=encoder.backend,
             )
             run_shards_on_ray(job, missing, ray.address, ray.num_actors, ray.gpus_per_actor)
             missing = FeatureStore(store.path).missing_shards()

@@ -78,10 +78,18 @@ class Influcoder:
 
     @classmethod
     def from_pretrained(
-        cls, encoder_dir: str | Path, index: str | Path | None = None, device: str | None = None
+        cls,
+        encoder_dir: str | Path,
+        index: str | Path | None = None,
+        device: str | None = None,
+        backend: str | None = None,
     ) -> Influcoder:
-        encoder = InfluenceEncoder.from_pretrained(encoder_dir, device=device)
-        return cls(encoder, EmbeddingIndex(index) if index else None, CoverageReference.load(encoder_dir))
+        """The encoder (on `backend`: default the index's, else float) and optionally an index of a pool."""
+        opened = EmbeddingIndex(index) if index else None
+        backend = backend or (opened.manifest.get("encoder_backend", "torch") if opened else "torch")
+        device = "cpu" if backend != "torch" and device in (None, "auto") else device
+        encoder = InfluenceEncoder.from_pretrained(encoder_dir, device=device, backend=backend)
+        return cls(encoder, opened, CoverageReference.load(encoder_dir))
 
     @classmethod
     def from_index(
@@ -92,7 +100,9 @@ class Influcoder:
         encoder_dir = encoder_dir or index.manifest.get("encoder_path")
         if not encoder_dir:
             raise InflucoderError(f"{index_dir} does not record its encoder; pass --encoder")
-        encoder = InfluenceEncoder.from_pretrained(encoder_dir, device=device)
+        backend = index.manifest.get("encoder_backend", "torch")  # queries embedded as the pool was
+        device = "cpu" if backend != "torch" and device in (None, "auto") else device
+        encoder = InfluenceEncoder.from_pretrained(encoder_dir, device=device, backend=backend)
         return cls(encoder, index, CoverageReference.load(encoder_dir))
 
     @property

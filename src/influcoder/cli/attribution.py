@@ -50,6 +50,10 @@ class Index(Command):
     """Samples per resumable shard."""
     batch_size: int = 32
     """Encoder batch size."""
+    backend: Literal["torch", "int8"] = "torch"
+    """How the encoder runs: torch (float), or int8 (dynamic int8 linear layers, CPU only: faster, embeddings
+    slightly different; attribute and filter then embed queries the same way). Measured speed and fidelity:
+    benchmarks/results/encoder_speed.md."""
 
     quiet: Quiet = False
     device: Device = "auto"
@@ -64,7 +68,8 @@ class Index(Command):
         from influcoder.encoder.coverage import CoverageReference
         from influcoder.encoder.model import InfluenceEncoder
 
-        encoder = InfluenceEncoder.from_pretrained(self.encoder, device=self.device)
+        device = "cpu" if self.backend != "torch" and self.device == "auto" else self.device
+        encoder = InfluenceEncoder.from_pretrained(self.encoder, device=device, backend=self.backend)
         pool = self.input.load(self.pool, self.limit, self.data_seed)
         started = time.perf_counter()
         index = EmbeddingIndex.build(

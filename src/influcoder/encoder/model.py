@@ -35,6 +35,12 @@ from influcoder.encoder.settings import POOLINGS, RESPONSE_POOLINGS
 
 CONFIG_NAME = "config.json"
 FORMAT = "influcoder.encoder"
+ENCODE_CHUNK = 4096
+"""Texts tokenized and length-sorted together by `encode`."""
+BACKENDS = ("torch", "int8")
+"""How the backbone runs at inference: ``torch`` (float32, or what the device gives), ``int8`` (dynamic int8
+quantisation of every linear layer of the backbone, CPU only: weights int8, activations quantised per batch;
+see `InfluenceEncoder.to_backend`)."""
 
 
 @dataclass
@@ -75,6 +81,8 @@ class InfluenceEncoder(torch.nn.Module):
         self.tokenizer = tokenizer
         self.tokenizer.truncation_side = "left"
         self.config = config
+        self.backend = "torch"
+        self._fingerprint: str | None = None
         hidden = backbone.config.hidden_size
         self.attention_query = torch.nn.Parameter(torch.zeros(hidden)) if config.pooling == "attention" else None
         pooled = hidden * config.pooled_dim_factor
@@ -102,9 +110,11 @@ class InfluenceEncoder(torch.nn.Module):
         return encoder.to(resolve_device(device)) if device else encoder
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, device: str | None = None) -> InfluenceEncoder:
+    def from_pretrained(
+        cls, directory: str | Path, device: str | None = None, backend: str = "torch"
+    ) -> InfluenceEncoder:
         """Load a saved encoder (or the ``best`` checkpoint of a `distill` output directory) onto `device`
-        (None: the CPU; ``auto``: CUDA when present)."""
+        (None: the CPU; ``auto``: CUDA when present), running on `backend` (see `BACKENDS`)."""
         from safetensors.torch import load_file
         from transformers import AutoModel, AutoTokenizer
 
@@ -126,11 +136,52 @@ class InfluenceEncoder(torch.nn.Module):
             if unexpected or any(not k.startswith("backbone.") for k in missing):
                 raise InflucoderError(f"{directory}/head.safetensors does not match the config ({unexpected})")
         encoder.eval()
-        return encoder.to(resolve_device(device)) if device else encoder
+        encoder = encoder.to(resolve_device(device)) if device else encoder
+        return encoder.to_backend(backend)
+
+    def fingerprint(self) -> str:
+        """sha256 over the config and the float weights, plus the backend: an index answers only queries
+        embedded by the same encoder on the same backend (int8 embeddings differ slightly from float ones)."""
+        if self.backend != "torch":
+            return f"{self._fingerprint}+{self.backend}"  # of the float weights, taken before quantising
+        import hashlib
+
+        digest = hashlib.sha256(json.dumps(self.config.__dict__, sort_keys=True, default=str).encode())
+        for name, tensor in sorted(self.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        return digest.hexdigest()
+
+    def to_backend(self, backend: str) -> InfluenceEncoder:
+        """Run the backbone on `backend`, in place (inference only: an int8 encoder cannot be trained or
+        saved). ``int8`` is torch's dynamic quantisation of the linear layers, which hold nearly all of a BERT's
+        FLOPs; measured speed and fidelity: benchmarks/encoder_speed.py."""
+        if backend not in BACKENDS:
+            raise InflucoderError(f"unknown encoder backend {backend!r}; choose from {', '.join(BACKENDS)}")
+        if backend == self.backend:
+            return self
+        if self.backend != "torch":
+            raise InflucoderError(f"this encoder already runs on {self.backend}; load it again for {backend}")
+        if self.device.type != "cpu":
+            raise InflucoderError(f"the {backend} backend runs on the CPU only; this encoder is on {self.device}")
+        import warnings
+
+        from torch.ao.quantization import quantize_dynamic
+
+        self._fingerprint = self.fingerprint()  # of the float weights, before they are replaced
+        self.eval()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's deprecation notices for its quantised tensor types
+            self.backbone = quantize_dynamic(self.backbone, {torch.nn.Linear}, dtype=torch.qint8)
+        self.requires_grad_(False)
+        self.backend = backend
+        return self
 
     def save_pretrained(self, directory: str | Path) -> None:
         from safetensors.torch import save_file
 
+        if self.backend != "torch":
+            raise InflucoderError(f"an encoder running on {self.backend} is not saved; save the float encoder")
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self.backbone.save_pretrained(directory / "backbone")
@@ -257,22 +308,29 @@ class InfluenceEncoder(torch.nn.Module):
         inverse[torch.tensor([i for group in groups for i in group])] = torch.arange(len(items))
         return torch.cat(parts, dim=0)[inverse]
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def encode(self, items: Sequence[Sample | str], batch_size: int = 32, show_progress: bool = False) -> np.ndarray:
-        """(n, dim) float32 unit-norm embeddings in input order (batches sorted by length internally)."""
-        texts = [self.text_of(x) for x in items]
-        if not texts:
+        """(n, dim) float32 unit-norm embeddings in input order.
+
+        Texts are tokenized once, sorted by token count and padded per batch only to the batch's longest, so
+        a pool mixing 20-token and 256-token texts pays for the tokens it has. Sorting changes which texts
+        share a batch, never an embedding (beyond float rounding): each depends only on its own tokens.
+        """
+        if not items:
             return np.zeros((0, self.dim), dtype=np.float32)
         was_training = self.training
         self.eval()
-        lengths = [len(t) for t in texts]
-        order = sorted(range(len(texts)), key=lambda i: -lengths[i])
-        out = np.empty((len(texts), self.dim), dtype=np.float32)
-        with tqdm(total=len(texts), desc="encode", unit="text", disable=not show_progress) as bar:
-            for start in range(0, len(order), batch_size):
-                index = order[start : start + batch_size]
-                out[index] = self(**self.tokenize([items[i] for i in index])).float().cpu().numpy()
-                bar.update(len(index))
+        out = np.empty((len(items), self.dim), dtype=np.float32)
+        with tqdm(total=len(items), desc="encode", unit="text", disable=not show_progress) as bar:
+            for chunk in range(0, len(items), ENCODE_CHUNK):  # bounded memory: token ids of one chunk at a time
+                part = items[chunk : chunk + ENCODE_CHUNK]
+                encoded = self._tokenize_unpadded(part)
+                order = sorted(range(len(part)), key=lambda i: -len(encoded["input_ids"][i]))
+                for start in range(0, len(order), batch_size):
+                    index = order[start : start + batch_size]
+                    embeddings = self(**self._pad(encoded, index)).float().cpu().numpy()
+                    out[[chunk + i for i in index]] = embeddings
+                    bar.update(len(index))
         self.train(was_training)
         bad = np.flatnonzero(~np.isfinite(out).all(axis=1))
         if len(bad):  # a NaN embedding would sort anywhere in a FAISS search: say which text it is
