@@ -156,6 +156,15 @@ def _flat_record(s: Sample) -> dict[str, Any]:
     return row
 
 
+def _parquet_column(values: list[Any]) -> list[Any]:
+    """One type per Parquet column: a field holding several scalar types (3 here, "x" there) is written as
+    JSON text throughout rather than refused."""
+    kinds = {type(v) for v in values if v is not None}
+    if len(kinds) <= 1 or kinds <= {int, float}:
+        return values
+    return [None if v is None else json.dumps(v, ensure_ascii=False) for v in values]
+
+
 def write_samples_as(samples: Sequence[Sample], path: str | Path) -> None:
     """Write samples in the format of `path`'s suffix (.jsonl, .csv, .parquet), atomically."""
     path = Path(path)
@@ -166,9 +175,9 @@ def write_samples_as(samples: Sequence[Sample], path: str | Path) -> None:
     if fmt not in ("csv", "parquet"):
         raise DataError(str(path), None, "can only write .jsonl, .csv or .parquet")
     rows = [_flat_record(s) for s in samples]
+    columns = list(dict.fromkeys(k for r in rows for k in r)) or ["id", "prompt", "response"]
     with atomic_output(path) as tmp:
         if fmt == "csv":
-            columns = list(dict.fromkeys(k for r in rows for k in r)) or ["id", "prompt", "response"]
             with open(tmp, "w", newline="", encoding="utf-8") as handle:
                 writer = csv.DictWriter(handle, fieldnames=columns)
                 writer.writeheader()
@@ -177,4 +186,6 @@ def write_samples_as(samples: Sequence[Sample], path: str | Path) -> None:
             import pyarrow as pa
             import pyarrow.parquet as pq
 
-            pq.write_table(pa.Table.from_pylist(rows), tmp)
+            # Column by column over every row: `Table.from_pylist` takes its schema from the first row only and
+            # silently drops a meta field the first sample lacks (found by the round-trip property test).
+            pq.write_table(pa.table({c: _parquet_column([r.get(c) for r in rows]) for c in columns}), tmp)
