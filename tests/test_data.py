@@ -184,3 +184,14 @@ def test_a_list_valued_prompt_or_response_is_refused_not_cut_to_its_first_elemen
         load_file(path)
     path.write_text('{"prompt": "p", "ideal": ["x", "y"]}\n', encoding="utf-8")  # evals: acceptable answers
     assert load_file(path)[0].response == "x"
+
+
+def test_a_misspelt_source_and_a_csv_row_cut_by_an_unclosed_quote_say_so(tmp_path):
+    from influcoder.data.loading import load_samples
+
+    with pytest.raises(DataError, match="nor a built-in source .*evals"):
+        load_samples("evalz")
+    path = tmp_path / "bad.csv"
+    path.write_text('prompt,response\na,b\n"unclosed,c\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"bad.csv:2: row has 1 field\(s\), the header 2 \(an unclosed quote\?\)"):
+        load_file(path)

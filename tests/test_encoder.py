@@ -210,13 +210,48 @@ def test_hard_candidates_come_from_the_top_of_the_true_ranking(tiny_bert_dir):
     distiller = Distiller(settings)
     scores = np.random.default_rng(0).normal(size=(40, 5))
     train_pool, cols = np.arange(40), np.array([1, 3])
-    chosen = distiller._candidates(np.random.default_rng(1), train_pool, cols, scores)
+    chosen = distiller._candidates(np.random.default_rng(1), np.arange(3), train_pool, cols, scores)
     assert len(chosen) == 6 and len(set(chosen.tolist())) == 6
     tops = {int(np.argmax(scores[:, 1])), int(np.argmax(scores[:, 3]))}
     second = {int(np.argsort(-scores[:, j])[1]) for j in (1, 3)}
     assert tops <= set(chosen[:3].tolist()) and chosen[2] in second  # 3 hard from 2 queries: round-robin
     plain = Distiller(DistillSettings(encoder=str(tiny_bert_dir), candidates_per_batch=6, max_length=8))
-    assert len(plain._candidates(np.random.default_rng(1), train_pool, cols, scores)) == 6
+    fresh = np.array([7, 8, 9, 10, 11, 12])
+    assert plain._candidates(np.random.default_rng(1), fresh, train_pool, cols, scores).tolist() == fresh.tolist()
+    short = plain._candidates(np.random.default_rng(1), fresh[:2], train_pool, cols, scores)  # an epoch's last step
+    assert len(set(short.tolist())) == 6 and short[:2].tolist() == [7, 8]
+
+
+def test_an_epoch_offers_every_training_pool_sample_as_a_candidate(tiny_bert_dir, monkeypatch):
+    """What the docs call an epoch: before, candidates were drawn independently per step, so an epoch left
+    about a third of the pool unseen."""
+    settings = DistillSettings(
+        encoder=str(tiny_bert_dir),
+        candidates_per_batch=4,
+        queries_per_batch=2,
+        epochs=2,
+        max_length=8,
+        val_fraction=0.1,
+    )
+    distiller = Distiller(settings)
+    seen: list[list[int]] = []
+    real = Distiller._candidates
+
+    def spy(self, *args):
+        rows = real(self, *args)
+        seen.append(rows.tolist())
+        return rows
+
+    monkeypatch.setattr(Distiller, "_candidates", spy)
+    rng = np.random.default_rng(0)
+    pool = [Sample(f"p{i}", " ".join(rng.choice(WORDS, 3)), "a") for i in range(30)]
+    queries = [Sample(f"q{j}", " ".join(rng.choice(WORDS, 3)), "b") for j in range(6)]
+    distiller.fit(rng.normal(size=(30, 6)), pool, queries, progress=False)
+    train_pool = 27  # 30 minus the 10% validation share
+    per_epoch = len(seen) // 2
+    assert per_epoch == -(-train_pool // 4)
+    for epoch in (seen[:per_epoch], seen[per_epoch:]):
+        assert len({i for rows in epoch for i in rows}) == train_pool
 
 
 def test_learning_rate_schedule_warms_up_from_the_first_step_and_decays_linearly():

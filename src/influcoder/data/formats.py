@@ -66,6 +66,11 @@ def iter_csv(path: Path) -> Iterator[tuple[int, dict]]:
     for number, row in enumerate(reader, start=1):
         if None in row:
             raise DataError(str(path), number, f"row has more fields than the header ({len(reader.fieldnames)})")
+        if None in row.values():
+            short = sum(v is not None for v in row.values())
+            raise DataError(
+                str(path), number, f"row has {short} field(s), the header {len(reader.fieldnames)} (an unclosed quote?)"
+            )
         yield number, {k: v for k, v in row.items()}
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from influcoder.core.errors import DataError
 from influcoder.data.formats import load_file
 from influcoder.data.records import Sample, subsample
 
@@ -26,5 +27,8 @@ def load_samples(
     name = str(source)
     if sources.is_source(name):
         return sources.load_source(name, limit=limit, seed=seed)
+    path = Path(source)
+    if not path.exists() and not path.suffix and len(path.parts) == 1:  # a bare word: a misspelt source?
+        raise DataError(name, None, f"no such file or directory, nor a built-in source ({', '.join(sources.SOURCES)})")
     samples = load_file(source, prompt_field, response_field, id_field, allow_empty_response)
     return subsample(samples, limit, seed)

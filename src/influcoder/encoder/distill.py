@@ -113,9 +113,22 @@ class Distiller:
         self.device = resolve_device(device)
         self.encoder.to(self.device)
 
+    def _fresh_per_step(self, n_train: int) -> int:
+        """Random (non-hard) candidates per step: what one epoch's permutation of the pool is dealt out in."""
+        c = min(self.settings.candidates_per_batch, n_train)
+        return max(1, c - min(self.settings.hard_candidates, c))
+
     def _candidates(
-        self, rng: np.random.Generator, train_pool: np.ndarray, query_cols: np.ndarray, scores: np.ndarray
+        self,
+        rng: np.random.Generator,
+        fresh: np.ndarray,
+        train_pool: np.ndarray,
+        query_cols: np.ndarray,
+        scores: np.ndarray,
     ) -> np.ndarray:
+        """A step's candidates: `hard_candidates` from the top of the sampled queries' true rankings, then this
+        step's share `fresh` of the epoch's permutation of the pool, topped up at random when short (the last
+        step of an epoch, or a fresh sample already taken as a hard one)."""
         s = self.settings
         c = min(s.candidates_per_batch, len(train_pool))
         hard = min(s.hard_candidates, c)
@@ -130,8 +143,10 @@ class Distiller:
                     if candidate not in chosen and len(chosen) < hard:
                         chosen.append(candidate)
                 depth += 1
-        rest = [int(i) for i in rng.permutation(train_pool) if int(i) not in chosen]
-        return np.array(chosen + rest[: c - len(chosen)])
+        chosen += [int(i) for i in fresh if int(i) not in chosen][: c - len(chosen)]
+        if len(chosen) < c:
+            chosen += [int(i) for i in rng.permutation(train_pool) if int(i) not in chosen][: c - len(chosen)]
+        return np.array(chosen)
 
     def _parameter_groups(self) -> list[dict]:
         """The pretrained backbone at `lr`; the new parameters (attention query, head) at `lr * head_lr_scale`.
@@ -170,7 +185,8 @@ class Distiller:
         rng = np.random.default_rng(s.seed)
         train_pool, val_pool = split_indices(len(pool), s.val_fraction, rng)
         train_q, val_q = split_indices(len(queries), s.val_fraction, rng)
-        steps_per_epoch = max(1, math.ceil(len(train_pool) / s.candidates_per_batch))
+        fresh_per_step = self._fresh_per_step(len(train_pool))
+        steps_per_epoch = max(1, math.ceil(len(train_pool) / fresh_per_step))  # every pool sample once per epoch
         total_steps = steps_per_epoch * s.epochs
         optimizer = torch.optim.AdamW(self._parameter_groups(), lr=s.lr, weight_decay=s.weight_decay)
         warmup = max(1, int(total_steps * s.warmup))
@@ -201,9 +217,11 @@ class Distiller:
             started = time.perf_counter()
             sums = np.zeros(3)
             bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{s.epochs}", unit="step", disable=not progress)
-            for _ in bar:
+            deal = rng.permutation(train_pool)  # this epoch's order: each pool sample is a candidate once
+            for step in bar:
                 cols = rng.choice(train_q, size=min(s.queries_per_batch, len(train_q)), replace=False)
-                rows = self._candidates(rng, train_pool, cols, scores)
+                fresh = deal[step * fresh_per_step : (step + 1) * fresh_per_step]
+                rows = self._candidates(rng, fresh, train_pool, cols, scores)
                 true = torch.from_numpy(scores[np.ix_(rows, cols)].T.copy()).to(self.device)  # (B, C)
                 embeddings = self.encoder.embed([queries[j] for j in cols] + [pool[i] for i in rows])
                 q, c = embeddings[: len(cols)], embeddings[len(cols) :]
