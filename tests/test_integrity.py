@@ -87,3 +87,36 @@ def test_completion_is_marked_when_shards_come_from_several_writers(tmp_path):
     b.write_shard(1, rows)
     a.write_shard(2, rows)  # the last shard, written by a, which never saw b's shards being written
     assert FeatureStore(tmp_path / "s").manifest["complete"]
+
+
+def test_verify_checks_influence_matrices_and_reading_commands_check_under_verify(tmp_path, tiny_bert_dir, capsys):
+    from influcoder import Influcoder
+    from influcoder.encoder.model import InfluenceEncoder
+    from influcoder.labels.influence import InfluenceMatrix
+
+    from .test_labels import samples
+
+    scores = np.random.default_rng(0).normal(size=(6, 3)).astype(np.float32)
+    InfluenceMatrix(scores, [f"p{i}" for i in range(6)], ["q0", "q1", "q2"]).save(tmp_path / "labels" / "influence")
+    assert main(["verify", str(tmp_path / "labels")]) == 0
+    matrix = tmp_path / "labels" / "influence" / "scores.npy"
+    data = bytearray(matrix.read_bytes())
+    data[-1] ^= 0xFF  # same size: only the full check sees it
+    matrix.write_bytes(bytes(data))
+    assert main(["verify", str(tmp_path / "labels")]) == 1 and "scores.npy: content differs" in capsys.readouterr().out
+
+    encoder_dir = tmp_path / "encoder"
+    InfluenceEncoder.from_backbone(str(tiny_bert_dir), max_length=16).save_pretrained(encoder_dir)
+    Influcoder.from_pretrained(encoder_dir).index(samples(12), tmp_path / "index", shard_size=4, progress=False)
+    queries = tmp_path / "q.jsonl"
+    queries.write_text('{"prompt": "the cat", "response": "a dog"}\n', encoding="utf-8")
+    args = ["attribute", "--index", str(tmp_path / "index"), "--encoder", str(encoder_dir), "--queries", str(queries)]
+    args += ["-k", "2", "--quiet"]
+    shard = next((tmp_path / "index").rglob("shard-00001.npy"))
+    data = bytearray(shard.read_bytes())
+    data[-1] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    assert main(args) == 0  # sizes agree: the everyday read trusts it
+    capsys.readouterr()
+    assert main([*args, "--verify"]) == 2
+    assert "sha256 mismatch" in capsys.readouterr().err

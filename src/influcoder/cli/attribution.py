@@ -118,13 +118,19 @@ class Scoring(Command):
     """Seeded random subset of the queries."""
     data_seed: int = 0
     """Seed of the subset."""
+    verify: bool = False
+    """Check the sha256 of every shard (and of the influence matrix) it reads before reading (as `influcoder
+    verify`); the fast check on every read compares sizes only."""
 
     device: Device = "auto"
     input: Input = field(default_factory=InputOptions)
 
     def open(self):
         from influcoder.attribution.influcoder import Influcoder
+        from influcoder.core.store import require_intact
 
+        if self.verify:
+            require_intact([self.index])
         return Influcoder.from_index(self.index, self.encoder, device=self.device)
 
 

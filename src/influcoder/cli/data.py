@@ -173,7 +173,7 @@ class Select(Command):
 
 @dataclass(kw_only=True)
 class Verify(Command):
-    """Check every shard of every feature store under the given directories against its recorded sha256.
+    """Check every shard of every feature store (and every influence matrix) under the directories against its sha256.
 
     Reading a store already refuses a shard whose size changed since it was written; this full check also
     finds shards whose content changed at the same size (disk errors, a copy gone wrong). Exit 0: intact.
@@ -183,22 +183,15 @@ class Verify(Command):
     """Labels, index or store directories (searched for feature stores)."""
 
     def run(self) -> int:
-        from influcoder.core.store import FORMAT, MANIFEST, FeatureStore
+        from influcoder.core.store import verify_directories
 
-        stores = []
-        for root in self.paths:
-            if not root.exists():
-                raise InflucoderError(f"{root} does not exist")
-            for manifest in sorted([root / MANIFEST, *root.rglob(MANIFEST)]):
-                if manifest.exists() and json.loads(manifest.read_text(encoding="utf-8")).get("format") == FORMAT:
-                    stores.append(manifest.parent)
-        if not stores:
-            raise InflucoderError(f"no feature store under {', '.join(map(str, self.paths))}")
+        found = verify_directories(self.paths)
+        if not found:
+            raise InflucoderError(f"no feature store or influence matrix under {', '.join(map(str, self.paths))}")
         problems = []
-        for path in dict.fromkeys(stores):
-            found = FeatureStore(path).verify()
-            print(f"{path}: {'intact' if not found else f'{len(found)} problem(s)'}")
-            problems += found
+        for path, problems_here in found.items():
+            print(f"{path}: {'intact' if not problems_here else f'{len(problems_here)} problem(s)'}")
+            problems += problems_here
         for problem in problems:
             print(f"  {problem}")
         return 1 if problems else 0

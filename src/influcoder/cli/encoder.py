@@ -41,6 +41,9 @@ class Distill(Command):
     eval_split: Path | None = None
     """Hold out exactly these items: a JSON file with pool_ids and query_ids (e.g. an earlier eval_split.json)."""
     settings: Annotated[DistillSettings, tyro.conf.OmitArgPrefixes] = field(default_factory=DistillSettings)
+    verify: bool = False
+    """Check the sha256 of every shard (and of the influence matrix) it reads before reading (as `influcoder
+    verify`); the fast check on every read compares sizes only."""
     quiet: Quiet = False
     device: Device = "auto"
 
@@ -48,8 +51,11 @@ class Distill(Command):
         return Path(self.out) / "config.yaml"
 
     def run(self) -> int:
+        from influcoder.core.store import require_intact
         from influcoder.encoder.distill import distill_labels
 
+        if self.verify:
+            require_intact([self.labels])
         logs = distill_labels(
             self.labels,
             self.out,

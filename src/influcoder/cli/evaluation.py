@@ -54,6 +54,9 @@ class Evaluate(Command):
     """Also write the rows as JSON here (with several encoders: {encoder: rows})."""
     report: Path | None = None
     """Write results.json, results.md and an offline report.html (figures, top-5 examples) into this directory."""
+    verify: bool = False
+    """Check the sha256 of every shard (and of the influence matrix) it reads before reading (as `influcoder
+    verify`); the fast check on every read compares sizes only."""
     quiet: Quiet = False
     device: Device = "auto"
 
@@ -154,6 +157,10 @@ class Evaluate(Command):
         import sys
 
         from influcoder.core.atomic import write_json_atomic
+        from influcoder.core.store import require_intact
+
+        if self.verify:
+            require_intact([self.labels])
         from influcoder.evaluation.evaluate import per_group_table
         from influcoder.evaluation.report import markdown_tables, summarize, write_report
 

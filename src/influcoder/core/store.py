@@ -231,3 +231,37 @@ class FeatureStore:
     def bytes_per_sample(self) -> float:
         total = sum(self.shard_path(i).stat().st_size for i in range(self.n_shards) if self.shard_path(i).exists())
         return total / max(self.manifest["n"], 1)
+
+
+def verify_directories(paths: Sequence[str | Path]) -> dict[Path, list[str]]:
+    """Full integrity check of everything under `paths` that recorded checksums when it was written: every
+    feature store's shards, and every influence matrix (``scores.npy`` with its size and sha256 in the
+    ``ids.json`` beside it). Returns {directory: problems} (an empty list: intact)."""
+    found: dict[Path, list[str]] = {}
+    for root in map(Path, paths):
+        if not root.exists():
+            raise InflucoderError(f"{root} does not exist")
+        for manifest in sorted({root / MANIFEST, *root.rglob(MANIFEST)}):
+            if manifest.exists() and json.loads(manifest.read_text(encoding="utf-8")).get("format") == FORMAT:
+                found[manifest.parent] = FeatureStore(manifest.parent).verify()
+        for ids in sorted({root / "ids.json", *root.rglob("ids.json")}):
+            record = json.loads(ids.read_text(encoding="utf-8")) if ids.exists() else {}
+            if "scores_sha256" in record:
+                scores = ids.parent / "scores.npy"
+                if not scores.exists():
+                    found[ids.parent] = [f"{scores}: missing"]
+                elif hashlib.sha256(scores.read_bytes()).hexdigest() != record["scores_sha256"]:
+                    found[ids.parent] = [f"{scores}: content differs from what was written (sha256 mismatch)"]
+                else:
+                    found[ids.parent] = []
+    return found
+
+
+def require_intact(paths: Sequence[str | Path]) -> None:
+    """`verify_directories`, raising with every problem found (what reading commands do under --verify)."""
+    problems = [p for found in verify_directories(paths).values() for p in found]
+    if problems:
+        raise InflucoderError(
+            f"{len(problems)} integrity problem(s): {'; '.join(problems[:5])}; delete what is named and rerun the "
+            "command that wrote it"
+        )

@@ -113,11 +113,6 @@ class Distiller:
         self.device = resolve_device(device)
         self.encoder.to(self.device)
 
-    def _fresh_per_step(self, n_train: int) -> int:
-        """Random (non-hard) candidates per step: what one epoch's permutation of the pool is dealt out in."""
-        c = min(self.settings.candidates_per_batch, n_train)
-        return max(1, c - min(self.settings.hard_candidates, c))
-
     def _candidates(
         self,
         rng: np.random.Generator,
@@ -185,7 +180,8 @@ class Distiller:
         rng = np.random.default_rng(s.seed)
         train_pool, val_pool = split_indices(len(pool), s.val_fraction, rng)
         train_q, val_q = split_indices(len(queries), s.val_fraction, rng)
-        fresh_per_step = self._fresh_per_step(len(train_pool))
+        per_batch = min(s.candidates_per_batch, len(train_pool))
+        fresh_per_step = max(1, per_batch - min(s.hard_candidates, per_batch))  # an epoch's permutation, dealt
         steps_per_epoch = max(1, math.ceil(len(train_pool) / fresh_per_step))  # every pool sample once per epoch
         total_steps = steps_per_epoch * s.epochs
         optimizer = torch.optim.AdamW(self._parameter_groups(), lr=s.lr, weight_decay=s.weight_decay)
