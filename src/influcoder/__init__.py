@@ -21,6 +21,8 @@ _LAZY = {
     "fetch_asset": "influcoder.data.assets",  # assets fetch
     "list_assets": "influcoder.data.assets",  # assets list
     "LabelSettings": "influcoder.labels.settings",
+    "FinetuneSettings": "influcoder.labels.finetune",
+    "finetune": "influcoder.labels.finetune",  # finetune
     "label": "influcoder.labels.labelling",  # label
     "load_labels": "influcoder.labels.labelling",
     "select_indices": "influcoder.encoder.selection",  # select
@@ -34,6 +36,11 @@ _LAZY = {
     "evaluate_scorers": "influcoder.evaluation.evaluate",  # evaluate --baselines
     "evaluation_data": "influcoder.evaluation.evaluate",
     "write_report": "influcoder.evaluation.report",  # evaluate --report
+    "ToxicitySettings": "influcoder.tasks.toxicity",
+    "build_toxicity_task": "influcoder.tasks.toxicity",
+    "ToxicityRun": "influcoder.evaluation.toxicity",
+    "run_toxicity": "influcoder.evaluation.toxicity",  # toxicity
+    "auprc": "influcoder.metrics",
     "EmbeddingIndex": "influcoder.attribution.index",  # index
     "Influcoder": "influcoder.attribution.influcoder",  # attribute, filter
     "audit_attribution": "influcoder.attribution.audit",  # attribute --audit
