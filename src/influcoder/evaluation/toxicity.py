@@ -95,6 +95,7 @@ def run_toxicity(
     encoder_dir = _encoder(out, task, labels, run, progress, device, log)
     positive = task.positives()
     results: dict = {"variant": run.task.variant, "seed": run.task.seed, "counts": task.counts, "methods": {}}
+    _joint_gradient_scores(out / "scores", run.methods, task, labels, log)
     for method in run.methods:
         matrix, info = _scores(out / "scores", method, task, labels, encoder_dir, progress, device, log)
         scores = pool_scores(matrix)
@@ -192,8 +193,6 @@ SCORABLE = (*METHODS, "less-sgd", "datainf", "logra", "logra-fisher")
 
 def _scores(directory: Path, method: str, task, labels, encoder_dir, progress, device, log) -> tuple[np.ndarray, dict]:
     """A method's pool x query matrix and what it cost, computed once and kept (`scores/METHOD.npy`)."""
-    from influcoder.core.atomic import atomic_output
-
     matrix_path, info_path = directory / f"{method}.npy", directory / f"{method}.json"
     if matrix_path.exists() and info_path.exists():
         return np.load(matrix_path), json.loads(info_path.read_text(encoding="utf-8"))
@@ -204,8 +203,6 @@ def _scores(directory: Path, method: str, task, labels, encoder_dir, progress, d
     started = time.perf_counter()
     matrix = scorer.score(task.pool, task.queries)
     seconds = time.perf_counter() - started
-    if not np.isfinite(matrix).all():
-        raise InflucoderError(f"{method} produced non-finite scores; nothing was saved")
     info = {
         "method": method,
         "description": scorer.description,
@@ -214,11 +211,46 @@ def _scores(directory: Path, method: str, task, labels, encoder_dir, progress, d
         "ms_per_sample": 1000 * seconds / (len(task.pool) + len(task.queries)),
         "bytes_per_sample": scorer.bytes_per_sample(),
     }
-    directory.mkdir(parents=True, exist_ok=True)
-    with atomic_output(matrix_path) as tmp, open(tmp, "wb") as handle:
-        np.save(handle, matrix, allow_pickle=False)
-    write_json_atomic(info_path, info)
+    _save_scores(directory, method, matrix, info)
     return matrix, info
+
+
+def _joint_gradient_scores(directory: Path, methods: Sequence[str], task: ToxicityTask, labels, log) -> None:
+    """Score the gradient methods still missing in one pass of the decoder (`GradientSuite`) when there are
+    several; each gets its own scores file, with the shared pass's time and the methods it served."""
+    from influcoder.evaluation.baselines.gradients import DESCRIPTIONS, JOINT, GradientSuite
+
+    missing = [m for m in methods if m in JOINT and not (directory / f"{m}.npy").exists()]
+    if len(missing) < 2:
+        return
+    log(f"scoring {len(task.pool)} x {len(task.queries)} with {', '.join(missing)} from one gradient pass")
+    state = Path(labels.adapter) / "optimizer.pt" if "less" in missing else None
+    suite = GradientSuite(labels, missing, optimizer_state=state)
+    started = time.perf_counter()
+    matrices = suite.score_all(task.pool, task.queries)
+    seconds = time.perf_counter() - started
+    for method, matrix in matrices.items():
+        info = {
+            "method": method,
+            "description": DESCRIPTIONS[method],
+            "preconditioner": "adam" if method == "less" else "sgd",
+            "seconds": seconds,
+            "ms_per_sample": 1000 * seconds / (len(task.pool) + len(task.queries)),
+            "bytes_per_sample": suite.bytes_per_sample(method),
+            "shared_pass": missing,
+        }
+        _save_scores(directory, method, matrix, info)
+
+
+def _save_scores(directory: Path, method: str, matrix: np.ndarray, info: dict) -> None:
+    from influcoder.core.atomic import atomic_output
+
+    if not np.isfinite(matrix).all():
+        raise InflucoderError(f"{method} produced non-finite scores; nothing was saved")
+    directory.mkdir(parents=True, exist_ok=True)
+    with atomic_output(directory / f"{method}.npy") as tmp, open(tmp, "wb") as handle:
+        np.save(handle, matrix, allow_pickle=False)
+    write_json_atomic(directory / f"{method}.json", info)
 
 
 def _refusals(out: Path, task: ToxicityTask, run: ToxicityRun, labels: LabelSettings, progress, log) -> dict:
