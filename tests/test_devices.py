@@ -46,12 +46,15 @@ class Stop(InflucoderError):
 def test_encoder_stages_load_on_the_requested_device(argv, monkeypatch, tmp_path):
     seen = []
 
-    def spy(cls, directory, device=None):
+    def spy(cls, directory, device=None, backend="torch"):
         seen.append(device)
         raise Stop("stop")
 
+    def fake_index(self, path):
+        self.manifest = {}  # a float index (no recorded backend)
+
     monkeypatch.setattr(InfluenceEncoder, "from_pretrained", classmethod(spy))
-    monkeypatch.setattr("influcoder.attribution.index.EmbeddingIndex.__init__", lambda self, path: None)
+    monkeypatch.setattr("influcoder.attribution.index.EmbeddingIndex.__init__", fake_index)
     monkeypatch.chdir(tmp_path)
     assert main([*argv, "--device", "cuda:3"]) == 2
     assert seen == ["cuda:3"]
