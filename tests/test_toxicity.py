@@ -194,3 +194,10 @@ def test_the_toxicity_run_scores_every_method_resumes_and_reports(tiny_model_dir
     page = (tmp_path / "report.html").read_text()
     assert "data:image/png;base64," in page and "top 20 flagged by influcoder" in page
     assert "| influcoder |" in (tmp_path / "results.md").read_text()
+
+
+def test_a_run_key_ignores_whether_the_refusal_check_runs():
+    from influcoder.evaluation.toxicity import ToxicityRun
+
+    assert ToxicityRun(refusal_check=False).key() == ToxicityRun().key()
+    assert ToxicityRun(drop=0.1).key() != ToxicityRun().key()

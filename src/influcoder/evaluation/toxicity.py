@@ -58,6 +58,7 @@ class ToxicityRun:
         """What must match to resume (the method list may grow)."""
         d = asdict(self)
         d.pop("methods")
+        d.pop("refusal_check")  # whether the last step runs changes nothing before it
         d["labels"].pop("device", None)
         d["distill"].pop("device", None)
         return d
@@ -100,9 +101,10 @@ def run_toxicity(
         matrix, info = _scores(out / "scores", method, task, labels, encoder_dir, progress, device, log)
         scores = pool_scores(matrix)
         results["methods"][method] = {**info, **filtering_metrics(scores, positive)}
+    write_json_atomic(out / "results.json", results)  # the scores' figures stand before the refusal check
     if run.refusal_check and "influcoder" in run.methods:
         results["refusals"] = _refusals(out, task, run, labels, progress, log)
-    write_json_atomic(out / "results.json", results)
+        write_json_atomic(out / "results.json", results)
     return results
 
 
@@ -110,6 +112,7 @@ def _check_run(out: Path, run: ToxicityRun) -> None:
     path = out / "run.json"
     if path.exists():
         stored = json.loads(path.read_text(encoding="utf-8"))
+        stored.pop("refusal_check", None)  # recorded by runs before it left the key
         if stored != json.loads(json.dumps(run.key())):
             differ = sorted(k for k in stored if stored[k] != json.loads(json.dumps(run.key())).get(k))
             raise InflucoderError(
