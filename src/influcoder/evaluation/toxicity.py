@@ -96,7 +96,7 @@ def run_toxicity(
     encoder_dir = _encoder(out, task, labels, run, progress, device, log)
     positive = task.positives()
     results: dict = {"variant": run.task.variant, "seed": run.task.seed, "counts": task.counts, "methods": {}}
-    _joint_gradient_scores(out / "scores", run.methods, task, labels, log)
+    _joint_gradient_scores(out / "scores", run.methods, task, labels, log, progress)
     for method in run.methods:
         matrix, info = _scores(out / "scores", method, task, labels, encoder_dir, progress, device, log)
         scores = pool_scores(matrix)
@@ -218,7 +218,7 @@ def _scores(directory: Path, method: str, task, labels, encoder_dir, progress, d
     return matrix, info
 
 
-def _joint_gradient_scores(directory: Path, methods: Sequence[str], task: ToxicityTask, labels, log) -> None:
+def _joint_gradient_scores(directory: Path, methods: Sequence[str], task: ToxicityTask, labels, log, progress) -> None:
     """Score the gradient methods still missing in one pass of the decoder (`GradientSuite`) when there are
     several; each gets its own scores file, with the shared pass's time and the methods it served."""
     from influcoder.evaluation.baselines.gradients import DESCRIPTIONS, JOINT, GradientSuite
@@ -228,7 +228,7 @@ def _joint_gradient_scores(directory: Path, methods: Sequence[str], task: Toxici
         return
     log(f"scoring {len(task.pool)} x {len(task.queries)} with {', '.join(missing)} from one gradient pass")
     state = Path(labels.adapter) / "optimizer.pt" if "less" in missing else None
-    suite = GradientSuite(labels, missing, optimizer_state=state)
+    suite = GradientSuite(labels, missing, optimizer_state=state, progress=progress)
     started = time.perf_counter()
     matrices = suite.score_all(task.pool, task.queries)
     seconds = time.perf_counter() - started

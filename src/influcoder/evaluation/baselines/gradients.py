@@ -195,11 +195,13 @@ class GradientSuite:
         rows_per_pass: int = 128,
         model=None,
         tokenizer=None,
+        progress: bool = False,
     ):
         from influcoder.labels.featurizer import GradientFeaturizer
         from influcoder.labels.lora import lora_parameters
         from influcoder.labels.projectors import CountSketch, Rademacher
 
+        self.progress = progress
         unknown = sorted(set(methods) - set(JOINT))
         if unknown:
             raise ValueError(f"GradientSuite scores {', '.join(JOINT)}, not {', '.join(unknown)}")
@@ -233,9 +235,14 @@ class GradientSuite:
 
     def features(self, samples: Sequence[Sample], pool: bool) -> dict[str, np.ndarray]:
         """Unit-norm features of every method; LESS preconditions pool gradients only, as `Less` does."""
+        from tqdm.auto import tqdm
+
         parts: dict[str, list[np.ndarray]] = {m: [] for m in self.methods}
+        what = f"{' + '.join(self.methods)} {'pool' if pool else 'query'} gradients"
+        bar = tqdm(total=len(samples), desc=what, unit="sample", disable=not self.progress)
         for start in range(0, len(samples), self.rows_per_pass):
-            exact = torch.from_numpy(self.featurizer.featurize(list(samples[start : start + self.rows_per_pass])))
+            chunk = self.featurizer.tokenize(list(samples[start : start + self.rows_per_pass]))
+            exact = torch.from_numpy(self.featurizer.featurize_tokenized(chunk, progress=bar))
             if "gradsim" in self.methods:
                 parts["gradsim"].append(self.sketch.project(self._blocks(exact)).numpy())
             dense = []  # one Rademacher generation per chunk for both LESS variants
@@ -252,6 +259,7 @@ class GradientSuite:
                     parts["less-sgd"].append(by_kind["plain"])
                 if "less" in self.methods:
                     parts["less"].append(by_kind["adam" if pool else "plain"])
+        bar.close()
         return {m: normalize_rows(np.concatenate(p)).astype(np.float64) for m, p in parts.items()}
 
     def score_all(self, pool: Sequence[Sample], queries: Sequence[Sample]) -> dict[str, np.ndarray]:
