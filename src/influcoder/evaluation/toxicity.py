@@ -199,8 +199,6 @@ def _scores(directory: Path, method: str, task, labels, encoder_dir, progress, d
     matrix_path, info_path = directory / f"{method}.npy", directory / f"{method}.json"
     if matrix_path.exists() and info_path.exists():
         return np.load(matrix_path), json.loads(info_path.read_text(encoding="utf-8"))
-    if method not in SCORABLE:
-        raise InflucoderError(f"unknown method {method!r}; choose from {', '.join(SCORABLE)}")
     log(f"scoring {len(task.pool)} x {len(task.queries)} with {method}")
     scorer = make_scorer(method, labels, encoder_dir, progress, device)
     started = time.perf_counter()
