@@ -112,6 +112,21 @@ def test_decoder_representations_are_the_same_batched_and_one_by_one(tiny_model_
     assert scores.shape == (7, 3) and np.all(np.abs(scores) <= 1 + 1e-6)
 
 
+def test_one_decoder_pass_scores_repsim_and_rds_plus_as_the_separate_scorers_do(tiny_model_dir):
+    from influcoder.data.models import load_decoder
+    from influcoder.evaluation.baselines.representations import RdsPlus, RepSim
+    from influcoder.labels.settings import LabelSettings
+
+    model, tokenizer = load_decoder(str(tiny_model_dir))
+    settings = LabelSettings(model=str(tiny_model_dir), max_length=24, batch_size=4, batch_tokens=256, device="cpu")
+    pool, queries = samples(6), samples(3, seed=2, prefix="q")
+    joint = RepSim(settings, model, tokenizer).score_all(pool, queries)
+    assert sorted(joint) == ["rds+", "repsim"]
+    np.testing.assert_allclose(joint["repsim"], RepSim(settings, model, tokenizer).score(pool, queries), atol=1e-6)
+    np.testing.assert_allclose(joint["rds+"], RdsPlus(settings, model, tokenizer).score(pool, queries), atol=1e-6)
+    assert not np.allclose(joint["repsim"], joint["rds+"])  # the two poolings differ
+
+
 def test_less_with_sgd_gradients_ranks_like_the_exact_labels(tiny_model_dir):
     """On a fresh adapter LESS differs from the ground truth only by its projection (Rademacher 8,192 vs
     the labels' features): per-anchor rho against exact (unprojected) gradient cosines must be high."""

@@ -161,7 +161,7 @@ def test_the_toxicity_run_scores_every_method_resumes_and_reports(tiny_model_dir
         labels=LabelSettings(model=str(tiny_model_dir), rank=2, proj_dim=32, max_length=24, device="cpu"),
         finetune=FinetuneSettings(batch_size=4, lr=1e-2),
         distill=DistillSettings(encoder=str(tiny_bert_dir), epochs=1, queries_per_batch=3, candidates_per_batch=4),
-        methods=["influcoder", "tfidf", "gradsim", "less", "repsim"],
+        methods=["influcoder", "tfidf", "gradsim", "less", "repsim", "rds+"],
         max_new_tokens=3,
     )
     out = tmp_path / "het-seed0"
@@ -171,6 +171,7 @@ def test_the_toxicity_run_scores_every_method_resumes_and_reports(tiny_model_dir
         assert 0 < row["auprc"] <= 1 and 0 < row["average_precision"] <= 1, method
         assert set(row["recall_when_dropping"]) == {"0.01", "0.02", "0.05"}
     assert results["methods"]["less"]["preconditioner"] == "adam"
+    assert results["methods"]["rds+"]["shared_pass"] == ["repsim", "rds+"]  # one decoder pass served both
     assert (out / "adapter" / "optimizer.pt").exists() and (out / "filtered-adapter" / "finetune.json").exists()
     refusals = results["refusals"]
     assert set(refusals["models"]) == {"base", "pool", "filtered"} and refusals["n_dropped"] == 1

@@ -97,6 +97,7 @@ def run_toxicity(
     positive = task.positives()
     results: dict = {"variant": run.task.variant, "seed": run.task.seed, "counts": task.counts, "methods": {}}
     _joint_gradient_scores(out / "scores", run.methods, task, labels, log, progress)
+    _joint_representation_scores(out / "scores", run.methods, task, labels, log, progress)
     for method in run.methods:
         matrix, info = _scores(out / "scores", method, task, labels, encoder_dir, progress, device, log)
         scores = pool_scores(matrix)
@@ -238,6 +239,31 @@ def _joint_gradient_scores(directory: Path, methods: Sequence[str], task: Toxici
             "seconds": seconds,
             "ms_per_sample": 1000 * seconds / (len(task.pool) + len(task.queries)),
             "bytes_per_sample": suite.bytes_per_sample(method),
+            "shared_pass": missing,
+        }
+        _save_scores(directory, method, matrix, info)
+
+
+def _joint_representation_scores(directory: Path, methods: Sequence[str], task: ToxicityTask, labels, log, progress):
+    """Rep-Sim and RDS+ pool the same last-layer states: when both are missing, one decoder pass scores both."""
+    from influcoder.evaluation.baselines.representations import DESCRIPTIONS, RepSim
+
+    missing = [m for m in methods if m in DESCRIPTIONS and not (directory / f"{m}.npy").exists()]
+    if len(missing) < 2:
+        return
+    log(f"scoring {len(task.pool)} x {len(task.queries)} with {', '.join(missing)} from one decoder pass")
+    scorer = RepSim(labels, progress=progress)
+    started = time.perf_counter()
+    matrices = scorer.score_all(task.pool, task.queries)
+    seconds = time.perf_counter() - started
+    for method, matrix in matrices.items():
+        info = {
+            "method": method,
+            "description": DESCRIPTIONS[method],
+            "preconditioner": None,
+            "seconds": seconds,
+            "ms_per_sample": 1000 * seconds / (len(task.pool) + len(task.queries)),
+            "bytes_per_sample": scorer.bytes_per_sample(),
             "shared_pass": missing,
         }
         _save_scores(directory, method, matrix, info)

@@ -57,24 +57,40 @@ class DecoderRepresentation(Scorer):
     def bytes_per_sample(self) -> float:
         return 4.0 * self.model.config.hidden_size  # one float32 state vector
 
-    @torch.no_grad()
     def embed(self, samples: Sequence[Sample]) -> np.ndarray:
         """(n, hidden) unit-norm pooled states, in input order (batched by length, padding never counted)."""
+        return self.embed_pooled(samples, (self.weighting,))[self.weighting]
+
+    @torch.no_grad()
+    def embed_pooled(self, samples: Sequence[Sample], weightings: Sequence[str]) -> dict[str, np.ndarray]:
+        """Every pooling in `weightings` from ONE forward pass: Rep-Sim and RDS+ read the same hidden states,
+        so scoring both costs the decoder pass once."""
         tokenized = self.formatter.encode_all(samples)
         device = next(self.model.parameters()).device
-        out = np.empty((len(samples), self.model.config.hidden_size), dtype=np.float32)
+        dim = self.model.config.hidden_size
+        out = {w: np.empty((len(samples), dim), dtype=np.float32) for w in weightings}
         lengths = [len(t.input_ids) for t in tokenized]
         with tqdm(total=len(samples), desc=self.name, unit="sample", disable=not self.progress) as bar:
             for batch in make_batches(lengths, self.settings.batch_size, self.settings.batch_tokens):
                 inputs = collate_left_padded([tokenized[i] for i in batch], self.pad_id)
                 inputs = {k: v.to(device) for k, v in inputs.items() if k != "labels"}
                 hidden = self.model(**inputs, output_hidden_states=True).hidden_states[-1].float()
-                out[batch] = pooled_hidden(hidden, inputs["attention_mask"], self.weighting).cpu().numpy()
+                for weighting, array in out.items():
+                    array[batch] = pooled_hidden(hidden, inputs["attention_mask"], weighting).cpu().numpy()
                 bar.update(len(batch))
         return out
 
     def score(self, pool: Sequence[Sample], queries: Sequence[Sample]) -> np.ndarray:
         return self.embed(pool).astype(np.float64) @ self.embed(queries).astype(np.float64).T
+
+    def score_all(self, pool: Sequence[Sample], queries: Sequence[Sample]) -> dict[str, np.ndarray]:
+        """{"repsim": matrix, "rds+": matrix} from one pass over pool and queries."""
+        weightings = tuple(WEIGHTINGS.values())
+        pooled_pool, pooled_queries = self.embed_pooled(pool, weightings), self.embed_pooled(queries, weightings)
+        return {
+            name: pooled_pool[w].astype(np.float64) @ pooled_queries[w].astype(np.float64).T
+            for name, w in WEIGHTINGS.items()
+        }
 
 
 class RepSim(DecoderRepresentation):
@@ -87,3 +103,7 @@ class RdsPlus(DecoderRepresentation):
     name = "rds+"
     description = "cosine of position-weighted mean last-layer decoder states"
     weighting = "position"
+
+
+WEIGHTINGS = {RepSim.name: RepSim.weighting, RdsPlus.name: RdsPlus.weighting}
+DESCRIPTIONS = {RepSim.name: RepSim.description, RdsPlus.name: RdsPlus.description}
