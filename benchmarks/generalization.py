@@ -1,0 +1,258 @@
+"""Label budgets spent on coverage: which pool samples to label so that the distilled encoder transfers to
+tasks it never saw (the generalization issue), measured on labels that already exist.
+
+A real user labels only what `influcoder select` chose; here every candidate is already labelled (the ranking
+experiment's 1,500 evals x 300 bbh labels), so choosing a subset and distilling on it alone simulates labelling
+just that subset exactly: the other candidates' labels are never read by training. Per seed:
+
+1. hold out whole tasks, as the `task` protocol does (`split_labels_by_group`, the same split as the ranking
+   experiment's `task` run of that seed): the **unseen** evaluation (pool tasks and query tasks never trained on);
+2. of the remaining, hold out random pool samples and queries: the **seen** evaluation (tasks trained on);
+3. what is left are the candidates. Each selection spends the same pool budget on them:
+   - ``concentrated``: whole tasks in a seeded order until the budget is spent (a few tasks labelled deeply,
+     as the demo did);
+   - ``random``: a seeded random draw (about as many tasks as there are, few samples each);
+   - ``kmeans`` / ``farthest``: `influcoder.encoder.selection` in the untrained encoder's space;
+4. distil on the chosen pool x all training queries (same settings for every selection), then score the
+   unseen and seen evaluations: per-anchor and query-specific Spearman, against the untrained encoder and
+   pool-mean (query-agnostic, needs the gradients of every evaluated pool sample);
+5. the out-of-coverage flag: AUROC of low query coverage for per-anchor rho < 0.3, over the seen and unseen
+   queries together (the question a user asks: does the flag point at the queries the encoder fails on?).
+
+Every distillation resumes (`Distiller.fit` with `out`), evaluations are kept per run (`runs/NAME.json`), so a
+stopped experiment continues where it stopped. Writes results.json and results.md into --out:
+
+    python benchmarks/generalization.py --labels runs/rank/labels --out runs/generalization --seeds 0 1 2 \\
+        --budget 400 --epochs 4 --lr 1e-4
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from influcoder.core.atomic import write_json_atomic
+from influcoder.data.records import sample_groups
+from influcoder.encoder.settings import DistillSettings
+from influcoder.evaluation.baselines.base import EvaluationData
+from influcoder.metrics import auroc
+
+SELECTIONS = ("concentrated", "random", "kmeans", "farthest")
+LOW_RHO = 0.3
+
+
+def concentrated(groups: list[str], budget: int, seed: int) -> np.ndarray:
+    """Whole groups in a seeded order until `budget` samples are taken (the last group cut to fit)."""
+    names = sorted(set(groups))
+    order = np.random.default_rng([seed, 31]).permutation(len(names))
+    chosen: list[int] = []
+    for k in order:
+        chosen += [i for i, g in enumerate(groups) if g == names[k]][: budget - len(chosen)]
+        if len(chosen) >= budget:
+            break
+    return np.sort(np.array(chosen, dtype=np.int64))
+
+
+def splits(pool, queries, seed: int, unseen: tuple[int, int], seen: tuple[int, int], group_field: str) -> dict:
+    """Row/column indices of the unseen evaluation, the seen evaluation and the candidates / training queries."""
+    from influcoder.encoder.splits import split_labels_by_group
+
+    train_p, unseen_p, train_q, unseen_q = split_labels_by_group(
+        sample_groups(pool, group_field), sample_groups(queries, group_field), *unseen, seed
+    )
+    rng = np.random.default_rng([seed, 4049])
+    seen_p = np.sort(rng.choice(train_p, size=seen[0], replace=False))
+    seen_q = np.sort(rng.choice(train_q, size=seen[1], replace=False))
+    return {
+        "unseen_pool": unseen_p,
+        "unseen_queries": unseen_q,
+        "seen_pool": seen_p,
+        "seen_queries": seen_q,
+        "candidates": np.setdiff1d(train_p, seen_p),
+        "train_queries": np.setdiff1d(train_q, seen_q),
+    }
+
+
+def choose(method: str, candidates: np.ndarray, pool, groups: list[str], budget: int, seed: int, untrained):
+    """Rows of the pool to distil on: `budget` of the candidates chosen by `method`."""
+    from influcoder.encoder.selection import select_indices
+
+    if method == "concentrated":
+        local = concentrated([groups[i] for i in candidates], budget, seed)
+    else:
+        embeddings = None
+        if method != "random":
+            embeddings = untrained.encode([pool[i] for i in candidates])
+        local = select_indices(len(candidates), budget, method, embeddings, seed)
+    return candidates[local]
+
+
+def evaluate_run(encoder_dir: Path, scores, pool, queries, parts: dict, chosen: np.ndarray, untrained) -> dict:
+    """Spearman figures of the distilled encoder, the untrained one and pool-mean on both evaluations, and the
+    coverage flag's AUROC over both evaluations' queries."""
+    from influcoder.encoder.coverage import CoverageReference
+    from influcoder.encoder.model import InfluenceEncoder
+    from influcoder.evaluation.baselines.reference import PoolMean
+    from influcoder.evaluation.baselines.text import Distilled, Semantic
+    from influcoder.evaluation.evaluate import evaluate_scorers
+
+    encoder = InfluenceEncoder.from_pretrained(encoder_dir / "best")
+    record = json.loads((encoder_dir / "training.json").read_text(encoding="utf-8"))
+    trained_on = {k: record[k] for k in ("train_pool_ids", "train_query_ids")}
+    out: dict = {}
+    coverage, rhos = [], []
+    reference = CoverageReference.load(encoder_dir / "best")
+    for kind in ("unseen", "seen"):
+        data = EvaluationData(
+            scores, pool, queries, chosen, parts[f"{kind}_pool"], parts["train_queries"], parts[f"{kind}_queries"]
+        )
+        scorers = {"influcoder": Distilled(encoder), "untrained": Semantic(untrained), "pool-mean": PoolMean()}
+        reports = evaluate_scorers(scorers, data, trained_on=trained_on)
+        out[kind] = {
+            name: {
+                "per_anchor": r["per_anchor_mean"],
+                "query_specific": r["query_specific_mean"],
+                "mean_aggregated": r["mean_aggregated"],
+            }
+            for name, r in reports.items()
+        }
+        _, evaluated = data.eval_samples()
+        coverage += list(reference.score(encoder.encode(evaluated)))
+        rhos += [np.nan if x is None else x for x in reports["influcoder"]["per_anchor"]]
+    rho, coverage = np.array(rhos, dtype=np.float64), np.array(coverage)
+    known = ~np.isnan(rho)
+    n_unseen = len(parts["unseen_queries"])
+    out["coverage"] = {
+        "auroc_low_rho": auroc(-coverage[known], rho[known] < LOW_RHO),
+        "n_low_rho": int((rho[known] < LOW_RHO).sum()),
+        "n_queries": int(known.sum()),
+        "covered_unseen": float(reference.covered(coverage[:n_unseen]).mean()),
+        "covered_seen": float(reference.covered(coverage[n_unseen:]).mean()),
+    }
+    return out
+
+
+def distill_run(out: Path, scores, pool, queries, chosen, train_queries, settings: DistillSettings) -> None:
+    """Distil on the chosen rows x training queries into `out` (resumes), then save its coverage reference."""
+    from influcoder.encoder.coverage import CoverageReference
+    from influcoder.encoder.distill import Distiller, write_coverage_reference
+
+    distiller = Distiller(settings)
+    distiller.fit(
+        scores[np.ix_(chosen, train_queries)],
+        [pool[i] for i in chosen],
+        [queries[j] for j in train_queries],
+        out=out,
+        progress=False,
+    )
+    if CoverageReference.load(out / "best") is None:
+        write_coverage_reference(out, [*pool, *queries])
+
+
+def summarize(runs: dict[str, dict]) -> dict:
+    """Mean and standard deviation over seeds, per selection, evaluation and method."""
+    table: dict = {}
+    for name, run in runs.items():
+        selection = name.rsplit("-s", 1)[0]
+        for kind in ("unseen", "seen"):
+            for method, figures in run[kind].items():
+                for metric, value in figures.items():
+                    table.setdefault(selection, {}).setdefault(kind, {}).setdefault(method, {}).setdefault(
+                        metric, []
+                    ).append(value)
+        table[selection].setdefault("coverage_auroc", []).append(run["coverage"]["auroc_low_rho"])
+        table[selection].setdefault("seconds", []).append(run["seconds"])
+        table[selection].setdefault("n_groups", []).append(run["n_groups"])
+    return table
+
+
+def fmt(values: list) -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "-"
+    return f"{np.mean(values):.3f} ± {np.std(values):.3f}" if len(values) > 1 else f"{values[0]:.3f}"
+
+
+def markdown(table: dict, command: str, n_runs: int) -> str:
+    lines = [
+        "| selection | tasks labelled | unseen per-anchor ρ | unseen query-specific ρ | seen per-anchor ρ "
+        "| seen query-specific ρ | flag AUROC (ρ < 0.3) | distil s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    references = {}
+    for selection, row in table.items():
+        u, s = row["unseen"]["influcoder"], row["seen"]["influcoder"]
+        lines.append(
+            f"| {selection} | {int(np.median(row['n_groups']))} | {fmt(u['per_anchor'])} "
+            f"| {fmt(u['query_specific'])} | {fmt(s['per_anchor'])} | {fmt(s['query_specific'])} "
+            f"| {fmt(row['coverage_auroc'])} | {np.median(row['seconds']):.0f} |"
+        )
+        references = {m: (row["unseen"][m], row["seen"][m]) for m in ("untrained", "pool-mean")}
+    for method, (u, s) in references.items():
+        lines.append(
+            f"| *{method}* | - | {fmt(u['per_anchor'])} | {fmt(u['query_specific'])} | {fmt(s['per_anchor'])} "
+            f"| {fmt(s['query_specific'])} | - | - |"
+        )
+    return f"{n_runs} runs; mean ± sd over seeds.\n\n" + "\n".join(lines) + f"\n\nCommand: `{command}`\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--labels", required=True, type=Path)
+    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--selections", nargs="+", choices=SELECTIONS, default=list(SELECTIONS))
+    parser.add_argument("--budget", type=int, default=400, help="pool samples distilled on per run")
+    parser.add_argument("--unseen", nargs=2, type=int, default=[100, 40], help="pool, queries of held-out tasks")
+    parser.add_argument("--seen", nargs=2, type=int, default=[100, 30], help="pool, queries of training tasks")
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--pearson-center", default="none", choices=["none", "query"])
+    parser.add_argument("--group-field", default="task")
+    args = parser.parse_args()
+    from influcoder.encoder.model import InfluenceEncoder
+    from influcoder.labels.labelling import load_labels
+
+    matrix, pool, queries, _ = load_labels(args.labels)
+    scores = np.asarray(matrix.scores)
+    groups = sample_groups(pool, args.group_field)
+    settings = DistillSettings(epochs=args.epochs, lr=args.lr, pearson_center=args.pearson_center)
+    untrained = InfluenceEncoder.from_backbone(settings.encoder)
+    runs_dir = args.out / "runs"
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    runs: dict[str, dict] = {}
+    for seed in args.seeds:
+        parts = splits(pool, queries, seed, tuple(args.unseen), tuple(args.seen), args.group_field)
+        for selection in args.selections:
+            name = f"{selection}-s{seed}"
+            path = runs_dir / f"{name}.json"
+            if path.exists():
+                runs[name] = json.loads(path.read_text(encoding="utf-8"))
+                continue
+            chosen = choose(selection, parts["candidates"], pool, groups, args.budget, seed, untrained)
+            print(f"{name}: {len(chosen)} pool samples of {len({groups[i] for i in chosen})} tasks", flush=True)
+            started = time.perf_counter()
+            run_settings = replace(settings, seed=seed)
+            distill_run(args.out / name, scores, pool, queries, chosen, parts["train_queries"], run_settings)
+            seconds = time.perf_counter() - started
+            run = evaluate_run(args.out / name, scores, pool, queries, parts, chosen, untrained)
+            run.update(seconds=seconds, n_groups=len({groups[i] for i in chosen}), n_chosen=len(chosen), seed=seed)
+            write_json_atomic(path, run)
+            runs[name] = run
+            print(f"  unseen per-anchor {run['unseen']['influcoder']['per_anchor']:.3f}", flush=True)
+    command = shlex.join(["python", "benchmarks/generalization.py", *sys.argv[1:]])
+    table = summarize(runs)
+    write_json_atomic(args.out / "results.json", {"command": command, "runs": runs, "summary": table})
+    (args.out / "results.md").write_text(markdown(table, command, len(runs)), encoding="utf-8")
+    print((args.out / "results.md").read_text(encoding="utf-8"))
+
+
+if __name__ == "__main__":
+    main()
