@@ -62,7 +62,7 @@ def run_mode(args) -> dict:
 
     from influcoder.data.formatting import collate_left_padded
     from influcoder.labels.featurizer import make_batches
-    from influcoder.labels.gradients import _forward_loss, loop_gradients
+    from influcoder.labels.gradients import forward_response_loss, loop_gradients
 
     featurizer, tokenized = setup(args)
     pad = featurizer.gradients.pad_id
@@ -79,7 +79,7 @@ def run_mode(args) -> dict:
 
     def plain(items):
         for b in make_batches([len(t.input_ids) for t in items], args.batch_size, args.batch_tokens):
-            loss = _forward_loss(featurizer.model, collate_left_padded([items[i] for i in b], pad)).sum()
+            loss = forward_response_loss(featurizer.model, collate_left_padded([items[i] for i in b], pad)).sum()
             loss.backward()
         for p in featurizer.model.parameters():
             p.grad = None
@@ -91,6 +91,7 @@ def run_mode(args) -> dict:
         t = time.perf_counter()
         fn(tokenized)
         times.append(time.perf_counter() - t)
+    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before the FLOP meter's own use
     flop_items = [tokenized[i] for i in batches[len(batches) // 2]]
     with FlopCounterMode(display=False) as counter:
         fn(flop_items)
@@ -105,7 +106,7 @@ def run_mode(args) -> dict:
         "achieved_gflops": gflop_per_sample * len(tokenized) / seconds,
         "mean_tokens": sum(len(t.input_ids) for t in tokenized) / len(tokenized),
         "mean_response_tokens": sum(t.n_response for t in tokenized) / len(tokenized),
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": peak_rss_mb,
     }
     if args.mode == "batched":
         from influcoder.core.store import FeatureStore

@@ -60,6 +60,14 @@ def test_finetune_lowers_the_loss_and_its_adapter_loads_back(tiny_model_dir, tmp
         )
     )
     assert np.abs(featurizer.featurize(pool[:3])).sum() > 0
+    # Rep-Sim reads the fine-tuned model's hidden states (DATE-LM's Rep-Sim), not the base model's
+    from influcoder.evaluation.baselines.representations import RepSim
+
+    base = LabelSettings(model=str(tiny_model_dir), rank=2, max_length=24, device="cpu")
+    tuned = LabelSettings(**{**base.__dict__, "adapter": str(tmp_path / "adapter")})
+    tuned_states = RepSim(tuned).embed(pool[:4])
+    assert not np.allclose(tuned_states, RepSim(base).embed(pool[:4]), atol=1e-4)
+    np.testing.assert_allclose(tuned_states, RepSim(tuned).embed(pool[:4]), atol=1e-6)  # deterministic
 
 
 def test_an_interrupted_finetune_resumes_to_the_same_adapter(tiny_model_dir, tmp_path, monkeypatch):

@@ -2,9 +2,13 @@
 
 The batched path (`BatchedLoraGradients`) runs one forward and one backward for a left-padded batch and
 recovers every example's gradient exactly from hooks: for a linear layer y = x W^T, the gradient of W for
-example b is sum over b's tokens of g_t x_t^T (g the gradient at the layer output). Forward hooks keep each
-LoRA linear's input and attach a *tensor* hook to its output (module backward hooks break torch.func and
-fire in odd orders). Padded positions are masked out of the inputs, so they contribute nothing.
+example b is sum over b's tokens of g_t x_t^T (g the gradient at the layer output). Forward hooks keep a
+reference to each LoRA linear's input (the tensor autograd saves anyway: no copy) and attach a *tensor* hook
+to its output (module backward hooks break torch.func and fire in odd orders). The tensor hook reduces the
+layer's (batch, tokens, ...) input and output gradient to the small (batch, out, in) per-example gradient the
+moment that gradient arrives and drops both, so memory holds the autograd graph and the per-example blocks,
+never every layer's token-level inputs and gradients at once. Padded positions are masked out of the output
+gradient, so they contribute nothing.
 
 The loss of a batch is the sum over examples of each example's mean token loss on its response, so the
 per-example gradients are exactly those of one example run alone; `loop_gradients` is that slow reference
@@ -85,13 +89,15 @@ class BatchedLoraGradients:
 
     def _hook(self, name: str):
         def forward_hook(module, args, output):
-            x = args[0].detach()
-            if self._mask is not None and x.dim() == 3:
-                x = x * self._mask
-            self._inputs[name] = x
+            self._inputs[name] = args[0].detach()
 
             def grad_hook(grad: torch.Tensor) -> None:
-                self._grads[name] = grad.detach()
+                x, g = self._inputs.pop(name), grad.detach()
+                if self._mask is not None and g.dim() == 3:
+                    g = g * self._mask
+                if x.dim() == 2:  # unbatched call shapes: treat as one token per example
+                    x, g = x.unsqueeze(1), g.unsqueeze(1)
+                self._grads[name] = torch.einsum("bto,bti->boi", g, x)
 
             if output.requires_grad:
                 output.register_hook(grad_hook)
@@ -127,10 +133,7 @@ class BatchedLoraGradients:
                 if name in self._skip:
                     out[name] = param.new_zeros((len(batch), *param.shape))
                     continue
-                x, g = self._inputs[name], self._grads[name]
-                if x.dim() == 2:  # unbatched call shapes: treat as one token per example
-                    x, g = x.unsqueeze(1), g.unsqueeze(1)
-                out[name] = torch.einsum("bto,bti->boi", g, x)
+                out[name] = self._grads[name]
             return out
         finally:
             for handle in handles:

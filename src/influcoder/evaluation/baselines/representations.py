@@ -5,8 +5,11 @@
   the sample (1, 2, ..., n), so later tokens, which have read more of the text, count more.
 
 Both read the text exactly as the gradient labels do (same decoder, chat template, prompt truncation) and
-never count padding: batches are left-padded with per-sample position ids, so a sample's representation is
-the same in any batch. One forward pass per sample, no backward: the cheapest decoder-based method.
+with the same adapter: a trained one (`settings.adapter`, e.g. the model fine-tuned on the pool in the
+toxicity task, whose hidden states DATE-LM's Rep-Sim reads) is applied; a fresh one is not, since its B = 0
+leaves the decoder unchanged. They never count padding: batches are left-padded with per-sample position
+ids, so a sample's representation is the same in any batch. One forward pass per sample, no backward: the
+cheapest decoder-based method.
 """
 
 from __future__ import annotations
@@ -45,6 +48,10 @@ class DecoderRepresentation(Scorer):
 
         if model is None:
             model, tokenizer = load_decoder(settings.model)
+        if settings.adapter:
+            from influcoder.labels.lora import attach_lora
+
+            model = attach_lora(model, settings.lora())
         self.settings, self.progress = settings, progress
         self.model = model.to(resolve_device(settings.device)).eval()
         self.formatter = SampleFormatter(tokenizer, settings.max_length, settings.chat_template)
