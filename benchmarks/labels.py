@@ -49,7 +49,11 @@ def setup(args):
     from influcoder.labels.settings import LabelSettings
 
     settings = LabelSettings(
-        max_length=args.max_length, proj_dim=args.proj_dim, batch_size=args.batch_size, batch_tokens=args.batch_tokens
+        max_length=args.max_length,
+        proj_dim=args.proj_dim,
+        batch_size=args.batch_size,
+        batch_tokens=args.batch_tokens,
+        max_memory=args.max_memory,
     )
     featurizer = GradientFeaturizer(settings)
     samples = load_samples("evals", limit=args.n, seed=args.seed)
@@ -99,6 +103,9 @@ def run_mode(args) -> dict:
     seconds = statistics.median(times)
     result = {
         "mode": args.mode,
+        "label": args.label or args.mode,
+        "batch_tokens": featurizer.batch_tokens if args.mode == "batched" else args.batch_tokens,
+        "max_memory_gb": args.max_memory,
         "samples_per_s": len(tokenized) / seconds,
         "seconds_median": seconds,
         "seconds_all": times,
@@ -137,7 +144,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--shard-size", type=int, default=64)
     parser.add_argument("--modes", nargs="+", default=["batched", "loop", "plain"])
+    parser.add_argument("--max-memory", type=float, default=None, help="GB budget of the batched mode")
+    parser.add_argument(
+        "--sweep-batch-tokens", nargs="*", type=int, default=[], help="also run batched at these --batch-tokens"
+    )
+    parser.add_argument("--sweep-max-memory", nargs="*", type=float, default=[], help="also run batched at these GB")
     parser.add_argument("--mode", help=argparse.SUPPRESS)
+    parser.add_argument("--label", help=argparse.SUPPRESS)
     parser.add_argument("--out", default=str(RESULTS / "labels"))
     args = parser.parse_args()
     if args.mode:
@@ -145,12 +158,15 @@ def main() -> None:
         return
     peak = matmul_gflops()
     rows = []
-    for mode in args.modes:
-        cmd = [sys.executable, __file__, "--mode", mode, *sys.argv[1:]]
-        print(f"[bench] {mode} ...", file=sys.stderr, flush=True)
+    runs = [(mode, mode, []) for mode in args.modes]
+    runs += [(f"batched@{t} tokens", "batched", ["--batch-tokens", str(t)]) for t in args.sweep_batch_tokens]
+    runs += [(f"batched@{gb:g} GB", "batched", ["--max-memory", str(gb)]) for gb in args.sweep_max_memory]
+    for label, mode, extra in runs:  # later flags win over the same flags in sys.argv
+        cmd = [sys.executable, __file__, *sys.argv[1:], "--mode", mode, "--label", label, *extra]
+        print(f"[bench] {label} ...", file=sys.stderr, flush=True)
         output = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         rows.append(json.loads(output.strip().splitlines()[-1]))
-    by_mode = {r["mode"]: r for r in rows}
+    by_mode = {r["label"]: r for r in rows}
     gflop = by_mode.get("batched", rows[0])["gflop_per_sample"]
     report = {
         "benchmark": "labels",
@@ -186,13 +202,13 @@ def main() -> None:
         f"{report['ceiling_samples_per_s']:.2f} samples/s.",
         f"Command: `{report['command']}` (median of {args.repeats} timed pass(es) after a warm-up batch).",
         "",
-        "| mode | samples/s | GFLOP/sample | achieved GFLOP/s | peak RSS (MB) |",
-        "|---|---|---|---|---|",
+        "| mode | batch tokens | samples/s | GFLOP/sample | achieved GFLOP/s | peak RSS (MB) |",
+        "|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['mode']} | {r['samples_per_s']:.3f} | {r['gflop_per_sample']:.1f} | "
-            f"{r['achieved_gflops']:.1f} | {r['peak_rss_mb']:.0f} |"
+            f"| {r.get('label', r['mode'])} | {r.get('batch_tokens', '-')} | {r['samples_per_s']:.3f} | "
+            f"{r['gflop_per_sample']:.1f} | {r['achieved_gflops']:.1f} | {r['peak_rss_mb']:.0f} |"
         )
     if "batched" in by_mode:
         b = by_mode["batched"]

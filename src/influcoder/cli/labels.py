@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,6 +72,9 @@ class Label(Command):
         )
         seconds = time.perf_counter() - started
         print(f"wrote {self.out}/influence (pool x queries = {matrix.scores.shape}) in {seconds:.0f} s")
+        if s.max_memory is not None:
+            used = json.loads((Path(self.out) / "labels.json").read_text(encoding="utf-8"))["batch_tokens_used"]
+            print(f"batches of at most {used} tokens fit --max-memory {s.max_memory:g} GB")
         if not self.quiet:
             _print_top(matrix, pool, queries)
         return 0

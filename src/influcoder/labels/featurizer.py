@@ -62,6 +62,28 @@ class GradientFeaturizer:
         self.gradients = BatchedLoraGradients(self.model, pad_id if pad_id is not None else 0)
         self.preconditioner: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None
         """Applied to the exact per-example blocks before projection (LESS's Adam update: `adam`)."""
+        self.batch_tokens = settings.batch_tokens
+        """Token budget of a batch: --batch-tokens, or measured to fit --max-memory (`fit_memory`)."""
+        self._fitted_width = 0
+
+    def fit_memory(self, tokenized: Sequence[TokenizedSample]) -> int:
+        """With --max-memory, set `batch_tokens` to fit it, measured on the longest of `tokenized` (again only
+        when a longer sample than the last measured one comes); returns the budget in use."""
+        from influcoder.labels.memory import batch_tokens_for_budget
+
+        width = max((len(t.input_ids) for t in tokenized), default=0)
+        if self.settings.max_memory is None or width <= self._fitted_width:
+            return self.batch_tokens
+        self.batch_tokens = batch_tokens_for_budget(
+            self.model,
+            tokenized,
+            self.gradients.pad_id,
+            self.settings.max_memory,
+            4 * (self.in_dim + self.projector.out_dim),
+            self.settings.batch_size,
+        )
+        self._fitted_width = width
+        return self.batch_tokens
 
     def config(self) -> dict[str, Any]:
         """The manifest's description of these features."""
@@ -83,9 +105,8 @@ class GradientFeaturizer:
     def featurize_tokenized(self, tokenized: Sequence[TokenizedSample], progress: tqdm | None = None) -> np.ndarray:
         """(n, dim) features in input order; batches are formed inside this call only."""
         out = np.empty((len(tokenized), self.projector.out_dim), dtype=np.float32)
-        for batch in make_batches(
-            [len(t.input_ids) for t in tokenized], self.settings.batch_size, self.settings.batch_tokens
-        ):
+        self.fit_memory(tokenized)
+        for batch in make_batches([len(t.input_ids) for t in tokenized], self.settings.batch_size, self.batch_tokens):
             blocks = self.gradients([tokenized[i] for i in batch])
             with torch.no_grad():
                 if self.preconditioner is not None:
@@ -118,6 +139,7 @@ class GradientFeaturizer:
         `influcoder.labels.distributed.ray_shard_runner`); this process then only checks that all arrived.
         """
         tokenized = self.tokenize(samples)  # fail on a bad sample before any compute
+        self.fit_memory(tokenized)  # on the whole set: its longest sample sets the budget for every shard
         config = {**self.config(), "data_fingerprint": fingerprint(samples)}
         store = FeatureStore.create_or_resume(
             path,

@@ -68,6 +68,7 @@ def _label(pool, queries, out: Path, settings: LabelSettings, overwrite, progres
             "seconds_total": round(time.perf_counter() - started, 2),
             "seconds_pool_this_run": round(pool_seconds, 2),
             "bytes_per_sample": round(pool_store.bytes_per_sample(), 1),
+            "batch_tokens_used": featurizer.batch_tokens,  # --batch-tokens, or what --max-memory measured
         },
     )
     return matrix

@@ -36,6 +36,9 @@ class LabelSettings:
     """Most samples per forward/backward (samples are bucketed by length)."""
     batch_tokens: int = 2048
     """Most padded tokens per forward/backward."""
+    max_memory: float | None = None
+    """Memory budget in GB of the labelling process: replaces --batch-tokens by the token budget measured to
+    fit it (the longest sample's saved activations per token; see `influcoder.labels.memory`)."""
     shard_size: int = 64
     """Samples per store shard (the unit of resumption)."""
     dtype: Literal["float32", "float16"] = "float32"
@@ -48,6 +51,8 @@ class LabelSettings:
             value = getattr(self, name)
             if isinstance(value, int) and value < 1:
                 raise InflucoderError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+        if self.max_memory is not None and not self.max_memory > 0:
+            raise InflucoderError(f"--max-memory must be a positive number of GB, got {self.max_memory}")
 
     def lora(self):
         from influcoder.labels.lora import LoraSettings

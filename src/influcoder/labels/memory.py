@@ -1,0 +1,91 @@
+"""A memory budget for labelling: derive the token budget of a batch from what the decoder really keeps.
+
+Labelling memory is the autograd graph of one batch: every activation the backward pass needs, for every
+padded token (measured on SmolLM2-135M: ~2.1 MB per token, so the default 2,048-token batches peak near
+6 GB). Per-example LoRA gradients are small beside it (reduced layer by layer as they arrive). A fixed
+`batch_tokens` therefore either wastes a large machine or swaps a small one.
+
+`--max-memory GB` measures instead of guessing: the longest sample is run forward once under
+`torch.autograd.graph.saved_tensors_hooks`, which sees every tensor the graph saves for backward; their
+distinct storages, per token, are the activation cost (conservative for shorter samples, whose attention
+costs less per token). The batch budget is what remains of GB after the process's current resident memory
+and the per-example gradient blocks, divided by that cost with a margin for backward's transient buffers.
+The batching changes nothing in the features (per-example gradients are exact in any batch) and is not
+part of a store's settings, so a rerun with another budget resumes the same store.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+from collections.abc import Sequence
+
+import torch
+
+from influcoder.core.errors import InflucoderError
+from influcoder.data.formatting import TokenizedSample, collate_left_padded
+
+BACKWARD_MARGIN = 2.0
+"""Activation bytes times this is budgeted per token: backward allocates gradients of the activations next to
+the saved graph, and the allocator keeps freed blocks. Measured on SmolLM2-135M, 2 cores (benchmarks/labels.py):
+with 1.5, a 2.5 GB budget chose 388-token batches and peaked at 2.62 GB; 2.0 covers that peak, and is ~1.5x
+conservative at 2,048-token batches (5.7 GB measured)."""
+
+GB = 1024**3
+
+
+def resident_bytes() -> int:
+    """The process's resident memory now (Linux /proc; elsewhere its peak so far, an over-estimate)."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak if os.uname().sysname == "Darwin" else peak * 1024
+
+
+def saved_activation_bytes(model: torch.nn.Module, batch: Sequence[TokenizedSample], pad_id: int) -> int:
+    """Bytes of the distinct storages autograd saves for backward in a forward pass of `batch` (no backward
+    runs; the graph is dropped after)."""
+    from influcoder.labels.gradients import forward_response_loss
+
+    storages: dict[int, int] = {}
+    parameters = {p.untyped_storage().data_ptr() for p in model.parameters()}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in parameters:  # weights are resident anyway
+            storages[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    device = next(model.parameters()).device
+    tensors = {k: v.to(device) for k, v in collate_left_padded(list(batch), pad_id).items()}
+    with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        loss = forward_response_loss(model, tensors).sum()
+    del loss
+    return sum(storages.values())
+
+
+def batch_tokens_for_budget(
+    model: torch.nn.Module,
+    tokenized: Sequence[TokenizedSample],
+    pad_id: int,
+    max_memory_gb: float,
+    block_bytes_per_sample: int,
+    batch_size: int,
+) -> int:
+    """Most padded tokens per batch that keep a labelling process under `max_memory_gb`; an error naming
+    the memory one sample needs when even the longest sample alone does not fit."""
+    longest = max(tokenized, key=lambda t: len(t.input_ids))
+    width = len(longest.input_ids)
+    per_token = BACKWARD_MARGIN * saved_activation_bytes(model, [longest], pad_id) / width
+    free = max_memory_gb * GB - resident_bytes() - 2 * batch_size * block_bytes_per_sample
+    tokens = int(free // per_token)
+    if tokens < width:
+        needed = (resident_bytes() + 2 * block_bytes_per_sample + width * per_token) / GB
+        raise InflucoderError(
+            f"--max-memory {max_memory_gb:g} GB is too small: the decoder and its adapter already take "
+            f"{resident_bytes() / GB:.2f} GB and the longest sample ({longest.id}, {width} tokens) needs about "
+            f"{needed:.2f} GB in all; raise it, or lower --max-length"
+        )
+    return tokens

@@ -1,0 +1,54 @@
+"""`--max-memory`: the batch token budget measured from the decoder's saved activations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from influcoder.core.errors import InflucoderError
+from influcoder.labels.memory import GB, batch_tokens_for_budget, resident_bytes, saved_activation_bytes
+
+from .test_gradients import lora_model, random_samples
+
+
+def test_saved_activations_grow_with_the_tokens_and_exclude_the_weights():
+    model = lora_model(trained_b=False)
+    short, long = random_samples([(8, 3), (32, 10)])
+    one = saved_activation_bytes(model, [short], pad_id=0)
+    assert 0 < one < saved_activation_bytes(model, [long], pad_id=0)
+    two = saved_activation_bytes(model, [short, random_samples([(8, 3)], seed=1)[0]], pad_id=0)
+    assert two == pytest.approx(2 * one, rel=0.25)  # about linear in the padded tokens of a batch
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    assert one < weights  # a tiny model: the weights would dominate had they been counted
+
+
+def test_a_larger_budget_gives_larger_batches_and_a_too_small_one_says_what_one_sample_needs():
+    model = lora_model(trained_b=False)
+    samples = random_samples([(32, 10), (20, 5), (12, 4)])
+    now = resident_bytes() / GB
+    small = batch_tokens_for_budget(model, samples, 0, now + 0.05, 4096, batch_size=8)
+    large = batch_tokens_for_budget(model, samples, 0, now + 0.5, 4096, batch_size=8)
+    assert 32 <= small < large
+    with pytest.raises(InflucoderError, match="too small.*longest sample .*s0, 32 tokens"):
+        batch_tokens_for_budget(model, samples, 0, now * 0.5, 4096, batch_size=8)
+
+
+def test_features_under_a_memory_budget_equal_the_default_batching(tiny_model_dir, tmp_path):
+    from influcoder.data.records import Sample
+    from influcoder.labels.featurizer import GradientFeaturizer
+    from influcoder.labels.settings import LabelSettings
+
+    words = "alpha beta gamma delta epsilon zeta eta theta".split()
+    rng = np.random.default_rng(0)
+    pool = [
+        Sample(f"p{i}", " ".join(rng.choice(words, 3 + i % 5)), " ".join(rng.choice(words, 2 + i % 4)))
+        for i in range(10)
+    ]
+    base = dict(model=str(tiny_model_dir), rank=2, proj_dim=64, max_length=24, device="cpu")
+    reference = GradientFeaturizer(LabelSettings(**base, batch_tokens=4096)).featurize(pool)
+    budgeted = GradientFeaturizer(LabelSettings(**base, max_memory=resident_bytes() / GB + 0.01))
+    features = budgeted.featurize(pool)
+    assert budgeted.batch_tokens != 4096
+    np.testing.assert_allclose(features, reference, rtol=1e-5, atol=1e-7)
+    with pytest.raises(InflucoderError, match="--max-memory must be a positive"):
+        LabelSettings(max_memory=0)
