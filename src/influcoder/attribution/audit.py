@@ -77,7 +77,7 @@ def audit_attribution(
     gradients are computed on `device`."""
     index = ic.index_
     pool = index.samples()
-    row_of = {s.id: i for i, s in enumerate(pool)}
+    row_of = {sample_id: i for i, sample_id in enumerate(pool.ids)}
     hits = [row_of[a.sample.id] for per_query in results for a in per_query]
     coverage, reference = index.coverage(), ic.coverage_reference
     outside = np.flatnonzero(~reference.covered(coverage)) if coverage is not None and reference else []

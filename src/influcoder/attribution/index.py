@@ -25,8 +25,9 @@ from influcoder.core.atomic import atomic_output, write_json_atomic
 from influcoder.core.errors import ArtifactMismatchError, InflucoderError
 from influcoder.core.locks import LOCK_NAME, exclusive_directory
 from influcoder.core.store import FeatureStore
-from influcoder.data.formats import load_file, write_samples
+from influcoder.data.formats import write_samples
 from influcoder.data.records import Sample, fingerprint
+from influcoder.data.stream import sample_ids
 
 MANIFEST = "manifest.json"
 FORMAT = "influcoder.index"
@@ -120,7 +121,7 @@ class EmbeddingIndex:
                 )
             if m["encoder_fingerprint"] != encoder_fp:
                 raise ArtifactMismatchError(f"{path} was built with another encoder; use another --out")
-            ids = [x.id for x in samples]
+            ids = sample_ids(samples)
             last = m["segments"][-1] if m["segments"] else None
             last_store = FeatureStore(path / last["name"]) if last else None
             differ = [f"{k} {m[k]!r}" for k, v in (("dtype", dtype), ("index_factory", index_factory)) if m[k] != v]
@@ -183,7 +184,7 @@ class EmbeddingIndex:
     ) -> None:
         config = {"encoder_fingerprint": self.manifest["encoder_fingerprint"], "data_fingerprint": fingerprint(samples)}
         store = FeatureStore.create_or_resume(
-            self.path / name, config, [s.id for s in samples], self.dim, shard_size, self.manifest["dtype"]
+            self.path / name, config, sample_ids(samples), self.dim, shard_size, self.manifest["dtype"]
         )
         write_samples(samples, self.path / f"{name}.jsonl")
         if not any(seg["name"] == name for seg in self.manifest["segments"]):
@@ -254,8 +255,12 @@ class EmbeddingIndex:
     def ids(self) -> list[str]:
         return [i for s in self.manifest["segments"] for i in FeatureStore(self.path / s["name"]).ids]
 
-    def samples(self) -> list[Sample]:
-        return [x for s in self.manifest["segments"] for x in load_file(self.path / f"{s['name']}.jsonl")]
+    def samples(self) -> Sequence[Sample]:
+        """The indexed samples in row order, read from the segments' JSONL files on access (an index of
+        millions is never loaded whole to print its top hits)."""
+        from influcoder.data.stream import ConcatSamples, JsonlSamples
+
+        return ConcatSamples([JsonlSamples(self.path / f"{s['name']}.jsonl") for s in self.manifest["segments"]])
 
     def iter_embeddings(self) -> Iterator[np.ndarray]:
         """float32 blocks of embeddings in index row order (one store shard at a time)."""

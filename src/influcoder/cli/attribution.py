@@ -70,7 +70,7 @@ class Index(Command):
 
         device = "cpu" if self.backend != "torch" and self.device == "auto" else self.device
         encoder = InfluenceEncoder.from_pretrained(self.encoder, device=device, backend=self.backend)
-        pool = self.input.load(self.pool, self.limit, self.data_seed)
+        pool = self.input.load(self.pool, self.limit, self.data_seed, stream=True)  # JSONL: texts stay on disk
         started = time.perf_counter()
         index = EmbeddingIndex.build(
             encoder,

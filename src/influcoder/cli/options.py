@@ -52,12 +52,18 @@ class InputOptions:
     """Record field of the response (default: first of response/completion/output/answer/target/ideal, or the
     last assistant turn)."""
 
-    def load(self, source: str, limit: int | None = None, seed: int = 0) -> list:
-        """Samples of DATA `source` (a file or a built-in source), a seeded subset of `limit` when given."""
+    def load(self, source: str, limit: int | None = None, seed: int = 0, stream: bool = False):
+        """Samples of DATA `source` (a file or a built-in source), a seeded subset of `limit` when given; with
+        `stream`, a JSONL file is read from disk on access (`influcoder.data.stream`)."""
         from influcoder.data.loading import load_samples
 
         return load_samples(
-            source, limit=limit, seed=seed, prompt_field=self.prompt_field, response_field=self.response_field
+            source,
+            limit=limit,
+            seed=seed,
+            prompt_field=self.prompt_field,
+            response_field=self.response_field,
+            stream=stream,
         )
 
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from influcoder.core.errors import DataError
-from influcoder.data.formats import load_file
+from influcoder.data.formats import detect_format, load_file
 from influcoder.data.records import Sample, subsample
 
 
@@ -17,10 +18,13 @@ def load_samples(
     response_field: str | None = None,
     id_field: str = "id",
     allow_empty_response: bool = False,
-) -> list[Sample]:
+    stream: bool = False,
+) -> Sequence[Sample]:
     """Samples from a built-in source name (see `influcoder.data.sources`) or a file path, seeded-subsampled.
 
-    Built-in names take the form ``name`` or ``name:option`` (e.g. ``bbh:navigate``).
+    Built-in names take the form ``name`` or ``name:option`` (e.g. ``bbh:navigate``). With `stream`, a JSONL
+    file comes back as a `JsonlSamples` sequence that reads texts from disk on access (the same samples in
+    bounded memory, for pools of millions); other formats and built-in sources are loaded whole.
     """
     from influcoder.data import sources
 
@@ -30,5 +34,10 @@ def load_samples(
     path = Path(source)
     if not path.exists() and not path.suffix and len(path.parts) == 1:  # a bare word: a misspelt source?
         raise DataError(name, None, f"no such file or directory, nor a built-in source ({', '.join(sources.SOURCES)})")
+    if stream and path.is_file() and detect_format(path) == "jsonl":
+        from influcoder.data.stream import JsonlSamples, stream_subsample
+
+        lazy = JsonlSamples(path, prompt_field, response_field, id_field, allow_empty_response)
+        return stream_subsample(lazy, limit, seed)
     samples = load_file(source, prompt_field, response_field, id_field, allow_empty_response)
     return subsample(samples, limit, seed)

@@ -1,0 +1,115 @@
+"""Streamed JSONL pools: the same samples as `load_file`, texts read on access, one shard alive at a time."""
+
+from __future__ import annotations
+
+import gc
+import json
+import weakref
+
+import numpy as np
+import pytest
+
+from influcoder.core.errors import DataError
+from influcoder.data.formats import load_file
+from influcoder.data.loading import load_samples
+from influcoder.data.records import Sample, fingerprint, subsample
+from influcoder.data.stream import ConcatSamples, JsonlSamples, sample_ids
+
+from .test_attribution import encoder_dir  # noqa: F401 - the tiny encoder fixture
+from .test_labels import samples
+
+
+def write_lines(path, lines: list[str], bom: bool = False) -> None:
+    path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + "\n".join(lines).encode("utf-8") + b"\n")
+
+
+def test_a_streamed_file_holds_the_same_samples_as_load_file(tmp_path):
+    path = tmp_path / "pool.jsonl"
+    records = [
+        json.dumps({"id": "a", "prompt": "p1", "response": "r1", "task": "t"}),
+        "",  # blank lines are skipped
+        json.dumps({"prompt": "no id", "response": "gets a content hash"}),
+        json.dumps({"prompt": "no id", "response": "gets a content hash"}),  # repeated text: -2
+        json.dumps({"instruction": "line\u2028separator inside", "output": "x\r"}, ensure_ascii=False) + "\r",
+        json.dumps({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}),
+    ]
+    write_lines(path, records, bom=True)
+    eager, lazy = load_file(path), JsonlSamples(path)
+    assert list(lazy) == eager and [lazy[i] for i in range(len(lazy))] == eager
+    assert lazy.ids == [s.id for s in eager] and lazy[-1] == eager[-1] and lazy[1:3] == eager[1:3]
+    assert fingerprint(lazy) == fingerprint(eager) and sample_ids(lazy) == lazy.ids
+    with pytest.raises(IndexError):
+        lazy[len(eager)]
+    chained = ConcatSamples([lazy, eager])
+    assert list(chained) == eager + eager and chained[len(eager) + 1] == eager[1] and len(chained.ids) == 10
+
+
+def test_a_streamed_subsample_draws_the_rows_the_loaded_one_does(tmp_path):
+    path = tmp_path / "pool.jsonl"
+    write_lines(path, [json.dumps({"id": f"s{i}", "prompt": f"p{i}", "response": f"r{i}"}) for i in range(30)])
+    streamed = load_samples(path, limit=7, seed=3, stream=True)
+    assert isinstance(streamed, JsonlSamples)
+    assert list(streamed) == subsample(load_file(path), 7, 3) == load_samples(path, limit=7, seed=3)
+    assert streamed.subset([2, 0])[0] == streamed[2]
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("{not json", "jsonl:2: malformed JSON"),
+        (
+            json.dumps({"id": "s0", "prompt": "p", "response": "r"}),
+            "jsonl:2: duplicate id .s0. .first seen at record 1",
+        ),
+        (json.dumps({"id": "x", "prompt": "p"}), "jsonl:2"),
+    ],
+)
+def test_bad_records_are_located_as_load_file_locates_them(tmp_path, line, expected):
+    path = tmp_path / "bad.jsonl"
+    write_lines(path, [json.dumps({"id": "s0", "prompt": "p", "response": "r"}), line])
+    with pytest.raises(DataError, match=expected):
+        JsonlSamples(path)
+    with pytest.raises(DataError, match="jsonl:2"):
+        load_file(path)
+
+
+class CountingSamples(JsonlSamples):
+    """Tracks how many samples handed out are still alive."""
+
+    alive: weakref.WeakSet
+
+    def __getitem__(self, i):
+        sample = super().__getitem__(i)
+        tracked = TrackedSample(sample.id, sample.prompt, sample.response, sample.meta)
+        self.alive.add(tracked)
+        return tracked
+
+
+class TrackedSample(Sample):
+    """A Sample that weak references can follow (Sample already supports them when it has no slots)."""
+
+
+def test_indexing_a_streamed_pool_keeps_at_most_one_shard_of_texts_alive(encoder_dir, tmp_path, monkeypatch):  # noqa: F811
+    from influcoder.attribution.index import EmbeddingIndex
+    from influcoder.encoder.model import InfluenceEncoder
+
+    path = tmp_path / "pool.jsonl"
+    eager = samples(40)
+    path.write_text("".join(json.dumps(s.to_record()) + "\n" for s in eager), encoding="utf-8")
+    lazy = CountingSamples(path)
+    lazy.alive = weakref.WeakSet()
+    encoder = InfluenceEncoder.from_pretrained(encoder_dir)
+    peaks = []
+    encode = encoder.encode
+
+    def watched(texts, *args, **kwargs):
+        gc.collect()
+        peaks.append(len(lazy.alive))
+        return encode(texts, *args, **kwargs)
+
+    monkeypatch.setattr(encoder, "encode", watched)
+    streamed = EmbeddingIndex.build(encoder, lazy, tmp_path / "streamed", shard_size=8, progress=False)
+    assert peaks and max(peaks) <= 8  # one shard's texts, never the pool
+    loaded = EmbeddingIndex.build(encoder, eager, tmp_path / "loaded", shard_size=8, progress=False)
+    np.testing.assert_array_equal(streamed.embeddings(), loaded.embeddings())
+    assert streamed.ids() == loaded.ids() and list(streamed.samples()) == eager
