@@ -337,12 +337,15 @@ def test_the_int8_backend_ranks_like_float_and_is_told_apart(tiny_bert_dir, tmp_
     exact = float_enc.encode(pool) @ float_enc.encode(queries).T
     int8 = InfluenceEncoder.from_pretrained(tmp_path / "enc", backend="int8")
     assert int8.backend == "int8"
-    assert any("quantized" in type(m).__module__ for m in int8.backbone.modules())
+    quantized_layers = [
+        m for m in int8.backbone.modules() if "quantized" in type(m).__module__ and hasattr(m, "weight")
+    ]
+    assert quantized_layers and all(m.weight().qscheme() == torch.per_channel_affine for m in quantized_layers)
     quantized = int8.encode(pool) @ int8.encode(queries).T
     assert not np.array_equal(quantized, exact)  # it really runs another computation
     rhos = [spearmanr(quantized[:, j], exact[:, j])[0] for j in range(len(queries))]
     assert min(rhos) > 0.99
-    assert int8.fingerprint() == float_enc.fingerprint() + "+int8"
+    assert int8.fingerprint() == float_enc.fingerprint() + "+int8-per-channel"
     with pytest.raises(InflucoderError, match="not saved"):
         int8.save_pretrained(tmp_path / "other")
     with pytest.raises(InflucoderError, match="unknown encoder backend"):

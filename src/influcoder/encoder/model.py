@@ -39,8 +39,11 @@ ENCODE_CHUNK = 4096
 """Texts tokenized and length-sorted together by `encode`."""
 BACKENDS = ("torch", "int8")
 """How the backbone runs at inference: ``torch`` (float32, or what the device gives), ``int8`` (dynamic int8
-quantisation of every linear layer of the backbone, CPU only: weights int8, activations quantised per batch;
-see `InfluenceEncoder.to_backend`)."""
+quantisation of every linear layer of the backbone, CPU only: weights int8 per output channel, activations
+quantised per batch; see `InfluenceEncoder.to_backend`)."""
+INT8_SCHEME = "int8-per-channel"
+"""What an int8 fingerprint names: per-tensor weight scales (the first int8 backend) lost fidelity, so indexes
+built with them must not be mixed with per-channel embeddings."""
 
 
 @dataclass
@@ -143,7 +146,7 @@ class InfluenceEncoder(torch.nn.Module):
         """sha256 over the config and the float weights, plus the backend: an index answers only queries
         embedded by the same encoder on the same backend (int8 embeddings differ slightly from float ones)."""
         if self.backend != "torch":
-            return f"{self._fingerprint}+{self.backend}"  # of the float weights, taken before quantising
+            return f"{self._fingerprint}+{INT8_SCHEME}"  # of the float weights, taken before quantising
         import hashlib
 
         digest = hashlib.sha256(json.dumps(self.config.__dict__, sort_keys=True, default=str).encode())
@@ -155,7 +158,9 @@ class InfluenceEncoder(torch.nn.Module):
     def to_backend(self, backend: str) -> InfluenceEncoder:
         """Run the backbone on `backend`, in place (inference only: an int8 encoder cannot be trained or
         saved). ``int8`` is torch's dynamic quantisation of the linear layers, which hold nearly all of a BERT's
-        FLOPs; measured speed and fidelity: benchmarks/encoder_speed.py."""
+        FLOPs, with one weight scale per output channel: per-tensor scales kept 0.962 of float's per-anchor rho
+        on the ranking encoder (enc-random-s0), per-channel 1.003 (one outlier channel no longer sets the step
+        of a whole matrix); measured speed: benchmarks/encoder_speed.py."""
         if backend not in BACKENDS:
             raise InflucoderError(f"unknown encoder backend {backend!r}; choose from {', '.join(BACKENDS)}")
         if backend == self.backend:
@@ -166,13 +171,15 @@ class InfluenceEncoder(torch.nn.Module):
             raise InflucoderError(f"the {backend} backend runs on the CPU only; this encoder is on {self.device}")
         import warnings
 
-        from torch.ao.quantization import quantize_dynamic
+        from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
         self._fingerprint = self.fingerprint()  # of the float weights, before they are replaced
         self.eval()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch's deprecation notices for its quantised tensor types
-            self.backbone = quantize_dynamic(self.backbone, {torch.nn.Linear}, dtype=torch.qint8)
+            self.backbone = quantize_dynamic(
+                self.backbone, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8
+            )
         self.requires_grad_(False)
         self.backend = backend
         return self
