@@ -48,3 +48,38 @@ def test_write_samples_failure_leaves_previous_file(tmp_path):
         write_samples(broken(), path)
     assert [s.id for s in load_samples(path)] == ["a"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.jsonl"]
+
+
+def test_a_directory_is_replaced_whole_or_not_at_all(tmp_path):
+    from influcoder.core.atomic import atomic_directory
+
+    target = tmp_path / "best"
+    target.mkdir()
+    (target / "weights").write_text("epoch 1")
+    (target / "stale").write_text("from epoch 1 only")
+    with pytest.raises(RuntimeError), atomic_directory(target) as tmp:
+        (tmp / "weights").write_text("epoch 2, half written")
+        raise RuntimeError("killed mid-save")
+    assert (target / "weights").read_text() == "epoch 1" and (target / "stale").exists()
+    with atomic_directory(target) as tmp:
+        (tmp / "weights").write_text("epoch 2")
+    assert sorted(p.name for p in target.iterdir()) == ["weights"] and (target / "weights").read_text() == "epoch 2"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best"]  # no temporary or old copy left
+
+
+def test_an_encoder_saved_with_replace_survives_a_failed_save(tiny_bert_dir, tmp_path, monkeypatch):
+    from influcoder.encoder.model import InfluenceEncoder
+
+    encoder = InfluenceEncoder.from_backbone(str(tiny_bert_dir), head_dim=8, max_length=16)
+    encoder.save_pretrained(tmp_path / "best", replace=True)
+    before = {p.relative_to(tmp_path): p.read_bytes() for p in (tmp_path / "best").rglob("*") if p.is_file()}
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(encoder.tokenizer, "save_pretrained", killed)  # after the backbone's weights are written
+    with pytest.raises(KeyboardInterrupt):
+        encoder.save_pretrained(tmp_path / "best", replace=True)
+    after = {p.relative_to(tmp_path): p.read_bytes() for p in (tmp_path / "best").rglob("*") if p.is_file()}
+    assert after == before and sorted(p.name for p in tmp_path.iterdir()) == ["best"]
+    InfluenceEncoder.from_pretrained(tmp_path / "best")

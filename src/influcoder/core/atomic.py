@@ -41,6 +41,30 @@ def atomic_output(path: str | Path, fsync: bool = False) -> Iterator[Path]:
         raise
 
 
+@contextlib.contextmanager
+def atomic_directory(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary directory to fill; on success it replaces the directory `path` (two renames: the old
+    one aside, the new one in, then the old one deleted), on an exception it is deleted. A reader sees the
+    old directory or the whole new one (a saved encoder is a dozen files: written in place, a kill mid-save
+    left a mix of two epochs' weights)."""
+    import shutil
+
+    path = Path(path)
+    tmp = temporary_sibling(path)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+        old = temporary_sibling(path) if path.exists() else None
+        if old is not None:
+            os.replace(path, old)
+        os.replace(tmp, path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON via a temporary file and a rename, so readers never see half a file.
 

@@ -263,10 +263,10 @@ class Distiller:
                     flush=True,
                 )
             if out is not None:
-                self.encoder.save_pretrained(out / "last")
+                self.encoder.save_pretrained(out / "last", replace=True)
                 if log.val_per_anchor > best:
                     best = log.val_per_anchor
-                    self.encoder.save_pretrained(out / "best")
+                    self.encoder.save_pretrained(out / "best", replace=True)
                 record = {
                     "settings": asdict(s),
                     "epochs": [asdict(x) for x in logs],

@@ -184,11 +184,21 @@ class InfluenceEncoder(torch.nn.Module):
         self.backend = backend
         return self
 
-    def save_pretrained(self, directory: str | Path) -> None:
+    def save_pretrained(self, directory: str | Path, replace: bool = False) -> None:
+        """Write the encoder into `directory` (beside what it holds, as Hugging Face does). `replace=True`
+        swaps the whole directory atomically instead (`core.atomic.atomic_directory`): a reader sees the old
+        encoder or the new one, never a mix; distillation saves its best/ and last/ checkpoints this way."""
         from safetensors.torch import save_file
 
         if self.backend != "torch":
             raise InflucoderError(f"an encoder running on {self.backend} is not saved; save the float encoder")
+        if replace:
+            from influcoder.core.atomic import atomic_directory
+
+            Path(directory).parent.mkdir(parents=True, exist_ok=True)
+            with atomic_directory(directory) as tmp:
+                self.save_pretrained(tmp)
+            return
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self.backbone.save_pretrained(directory / "backbone")
