@@ -1,0 +1,177 @@
+"""How label, distil, index and attribute grow with the pool: wall time and peak memory from 1K to 100K samples.
+
+Each step is the `influcoder` command a user runs, in its own process, so its peak resident memory is that
+process's alone (`os.wait4` rusage). Pools are seeded draws of N samples from the `evals` source (937K
+real samples), written as JSONL, so `index` streams them. Per size N:
+
+- `index` of N samples with a distilled encoder, then `attribute` of --queries bbh queries (top 10) on it;
+- `label` of min(N, --label-max) pool samples against --label-queries queries (gradients are the slow part:
+  ~0.5-1 s per sample on 2 cores; sizes above --label-max are extrapolated from the fitted exponent, and the
+  table says so);
+- `distill` of one epoch on those labels (one epoch deals every pool sample once, so an epoch grows with the
+  labelled pool, not with N beyond --label-max).
+
+Then a log-log fit per step (exponent, time = a * N^b over the measured sizes) and a plot:
+
+    python benchmarks/scale.py --encoder runs/rank/experiment/enc-random-s0/best --sizes 1000 10000 100000 \\
+        --label-max 1000 --out benchmarks/results/scale
+
+writes OUT.json, OUT.md and OUT.png. Work files go under --work (kept: a rerun reuses finished steps).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def run(command: list[str], log: Path) -> dict:
+    """Run one influcoder command; its wall seconds and peak RSS (MB) from the kernel's accounting."""
+    started = time.perf_counter()
+    with log.open("w", encoding="utf-8") as handle:
+        process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"failed: {shlex.join(command)}; see {log}")
+    peak = usage.ru_maxrss / (1024 * 1024 if sys.platform == "darwin" else 1024)
+    return {"seconds": seconds, "peak_rss_mb": peak, "command": shlex.join(command)}
+
+
+def write_pool(n: int, path: Path, seed: int) -> None:
+    """The first n of a seeded draw of `evals`, as JSONL (skipped when already written)."""
+    if path.exists():
+        return
+    from influcoder.data.formats import write_samples
+    from influcoder.data.loading import load_samples
+
+    write_samples(load_samples("evals", limit=n, seed=seed), path)
+
+
+def fit(sizes: list[int], seconds: list[float]) -> dict | None:
+    """time = a * N^b by least squares in log-log (None with fewer than two sizes)."""
+    if len(sizes) < 2:
+        return None
+    b, log_a = np.polyfit(np.log(sizes), np.log(seconds), 1)
+    return {"exponent": float(b), "a": float(np.exp(log_a))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--encoder", required=True, type=Path, help="a distilled encoder directory")
+    parser.add_argument("--sizes", nargs="+", type=int, default=[1000, 10000, 100000])
+    parser.add_argument("--label-max", type=int, default=1000, help="largest pool labelled for real")
+    parser.add_argument("--label-queries", type=int, default=32)
+    parser.add_argument("--queries", type=int, default=100, help="bbh queries for attribute")
+    parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--work", type=Path, default=Path("runs/scale"))
+    parser.add_argument("--out", type=Path, default=RESULTS / "scale")
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    influcoder = [sys.executable, "-m", "influcoder.cli.main"]
+    queries = args.work / "queries.jsonl"
+    if not queries.exists():
+        from influcoder.data.formats import write_samples
+        from influcoder.data.loading import load_samples
+
+        write_samples(load_samples("bbh", limit=args.queries, seed=args.seed), queries)
+    rows: dict[str, dict[int, dict]] = {"index": {}, "attribute": {}, "label": {}, "distill-epoch": {}}
+    for n in sorted(args.sizes):
+        pool = args.work / f"pool-{n}.jsonl"
+        write_pool(n, pool, args.seed)
+        index = args.work / f"index-{n}"
+        step = [*influcoder, "index", "--encoder", str(args.encoder), "--pool", str(pool), "--out", str(index)]
+        rows["index"][n] = run([*step, "--overwrite", "--quiet"], args.work / f"index-{n}.log")
+        attribute = [*influcoder, "attribute", "--index", str(index), "--queries", str(queries), "-k", "10"]
+        attribute += ["--format", "jsonl", "--out", str(args.work / f"hits-{n}.jsonl"), "--quiet"]
+        rows["attribute"][n] = run(attribute, args.work / f"attribute-{n}.log")
+        if n > args.label_max:
+            continue
+        labels = args.work / f"labels-{n}"
+        label = [*influcoder, "label", "--pool", str(pool), "--queries", str(queries), "--query-limit"]
+        label += [str(args.label_queries), "--max-length", str(args.max_length), "--out", str(labels), "--quiet"]
+        rows["label"][n] = run([*label, "--overwrite"], args.work / f"label-{n}.log")
+        distill = [*influcoder, "distill", "--labels", str(labels), "--out", str(args.work / f"encoder-{n}")]
+        distill += ["--epochs", "1", "--overwrite", "--quiet"]
+        rows["distill-epoch"][n] = run(distill, args.work / f"distill-{n}.log")
+    report = {
+        "benchmark": "scale",
+        "command": shlex.join(["python", "benchmarks/scale.py", *sys.argv[1:]]),
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        "steps": {
+            name: {
+                "by_size": {str(n): r for n, r in measured.items()},
+                "fit": fit(list(measured), [r["seconds"] for r in measured.values()]),
+            }
+            for name, measured in rows.items()
+        },
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    args.out.with_suffix(".md").write_text(markdown(report, sorted(args.sizes)), encoding="utf-8")
+    plot(report, args.out.with_suffix(".png"))
+    print(args.out.with_suffix(".md").read_text(encoding="utf-8"))
+
+
+def markdown(report: dict, sizes: list[int]) -> str:
+    lines = [
+        "# Scale: wall time and peak memory against pool size",
+        "",
+        f"Machine: {report['machine']['platform']}, {report['machine']['cpus']} CPUs. "
+        f"Command: `{report['command']}`. Each step is its own process; peak RSS is that process's.",
+        "",
+        "| step | " + " | ".join(f"N = {n:,}" for n in sizes) + " | exponent |",
+        "|---|" + "---|" * (len(sizes) + 1),
+    ]
+    for name, step in report["steps"].items():
+        cells = []
+        for n in sizes:
+            r = step["by_size"].get(str(n))
+            if r is not None:
+                cells.append(f"{r['seconds']:.1f} s, {r['peak_rss_mb']:.0f} MB")
+            elif step["fit"] is not None:
+                cells.append(f"~{step['fit']['a'] * n ** step['fit']['exponent']:.0f} s (extrapolated)")
+            else:
+                cells.append("-")
+        exponent = f"{step['fit']['exponent']:.2f}" if step["fit"] else "-"
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {exponent} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for name, step in report["steps"].items():
+        sizes = [int(n) for n in step["by_size"]]
+        if not sizes:
+            continue
+        label = name + (f" (b = {step['fit']['exponent']:.2f})" if step["fit"] else "")
+        left.loglog(sizes, [r["seconds"] for r in step["by_size"].values()], "o-", label=label)
+        right.semilogx(sizes, [r["peak_rss_mb"] for r in step["by_size"].values()], "o-", label=name)
+    left.set(xlabel="pool samples", ylabel="wall seconds", title="time")
+    right.set(xlabel="pool samples", ylabel="peak RSS (MB)", title="memory")
+    left.legend(fontsize=8)
+    right.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
