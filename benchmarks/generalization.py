@@ -17,7 +17,11 @@ just that subset exactly: the other candidates' labels are never read by trainin
    unseen and seen evaluations: per-anchor and query-specific Spearman, against the untrained encoder and
    pool-mean (query-agnostic, needs the gradients of every evaluated pool sample);
 5. the out-of-coverage flag: AUROC of low query coverage for per-anchor rho < 0.3, over the seen and unseen
-   queries together (the question a user asks: does the flag point at the queries the encoder fails on?).
+   queries together (the question a user asks: does the flag point at the queries the encoder fails on?);
+6. continued distillation (``continued``, after ``concentrated``): `--init` from the ``concentrated`` encoder
+   (tasks A), trained on as many samples of the *next* tasks in the same seeded order (tasks B, disjoint from
+   A); fidelity on the seen evaluation's samples of tasks A before and after says what it forgot, on tasks B
+   what it learned.
 
 Every distillation resumes (`Distiller.fit` with `out`), evaluations are kept per run (`runs/NAME.json`), so a
 stopped experiment continues where it stopped. Writes results.json and results.md into --out:
@@ -45,13 +49,18 @@ from influcoder.evaluation.baselines.base import EvaluationData
 from influcoder.metrics import auroc
 
 SELECTIONS = ("concentrated", "random", "kmeans", "farthest")
+CONTINUED = "continued"
 LOW_RHO = 0.3
 
 
-def concentrated(groups: list[str], budget: int, seed: int) -> np.ndarray:
-    """Whole groups in a seeded order until `budget` samples are taken (the last group cut to fit)."""
+def concentrated(groups: list[str], budget: int, seed: int, skip: int = 0) -> np.ndarray:
+    """Whole groups in a seeded order until `budget` samples are taken (the last group cut to fit); `skip`
+    passes over that many samples' worth of groups first (the next tasks in the same order)."""
     names = sorted(set(groups))
     order = np.random.default_rng([seed, 31]).permutation(len(names))
+    if skip:
+        taken = np.cumsum([groups.count(names[k]) for k in order])
+        order = order[int(np.searchsorted(taken, skip, side="left")) + 1 :]
     chosen: list[int] = []
     for k in order:
         chosen += [i for i, g in enumerate(groups) if g == names[k]][: budget - len(chosen)]
@@ -139,12 +148,16 @@ def evaluate_run(encoder_dir: Path, scores, pool, queries, parts: dict, chosen: 
     return out
 
 
-def distill_run(out: Path, scores, pool, queries, chosen, train_queries, settings: DistillSettings) -> None:
-    """Distil on the chosen rows x training queries into `out` (resumes), then save its coverage reference."""
+def distill_run(
+    out: Path, scores, pool, queries, chosen, train_queries, settings: DistillSettings, init: Path | None = None
+) -> None:
+    """Distil on the chosen rows x training queries into `out` (resumes; from the encoder at `init` when
+    given), then save its coverage reference."""
     from influcoder.encoder.coverage import CoverageReference
     from influcoder.encoder.distill import Distiller, write_coverage_reference
+    from influcoder.encoder.model import InfluenceEncoder
 
-    distiller = Distiller(settings)
+    distiller = Distiller(settings, encoder=InfluenceEncoder.from_pretrained(init) if init else None)
     distiller.fit(
         scores[np.ix_(chosen, train_queries)],
         [pool[i] for i in chosen],
@@ -154,6 +167,38 @@ def distill_run(out: Path, scores, pool, queries, chosen, train_queries, setting
     )
     if CoverageReference.load(out / "best") is None:
         write_coverage_reference(out, [*pool, *queries])
+
+
+def fidelity_on(encoder_dir: Path, scores, pool, queries, rows: np.ndarray, cols: np.ndarray) -> dict:
+    """Per-anchor and query-specific rho of one encoder on pool `rows` x query `cols`."""
+    from influcoder.encoder.model import InfluenceEncoder
+    from influcoder.metrics import spearman_report
+
+    encoder = InfluenceEncoder.from_pretrained(encoder_dir / "best")
+    predicted = encoder.encode([pool[i] for i in rows]) @ encoder.encode([queries[j] for j in cols]).T
+    report = spearman_report(predicted, scores[np.ix_(rows, cols)])
+    return {"per_anchor": report.per_anchor_mean, "query_specific": report.query_specific_mean, "n_pool": len(rows)}
+
+
+def forgetting(out: Path, scores, pool, queries, parts: dict, groups: list[str], first, second) -> dict:
+    """Fidelity of the encoder before (``concentrated``) and after continued distillation (``continued``) on
+    the seen evaluation's pool samples of the first run's tasks (A) and of the second run's tasks (B)."""
+    tasks_a, tasks_b = {groups[i] for i in first}, {groups[i] for i in second}
+    seen = parts["seen_pool"]
+    result = {}
+    for name, tasks in (("tasks_a", tasks_a), ("tasks_b", tasks_b)):
+        rows = np.array([i for i in seen if groups[i] in tasks], dtype=np.int64)
+        if len(rows) < 3:
+            continue
+        result[name] = {
+            when: fidelity_on(out / run, scores, pool, queries, rows, parts["seen_queries"])
+            for when, run in (("before", first_run_name(out)), ("after", out.name))
+        }
+    return result
+
+
+def first_run_name(out: Path) -> str:
+    return out.name.replace(CONTINUED, "concentrated")
 
 
 def summarize(runs: dict[str, dict]) -> dict:
@@ -203,12 +248,27 @@ def markdown(table: dict, command: str, n_runs: int) -> str:
     return f"{n_runs} runs; mean ± sd over seeds.\n\n" + "\n".join(lines) + f"\n\nCommand: `{command}`\n"
 
 
+def forgetting_table(runs: dict[str, dict]) -> str:
+    """Per-anchor rho on the seen evaluation's samples of tasks A (first run) and B (continued run), before and
+    after continued distillation, mean over seeds."""
+    found = [run["forgetting"] for run in runs.values() if run.get("forgetting")]
+    if not found:
+        return ""
+    lines = ["| pool tasks | before (first encoder) | after (continued) | change |", "|---|---|---|---|"]
+    for part, label in (("tasks_a", "A: first run's (forgetting)"), ("tasks_b", "B: continued run's (learning)")):
+        pairs = [(f[part]["before"]["per_anchor"], f[part]["after"]["per_anchor"]) for f in found if part in f]
+        if pairs:
+            before, after = np.mean([p[0] for p in pairs]), np.mean([p[1] for p in pairs])
+            lines.append(f"| {label} | {before:.3f} | {after:.3f} | {after - before:+.3f} |")
+    return f"\nContinued distillation ({len(found)} seeds, per-anchor rho):\n\n" + "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--labels", required=True, type=Path)
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--selections", nargs="+", choices=SELECTIONS, default=list(SELECTIONS))
+    parser.add_argument("--selections", nargs="+", choices=[*SELECTIONS, CONTINUED], default=[*SELECTIONS, CONTINUED])
     parser.add_argument("--budget", type=int, default=400, help="pool samples distilled on per run")
     parser.add_argument("--unseen", nargs=2, type=int, default=[100, 40], help="pool, queries of held-out tasks")
     parser.add_argument("--seen", nargs=2, type=int, default=[100, 30], help="pool, queries of training tasks")
@@ -216,6 +276,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--pearson-center", default="none", choices=["none", "query"])
     parser.add_argument("--group-field", default="task")
+    parser.add_argument("--report-only", action="store_true", help="summarize the finished runs, run nothing")
     args = parser.parse_args()
     from influcoder.encoder.model import InfluenceEncoder
     from influcoder.labels.labelling import load_labels
@@ -236,13 +297,25 @@ def main() -> None:
             if path.exists():
                 runs[name] = json.loads(path.read_text(encoding="utf-8"))
                 continue
-            chosen = choose(selection, parts["candidates"], pool, groups, args.budget, seed, untrained)
+            if args.report_only:
+                continue
+            init = None
+            if selection == CONTINUED:  # tasks B: the next tasks of the concentrated order, from its encoder
+                first = choose("concentrated", parts["candidates"], pool, groups, args.budget, seed, untrained)
+                local = concentrated([groups[i] for i in parts["candidates"]], args.budget, seed, skip=args.budget)
+                chosen, init = parts["candidates"][local], args.out / f"concentrated-s{seed}" / "best"
+                if not init.exists():
+                    sys.exit(f"{name} starts from {init}: run the concentrated selection first")
+            else:
+                chosen = choose(selection, parts["candidates"], pool, groups, args.budget, seed, untrained)
             print(f"{name}: {len(chosen)} pool samples of {len({groups[i] for i in chosen})} tasks", flush=True)
             started = time.perf_counter()
             run_settings = replace(settings, seed=seed)
-            distill_run(args.out / name, scores, pool, queries, chosen, parts["train_queries"], run_settings)
+            distill_run(args.out / name, scores, pool, queries, chosen, parts["train_queries"], run_settings, init)
             seconds = time.perf_counter() - started
             run = evaluate_run(args.out / name, scores, pool, queries, parts, chosen, untrained)
+            if selection == CONTINUED:
+                run["forgetting"] = forgetting(args.out / name, scores, pool, queries, parts, groups, first, chosen)
             run.update(seconds=seconds, n_groups=len({groups[i] for i in chosen}), n_chosen=len(chosen), seed=seed)
             write_json_atomic(path, run)
             runs[name] = run
@@ -250,7 +323,8 @@ def main() -> None:
     command = shlex.join(["python", "benchmarks/generalization.py", *sys.argv[1:]])
     table = summarize(runs)
     write_json_atomic(args.out / "results.json", {"command": command, "runs": runs, "summary": table})
-    (args.out / "results.md").write_text(markdown(table, command, len(runs)), encoding="utf-8")
+    text = markdown(table, command, len(runs)) + forgetting_table(runs)
+    (args.out / "results.md").write_text(text, encoding="utf-8")
     print((args.out / "results.md").read_text(encoding="utf-8"))
 
 
