@@ -228,20 +228,9 @@ def _joint_gradient_scores(directory: Path, methods: Sequence[str], task: Toxici
     log(f"scoring {len(task.pool)} x {len(task.queries)} with {', '.join(missing)} from one gradient pass")
     state = Path(labels.adapter) / "optimizer.pt" if "less" in missing else None
     suite = GradientSuite(labels, missing, optimizer_state=state, progress=progress)
-    started = time.perf_counter()
-    matrices = suite.score_all(task.pool, task.queries)
-    seconds = time.perf_counter() - started
-    for method, matrix in matrices.items():
-        info = {
-            "method": method,
-            "description": DESCRIPTIONS[method],
-            "preconditioner": "adam" if method == "less" else "sgd",
-            "seconds": seconds,
-            "ms_per_sample": 1000 * seconds / (len(task.pool) + len(task.queries)),
-            "bytes_per_sample": suite.bytes_per_sample(method),
-            "shared_pass": missing,
-        }
-        _save_scores(directory, method, matrix, info)
+    _save_shared_pass(
+        directory, task, missing, suite.score_all, DESCRIPTIONS, suite.bytes_per_sample, lambda m: m == "less"
+    )
 
 
 def _joint_representation_scores(directory: Path, methods: Sequence[str], task: ToxicityTask, labels, log, progress):
@@ -253,17 +242,23 @@ def _joint_representation_scores(directory: Path, methods: Sequence[str], task: 
         return
     log(f"scoring {len(task.pool)} x {len(task.queries)} with {', '.join(missing)} from one decoder pass")
     scorer = RepSim(labels, progress=progress)
+    _save_shared_pass(directory, task, missing, scorer.score_all, DESCRIPTIONS, lambda _: scorer.bytes_per_sample())
+
+
+def _save_shared_pass(directory, task, missing, score_all, descriptions, bytes_per_sample, adam=None) -> None:
+    """Run one pass that scores several methods; each gets its scores file with the pass's time and the methods
+    it served (`adam(method)`: whether the method is Adam-preconditioned; None: no gradients, no preconditioner)."""
     started = time.perf_counter()
-    matrices = scorer.score_all(task.pool, task.queries)
+    matrices = score_all(task.pool, task.queries)
     seconds = time.perf_counter() - started
     for method, matrix in matrices.items():
         info = {
             "method": method,
-            "description": DESCRIPTIONS[method],
-            "preconditioner": None,
+            "description": descriptions[method],
+            "preconditioner": None if adam is None else ("adam" if adam(method) else "sgd"),
             "seconds": seconds,
             "ms_per_sample": 1000 * seconds / (len(task.pool) + len(task.queries)),
-            "bytes_per_sample": scorer.bytes_per_sample(),
+            "bytes_per_sample": bytes_per_sample(method),
             "shared_pass": missing,
         }
         _save_scores(directory, method, matrix, info)
