@@ -7,7 +7,9 @@ just that subset exactly: the other candidates' labels are never read by trainin
 
 1. hold out whole tasks, as the `task` protocol does (`split_labels_by_group`, the same split as the ranking
    experiment's `task` run of that seed): the **unseen** evaluation (pool tasks and query tasks never trained on);
-2. of the remaining, hold out random pool samples and queries: the **seen** evaluation (tasks trained on);
+2. of the remaining, hold out random pool samples and queries: the **seen** evaluation (tasks of the training
+   split: every task is a candidate, but a selection that labels few tasks, e.g. ``concentrated``, leaves most
+   of them unlabelled, so for it "seen" is partly unseen; the ``continued`` step restricts to labelled tasks);
 3. what is left are the candidates. Each selection spends the same pool budget on them:
    - ``concentrated``: whole tasks in a seeded order until the budget is spent (a few tasks labelled deeply,
      as the demo did);
