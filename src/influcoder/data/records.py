@@ -168,23 +168,37 @@ def record_to_sample(
     return Sample("" if raw_id is None else str(raw_id), prompt, response, meta)
 
 
-def assign_ids(samples: list[Sample], where: Sequence[tuple[str, int]] | None = None) -> list[Sample]:
-    """Fill empty ids with content hashes (``-2``, ``-3``... on repeated text) and refuse duplicate ids."""
-    seen: dict[str, int] = {}
-    out = []
-    for i, s in enumerate(samples):
-        sid = s.id
+class IdAssigner:
+    """The id rules of a sample file, one sample at a time: an empty id becomes the content hash (``-2``,
+    ``-3``... on repeated text), a repeated id is refused naming both records. `assign_ids` applies it to a
+    list; `influcoder.data.stream` to a file it does not hold in memory."""
+
+    def __init__(self) -> None:
+        self.first: dict[str, int] = {}  # id -> record number where it was first seen
+
+    def take(self, sample: Sample, path: str, number: int) -> str:
+        sid = sample.id
         if not sid:
-            base = content_id(s.prompt, s.response)
+            base = content_id(sample.prompt, sample.response)
             sid, n = base, 1
-            while sid in seen:
+            while sid in self.first:
                 n += 1
                 sid = f"{base}-{n}"
-        elif sid in seen:
-            path, line = where[i] if where else ("<samples>", i + 1)
-            first = where[seen[sid]][1] if where else seen[sid] + 1
-            raise DataError(path, line, f"duplicate id {sid!r} (first seen at record {first}); ids must be unique")
-        seen[sid] = i
+        elif sid in self.first:
+            raise DataError(
+                path, number, f"duplicate id {sid!r} (first seen at record {self.first[sid]}); ids must be unique"
+            )
+        self.first[sid] = number
+        return sid
+
+
+def assign_ids(samples: list[Sample], where: Sequence[tuple[str, int]] | None = None) -> list[Sample]:
+    """Fill empty ids with content hashes (``-2``, ``-3``... on repeated text) and refuse duplicate ids."""
+    ids = IdAssigner()
+    out = []
+    for i, s in enumerate(samples):
+        path, line = where[i] if where else ("<samples>", i + 1)
+        sid = ids.take(s, path, line)
         out.append(s if sid == s.id else Sample(sid, s.prompt, s.response, s.meta))
     return out
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from influcoder.core.errors import DataError
-from influcoder.data.records import Sample, content_id, record_to_sample
+from influcoder.data.records import IdAssigner, Sample, record_to_sample
 
 
 def _item(sequence: Sequence[Sample], i, read):
@@ -50,23 +50,9 @@ class JsonlSamples(Sequence[Sample]):
         self._rows = None  # a subset's rows of the file (None: every record)
         if not self.path.exists():
             raise DataError(str(self.path), None, "no such file or directory")
-        first_line: dict[str, int] = {}
+        ids = IdAssigner()
         for offset, number, record in self._scan():
-            sample = self._sample(record, number)
-            sid = sample.id
-            if not sid:  # as `assign_ids`: content hash, -2, -3... on repeated text
-                base, n = content_id(sample.prompt, sample.response), 1
-                sid = base
-                while sid in first_line:
-                    n += 1
-                    sid = f"{base}-{n}"
-            elif sid in first_line:
-                raise DataError(
-                    str(self.path),
-                    number,
-                    f"duplicate id {sid!r} (first seen at record {first_line[sid]}); ids must be unique",
-                )
-            first_line[sid] = number
+            sid = ids.take(self._sample(record, number), str(self.path), number)
             self.ids.append(sid)
             self._offsets.append(offset)
             self._lines.append(number)
