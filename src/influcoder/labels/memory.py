@@ -79,13 +79,14 @@ def batch_tokens_for_budget(
     longest = max(tokenized, key=lambda t: len(t.input_ids))
     width = len(longest.input_ids)
     per_token = BACKWARD_MARGIN * saved_activation_bytes(model, [longest], pad_id) / width
-    free = max_memory_gb * GB - resident_bytes() - 2 * batch_size * block_bytes_per_sample
+    resident = resident_bytes()
+    free = max_memory_gb * GB - resident - 2 * batch_size * block_bytes_per_sample
     tokens = int(free // per_token)
     if tokens < width:
-        needed = (resident_bytes() + 2 * block_bytes_per_sample + width * per_token) / GB
+        needed = (resident + 2 * block_bytes_per_sample + width * per_token) / GB
         raise InflucoderError(
             f"--max-memory {max_memory_gb:g} GB is too small: the decoder and its adapter already take "
-            f"{resident_bytes() / GB:.2f} GB and the longest sample ({longest.id}, {width} tokens) needs about "
+            f"{resident / GB:.2f} GB and the longest sample ({longest.id}, {width} tokens) needs about "
             f"{needed:.2f} GB in all; raise it, or lower --max-length"
         )
     return tokens
