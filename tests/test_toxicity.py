@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -202,3 +203,17 @@ def test_a_run_key_ignores_whether_the_refusal_check_runs():
 
     assert ToxicityRun(refusal_check=False).key() == ToxicityRun().key()
     assert ToxicityRun(drop=0.1).key() != ToxicityRun().key()
+
+
+def test_a_run_written_before_a_setting_existed_resumes_only_at_its_default(tmp_path):
+    """run.json from an older version lacks settings added since; their defaults reproduce the old code."""
+    from influcoder.evaluation.toxicity import ToxicityRun, _check_run
+
+    key = json.loads(json.dumps(ToxicityRun().key()))
+    del key["labels"]["max_memory"]
+    (tmp_path / "run.json").write_text(json.dumps(key))
+    _check_run(tmp_path, ToxicityRun())  # the default: resumes
+    changed = ToxicityRun()
+    changed.labels = replace(changed.labels, max_memory=4.0)
+    with pytest.raises(InflucoderError, match="other labels settings"):
+        _check_run(tmp_path, changed)

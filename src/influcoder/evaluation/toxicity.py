@@ -64,6 +64,17 @@ class ToxicityRun:
         return d
 
 
+def _fill_added_settings(stored: dict, current: dict, defaults: dict) -> None:
+    """Give a stored run key the settings added to the code after it was written, where this run keeps their
+    default: a new field's default reproduces what the code did before it existed, so the run may resume.
+    A new setting changed from its default still differs, and the run is refused."""
+    for section, values in current.items():
+        if isinstance(values, dict) and isinstance(stored.get(section), dict):
+            for key, value in values.items():
+                if key not in stored[section] and value == defaults.get(section, {}).get(key):
+                    stored[section][key] = value
+
+
 def pool_scores(matrix: np.ndarray) -> np.ndarray:
     """A pool sample's filtering score: its mean over the queries."""
     return np.asarray(matrix, dtype=np.float64).mean(axis=1)
@@ -114,8 +125,10 @@ def _check_run(out: Path, run: ToxicityRun) -> None:
     if path.exists():
         stored = json.loads(path.read_text(encoding="utf-8"))
         stored.pop("refusal_check", None)  # recorded by runs before it left the key
-        if stored != json.loads(json.dumps(run.key())):
-            differ = sorted(k for k in stored if stored[k] != json.loads(json.dumps(run.key())).get(k))
+        current = json.loads(json.dumps(run.key()))
+        _fill_added_settings(stored, current, json.loads(json.dumps(ToxicityRun().key())))
+        if stored != current:
+            differ = sorted(k for k in set(stored) | set(current) if stored.get(k) != current.get(k))
             raise InflucoderError(
                 f"{out} holds a toxicity run with other {', '.join(differ)} settings; use another --out"
             )
