@@ -278,6 +278,10 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--pearson-center", default="none", choices=["none", "query"])
     parser.add_argument("--group-field", default="task")
+    parser.add_argument(
+        "--val-group", default=None, help="distil with whole groups of this field held out for validation"
+    )
+    parser.add_argument("--tag", default="", help="suffix of the run names for a variant of the settings: '+taskval'")
     parser.add_argument("--report-only", action="store_true", help="summarize the finished runs, run nothing")
     args = parser.parse_args()
     from influcoder.encoder.model import InfluenceEncoder
@@ -286,7 +290,9 @@ def main() -> None:
     matrix, pool, queries, _ = load_labels(args.labels)
     scores = np.asarray(matrix.scores)
     groups = sample_groups(pool, args.group_field)
-    settings = DistillSettings(epochs=args.epochs, lr=args.lr, pearson_center=args.pearson_center)
+    settings = DistillSettings(
+        epochs=args.epochs, lr=args.lr, pearson_center=args.pearson_center, val_group=args.val_group
+    )
     untrained = InfluenceEncoder.from_backbone(settings.encoder)
     runs_dir = args.out / "runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
@@ -294,7 +300,7 @@ def main() -> None:
     for seed in args.seeds:
         parts = splits(pool, queries, seed, tuple(args.unseen), tuple(args.seen), args.group_field)
         for selection in args.selections:
-            name = f"{selection}-s{seed}"
+            name = f"{selection}{args.tag}-s{seed}"
             path = runs_dir / f"{name}.json"
             if path.exists():
                 runs[name] = json.loads(path.read_text(encoding="utf-8"))
@@ -305,7 +311,7 @@ def main() -> None:
             if selection == CONTINUED:  # tasks B: the next tasks of the concentrated order, from its encoder
                 first = choose("concentrated", parts["candidates"], pool, groups, args.budget, seed, untrained)
                 local = concentrated([groups[i] for i in parts["candidates"]], args.budget, seed, skip=args.budget)
-                chosen, init = parts["candidates"][local], args.out / f"concentrated-s{seed}" / "best"
+                chosen, init = parts["candidates"][local], args.out / f"concentrated{args.tag}-s{seed}" / "best"
                 if not init.exists():
                     sys.exit(f"{name} starts from {init}: run the concentrated selection first")
             else:
@@ -323,6 +329,8 @@ def main() -> None:
             runs[name] = run
             print(f"  unseen per-anchor {run['unseen']['influcoder']['per_anchor']:.3f}", flush=True)
     command = shlex.join(["python", "benchmarks/generalization.py", *sys.argv[1:]])
+    for path in sorted(runs_dir.glob("*.json")):  # the report covers every variant run so far, not just this one
+        runs.setdefault(path.stem, json.loads(path.read_text(encoding="utf-8")))
     table = summarize(runs)
     write_json_atomic(args.out / "results.json", {"command": command, "runs": runs, "summary": table})
     text = markdown(table, command, len(runs)) + forgetting_table(runs)

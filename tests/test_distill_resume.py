@@ -89,3 +89,43 @@ def test_other_settings_or_labels_are_refused_unless_overwritten(tiny_bert_dir, 
     assert len(logs) == 2
     with pytest.raises(InflucoderError, match="already holds a distillation run"):
         Distiller(s).fit(scores, pool, queries, out=tmp_path / "run", progress=False)
+
+
+def test_a_group_validation_split_holds_out_whole_groups(tiny_bert_dir, tmp_path, data):
+    """--val-group: the best epoch is chosen on groups (tasks) that training never sees."""
+    from dataclasses import replace as with_meta
+
+    scores, pool, queries = data
+    pool = [with_meta(p, meta={"task": f"t{i % 6}"}) for i, p in enumerate(pool)]
+    queries = [with_meta(q, meta={"task": f"q{i % 4}"}) for i, q in enumerate(queries)]
+    Distiller(settings(tiny_bert_dir, epochs=1, val_group="task", val_fraction=0.2)).fit(
+        scores, pool, queries, out=tmp_path / "run", progress=False
+    )
+    record = json.loads((tmp_path / "run" / "training.json").read_text())
+    task = {s.id: s.meta["task"] for s in [*pool, *queries]}
+    for side in ("pool", "query"):
+        held = {task[i] for i in record[f"val_{side}_ids"]}
+        trained = {task[i] for i in record[f"train_{side}_ids"]}
+        assert held and trained and not held & trained, side
+    assert record["settings"]["val_group"] == "task"
+    with pytest.raises(InflucoderError, match="no meta field 'task'"):
+        Distiller(settings(tiny_bert_dir, epochs=1, val_group="task")).fit(scores, *data[1:], progress=False)
+
+
+def test_a_run_written_before_a_setting_was_added_still_resumes(tiny_bert_dir, tmp_path, data):
+    """Settings added later (val_group) are left out of the run key at their default: older runs match."""
+    from dataclasses import replace as with_meta
+
+    scores, pool, queries = data
+    pool = [with_meta(p, meta={"task": f"t{i % 6}"}) for i, p in enumerate(pool)]
+    queries = [with_meta(q, meta={"task": f"q{i % 4}"}) for i, q in enumerate(queries)]
+    s = settings(tiny_bert_dir, epochs=1)
+    Distiller(s).fit(scores, pool, queries, out=tmp_path / "run", progress=False)
+    path = tmp_path / "run" / "training.json"
+    record = json.loads(path.read_text())
+    assert "val_group" not in record["settings"]  # as an older influcoder wrote it
+    assert Distiller(s).fit(scores, pool, queries, out=tmp_path / "run", progress=False)  # done: not refused
+    with pytest.raises(InflucoderError, match="val_group: stored None, requested 'task'"):
+        Distiller(settings(tiny_bert_dir, epochs=1, val_group="task")).fit(
+            scores, pool, queries, out=tmp_path / "run", progress=False
+        )

@@ -41,7 +41,7 @@ from influcoder.encoder.losses import PEARSON_CENTERINGS, distillation_loss, gro
 from influcoder.encoder.model import InfluenceEncoder
 from influcoder.encoder.predict import predict_matrix
 from influcoder.encoder.settings import DistillSettings
-from influcoder.encoder.splits import split_from_file, split_indices, split_labels, split_labels_by_group
+from influcoder.encoder.splits import split_from_file, split_labels, split_labels_by_group, validation_split
 from influcoder.metrics import spearman_report
 
 
@@ -66,7 +66,7 @@ def run_key(settings: DistillSettings, scores: np.ndarray, pool: Sequence[Sample
     """
     digest = hashlib.sha256(np.ascontiguousarray(scores, dtype=np.float32).tobytes())
     digest.update(fingerprint(pool).encode() + fingerprint(queries).encode())
-    return {"settings": asdict(settings), "data": digest.hexdigest()}
+    return {"settings": settings.key(), "data": digest.hexdigest()}
 
 
 def _key_difference(stored: dict, wanted: dict) -> str:
@@ -178,8 +178,8 @@ class Distiller:
         if len(pool) < 6 or len(queries) < 4:
             raise InflucoderError("distillation needs at least 6 pool samples and 4 queries")
         rng = np.random.default_rng(s.seed)
-        train_pool, val_pool = split_indices(len(pool), s.val_fraction, rng)
-        train_q, val_q = split_indices(len(queries), s.val_fraction, rng)
+        groups = (sample_groups(pool, s.val_group), sample_groups(queries, s.val_group)) if s.val_group else None
+        train_pool, val_pool, train_q, val_q = validation_split(len(pool), len(queries), s.val_fraction, rng, groups)
         per_batch = min(s.candidates_per_batch, len(train_pool))
         fresh_per_step = max(1, per_batch - min(s.hard_candidates, per_batch))  # an epoch's permutation, dealt
         steps_per_epoch = max(1, math.ceil(len(train_pool) / fresh_per_step))  # every pool sample once per epoch
@@ -268,7 +268,7 @@ class Distiller:
                     best = log.val_per_anchor
                     self.encoder.save_pretrained(out / "best", replace=True)
                 record = {
-                    "settings": asdict(s),
+                    "settings": s.key(),
                     "epochs": [asdict(x) for x in logs],
                     "best_val_per_anchor": best,
                     "complete": epoch == s.epochs,

@@ -20,6 +20,25 @@ def split_indices(n: int, fraction: float, rng: np.random.Generator) -> tuple[np
     return np.sort(perm[held:]), np.sort(perm[:held])
 
 
+def validation_split(
+    n_pool: int,
+    n_queries: int,
+    fraction: float,
+    rng: np.random.Generator,
+    groups: tuple[Sequence[str], Sequence[str]] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(train pool, validation pool, train queries, validation queries): random samples, or, given each pool
+    sample's and query's group, whole groups held out until `fraction` of each side is (see
+    `split_labels_by_group`)."""
+    if groups is None:
+        return (*split_indices(n_pool, fraction, rng), *split_indices(n_queries, fraction, rng))
+    wanted = [max(2, int(round(n * fraction))) for n in (n_pool, n_queries)]
+    try:
+        return split_labels_by_group(*groups, *wanted, int(rng.integers(2**31)))
+    except InflucoderError as error:
+        raise InflucoderError(f"a validation split of whole groups: {error}") from None
+
+
 def split_labels(
     n_pool: int, n_queries: int, eval_pool: int, eval_queries: int, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
