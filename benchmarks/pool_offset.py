@@ -1,0 +1,143 @@
+"""Why a distilled encoder falls short on unseen tasks: how much of the gradient labels is a query-independent
+*pool offset*, where that offset varies (between tasks or within them), and whether anything cheap predicts it
+for tasks never labelled.
+
+The pool offset of a pool sample is its mean influence over the queries. Pool-mean (ranking every query's pool
+by that offset) reaches a per-anchor rho of 0.6 on unseen tasks in `docs/results/ranking.md`, far above any
+text method, so a method that cannot predict the offset of an unseen task's samples cannot come near it.
+Measured here on a labels directory, with numpy only (seconds):
+
+1. the share of the labels' variance that the pool offset and the query offset explain, and the share of the
+   pool offset's variance that lies between groups (tasks) rather than within them;
+2. for each task-protocol split (`split_labels_by_group`, as the ranking experiment's `task` runs draw them):
+   how well a ridge regression on length features, fitted on the training tasks' offsets, ranks the held-out
+   tasks' offsets (Spearman), and the per-anchor rho on the held-out pool x queries of scoring every query by
+   that predicted offset (a text-only stand-in for pool-mean). Lengths are whitespace word counts of prompt
+   and response: the gradient of a response-only loss is an average over response tokens, so its direction
+   depends on how many tokens it averages.
+
+    python benchmarks/pool_offset.py --labels runs/rank/labels --seeds 0 1 2 --out benchmarks/results/pool_offset
+
+Writes pool_offset.json and pool_offset.md into --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import spearmanr
+
+from influcoder.core.atomic import write_json_atomic
+from influcoder.data.records import Sample, sample_groups
+from influcoder.encoder.splits import split_labels_by_group
+from influcoder.metrics import per_anchor_spearman
+
+
+def variance_shares(scores: np.ndarray, groups: list[str]) -> dict:
+    """Shares of the labels' total variance explained by the pool offset (row means) and the query offset
+    (column means), and the share of the pool offset's variance that lies between groups."""
+    centred = scores - scores.mean()
+    total = float((centred**2).sum())
+    rows, cols = centred.mean(axis=1), centred.mean(axis=0)
+    names = np.array(groups)
+    group_mean = {g: rows[names == g].mean() for g in set(groups)}
+    between = np.array([group_mean[g] for g in groups])
+    pool_share = float((rows**2).sum() * scores.shape[1] / total)
+    query_share = float((cols**2).sum() * scores.shape[0] / total)
+    return {
+        "pool_offset_share": pool_share,
+        "query_offset_share": query_share,
+        # a query's own offset does not change its ranking: the share of what per-anchor rho sees
+        "pool_offset_share_within_queries": pool_share / (1 - query_share),
+        "between_group_share_of_pool_offset": float((between**2).sum() / (rows**2).sum()),
+    }
+
+
+def length_features(samples: list[Sample]) -> np.ndarray:
+    """log(1 + words) of prompt and response, their product and squares, standardised later."""
+    prompt = np.log1p([len(s.prompt.split()) for s in samples])
+    response = np.log1p([len(s.response.split()) for s in samples])
+    return np.stack([prompt, response, prompt * response, prompt**2, response**2], axis=1)
+
+
+def ridge_predict(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, penalty: float = 1.0) -> np.ndarray:
+    """Ridge regression with standardised features and an unpenalised intercept."""
+    mean, std = x_train.mean(axis=0), x_train.std(axis=0) + 1e-12
+    a, b = (x_train - mean) / std, (x_test - mean) / std
+    weights = np.linalg.solve(a.T @ a + penalty * np.eye(a.shape[1]), a.T @ (y_train - y_train.mean()))
+    return b @ weights + y_train.mean()
+
+
+def split_figures(scores, pool, queries, groups, query_groups, held: tuple[int, int], seed: int) -> dict:
+    """Offset prediction on one task-protocol split: lengths (ridge) against the true offset (pool-mean)."""
+    train_p, eval_p, train_q, eval_q = split_labels_by_group(groups, query_groups, *held, seed)
+    offset = scores[:, train_q].mean(axis=1)  # what pool-mean knows: the training queries only
+    features = length_features(pool)
+    predicted = ridge_predict(features[train_p], offset[train_p], features[eval_p])
+    true = scores[np.ix_(eval_p, eval_q)]
+    response_words = np.array([len(pool[i].response.split()) for i in eval_p])
+
+    def per_anchor(pool_scores: np.ndarray) -> float:
+        return float(np.nanmean(per_anchor_spearman(np.repeat(pool_scores[:, None], len(eval_q), axis=1), true)))
+
+    return {
+        "seed": seed,
+        "n_eval_pool": len(eval_p),
+        "n_eval_queries": len(eval_q),
+        "n_eval_tasks": len({groups[i] for i in eval_p}),
+        "lengths_offset_spearman": float(spearmanr(predicted, offset[eval_p])[0]),
+        "response_words_offset_spearman": float(spearmanr(response_words, offset[eval_p])[0]),
+        "per_anchor_lengths": per_anchor(predicted),
+        "per_anchor_pool_mean": per_anchor(offset[eval_p]),
+    }
+
+
+def markdown(shares: dict, splits: list[dict], command: str) -> str:
+    lines = [
+        f"Pool offset: {shares['pool_offset_share']:.1%} of the labels' variance (query offset "
+        f"{shares['query_offset_share']:.1%}), {shares['pool_offset_share_within_queries']:.1%} of what is left "
+        "once each query's own mean is removed (a query's mean does not change its ranking); "
+        f"{shares['between_group_share_of_pool_offset']:.1%} of the pool offset's variance lies between tasks.",
+        "",
+        "| split seed | unseen tasks | pool x queries | lengths -> offset ρ | response words -> offset ρ "
+        "| per-anchor ρ, lengths | per-anchor ρ, pool-mean |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for s in splits:
+        lines.append(
+            f"| {s['seed']} | {s['n_eval_tasks']} | {s['n_eval_pool']} x {s['n_eval_queries']} "
+            f"| {s['lengths_offset_spearman']:.3f} | {s['response_words_offset_spearman']:.3f} "
+            f"| {s['per_anchor_lengths']:.3f} | {s['per_anchor_pool_mean']:.3f} |"
+        )
+    return "\n".join(lines) + f"\n\nCommand: `{command}`\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--labels", required=True, type=Path)
+    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--held-out", nargs=2, type=int, default=[100, 40], help="pool, queries of unseen tasks")
+    parser.add_argument("--group-field", default="task")
+    args = parser.parse_args()
+    from influcoder.labels.labelling import load_labels
+
+    matrix, pool, queries, _ = load_labels(args.labels)
+    scores = np.asarray(matrix.scores, dtype=np.float64)
+    groups, query_groups = sample_groups(pool, args.group_field), sample_groups(queries, args.group_field)
+    shares = variance_shares(scores, groups)
+    splits = [split_figures(scores, pool, queries, groups, query_groups, tuple(args.held_out), s) for s in args.seeds]
+    command = shlex.join(["python", "benchmarks/pool_offset.py", *sys.argv[1:]])
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(args.out / "pool_offset.json", {"command": command, "variance": shares, "splits": splits})
+    text = markdown(shares, splits, command)
+    (args.out / "pool_offset.md").write_text(text, encoding="utf-8")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
