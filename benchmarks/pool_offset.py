@@ -14,9 +14,15 @@ Measured here on a labels directory, with numpy only (seconds):
    tasks' offsets (Spearman), and the per-anchor rho on the held-out pool x queries of scoring every query by
    that predicted offset (a text-only stand-in for pool-mean). Lengths are whitespace word counts of prompt
    and response: the gradient of a response-only loss is an average over response tokens, so its direction
-   depends on how many tokens it averages.
+   depends on how many tokens it averages;
+3. with `--encoders` (the ranking experiment's encoders, ``{protocol}`` and ``{seed}`` filled in): per-anchor
+   rho of the distilled encoder's cosine plus w times the length-predicted offset (both z-scored), for a grid
+   of w, on the `task` split (unseen tasks) and the `random` split (seen tasks) of each seed. A weight that
+   helps unseen tasks must not cost the seen ones; choosing it needs validation tasks the encoder did not
+   train on (`distill --val-group`), never the evaluation split.
 
-    python benchmarks/pool_offset.py --labels runs/rank/labels --seeds 0 1 2 --out benchmarks/results/pool_offset
+    python benchmarks/pool_offset.py --labels runs/rank/labels --seeds 0 1 2 --out benchmarks/results/pool_offset \
+        --encoders 'runs/rank/experiment/enc-{protocol}-s{seed}/best'
 
 Writes pool_offset.json and pool_offset.md into --out.
 """
@@ -33,7 +39,7 @@ from scipy.stats import spearmanr
 
 from influcoder.core.atomic import write_json_atomic
 from influcoder.data.records import Sample, sample_groups
-from influcoder.encoder.splits import split_labels_by_group
+from influcoder.encoder.splits import split_labels, split_labels_by_group
 from influcoder.metrics import per_anchor_spearman
 
 
@@ -96,6 +102,38 @@ def split_figures(scores, pool, queries, groups, query_groups, held: tuple[int, 
     }
 
 
+WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0)
+
+
+def mixed_figures(encoder_dir: str, scores, pool, queries, parts: tuple, features: np.ndarray) -> dict:
+    """Per-anchor rho of z(cosine) + w * z(length-predicted offset) on one split, per weight w."""
+    from influcoder.encoder.model import InfluenceEncoder
+
+    train_p, eval_p, train_q, eval_q = parts
+    encoder = InfluenceEncoder.from_pretrained(encoder_dir)
+    cosine = encoder.encode([pool[i] for i in eval_p]) @ encoder.encode([queries[j] for j in eval_q]).T
+    offset = ridge_predict(features[train_p], scores[np.ix_(train_p, train_q)].mean(axis=1), features[eval_p])
+    z_cosine, z_offset = (cosine - cosine.mean()) / cosine.std(), (offset - offset.mean()) / offset.std()
+    true = scores[np.ix_(eval_p, eval_q)]
+    return {f"{w:g}": float(np.nanmean(per_anchor_spearman(z_cosine + w * z_offset[:, None], true))) for w in WEIGHTS}
+
+
+def mixed_markdown(mixed: dict) -> str:
+    lines = [
+        "",
+        "Distilled encoder's cosine + w x length-predicted offset (z-scored), per-anchor ρ, mean over seeds:",
+        "",
+        "| split | " + " | ".join(f"w = {w:g}" for w in WEIGHTS) + " |",
+        "|---|" + "---|" * len(WEIGHTS),
+    ]
+    for protocol, label in (("task", "unseen tasks (task)"), ("random", "seen tasks (random)")):
+        runs = mixed.get(protocol, [])
+        if runs:
+            means = [np.mean([r[f"{w:g}"] for r in runs]) for w in WEIGHTS]
+            lines.append(f"| {label}, {len(runs)} seeds | " + " | ".join(f"{m:.3f}" for m in means) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def markdown(shares: dict, splits: list[dict], command: str) -> str:
     lines = [
         f"Pool offset: {shares['pool_offset_share']:.1%} of the labels' variance (query offset "
@@ -123,6 +161,7 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--held-out", nargs=2, type=int, default=[100, 40], help="pool, queries of unseen tasks")
     parser.add_argument("--group-field", default="task")
+    parser.add_argument("--encoders", help="encoder directory pattern with {protocol} and {seed} (see above)")
     args = parser.parse_args()
     from influcoder.labels.labelling import load_labels
 
@@ -131,10 +170,20 @@ def main() -> None:
     groups, query_groups = sample_groups(pool, args.group_field), sample_groups(queries, args.group_field)
     shares = variance_shares(scores, groups)
     splits = [split_figures(scores, pool, queries, groups, query_groups, tuple(args.held_out), s) for s in args.seeds]
+    mixed: dict = {}
+    if args.encoders:
+        features = length_features(pool)
+        for seed in args.seeds:
+            task_parts = split_labels_by_group(groups, query_groups, *args.held_out, seed)
+            random_parts = split_labels(len(pool), len(queries), *args.held_out, seed)
+            for protocol, parts in (("task", task_parts), ("random", random_parts)):
+                directory = args.encoders.format(protocol=protocol, seed=seed)
+                mixed.setdefault(protocol, []).append(mixed_figures(directory, scores, pool, queries, parts, features))
     command = shlex.join(["python", "benchmarks/pool_offset.py", *sys.argv[1:]])
     args.out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(args.out / "pool_offset.json", {"command": command, "variance": shares, "splits": splits})
-    text = markdown(shares, splits, command)
+    record = {"command": command, "variance": shares, "splits": splits, "mixed": mixed}
+    write_json_atomic(args.out / "pool_offset.json", record)
+    text = markdown(shares, splits, command) + (mixed_markdown(mixed) if mixed else "")
     (args.out / "pool_offset.md").write_text(text, encoding="utf-8")
     print(text)
 
