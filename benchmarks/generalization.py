@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import shutil
 import sys
 import time
 from dataclasses import replace
@@ -46,6 +47,8 @@ import numpy as np
 
 from influcoder.core.atomic import write_json_atomic
 from influcoder.data.records import sample_groups
+from influcoder.encoder.length_prior import LengthPrior
+from influcoder.encoder.prior_fit import fit_length_prior
 from influcoder.encoder.settings import DistillSettings
 from influcoder.evaluation.baselines.base import EvaluationData
 from influcoder.metrics import auroc
@@ -281,6 +284,17 @@ def main() -> None:
     parser.add_argument(
         "--val-group", default=None, help="distil with whole groups of this field held out for validation"
     )
+    parser.add_argument(
+        "--length-prior",
+        action="store_true",
+        help="fit the encoder's length prior after distilling (distill --length-prior)",
+    )
+    parser.add_argument(
+        "--reuse",
+        metavar="TAG",
+        help="start each run from a copy of the finished run of this tag (e.g. '' or "
+        "'+taskval'), same selection and seed: with --length-prior, measures the prior without training again",
+    )
     parser.add_argument("--tag", default="", help="suffix of the run names for a variant of the settings: '+taskval'")
     parser.add_argument("--report-only", action="store_true", help="summarize the finished runs, run nothing")
     args = parser.parse_args()
@@ -319,7 +333,17 @@ def main() -> None:
             print(f"{name}: {len(chosen)} pool samples of {len({groups[i] for i in chosen})} tasks", flush=True)
             started = time.perf_counter()
             run_settings = replace(settings, seed=seed)
+            source = args.out / f"{selection}{args.reuse}-s{seed}"
+            if args.reuse is not None and not (args.out / name).exists():
+                if not (source / "training.json").exists():
+                    sys.exit(f"{name} reuses {source}: run it first")
+                shutil.copytree(source, args.out / name)
             distill_run(args.out / name, scores, pool, queries, chosen, parts["train_queries"], run_settings, init)
+            if args.length_prior and LengthPrior.load(args.out / name / "best") is None:
+                rows, cols = chosen, parts["train_queries"]
+                fit_length_prior(
+                    args.out / name, scores[np.ix_(rows, cols)], [pool[i] for i in rows], [queries[j] for j in cols]
+                )
             seconds = time.perf_counter() - started
             run = evaluate_run(args.out / name, scores, pool, queries, parts, chosen, untrained)
             if selection == CONTINUED:

@@ -66,7 +66,7 @@ def audit_scores(
         pool_grads = featurizer.featurize_tokenized(featurizer.tokenize(pool), bar)
         query_grads = featurizer.featurize_tokenized(featurizer.tokenize(queries), bar)
     exact = normalize_rows(pool_grads) @ normalize_rows(query_grads).T
-    predicted = encoder.encode(pool) @ encoder.encode(queries).T
+    predicted = encoder.encode_pool(pool) @ encoder.encode_queries(queries).T
     return spearman_report(predicted, exact).to_dict()
 
 

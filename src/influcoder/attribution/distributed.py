@@ -30,6 +30,6 @@ class EncodeShardJob:
 
         def job(shard: int) -> None:
             rows = store.shard_rows(shard)
-            store.write_shard(shard, encoder.encode([self.samples[i] for i in rows], self.batch_size))
+            store.write_shard(shard, encoder.encode_pool([self.samples[i] for i in rows], self.batch_size))
 
         return job

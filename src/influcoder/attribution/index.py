@@ -166,7 +166,8 @@ class EmbeddingIndex:
                 "encoder_backend": encoder.backend,
                 "encoder_config": {k: v for k, v in encoder.config.__dict__.items() if k != "label_config"},
                 "label_config": encoder.config.label_config,
-                "dim": encoder.dim,
+                "dim": encoder.score_dim,
+                "prior_columns": encoder.score_dim - encoder.dim,  # a length prior's column after the embedding
                 "dtype": dtype,
                 "index_factory": index_factory,
                 "segments": [],
@@ -212,7 +213,7 @@ class EmbeddingIndex:
         with tqdm(total=len(samples), initial=done, desc=f"encode {name}", unit="sample", disable=not progress) as bar:
             for i in missing:
                 rows = store.shard_rows(i)
-                store.write_shard(i, encoder.encode([samples[j] for j in rows], batch_size))
+                store.write_shard(i, encoder.encode_pool([samples[j] for j in rows], batch_size))
                 bar.update(len(rows))
 
     def _sync_faiss(self, progress: bool) -> None:
@@ -316,7 +317,9 @@ class EmbeddingIndex:
     def write_coverage(self, reference) -> dict:
         """Score every indexed sample's coverage (`influcoder.encoder.coverage`) into ``coverage.npy`` (row
         order) and record the threshold and the covered share in the manifest; returns that record."""
-        scores = np.concatenate([reference.score(block) for block in self.iter_embeddings()] or [np.zeros(0)])
+        width = self.dim - self.manifest.get("prior_columns", 0)  # coverage lives in the embedding space only
+        blocks = [reference.score(block[:, :width]) for block in self.iter_embeddings()]
+        scores = np.concatenate(blocks or [np.zeros(0)])
         with atomic_output(self.path / COVERAGE, fsync=True) as tmp, open(tmp, "wb") as handle:
             np.save(handle, scores.astype(np.float32), allow_pickle=False)
         record = {

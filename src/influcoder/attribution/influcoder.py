@@ -123,8 +123,9 @@ class Influcoder:
     ) -> list[list[Attribution]]:
         """Top-k pool samples per query by predicted influence, best first."""
         index = self.index_
-        embedded = self.encoder.encode(queries, batch_size)
+        embedded = self.encoder.encode_queries(queries, batch_size)
         scores, rows = index.search(embedded, k, nprobe)
+        embedded = embedded[:, : self.encoder.dim]  # coverage lives in the embedding space only
         pool = index.samples()
         reference, row_coverage = self.coverage_reference, index.coverage()
         self.query_coverage = (
@@ -143,7 +144,7 @@ class Influcoder:
 
     def score(self, queries: Sequence[Sample], aggregate: str = "mean", batch_size: int = 32) -> np.ndarray:
         """Predicted influence of every indexed pool sample on the query set (pool order)."""
-        return self.index_.score_pool(self.encoder.encode(queries, batch_size), aggregate)
+        return self.index_.score_pool(self.encoder.encode_queries(queries, batch_size), aggregate)
 
     def filter(
         self,

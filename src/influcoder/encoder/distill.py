@@ -37,9 +37,11 @@ from influcoder.core.errors import ArtifactMismatchError, InflucoderError, NonFi
 from influcoder.core.locks import exclusive_directory
 from influcoder.data.records import Sample, fingerprint, sample_groups
 from influcoder.encoder.coverage import CoverageReference, build_reference
+from influcoder.encoder.length_prior import LengthPrior
 from influcoder.encoder.losses import PEARSON_CENTERINGS, distillation_loss, group_ranking_loss
 from influcoder.encoder.model import InfluenceEncoder
 from influcoder.encoder.predict import predict_matrix
+from influcoder.encoder.prior_fit import fit_length_prior
 from influcoder.encoder.settings import DistillSettings
 from influcoder.encoder.splits import split_from_file, split_labels, split_labels_by_group, validation_split
 from influcoder.metrics import spearman_report
@@ -112,6 +114,7 @@ class Distiller:
         )
         self.device = resolve_device(device)
         self.encoder.to(self.device)
+        self.encoder.length_prior = None  # an --init encoder's prior fits its old weights; refitted after training
 
     def _candidates(
         self,
@@ -419,16 +422,12 @@ def distill_labels(
         )
         distiller = Distiller(settings, encoder=init, device=device)
         distiller.encoder.config.label_config = info.get("features", {})
-        logs = distiller.fit(
-            scores[np.ix_(train_p, train_q)],
-            [pool[i] for i in train_p],
-            [queries[j] for j in train_q],
-            out=out,
-            progress=progress,
-            overwrite=overwrite,
-        )
+        train = scores[np.ix_(train_p, train_q)], [pool[i] for i in train_p], [queries[j] for j in train_q]
+        logs = distiller.fit(*train, out=out, progress=progress, overwrite=overwrite)
         if CoverageReference.load(out / "best") is None:
             write_coverage_reference(out, [*pool, *queries], progress, device)
+        if settings.length_prior and LengthPrior.load(out / "best") is None:
+            fit_length_prior(out, *train)
         return logs
 
 

@@ -13,6 +13,12 @@ A saved encoder is a directory::
                           and the label settings it was distilled from)
     backbone/             the HF backbone and its tokenizer (save_pretrained)
     head.safetensors      pooling and head weights (absent when there are none)
+    coverage.npz          the coverage reference (`influcoder.encoder.coverage`; distill writes it)
+    length_prior.json     optional per-pool-sample prior added to the cosine (`influcoder.encoder.length_prior`)
+
+Pool and queries are encoded by `encode_pool` / `encode_queries` wherever the two sides are scored against
+each other: without a length prior both are `encode`; with one, the pool vector carries the prior in one more
+column and the query vector a 1 there, so their inner product is the cosine plus the pool sample's prior.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from tqdm.auto import tqdm
 from influcoder.core.devices import resolve_device
 from influcoder.core.errors import InflucoderError, NonFiniteValueError
 from influcoder.data.records import Sample
+from influcoder.encoder.length_prior import LengthPrior
 from influcoder.encoder.settings import POOLINGS, RESPONSE_POOLINGS
 
 CONFIG_NAME = "config.json"
@@ -86,6 +93,7 @@ class InfluenceEncoder(torch.nn.Module):
         self.config = config
         self.backend = "torch"
         self._fingerprint: str | None = None
+        self.length_prior: LengthPrior | None = None
         hidden = backbone.config.hidden_size
         self.attention_query = torch.nn.Parameter(torch.zeros(hidden)) if config.pooling == "attention" else None
         pooled = hidden * config.pooled_dim_factor
@@ -138,6 +146,7 @@ class InfluenceEncoder(torch.nn.Module):
             missing, unexpected = encoder.load_state_dict(load_file(directory / "head.safetensors"), strict=False)
             if unexpected or any(not k.startswith("backbone.") for k in missing):
                 raise InflucoderError(f"{directory}/head.safetensors does not match the config ({unexpected})")
+        encoder.length_prior = LengthPrior.load(directory)
         encoder.eval()
         encoder = encoder.to(resolve_device(device)) if device else encoder
         return encoder.to_backend(backend)
@@ -153,6 +162,8 @@ class InfluenceEncoder(torch.nn.Module):
         for name, tensor in sorted(self.state_dict().items()):
             digest.update(name.encode())
             digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        if self.length_prior is not None:  # it changes every pool vector; none leaves older fingerprints as they were
+            digest.update(json.dumps(asdict(self.length_prior), sort_keys=True).encode())
         return digest.hexdigest()
 
     def to_backend(self, backend: str) -> InfluenceEncoder:
@@ -209,6 +220,8 @@ class InfluenceEncoder(torch.nn.Module):
         (directory / CONFIG_NAME).write_text(
             json.dumps({"format": FORMAT, **asdict(self.config)}, indent=1) + "\n", encoding="utf-8"
         )
+        if self.length_prior is not None:
+            self.length_prior.save(directory)
 
     # ------------------------------------------------------------------ text and forward
     @property
@@ -219,6 +232,11 @@ class InfluenceEncoder(torch.nn.Module):
     @property
     def dim(self) -> int:
         return self.config.head_dim or self.backbone.config.hidden_size * self.config.pooled_dim_factor
+
+    @property
+    def score_dim(self) -> int:
+        """Width of `encode_pool` / `encode_queries` vectors: `dim`, plus one column for a length prior."""
+        return self.dim + (self.length_prior is not None)
 
     def text_of(self, item: Sample | str) -> str:
         if isinstance(item, str):
@@ -354,6 +372,23 @@ class InfluenceEncoder(torch.nn.Module):
             names = [getattr(items[i], "id", f"text #{i}") for i in bad[:5]]
             raise NonFiniteValueError(f"non-finite (NaN/Inf) embedding for {len(bad)} text(s): {', '.join(names)}")
         return out
+
+    def encode_pool(self, items: Sequence[Sample], batch_size: int = 32, show_progress: bool = False) -> np.ndarray:
+        """Pool-side vectors (n, score_dim): the embeddings, and with a length prior its value per sample."""
+        embeddings = self.encode(items, batch_size, show_progress)
+        if self.length_prior is None:
+            return embeddings
+        return np.hstack([embeddings, self.length_prior.offsets(items)[:, None]])
+
+    def encode_queries(
+        self, items: Sequence[Sample | str], batch_size: int = 32, show_progress: bool = False
+    ) -> np.ndarray:
+        """Query-side vectors (n, score_dim): the embeddings, and with a length prior a column of ones, so that
+        a query vector's inner product with a pool vector is cosine + the pool sample's prior."""
+        embeddings = self.encode(items, batch_size, show_progress)
+        if self.length_prior is None:
+            return embeddings
+        return np.hstack([embeddings, np.ones((len(embeddings), 1), dtype=np.float32)])
 
 
 def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -17,5 +17,7 @@ def predict_matrix(
     batch_size: int = 32,
     progress: bool = False,
 ) -> np.ndarray:
-    """Predicted influence (pool x queries): cosines of the encoder's embeddings."""
-    return encoder.encode(pool, batch_size, progress) @ encoder.encode(queries, batch_size, progress).T
+    """Predicted influence (pool x queries): cosines of the encoder's embeddings (plus each pool sample's
+    length prior, when the encoder has one)."""
+    pool_vectors = encoder.encode_pool(pool, batch_size, progress)
+    return pool_vectors @ encoder.encode_queries(queries, batch_size, progress).T

@@ -72,6 +72,10 @@ class DistillSettings:
     """Hold out whole groups of this meta field (e.g. task) for validation instead of random samples: the best
     epoch is then chosen on tasks training never saw, as a user's pool mostly is; a random split picks the
     epoch that fits the training tasks best (measured: validation rho 0.72 while unseen tasks gave 0.14)."""
+    length_prior: bool = False
+    """After training, fit a per-pool-sample prior on length features and add it to the cosine, with its weight
+    chosen on the validation split (`influcoder.encoder.length_prior`; choose it on unseen tasks with
+    --val-group). Fitted after training, so it is not part of what a resumed run must match."""
     grad_clip: float = 1.0
     """Max gradient norm."""
     seed: int = 0
@@ -91,6 +95,7 @@ class DistillSettings:
         """The settings as a resumed run must match them. Fields added after runs were written are left out
         while at their default, which reproduces what the code did before them, so those runs still resume."""
         values = asdict(self)
+        values.pop("length_prior")  # applied after training: changes nothing a resumed run repeats
         for name, default in ADDED_FIELDS.items():
             if values.get(name) == default:
                 values.pop(name)

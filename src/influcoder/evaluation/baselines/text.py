@@ -50,7 +50,7 @@ class EncoderScorer(Scorer):
         return [self.encoder.backbone]
 
     def bytes_per_sample(self) -> float:
-        return 2.0 * self.encoder.dim  # float16 embeddings, as `influcoder index` stores them
+        return 2.0 * self.encoder.score_dim  # float16 embeddings, as `influcoder index` stores them
 
     def score(self, pool: Sequence[Sample], queries: Sequence[Sample]) -> np.ndarray:
         from influcoder.encoder.predict import predict_matrix
