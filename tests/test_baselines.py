@@ -53,6 +53,29 @@ def test_pool_mean_reads_only_training_queries():
     np.testing.assert_array_equal(scorer.score(*data.eval_samples()), first)
 
 
+def test_lengths_learns_a_length_driven_offset_from_training_rows_only():
+    """The offset of these labels grows with response length; the ridge, fitted on training rows and
+    queries only, ranks the held-out pool by it, the same for every query."""
+    from influcoder.evaluation.baselines.reference import LengthOffset
+
+    pool = samples(40, seed=4)
+    queries = samples(8, seed=1, prefix="q")
+    words = np.log1p([len(s.response.split()) for s in pool])
+    scores = words[:, None] + np.random.default_rng(3).normal(scale=0.05, size=(40, 8))
+    data = data_for(pool, queries, scores, np.arange(30, 40), np.arange(5, 8))
+    scorer = LengthOffset()
+    scorer.fit(data)
+    predicted = scorer.score(*data.eval_samples())
+    assert predicted.shape == (10, 3) and np.all(predicted == predicted[:, :1])
+    from scipy.stats import spearmanr
+
+    assert spearmanr(predicted[:, 0], words[30:])[0] > 0.95
+    scores[30:] += 100.0  # held-out rows' truth must not leak into the fit
+    again = LengthOffset()
+    again.fit(data)
+    np.testing.assert_allclose(again.score(*data.eval_samples()), predicted)
+
+
 def test_text_baselines_have_the_right_shape_and_are_deterministic(tiny_bert_dir):
     pool, queries = samples(9), samples(4, seed=3, prefix="q")
     tfidf = TfIdf().score(pool, queries)

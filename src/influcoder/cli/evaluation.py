@@ -29,11 +29,22 @@ class Evaluate(Command):
     """A JSON file with pool_ids and query_ids (default: each encoder's eval_split.json)."""
     baselines: list[
         Literal[
-            "untrained", "tfidf", "pool-mean", "repsim", "rds+", "less", "datainf", "logra", "logra-fisher", "airrep"
+            "untrained",
+            "tfidf",
+            "pool-mean",
+            "lengths",
+            "repsim",
+            "rds+",
+            "less",
+            "datainf",
+            "logra",
+            "logra-fisher",
+            "airrep",
         ]
     ] = field(default_factory=list)
     """Also score these on the same split: the untrained backbone (Semantic), TF-IDF cosine, pool-mean (each
-    pool sample's mean true influence over the training queries: needs every pool gradient), and the labelling
+    pool sample's mean true influence over the training queries: needs every pool gradient), lengths (that
+    offset predicted from length features by a ridge on the training pool: text-only), and the labelling
     decoder's last-layer states: mean (repsim) or position-weighted mean (rds+); less: the labels' LoRA
     gradients, Rademacher 8,192 (pool gradients as Adam updates when the labels' adapter was written by
     `influcoder finetune`, which keeps its optimizer.pt; SGD otherwise); datainf: exact LoRA gradients with DataInf's
@@ -81,7 +92,7 @@ class Evaluate(Command):
         from influcoder.evaluation.baselines.gradients import DataInf, Less
         from influcoder.evaluation.baselines.learned import AirRep
         from influcoder.evaluation.baselines.logra import LoGra
-        from influcoder.evaluation.baselines.reference import PoolMean
+        from influcoder.evaluation.baselines.reference import LengthOffset, PoolMean
         from influcoder.evaluation.baselines.representations import RdsPlus, RepSim
         from influcoder.evaluation.baselines.text import Distilled, Semantic, TfIdf
         from influcoder.evaluation.evaluate import training_record
@@ -110,7 +121,7 @@ class Evaluate(Command):
                     self.label_settings(), progress=not self.quiet
                 )
             else:
-                scorers[name] = TfIdf() if name == "tfidf" else PoolMean()
+                scorers[name] = {"tfidf": TfIdf, "pool-mean": PoolMean, "lengths": LengthOffset}[name]()
         return scorers
 
     def label_settings(self):

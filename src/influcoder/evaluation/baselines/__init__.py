@@ -2,7 +2,8 @@
 
 - `text`: `tfidf` (TF-IDF cosine, scikit-learn) and `semantic` (the untrained encoder's cosine)
 - `reference`: `pool-mean`, each pool sample's mean true influence over the *training* queries: a
-  query-agnostic reference that needs the gradients of every pool sample, the bar a learned method should clear
+  query-agnostic reference that needs the gradients of every pool sample, the bar a learned method should clear;
+  `lengths`, that offset predicted from length features (text-only): the bar on unseen tasks
 - `representations`: `repsim` and `rds+`, cosines of the labelling decoder's (position-weighted) mean
   last-layer states
 - `gradients`: `less`, LoRA gradients Rademacher-projected to 8,192 (pool gradients as Adam updates when a

@@ -1,8 +1,14 @@
-"""`pool-mean`: the query-agnostic reference a learned attributor should beat.
+"""Query-agnostic references a learned attributor should beat.
 
-Each pool sample is scored by its mean *true* influence over the training queries, the same value for every
-query. It needs the gradients of every pool sample (so it is no cheaper than labelling), but it shows how much
-of a per-anchor figure a method can earn without ranking per query: its query-specific Spearman is 0.
+`pool-mean`: each pool sample is scored by its mean *true* influence over the training queries, the same value
+for every query. It needs the gradients of every pool sample (so it is no cheaper than labelling), but it
+shows how much of a per-anchor figure a method can earn without ranking per query: its query-specific
+Spearman is 0.
+
+`lengths`: the same offset *predicted* from five length features of the pool sample by a ridge fitted on the
+training pool (`influcoder.encoder.length_prior`): text-only and free at scoring time, it ranks unseen tasks'
+pools better than the distilled encoder does (`benchmarks/pool_offset.py`), so a learned method that does not
+beat it on unseen tasks has learned nothing that transfers.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import numpy as np
 
 from influcoder.core.errors import InflucoderError
 from influcoder.data.records import Sample
+from influcoder.encoder.length_prior import LengthPrior
 from influcoder.evaluation.baselines.base import EvaluationData, Scorer
 
 
@@ -38,3 +45,25 @@ class PoolMean(Scorer):
             raise InflucoderError(f"pool-mean has no labels for pool sample {missing[0]!r}")
         column = np.array([self.means[s.id] for s in pool], dtype=np.float64)
         return np.repeat(column[:, None], len(queries), axis=1)
+
+
+class LengthOffset(Scorer):
+    name = "lengths"
+    description = "pool offset predicted from length features (ridge on the training pool)"
+
+    def __init__(self) -> None:
+        self.prior: LengthPrior | None = None
+
+    def bytes_per_sample(self) -> float:
+        return 4.0  # one float32 per pool sample
+
+    def fit(self, data: EvaluationData) -> None:
+        if len(data.train_queries) == 0 or len(data.train_pool) < 6:
+            raise InflucoderError("lengths needs a training split of pool samples and queries to fit on")
+        offsets = data.scores[np.ix_(data.train_pool, data.train_queries)].mean(axis=1)
+        self.prior = LengthPrior.fit([data.pool[i] for i in data.train_pool], offsets)
+
+    def score(self, pool: Sequence[Sample], queries: Sequence[Sample]) -> np.ndarray:
+        if self.prior is None:
+            raise InflucoderError("lengths scores only after fit()")
+        return np.repeat(self.prior.predict(pool)[:, None], len(queries), axis=1)
