@@ -113,3 +113,45 @@ def test_indexing_a_streamed_pool_keeps_at_most_one_shard_of_texts_alive(encoder
     loaded = EmbeddingIndex.build(encoder, eager, tmp_path / "loaded", shard_size=8, progress=False)
     np.testing.assert_array_equal(streamed.embeddings(), loaded.embeddings())
     assert streamed.ids() == loaded.ids() and list(streamed.samples()) == eager
+
+
+def test_labelling_a_streamed_pool_keeps_at_most_one_shard_alive(tiny_model_dir, tmp_path, monkeypatch):
+    """`label` tokenizes a shard at a time (only the longest sample is kept, for the memory budget), so neither
+    the texts of a JSONL pool streamed from disk nor their token ids are held whole; the labels equal those of
+    the loaded pool."""
+    from influcoder.labels.featurizer import GradientFeaturizer
+    from influcoder.labels.labelling import label
+
+    from .test_labels import settings
+
+    path = tmp_path / "pool.jsonl"
+    eager = samples(20)
+    path.write_text("".join(json.dumps(s.to_record()) + "\n" for s in eager), encoding="utf-8")
+    lazy = CountingSamples(path)
+    lazy.alive = weakref.WeakSet()
+    queries = samples(3, seed=5, prefix="q")
+    featurizer = GradientFeaturizer(settings(model=str(tiny_model_dir), shard_size=4))
+    tokens_alive, peaks = weakref.WeakSet(), []
+    tokenize, featurize = featurizer.tokenize, featurizer.featurize_tokenized
+
+    def tracked_tokenize(items):
+        out = tokenize(items)
+        tokens_alive.update(out)
+        return out
+
+    def watched(tokenized, *args, **kwargs):
+        gc.collect()
+        peaks.append((len(lazy.alive), len(tokens_alive)))
+        return featurize(tokenized, *args, **kwargs)
+
+    monkeypatch.setattr(featurizer, "tokenize", tracked_tokenize)
+    monkeypatch.setattr(featurizer, "featurize_tokenized", watched)
+    streamed = label(lazy, queries, tmp_path / "streamed", featurizer=featurizer, progress=False)
+    assert len(peaks) == 5 + 1  # 5 pool shards of 4, then the query shard
+    assert max(texts for texts, _ in peaks[:5]) <= 4 and max(tokens for _, tokens in peaks[:5]) <= 4 + 1
+    monkeypatch.undo()
+    loaded = label(
+        eager, queries, tmp_path / "loaded", settings(model=str(tiny_model_dir), shard_size=4), progress=False
+    )
+    np.testing.assert_array_equal(streamed.scores, loaded.scores)
+    assert load_file(tmp_path / "streamed" / "pool.jsonl") == eager

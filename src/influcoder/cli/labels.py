@@ -53,7 +53,7 @@ class Label(Command):
     def run(self) -> int:
         from influcoder.labels.labelling import label
 
-        pool = self.input.load(self.pool, self.pool_limit, self.data_seed)
+        pool = self.input.load(self.pool, self.pool_limit, self.data_seed, stream=True)  # JSONL: texts stay on disk
         queries = self.input.load(self.queries, self.query_limit, self.data_seed)
         s = self.settings
         print(

@@ -138,8 +138,7 @@ class GradientFeaturizer:
         `run_shards(samples, store_path, missing)`, when given, writes the missing shards elsewhere (e.g.
         `influcoder.labels.distributed.ray_shard_runner`); this process then only checks that all arrived.
         """
-        tokenized = self.tokenize(samples)  # fail on a bad sample before any compute
-        self.fit_memory(tokenized)  # on the whole set: its longest sample sets the budget for every shard
+        self.fit_memory(self.longest(samples))  # fails on a bad sample before any compute
         config = {**self.config(), "data_fingerprint": fingerprint(samples)}
         store = FeatureStore.create_or_resume(
             path,
@@ -161,7 +160,17 @@ class GradientFeaturizer:
         with tqdm(
             total=len(samples), initial=done, desc=desc, unit="sample", disable=not progress, smoothing=0.1
         ) as bar:
-            for index in missing:
-                rows = store.shard_rows(index)
-                store.write_shard(index, self.featurize_tokenized([tokenized[i] for i in rows], bar))
+            for index in missing:  # one shard's token ids at a time: a pool streamed from disk stays there
+                tokenized = self.tokenize([samples[i] for i in store.shard_rows(index)])
+                store.write_shard(index, self.featurize_tokenized(tokenized, bar))
         return store
+
+    def longest(self, samples: Sequence[Sample], chunk: int = 1024) -> list[TokenizedSample]:
+        """Tokenize every sample, a chunk at a time (a bad one fails here, before any gradient is computed),
+        keeping only the longest: it sets the memory budget for every shard (`fit_memory`)."""
+        best: list[TokenizedSample] = []
+        for start in range(0, len(samples), chunk):
+            for t in self.tokenize([samples[i] for i in range(start, min(start + chunk, len(samples)))]):
+                if not best or len(t.input_ids) > len(best[0].input_ids):
+                    best = [t]
+        return best

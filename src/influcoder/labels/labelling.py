@@ -15,6 +15,7 @@ from influcoder.core.errors import InflucoderError
 from influcoder.core.locks import exclusive_directory
 from influcoder.data.formats import write_samples
 from influcoder.data.records import Sample
+from influcoder.data.stream import sample_ids
 from influcoder.labels.distributed import ray_shard_runner
 from influcoder.labels.featurizer import GradientFeaturizer
 from influcoder.labels.influence import InfluenceMatrix
@@ -42,7 +43,7 @@ def label(
 
 
 def _label(pool, queries, out: Path, settings: LabelSettings, overwrite, progress, featurizer, ray) -> InfluenceMatrix:
-    overlap = {s.id for s in pool} & {s.id for s in queries}
+    overlap = set(sample_ids(pool)) & set(sample_ids(queries))
     out.mkdir(parents=True, exist_ok=True)
     featurizer = featurizer or GradientFeaturizer(settings)
     started = time.perf_counter()
