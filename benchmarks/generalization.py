@@ -174,6 +174,37 @@ def distill_run(
         write_coverage_reference(out, [*pool, *queries])
 
 
+def chosen_rows(run_dir: Path, pool) -> np.ndarray:
+    """Pool rows a finished run distilled on (its training and validation ids)."""
+    record = json.loads((run_dir / "training.json").read_text(encoding="utf-8"))
+    row = {s.id: i for i, s in enumerate(pool)}
+    return np.sort(np.array([row[i] for i in record["train_pool_ids"] + record["val_pool_ids"]], dtype=np.int64))
+
+
+def add_lengths(run: dict, scores, pool, queries, parts: dict, chosen: np.ndarray) -> bool:
+    """Add the `lengths` reference (pool offset predicted from length features, fitted on the chosen rows and
+    training queries: what the same label budget buys without an encoder) to a run's figures when missing; it
+    needs no model, so finished runs get it on the next report. True when something was added."""
+    from influcoder.evaluation.baselines.reference import LengthOffset
+    from influcoder.evaluation.evaluate import evaluate_scorers
+
+    added = False
+    for kind in ("unseen", "seen"):
+        if "lengths" in run[kind]:
+            continue
+        data = EvaluationData(
+            scores, pool, queries, chosen, parts[f"{kind}_pool"], parts["train_queries"], parts[f"{kind}_queries"]
+        )
+        r = evaluate_scorers({"lengths": LengthOffset()}, data)["lengths"]
+        run[kind]["lengths"] = {
+            "per_anchor": r["per_anchor_mean"],
+            "query_specific": r["query_specific_mean"],
+            "mean_aggregated": r["mean_aggregated"],
+        }
+        added = True
+    return added
+
+
 def fidelity_on(encoder_dir: Path, scores, pool, queries, rows: np.ndarray, cols: np.ndarray) -> dict:
     """Per-anchor and query-specific rho of one encoder on pool `rows` x query `cols`."""
     from influcoder.encoder.model import InfluenceEncoder
@@ -245,6 +276,11 @@ def markdown(table: dict, command: str, n_runs: int) -> str:
             f"| {fmt(row['coverage_auroc'])} | {np.median(row['seconds']):.0f} |"
         )
         references = {m: (row["unseen"][m], row["seen"][m]) for m in ("untrained", "pool-mean")}
+        if "lengths" in row["unseen"]:
+            lines.append(
+                f"| {selection}: *lengths only* | - | {fmt(row['unseen']['lengths']['per_anchor'])} | - "
+                f"| {fmt(row['seen']['lengths']['per_anchor'])} | - | - | - |"
+            )
     for method, (u, s) in references.items():
         lines.append(
             f"| *{method}* | - | {fmt(u['per_anchor'])} | {fmt(u['query_specific'])} | {fmt(s['per_anchor'])} "
@@ -318,6 +354,9 @@ def main() -> None:
             path = runs_dir / f"{name}.json"
             if path.exists():
                 runs[name] = json.loads(path.read_text(encoding="utf-8"))
+                chosen = chosen_rows(args.out / name, pool)
+                if add_lengths(runs[name], scores, pool, queries, parts, chosen):
+                    write_json_atomic(path, runs[name])
                 continue
             if args.report_only:
                 continue
@@ -346,6 +385,7 @@ def main() -> None:
                 )
             seconds = time.perf_counter() - started
             run = evaluate_run(args.out / name, scores, pool, queries, parts, chosen, untrained)
+            add_lengths(run, scores, pool, queries, parts, chosen)
             if selection == CONTINUED:
                 run["forgetting"] = forgetting(args.out / name, scores, pool, queries, parts, groups, first, chosen)
             run.update(seconds=seconds, n_groups=len({groups[i] for i in chosen}), n_chosen=len(chosen), seed=seed)
@@ -354,7 +394,12 @@ def main() -> None:
             print(f"  unseen per-anchor {run['unseen']['influcoder']['per_anchor']:.3f}", flush=True)
     command = shlex.join(["python", "benchmarks/generalization.py", *sys.argv[1:]])
     for path in sorted(runs_dir.glob("*.json")):  # the report covers every variant run so far, not just this one
-        runs.setdefault(path.stem, json.loads(path.read_text(encoding="utf-8")))
+        if path.stem in runs:
+            continue
+        run = runs[path.stem] = json.loads(path.read_text(encoding="utf-8"))
+        parts = splits(pool, queries, run["seed"], tuple(args.unseen), tuple(args.seen), args.group_field)
+        if add_lengths(run, scores, pool, queries, parts, chosen_rows(args.out / path.stem, pool)):
+            write_json_atomic(path, run)
     table = summarize(runs)
     write_json_atomic(args.out / "results.json", {"command": command, "runs": runs, "summary": table})
     text = markdown(table, command, len(runs)) + forgetting_table(runs)
