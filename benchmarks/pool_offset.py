@@ -15,14 +15,17 @@ Measured here on a labels directory, with numpy only (seconds):
    that predicted offset (a text-only stand-in for pool-mean). Lengths are whitespace word counts of prompt
    and response: the gradient of a response-only loss is an average over response tokens, so its direction
    depends on how many tokens it averages;
-3. with `--encoders` (the ranking experiment's encoders, ``{protocol}`` and ``{seed}`` filled in): per-anchor
+3. other text-only predictors of the offset on the same splits: surface-form features of the response
+   (`format_features`), both sets together, and with `--embeddings` the untrained MiniLM's embeddings of the
+   response alone and of the prompt alone (ridge over 384 dimensions);
+4. with `--encoders` (the ranking experiment's encoders, ``{protocol}`` and ``{seed}`` filled in): per-anchor
    rho of the distilled encoder's cosine plus w times the length-predicted offset (both z-scored), for a grid
    of w, on the `task` split (unseen tasks) and the `random` split (seen tasks) of each seed. A weight that
    helps unseen tasks must not cost the seen ones; choosing it needs validation tasks the encoder did not
    train on (`distill --val-group`), never the evaluation split.
 
     python benchmarks/pool_offset.py --labels runs/rank/labels --seeds 0 1 2 --out benchmarks/results/pool_offset \
-        --encoders 'runs/rank/experiment/enc-{protocol}-s{seed}/best'
+        --encoders 'runs/rank/experiment/enc-{protocol}-s{seed}/best' --embeddings
 
 Writes pool_offset.json and pool_offset.md into --out.
 """
@@ -39,6 +42,7 @@ from scipy.stats import spearmanr
 
 from influcoder.core.atomic import write_json_atomic
 from influcoder.data.records import Sample, sample_groups
+from influcoder.encoder.length_prior import length_features
 from influcoder.encoder.splits import split_labels, split_labels_by_group
 from influcoder.metrics import per_anchor_spearman
 
@@ -63,11 +67,29 @@ def variance_shares(scores: np.ndarray, groups: list[str]) -> dict:
     }
 
 
-def length_features(samples: list[Sample]) -> np.ndarray:
-    """log(1 + words) of prompt and response, their product and squares, standardised later."""
-    prompt = np.log1p([len(s.prompt.split()) for s in samples])
-    response = np.log1p([len(s.response.split()) for s in samples])
-    return np.stack([prompt, response, prompt * response, prompt**2, response**2], axis=1)
+def format_features(samples: list[Sample]) -> np.ndarray:
+    """Surface form of the response (digits, capitals, punctuation, lines, a one-word / option-letter /
+    yes-no answer) and character lengths: what might tell a gradient's direction beside its length."""
+    import re
+
+    rows = []
+    for s in samples:
+        r, n = s.response, max(len(s.response), 1)
+        rows.append(
+            [
+                sum(c.isdigit() for c in r) / n,
+                sum(c.isupper() for c in r) / n,
+                sum(not c.isalnum() and not c.isspace() for c in r) / n,
+                r.count("\n"),
+                np.log1p(s.prompt.count("\n")),
+                float(len(r.split()) <= 1),
+                float(bool(re.match(r"^\(?[A-Ea-e]\)?\.?$", r.strip()))),
+                float(r.strip().lower() in ("yes", "no", "true", "false")),
+                np.log1p(len(r)),
+                np.log1p(len(s.prompt)),
+            ]
+        )
+    return np.array(rows, dtype=np.float64)
 
 
 def ridge_predict(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, penalty: float = 1.0) -> np.ndarray:
@@ -105,6 +127,19 @@ def split_figures(scores, pool, queries, groups, query_groups, held: tuple[int, 
 WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0)
 
 
+def predictor_figures(scores, feature_sets: dict, parts: tuple) -> dict:
+    """Per-anchor rho on one task split of ranking every query's pool by the offset a ridge predicts from each
+    feature set (fitted on the training tasks' offsets over the training queries)."""
+    train_p, eval_p, train_q, eval_q = parts
+    offset = scores[np.ix_(train_p, train_q)].mean(axis=1)
+    true = scores[np.ix_(eval_p, eval_q)]
+    out = {}
+    for name, x in feature_sets.items():
+        predicted = ridge_predict(x[train_p], offset, x[eval_p])
+        out[name] = float(np.nanmean(per_anchor_spearman(np.repeat(predicted[:, None], len(eval_q), axis=1), true)))
+    return out
+
+
 def mixed_figures(encoder_dir: str, scores, pool, queries, parts: tuple, features: np.ndarray) -> dict:
     """Per-anchor rho of z(cosine) + w * z(length-predicted offset) on one split, per weight w."""
     from influcoder.encoder.model import InfluenceEncoder
@@ -116,6 +151,21 @@ def mixed_figures(encoder_dir: str, scores, pool, queries, parts: tuple, feature
     z_cosine, z_offset = (cosine - cosine.mean()) / cosine.std(), (offset - offset.mean()) / offset.std()
     true = scores[np.ix_(eval_p, eval_q)]
     return {f"{w:g}": float(np.nanmean(per_anchor_spearman(z_cosine + w * z_offset[:, None], true))) for w in WEIGHTS}
+
+
+def predictors_markdown(predictors: list[dict], seeds: list[int]) -> str:
+    names = list(predictors[0])
+    lines = [
+        "",
+        "Ranking unseen tasks' pools by the offset a ridge predicts from each feature set (per-anchor ρ):",
+        "",
+        "| features | " + " | ".join(f"seed {s}" for s in seeds) + " | mean |",
+        "|---|" + "---|" * (len(seeds) + 1),
+    ]
+    for name in names:
+        values = [p[name] for p in predictors]
+        lines.append(f"| {name} | " + " | ".join(f"{v:.3f}" for v in values) + f" | {np.mean(values):.3f} |")
+    return "\n".join(lines) + "\n"
 
 
 def mixed_markdown(mixed: dict) -> str:
@@ -162,6 +212,11 @@ def main() -> None:
     parser.add_argument("--held-out", nargs=2, type=int, default=[100, 40], help="pool, queries of unseen tasks")
     parser.add_argument("--group-field", default="task")
     parser.add_argument("--encoders", help="encoder directory pattern with {protocol} and {seed} (see above)")
+    parser.add_argument(
+        "--embeddings",
+        action="store_true",
+        help="also predict offsets from the untrained MiniLM's embeddings of the response and of the prompt",
+    )
     args = parser.parse_args()
     from influcoder.labels.labelling import load_labels
 
@@ -170,6 +225,18 @@ def main() -> None:
     groups, query_groups = sample_groups(pool, args.group_field), sample_groups(queries, args.group_field)
     shares = variance_shares(scores, groups)
     splits = [split_figures(scores, pool, queries, groups, query_groups, tuple(args.held_out), s) for s in args.seeds]
+    feature_sets = {"lengths": length_features(pool), "format": format_features(pool)}
+    feature_sets["lengths+format"] = np.hstack([feature_sets["lengths"], feature_sets["format"]])
+    if args.embeddings:
+        from influcoder.encoder.model import InfluenceEncoder
+
+        untrained = InfluenceEncoder.from_backbone("minilm-l6")
+        feature_sets["response embedding"] = untrained.encode([s.response for s in pool], batch_size=64)
+        feature_sets["prompt embedding"] = untrained.encode([s.prompt for s in pool], batch_size=64)
+    predictors = [
+        predictor_figures(scores, feature_sets, split_labels_by_group(groups, query_groups, *args.held_out, seed))
+        for seed in args.seeds
+    ]
     mixed: dict = {}
     if args.encoders:
         features = length_features(pool)
@@ -181,9 +248,10 @@ def main() -> None:
                 mixed.setdefault(protocol, []).append(mixed_figures(directory, scores, pool, queries, parts, features))
     command = shlex.join(["python", "benchmarks/pool_offset.py", *sys.argv[1:]])
     args.out.mkdir(parents=True, exist_ok=True)
-    record = {"command": command, "variance": shares, "splits": splits, "mixed": mixed}
+    record = {"command": command, "variance": shares, "splits": splits, "predictors": predictors, "mixed": mixed}
     write_json_atomic(args.out / "pool_offset.json", record)
-    text = markdown(shares, splits, command) + (mixed_markdown(mixed) if mixed else "")
+    text = markdown(shares, splits, command) + predictors_markdown(predictors, args.seeds)
+    text += mixed_markdown(mixed) if mixed else ""
     (args.out / "pool_offset.md").write_text(text, encoding="utf-8")
     print(text)
 
