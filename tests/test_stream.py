@@ -73,6 +73,44 @@ def test_bad_records_are_located_as_load_file_locates_them(tmp_path, line, expec
         load_file(path)
 
 
+def write_parquet(path, records: list[dict], row_group_size: int) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.Table.from_pylist(records), path, row_group_size=row_group_size)
+
+
+def test_a_streamed_parquet_file_holds_the_same_samples_a_row_group_at_a_time(tmp_path):
+    from influcoder.data.stream import ParquetSamples
+
+    path = tmp_path / "pool.parquet"
+    records = [{"id": f"s{i}", "prompt": f"prompt {i}", "response": f"r{i}", "task": f"t{i % 3}"} for i in range(23)]
+    records[4]["id"] = None  # no id: the content hash load_file gives
+    write_parquet(path, records, row_group_size=5)
+    eager, lazy = load_file(path), load_samples(path, stream=True)
+    assert isinstance(lazy, ParquetSamples) and len(lazy._starts) == 6  # 5 row groups
+    assert list(lazy) == eager and [lazy[i] for i in range(len(lazy))] == eager and lazy.ids == [s.id for s in eager]
+    assert lazy[-1] == eager[-1] and lazy[7].meta == {"task": "t1"} and fingerprint(lazy) == fingerprint(eager)
+    assert lazy._cached[0] == 4 and len(lazy._cached[1]) == 3  # only the last group read is held
+    streamed = load_samples(path, limit=6, seed=2, stream=True)
+    assert list(streamed) == subsample(eager, 6, 2) and streamed.subset([1])[0] == streamed[1]
+
+
+def test_a_bad_parquet_record_is_located_by_its_row(tmp_path):
+    path = tmp_path / "pool.parquet"
+    records = [{"id": f"s{i}", "prompt": f"p{i}", "response": f"r{i}"} for i in range(8)]
+    records[6]["response"] = ""
+    write_parquet(path, records, row_group_size=3)
+    with pytest.raises(DataError, match=r"pool.parquet:7") as streamed:
+        load_samples(path, stream=True)
+    with pytest.raises(DataError) as loaded:
+        load_file(path)
+    assert str(streamed.value) == str(loaded.value)
+    (tmp_path / "broken.parquet").write_bytes(b"not parquet at all")
+    with pytest.raises(DataError, match="not a readable Parquet file"):
+        load_samples(tmp_path / "broken.parquet", stream=True)
+
+
 class CountingSamples(JsonlSamples):
     """Tracks how many samples handed out are still alive."""
 

@@ -23,8 +23,9 @@ def load_samples(
     """Samples from a built-in source name (see `influcoder.data.sources`) or a file path, seeded-subsampled.
 
     Built-in names take the form ``name`` or ``name:option`` (e.g. ``bbh:navigate``). With `stream`, a JSONL
-    file comes back as a `JsonlSamples` sequence that reads texts from disk on access (the same samples in
-    bounded memory, for pools of millions); other formats and built-in sources are loaded whole.
+    or Parquet file comes back as a `JsonlSamples` / `ParquetSamples` sequence that reads texts from disk on
+    access (the same samples in bounded memory, for pools of millions); other formats (CSV, HF dataset
+    directories) and built-in sources are loaded whole.
     """
     from influcoder.data import sources
 
@@ -34,10 +35,11 @@ def load_samples(
     path = Path(source)
     if not path.exists() and not path.suffix and len(path.parts) == 1:  # a bare word: a misspelt source?
         raise DataError(name, None, f"no such file or directory, nor a built-in source ({', '.join(sources.SOURCES)})")
-    if stream and path.is_file() and detect_format(path) == "jsonl":
-        from influcoder.data.stream import JsonlSamples, stream_subsample
+    if stream and path.is_file() and detect_format(path) in ("jsonl", "parquet"):
+        from influcoder.data.stream import JsonlSamples, ParquetSamples, stream_subsample
 
-        lazy = JsonlSamples(path, prompt_field, response_field, id_field, allow_empty_response)
+        reader = JsonlSamples if detect_format(path) == "jsonl" else ParquetSamples
+        lazy = reader(path, prompt_field, response_field, id_field, allow_empty_response)
         return stream_subsample(lazy, limit, seed)
     samples = load_file(source, prompt_field, response_field, id_field, allow_empty_response)
     return subsample(samples, limit, seed)

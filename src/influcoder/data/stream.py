@@ -1,4 +1,4 @@
-"""A JSONL file as a sequence of `Sample`s that holds no text: pools of millions in bounded memory.
+"""A JSONL or Parquet file as a sequence of `Sample`s that holds no text: pools of millions in bounded memory.
 
 `load_file` keeps every sample's text in memory (~1-3 KB of Python objects each, gigabytes at a million).
 `JsonlSamples` reads the file once, line by line, to check every record (the same located errors as
@@ -6,10 +6,12 @@
 sample's text from disk only when it is asked for. The index encodes one shard at a time
 (`[samples[j] for j in rows]`), so at most one shard of texts is alive; `fingerprint` and `write_samples`
 iterate one sample at a time. Samples are exactly those `load_file` returns (ids assigned the same way).
+`ParquetSamples` does the same for a Parquet file a row group at a time (one group cached).
 """
 
 from __future__ import annotations
 
+import copy
 import json
 from array import array
 from collections.abc import Iterator, Sequence
@@ -31,8 +33,9 @@ def _item(sequence: Sequence[Sample], i, read):
     return read(position)
 
 
-class JsonlSamples(Sequence[Sample]):
-    """The samples of a JSONL file, read from disk on access; `ids` are in memory."""
+class LazySamples(Sequence[Sample]):
+    """Samples of a file whose texts stay on disk: `ids` (final, as `load_file` assigns them) are in memory,
+    a sample is read when asked for. Subclasses scan the file in order and read one record back."""
 
     def __init__(
         self,
@@ -44,28 +47,83 @@ class JsonlSamples(Sequence[Sample]):
     ):
         self.path = Path(path)
         self._fields = (prompt_field, response_field, id_field, allow_empty_response)
-        self._offsets = array("q")
-        self._lines = array("q")
         self.ids: list[str] = []
         self._rows = None  # a subset's rows of the file (None: every record)
         if not self.path.exists():
             raise DataError(str(self.path), None, "no such file or directory")
         ids = IdAssigner()
         for offset, number, record in self._scan():
-            sid = ids.take(self._sample(record, number), str(self.path), number)
-            self.ids.append(sid)
-            self._offsets.append(offset)
-            self._lines.append(number)
+            self.ids.append(ids.take(self._sample(record, number), str(self.path), number))
+            self._remember(offset, number)
         if not self.ids:
             raise DataError(str(self.path), None, "no records")
 
     def _scan(self) -> Iterator[tuple[int, int, object]]:
-        """(byte offset, line number, parsed record) per non-blank line, reading one line at a time."""
+        """(byte offset or row, line or row number, parsed record) of every record, in file order, in bounded
+        memory."""
+        raise NotImplementedError
+
+    def _remember(self, offset: int, number: int) -> None:
+        """Keep what `_record` needs to read a record back (construction's scan calls it for each)."""
+
+    def _record(self, row: int) -> tuple[int, object]:
+        """(line or row number, parsed record) of the file's `row`-th record."""
+        raise NotImplementedError
+
+    def _sample(self, record, number: int) -> Sample:
+        prompt_field, response_field, id_field, allow_empty = self._fields
+        return record_to_sample(record, str(self.path), number, prompt_field, response_field, id_field, allow_empty)
+
+    def _with_id(self, sample: Sample, i: int) -> Sample:
+        """`sample` under the id `load_file` gives it (assigned ids and content hashes live in `ids`)."""
+        return sample if sample.id == self.ids[i] else Sample(self.ids[i], sample.prompt, sample.response, sample.meta)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i):
+        return _item(self, i, self._read)
+
+    def _read(self, i: int) -> Sample:
+        row = i if self._rows is None else int(self._rows[i])
+        number, record = self._record(row)
+        return self._with_id(self._sample(record, number), i)
+
+    def __iter__(self) -> Iterator[Sample]:
+        if self._rows is not None:
+            for i in range(len(self)):
+                yield self[i]
+            return
+        for i, (_, number, record) in enumerate(self._scan()):  # the whole file in order: one sequential read
+            yield self._with_id(self._sample(record, number), i)
+
+    def subset(self, rows: Sequence[int]) -> LazySamples:
+        """The samples at `rows` (in that order), still read from disk on access."""
+        view = copy.copy(self)
+        base = np.arange(len(self)) if self._rows is None else np.asarray(self._rows)
+        view._rows = base[np.asarray(rows, dtype=np.int64)]
+        view.ids = [self.ids[int(r)] for r in rows]
+        return view
+
+
+class JsonlSamples(LazySamples):
+    """The samples of a JSONL file: byte offsets in memory, a line read (one seek) per sample."""
+
+    def __init__(self, path: str | Path, *args, **kwargs):
+        self._offsets = array("q")
+        self._lines = array("q")
+        super().__init__(path, *args, **kwargs)
+
+    def _scan(self) -> Iterator[tuple[int, int, object]]:
         with open(self.path, "rb") as handle:
             offset = 0
             for number, raw in enumerate(handle, start=1):
                 start, offset = offset, offset + len(raw)
                 yield from ((start, number, record) for record in self._parse(raw, number))
+
+    def _remember(self, offset: int, number: int) -> None:
+        self._offsets.append(offset)
+        self._lines.append(number)
 
     def _parse(self, raw: bytes, number: int) -> list:
         if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
@@ -81,50 +139,50 @@ class JsonlSamples(Sequence[Sample]):
         except json.JSONDecodeError as exc:
             raise DataError(str(self.path), number, f"malformed JSON ({exc.msg} at column {exc.colno})") from None
 
-    def _sample(self, record, number: int) -> Sample:
-        prompt_field, response_field, id_field, allow_empty = self._fields
-        return record_to_sample(record, str(self.path), number, prompt_field, response_field, id_field, allow_empty)
-
-    def _row(self, i: int) -> int:
-        return i if self._rows is None else int(self._rows[i])
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def __getitem__(self, i):
-        return _item(self, i, self._read)
-
-    def _read(self, i: int) -> Sample:
-        row = self._row(i)
+    def _record(self, row: int) -> tuple[int, object]:
         with open(self.path, "rb") as handle:
             handle.seek(self._offsets[row])
             raw = handle.readline()
-        sample = self._sample(self._parse(raw, int(self._lines[row]))[0], int(self._lines[row]))
-        return sample if sample.id == self.ids[i] else Sample(self.ids[i], sample.prompt, sample.response, sample.meta)
-
-    def __iter__(self) -> Iterator[Sample]:
-        if self._rows is not None:
-            for i in range(len(self)):
-                yield self[i]
-            return
-        # the whole file in order: one sequential read instead of a seek per sample
-        for i, (_, number, record) in enumerate(self._scan()):
-            sample = self._sample(record, number)
-            yield (
-                sample if sample.id == self.ids[i] else Sample(self.ids[i], sample.prompt, sample.response, sample.meta)
-            )
-
-    def subset(self, rows: Sequence[int]) -> JsonlSamples:
-        """The samples at `rows` (in that order), still read from disk on access."""
-        view = object.__new__(JsonlSamples)
-        view.path, view._fields, view._offsets, view._lines = self.path, self._fields, self._offsets, self._lines
-        base = np.arange(len(self)) if self._rows is None else np.asarray(self._rows)
-        view._rows = base[np.asarray(rows, dtype=np.int64)]
-        view.ids = [self.ids[int(r)] for r in rows]
-        return view
+        number = int(self._lines[row])
+        return number, self._parse(raw, number)[0]
 
 
-def stream_subsample(samples: JsonlSamples, limit: int | None, seed: int) -> JsonlSamples:
+class ParquetSamples(LazySamples):
+    """The samples of a Parquet file, read a row group at a time (the group being read is cached): memory
+    holds one row group, so write pools of millions with row groups of at most ~100K rows (pyarrow's
+    ``row_group_size``). Row numbers (1-based, as `load_file` reports them) locate bad records."""
+
+    def __init__(self, path: str | Path, *args, **kwargs):
+        import pyarrow.parquet as pq
+
+        try:
+            self._file = pq.ParquetFile(path)
+        except FileNotFoundError:
+            raise DataError(str(path), None, "no such file or directory") from None
+        except Exception as exc:  # pyarrow raises several unrelated types for unreadable files
+            raise DataError(str(path), None, f"not a readable Parquet file: {exc}") from None
+        groups = [self._file.metadata.row_group(g).num_rows for g in range(self._file.num_row_groups)]
+        self._starts = np.cumsum([0, *groups])
+        self._cached: tuple[int, list] = (-1, [])
+        super().__init__(path, *args, **kwargs)
+
+    def _group(self, g: int) -> list:
+        if self._cached[0] != g:
+            self._cached = (g, self._file.read_row_group(g).to_pylist())
+        return self._cached[1]
+
+    def _scan(self) -> Iterator[tuple[int, int, object]]:
+        for g in range(len(self._starts) - 1):
+            for k, record in enumerate(self._group(g)):
+                row = int(self._starts[g]) + k
+                yield row, row + 1, record
+
+    def _record(self, row: int) -> tuple[int, object]:
+        g = int(np.searchsorted(self._starts, row, side="right")) - 1
+        return row + 1, self._group(g)[row - int(self._starts[g])]
+
+
+def stream_subsample(samples: LazySamples, limit: int | None, seed: int) -> LazySamples:
     """`records.subsample` for a streamed file: the same seeded rows, still read on access."""
     if limit is None or limit >= len(samples):
         return samples
@@ -159,4 +217,4 @@ class ConcatSamples(Sequence[Sample]):
 
 def sample_ids(samples: Sequence[Sample]) -> list[str]:
     """The ids of `samples` without reading a streamed file's texts again."""
-    return list(samples.ids) if isinstance(samples, (JsonlSamples, ConcatSamples)) else [s.id for s in samples]
+    return list(samples.ids) if isinstance(samples, (LazySamples, ConcatSamples)) else [s.id for s in samples]
