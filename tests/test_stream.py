@@ -193,3 +193,28 @@ def test_labelling_a_streamed_pool_keeps_at_most_one_shard_alive(tiny_model_dir,
     )
     np.testing.assert_array_equal(streamed.scores, loaded.scores)
     assert load_file(tmp_path / "streamed" / "pool.jsonl") == eager
+
+
+def test_filter_results_are_views_read_in_one_pass(encoder_dir, tmp_path):  # noqa: F811
+    """`filter` returns the kept and dropped samples as views over the indexed pool: the same samples in pool
+    order, their ids without reading texts, and iteration reading the segment file once, in order."""
+    from influcoder import Influcoder
+    from influcoder.data.stream import SelectedSamples
+
+    pool, queries = samples(30), samples(3, seed=3, prefix="q")
+    ic = Influcoder.from_pretrained(encoder_dir)
+    ic.index(pool, tmp_path / "idx", shard_size=8, progress=False)
+    result = ic.filter(queries, drop_top=5)
+    assert isinstance(result.kept, SelectedSamples) and isinstance(result.dropped, SelectedSamples)
+    dropped = set(result.dropped.ids)
+    assert list(result.kept) == [s for s in pool if s.id not in dropped]
+    assert (
+        list(result.dropped) == [s for s in pool if s.id in dropped] and result.dropped[-1] == list(result.dropped)[-1]
+    )
+    view = SelectedSamples(pool, [2, 5, 7])
+    assert (
+        view.ids == ["p2", "p5", "p7"] and view[1] == pool[5] and view[-1] == pool[7] and list(view[0:2]) == pool[2:6:3]
+    )
+    with pytest.raises(ValueError, match="ascending"):
+        SelectedSamples(pool, [3, 1])
+    assert list(SelectedSamples(pool, [])) == []

@@ -18,6 +18,7 @@ import numpy as np
 from influcoder.attribution.index import EmbeddingIndex
 from influcoder.core.errors import InflucoderError
 from influcoder.data.records import Sample
+from influcoder.data.stream import SelectedSamples, sample_ids
 from influcoder.encoder.coverage import CoverageReference
 from influcoder.encoder.model import InfluenceEncoder
 
@@ -40,8 +41,9 @@ class Attribution:
 class FilterResult:
     """A pool split by influence on a query set; `scores` in pool order (higher = more influential)."""
 
-    kept: list[Sample]
-    dropped: list[Sample]
+    kept: Sequence[Sample]
+    dropped: Sequence[Sample]
+    """Views over the indexed pool (`SelectedSamples`): written one sample at a time, never copied whole."""
     scores: np.ndarray
     ids: list[str]
 
@@ -158,7 +160,7 @@ class Influcoder:
         scores = self.score(queries, aggregate)
         n_drop = drop_count(len(pool), drop_fraction, drop_top)
         order = np.argsort(-scores, kind="stable")
-        dropped_rows = set(order[:n_drop].tolist())
-        kept = [s for i, s in enumerate(pool) if i not in dropped_rows]
-        dropped = [pool[i] for i in sorted(dropped_rows)]
-        return FilterResult(kept, dropped, scores, [s.id for s in pool])
+        dropped_rows = np.sort(order[:n_drop])
+        kept_rows = np.setdiff1d(np.arange(len(pool)), dropped_rows)
+        kept, dropped = SelectedSamples(pool, kept_rows), SelectedSamples(pool, dropped_rows)
+        return FilterResult(kept, dropped, scores, sample_ids(pool))

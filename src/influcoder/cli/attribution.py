@@ -295,7 +295,7 @@ class Filter(Scoring):
         result = ic.filter(queries, drop_fraction=self.drop_fraction, drop_top=self.drop_top, aggregate=self.aggregate)
         write_samples_as(result.kept, self.kept)
         write_samples_as(result.dropped, self.dropped)
-        dropped = {s.id for s in result.dropped}
+        dropped = set(result.dropped.ids)
         scores_path = self.scores_path()
         with atomic_output(scores_path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
             for sid, score in zip(result.ids, result.scores):

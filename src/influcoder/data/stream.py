@@ -215,6 +215,40 @@ class ConcatSamples(Sequence[Sample]):
             yield from part
 
 
+class SelectedSamples(Sequence[Sample]):
+    """The rows `rows` (ascending) of a sample sequence, without reading or copying them: iteration is one
+    sequential pass over the source that yields the selected rows (a streamed pool is read once, in order)."""
+
+    def __init__(self, source: Sequence[Sample], rows: Sequence[int]):
+        self.source = source
+        self.rows = np.asarray(rows, dtype=np.int64)
+        if len(self.rows) > 1 and not bool(np.all(np.diff(self.rows) > 0)):
+            raise ValueError("SelectedSamples needs strictly ascending rows")
+
+    @property
+    def ids(self) -> list[str]:
+        every = sample_ids(self.source)
+        return [every[int(r)] for r in self.rows]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i):
+        return _item(self, i, lambda j: self.source[int(self.rows[j])])
+
+    def __iter__(self) -> Iterator[Sample]:
+        if not len(self.rows):
+            return
+        wanted = np.zeros(int(self.rows[-1]) + 1, dtype=bool)
+        wanted[self.rows] = True
+        for i, sample in enumerate(self.source):
+            if i >= len(wanted):
+                return
+            if wanted[i]:
+                yield sample
+
+
 def sample_ids(samples: Sequence[Sample]) -> list[str]:
     """The ids of `samples` without reading a streamed file's texts again."""
-    return list(samples.ids) if isinstance(samples, (LazySamples, ConcatSamples)) else [s.id for s in samples]
+    lazy = (LazySamples, ConcatSamples, SelectedSamples)
+    return list(samples.ids) if isinstance(samples, lazy) else [s.id for s in samples]
