@@ -113,3 +113,9 @@ def test_distill_length_prior_fits_and_saves_it_without_touching_the_run_key(tin
     assert "length_prior" not in DistillSettings(length_prior=True).key()
     record = json.loads((out / "training.json").read_text())
     assert record["complete"] and record["settings"]["val_group"] == "task"
+
+
+def test_a_validation_split_too_small_to_rank_keeps_the_prior_off():
+    cosine, prior = np.ones((3, 2)), np.arange(3.0)  # constant predictions: every rho is NaN
+    weight, figures = choose_weight(cosine, prior, np.random.default_rng(0).normal(size=(3, 2)))
+    assert weight == 0.0 and all(np.isnan(v) for v in figures.values())

@@ -104,6 +104,11 @@ def choose_weight(cosine: np.ndarray, prior: np.ndarray, true: np.ndarray) -> tu
     scale = float(np.std(cosine)) / max(float(np.std(prior)), 1e-12)
     figures = {}
     for w in WEIGHTS:
-        figures[f"{w:g}"] = float(np.nanmean(per_anchor_spearman(cosine + w * scale * prior[:, None], true)))
-    best = max(WEIGHTS, key=lambda w: (round(figures[f"{w:g}"], 6), -w))
-    return best * scale, figures
+        rhos = per_anchor_spearman(cosine + w * scale * prior[:, None], true)
+        figures[f"{w:g}"] = float(np.nanmean(rhos)) if np.isfinite(rhos).any() else float("nan")
+
+    def rank(w: float) -> tuple[float, float]:  # NaN (a validation split too small to rank) never wins
+        value = figures[f"{w:g}"]
+        return (-np.inf if np.isnan(value) else round(value, 6), -w)
+
+    return max(WEIGHTS, key=rank) * scale, figures
