@@ -111,7 +111,7 @@ def choose(method: str, candidates: np.ndarray, pool, groups: list[str], budget:
 def evaluate_run(encoder_dir: Path, scores, pool, queries, parts: dict, chosen: np.ndarray, untrained) -> dict:
     """Spearman figures of the distilled encoder, the untrained one and pool-mean on both evaluations, and the
     coverage flag's AUROC over both evaluations' queries."""
-    from influcoder.encoder.coverage import CoverageReference
+    from influcoder.encoder.coverage import CoverageReference, query_spread
     from influcoder.encoder.model import InfluenceEncoder
     from influcoder.evaluation.baselines.reference import PoolMean
     from influcoder.evaluation.baselines.text import Distilled, Semantic
@@ -121,7 +121,7 @@ def evaluate_run(encoder_dir: Path, scores, pool, queries, parts: dict, chosen: 
     record = json.loads((encoder_dir / "training.json").read_text(encoding="utf-8"))
     trained_on = {k: record[k] for k in ("train_pool_ids", "train_query_ids")}
     out: dict = {}
-    coverage, rhos = [], []
+    coverage, spreads, rhos = [], [], []
     reference = CoverageReference.load(encoder_dir / "best")
     for kind in ("unseen", "seen"):
         data = EvaluationData(
@@ -137,14 +137,17 @@ def evaluate_run(encoder_dir: Path, scores, pool, queries, parts: dict, chosen: 
             }
             for name, r in reports.items()
         }
-        _, evaluated = data.eval_samples()
-        coverage += list(reference.score(encoder.encode(evaluated)))
+        evaluated_pool, evaluated = data.eval_samples()
+        embedded = encoder.encode(evaluated)
+        coverage += list(reference.score(embedded))
+        spreads += list(query_spread(embedded, encoder.encode(evaluated_pool)))
         rhos += [np.nan if x is None else x for x in reports["influcoder"]["per_anchor"]]
-    rho, coverage = np.array(rhos, dtype=np.float64), np.array(coverage)
+    rho, coverage, spreads = np.array(rhos, dtype=np.float64), np.array(coverage), np.array(spreads)
     known = ~np.isnan(rho)
     n_unseen = len(parts["unseen_queries"])
     out["coverage"] = {
         "auroc_low_rho": auroc(-coverage[known], rho[known] < LOW_RHO),
+        "auroc_low_rho_spread": auroc(-spreads[known], rho[known] < LOW_RHO),
         "n_low_rho": int((rho[known] < LOW_RHO).sum()),
         "n_queries": int(known.sum()),
         "covered_unseen": float(reference.covered(coverage[:n_unseen]).mean()),
@@ -158,8 +161,8 @@ def distill_run(
 ) -> None:
     """Distil on the chosen rows x training queries into `out` (resumes; from the encoder at `init` when
     given), then save its coverage reference."""
-    from influcoder.encoder.coverage import CoverageReference
-    from influcoder.encoder.distill import Distiller, write_coverage_reference
+    from influcoder.encoder.coverage import CoverageReference, write_coverage_reference
+    from influcoder.encoder.distill import Distiller
     from influcoder.encoder.model import InfluenceEncoder
 
     distiller = Distiller(settings, encoder=InfluenceEncoder.from_pretrained(init) if init else None)
@@ -172,6 +175,29 @@ def distill_run(
     )
     if CoverageReference.load(out / "best") is None:
         write_coverage_reference(out, [*pool, *queries])
+
+
+def add_spread(run: dict, run_dir: Path, scores, pool, queries, parts: dict) -> bool:
+    """Add the spread flag's AUROC (low spread of a query's predicted influence over the evaluated pool, for
+    per-anchor rho < 0.3, over both evaluations' queries) to a run measured before it was; True when added."""
+    from influcoder.encoder.coverage import query_spread
+    from influcoder.encoder.model import InfluenceEncoder
+    from influcoder.metrics import per_anchor_spearman
+
+    if "auroc_low_rho_spread" in run["coverage"]:
+        return False
+    encoder = InfluenceEncoder.from_pretrained(run_dir / "best")
+    rho, spreads = [], []
+    for kind in ("unseen", "seen"):
+        rows, cols = parts[f"{kind}_pool"], parts[f"{kind}_queries"]
+        pool_vectors = encoder.encode_pool([pool[i] for i in rows])
+        query_vectors = encoder.encode_queries([queries[j] for j in cols])
+        rho += list(per_anchor_spearman(pool_vectors @ query_vectors.T, scores[np.ix_(rows, cols)]))
+        spreads += list(query_spread(query_vectors[:, : encoder.dim], pool_vectors[:, : encoder.dim]))
+    rho, spreads = np.array(rho, dtype=np.float64), np.array(spreads)
+    known = ~np.isnan(rho)
+    run["coverage"]["auroc_low_rho_spread"] = auroc(-spreads[known], rho[known] < LOW_RHO)
+    return True
 
 
 def chosen_rows(run_dir: Path, pool) -> np.ndarray:
@@ -249,6 +275,7 @@ def summarize(runs: dict[str, dict]) -> dict:
                         metric, []
                     ).append(value)
         table[selection].setdefault("coverage_auroc", []).append(run["coverage"]["auroc_low_rho"])
+        table[selection].setdefault("spread_auroc", []).append(run["coverage"].get("auroc_low_rho_spread"))
         table[selection].setdefault("seconds", []).append(run["seconds"])
         table[selection].setdefault("n_groups", []).append(run["n_groups"])
     return table
@@ -264,8 +291,8 @@ def fmt(values: list) -> str:
 def markdown(table: dict, command: str, n_runs: int) -> str:
     lines = [
         "| selection | tasks labelled | unseen per-anchor ρ | unseen query-specific ρ | seen per-anchor ρ "
-        "| seen query-specific ρ | flag AUROC (ρ < 0.3) | distil s |",
-        "|---|---|---|---|---|---|---|---|",
+        "| seen query-specific ρ | coverage flag AUROC (ρ < 0.3) | spread flag AUROC | distil s |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     references = {}
     for selection, row in table.items():
@@ -273,18 +300,18 @@ def markdown(table: dict, command: str, n_runs: int) -> str:
         lines.append(
             f"| {selection} | {int(np.median(row['n_groups']))} | {fmt(u['per_anchor'])} "
             f"| {fmt(u['query_specific'])} | {fmt(s['per_anchor'])} | {fmt(s['query_specific'])} "
-            f"| {fmt(row['coverage_auroc'])} | {np.median(row['seconds']):.0f} |"
+            f"| {fmt(row['coverage_auroc'])} | {fmt(row['spread_auroc'])} | {np.median(row['seconds']):.0f} |"
         )
         references = {m: (row["unseen"][m], row["seen"][m]) for m in ("untrained", "pool-mean")}
         if "lengths" in row["unseen"]:
             lines.append(
                 f"| {selection}: *lengths only* | - | {fmt(row['unseen']['lengths']['per_anchor'])} | - "
-                f"| {fmt(row['seen']['lengths']['per_anchor'])} | - | - | - |"
+                f"| {fmt(row['seen']['lengths']['per_anchor'])} | - | - | - | - |"
             )
     for method, (u, s) in references.items():
         lines.append(
             f"| *{method}* | - | {fmt(u['per_anchor'])} | {fmt(u['query_specific'])} | {fmt(s['per_anchor'])} "
-            f"| {fmt(s['query_specific'])} | - | - |"
+            f"| {fmt(s['query_specific'])} | - | - | - |"
         )
     return f"{n_runs} runs; mean ± sd over seeds.\n\n" + "\n".join(lines) + f"\n\nCommand: `{command}`\n"
 
@@ -355,7 +382,8 @@ def main() -> None:
             if path.exists():
                 runs[name] = json.loads(path.read_text(encoding="utf-8"))
                 chosen = chosen_rows(args.out / name, pool)
-                if add_lengths(runs[name], scores, pool, queries, parts, chosen):
+                added = add_lengths(runs[name], scores, pool, queries, parts, chosen)
+                if add_spread(runs[name], args.out / name, scores, pool, queries, parts) or added:
                     write_json_atomic(path, runs[name])
                 continue
             if args.report_only:
@@ -398,7 +426,8 @@ def main() -> None:
             continue
         run = runs[path.stem] = json.loads(path.read_text(encoding="utf-8"))
         parts = splits(pool, queries, run["seed"], tuple(args.unseen), tuple(args.seen), args.group_field)
-        if add_lengths(run, scores, pool, queries, parts, chosen_rows(args.out / path.stem, pool)):
+        added = add_lengths(run, scores, pool, queries, parts, chosen_rows(args.out / path.stem, pool))
+        if add_spread(run, args.out / path.stem, scores, pool, queries, parts) or added:
             write_json_atomic(path, run)
     table = summarize(runs)
     write_json_atomic(args.out / "results.json", {"command": command, "runs": runs, "summary": table})

@@ -360,5 +360,9 @@ def test_pooled_coverage_flag_ranks_all_runs_queries_together():
     unseen = run([0.3, 0.5], [0.1, 0.2])
     pooled = pooled_coverage_flag([seen, unseen])
     assert pooled["auroc_low_rho"] == 1.0 and pooled["n_queries"] == 4 and pooled["n_low_rho"] == 2
+    assert pooled["auroc_low_rho_spread"] is None  # these runs measured no spread
     assert pooled_coverage_flag([seen]) is None  # no low-rho query: undefined
     assert pooled_coverage_flag([{"coverage": None, "rows": {}}]) is None
+    seen["coverage"]["query_spread"] = [0.02, 0.03, 0.01]
+    unseen["coverage"]["query_spread"] = [0.025, 0.005]  # one failing query spreads more than a good one
+    assert pooled_coverage_flag([seen, unseen])["auroc_low_rho_spread"] == 0.75

@@ -8,7 +8,7 @@ import json
 import numpy as np
 
 from influcoder.cli.main import main
-from influcoder.encoder.coverage import CoverageReference, build_reference
+from influcoder.encoder.coverage import CoverageReference, build_reference, query_spread
 from influcoder.encoder.model import InfluenceEncoder
 from influcoder.labels.labelling import label
 from influcoder.labels.settings import LabelSettings
@@ -57,6 +57,7 @@ def test_distill_index_attribute_carry_the_coverage_flag(tiny_model_dir, tiny_be
         main([*args, "--epochs", "1", "--max-length", "16", "--quiet", "--eval-pool", "4", "--eval-queries", "2"]) == 0
     )
     reference = CoverageReference.load(out)
+    assert reference.spread_threshold is not None and reference.spread_threshold >= 0
     training = json.loads((out / "training.json").read_text())
     assert len(reference.embeddings) == len(training["train_pool_ids"]) + len(training["train_query_ids"])
     pool_file = tmp_path / "pool.jsonl"
@@ -78,5 +79,26 @@ def test_distill_index_attribute_carry_the_coverage_flag(tiny_model_dir, tiny_be
     for hit in hits:
         assert abs(hit["coverage"] - stored[row[hit["pool_id"]]]) < 1e-4
         assert hit["covered"] == (stored[row[hit["pool_id"]]] >= reference.threshold)
-        assert isinstance(hit["query_covered"], bool)
-    assert "queries and" in capsys.readouterr().err
+        assert isinstance(hit["query_covered"], bool) and isinstance(hit["query_confident"], bool)
+        assert hit["query_confident"] == (hit["query_spread"] >= reference.spread_threshold - 1e-4)
+    err = capsys.readouterr().err
+    assert "queries and" in err and "queries get scores that hardly differ" in err
+
+
+def test_spread_is_the_deviation_of_a_querys_cosines_over_the_pool_and_old_references_load(tmp_path):
+    rng = np.random.default_rng(3)
+    pool = rng.normal(size=(50, 8))
+    pool /= np.linalg.norm(pool, axis=1, keepdims=True)
+    queries = np.vstack([pool[0], rng.normal(size=8)])
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    np.testing.assert_allclose(query_spread(queries, pool), (pool @ queries.T).std(axis=0), rtol=1e-5)
+    flat = np.zeros((1, 8))  # orthogonal to... nothing: a zero query's cosines are all 0, no spread
+    assert query_spread(flat, pool)[0] == 0 and np.isnan(query_spread(queries, pool[:1])).all()
+    reference = CoverageReference(pool, 5, 0.1, 0.05, spread_threshold=0.2)
+    assert list(reference.confident(np.array([0.1, 0.3]))) == [False, True]
+    reference.save(tmp_path)
+    assert CoverageReference.load(tmp_path).spread_threshold == 0.2
+    meta = json.dumps({"k": 5, "threshold": 0.1, "quantile": 0.05})  # as saved before spreads were calibrated
+    np.savez(tmp_path / "coverage.npz", embeddings=pool.astype(np.float16), meta=np.array(meta))
+    old = CoverageReference.load(tmp_path)
+    assert old.spread_threshold is None and old.confident(np.zeros(3)).all()

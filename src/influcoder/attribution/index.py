@@ -279,6 +279,20 @@ class EmbeddingIndex:
         out = np.concatenate(blocks) if blocks else np.zeros((0, self.dim), dtype=np.float32)
         return out[:limit] if limit is not None else out
 
+    def sample_embeddings(self, n: int = 4096, seed: int = 0) -> np.ndarray:
+        """A seeded sample of `n` rows' embeddings (all rows when fewer), without a length prior's column: the
+        reference pool over which a query's spread is measured (`influcoder.encoder.coverage.query_spread`)."""
+        rows = np.arange(len(self))
+        if len(rows) > n:
+            rows = np.sort(np.random.default_rng(seed).choice(len(rows), size=n, replace=False))
+        wanted, parts, start = set(rows.tolist()), [], 0
+        for block in self.iter_embeddings():
+            local = [r - start for r in range(start, start + len(block)) if r in wanted]
+            parts.append(block[local])
+            start += len(block)
+        width = self.dim - self.manifest.get("prior_columns", 0)
+        return np.concatenate(parts)[:, :width] if parts else np.zeros((0, width), dtype=np.float32)
+
     @property
     def faiss_index(self):
         if self._faiss_index is None:

@@ -19,7 +19,7 @@ from influcoder.attribution.index import EmbeddingIndex
 from influcoder.core.errors import InflucoderError
 from influcoder.data.records import Sample
 from influcoder.data.stream import SelectedSamples, sample_ids
-from influcoder.encoder.coverage import CoverageReference
+from influcoder.encoder.coverage import CoverageReference, query_spread
 from influcoder.encoder.model import InfluenceEncoder
 
 
@@ -74,6 +74,9 @@ class Influcoder:
         self.coverage_reference = coverage
         """The encoder's out-of-coverage reference (`coverage.npz` beside it), if it has one."""
         self.query_coverage: dict[str, float] = {}
+        self.query_spread: dict[str, float] = {}
+        """Per query of the last `attribute`: the spread of its scores over a sample of the pool (low: the
+        encoder cannot rank the pool for it; `CoverageReference.confident`)."""
         """Coverage score of each query of the last `attribute` call."""
         if index is not None:
             index.check_encoder(encoder)
@@ -133,6 +136,8 @@ class Influcoder:
         self.query_coverage = (
             dict(zip([q.id for q in queries], map(float, reference.score(embedded)))) if reference else {}
         )
+        spreads = query_spread(embedded, index.sample_embeddings())
+        self.query_spread = dict(zip([q.id for q in queries], map(float, spreads)))
 
         def hit(j: int, r: int) -> Attribution:
             row = int(rows[j, r])

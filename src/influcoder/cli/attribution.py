@@ -181,6 +181,8 @@ class Attribute(Scoring):
                         "covered": a.covered,
                         "query_coverage": round(query_coverage[a.query_id], 4),
                         "query_covered": bool(reference.covered(query_coverage[a.query_id])),
+                        "query_spread": round(ic.query_spread[a.query_id], 4),
+                        "query_confident": bool(reference.confident(ic.query_spread[a.query_id])),
                     }
                     if reference is not None
                     else {}
@@ -205,6 +207,15 @@ class Attribute(Scoring):
                 "distilled on (their scores are less trustworthy; --audit checks them against exact gradients)",
                 file=sys.stderr,
             )
+            if reference.spread_threshold is not None:
+                unsure = sum(not reference.confident(v) for v in ic.query_spread.values())
+                print(
+                    f"spread: {unsure} of {len(queries)} queries get scores that hardly differ across the pool "
+                    f"(spread below {reference.spread_threshold:.4f}, the validation queries' "
+                    f"{reference.quantile:.0%} quantile): the encoder cannot rank the pool for them, their top-k "
+                    "is close to arbitrary",
+                    file=sys.stderr,
+                )
         if self.audit:
             from influcoder.attribution.audit import audit_attribution
 

@@ -36,7 +36,7 @@ from influcoder.core.devices import resolve_device
 from influcoder.core.errors import ArtifactMismatchError, InflucoderError, NonFiniteValueError
 from influcoder.core.locks import exclusive_directory
 from influcoder.data.records import Sample, fingerprint, sample_groups
-from influcoder.encoder.coverage import CoverageReference, build_reference
+from influcoder.encoder.coverage import CoverageReference, write_coverage_reference
 from influcoder.encoder.length_prior import LengthPrior
 from influcoder.encoder.losses import PEARSON_CENTERINGS, distillation_loss, group_ranking_loss
 from influcoder.encoder.model import InfluenceEncoder
@@ -429,18 +429,3 @@ def distill_labels(
         if settings.length_prior and LengthPrior.load(out / "best") is None:
             fit_length_prior(out, *train)
         return logs
-
-
-def write_coverage_reference(
-    out: Path, samples: Sequence[Sample], progress: bool = False, device: str = "auto"
-) -> CoverageReference:
-    """The coverage reference of a finished run (`influcoder.encoder.coverage`), saved into ``out/best``: its
-    training samples are the reference, its validation samples calibrate the threshold."""
-    record = json.loads((out / "training.json").read_text(encoding="utf-8"))
-    by_id = {s.id: s for s in samples}
-    labelled = [by_id[i] for i in record["train_pool_ids"] + record["train_query_ids"]]
-    validation = [by_id[i] for i in record["val_pool_ids"] + record["val_query_ids"]]
-    encoder = InfluenceEncoder.from_pretrained(out / "best", device=device)
-    reference = build_reference(encoder, labelled, validation, progress=progress)
-    reference.save(out / "best")
-    return reference

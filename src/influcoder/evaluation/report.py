@@ -51,9 +51,11 @@ def summarize(runs: list[dict]) -> dict[str, dict[str, dict]]:
     for protocol in summary:
         flags = [r["coverage"] for r in runs if (r.get("protocol") or "unrecorded") == protocol and r.get("coverage")]
         aurocs = [f["auroc_low_rho"] for f in flags if f["auroc_low_rho"] is not None]
+        spread_aurocs = [f["auroc_low_rho_spread"] for f in flags if f.get("auroc_low_rho_spread") is not None]
         if flags and "distilled" in summary[protocol]:
             summary[protocol]["distilled"]["coverage_flag"] = {
                 "auroc_low_rho": float(np.mean(aurocs)) if aurocs else None,
+                "auroc_low_rho_spread": float(np.mean(spread_aurocs)) if spread_aurocs else None,
                 "runs_with_both_classes": len(aurocs),
                 "share_queries_covered": float(np.mean([f["share_queries_covered"] for f in flags])),
                 "n_low_rho": int(sum(f["n_low_rho"] for f in flags)),
@@ -89,6 +91,10 @@ def markdown_tables(summary: dict[str, dict[str, dict]]) -> str:
                 f"AUROC of low coverage for per-anchor rho < {LOW_RHO}: {area} ({flag['n_low_rho']} of "
                 f"{flag['n_queries']} queries below, {flag['runs_with_both_classes']} run(s) with both classes)"
             )
+            if flag.get("auroc_low_rho_spread") is not None:
+                out.append(
+                    f"AUROC of low spread (the query's scores over the pool): {flag['auroc_low_rho_spread']:.3f}"
+                )
         out.append("")
     out.append("rho: Spearman against the gradient labels, mean +- standard deviation over runs (seeds).")
     return "\n".join(out)
@@ -122,7 +128,7 @@ def coverage_flag_report(
     """How well the out-of-coverage flag predicts where the encoder fails: AUROC of low query coverage for
     per-anchor rho < 0.3 on the evaluated queries. The reference is the encoder's saved one, or rebuilt from
     its training record (an encoder distilled before references were saved); None without either."""
-    from influcoder.encoder.coverage import CoverageReference, build_reference
+    from influcoder.encoder.coverage import CoverageReference, build_reference, query_spread
     from influcoder.metrics import auroc
 
     reference = CoverageReference.load(encoder_dir)
@@ -133,19 +139,24 @@ def coverage_flag_report(
         reference = build_reference(encoder, train, validation)
     if reference is None:
         return None
-    _, queries = data.eval_samples()
-    scores = reference.score(encoder.encode(queries))
+    pool, queries = data.eval_samples()
+    embedded = encoder.encode(queries)
+    scores = reference.score(embedded)
+    spreads = query_spread(embedded, encoder.encode(pool))
     rho = np.array([np.nan if x is None else x for x in per_anchor], dtype=np.float64)
     known = ~np.isnan(rho)
     low = rho[known] < LOW_RHO
     return {
         "low_rho": LOW_RHO,
         "auroc_low_rho": auroc(-scores[known], low),
+        "auroc_low_rho_spread": auroc(-spreads[known], low),
         "n_queries": int(known.sum()),
         "n_low_rho": int(low.sum()),
         "share_queries_covered": float(reference.covered(scores).mean()),
+        "share_queries_confident": float(reference.confident(spreads).mean()),
         "threshold": reference.threshold,
         "query_coverage": [float(x) for x in scores],
+        "query_spread": [float(x) for x in spreads],
     }
 
 
@@ -155,20 +166,30 @@ def pooled_coverage_flag(runs: list[dict]) -> dict | None:
     rest. None when no run measured coverage or one class is empty."""
     from influcoder.metrics import auroc
 
-    scores, low = [], []
+    scores, spreads, low = [], [], []
     for run in runs:
         flag = run.get("coverage")
         if not flag:
             continue
         rho = run["rows"]["distilled"]["per_anchor"]
-        for score, value in zip(flag["query_coverage"], rho):
+        spread = flag.get("query_spread", [np.nan] * len(rho))  # runs evaluated before spreads were measured
+        for score, value, width in zip(flag["query_coverage"], rho, spread):
             if value is not None:
                 scores.append(score)
+                spreads.append(width)
                 low.append(value < LOW_RHO)
     area = auroc(-np.array(scores), np.array(low)) if scores else None
     if area is None:
         return None
-    return {"auroc_low_rho": area, "n_queries": len(low), "n_low_rho": int(sum(low)), "low_rho": LOW_RHO}
+    measured = ~np.isnan(np.array(spreads, dtype=np.float64))
+    spread_area = auroc(-np.array(spreads)[measured], np.array(low)[measured]) if measured.all() else None
+    return {
+        "auroc_low_rho": area,
+        "auroc_low_rho_spread": spread_area,
+        "n_queries": len(low),
+        "n_low_rho": int(sum(low)),
+        "low_rho": LOW_RHO,
+    }
 
 
 def figure_png(fig) -> str:
@@ -342,6 +363,8 @@ def write_report(out_dir: str | Path, runs: list[dict], command: str) -> dict:
             f"for per-anchor rho < {LOW_RHO}: {pooled['auroc_low_rho']:.3f} ({pooled['n_low_rho']} of "
             f"{pooled['n_queries']} queries below)"
         )
+        if pooled.get("auroc_low_rho_spread") is not None:
+            table += f"; AUROC of low spread: {pooled['auroc_low_rho_spread']:.3f}"
     write_text_atomic(out / "results.md", f"command: `{command}`\n\nmachine: {machine()}\n\n{table}\n")
     write_text_atomic(out / "report.html", html_page(summary, runs, command))
     return summary
