@@ -253,7 +253,7 @@ def forgetting(out: Path, scores, pool, queries, parts: dict, groups: list[str],
         if len(rows) < 3:
             continue
         result[name] = {
-            when: fidelity_on(out / run, scores, pool, queries, rows, parts["seen_queries"])
+            when: fidelity_on(out.parent / run, scores, pool, queries, rows, parts["seen_queries"])
             for when, run in (("before", first_run_name(out)), ("after", out.name))
         }
     return result
