@@ -242,10 +242,10 @@ def fidelity_on(encoder_dir: Path, scores, pool, queries, rows: np.ndarray, cols
     return {"per_anchor": report.per_anchor_mean, "query_specific": report.query_specific_mean, "n_pool": len(rows)}
 
 
-def forgetting(out: Path, scores, pool, queries, parts: dict, groups: list[str], first, second) -> dict:
-    """Fidelity of the encoder before (``concentrated``) and after continued distillation (``continued``) on
-    the seen evaluation's pool samples of the first run's tasks (A) and of the second run's tasks (B)."""
-    tasks_a, tasks_b = {groups[i] for i in first}, {groups[i] for i in second}
+def forgetting(out: Path, first_dir: Path, scores, pool, queries, parts: dict, groups: list[str], first, new) -> dict:
+    """Fidelity of the first encoder (``concentrated``, in `first_dir`) and of the continued one (`out`) on the
+    seen evaluation's pool samples of the first run's tasks (A) and of the new tasks (B)."""
+    tasks_a, tasks_b = {groups[i] for i in first}, {groups[i] for i in new}
     seen = parts["seen_pool"]
     result = {}
     for name, tasks in (("tasks_a", tasks_a), ("tasks_b", tasks_b)):
@@ -253,14 +253,10 @@ def forgetting(out: Path, scores, pool, queries, parts: dict, groups: list[str],
         if len(rows) < 3:
             continue
         result[name] = {
-            when: fidelity_on(out.parent / run, scores, pool, queries, rows, parts["seen_queries"])
-            for when, run in (("before", first_run_name(out)), ("after", out.name))
+            when: fidelity_on(directory, scores, pool, queries, rows, parts["seen_queries"])
+            for when, directory in (("before", first_dir), ("after", out))
         }
     return result
-
-
-def first_run_name(out: Path) -> str:
-    return out.name.replace(CONTINUED, "concentrated")
 
 
 def summarize(runs: dict[str, dict]) -> dict:
@@ -318,17 +314,26 @@ def markdown(table: dict, command: str, n_runs: int) -> str:
 
 def forgetting_table(runs: dict[str, dict]) -> str:
     """Per-anchor rho on the seen evaluation's samples of tasks A (first run) and B (continued run), before and
-    after continued distillation, mean over seeds."""
-    found = [run["forgetting"] for run in runs.values() if run.get("forgetting")]
-    if not found:
+    after continued distillation, mean over seeds, per variant (e.g. with replay)."""
+    variants: dict[str, list[dict]] = {}
+    for name, run in runs.items():
+        if run.get("forgetting"):
+            variants.setdefault(name.rsplit("-s", 1)[0], []).append(run["forgetting"])
+    if not variants:
         return ""
-    lines = ["| pool tasks | before (first encoder) | after (continued) | change |", "|---|---|---|---|"]
-    for part, label in (("tasks_a", "A: first run's (forgetting)"), ("tasks_b", "B: continued run's (learning)")):
-        pairs = [(f[part]["before"]["per_anchor"], f[part]["after"]["per_anchor"]) for f in found if part in f]
-        if pairs:
-            before, after = np.mean([p[0] for p in pairs]), np.mean([p[1] for p in pairs])
-            lines.append(f"| {label} | {before:.3f} | {after:.3f} | {after - before:+.3f} |")
-    return f"\nContinued distillation ({len(found)} seeds, per-anchor rho):\n\n" + "\n".join(lines) + "\n"
+    lines = [
+        "| run | seeds | pool tasks | before (first encoder) | after (continued) | change |",
+        "|---|---|---|---|---|---|",
+    ]
+    for variant, found in variants.items():
+        for part, label in (("tasks_a", "A: first run's (forgetting)"), ("tasks_b", "B: new (learning)")):
+            pairs = [(f[part]["before"]["per_anchor"], f[part]["after"]["per_anchor"]) for f in found if part in f]
+            if pairs:
+                before, after = np.mean([p[0] for p in pairs]), np.mean([p[1] for p in pairs])
+                lines.append(
+                    f"| {variant} | {len(pairs)} | {label} | {before:.3f} | {after:.3f} | {after - before:+.3f} |"
+                )
+    return "\nContinued distillation (per-anchor rho on seen-evaluation samples):\n\n" + "\n".join(lines) + "\n"
 
 
 def main() -> None:
@@ -359,6 +364,9 @@ def main() -> None:
         "'+taskval'), same selection and seed: with --length-prior, measures the prior without training again",
     )
     parser.add_argument("--tag", default="", help="suffix of the run names for a variant of the settings: '+taskval'")
+    parser.add_argument(
+        "--replay", type=float, default=0.0, help="continued: also train on this share of the first run's samples"
+    )
     parser.add_argument("--report-only", action="store_true", help="summarize the finished runs, run nothing")
     args = parser.parse_args()
     from influcoder.encoder.model import InfluenceEncoder
@@ -392,7 +400,12 @@ def main() -> None:
             if selection == CONTINUED:  # tasks B: the next tasks of the concentrated order, from its encoder
                 first = choose("concentrated", parts["candidates"], pool, groups, args.budget, seed, untrained)
                 local = concentrated([groups[i] for i in parts["candidates"]], args.budget, seed, skip=args.budget)
-                chosen, init = parts["candidates"][local], args.out / f"concentrated{args.tag}-s{seed}" / "best"
+                new = parts["candidates"][local]
+                replayed = np.random.default_rng([seed, 5]).choice(first, int(round(args.replay * len(first))), False)
+                chosen = np.union1d(new, replayed)  # rehearsal: a share of tasks A trained on again
+                first_dir = args.out / f"concentrated{args.tag}-s{seed}"
+                first_dir = first_dir if first_dir.exists() else args.out / f"concentrated-s{seed}"
+                init = first_dir / "best"
                 if not init.exists():
                     sys.exit(f"{name} starts from {init}: run the concentrated selection first")
             else:
@@ -415,7 +428,9 @@ def main() -> None:
             run = evaluate_run(args.out / name, scores, pool, queries, parts, chosen, untrained)
             add_lengths(run, scores, pool, queries, parts, chosen)
             if selection == CONTINUED:
-                run["forgetting"] = forgetting(args.out / name, scores, pool, queries, parts, groups, first, chosen)
+                run["forgetting"] = forgetting(
+                    args.out / name, first_dir, scores, pool, queries, parts, groups, first, new
+                )
             run.update(seconds=seconds, n_groups=len({groups[i] for i in chosen}), n_chosen=len(chosen), seed=seed)
             write_json_atomic(path, run)
             runs[name] = run
