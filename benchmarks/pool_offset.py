@@ -42,7 +42,7 @@ from scipy.stats import spearmanr
 
 from influcoder.core.atomic import write_json_atomic
 from influcoder.data.records import Sample, sample_groups
-from influcoder.encoder.length_prior import length_features
+from influcoder.encoder.length_prior import fit_ridge, length_features
 from influcoder.encoder.splits import split_labels, split_labels_by_group
 from influcoder.metrics import per_anchor_spearman
 
@@ -93,11 +93,9 @@ def format_features(samples: list[Sample]) -> np.ndarray:
 
 
 def ridge_predict(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, penalty: float = 1.0) -> np.ndarray:
-    """Ridge regression with standardised features and an unpenalised intercept."""
-    mean, std = x_train.mean(axis=0), x_train.std(axis=0) + 1e-12
-    a, b = (x_train - mean) / std, (x_test - mean) / std
-    weights = np.linalg.solve(a.T @ a + penalty * np.eye(a.shape[1]), a.T @ (y_train - y_train.mean()))
-    return b @ weights + y_train.mean()
+    """`length_prior.fit_ridge` on any features, predicting `x_test`."""
+    coefficients, mean, std = fit_ridge(x_train, y_train, penalty)
+    return ((np.asarray(x_test, dtype=np.float64) - mean) / std) @ coefficients + np.mean(y_train)
 
 
 def split_figures(scores, pool, queries, groups, query_groups, held: tuple[int, int], seed: int) -> dict:

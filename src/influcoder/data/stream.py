@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import json
+from abc import ABC, abstractmethod
 from array import array
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -33,7 +34,7 @@ def _item(sequence: Sequence[Sample], i, read):
     return read(position)
 
 
-class LazySamples(Sequence[Sample]):
+class LazySamples(Sequence[Sample], ABC):
     """Samples of a file whose texts stay on disk: `ids` (final, as `load_file` assigns them) are in memory,
     a sample is read when asked for. Subclasses scan the file in order and read one record back."""
 
@@ -58,17 +59,17 @@ class LazySamples(Sequence[Sample]):
         if not self.ids:
             raise DataError(str(self.path), None, "no records")
 
+    @abstractmethod
     def _scan(self) -> Iterator[tuple[int, int, object]]:
         """(byte offset or row, line or row number, parsed record) of every record, in file order, in bounded
         memory."""
-        raise NotImplementedError
 
     def _remember(self, offset: int, number: int) -> None:
         """Keep what `_record` needs to read a record back (construction's scan calls it for each)."""
 
+    @abstractmethod
     def _record(self, row: int) -> tuple[int, object]:
         """(line or row number, parsed record) of the file's `row`-th record."""
-        raise NotImplementedError
 
     def _sample(self, record, number: int) -> Sample:
         prompt_field, response_field, id_field, allow_empty = self._fields

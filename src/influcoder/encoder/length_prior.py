@@ -50,6 +50,17 @@ def length_features(samples: Sequence[Sample | str]) -> np.ndarray:
     return np.stack([prompt, response, prompt * response, prompt**2, response**2], axis=1)
 
 
+def fit_ridge(x: np.ndarray, y: np.ndarray, penalty: float = PENALTY) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Ridge regression of `y` on standardised features `x`, intercept unpenalised: (coefficients, feature
+    mean, feature std); predict with ((x - mean) / std) @ coefficients + mean of y."""
+    x = np.asarray(x, dtype=np.float64)
+    mean, std = x.mean(axis=0), x.std(axis=0) + 1e-12
+    a = (x - mean) / std
+    y = np.asarray(y, dtype=np.float64)
+    coefficients = np.linalg.solve(a.T @ a + penalty * np.eye(a.shape[1]), a.T @ (y - y.mean()))
+    return coefficients, mean, std
+
+
 @dataclass
 class LengthPrior:
     """Ridge coefficients over standardised length features, and the weight (cosine units per unit of the
@@ -66,11 +77,7 @@ class LengthPrior:
     def fit(cls, pool: Sequence[Sample], offsets: np.ndarray, penalty: float = PENALTY) -> LengthPrior:
         """Ridge of the pool offsets on the length features (intercept unpenalised, then dropped: a constant
         added to every pool sample changes no ranking)."""
-        x = length_features(pool)
-        mean, std = x.mean(axis=0), x.std(axis=0) + 1e-12
-        a = (x - mean) / std
-        y = np.asarray(offsets, dtype=np.float64)
-        coefficients = np.linalg.solve(a.T @ a + penalty * np.eye(a.shape[1]), a.T @ (y - y.mean()))
+        coefficients, mean, std = fit_ridge(length_features(pool), offsets, penalty)
         return cls(coefficients.tolist(), mean.tolist(), std.tolist())
 
     def predict(self, samples: Sequence[Sample]) -> np.ndarray:
