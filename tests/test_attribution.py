@@ -319,3 +319,21 @@ def test_an_int8_index_embeds_its_queries_with_int8_and_refuses_a_float_append(e
         == 0
     )
     assert json.loads((tmp_path / "cli" / "manifest.json").read_text())["encoder_backend"] == "int8"
+
+
+def test_the_spread_sample_is_drawn_once_and_redrawn_after_an_append(encoder_dir, tmp_path, monkeypatch):
+    """attribute measures each query's spread over a seeded sample of the index; drawing it reads every shard,
+    so it is kept beside the index, named by the row count (an append draws it again)."""
+    ic = Influcoder.from_pretrained(encoder_dir)
+    pool, queries = samples(30), samples(3, seed=3, prefix="q")
+    index = ic.index(pool[:20], tmp_path / "idx", shard_size=8, progress=False)
+    first = index.sample_embeddings(n=8)
+    assert first.shape == (8, ic.encoder.dim) and (tmp_path / "idx" / "spread-sample-20-8-0.npy").exists()
+    monkeypatch.setattr(EmbeddingIndex, "iter_embeddings", lambda self: (_ for _ in ()).throw(AssertionError))
+    np.testing.assert_array_equal(index.sample_embeddings(n=8), first)  # read back, no shard read
+    monkeypatch.undo()
+    grown = ic.index(pool[20:], tmp_path / "idx", append=True, progress=False)
+    assert grown.sample_embeddings(n=8).shape == (8, ic.encoder.dim)
+    assert (tmp_path / "idx" / "spread-sample-30-8-0.npy").exists()
+    ic.attribute(queries, k=3)
+    assert set(ic.query_spread) == {q.id for q in queries} and all(v > 0 for v in ic.query_spread.values())

@@ -281,7 +281,13 @@ class EmbeddingIndex:
 
     def sample_embeddings(self, n: int = 4096, seed: int = 0) -> np.ndarray:
         """A seeded sample of `n` rows' embeddings (all rows when fewer), without a length prior's column: the
-        reference pool over which a query's spread is measured (`influcoder.encoder.coverage.query_spread`)."""
+        reference pool over which a query's spread is measured (`influcoder.encoder.coverage.query_spread`).
+
+        Drawing it reads every shard, so it is kept in the index directory (``spread-sample-<rows>-<n>-<seed>
+        .npy``: an append changes the row count and so the name) and later calls read that file only."""
+        cache = self.path / f"spread-sample-{len(self)}-{n}-{seed}.npy"
+        if cache.exists():
+            return np.load(cache, allow_pickle=False)
         rows = np.arange(len(self))
         if len(rows) > n:
             rows = np.sort(np.random.default_rng(seed).choice(len(rows), size=n, replace=False))
@@ -291,7 +297,13 @@ class EmbeddingIndex:
             parts.append(block[local])
             start += len(block)
         width = self.dim - self.manifest.get("prior_columns", 0)
-        return np.concatenate(parts)[:, :width] if parts else np.zeros((0, width), dtype=np.float32)
+        sample = np.concatenate(parts)[:, :width] if parts else np.zeros((0, width), dtype=np.float32)
+        try:
+            with atomic_output(cache) as tmp, open(tmp, "wb") as handle:
+                np.save(handle, sample.astype(np.float32), allow_pickle=False)
+        except OSError:  # a read-only index still answers; it draws the sample again next time
+            pass
+        return sample
 
     @property
     def faiss_index(self):
