@@ -5,18 +5,19 @@ process's alone (`os.wait4` rusage). Pools are seeded draws of N samples from th
 real samples), written as JSONL, so `index` streams them. Per size N:
 
 - `index` of N samples with a distilled encoder, then `attribute` of --queries bbh queries (top 10) on it;
-- `label` of min(N, --label-max) pool samples against --label-queries queries (gradients are the slow part:
-  ~0.5-1 s per sample on 2 cores; sizes above --label-max are extrapolated from the fitted exponent, and the
-  table says so);
+- `label` of N pool samples against --label-queries queries for N <= --label-max and at the extra
+  --label-sizes (gradients are the slow part: ~0.5-1 s per sample on 2 cores; larger sizes are extrapolated
+  from the fitted exponent, and the table says so);
 - `distill` of one epoch on those labels (one epoch deals every pool sample once, so an epoch grows with the
   labelled pool, not with N beyond --label-max).
 
 Then a log-log fit per step (exponent, time = a * N^b over the measured sizes) and a plot:
 
     python benchmarks/scale.py --encoder runs/rank/experiment/enc-random-s0/best --sizes 1000 10000 100000 \\
-        --label-max 1000 --out benchmarks/results/scale
+        --label-max 1000 --label-sizes 250 --index-backend int8 --out benchmarks/results/scale
 
-writes OUT.json, OUT.md and OUT.png. Work files go under --work (kept: a rerun reuses finished steps).
+writes OUT.json, OUT.md and OUT.png. Work files go under --work (kept: a rerun reuses finished steps and their
+measurements).
 """
 
 from __future__ import annotations
@@ -37,7 +38,16 @@ RESULTS = Path(__file__).parent / "results"
 
 
 def run(command: list[str], log: Path) -> dict:
-    """Run one influcoder command; its wall seconds and peak RSS (MB) from the kernel's accounting."""
+    """Run one influcoder command; its wall seconds and peak RSS (MB) from the kernel's accounting.
+
+    A step that finished before (its measurement is kept in LOG.json) is not run again, so a benchmark stopped
+    at 100K resumes there instead of redoing the hour before it.
+    """
+    record = log.with_suffix(".json")
+    if record.exists():
+        kept = json.loads(record.read_text(encoding="utf-8"))
+        if kept.get("command") == shlex.join(command):
+            return kept
     started = time.perf_counter()
     with log.open("w", encoding="utf-8") as handle:
         process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT)
@@ -46,7 +56,9 @@ def run(command: list[str], log: Path) -> dict:
     if os.waitstatus_to_exitcode(status) != 0:
         sys.exit(f"failed: {shlex.join(command)}; see {log}")
     peak = usage.ru_maxrss / (1024 * 1024 if sys.platform == "darwin" else 1024)
-    return {"seconds": seconds, "peak_rss_mb": peak, "command": shlex.join(command)}
+    measured = {"seconds": seconds, "peak_rss_mb": peak, "command": shlex.join(command)}
+    record.write_text(json.dumps(measured) + "\n", encoding="utf-8")
+    return measured
 
 
 def write_pool(n: int, path: Path, seed: int) -> None:
@@ -72,7 +84,9 @@ def main() -> None:
     parser.add_argument("--encoder", required=True, type=Path, help="a distilled encoder directory")
     parser.add_argument("--sizes", nargs="+", type=int, default=[1000, 10000, 100000])
     parser.add_argument("--label-max", type=int, default=1000, help="largest pool labelled for real")
+    parser.add_argument("--label-sizes", nargs="*", type=int, default=[], help="extra pool sizes labelled only")
     parser.add_argument("--label-queries", type=int, default=32)
+    parser.add_argument("--index-backend", choices=["torch", "int8"], default="torch", help="index --backend")
     parser.add_argument("--queries", type=int, default=100, help="bbh queries for attribute")
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--seed", type=int, default=0)
@@ -88,16 +102,12 @@ def main() -> None:
 
         write_samples(load_samples("bbh", limit=args.queries, seed=args.seed), queries)
     rows: dict[str, dict[int, dict]] = {"index": {}, "attribute": {}, "label": {}, "distill-epoch": {}}
-    for n in sorted(args.sizes):
+    for n in sorted({*args.sizes, *args.label_sizes}):
         pool = args.work / f"pool-{n}.jsonl"
         write_pool(n, pool, args.seed)
-        index = args.work / f"index-{n}"
-        step = [*influcoder, "index", "--encoder", str(args.encoder), "--pool", str(pool), "--out", str(index)]
-        rows["index"][n] = run([*step, "--overwrite", "--quiet"], args.work / f"index-{n}.log")
-        attribute = [*influcoder, "attribute", "--index", str(index), "--queries", str(queries), "-k", "10"]
-        attribute += ["--format", "jsonl", "--out", str(args.work / f"hits-{n}.jsonl"), "--quiet"]
-        rows["attribute"][n] = run(attribute, args.work / f"attribute-{n}.log")
-        if n > args.label_max:
+        if n in args.sizes:
+            index_and_attribute(influcoder, args, n, pool, queries, rows)
+        if n > args.label_max and n not in args.label_sizes:
             continue
         labels = args.work / f"labels-{n}"
         label = [*influcoder, "label", "--pool", str(pool), "--queries", str(queries), "--query-limit"]
@@ -112,17 +122,29 @@ def main() -> None:
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
         "steps": {
             name: {
-                "by_size": {str(n): r for n, r in measured.items()},
-                "fit": fit(list(measured), [r["seconds"] for r in measured.values()]),
+                "by_size": {str(n): r for n, r in sorted(measured.items())},
+                "fit": fit(sorted(measured), [measured[n]["seconds"] for n in sorted(measured)]),
             }
             for name, measured in rows.items()
         },
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
-    args.out.with_suffix(".md").write_text(markdown(report, sorted(args.sizes)), encoding="utf-8")
+    sizes = sorted({*args.sizes, *args.label_sizes})
+    args.out.with_suffix(".md").write_text(markdown(report, sizes), encoding="utf-8")
     plot(report, args.out.with_suffix(".png"))
     print(args.out.with_suffix(".md").read_text(encoding="utf-8"))
+
+
+def index_and_attribute(influcoder: list[str], args, n: int, pool: Path, queries: Path, rows: dict) -> None:
+    """Index N samples, then attribute the queries against them (top 10)."""
+    index = args.work / f"index-{n}"
+    step = [*influcoder, "index", "--encoder", str(args.encoder), "--pool", str(pool), "--out", str(index)]
+    step += ["--backend", args.index_backend]
+    rows["index"][n] = run([*step, "--overwrite", "--quiet"], args.work / f"index-{n}.log")
+    attribute = [*influcoder, "attribute", "--index", str(index), "--queries", str(queries), "-k", "10"]
+    attribute += ["--format", "jsonl", "--out", str(args.work / f"hits-{n}.jsonl"), "--quiet"]
+    rows["attribute"][n] = run(attribute, args.work / f"attribute-{n}.log")
 
 
 def markdown(report: dict, sizes: list[int]) -> str:

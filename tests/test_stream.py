@@ -218,3 +218,32 @@ def test_filter_results_are_views_read_in_one_pass(encoder_dir, tmp_path):  # no
     with pytest.raises(ValueError, match="ascending"):
         SelectedSamples(pool, [3, 1])
     assert list(SelectedSamples(pool, [])) == []
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_tabular_outputs_are_written_in_batches_with_every_column(tmp_path, monkeypatch, suffix):
+    """CSV and Parquet outputs stream (a schema pass, then rows in batches): a meta field first met in a later
+    batch still gets its column, a column mixing text and numbers becomes JSON text, int with float is float,
+    and no more than one batch of rows is built at a time."""
+    import influcoder.data.formats as formats
+
+    monkeypatch.setattr(formats, "ROWS_PER_BATCH", 4)
+    built = []
+    flat = formats._flat_record
+    monkeypatch.setattr(formats, "_flat_record", lambda s: built.append(s.id) or flat(s))
+    pool = [Sample(f"s{i}", f"p{i}", f"r{i}", {"n": i if i % 2 else i + 0.5}) for i in range(10)]
+    pool[9] = Sample("s9", "p9", "r9", {"n": 1, "late": "x", "mixed": 3})
+    pool[3] = Sample("s3", "p3", "r3", {"n": 2.0, "mixed": "three"})
+    path = tmp_path / f"out{suffix}"
+    formats.write_samples_as(pool, path)
+    back = load_file(path)
+    assert [s.id for s in back] == [s.id for s in pool] and back[0].prompt == "p0"
+    assert back[9].meta["late"] == "x" and back[0].meta.get("late") in (None, "")
+    mixed = '"three"' if suffix == ".parquet" else "three"  # CSV cells are text anyway
+    assert str(back[3].meta["mixed"]) == mixed and str(back[9].meta["mixed"]) == "3"
+    assert float(back[0].meta["n"]) == 0.5 and float(back[1].meta["n"]) == 1.0
+    assert built == [s.id for s in pool] * 2  # a schema pass, then a writing pass; nothing kept between
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        assert pq.ParquetFile(path).metadata.num_row_groups == 3  # 4 + 4 + 2 rows

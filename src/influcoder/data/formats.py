@@ -161,17 +161,51 @@ def _flat_record(s: Sample) -> dict[str, Any]:
     return row
 
 
-def _parquet_column(values: list[Any]) -> list[Any]:
-    """One type per Parquet column: a field holding several scalar types (3 here, "x" there) is written as
-    JSON text throughout rather than refused."""
-    kinds = {type(v) for v in values if v is not None}
-    if len(kinds) <= 1 or kinds <= {int, float}:
-        return values
-    return [None if v is None else json.dumps(v, ensure_ascii=False) for v in values]
+def _column_kinds(samples: Iterable[Sample]) -> dict[str, set[type]]:
+    """Every column of the flat rows, in first-seen order, with the scalar types it holds: the schema pass of
+    the tabular writers, which need every column before the first row is written (a meta field the first
+    sample lacks must still get its column)."""
+    kinds: dict[str, set[type]] = {"id": set(), "prompt": set(), "response": set()}
+    for s in samples:
+        for key, value in _flat_record(s).items():
+            seen = kinds.setdefault(key, set())
+            if value is not None:
+                seen.add(type(value))
+    return kinds
+
+
+def _parquet_type(kinds: set[type]):
+    """One Arrow type per column: a column holding several scalar types (3 here, "x" there) is written as JSON
+    text throughout rather than refused; int with float is float."""
+    import pyarrow as pa
+
+    if kinds == {bool}:
+        return pa.bool_()
+    if kinds == {int}:
+        return pa.int64()
+    if kinds and kinds <= {int, float}:
+        return pa.float64()
+    if not kinds:
+        return pa.null()
+    return pa.string()
+
+
+def _parquet_value(value: Any, kinds: set[type]) -> Any:
+    mixed = len(kinds) > 1 and not kinds <= {int, float}
+    if mixed and value is not None:
+        return json.dumps(value, ensure_ascii=False)
+    return value
+
+
+ROWS_PER_BATCH = 8192
 
 
 def write_samples_as(samples: Sequence[Sample], path: str | Path) -> None:
-    """Write samples in the format of `path`'s suffix (.jsonl, .csv, .parquet), atomically."""
+    """Write samples in the format of `path`'s suffix (.jsonl, .csv, .parquet), atomically.
+
+    Streams: tabular formats take two passes over `samples` (the columns, then the rows in batches), so a
+    filtered view of a million-sample pool is written without holding its rows (read twice, never copied).
+    """
     path = Path(path)
     fmt = detect_format(path)
     if fmt == "jsonl":
@@ -179,18 +213,32 @@ def write_samples_as(samples: Sequence[Sample], path: str | Path) -> None:
         return
     if fmt not in ("csv", "parquet"):
         raise DataError(str(path), None, "can only write .jsonl, .csv or .parquet")
-    rows = [_flat_record(s) for s in samples]
-    columns = list(dict.fromkeys(k for r in rows for k in r)) or ["id", "prompt", "response"]
+    kinds = _column_kinds(samples)
+    columns = list(kinds)
     with atomic_output(path) as tmp:
         if fmt == "csv":
             with open(tmp, "w", newline="", encoding="utf-8") as handle:
                 writer = csv.DictWriter(handle, fieldnames=columns)
                 writer.writeheader()
-                writer.writerows(rows)
-        else:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
+                writer.writerows(_flat_record(s) for s in samples)
+            return
+        import pyarrow as pa
+        import pyarrow.parquet as pq
 
-            # Column by column over every row: `Table.from_pylist` takes its schema from the first row only and
-            # silently drops a meta field the first sample lacks (found by the round-trip property test).
-            pq.write_table(pa.table({c: _parquet_column([r.get(c) for r in rows]) for c in columns}), tmp)
+        schema = pa.schema([(c, _parquet_type(kinds[c])) for c in columns])
+        with pq.ParquetWriter(tmp, schema) as writer:
+            batch: list[dict[str, Any]] = []
+            for s in samples:
+                batch.append(_flat_record(s))
+                if len(batch) == ROWS_PER_BATCH:
+                    writer.write_table(_parquet_batch(batch, columns, kinds, schema))
+                    batch = []
+            if batch or not len(samples):
+                writer.write_table(_parquet_batch(batch, columns, kinds, schema))
+
+
+def _parquet_batch(rows: list[dict[str, Any]], columns: list[str], kinds: dict[str, set[type]], schema):
+    import pyarrow as pa
+
+    values = {c: [_parquet_value(r.get(c), kinds[c]) for r in rows] for c in columns}
+    return pa.table(values, schema=schema)
