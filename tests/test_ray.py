@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import influcoder.core.ray as core_ray
+import influcoder.labels.distributed as labels_distributed
 from influcoder.attribution.index import EmbeddingIndex
 from influcoder.core.ray import RayOptions
 from influcoder.core.store import FeatureStore
@@ -16,6 +18,17 @@ from influcoder.labels.settings import LabelSettings
 from .test_labels import samples
 
 ray = pytest.importorskip("ray")
+
+
+def shipping(sent: list, run_shards_on_ray):
+    """`run_shards_on_ray` that first records the pickled job (what each actor receives)."""
+    import cloudpickle
+
+    def run(job, *args, **kwargs):
+        sent.append(cloudpickle.dumps(job))
+        return run_shards_on_ray(job, *args, **kwargs)
+
+    return run
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +49,9 @@ def test_ray_label_and_index_equal_local(local_ray, tiny_model_dir, tiny_bert_di
     # Actors are other processes: this patch only stops the driver from doing the work itself.
     monkeypatch.setattr(GradientFeaturizer, "featurize_tokenized", no_local_work)
     monkeypatch.setattr(InfluenceEncoder, "encode", no_local_work)
+    sent = []  # what the driver ships to the actors: a path to stream, never the pool's texts
+    for module in (labels_distributed, core_ray):  # label, index
+        monkeypatch.setattr(module, "run_shards_on_ray", shipping(sent, module.run_shards_on_ray))
     remote = label(pool, queries, tmp_path / "ray", settings, progress=False, ray=RayOptions(num_actors=2))
     for part in ("pool", "queries"):
         a, b = FeatureStore(tmp_path / "local" / part), FeatureStore(tmp_path / "ray" / part)
@@ -50,6 +66,8 @@ def test_ray_label_and_index_equal_local(local_ray, tiny_model_dir, tiny_bert_di
     kw = dict(shard_size=4, progress=False, encoder_path=encoder_dir, dtype="float32")
     b = EmbeddingIndex.build(encoder, pool, tmp_path / "idx-ray", ray=RayOptions(num_actors=2), **kw)
     monkeypatch.undo()
+    assert len(sent) == 3 and not any(s.response.encode() in job for s in pool for job in sent)
+    assert not list((tmp_path / "ray" / "pool").glob("*.jsonl"))  # the shared copy is removed after the run
     a = EmbeddingIndex.build(encoder, pool, tmp_path / "idx-local", **kw)
     assert a.ids() == b.ids()
     np.testing.assert_allclose(b.embeddings(), a.embeddings(), rtol=1e-5, atol=1e-6)

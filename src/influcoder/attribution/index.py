@@ -200,7 +200,7 @@ class EmbeddingIndex:
                 raise InflucoderError("indexing on Ray needs the encoder as a directory (encoder_path)")
             job = EncodeShardJob(
                 str(Path(encoder_path).resolve()),
-                list(samples),
+                str((self.path / f"{name}.jsonl").resolve()),
                 str(store.path.resolve()),
                 batch_size,
                 backend=encoder.backend,

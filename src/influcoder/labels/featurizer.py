@@ -131,11 +131,11 @@ class GradientFeaturizer:
         overwrite: bool = False,
         progress: bool = True,
         desc: str = "gradients",
-        run_shards: Callable[[list[Sample], str, list[int]], None] | None = None,
+        run_shards: Callable[[Sequence[Sample], str, list[int], int], None] | None = None,
     ) -> FeatureStore:
         """Write the features of `samples` to a resumable store at `path` (skips finished shards).
 
-        `run_shards(samples, store_path, missing)`, when given, writes the missing shards elsewhere (e.g.
+        `run_shards(samples, store_path, missing, batch_tokens)`, when given, writes the missing shards elsewhere (e.g.
         `influcoder.labels.distributed.ray_shard_runner`); this process then only checks that all arrived.
         """
         self.fit_memory(self.longest(samples))  # fails on a bad sample before any compute
@@ -151,7 +151,7 @@ class GradientFeaturizer:
         )
         missing = store.missing_shards()
         if run_shards is not None and missing:
-            run_shards(list(samples), str(Path(path).resolve()), missing)
+            run_shards(samples, str(Path(path).resolve()), missing, self.batch_tokens)
             store = FeatureStore(path)
             if store.missing_shards():
                 raise InflucoderError(f"shards {store.missing_shards()[:5]} of {path} were left unwritten; rerun")
