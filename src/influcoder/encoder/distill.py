@@ -35,6 +35,7 @@ from influcoder.core.atomic import atomic_output, write_json_atomic
 from influcoder.core.devices import resolve_device
 from influcoder.core.errors import ArtifactMismatchError, InflucoderError, NonFiniteValueError
 from influcoder.core.locks import exclusive_directory
+from influcoder.core.run_keys import same_run, with_added_defaults
 from influcoder.data.records import Sample, fingerprint, sample_groups
 from influcoder.encoder.coverage import CoverageReference, write_coverage_reference
 from influcoder.encoder.length_prior import LengthPrior
@@ -71,7 +72,13 @@ def run_key(settings: DistillSettings, scores: np.ndarray, pool: Sequence[Sample
     return {"settings": settings.key(), "data": digest.hexdigest()}
 
 
+def _run_key_defaults() -> dict:
+    """The run key's settings at their defaults: what runs written before a setting existed match."""
+    return {"settings": DistillSettings().key()}
+
+
 def _key_difference(stored: dict, wanted: dict) -> str:
+    stored = with_added_defaults(stored, wanted, _run_key_defaults())
     changed = [k for k in wanted["settings"] if stored.get("settings", {}).get(k) != wanted["settings"][k]]
     parts = [f"{k}: stored {stored['settings'].get(k)!r}, requested {wanted['settings'][k]!r}" for k in changed]
     if stored.get("data") is None:
@@ -311,7 +318,7 @@ class Distiller:
             return None
         if resume.exists():
             state = torch.load(resume, map_location="cpu", weights_only=True)
-            if state["key"] != key:
+            if not same_run(state["key"], key, _run_key_defaults()):
                 raise InflucoderError(
                     f"{out} holds a partial distillation run of other settings or labels "
                     f"({_key_difference(state['key'], key)}); rerun with --overwrite to discard it, or pick "
@@ -321,7 +328,7 @@ class Distiller:
         if record.exists():
             done = json.loads(record.read_text(encoding="utf-8"))
             stored = {"settings": done.get("settings", {}), "data": done.get("data")}
-            if done.get("complete") and stored == key:
+            if done.get("complete") and same_run(stored, key, _run_key_defaults()):
                 return {"complete": True, "logs": done["epochs"]}
             raise InflucoderError(
                 f"{out} already holds a distillation run ({_key_difference(stored, key)}); rerun with "

@@ -28,8 +28,6 @@ POOLINGS: tuple[str, ...] = get_args(Pooling)
 RESPONSE_POOLINGS = ("response", "mean+response")
 PearsonCentering = Literal["none", "query"]
 PEARSON_CENTERINGS: tuple[str, ...] = get_args(PearsonCentering)
-ADDED_FIELDS = {"val_group": None}
-"""Settings added after distillation runs were written, with the default that reproduces the older code."""
 
 
 @dataclass
@@ -92,13 +90,10 @@ class DistillSettings:
     """airrep: groups ranked per query and step."""
 
     def key(self) -> dict:
-        """The settings as a resumed run must match them. Fields added after runs were written are left out
-        while at their default, which reproduces what the code did before them, so those runs still resume."""
+        """The settings as a resumed run must match them (`influcoder.core.run_keys.same_run` lets runs
+        written before a setting existed resume at its default)."""
         values = asdict(self)
         values.pop("length_prior")  # applied after training: changes nothing a resumed run repeats
-        for name, default in ADDED_FIELDS.items():
-            if values.get(name) == default:
-                values.pop(name)
         return values
 
     def __post_init__(self) -> None:

@@ -27,6 +27,7 @@ import numpy as np
 
 from influcoder.core.atomic import write_json_atomic
 from influcoder.core.errors import InflucoderError
+from influcoder.core.run_keys import with_added_defaults
 from influcoder.data.records import Sample
 from influcoder.encoder.settings import DistillSettings
 from influcoder.labels.finetune import FinetuneSettings
@@ -62,17 +63,6 @@ class ToxicityRun:
         d["labels"].pop("device", None)
         d["distill"].pop("device", None)
         return d
-
-
-def _fill_added_settings(stored: dict, current: dict, defaults: dict) -> None:
-    """Give a stored run key the settings added to the code after it was written, where this run keeps their
-    default: a new field's default reproduces what the code did before it existed, so the run may resume.
-    A new setting changed from its default still differs, and the run is refused."""
-    for section, values in current.items():
-        if isinstance(values, dict) and isinstance(stored.get(section), dict):
-            for key, value in values.items():
-                if key not in stored[section] and value == defaults.get(section, {}).get(key):
-                    stored[section][key] = value
 
 
 def pool_scores(matrix: np.ndarray) -> np.ndarray:
@@ -126,7 +116,7 @@ def _check_run(out: Path, run: ToxicityRun) -> None:
         stored = json.loads(path.read_text(encoding="utf-8"))
         stored.pop("refusal_check", None)  # recorded by runs before it left the key
         current = json.loads(json.dumps(run.key()))
-        _fill_added_settings(stored, current, json.loads(json.dumps(ToxicityRun().key())))
+        stored = with_added_defaults(stored, current, json.loads(json.dumps(ToxicityRun().key())))
         if stored != current:
             differ = sorted(k for k in set(stored) | set(current) if stored.get(k) != current.get(k))
             raise InflucoderError(
