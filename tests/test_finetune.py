@@ -185,3 +185,47 @@ def test_one_gradient_pass_scores_gradsim_and_both_less_variants_as_the_separate
         np.testing.assert_allclose(together[method], matrix, atol=1e-5, err_msg=method)
     assert np.abs(together["less"] - together["less-sgd"]).max() > 1e-3
     assert suite.bytes_per_sample("gradsim") == 4 * 64 and suite.bytes_per_sample("less") == 4 * 128
+
+
+def test_snapshots_keep_the_adapter_and_learning_rate_of_each_part_of_training(tiny_model_dir, tmp_path):
+    """`snapshots` keeps K adapters with their Adam state: the last is the finished adapter, each records the
+    mean learning rate of its part, and a resumed run rewrites none differently."""
+    from influcoder.labels.adam import read_adam_state
+    from influcoder.labels.finetune import learning_rate, read_snapshots, snapshot_steps
+
+    assert snapshot_steps(16, 4) == [4, 8, 12, 16] and snapshot_steps(5, 2) == [2, 5] and snapshot_steps(9, 0) == []
+    pool = samples(16, seed=4)
+    settings = FinetuneSettings(**{**FAST, "epochs": 4, "snapshots": 2, "warmup_ratio": 0.25})
+    finetune(pool, tmp_path / "run", str(tiny_model_dir), LoraSettings(rank=2), settings, progress=False)
+    found = read_snapshots(tmp_path / "run")
+    assert [p.name for p, _ in found] == ["step-000008", "step-000016"]
+    for (path, lr), (first, last) in zip(found, [(0, 8), (8, 16)]):
+        assert lr == pytest.approx(np.mean([learning_rate(s, 16, settings) for s in range(first, last)]))
+        assert read_adam_state(path / "optimizer.pt")["moments"]
+    final, last = adapter_weights(tmp_path / "run"), adapter_weights(found[-1][0])
+    first = adapter_weights(found[0][0])
+    for name in final:
+        torch.testing.assert_close(last[name], final[name])
+    assert any(not torch.allclose(first[n], final[n]) for n in final)  # the first half's adapter, not the end's
+    with pytest.raises(Exception, match="keeps 0 snapshots"):
+        read_snapshots(train(tiny_model_dir, tmp_path / "plain", pool).out)
+
+
+def test_less_over_checkpoints_is_the_lr_weighted_mean_of_each_checkpoints_less(tiny_model_dir, tmp_path):
+    from influcoder.evaluation.baselines.gradients import Less, LessCheckpoints
+    from influcoder.labels.finetune import read_snapshots
+
+    pool, queries = samples(8, seed=6), samples(3, seed=7, prefix="q")
+    settings = FinetuneSettings(**{**FAST, "epochs": 2, "snapshots": 2})
+    finetune(pool, tmp_path / "warm", str(tiny_model_dir), LoraSettings(rank=2), settings, progress=False)
+    labels = LabelSettings(model=str(tiny_model_dir), rank=2, max_length=24, device="cpu")
+    scorer = LessCheckpoints(labels, tmp_path / "warm", dim=64)
+    combined = scorer.score(pool, queries)
+    parts = []
+    for path, lr in read_snapshots(tmp_path / "warm"):
+        at = LabelSettings(**{**labels.__dict__, "adapter": str(path)})
+        parts.append((lr, Less(at, dim=64, optimizer_state=path / "optimizer.pt").score(pool, queries)))
+    assert parts[0][0] != parts[1][0] and not np.allclose(parts[0][1], parts[1][1])
+    expected = sum(lr * m for lr, m in parts) / sum(lr for lr, _ in parts)
+    np.testing.assert_allclose(combined, expected, rtol=1e-6, atol=1e-9)
+    assert scorer.bytes_per_sample() == 2 * 4 * 64 and scorer.preconditioner == "adam"

@@ -154,7 +154,7 @@ def test_the_toxicity_run_scores_every_method_resumes_and_reports(tiny_model_dir
     from influcoder.encoder.settings import DistillSettings
     from influcoder.evaluation.toxicity import ToxicityRun, run_toxicity
     from influcoder.evaluation.toxicity_report import load_replicates, write_toxicity_report
-    from influcoder.labels.finetune import FinetuneSettings
+    from influcoder.labels.finetune import FinetuneSettings, read_manifest
     from influcoder.labels.settings import LabelSettings
 
     run = ToxicityRun(
@@ -162,7 +162,7 @@ def test_the_toxicity_run_scores_every_method_resumes_and_reports(tiny_model_dir
         labels=LabelSettings(model=str(tiny_model_dir), rank=2, proj_dim=32, max_length=24, device="cpu"),
         finetune=FinetuneSettings(batch_size=4, lr=1e-2),
         distill=DistillSettings(encoder=str(tiny_bert_dir), epochs=1, queries_per_batch=3, candidates_per_batch=4),
-        methods=["influcoder", "tfidf", "gradsim", "less", "repsim", "rds+"],
+        methods=["influcoder", "tfidf", "gradsim", "less", "repsim", "rds+", "less-ckpts"],
         max_new_tokens=3,
     )
     out = tmp_path / "het-seed0"
@@ -172,6 +172,11 @@ def test_the_toxicity_run_scores_every_method_resumes_and_reports(tiny_model_dir
         assert 0 < row["auprc"] <= 1 and 0 < row["average_precision"] <= 1, method
         assert set(row["recall_when_dropping"]) == {"0.01", "0.02", "0.05"}
     assert results["methods"]["less"]["preconditioner"] == "adam"
+    assert results["methods"]["less-ckpts"]["preconditioner"] == "adam"
+    warmup = read_manifest(out / "less-warmup")  # LESS's warm-up: a share of the pool, a snapshot per epoch
+    assert warmup["settings"]["epochs"] == warmup["settings"]["snapshots"] == 4
+    assert warmup["n_samples"] == max(1, round(0.05 * len(ToxicityTask.load(out / "task").pool)))
+    assert len(list((out / "less-warmup" / "snapshots").iterdir())) == 4
     assert results["methods"]["rds+"]["shared_pass"] == ["repsim", "rds+"]  # one decoder pass served both
     assert (out / "adapter" / "optimizer.pt").exists() and (out / "filtered-adapter" / "finetune.json").exists()
     refusals = results["refusals"]

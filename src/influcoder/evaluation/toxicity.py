@@ -39,6 +39,8 @@ METHODS = ("influcoder", "semantic", "tfidf", "repsim", "rds+", "gradsim", "less
 """Default methods: the distilled encoder, text and representation baselines, and two gradient methods:
 `gradsim` (the labels' own CountSketch gradient cosine, what the encoder imitates) and `less` (Adam)."""
 DROP_FRACTIONS = (0.01, 0.02, 0.05)
+LESS_WARMUP = {"share": 0.05, "epochs": 4}
+"""LESS's warm-up run (Xia et al.: 5% of the training pool, 4 epochs, a checkpoint per epoch), for `less-ckpts`."""
 
 
 @dataclass
@@ -97,6 +99,8 @@ def run_toxicity(
     encoder_dir = _encoder(out, task, labels, run, progress, device, log)
     positive = task.positives()
     results: dict = {"variant": run.task.variant, "seed": run.task.seed, "counts": task.counts, "methods": {}}
+    if "less-ckpts" in run.methods:
+        _less_warmup(out / "less-warmup", task, run, progress, log)
     _joint_gradient_scores(out / "scores", run.methods, task, labels, log, progress)
     _joint_representation_scores(out / "scores", run.methods, task, labels, log, progress)
     for method in run.methods:
@@ -148,6 +152,24 @@ def _finetune(directory: Path, samples: Sequence[Sample], run: ToxicityRun, prog
     )
 
 
+def _less_warmup(directory: Path, task: ToxicityTask, run: ToxicityRun, progress: bool, log) -> None:
+    """LESS's warm-up: the fine-tune on a seeded share of the pool, a snapshot kept after every epoch."""
+    from influcoder.labels.finetune import finetune, read_manifest
+
+    if read_manifest(directory) is not None:
+        return
+    rng = np.random.default_rng(run.task.seed)
+    n = max(1, round(LESS_WARMUP["share"] * len(task.pool)))
+    subset = [task.pool[i] for i in sorted(rng.choice(len(task.pool), size=n, replace=False).tolist())]
+    epochs = LESS_WARMUP["epochs"]
+    log(f"LESS warm-up: fine-tuning on {n} pool samples for {epochs} epochs -> {directory}")
+    settings = replace(run.finetune, max_length=run.labels.max_length, epochs=epochs, snapshots=epochs)
+    lora = replace(run.labels, adapter=None).lora()
+    finetune(
+        subset, directory, run.labels.model, lora, settings, chat_template=run.labels.chat_template, progress=progress
+    )
+
+
 def _encoder(out: Path, task: ToxicityTask, labels: LabelSettings, run: ToxicityRun, progress, device, log) -> Path:
     from influcoder.encoder.distill import distill_labels
     from influcoder.labels.labelling import label
@@ -165,7 +187,7 @@ def _encoder(out: Path, task: ToxicityTask, labels: LabelSettings, run: Toxicity
 def make_scorer(method: str, labels: LabelSettings, encoder_dir: Path, progress: bool, device: str):
     """The scorer of `method`, built on the run's fine-tuned adapter (decoder methods) or encoder."""
     from influcoder.encoder.model import InfluenceEncoder
-    from influcoder.evaluation.baselines.gradients import DataInf, GradSim, Less
+    from influcoder.evaluation.baselines.gradients import DataInf, GradSim, Less, LessCheckpoints
     from influcoder.evaluation.baselines.logra import LoGra
     from influcoder.evaluation.baselines.representations import RdsPlus, RepSim
     from influcoder.evaluation.baselines.text import Distilled, Semantic, TfIdf
@@ -186,6 +208,8 @@ def make_scorer(method: str, labels: LabelSettings, encoder_dir: Path, progress:
         return GradSim(labels)
     if method == "less":
         return Less(labels, rows_per_pass=256, optimizer_state=Path(labels.adapter) / "optimizer.pt")
+    if method == "less-ckpts":
+        return LessCheckpoints(labels, Path(labels.adapter).parent / "less-warmup", rows_per_pass=256)
     if method == "less-sgd":
         return Less(labels, rows_per_pass=256)  # 256 exact gradients (~5 GB) per generation of the signs
     if method == "datainf":
@@ -195,7 +219,7 @@ def make_scorer(method: str, labels: LabelSettings, encoder_dir: Path, progress:
     raise InflucoderError(f"unknown method {method!r}; choose from {', '.join(SCORABLE)}")
 
 
-SCORABLE = (*METHODS, "less-sgd", "datainf", "logra", "logra-fisher")
+SCORABLE = (*METHODS, "less-ckpts", "less-sgd", "datainf", "logra", "logra-fisher")
 
 
 def _scores(directory: Path, method: str, task, labels, encoder_dir, progress, device, log) -> tuple[np.ndarray, dict]:

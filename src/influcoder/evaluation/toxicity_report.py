@@ -142,7 +142,7 @@ def html_page(summary: dict, replicates: list[dict], command: str) -> str:
     for r in replicates:
         parts.append(f"<h2>{html.escape(r['variant'])} seed {r['seed']}</h2>")
         parts.append(f"<img alt='precision-recall' src='data:image/png;base64,{curves_png(r)}'>")
-        for method in [m for m in ("influcoder", "less", "gradsim") if m in r["methods"]]:
+        for method in [m for m in ("influcoder", "less-ckpts", "less", "gradsim") if m in r["methods"]]:
             rows = [
                 f"<tr class='{x['type']}'><td>{n}</td><td>{x['type']}</td><td>{x['score']:+.4f}</td>"
                 f"<td>{html.escape(x['id'])}</td><td>{html.escape(x['prompt'])}</td></tr>"

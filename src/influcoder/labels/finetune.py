@@ -11,6 +11,10 @@ that ``label --adapter DIR`` loads, plus ``optimizer.pt`` (Adam's first and seco
 name, see `adam`) and ``finetune.json`` (settings, data fingerprint, the loss of every step). A run saves a
 checkpoint every ``checkpoint_every`` steps; rerunning the same command continues from it, and a run with
 other settings or data is refused instead of mixed in.
+
+With ``snapshots`` = K it also keeps K adapters along the way (the end of each K-th of the steps, with Adam's
+moments and the mean learning rate of the steps before it) under ``snapshots/step-N``: LESS scores with
+several checkpoints of a warm-up run, weighting each by its learning rate (`read_snapshots`).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from influcoder.labels.lora import LoraSettings, attach_lora, lora_parameters
 MANIFEST = "finetune.json"
 OPTIMIZER = "optimizer.pt"
 CHECKPOINT = "checkpoint"
+SNAPSHOTS = "snapshots"
 
 
 @dataclass
@@ -59,11 +64,15 @@ class FinetuneSettings:
     """Seed of the data order (the adapter's initialisation has its own seed in the LoRA settings)."""
     checkpoint_every: int = 50
     """Steps between checkpoints a rerun continues from."""
+    snapshots: int = 0
+    """Adapters (with Adam state) kept at the end of each of this many equal parts of training, for LESS."""
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "max_length", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise InflucoderError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.snapshots < 0:
+            raise InflucoderError(f"--snapshots must be 0 or more, got {self.snapshots}")
         if not self.lr > 0:
             raise InflucoderError(f"--lr must be positive, got {self.lr}")
 
@@ -152,6 +161,7 @@ def finetune(
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         peft_model.train()
         bar = tqdm(total=len(steps), initial=start, desc="fine-tune", unit="step", disable=not progress)
+        snapshot_ends = snapshot_steps(len(steps), settings.snapshots)
         for step in range(start, len(steps)):
             batch = collate_left_padded([tokenized[i] for i in steps[step]], pad_id or 0)
             for group in optimizer.param_groups:
@@ -166,6 +176,8 @@ def finetune(
             losses.append(float(loss.detach()))
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
+            if step + 1 in snapshot_ends:
+                _save_snapshot(out, step + 1, snapshot_ends, len(steps), settings, peft_model, params, optimizer)
             if (step + 1) % settings.checkpoint_every == 0 and step + 1 < len(steps):
                 _save(out / CHECKPOINT, peft_model, params, optimizer, {**manifest, "losses": losses, "done": False})
         bar.close()
@@ -173,6 +185,42 @@ def finetune(
         _save(out, peft_model, params, optimizer, {**manifest, "losses": losses, "steps": len(steps), "done": True})
         shutil.rmtree(out / CHECKPOINT, ignore_errors=True)
         return FinetuneResult(out, len(steps), losses, start)
+
+
+def snapshot_steps(total: int, snapshots: int) -> list[int]:
+    """The steps (1-based, ascending, distinct) that end each of `snapshots` equal parts of `total` steps."""
+    return sorted({max(1, round(total * (i + 1) / snapshots)) for i in range(snapshots)}) if snapshots else []
+
+
+def _save_snapshot(out: Path, step: int, ends: list[int], total: int, settings, model, params, optimizer) -> None:
+    """A snapshot after `step`, with the mean learning rate of the steps since the previous one (LESS's weight).
+
+    Saved before the checkpoint of the same step, so a complete checkpoint implies every snapshot before it is
+    complete; a run resumed from an earlier checkpoint redoes (and rewrites) the same snapshot."""
+    first = max([e for e in ends if e < step], default=0)
+    rates = [learning_rate(s, total, settings) for s in range(first, step)]
+    manifest = {"format": "influcoder.finetune-snapshot", "step": step, "lr": float(np.mean(rates)), "done": True}
+    _save(out / SNAPSHOTS / f"step-{step:06d}", model, params, optimizer, manifest)
+
+
+def read_snapshots(directory: str | Path) -> list[tuple[Path, float]]:
+    """(adapter directory, mean learning rate) of every snapshot a finished run kept, in training order."""
+    run = read_manifest(directory)
+    if run is None:
+        raise InflucoderError(f"{directory} holds no finished fine-tuning run (finetune.json)")
+    found = []
+    for path in sorted((Path(directory) / SNAPSHOTS).glob("step-*")):
+        manifest = read_manifest(path)
+        if manifest is None:
+            raise InflucoderError(f"{path}: an incomplete snapshot (no finished finetune.json); rerun the fine-tune")
+        found.append((path, float(manifest["lr"])))
+    expected = len(snapshot_steps(run["steps"], run["settings"].get("snapshots", 0)))
+    if not found or len(found) != expected:
+        raise InflucoderError(
+            f"{directory} keeps {len(found)} snapshots, its settings {expected}: fine-tune it with "
+            "snapshots (FinetuneSettings.snapshots)"
+        )
+    return found
 
 
 def _batch_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:

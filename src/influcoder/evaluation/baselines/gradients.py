@@ -37,6 +37,7 @@ DESCRIPTIONS = {
     "gradsim": "LoRA gradients, CountSketch (the labels' features), cosine",
     "less": "LoRA gradients, Adam-preconditioned pool (LESS), Rademacher 8,192, cosine",
     "less-sgd": "LoRA gradients, Rademacher 8,192, cosine (SGD: no optimizer state)",
+    "less-ckpts": "LESS over a warm-up run's checkpoints: Adam-preconditioned cosine per checkpoint, lr-weighted",
 }
 
 
@@ -95,6 +96,41 @@ class Less(Scorer):
     def score(self, pool: Sequence[Sample], queries: Sequence[Sample]) -> np.ndarray:
         """Pool gradients as Adam updates (when a state is loaded), query gradients plain, as LESS does."""
         return self.features(list(pool), precondition=True) @ self.features(list(queries)).T
+
+
+class LessCheckpoints(Scorer):
+    """LESS as Xia et al. run it: a short warm-up fine-tune keeps several checkpoints, and a pool sample's
+    influence on a query is the sum over checkpoints of the checkpoint's mean learning rate times the cosine of
+    its Adam update and the query's gradient, both at that checkpoint (their eq. 2). Divided here by the sum of
+    the rates, which ranks the same and keeps the cosine's scale. One decoder pass per checkpoint, the
+    warm-up's checkpoints from `finetune(..., FinetuneSettings(snapshots=K))` (`read_snapshots`)."""
+
+    name = "less-ckpts"
+    description = DESCRIPTIONS["less-ckpts"]
+    preconditioner = "adam"
+
+    def __init__(self, settings: LabelSettings, warmup: str | Path, dim: int = 8192, rows_per_pass: int = 128):
+        from influcoder.labels.finetune import read_snapshots
+
+        self.settings, self.dim, self.rows_per_pass = settings, dim, rows_per_pass
+        self.snapshots = read_snapshots(warmup)
+
+    def bytes_per_sample(self) -> float:
+        return 4.0 * self.dim * len(self.snapshots)  # one projected update per checkpoint
+
+    def checkpoint_scorer(self, adapter: Path) -> Less:
+        from influcoder.labels.finetune import OPTIMIZER
+
+        settings = replace(self.settings, adapter=str(adapter))
+        return Less(settings, dim=self.dim, rows_per_pass=self.rows_per_pass, optimizer_state=adapter / OPTIMIZER)
+
+    def score(self, pool: Sequence[Sample], queries: Sequence[Sample]) -> np.ndarray:
+        total, weights = None, 0.0
+        for adapter, lr in self.snapshots:
+            matrix = lr * self.checkpoint_scorer(adapter).score(pool, queries)  # one decoder loaded at a time
+            total = matrix if total is None else total + matrix
+            weights += lr
+        return total / weights
 
 
 class GradSim(Scorer):
