@@ -247,3 +247,11 @@ def test_concurrent_manifest_writes_do_not_collide(tmp_path, monkeypatch):
     store_module.write_json_atomic(path, {"writer": 1})
     assert json.loads(path.read_text()) == {"writer": 1} and calls["n"] == 2
     assert not list(tmp_path.glob(".*tmp"))
+
+
+def test_the_attention_setting_reaches_the_decoder_and_keeps_the_features(tiny_model_dir):
+    eager = GradientFeaturizer(settings(model=str(tiny_model_dir)))
+    sdpa = GradientFeaturizer(settings(model=str(tiny_model_dir), attention="sdpa"))
+    assert sdpa.model.config._attn_implementation == "sdpa" != eager.model.config._attn_implementation
+    pool = samples(7)
+    np.testing.assert_allclose(sdpa.featurize(pool), eager.featurize(pool), rtol=1e-4, atol=1e-6)

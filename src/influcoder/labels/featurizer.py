@@ -50,7 +50,7 @@ class GradientFeaturizer:
 
         self.settings = settings
         if model is None:
-            model, tokenizer = load_decoder(settings.model)
+            model, tokenizer = load_decoder(settings.model, settings.attention)
         self.model = attach_lora(model.to(resolve_device(settings.device)), settings.lora())
         self.tokenizer = tokenizer
         self.formatter = SampleFormatter(tokenizer, settings.max_length, settings.chat_template)

@@ -39,6 +39,10 @@ class LabelSettings:
     max_memory: float | None = None
     """Memory budget in GB of the labelling process: replaces --batch-tokens by the token budget measured to
     fit it (the longest sample's saved activations per token; see `influcoder.labels.memory`)."""
+    attention: Literal["eager", "sdpa"] = "eager"
+    """The decoder's attention kernel: eager (counted by the FLOP meter on CPU) or sdpa (PyTorch's fused
+    attention: keeps no attention matrix for backward, so less memory per token; the same gradients to float
+    rounding). Measured: benchmarks/results/labels.md."""
     shard_size: int = 64
     """Samples per store shard (the unit of resumption)."""
     dtype: Literal["float32", "float16"] = "float32"
