@@ -219,8 +219,19 @@ def test_less_over_checkpoints_is_the_lr_weighted_mean_of_each_checkpoints_less(
     settings = FinetuneSettings(**{**FAST, "epochs": 2, "snapshots": 2})
     finetune(pool, tmp_path / "warm", str(tiny_model_dir), LoraSettings(rank=2), settings, progress=False)
     labels = LabelSettings(model=str(tiny_model_dir), rank=2, max_length=24, device="cpu")
-    scorer = LessCheckpoints(labels, tmp_path / "warm", dim=64)
+    scorer = LessCheckpoints(labels, tmp_path / "warm", dim=64, parts=tmp_path / "parts")
     combined = scorer.score(pool, queries)
+    kept = sorted((tmp_path / "parts").glob("*.npy"))
+    assert len(kept) == 2  # each checkpoint's matrix, kept as it finished
+    np.save(kept[0], np.load(kept[0]) + 1.0)  # a resumed run reads the kept part instead of recomputing it
+    rates = [lr for _, lr in read_snapshots(tmp_path / "warm")]
+    shift = rates[0] / sum(rates)
+
+    def rescored(pool_part):
+        return LessCheckpoints(labels, tmp_path / "warm", dim=64, parts=tmp_path / "parts").score(pool_part, queries)
+
+    np.testing.assert_allclose(rescored(pool) - combined, shift, rtol=1e-6)
+    np.testing.assert_allclose(rescored(pool[:5]), combined[:5], rtol=1e-5, atol=1e-6)  # not these samples' parts
     parts = []
     for path, lr in read_snapshots(tmp_path / "warm"):
         at = LabelSettings(**{**labels.__dict__, "adapter": str(path)})

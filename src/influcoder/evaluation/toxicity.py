@@ -209,7 +209,9 @@ def make_scorer(method: str, labels: LabelSettings, encoder_dir: Path, progress:
     if method == "less":
         return Less(labels, rows_per_pass=256, optimizer_state=Path(labels.adapter) / "optimizer.pt")
     if method == "less-ckpts":
-        return LessCheckpoints(labels, Path(labels.adapter).parent / "less-warmup", rows_per_pass=256)
+        run = Path(labels.adapter).parent  # the warm-up and the scores live beside the run's adapter
+        parts = run / "scores" / "less-ckpts-parts"
+        return LessCheckpoints(labels, run / "less-warmup", rows_per_pass=256, parts=parts)
     if method == "less-sgd":
         return Less(labels, rows_per_pass=256)  # 256 exact gradients (~5 GB) per generation of the signs
     if method == "datainf":

@@ -21,6 +21,7 @@ sign is flipped here so that higher means more helpful, as for every other metho
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -109,11 +110,21 @@ class LessCheckpoints(Scorer):
     description = DESCRIPTIONS["less-ckpts"]
     preconditioner = "adam"
 
-    def __init__(self, settings: LabelSettings, warmup: str | Path, dim: int = 8192, rows_per_pass: int = 128):
+    def __init__(
+        self,
+        settings: LabelSettings,
+        warmup: str | Path,
+        dim: int = 8192,
+        rows_per_pass: int = 128,
+        parts: str | Path | None = None,
+    ):
         from influcoder.labels.finetune import read_snapshots
 
         self.settings, self.dim, self.rows_per_pass = settings, dim, rows_per_pass
         self.snapshots = read_snapshots(warmup)
+        self.parts = Path(parts) if parts is not None else None
+        """Where each checkpoint's matrix is kept as it finishes (a pass over a large pool takes an hour on a
+        CPU: an interrupted run redoes only the checkpoint it was in)."""
 
     def bytes_per_sample(self) -> float:
         return 4.0 * self.dim * len(self.snapshots)  # one projected update per checkpoint
@@ -127,10 +138,28 @@ class LessCheckpoints(Scorer):
     def score(self, pool: Sequence[Sample], queries: Sequence[Sample]) -> np.ndarray:
         total, weights = None, 0.0
         for adapter, lr in self.snapshots:
-            matrix = lr * self.checkpoint_scorer(adapter).score(pool, queries)  # one decoder loaded at a time
+            matrix = lr * self._checkpoint_matrix(adapter, pool, queries)
             total = matrix if total is None else total + matrix
             weights += lr
         return total / weights
+
+    def _checkpoint_matrix(self, adapter: Path, pool: Sequence[Sample], queries: Sequence[Sample]) -> np.ndarray:
+        """One checkpoint's LESS matrix, from `parts` when an earlier run finished it for the same samples."""
+        from influcoder.core.atomic import atomic_output, write_json_atomic
+        from influcoder.data.records import fingerprint
+
+        key = {"adapter": str(Path(adapter).resolve()), "pool": fingerprint(pool), "queries": fingerprint(queries)}
+        kept = self.parts / f"{adapter.name}.npy" if self.parts is not None else None
+        if kept is not None and kept.exists() and kept.with_suffix(".json").exists():
+            if json.loads(kept.with_suffix(".json").read_text(encoding="utf-8")) == key:
+                return np.load(kept)
+        matrix = self.checkpoint_scorer(adapter).score(pool, queries)  # one decoder loaded at a time
+        if kept is not None:
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_output(kept) as tmp, open(tmp, "wb") as handle:
+                np.save(handle, matrix, allow_pickle=False)
+            write_json_atomic(kept.with_suffix(".json"), key)
+        return matrix
 
 
 class GradSim(Scorer):
