@@ -74,3 +74,13 @@ def test_rademacher_rows_are_pm_one_over_sqrt_dim():
     rows = Rademacher(100, seed=0).matrix_rows("x", 0, 10)
     assert set(np.unique(rows.numpy() * 10).tolist()) == {-1.0, 1.0}
     assert torch.equal(Rademacher(100, seed=0).matrix_rows("x", 5, 10), rows[5:])
+
+
+def test_rademacher_rows_are_the_hash_streams_bits_in_order():
+    """The table lookup builds exactly the matrix of unpacking the hash stream's bits (little-endian within a
+    byte), so projections made before it are reproduced bit for bit."""
+    projector = Rademacher(100, seed=3)
+    words = hash_stream(stream_key(3, "rademacher:block"), 7 * 2, 5 * 2)  # rows 7..11, 2 words per row
+    bits = np.unpackbits(words.view(np.uint8), bitorder="little").reshape(5, -1)[:, :100]
+    expected = (bits.astype(np.float32) * 2.0 - 1.0) / np.float32(np.sqrt(100))
+    assert torch.equal(projector.matrix_rows("block", 7, 12), torch.from_numpy(expected))
