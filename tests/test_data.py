@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -195,3 +196,30 @@ def test_a_misspelt_source_and_a_csv_row_cut_by_an_unclosed_quote_say_so(tmp_pat
     path.write_text('prompt,response\na,b\n"unclosed,c\n', encoding="utf-8")
     with pytest.raises(DataError, match=r"bad.csv:2: row has 1 field\(s\), the header 2 \(an unclosed quote\?\)"):
         load_file(path)
+
+
+def test_an_evals_draw_beyond_the_per_task_cap_is_filled_from_every_record(tmp_path, monkeypatch):
+    """`evals` samples at most 10 pairs per task; a draw larger than that allows (a 100K-sample pool) takes a
+    seeded uniform sample of every pair instead of returning the capped ~4,400 silently, and a draw larger
+    than the source says so."""
+    import warnings
+
+    from influcoder.data import assets, sources
+
+    for t in range(3):
+        lines = [
+            json.dumps({"input": [{"role": "user", "content": f"q{t}-{i}"}], "ideal": f"a{t}-{i}"}) for i in range(15)
+        ]
+        (tmp_path / f"task{t}").mkdir()
+        (tmp_path / f"task{t}" / "samples.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    monkeypatch.setattr(assets, "fetch", lambda name, *a, **k: tmp_path)
+    capped = sources._load_evals(None, 20, seed=1)
+    assert len(capped) == 20 and max(Counter(s.meta["task"] for s in capped).values()) <= 10
+    beyond = sources._load_evals(None, 40, seed=1)
+    assert len(beyond) == 40 == len({s.id for s in beyond}) and len({s.meta["task"] for s in beyond}) == 3
+    assert [s.id for s in sources._load_evals(None, 40, seed=1)] == [s.id for s in beyond]  # seeded
+    assert [s.id for s in sources._load_evals(None, 40, seed=2)] != [s.id for s in beyond]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        everything = sources._load_evals(None, 100, seed=1)
+    assert len(everything) == 45 and "holds 45 pairs; asked for 100" in str(caught[0].message)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -53,34 +54,67 @@ def _task_filter(option: str | None, names: list[str], source: str) -> list[str]
 def _load_evals(option: str | None, limit: int | None, seed: int) -> list[Sample]:
     root = assets.fetch("evals")
     files = sorted(p for p in root.rglob("*.jsonl"))
-    tasks = sorted({str(p.relative_to(root).parts[0]) for p in files})
-    tasks = _task_filter(option, tasks, "evals")
+    tasks = _task_filter(option, sorted({str(p.relative_to(root).parts[0]) for p in files}), "evals")
     rng = np.random.default_rng(seed)
     order = [tasks[i] for i in rng.permutation(len(tasks))]
     per_task = EVALS_PER_TASK if limit is not None else None
     out: list[Sample] = []
     for task in order:
-        records: list[tuple[str, int, dict]] = []
-        for path in sorted((root / task).rglob("*.jsonl")):
-            lines = path.read_text(encoding="utf-8", errors="replace").split("\n")  # JSON Lines: "\n" only
-            for number, text in enumerate(lines, 1):
-                try:
-                    record = json.loads(text)
-                except json.JSONDecodeError:
-                    continue
-                if isinstance(record, dict) and isinstance(record.get("input"), list) and record.get("ideal"):
-                    records.append((str(path.relative_to(root)), number, record))
-        picked = subsample(records, per_task, int(rng.integers(2**31)))
-        for rel, number, record in picked:
-            try:
-                sample = record_to_sample(record, rel, number)
-            except DataError:
-                continue  # a curated source: records of other layouts (model-graded evals) are not pairs
-            meta = {"task": task, **{k: v for k, v in sample.meta.items() if k == "messages"}}
-            out.append(Sample(f"evals/{rel.removesuffix('.jsonl')}/{number}", sample.prompt, sample.response, meta))
+        picked = subsample(_evals_task_records(root, task), per_task, int(rng.integers(2**31)))
+        out += [s for s in (_evals_sample(task, *r) for r in picked) if s is not None]
         if limit is not None and len(out) >= limit:
-            break
+            return subsample(out, limit, seed)
+    if limit is not None and len(out) < limit and per_task is not None:
+        return _evals_beyond_per_task(root, order, limit, seed)
     return subsample(out, limit, seed)
+
+
+def _evals_task_records(root: Path, task: str) -> list[tuple[str, int, dict]]:
+    """(file, line, record) of every chat record of a task that has an ideal answer."""
+    records = []
+    for path in sorted((root / task).rglob("*.jsonl")):
+        lines = path.read_text(encoding="utf-8", errors="replace").split("\n")  # JSON Lines: "\n" only
+        for number, text in enumerate(lines, 1):
+            try:
+                record = json.loads(text)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record, dict) and isinstance(record.get("input"), list) and record.get("ideal"):
+                records.append((str(path.relative_to(root)), number, record))
+    return records
+
+
+def _evals_sample(task: str, rel: str, number: int, record: dict) -> Sample | None:
+    try:
+        sample = record_to_sample(record, rel, number)
+    except DataError:
+        return None  # a curated source: records of other layouts (model-graded evals) are not pairs
+    meta = {"task": task, **{k: v for k, v in sample.meta.items() if k == "messages"}}
+    return Sample(f"evals/{rel.removesuffix('.jsonl')}/{number}", sample.prompt, sample.response, meta)
+
+
+def _evals_beyond_per_task(root: Path, order: list[str], limit: int, seed: int) -> list[Sample]:
+    """A draw larger than ``EVALS_PER_TASK`` x tasks (a 100K-sample pool): a seeded uniform sample of every
+    pair of every task, in bounded memory (a reservoir of `limit` pairs; reading all of `evals` into memory
+    takes gigabytes). It used to return the ~4,400 per-task pairs silently instead."""
+    rng = np.random.default_rng([seed, limit])
+    reservoir: list[Sample] = []
+    seen = 0
+    for task in order:
+        for r in _evals_task_records(root, task):
+            sample = _evals_sample(task, *r)
+            if sample is None:
+                continue
+            seen += 1
+            if len(reservoir) < limit:
+                reservoir.append(sample)
+            else:
+                slot = int(rng.integers(seen))
+                if slot < limit:
+                    reservoir[slot] = sample
+    if len(reservoir) < limit:
+        warnings.warn(f"evals holds {len(reservoir):,} pairs; asked for {limit:,}: all are returned", stacklevel=3)
+    return reservoir
 
 
 def _bbh_examples(task_file: Path) -> list[tuple[str, str]]:
