@@ -125,6 +125,7 @@ def main() -> None:
                 "by_size": {str(n): r for n, r in sorted(measured.items())},
                 "fit": fit(sorted(measured), [measured[n]["seconds"] for n in sorted(measured)]),
             }
+            | ({"marginal": marginal({"by_size": {str(n): r for n, r in measured.items()}})} if measured else {})
             for name, measured in rows.items()
         },
     }
@@ -147,6 +148,22 @@ def index_and_attribute(influcoder: list[str], args, n: int, pool: Path, queries
     rows["attribute"][n] = run(attribute, args.work / f"attribute-{n}.log")
 
 
+def marginal(step: dict) -> dict | None:
+    """Cost of more samples between the two largest measured sizes: wall ms per sample and the change of peak MB.
+    The fitted exponent over whole commands includes each process's fixed start (loading torch and the
+    model, ~5-20 s), which flatters it at small sizes; the marginal cost is what a larger pool adds."""
+    sizes = sorted(int(n) for n in step["by_size"])
+    if len(sizes) < 2:
+        return None
+    small, large = step["by_size"][str(sizes[-2])], step["by_size"][str(sizes[-1])]
+    extra = sizes[-1] - sizes[-2]
+    return {
+        "ms_per_sample": 1000 * (large["seconds"] - small["seconds"]) / extra,
+        "peak_mb_change": large["peak_rss_mb"] - small["peak_rss_mb"],
+        "between": [sizes[-2], sizes[-1]],
+    }
+
+
 def markdown(report: dict, sizes: list[int]) -> str:
     lines = [
         "# Scale: wall time and peak memory against pool size",
@@ -154,21 +171,28 @@ def markdown(report: dict, sizes: list[int]) -> str:
         f"Machine: {report['machine']['platform']}, {report['machine']['cpus']} CPUs. "
         f"Command: `{report['command']}`. Each step is its own process; peak RSS is that process's.",
         "",
-        "| step | " + " | ".join(f"N = {n:,}" for n in sizes) + " | exponent |",
-        "|---|" + "---|" * (len(sizes) + 1),
+        "| step | " + " | ".join(f"N = {n:,}" for n in sizes) + " | exponent | marginal ms/sample | peak MB change |",
+        "|---|" + "---|" * (len(sizes) + 3),
     ]
     for name, step in report["steps"].items():
         cells = []
+        measured = [int(n) for n in step["by_size"]]
         for n in sizes:
             r = step["by_size"].get(str(n))
             if r is not None:
                 cells.append(f"{r['seconds']:.1f} s, {r['peak_rss_mb']:.0f} MB")
-            elif step["fit"] is not None:
+            elif step["fit"] is not None and n > max(measured):
                 cells.append(f"~{step['fit']['a'] * n ** step['fit']['exponent']:.0f} s (extrapolated)")
             else:
                 cells.append("-")
         exponent = f"{step['fit']['exponent']:.2f}" if step["fit"] else "-"
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {exponent} |")
+        m = step.get("marginal")
+        extra = (
+            f" | {m['ms_per_sample']:.1f} | {m['peak_mb_change']:+.0f} ({m['between'][0]:,} to {m['between'][1]:,})"
+            if m
+            else " | - | -"
+        )
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {exponent}{extra} |")
     return "\n".join(lines) + "\n"
 
 
