@@ -247,3 +247,27 @@ def test_tabular_outputs_are_written_in_batches_with_every_column(tmp_path, monk
         import pyarrow.parquet as pq
 
         assert pq.ParquetFile(path).metadata.num_row_groups == 3  # 4 + 4 + 2 rows
+
+
+def test_a_saved_hf_dataset_streams_the_samples_load_file_reads(tmp_path):
+    """`--pool DIR` of a saved Hugging Face dataset is read a row at a time from its memory-mapped Arrow files
+    (not loaded whole): the same samples, ids and located errors as `load_file`."""
+    from datasets import Dataset
+
+    from influcoder.data.stream import HfDatasetSamples
+
+    records = [{"prompt": f"p{i}", "response": f"r{i}", "task": f"t{i % 3}"} for i in range(7)]
+    records[4] = {"prompt": "p1", "response": "r1", "task": "t1"}  # repeated text: a suffixed content id
+    Dataset.from_list(records).save_to_disk(str(tmp_path / "hf"))
+    lazy, eager = load_samples(tmp_path / "hf", stream=True), load_file(tmp_path / "hf")
+    assert isinstance(lazy, HfDatasetSamples)
+    assert list(lazy) == eager and [lazy[i] for i in range(len(lazy))] == eager and lazy.ids == [s.id for s in eager]
+    assert [s.id for s in load_samples(tmp_path / "hf", limit=3, seed=1, stream=True)] == [
+        s.id for s in subsample(eager, 3, 1)
+    ]
+    Dataset.from_list([*records[:2], {"prompt": "p", "response": ""}]).save_to_disk(str(tmp_path / "bad"))
+    with pytest.raises(DataError) as streamed:
+        load_samples(tmp_path / "bad", stream=True)
+    with pytest.raises(DataError) as loaded:
+        load_file(tmp_path / "bad")
+    assert str(streamed.value) == str(loaded.value)

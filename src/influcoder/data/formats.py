@@ -85,6 +85,12 @@ def iter_parquet(path: Path) -> Iterator[tuple[int, dict]]:
 
 
 def iter_hf_dataset(path: Path) -> Iterator[tuple[int, dict]]:
+    yield from enumerate(open_hf_dataset(path), start=1)
+
+
+def open_hf_dataset(path: Path):
+    """A saved HF dataset directory as a `datasets.Dataset` (memory-mapped Arrow: rows are read on access);
+    of a DatasetDict, the 'train' split or the only one."""
     try:
         from datasets import load_from_disk
     except ImportError:
@@ -98,7 +104,7 @@ def iter_hf_dataset(path: Path) -> Iterator[tuple[int, dict]]:
         if "train" not in splits and len(splits) != 1:
             raise DataError(str(path), None, f"DatasetDict with splits {splits}: pass one split's directory")
         dataset = dataset["train" if "train" in splits else splits[0]]
-    yield from enumerate(dataset, start=1)
+    return dataset
 
 
 _READERS = {"jsonl": iter_jsonl, "csv": iter_csv, "parquet": iter_parquet, "hf": iter_hf_dataset}

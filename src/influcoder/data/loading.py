@@ -35,10 +35,10 @@ def load_samples(
     path = Path(source)
     if not path.exists() and not path.suffix and len(path.parts) == 1:  # a bare word: a misspelt source?
         raise DataError(name, None, f"no such file or directory, nor a built-in source ({', '.join(sources.SOURCES)})")
-    if stream and path.is_file() and detect_format(path) in ("jsonl", "parquet"):
-        from influcoder.data.stream import JsonlSamples, ParquetSamples, stream_subsample
+    if stream and path.exists() and detect_format(path) in ("jsonl", "parquet", "hf"):
+        from influcoder.data.stream import HfDatasetSamples, JsonlSamples, ParquetSamples, stream_subsample
 
-        reader = JsonlSamples if detect_format(path) == "jsonl" else ParquetSamples
+        reader = {"jsonl": JsonlSamples, "parquet": ParquetSamples, "hf": HfDatasetSamples}[detect_format(path)]
         lazy = reader(path, prompt_field, response_field, id_field, allow_empty_response)
         return stream_subsample(lazy, limit, seed)
     samples = load_file(source, prompt_field, response_field, id_field, allow_empty_response)

@@ -6,7 +6,8 @@
 sample's text from disk only when it is asked for. The index encodes one shard at a time
 (`[samples[j] for j in rows]`), so at most one shard of texts is alive; `fingerprint` and `write_samples`
 iterate one sample at a time. Samples are exactly those `load_file` returns (ids assigned the same way).
-`ParquetSamples` does the same for a Parquet file a row group at a time (one group cached).
+`ParquetSamples` does the same for a Parquet file a row group at a time (one group cached), and
+`HfDatasetSamples` for a saved Hugging Face dataset directory (memory-mapped Arrow, read a row at a time).
 """
 
 from __future__ import annotations
@@ -181,6 +182,24 @@ class ParquetSamples(LazySamples):
     def _record(self, row: int) -> tuple[int, object]:
         g = int(np.searchsorted(self._starts, row, side="right")) - 1
         return row + 1, self._group(g)[row - int(self._starts[g])]
+
+
+class HfDatasetSamples(LazySamples):
+    """The samples of a saved Hugging Face dataset directory (`Dataset.save_to_disk`): the dataset is
+    memory-mapped Arrow, so a row is read from disk when asked for. Row numbers (1-based) locate bad records."""
+
+    def __init__(self, path: str | Path, *args, **kwargs):
+        from influcoder.data.formats import open_hf_dataset
+
+        self._dataset = open_hf_dataset(Path(path))
+        super().__init__(path, *args, **kwargs)
+
+    def _scan(self) -> Iterator[tuple[int, int, object]]:
+        for row, record in enumerate(self._dataset):
+            yield row, row + 1, record
+
+    def _record(self, row: int) -> tuple[int, object]:
+        return row + 1, self._dataset[row]
 
 
 def stream_subsample(samples: LazySamples, limit: int | None, seed: int) -> LazySamples:
