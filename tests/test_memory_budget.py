@@ -52,3 +52,35 @@ def test_features_under_a_memory_budget_equal_the_default_batching(tiny_model_di
     np.testing.assert_allclose(features, reference, rtol=1e-5, atol=1e-7)
     with pytest.raises(InflucoderError, match="--max-memory must be a positive"):
         LabelSettings(max_memory=0)
+
+
+def test_the_peak_measurement_sees_memory_touched_and_freed_inside_the_run():
+    """Linux lets a process reset its high-water mark: what a run touches and frees again still counts."""
+    from influcoder.labels.memory import measured_peak_bytes
+
+    def touch_and_free():
+        block = np.ones(64 * 1024 * 1024 // 8)  # 64 MB, touched
+        del block
+
+    measured = measured_peak_bytes(touch_and_free)
+    if measured is None:
+        pytest.skip("this kernel does not let a process reset its peak resident memory")
+    assert 60 * 1024 * 1024 <= measured < 256 * 1024 * 1024
+    assert measured_peak_bytes(lambda: None) < 16 * 1024 * 1024
+
+
+def test_the_budget_divides_what_is_left_by_the_measured_cost_per_token(monkeypatch):
+    """The resident memory is taken before the measurement (whose own graph is freed after), and the measured
+    rise per token of the longest sample, not the saved-activation estimate, prices a token."""
+    import influcoder.labels.memory as memory
+
+    model = lora_model(trained_b=False)
+    samples = random_samples([(32, 10), (20, 5)])
+    monkeypatch.setattr(memory, "resident_bytes", lambda: 1 * GB)
+    monkeypatch.setattr(memory, "measured_peak_bytes", lambda run: run() or 32 * 1024 * 1024)  # 1 MB per token
+    tokens = batch_tokens_for_budget(model, samples, 0, 2.0, block_bytes_per_sample=1024 * 1024, batch_size=8)
+    assert tokens == (1 * GB - 16 * 1024 * 1024) // (1024 * 1024)
+    monkeypatch.setattr(memory, "measured_peak_bytes", lambda run: None)  # elsewhere: the estimate
+    estimate = memory.BACKWARD_MARGIN * saved_activation_bytes(model, [samples[0]], 0) / 32
+    tokens = batch_tokens_for_budget(model, samples, 0, 2.0, block_bytes_per_sample=1024 * 1024, batch_size=8)
+    assert tokens == int((1 * GB - 16 * 1024 * 1024) // estimate)

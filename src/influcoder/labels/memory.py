@@ -1,24 +1,29 @@
 """A memory budget for labelling: derive the token budget of a batch from what the decoder really keeps.
 
 Labelling memory is the autograd graph of one batch: every activation the backward pass needs, for every
-padded token (measured on SmolLM2-135M: ~2.1 MB per token, so the default 2,048-token batches peak near
-6 GB). Per-example LoRA gradients are small beside it (reduced layer by layer as they arrive). A fixed
+padded token (measured on SmolLM2-135M: ~1.6 MB of saved activations per token, and with backward's buffers
+and the allocator's retention the `label` command's default 2,048-token batches peak near 7 GB).
+Per-example LoRA gradients are small beside it (reduced layer by layer as they arrive). A fixed
 `batch_tokens` therefore either wastes a large machine or swaps a small one.
 
-`--max-memory GB` measures instead of guessing: the longest sample is run forward once under
-`torch.autograd.graph.saved_tensors_hooks`, which sees every tensor the graph saves for backward; their
-distinct storages, per token, are the activation cost (conservative for shorter samples, whose attention
-costs less per token). The batch budget is what remains of GB after the process's current resident memory
-and the per-example gradient blocks, divided by that cost with a margin for backward's transient buffers.
-The batching changes nothing in the features (per-example gradients are exact in any batch) and is not
-part of a store's settings, so a rerun with another budget resumes the same store.
+`--max-memory GB` measures instead of guessing. Where the kernel lets a process reset its high-water mark
+(Linux: ``/proc/self/clear_refs``), the longest sample runs through a real forward, backward and per-example
+reduction, and the rise of the peak resident memory above what the process held before, per token, is the
+cost: it includes backward's transient buffers, the fused attention kernels' workspaces (invisible to the
+graph) and the allocator's retention (glibc keeps freed tensor memory; measured on SmolLM2-135M, a 2,048-token
+batch peaks at 3.4 MB per token against 1.6 MB of saved activations). Elsewhere the longest sample runs
+forward once under `torch.autograd.graph.saved_tensors_hooks`, whose distinct storages per token, times a
+margin, are the estimate. The batch budget is what remains of GB after the process's resident memory (taken
+before that measurement) and the per-example gradient blocks, divided by that cost. The batching changes
+nothing in the features (per-example gradients are exact in any batch) and is not part of a store's settings,
+so a rerun with another budget resumes the same store.
 """
 
 from __future__ import annotations
 
 import os
 import resource
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -44,6 +49,31 @@ def resident_bytes() -> int:
         return peak if os.uname().sysname == "Darwin" else peak * 1024
 
 
+def _high_water_mark() -> int | None:
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def measured_peak_bytes(run: Callable[[], object]) -> int | None:
+    """How far the process's peak resident memory rises above its current resident memory while `run()`
+    runs; None where the peak cannot be reset and read (it is reset first: Linux ``clear_refs``)."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as handle:
+            handle.write("5")
+    except OSError:
+        return None
+    before = resident_bytes()
+    run()
+    peak = _high_water_mark()
+    return None if peak is None else max(0, peak - before)
+
+
 def saved_activation_bytes(model: torch.nn.Module, batch: Sequence[TokenizedSample], pad_id: int) -> int:
     """Bytes of the distinct storages autograd saves for backward in a forward pass of `batch` (no backward
     runs; the graph is dropped after)."""
@@ -66,6 +96,13 @@ def saved_activation_bytes(model: torch.nn.Module, batch: Sequence[TokenizedSamp
     return sum(storages.values())
 
 
+def one_sample_gradients(model: torch.nn.Module, sample: TokenizedSample, pad_id: int) -> None:
+    """The labelling work for one sample (forward, backward, per-example reduction), results dropped."""
+    from influcoder.labels.gradients import BatchedLoraGradients
+
+    BatchedLoraGradients(model, pad_id)([sample])
+
+
 def batch_tokens_for_budget(
     model: torch.nn.Module,
     tokenized: Sequence[TokenizedSample],
@@ -78,8 +115,12 @@ def batch_tokens_for_budget(
     the memory one sample needs when even the longest sample alone does not fit."""
     longest = max(tokenized, key=lambda t: len(t.input_ids))
     width = len(longest.input_ids)
-    per_token = BACKWARD_MARGIN * saved_activation_bytes(model, [longest], pad_id) / width
-    resident = resident_bytes()
+    resident = resident_bytes()  # before measuring: the measurement's own graph is freed, not held
+    measured = measured_peak_bytes(lambda: one_sample_gradients(model, longest, pad_id))
+    if measured:
+        per_token = measured / width
+    else:
+        per_token = BACKWARD_MARGIN * saved_activation_bytes(model, [longest], pad_id) / width
     free = max_memory_gb * GB - resident - 2 * batch_size * block_bytes_per_sample
     tokens = int(free // per_token)
     if tokens < width:
