@@ -24,6 +24,7 @@ class EncodeShardJob:
     """The encoder backend of the index (`InfluenceEncoder.to_backend`)."""
 
     def __call__(self) -> Callable[[int], None]:
+        from influcoder.core.allocator import release_freed_memory
         from influcoder.core.store import FeatureStore
         from influcoder.data.stream import JsonlSamples
         from influcoder.encoder.model import InfluenceEncoder
@@ -35,5 +36,6 @@ class EncodeShardJob:
         def job(shard: int) -> None:
             rows = store.shard_rows(shard)
             store.write_shard(shard, encoder.encode_pool([samples[i] for i in rows], self.batch_size))
+            release_freed_memory()
 
         return job

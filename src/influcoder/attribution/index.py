@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from influcoder.core.allocator import release_freed_memory
 from influcoder.core.atomic import atomic_output, write_json_atomic
 from influcoder.core.errors import ArtifactMismatchError, InflucoderError
 from influcoder.core.locks import LOCK_NAME, exclusive_directory
@@ -214,6 +215,7 @@ class EmbeddingIndex:
             for i in missing:
                 rows = store.shard_rows(i)
                 store.write_shard(i, encoder.encode_pool([samples[j] for j in rows], batch_size))
+                release_freed_memory()  # memory flat in the pool's size (`influcoder.core.allocator`)
                 bar.update(len(rows))
 
     def _sync_faiss(self, progress: bool) -> None:
