@@ -11,6 +11,14 @@ from influcoder.labels.memory import GB, batch_tokens_for_budget, resident_bytes
 from .test_gradients import lora_model, random_samples
 
 
+def in_a_fresh_process(script: str) -> list[str]:
+    """What `script` prints, split, run by a new interpreter (whose allocator holds nothing freed yet)."""
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.split()
+
+
 def test_saved_activations_grow_with_the_tokens_and_exclude_the_weights():
     model = lora_model(trained_b=False)
     short, long = random_samples([(8, 3), (32, 10)])
@@ -57,9 +65,6 @@ def test_features_under_a_memory_budget_equal_the_default_batching(tiny_model_di
 def test_the_peak_measurement_sees_memory_touched_and_freed_inside_the_run():
     """Linux lets a process reset its high-water mark: what a run touches and frees again still counts. In a
     fresh process (a long-lived one may serve the run from memory it freed earlier and holds: no rise)."""
-    import subprocess
-    import sys
-
     script = (
         "import numpy as np\n"
         "from influcoder.labels.memory import measured_peak_bytes\n"
@@ -68,7 +73,7 @@ def test_the_peak_measurement_sees_memory_touched_and_freed_inside_the_run():
         "    del block\n"
         "print(measured_peak_bytes(touch_and_free), measured_peak_bytes(lambda: None))\n"
     )
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.split()
+    out = in_a_fresh_process(script)
     if out[0] == "None":
         pytest.skip("this kernel does not let a process reset its peak resident memory")
     touched, idle = int(out[0]), int(out[1])
@@ -99,9 +104,6 @@ def test_the_budget_divides_what_is_left_by_the_measured_cost_per_token(monkeypa
 def test_freed_memory_goes_back_to_the_system_between_shards():
     """In a fresh process: 190 MB freed in 64 KB pieces below a live one stays resident under glibc (its heap
     cannot shrink past the live piece) until `release_freed_memory` hands the free pages back."""
-    import subprocess
-    import sys
-
     script = (
         "import os, numpy as np\n"
         "from influcoder.core.allocator import release_freed_memory\n"
@@ -112,7 +114,7 @@ def test_freed_memory_goes_back_to_the_system_between_shards():
         "held = rss()\n"
         "print(release_freed_memory(), held - rss())\n"
     )
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.split()
+    out = in_a_fresh_process(script)
     if out[0] == "False":
         pytest.skip("no glibc malloc_trim here")
     assert int(out[1]) > 150 * 1024 * 1024
