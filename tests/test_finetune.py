@@ -163,6 +163,10 @@ def test_less_with_the_adapters_adam_state_matches_a_per_example_reference(tiny_
     np.testing.assert_allclose(got_pool, reference(pool, True), atol=2e-4)
     np.testing.assert_allclose(got_queries, reference(queries, False), atol=2e-4)
     assert np.abs(got_pool - less.features(pool)).max() > 1e-2  # the preconditioner changes the features
+    # score() projects queries and pool in shared passes (5 rows: queries + 2 pool rows, then 5, 5); each row
+    # still gets its own plain or Adam features
+    less.rows_per_pass = 5
+    np.testing.assert_allclose(less.score(pool, queries), got_pool @ got_queries.T, atol=2e-4)
 
 
 def test_one_gradient_pass_scores_gradsim_and_both_less_variants_as_the_separate_scorers_do(tiny_model_dir, tmp_path):

@@ -79,24 +79,48 @@ class Less(Scorer):
         return 4.0 * self.projector.out_dim  # one float32 projected gradient
 
     def features(self, samples: Sequence[Sample], precondition: bool = False) -> np.ndarray:
-        """Unit-norm projected gradients (of LESS's Adam update when `precondition` and a state is loaded).
+        """Unit-norm projected gradients (of LESS's Adam update when `precondition` and a state is loaded)."""
+        return self.projected([(list(samples), precondition)])[0]
 
-        A dense projection of 2.4M LoRA coordinates is 20G random signs,
-        generated on the fly: projecting `rows_per_pass` exact gradients per generation instead of one
-        labelling batch (<= 8) makes it affordable on a CPU."""
-        out = []
-        self.featurizer.preconditioner = self.adam if precondition else None
+    def projected(self, lists: Sequence[tuple[Sequence[Sample], bool]]) -> list[np.ndarray]:
+        """`features` of several sample lists, (samples, precondition) each, sharing the projection's passes.
+
+        A dense projection of 2.4M LoRA coordinates is 20G random signs, generated on the fly: each generation
+        projects up to `rows_per_pass` exact gradients at once instead of one labelling batch (<= 8), which makes
+        it affordable on a CPU, and a pass is filled from whichever list comes next, so ten queries ride along
+        with the first pool gradients instead of paying for a generation of their own."""
+        out: list[list[np.ndarray]] = [[] for _ in lists]
+        pending: list[tuple[int, np.ndarray]] = []
+
+        def project_pending() -> None:
+            rows = self.projector.project_matrix(torch.from_numpy(np.concatenate([m for _, m in pending])))
+            start = 0
+            for which, exact in pending:
+                out[which].append(rows[start : start + len(exact)].numpy())
+                start += len(exact)
+            pending.clear()
+
         try:
-            for start in range(0, len(samples), self.rows_per_pass):
-                exact = self.featurizer.featurize(samples[start : start + self.rows_per_pass])
-                out.append(self.projector.project_matrix(torch.from_numpy(exact)).numpy())
+            for which, (samples, precondition) in enumerate(lists):
+                self.featurizer.preconditioner = self.adam if precondition else None
+                start = 0
+                while start < len(samples):
+                    room = self.rows_per_pass - sum(len(m) for _, m in pending)
+                    pending.append((which, self.featurizer.featurize(list(samples[start : start + room]))))
+                    start += room
+                    if sum(len(m) for _, m in pending) >= self.rows_per_pass:
+                        project_pending()
+            if pending:
+                project_pending()
         finally:
             self.featurizer.preconditioner = None
-        return normalize_rows(np.concatenate(out)).astype(np.float64)
+        dim = self.projector.out_dim
+        return [normalize_rows(np.concatenate(p)).astype(np.float64) if p else np.zeros((0, dim)) for p in out]
 
     def score(self, pool: Sequence[Sample], queries: Sequence[Sample]) -> np.ndarray:
         """Pool gradients as Adam updates (when a state is loaded), query gradients plain, as LESS does."""
-        return self.features(list(pool), precondition=True) @ self.features(list(queries)).T
+        query_features, pool_features = self.projected([(list(queries), False), (list(pool), True)])
+        return pool_features @ query_features.T
 
 
 class LessCheckpoints(Scorer):
