@@ -72,6 +72,27 @@ def test_ivf_with_all_lists_probed_equals_flat(encoder_dir, tmp_path):
     np.testing.assert_allclose(i_scores, f_scores, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("factory", ["Flat", "SQfp16", "IVF4,Flat"])
+def test_searches_read_the_faiss_index_memory_mapped_with_a_loaded_indexs_answers(encoder_dir, tmp_path, factory):
+    """Readers map index.faiss instead of copying it into memory (attribute's memory stays flat in the pool);
+    the answers are those of the index loaded whole."""
+    import faiss
+
+    ic = Influcoder.from_pretrained(encoder_dir)
+    pool, queries = samples(120, seed=11), samples(4, seed=12, prefix="q")
+    index = EmbeddingIndex.build(ic.encoder, pool, tmp_path / "idx", index_factory=factory, progress=False)
+    q = ic.encoder.encode(queries)
+    loaded = faiss.read_index(str(tmp_path / "idx" / "index.faiss"))
+    if factory.startswith("IVF"):
+        faiss.ParameterSpace().set_index_parameter(loaded, "nprobe", 4)
+    expected = loaded.search(q, 6)
+    got = index.search(q, 6, nprobe=4 if factory.startswith("IVF") else None)
+    np.testing.assert_array_equal(got[1], expected[1])
+    np.testing.assert_array_equal(got[0], expected[0])
+    if not factory.startswith("IVF"):  # flat codes: a view of the mapped file, not a copy
+        assert loaded.codes.is_owned and not index.faiss_index.codes.is_owned
+
+
 @pytest.mark.parametrize("aggregate", ["mean", "max"])
 def test_filter_splits_the_pool_exactly(encoder_dir, tmp_path, aggregate):
     ic = Influcoder.from_pretrained(encoder_dir)

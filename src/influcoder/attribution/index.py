@@ -43,6 +43,13 @@ def _faiss():
     return faiss
 
 
+def read_mapped(faiss, path: Path):
+    """Read a FAISS index memory-mapped and read-only. `IO_FLAG_MMAP_IFC` maps the codes of flat, scalar- and
+    product-quantized, HNSW and IVF indexes alike in FAISS 1.15 (each checked: same search results;
+    `IO_FLAG_MMAP` maps IVF lists only, and the two flags together fail on IVF)."""
+    return faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY)
+
+
 def encoder_fingerprint(encoder) -> str:
     """An index only answers queries of the same encoder on the same backend (`InfluenceEncoder.fingerprint`)."""
     return encoder.fingerprint()
@@ -225,9 +232,9 @@ class EmbeddingIndex:
         """
         faiss = _faiss()
         existing = self.path / "index.faiss"
+        if existing.exists() and read_mapped(faiss, existing).ntotal == len(self):
+            return  # up to date: checked without loading it
         index = faiss.read_index(str(existing)) if existing.exists() else None
-        if index is not None and index.ntotal == len(self):
-            return
         if index is None or index.ntotal > len(self):
             factory = self.manifest["index_factory"]
             index = faiss.index_factory(self.dim, factory, faiss.METRIC_INNER_PRODUCT)
@@ -309,8 +316,11 @@ class EmbeddingIndex:
 
     @property
     def faiss_index(self):
+        """The FAISS index, memory-mapped read-only: its codes stay in the page cache (shared with other
+        readers, reclaimable) instead of being copied into this process, so a search's own memory does not grow
+        with the pool (a Flat index is 1.5 KB per sample). Same results as a loaded index (tested)."""
         if self._faiss_index is None:
-            self._faiss_index = _faiss().read_index(str(self.path / "index.faiss"))
+            self._faiss_index = read_mapped(_faiss(), self.path / "index.faiss")
         return self._faiss_index
 
     def check_encoder(self, encoder) -> None:
