@@ -210,15 +210,31 @@ def test_a_run_key_ignores_whether_the_refusal_check_runs():
     assert ToxicityRun(drop=0.1).key() != ToxicityRun().key()
 
 
+def test_a_run_resumes_under_another_batching_memory_budget_or_attention_kernel(tmp_path):
+    """How the gradients are batched and computed is not part of a replicate (their values are); run.json of
+    runs that recorded those settings still resumes."""
+    from influcoder.evaluation.toxicity import ToxicityRun, _check_run
+
+    key = json.loads(json.dumps(ToxicityRun().key()))
+    key["labels"].update(batch_tokens=2048, max_memory=None, attention="eager", batch_size=8, device="auto")
+    (tmp_path / "run.json").write_text(json.dumps(key))
+    other = ToxicityRun()
+    other.labels = replace(other.labels, batch_tokens=512, max_memory=2.5, attention="sdpa", batch_size=4)
+    _check_run(tmp_path, other)
+    other.labels = replace(other.labels, max_length=128)
+    with pytest.raises(InflucoderError, match="other labels settings"):
+        _check_run(tmp_path, other)
+
+
 def test_a_run_written_before_a_setting_existed_resumes_only_at_its_default(tmp_path):
     """run.json from an older version lacks settings added since; their defaults reproduce the old code."""
     from influcoder.evaluation.toxicity import ToxicityRun, _check_run
 
     key = json.loads(json.dumps(ToxicityRun().key()))
-    del key["labels"]["max_memory"]
+    del key["finetune"]["snapshots"]
     (tmp_path / "run.json").write_text(json.dumps(key))
     _check_run(tmp_path, ToxicityRun())  # the default: resumes
     changed = ToxicityRun()
-    changed.labels = replace(changed.labels, max_memory=4.0)
-    with pytest.raises(InflucoderError, match="other labels settings"):
+    changed.finetune = replace(changed.finetune, snapshots=3)
+    with pytest.raises(InflucoderError, match="other finetune settings"):
         _check_run(tmp_path, changed)

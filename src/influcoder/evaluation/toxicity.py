@@ -62,9 +62,20 @@ class ToxicityRun:
         d = asdict(self)
         d.pop("methods")
         d.pop("refusal_check")  # whether the last step runs changes nothing before it
-        d["labels"].pop("device", None)
         d["distill"].pop("device", None)
-        return d
+        return without_work_settings(d)
+
+
+WORK_SETTINGS = ("device", "batch_size", "batch_tokens", "max_memory", "attention")
+"""Label settings that say how the gradients are computed, not what they are: per-example gradients do not
+depend on which samples share a batch, and eager and sdpa attention agree to float rounding (both tested). A
+replicate may resume under other values, e.g. a smaller memory budget on another machine."""
+
+
+def without_work_settings(key: dict) -> dict:
+    """`key` without its labels' WORK_SETTINGS (run.json written before they left the key has them)."""
+    labels = {k: v for k, v in key.get("labels", {}).items() if k not in WORK_SETTINGS}
+    return {**key, "labels": labels} if "labels" in key else key
 
 
 def pool_scores(matrix: np.ndarray) -> np.ndarray:
@@ -117,7 +128,7 @@ def run_toxicity(
 def _check_run(out: Path, run: ToxicityRun) -> None:
     path = out / "run.json"
     if path.exists():
-        stored = json.loads(path.read_text(encoding="utf-8"))
+        stored = without_work_settings(json.loads(path.read_text(encoding="utf-8")))
         stored.pop("refusal_check", None)  # recorded by runs before it left the key
         current = json.loads(json.dumps(run.key()))
         stored = with_added_defaults(stored, current, json.loads(json.dumps(ToxicityRun().key())))

@@ -2,7 +2,8 @@
 
 Labelling memory is the autograd graph of one batch: every activation the backward pass needs, for every
 padded token (measured on SmolLM2-135M: ~1.6 MB of saved activations per token, and with backward's buffers
-and the allocator's retention the `label` command's default 2,048-token batches peak near 7 GB).
+and the allocator's retention the `label` command's 2,048-token batches, its default until 2026-11-26, peak
+near 7 GB; the 512-token default, 2.6 GB).
 Per-example LoRA gradients are small beside it (reduced layer by layer as they arrive). A fixed
 `batch_tokens` therefore either wastes a large machine or swaps a small one.
 
