@@ -218,13 +218,13 @@ def make_scorer(method: str, labels: LabelSettings, encoder_dir: Path, progress:
     if method == "gradsim":
         return GradSim(labels)
     if method == "less":
-        return Less(labels, rows_per_pass=256, optimizer_state=Path(labels.adapter) / "optimizer.pt")
+        return Less(labels, rows_per_pass=256, optimizer_state=Path(labels.adapter) / "optimizer.pt", progress=progress)
     if method == "less-ckpts":
         run = Path(labels.adapter).parent  # the warm-up and the scores live beside the run's adapter
         parts = run / "scores" / "less-ckpts-parts"
-        return LessCheckpoints(labels, run / "less-warmup", rows_per_pass=256, parts=parts)
+        return LessCheckpoints(labels, run / "less-warmup", rows_per_pass=256, parts=parts, progress=progress)
     if method == "less-sgd":
-        return Less(labels, rows_per_pass=256)  # 256 exact gradients (~5 GB) per generation of the signs
+        return Less(labels, rows_per_pass=256, progress=progress)  # 256 exact gradients (2.5 GB) per generation
     if method == "datainf":
         return DataInf(labels)
     if method in ("logra", "logra-fisher"):

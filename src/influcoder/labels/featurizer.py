@@ -102,9 +102,16 @@ class GradientFeaturizer:
     def tokenize(self, samples: Sequence[Sample]) -> list[TokenizedSample]:
         return self.formatter.encode_all(samples)
 
-    def featurize_tokenized(self, tokenized: Sequence[TokenizedSample], progress: tqdm | None = None) -> np.ndarray:
-        """(n, dim) features in input order; batches are formed inside this call only."""
-        out = np.empty((len(tokenized), self.projector.out_dim), dtype=np.float32)
+    def featurize_tokenized(
+        self, tokenized: Sequence[TokenizedSample], progress: tqdm | None = None, out: np.ndarray | None = None
+    ) -> np.ndarray:
+        """(n, dim) features in input order; batches are formed inside this call only. `out`, when given, is
+        the (n, dim) float32 array to fill (a caller gathering many rows of exact gradients, 10 MB each for
+        SmolLM2's LoRA, fills one buffer instead of concatenating copies)."""
+        if out is None:
+            out = np.empty((len(tokenized), self.projector.out_dim), dtype=np.float32)
+        elif out.shape != (len(tokenized), self.projector.out_dim) or out.dtype != np.float32:
+            raise ValueError(f"out must be float32 {(len(tokenized), self.projector.out_dim)}, not {out.shape}")
         self.fit_memory(tokenized)
         for batch in make_batches([len(t.input_ids) for t in tokenized], self.settings.batch_size, self.batch_tokens):
             blocks = self.gradients([tokenized[i] for i in batch])

@@ -55,6 +55,8 @@ class Less(Scorer):
         dim: int = 8192,
         rows_per_pass: int = 128,
         optimizer_state: str | Path | None = None,
+        progress: bool = False,
+        desc: str = "less gradients",
     ):
         from influcoder.labels.featurizer import GradientFeaturizer
         from influcoder.labels.projectors import Rademacher
@@ -62,6 +64,7 @@ class Less(Scorer):
         self.featurizer = GradientFeaturizer(replace(settings, projector="identity"), model, tokenizer)
         self.projector = Rademacher(dim, settings.seed)
         self.rows_per_pass = rows_per_pass
+        self.progress, self.desc = progress, desc
         self.adam = None
         if optimizer_state is not None:
             from influcoder.labels.adam import AdamPreconditioner
@@ -89,31 +92,41 @@ class Less(Scorer):
         projects up to `rows_per_pass` exact gradients at once instead of one labelling batch (<= 8), which makes
         it affordable on a CPU, and a pass is filled from whichever list comes next, so ten queries ride along
         with the first pool gradients instead of paying for a generation of their own."""
+        from tqdm.auto import tqdm
+
         out: list[list[np.ndarray]] = [[] for _ in lists]
-        pending: list[tuple[int, np.ndarray]] = []
+        total = sum(len(samples) for samples, _ in lists)
+        width = self.featurizer.projector.out_dim  # the exact gradient's length
+        buffer = np.empty((min(self.rows_per_pass, total), width), dtype=np.float32)
+        filled: list[tuple[int, int]] = []  # (list, rows) in buffer order
 
-        def project_pending() -> None:
-            rows = self.projector.project_matrix(torch.from_numpy(np.concatenate([m for _, m in pending])))
+        def project_buffer() -> None:
+            rows = self.projector.project_matrix(torch.from_numpy(buffer[: sum(n for _, n in filled)]))
             start = 0
-            for which, exact in pending:
-                out[which].append(rows[start : start + len(exact)].numpy())
-                start += len(exact)
-            pending.clear()
+            for which, n in filled:
+                out[which].append(rows[start : start + n].numpy())
+                start += n
+            filled.clear()
 
+        bar = tqdm(total=total, desc=self.desc, unit="sample", disable=not self.progress)
         try:
             for which, (samples, precondition) in enumerate(lists):
                 self.featurizer.preconditioner = self.adam if precondition else None
                 start = 0
                 while start < len(samples):
-                    room = self.rows_per_pass - sum(len(m) for _, m in pending)
-                    pending.append((which, self.featurizer.featurize(list(samples[start : start + room]))))
-                    start += room
-                    if sum(len(m) for _, m in pending) >= self.rows_per_pass:
-                        project_pending()
-            if pending:
-                project_pending()
+                    used = sum(n for _, n in filled)
+                    chunk = list(samples[start : start + self.rows_per_pass - used])
+                    tokenized = self.featurizer.tokenize(chunk)
+                    self.featurizer.featurize_tokenized(tokenized, bar, out=buffer[used : used + len(chunk)])
+                    filled.append((which, len(chunk)))
+                    start += len(chunk)
+                    if used + len(chunk) == len(buffer):
+                        project_buffer()
+            if filled:
+                project_buffer()
         finally:
             self.featurizer.preconditioner = None
+            bar.close()
         dim = self.projector.out_dim
         return [normalize_rows(np.concatenate(p)).astype(np.float64) if p else np.zeros((0, dim)) for p in out]
 
@@ -141,10 +154,12 @@ class LessCheckpoints(Scorer):
         dim: int = 8192,
         rows_per_pass: int = 128,
         parts: str | Path | None = None,
+        progress: bool = False,
     ):
         from influcoder.labels.finetune import read_snapshots
 
         self.settings, self.dim, self.rows_per_pass = settings, dim, rows_per_pass
+        self.progress = progress
         self.snapshots = read_snapshots(warmup)
         self.parts = Path(parts) if parts is not None else None
         """Where each checkpoint's matrix is kept as it finishes (a pass over a large pool takes an hour on a
@@ -153,21 +168,31 @@ class LessCheckpoints(Scorer):
     def bytes_per_sample(self) -> float:
         return 4.0 * self.dim * len(self.snapshots)  # one projected update per checkpoint
 
-    def checkpoint_scorer(self, adapter: Path) -> Less:
+    def checkpoint_scorer(self, adapter: Path, desc: str = "less gradients") -> Less:
         from influcoder.labels.finetune import OPTIMIZER
 
-        settings = replace(self.settings, adapter=str(adapter))
-        return Less(settings, dim=self.dim, rows_per_pass=self.rows_per_pass, optimizer_state=adapter / OPTIMIZER)
+        settings, state = replace(self.settings, adapter=str(adapter)), adapter / OPTIMIZER
+        return Less(
+            settings,
+            dim=self.dim,
+            rows_per_pass=self.rows_per_pass,
+            optimizer_state=state,
+            progress=self.progress,
+            desc=desc,
+        )
 
     def score(self, pool: Sequence[Sample], queries: Sequence[Sample]) -> np.ndarray:
         total, weights = None, 0.0
-        for adapter, lr in self.snapshots:
-            matrix = lr * self._checkpoint_matrix(adapter, pool, queries)
+        for number, (adapter, lr) in enumerate(self.snapshots, 1):
+            desc = f"less checkpoint {number}/{len(self.snapshots)} gradients"
+            matrix = lr * self._checkpoint_matrix(adapter, pool, queries, desc)
             total = matrix if total is None else total + matrix
             weights += lr
         return total / weights
 
-    def _checkpoint_matrix(self, adapter: Path, pool: Sequence[Sample], queries: Sequence[Sample]) -> np.ndarray:
+    def _checkpoint_matrix(
+        self, adapter: Path, pool: Sequence[Sample], queries: Sequence[Sample], desc: str
+    ) -> np.ndarray:
         """One checkpoint's LESS matrix, from `parts` when an earlier run finished it for the same samples."""
         from influcoder.core.atomic import atomic_output, write_json_atomic
         from influcoder.data.records import fingerprint
@@ -177,7 +202,7 @@ class LessCheckpoints(Scorer):
         if kept is not None and kept.exists() and kept.with_suffix(".json").exists():
             if json.loads(kept.with_suffix(".json").read_text(encoding="utf-8")) == key:
                 return np.load(kept)
-        matrix = self.checkpoint_scorer(adapter).score(pool, queries)  # one decoder loaded at a time
+        matrix = self.checkpoint_scorer(adapter, desc).score(pool, queries)  # one decoder loaded at a time
         if kept is not None:
             kept.parent.mkdir(parents=True, exist_ok=True)
             with atomic_output(kept) as tmp, open(tmp, "wb") as handle:
