@@ -134,6 +134,20 @@ def test_decoder_representations_are_the_same_batched_and_one_by_one(tiny_model_
     scores = scorer.score(data, samples(3, seed=2, prefix="q"))
     assert scores.shape == (7, 3) and np.all(np.abs(scores) <= 1 + 1e-6)
 
+    # the scorer asks for one position's logits only; the states are those of a plain full forward
+    import torch
+
+    from influcoder.data.formatting import collate_left_padded
+    from influcoder.evaluation.baselines.representations import pooled_hidden
+
+    inputs = collate_left_padded(scorer.formatter.encode_all(data), scorer.pad_id)
+    inputs.pop("labels")
+    with torch.no_grad():
+        full = model(**inputs, output_hidden_states=True)
+    assert full.logits.shape[1] == inputs["input_ids"].shape[1]
+    expected = pooled_hidden(full.hidden_states[-1], inputs["attention_mask"], scorer.weighting).numpy()
+    np.testing.assert_allclose(batched, expected, atol=1e-5)
+
 
 def test_one_decoder_pass_scores_repsim_and_rds_plus_as_the_separate_scorers_do(tiny_model_dir):
     from influcoder.data.models import load_decoder

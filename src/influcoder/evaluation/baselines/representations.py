@@ -81,7 +81,10 @@ class DecoderRepresentation(Scorer):
             for batch in make_batches(lengths, self.settings.batch_size, self.settings.batch_tokens):
                 inputs = collate_left_padded([tokenized[i] for i in batch], self.pad_id)
                 inputs = {k: v.to(device) for k, v in inputs.items() if k != "labels"}
-                hidden = self.model(**inputs, output_hidden_states=True).hidden_states[-1].float()
+                # logits for the last position only: the states are what is read, and the LM head over every
+                # position is 21% of SmolLM2-135M's linear FLOPs (576 x 49,152 against 30 blocks' 3.5M per token)
+                outputs = self.model(**inputs, output_hidden_states=True, logits_to_keep=1)
+                hidden = outputs.hidden_states[-1].float()
                 for weighting, array in out.items():
                     array[batch] = pooled_hidden(hidden, inputs["attention_mask"], weighting).cpu().numpy()
                 bar.update(len(batch))
