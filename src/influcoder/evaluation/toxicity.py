@@ -267,7 +267,8 @@ def _joint_gradient_scores(directory: Path, methods: Sequence[str], task: Toxici
         return
     log(f"scoring {len(task.pool)} x {len(task.queries)} with {', '.join(missing)} from one gradient pass")
     state = Path(labels.adapter) / "optimizer.pt" if "less" in missing else None
-    suite = GradientSuite(labels, missing, optimizer_state=state, progress=progress)
+    # 256 exact gradients (2.5 GB) per generation of LESS's dense signs, as the LESS scorers below
+    suite = GradientSuite(labels, missing, optimizer_state=state, rows_per_pass=256, progress=progress)
     _save_shared_pass(
         directory, task, missing, suite.score_all, DESCRIPTIONS, suite.bytes_per_sample, lambda m: m == "less"
     )
