@@ -226,6 +226,22 @@ def test_a_run_resumes_under_another_batching_memory_budget_or_attention_kernel(
         _check_run(tmp_path, other)
 
 
+def test_the_toxicity_command_passes_its_batching_and_memory_budget_to_every_decoder_pass(
+    tmp_path, monkeypatch, capsys
+):
+    import influcoder.evaluation.toxicity as toxicity
+    from influcoder.cli.main import main
+
+    runs = []
+    monkeypatch.setattr(toxicity, "run_toxicity", lambda directory, run, **kw: runs.append(run))
+    main(["toxicity", "--out", str(tmp_path), "--batch-tokens", "300", "--max-memory", "3.5", "--quiet"])
+    assert [(r.labels.batch_tokens, r.labels.max_memory) for r in runs] == [(300, 3.5)]
+    assert "batch_tokens" not in runs[0].key()["labels"]  # resumable under another value
+    assert main(["toxicity", "--out", str(tmp_path), "--batch-tokens", "0"]) != 0
+    assert "--batch-tokens must be at least 1, got 0" in capsys.readouterr().err
+    assert len(runs) == 1  # refused before any run
+
+
 def test_a_run_written_before_a_setting_existed_resumes_only_at_its_default(tmp_path):
     """run.json from an older version lacks settings added since; their defaults reproduce the old code."""
     from influcoder.evaluation.toxicity import ToxicityRun, _check_run

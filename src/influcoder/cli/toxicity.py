@@ -23,7 +23,7 @@ class Toxicity(Command):
     (results.json, results.md, report.html) covers every replicate found under --out.
     """
 
-    positive = ("n_benign", "n_queries", "epochs")
+    positive = ("n_benign", "n_queries", "epochs", "batch_tokens")
 
     out: Path
     """Experiment directory: one sub-directory per variant and seed, and the report."""
@@ -66,6 +66,12 @@ class Toxicity(Command):
     """Token budget per sample for fine-tuning and gradients."""
     refusal_check: bool = True
     """Fine-tune again on the filtered pool and compare refusal rates on held-out harmful requests."""
+    batch_tokens: int = 512
+    """Most padded tokens per decoder forward/backward of the labels and decoder methods (how the work is
+    batched, not part of a replicate: a run resumes under another value)."""
+    max_memory: float | None = None
+    """Memory budget in GB for those passes' batches, as `label --max-memory` (the LESS methods also hold 256
+    projected rows, 2.5 GB, per pass)."""
     quiet: Quiet = False
     device: Device = "auto"
 
@@ -80,7 +86,13 @@ class Toxicity(Command):
         from influcoder.evaluation.toxicity_report import load_replicates, markdown, write_toxicity_report
 
         base = ToxicityRun(refusal_check=self.refusal_check, methods=list(self.methods))
-        base.labels = replace(base.labels, model=self.model, max_length=self.max_length)
+        base.labels = replace(
+            base.labels,
+            model=self.model,
+            max_length=self.max_length,
+            batch_tokens=self.batch_tokens,
+            max_memory=self.max_memory,
+        )
         base.distill = replace(base.distill, encoder=self.encoder, epochs=self.epochs)
         for variant in self.variants:
             for seed in self.seeds:
