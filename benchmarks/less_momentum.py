@@ -46,6 +46,12 @@ def mean_cosine(pool: np.ndarray, queries: np.ndarray) -> np.ndarray:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", type=Path, required=True, help="a toxicity replicate directory (het-seed0, ...)")
+    parser.add_argument(
+        "--adapter",
+        type=Path,
+        help="adapter with its optimizer.pt (default: the run's fine-tuned one); e.g. a LESS "
+        "warm-up checkpoint, RUN/less-warmup/snapshots/step-N",
+    )
     parser.add_argument("--others", type=int, default=85, help="non-unsafe pool pairs drawn beside the unsafe ones")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-length", type=int, default=192)
@@ -61,12 +67,11 @@ def main() -> None:
     )
     subset, positive = [pool[i] for i in chosen], kinds[chosen] == "unsafe"
 
-    settings = LabelSettings(
-        max_length=args.max_length, adapter=str(args.run / "adapter"), projector="identity", device="cpu"
-    )
+    adapter = args.adapter or args.run / "adapter"
+    settings = LabelSettings(max_length=args.max_length, adapter=str(adapter), projector="identity", device="cpu")
     featurizer = GradientFeaturizer(settings)
     params = lora_parameters(featurizer.model)
-    adam = AdamPreconditioner.from_file(args.run / "adapter" / "optimizer.pt", list(params))
+    adam = AdamPreconditioner.from_file(adapter / "optimizer.pt", list(params))
     plain, query = featurizer.featurize(subset), featurizer.featurize(queries)
     featurizer.preconditioner = adam
     update = featurizer.featurize(subset)
@@ -115,7 +120,7 @@ def main() -> None:
         "",
         f"Machine: {report['machine']['platform']}. Command: `{report['command']}` ({report['seconds']:.0f} s).",
         f"Subset: {report['subset']['unsafe']} unsafe of {report['subset']['n']} pool pairs (chance AUPRC "
-        f"{report['subset']['chance']:.2f}); exact LoRA gradients of the replicate's fine-tuned adapter.",
+        f"{report['subset']['chance']:.2f}); exact LoRA gradients of the adapter `{adapter}` with its Adam state.",
         "",
         "| features | AUPRC plain gradient | AUPRC Adam update | share of update norm^2 | share of gradient norm^2 |",
         "|---|---|---|---|---|",
