@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -233,6 +235,19 @@ def test_less_over_checkpoints_is_the_lr_weighted_mean_of_each_checkpoints_less(
     combined = scorer.score(pool, queries)
     kept = sorted((tmp_path / "parts").glob("*.npy"))
     assert len(kept) == 2  # each checkpoint's matrix, kept as it finished
+    # the method's cost is each checkpoint pass's own time, also when a resumed run only read the kept parts
+    first, _ = scorer.cost_seconds()
+    assert first == sum(scorer.checkpoint_seconds) and all(s > 0 for s in scorer.checkpoint_seconds)
+    resumed = LessCheckpoints(labels, tmp_path / "warm", dim=64, parts=tmp_path / "parts")
+    resumed.score(pool, queries)
+    assert resumed.checkpoint_seconds == scorer.checkpoint_seconds and resumed.cost_seconds() == (first, None)
+    record = kept[1].with_suffix(".json")
+    untimed = json.loads(record.read_text())
+    del untimed["seconds"]  # a part kept by a version that did not time it still resumes
+    record.write_text(json.dumps(untimed))
+    resumed.score(pool, queries)
+    seconds, note = resumed.cost_seconds()
+    assert seconds == 2 * scorer.checkpoint_seconds[0] and note.startswith("1 of 2 checkpoint passes timed")
     np.save(kept[0], np.load(kept[0]) + 1.0)  # a resumed run reads the kept part instead of recomputing it
     rates = [lr for _, lr in read_snapshots(tmp_path / "warm")]
     shift = rates[0] / sum(rates)
@@ -242,6 +257,7 @@ def test_less_over_checkpoints_is_the_lr_weighted_mean_of_each_checkpoints_less(
 
     np.testing.assert_allclose(rescored(pool) - combined, shift, rtol=1e-6)
     np.testing.assert_allclose(rescored(pool[:5]), combined[:5], rtol=1e-5, atol=1e-6)  # not these samples' parts
+
     parts = []
     for path, lr in read_snapshots(tmp_path / "warm"):
         at = LabelSettings(**{**labels.__dict__, "adapter": str(path)})

@@ -254,3 +254,19 @@ def test_a_run_written_before_a_setting_existed_resumes_only_at_its_default(tmp_
     changed.finetune = replace(changed.finetune, snapshots=3)
     with pytest.raises(InflucoderError, match="other finetune settings"):
         _check_run(tmp_path, changed)
+
+
+def test_the_report_marks_scoring_seconds_that_were_partly_estimated():
+    from influcoder.evaluation.toxicity_report import markdown, summarize
+
+    def method(seconds, note=None):
+        row = {"auprc": 0.5, "average_precision": 0.5, "seconds": seconds, "bytes_per_sample": 4.0}
+        row.update(description="d", recall_when_dropping={"0.01": 0.1, "0.02": 0.2, "0.05": 0.5})
+        return {**row, "seconds_note": note} if note else row
+
+    counts = {"pool": {"benign": 20, "unsafe": 1}, "unsafe_rate": 1 / 21, "queries": 2}
+    replicate = {"variant": "het", "seed": 0, "counts": counts}
+    replicate["methods"] = {"less-ckpts": method(40.0, "2 of 4 checkpoint passes timed"), "tfidf": method(1.0)}
+    page = markdown(summarize([replicate]), [replicate])
+    assert "| 40.0* |" in page and "| 1.0 |" in page
+    assert "less-ckpts scoring seconds: 2 of 4 checkpoint passes timed." in page

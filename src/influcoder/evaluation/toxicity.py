@@ -244,7 +244,9 @@ def _scores(directory: Path, method: str, task, labels, encoder_dir, progress, d
     scorer = make_scorer(method, labels, encoder_dir, progress, device)
     started = time.perf_counter()
     matrix = scorer.score(task.pool, task.queries)
-    seconds = time.perf_counter() - started
+    seconds, note = time.perf_counter() - started, None
+    if hasattr(scorer, "cost_seconds"):  # parts kept from an earlier run: their own time, not this run's
+        seconds, note = scorer.cost_seconds()
     info = {
         "method": method,
         "description": scorer.description,
@@ -253,6 +255,8 @@ def _scores(directory: Path, method: str, task, labels, encoder_dir, progress, d
         "ms_per_sample": 1000 * seconds / (len(task.pool) + len(task.queries)),
         "bytes_per_sample": scorer.bytes_per_sample(),
     }
+    if note is not None:
+        info["seconds_note"] = note
     _save_scores(directory, method, matrix, info)
     return matrix, info
 

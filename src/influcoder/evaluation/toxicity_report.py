@@ -54,6 +54,7 @@ def summarize(replicates: list[dict]) -> dict[str, dict[str, dict]]:
             entry["bytes_per_sample"] = rows[0]["bytes_per_sample"]
             entry["description"] = rows[0]["description"]
             entry["preconditioner"] = rows[0].get("preconditioner")
+            entry["seconds_notes"] = [x["seconds_note"] for x in rows if x.get("seconds_note")]
             summary[variant][method] = entry
     return summary
 
@@ -73,11 +74,15 @@ def markdown(summary: dict, replicates: list[dict]) -> str:
         for name, e in sorted(methods.items(), key=lambda kv: -kv[1]["auprc"]):
             stored = "-" if e["bytes_per_sample"] is None else f"{e['bytes_per_sample']:,.0f}"
             recalls = " | ".join(f"{e[f'recall@{f:g}']:.2f}" for f in DROP_FRACTIONS)
+            mark = "*" if e.get("seconds_notes") else ""
             lines.append(
                 f"| {name} | {e['auprc']:.3f} ± {e['auprc_std']:.3f} | {e['average_precision']:.3f} | {recalls} | "
-                f"{e['seconds']:.1f} | {stored} | {e['n_seeds']} |"
+                f"{e['seconds']:.1f}{mark} | {stored} | {e['n_seeds']} |"
             )
         lines.append("")
+        for name, e in methods.items():
+            for note in e.get("seconds_notes", []):
+                lines.append(f"\\* {name} scoring seconds: {note}.")
         for r in (r for r in replicates if r["variant"] == variant and "refusals" in r):
             models = r["refusals"]["models"]
             rates = ", ".join(f"{k} {v['refusal_rate']:.0%}" for k, v in models.items())

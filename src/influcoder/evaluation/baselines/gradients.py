@@ -183,32 +183,55 @@ class LessCheckpoints(Scorer):
 
     def score(self, pool: Sequence[Sample], queries: Sequence[Sample]) -> np.ndarray:
         total, weights = None, 0.0
+        self.checkpoint_seconds = []
         for number, (adapter, lr) in enumerate(self.snapshots, 1):
             desc = f"less checkpoint {number}/{len(self.snapshots)} gradients"
-            matrix = lr * self._checkpoint_matrix(adapter, pool, queries, desc)
-            total = matrix if total is None else total + matrix
+            matrix, seconds = self._checkpoint_matrix(adapter, pool, queries, desc)
+            self.checkpoint_seconds.append(seconds)
+            total = lr * matrix if total is None else total + lr * matrix
             weights += lr
         return total / weights
 
+    checkpoint_seconds: list[float | None]
+    """What each checkpoint's pass took, kept with its matrix: a run that resumed with some checkpoints done
+    spent less than the method costs (None: kept by a version that did not time it). `cost_seconds`."""
+
+    def cost_seconds(self) -> tuple[float, str | None]:
+        """The scoring time of all checkpoints, from each one's own pass, and a note when some were untimed
+        (their cost is then taken as the timed ones' mean, and the note says so)."""
+        timed = [s for s in self.checkpoint_seconds if s is not None]
+        if len(timed) == len(self.checkpoint_seconds):
+            return float(sum(timed)), None
+        if not timed:
+            return float("nan"), "no checkpoint pass was timed (all kept from a version that did not time them)"
+        k, n = len(timed), len(self.checkpoint_seconds)
+        return float(np.mean(timed) * n), f"{k} of {n} checkpoint passes timed; the others taken at their mean"
+
     def _checkpoint_matrix(
         self, adapter: Path, pool: Sequence[Sample], queries: Sequence[Sample], desc: str
-    ) -> np.ndarray:
-        """One checkpoint's LESS matrix, from `parts` when an earlier run finished it for the same samples."""
+    ) -> tuple[np.ndarray, float | None]:
+        """One checkpoint's LESS matrix and the seconds its pass took, from `parts` when an earlier run finished
+        it for the same samples."""
+        import time
+
         from influcoder.core.atomic import atomic_output, write_json_atomic
         from influcoder.data.records import fingerprint
 
         key = {"adapter": str(Path(adapter).resolve()), "pool": fingerprint(pool), "queries": fingerprint(queries)}
         kept = self.parts / f"{adapter.name}.npy" if self.parts is not None else None
         if kept is not None and kept.exists() and kept.with_suffix(".json").exists():
-            if json.loads(kept.with_suffix(".json").read_text(encoding="utf-8")) == key:
-                return np.load(kept)
+            record = json.loads(kept.with_suffix(".json").read_text(encoding="utf-8"))
+            if {k: record.get(k) for k in key} == key:
+                return np.load(kept), record.get("seconds")
+        started = time.perf_counter()
         matrix = self.checkpoint_scorer(adapter, desc).score(pool, queries)  # one decoder loaded at a time
+        seconds = time.perf_counter() - started
         if kept is not None:
             kept.parent.mkdir(parents=True, exist_ok=True)
             with atomic_output(kept) as tmp, open(tmp, "wb") as handle:
                 np.save(handle, matrix, allow_pickle=False)
-            write_json_atomic(kept.with_suffix(".json"), key)
-        return matrix
+            write_json_atomic(kept.with_suffix(".json"), {**key, "seconds": seconds})
+        return matrix, seconds
 
 
 class GradSim(Scorer):
