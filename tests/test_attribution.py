@@ -358,3 +358,18 @@ def test_the_spread_sample_is_drawn_once_and_redrawn_after_an_append(encoder_dir
     assert (tmp_path / "idx" / "spread-sample-30-8-0.npy").exists()
     ic.attribute(queries, k=3)
     assert set(ic.query_spread) == {q.id for q in queries} and all(v > 0 for v in ic.query_spread.values())
+
+
+def test_a_faiss_without_the_mapping_flag_reads_the_index_into_memory(encoder_dir, tmp_path, monkeypatch):
+    """FAISS releases before the flag (>= 1.8 is allowed) still answer, from a loaded index."""
+    import faiss
+
+    from influcoder.attribution import index as index_module
+
+    ic = Influcoder.from_pretrained(encoder_dir)
+    built = EmbeddingIndex.build(ic.encoder, samples(30), tmp_path / "idx", progress=False)
+    monkeypatch.delattr(faiss, "IO_FLAG_MMAP_IFC")
+    loaded = index_module.read_mapped(faiss, tmp_path / "idx" / "index.faiss")
+    assert loaded.ntotal == 30 and loaded.codes.is_owned
+    q = ic.encoder.encode(samples(2, seed=3, prefix="q"))
+    np.testing.assert_array_equal(loaded.search(q, 5)[1], built.search(q, 5)[1])

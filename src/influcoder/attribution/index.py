@@ -46,8 +46,12 @@ def _faiss():
 def read_mapped(faiss, path: Path):
     """Read a FAISS index memory-mapped and read-only. `IO_FLAG_MMAP_IFC` maps the codes of flat, scalar- and
     product-quantized, HNSW and IVF indexes alike in FAISS 1.15 (each checked: same search results;
-    `IO_FLAG_MMAP` maps IVF lists only, and the two flags together fail on IVF)."""
-    return faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY)
+    `IO_FLAG_MMAP` maps IVF lists only, and the two flags together fail on IVF). FAISS releases without the
+    flag (the project allows >= 1.8) read the index into memory, as before."""
+    flag = getattr(faiss, "IO_FLAG_MMAP_IFC", None)
+    if flag is None:
+        return faiss.read_index(str(path))
+    return faiss.read_index(str(path), flag | faiss.IO_FLAG_READ_ONLY)
 
 
 def encoder_fingerprint(encoder) -> str:
