@@ -168,7 +168,7 @@ def test_less_with_sgd_gradients_ranks_like_the_exact_labels(tiny_model_dir):
     """On a fresh adapter LESS differs from the ground truth only by its projection (Rademacher 8,192 vs
     the labels' features): per-anchor rho against exact (unprojected) gradient cosines must be high."""
     from influcoder.data.models import load_decoder
-    from influcoder.evaluation.baselines.gradients import Less
+    from influcoder.evaluation.baselines.less import Less
     from influcoder.labels.featurizer import GradientFeaturizer
     from influcoder.labels.influence import normalize_rows
     from influcoder.labels.settings import LabelSettings

@@ -130,7 +130,7 @@ def test_less_with_the_adapters_adam_state_matches_a_per_example_reference(tiny_
     """Pool gradients become Adam updates (per-example loop, moments by name, flattened in parameter order,
     then the same Rademacher projection); query gradients stay plain."""
     from influcoder.data.formatting import SampleFormatter
-    from influcoder.evaluation.baselines.gradients import Less
+    from influcoder.evaluation.baselines.less import Less
     from influcoder.labels.gradients import loop_gradients
     from influcoder.labels.influence import normalize_rows
 
@@ -176,7 +176,8 @@ def test_one_gradient_pass_scores_gradsim_and_both_less_variants_as_the_separate
     tiny_model_dir, tmp_path, methods
 ):
     """Whichever kinds of rows a pass projects (plain gradients, Adam updates, both), in full and short passes."""
-    from influcoder.evaluation.baselines.gradients import GradientSuite, GradSim, Less
+    from influcoder.evaluation.baselines.gradients import GradientSuite, GradSim
+    from influcoder.evaluation.baselines.less import Less
 
     pool, queries = samples(10), samples(3, seed=5, prefix="q")
     train(tiny_model_dir, tmp_path / "adapter", pool, epochs=1)
@@ -224,7 +225,7 @@ def test_snapshots_keep_the_adapter_and_learning_rate_of_each_part_of_training(t
 
 
 def test_less_over_checkpoints_is_the_lr_weighted_mean_of_each_checkpoints_less(tiny_model_dir, tmp_path):
-    from influcoder.evaluation.baselines.gradients import Less, LessCheckpoints
+    from influcoder.evaluation.baselines.less import Less, LessCheckpoints
     from influcoder.labels.finetune import read_snapshots
 
     pool, queries = samples(8, seed=6), samples(3, seed=7, prefix="q")

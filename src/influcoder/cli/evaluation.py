@@ -89,8 +89,9 @@ class Evaluate(Command):
     def scorers(self, encoder, encoder_dir: Path) -> dict:
         from influcoder.encoder.model import InfluenceEncoder
         from influcoder.encoder.settings import DistillSettings
-        from influcoder.evaluation.baselines.gradients import DataInf, Less
+        from influcoder.evaluation.baselines.gradients import DataInf
         from influcoder.evaluation.baselines.learned import AirRep
+        from influcoder.evaluation.baselines.less import Less
         from influcoder.evaluation.baselines.logra import LoGra
         from influcoder.evaluation.baselines.reference import LengthOffset, PoolMean
         from influcoder.evaluation.baselines.representations import RdsPlus, RepSim

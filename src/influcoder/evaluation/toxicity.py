@@ -198,7 +198,8 @@ def _encoder(out: Path, task: ToxicityTask, labels: LabelSettings, run: Toxicity
 def make_scorer(method: str, labels: LabelSettings, encoder_dir: Path, progress: bool, device: str):
     """The scorer of `method`, built on the run's fine-tuned adapter (decoder methods) or encoder."""
     from influcoder.encoder.model import InfluenceEncoder
-    from influcoder.evaluation.baselines.gradients import DataInf, GradSim, Less, LessCheckpoints
+    from influcoder.evaluation.baselines.gradients import DataInf, GradSim
+    from influcoder.evaluation.baselines.less import Less, LessCheckpoints
     from influcoder.evaluation.baselines.logra import LoGra
     from influcoder.evaluation.baselines.representations import RdsPlus, RepSim
     from influcoder.evaluation.baselines.text import Distilled, Semantic, TfIdf

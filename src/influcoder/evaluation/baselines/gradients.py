@@ -1,10 +1,7 @@
 """Gradient baselines: what the encoder is distilled to imitate, at their own cost.
 
-`less` (LESS, Xia et al. 2024): per-example LoRA gradients of the response-only loss, Rademacher-projected
-to 8,192 dimensions, cosine. LESS preconditions the training gradients with the Adam state of a warm-up
-run; with no optimizer state given (a fresh adapter, as the labels use), the gradients are plain SGD ones,
-and the report says so (`preconditioner: sgd`). Same decoder, adapter seed and text view as the labels, so
-on the labels' own data it differs from the ground truth only by its projection.
+`gradsim`: the labels' own features (CountSketch of the plain LoRA gradients), cosine. `GradientSuite` scores
+it with LESS (`less`: its own module) from one pass of exact gradients.
 
 `datainf` (DataInf, Kwon et al. 2024): the same exact LoRA gradients, preconditioned by a closed-form
 inverse of each LoRA matrix's damped empirical Fisher. Per block l, DataInf swaps the inverse of a mean of
@@ -21,7 +18,6 @@ sign is flipped here so that higher means more helpful, as for every other metho
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -31,207 +27,12 @@ import torch
 
 from influcoder.data.records import Sample
 from influcoder.evaluation.baselines.base import Scorer
+from influcoder.evaluation.baselines.less import DESCRIPTIONS as LESS_DESCRIPTIONS
+from influcoder.evaluation.baselines.less import Less
 from influcoder.labels.influence import normalize_rows
 from influcoder.labels.settings import LabelSettings
 
-DESCRIPTIONS = {
-    "gradsim": "LoRA gradients, CountSketch (the labels' features), cosine",
-    "less": "LoRA gradients, Adam-preconditioned pool (LESS), Rademacher 8,192, cosine",
-    "less-sgd": "LoRA gradients, Rademacher 8,192, cosine (SGD: no optimizer state)",
-    "less-ckpts": "LESS over a warm-up run's checkpoints: Adam-preconditioned cosine per checkpoint, lr-weighted",
-}
-
-
-class Less(Scorer):
-    name = "less"
-    description = DESCRIPTIONS["less-sgd"]
-    preconditioner = "sgd"
-
-    def __init__(
-        self,
-        settings: LabelSettings,
-        model=None,
-        tokenizer=None,
-        dim: int = 8192,
-        rows_per_pass: int = 128,
-        optimizer_state: str | Path | None = None,
-        progress: bool = False,
-        desc: str = "less gradients",
-    ):
-        from influcoder.labels.featurizer import GradientFeaturizer
-        from influcoder.labels.projectors import Rademacher
-
-        self.featurizer = GradientFeaturizer(replace(settings, projector="identity"), model, tokenizer)
-        self.projector = Rademacher(dim, settings.seed)
-        self.rows_per_pass = rows_per_pass
-        self.progress, self.desc = progress, desc
-        self.adam = None
-        if optimizer_state is not None:
-            from influcoder.labels.adam import AdamPreconditioner
-            from influcoder.labels.lora import lora_parameters
-
-            names = list(lora_parameters(self.featurizer.model))
-            self.adam = AdamPreconditioner.from_file(optimizer_state, names)
-            self.preconditioner = "adam"
-            self.description = DESCRIPTIONS["less"]
-
-    def models(self) -> list:
-        return [self.featurizer.model]
-
-    def bytes_per_sample(self) -> float:
-        return 4.0 * self.projector.out_dim  # one float32 projected gradient
-
-    def features(self, samples: Sequence[Sample], precondition: bool = False) -> np.ndarray:
-        """Unit-norm projected gradients (of LESS's Adam update when `precondition` and a state is loaded)."""
-        return self.projected([(list(samples), precondition)])[0]
-
-    def projected(self, lists: Sequence[tuple[Sequence[Sample], bool]]) -> list[np.ndarray]:
-        """`features` of several sample lists, (samples, precondition) each, sharing the projection's passes.
-
-        A dense projection of 2.4M LoRA coordinates is 20G random signs, generated on the fly: each generation
-        projects up to `rows_per_pass` exact gradients at once instead of one labelling batch (<= 8), which makes
-        it affordable on a CPU, and a pass is filled from whichever list comes next, so ten queries ride along
-        with the first pool gradients instead of paying for a generation of their own."""
-        from tqdm.auto import tqdm
-
-        out: list[list[np.ndarray]] = [[] for _ in lists]
-        total = sum(len(samples) for samples, _ in lists)
-        width = self.featurizer.projector.out_dim  # the exact gradient's length
-        buffer = np.empty((min(self.rows_per_pass, total), width), dtype=np.float32)
-        filled: list[tuple[int, int]] = []  # (list, rows) in buffer order
-
-        def project_buffer() -> None:
-            rows = self.projector.project_matrix(torch.from_numpy(buffer[: sum(n for _, n in filled)]))
-            start = 0
-            for which, n in filled:
-                out[which].append(rows[start : start + n].numpy())
-                start += n
-            filled.clear()
-
-        bar = tqdm(total=total, desc=self.desc, unit="sample", disable=not self.progress)
-        try:
-            for which, (samples, precondition) in enumerate(lists):
-                self.featurizer.preconditioner = self.adam if precondition else None
-                start = 0
-                while start < len(samples):
-                    used = sum(n for _, n in filled)
-                    chunk = list(samples[start : start + self.rows_per_pass - used])
-                    tokenized = self.featurizer.tokenize(chunk)
-                    self.featurizer.featurize_tokenized(tokenized, bar, out=buffer[used : used + len(chunk)])
-                    filled.append((which, len(chunk)))
-                    start += len(chunk)
-                    if used + len(chunk) == len(buffer):
-                        project_buffer()
-            if filled:
-                project_buffer()
-        finally:
-            self.featurizer.preconditioner = None
-            bar.close()
-        dim = self.projector.out_dim
-        return [normalize_rows(np.concatenate(p)).astype(np.float64) if p else np.zeros((0, dim)) for p in out]
-
-    def score(self, pool: Sequence[Sample], queries: Sequence[Sample]) -> np.ndarray:
-        """Pool gradients as Adam updates (when a state is loaded), query gradients plain, as LESS does."""
-        query_features, pool_features = self.projected([(list(queries), False), (list(pool), True)])
-        return pool_features @ query_features.T
-
-
-class LessCheckpoints(Scorer):
-    """LESS as Xia et al. run it: a short warm-up fine-tune keeps several checkpoints, and a pool sample's
-    influence on a query is the sum over checkpoints of the checkpoint's mean learning rate times the cosine of
-    its Adam update and the query's gradient, both at that checkpoint (their eq. 2). Divided here by the sum of
-    the rates, which ranks the same and keeps the cosine's scale. One decoder pass per checkpoint, the
-    warm-up's checkpoints from `finetune(..., FinetuneSettings(snapshots=K))` (`read_snapshots`)."""
-
-    name = "less-ckpts"
-    description = DESCRIPTIONS["less-ckpts"]
-    preconditioner = "adam"
-
-    def __init__(
-        self,
-        settings: LabelSettings,
-        warmup: str | Path,
-        dim: int = 8192,
-        rows_per_pass: int = 128,
-        parts: str | Path | None = None,
-        progress: bool = False,
-    ):
-        from influcoder.labels.finetune import read_snapshots
-
-        self.settings, self.dim, self.rows_per_pass = settings, dim, rows_per_pass
-        self.progress = progress
-        self.snapshots = read_snapshots(warmup)
-        self.parts = Path(parts) if parts is not None else None
-        """Where each checkpoint's matrix is kept as it finishes (a pass over a large pool takes an hour on a
-        CPU: an interrupted run redoes only the checkpoint it was in)."""
-
-    def bytes_per_sample(self) -> float:
-        return 4.0 * self.dim * len(self.snapshots)  # one projected update per checkpoint
-
-    def checkpoint_scorer(self, adapter: Path, desc: str = "less gradients") -> Less:
-        from influcoder.labels.finetune import OPTIMIZER
-
-        settings, state = replace(self.settings, adapter=str(adapter)), adapter / OPTIMIZER
-        return Less(
-            settings,
-            dim=self.dim,
-            rows_per_pass=self.rows_per_pass,
-            optimizer_state=state,
-            progress=self.progress,
-            desc=desc,
-        )
-
-    def score(self, pool: Sequence[Sample], queries: Sequence[Sample]) -> np.ndarray:
-        total, weights = None, 0.0
-        self.checkpoint_seconds = []
-        for number, (adapter, lr) in enumerate(self.snapshots, 1):
-            desc = f"less checkpoint {number}/{len(self.snapshots)} gradients"
-            matrix, seconds = self._checkpoint_matrix(adapter, pool, queries, desc)
-            self.checkpoint_seconds.append(seconds)
-            total = lr * matrix if total is None else total + lr * matrix
-            weights += lr
-        return total / weights
-
-    checkpoint_seconds: list[float | None]
-    """What each checkpoint's pass took, kept with its matrix: a run that resumed with some checkpoints done
-    spent less than the method costs (None: kept by a version that did not time it). `cost_seconds`."""
-
-    def cost_seconds(self) -> tuple[float, str | None]:
-        """The scoring time of all checkpoints, from each one's own pass, and a note when some were untimed
-        (their cost is then taken as the timed ones' mean, and the note says so)."""
-        timed = [s for s in self.checkpoint_seconds if s is not None]
-        if len(timed) == len(self.checkpoint_seconds):
-            return float(sum(timed)), None
-        if not timed:
-            return float("nan"), "no checkpoint pass was timed (all kept from a version that did not time them)"
-        k, n = len(timed), len(self.checkpoint_seconds)
-        return float(np.mean(timed) * n), f"{k} of {n} checkpoint passes timed; the others taken at their mean"
-
-    def _checkpoint_matrix(
-        self, adapter: Path, pool: Sequence[Sample], queries: Sequence[Sample], desc: str
-    ) -> tuple[np.ndarray, float | None]:
-        """One checkpoint's LESS matrix and the seconds its pass took, from `parts` when an earlier run finished
-        it for the same samples."""
-        import time
-
-        from influcoder.core.atomic import atomic_output, write_json_atomic
-        from influcoder.data.records import fingerprint
-
-        key = {"adapter": str(Path(adapter).resolve()), "pool": fingerprint(pool), "queries": fingerprint(queries)}
-        kept = self.parts / f"{adapter.name}.npy" if self.parts is not None else None
-        if kept is not None and kept.exists() and kept.with_suffix(".json").exists():
-            record = json.loads(kept.with_suffix(".json").read_text(encoding="utf-8"))
-            if {k: record.get(k) for k in key} == key:
-                return np.load(kept), record.get("seconds")
-        started = time.perf_counter()
-        matrix = self.checkpoint_scorer(adapter, desc).score(pool, queries)  # one decoder loaded at a time
-        seconds = time.perf_counter() - started
-        if kept is not None:
-            kept.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_output(kept) as tmp, open(tmp, "wb") as handle:
-                np.save(handle, matrix, allow_pickle=False)
-            write_json_atomic(kept.with_suffix(".json"), {**key, "seconds": seconds})
-        return matrix, seconds
+DESCRIPTIONS = {"gradsim": "LoRA gradients, CountSketch (the labels' features), cosine", **LESS_DESCRIPTIONS}
 
 
 class GradSim(Scorer):
