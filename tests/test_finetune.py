@@ -267,3 +267,39 @@ def test_less_over_checkpoints_is_the_lr_weighted_mean_of_each_checkpoints_less(
     expected = sum(lr * m for lr, m in parts) / sum(lr for lr, _ in parts)
     np.testing.assert_allclose(combined, expected, rtol=1e-6, atol=1e-9)
     assert scorer.bytes_per_sample() == 2 * 4 * 64 and scorer.preconditioner == "adam"
+
+
+def test_pass_layout_fills_each_projection_pass_across_lists():
+    from influcoder.evaluation.baselines.less import pass_layout
+
+    assert pass_layout([3, 12], 5) == [[(0, 0, 3), (1, 0, 2)], [(1, 2, 7)], [(1, 7, 12)]]
+    assert pass_layout([0, 4], 5) == [[(1, 0, 4)]] and pass_layout([], 5) == []
+
+
+def test_a_stopped_less_scoring_redoes_only_the_projection_passes_it_had_not_finished(tiny_model_dir, tmp_path):
+    """Each finished pass is kept with its seconds; a rerun computes only the missing ones and gets the same
+    scores; kept passes of other samples are dropped, never read."""
+    from influcoder.evaluation.baselines.less import Less
+
+    pool, queries = samples(12), samples(3, seed=5, prefix="q")
+    settings = LabelSettings(model=str(tiny_model_dir), rank=2, max_length=24, device="cpu")
+    passes = tmp_path / "passes"
+    first = Less(settings, dim=64, rows_per_pass=5, passes=passes)
+    expected = first.score(pool, queries)
+    assert sorted(p.name for p in passes.glob("pass-*.npy")) == ["pass-00000.npy", "pass-00001.npy", "pass-00002.npy"]
+    assert first.kept_seconds == 0.0
+    for stale in passes.glob("pass-00002.*"):  # as if stopped during the last pass
+        stale.unlink()
+
+    resumed = Less(settings, dim=64, rows_per_pass=5, passes=passes)
+    featurized = []
+    real = resumed.featurizer.featurize_tokenized
+    resumed.featurizer.featurize_tokenized = lambda tokenized, *a, **k: (
+        featurized.append(len(tokenized)) or real(tokenized, *a, **k)
+    )
+    np.testing.assert_allclose(resumed.score(pool, queries), expected, atol=1e-6)
+    assert sum(featurized) == 5 and resumed.kept_seconds > 0  # only pool rows 7..11 ran again
+
+    other = Less(settings, dim=64, rows_per_pass=5, passes=passes)
+    other.score(pool[:6], queries)  # other samples: the kept passes are not theirs
+    assert other.kept_seconds == 0.0 and len(list(passes.glob("pass-*.npy"))) == 2

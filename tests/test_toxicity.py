@@ -189,6 +189,7 @@ def test_the_toxicity_run_scores_every_method_resumes_and_reports(tiny_model_dir
     assert matrix.pool_ids == [s.id for s in task.train_pool]  # the encoder learns from the training side only
     assert matrix.query_ids == [s.id for s in task.train_queries]
 
+    assert not list(out.glob("scores/**/*.passes"))  # a method's kept projection passes go once it is scored
     written = {p: p.stat().st_mtime_ns for p in (out / "scores").iterdir()}
     again = run_toxicity(out, run, sources=synthetic_sources(), progress=False, device="cpu", log=lambda *_: None)
     assert again["methods"] == results["methods"]

@@ -18,6 +18,7 @@ A pool sample's filtering score is its mean over the queries; positives are the 
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -219,13 +220,15 @@ def make_scorer(method: str, labels: LabelSettings, encoder_dir: Path, progress:
     if method == "gradsim":
         return GradSim(labels)
     if method == "less":
-        return Less(labels, rows_per_pass=256, optimizer_state=Path(labels.adapter) / "optimizer.pt", progress=progress)
+        state, passes = Path(labels.adapter) / "optimizer.pt", Path(labels.adapter).parent / "scores" / "less.passes"
+        return Less(labels, rows_per_pass=256, optimizer_state=state, progress=progress, passes=passes)
     if method == "less-ckpts":
         run = Path(labels.adapter).parent  # the warm-up and the scores live beside the run's adapter
         parts = run / "scores" / "less-ckpts-parts"
         return LessCheckpoints(labels, run / "less-warmup", rows_per_pass=256, parts=parts, progress=progress)
     if method == "less-sgd":
-        return Less(labels, rows_per_pass=256, progress=progress)  # 256 exact gradients (2.5 GB) per generation
+        passes = Path(labels.adapter).parent / "scores" / "less-sgd.passes"
+        return Less(labels, rows_per_pass=256, progress=progress, passes=passes)  # 256 exact gradients (2.5 GB)
     if method == "datainf":
         return DataInf(labels)
     if method in ("logra", "logra-fisher"):
@@ -245,7 +248,7 @@ def _scores(directory: Path, method: str, task, labels, encoder_dir, progress, d
     scorer = make_scorer(method, labels, encoder_dir, progress, device)
     started = time.perf_counter()
     matrix = scorer.score(task.pool, task.queries)
-    seconds, note = time.perf_counter() - started, None
+    seconds, note = time.perf_counter() - started + getattr(scorer, "kept_seconds", 0.0), None
     if hasattr(scorer, "cost_seconds"):  # parts kept from an earlier run: their own time, not this run's
         seconds, note = scorer.cost_seconds()
     info = {
@@ -259,6 +262,8 @@ def _scores(directory: Path, method: str, task, labels, encoder_dir, progress, d
     if note is not None:
         info["seconds_note"] = note
     _save_scores(directory, method, matrix, info)
+    if getattr(scorer, "passes", None) is not None:
+        shutil.rmtree(scorer.passes, ignore_errors=True)  # the scores hold the kept passes now
     return matrix, info
 
 

@@ -10,6 +10,7 @@ its projection. `less-ckpts` (`LessCheckpoints`): LESS as its authors run it, ov
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -44,6 +45,7 @@ class Less(Scorer):
         optimizer_state: str | Path | None = None,
         progress: bool = False,
         desc: str = "less gradients",
+        passes: str | Path | None = None,
     ):
         from influcoder.labels.featurizer import GradientFeaturizer
         from influcoder.labels.projectors import Rademacher
@@ -52,7 +54,14 @@ class Less(Scorer):
         self.projector = Rademacher(dim, settings.seed)
         self.rows_per_pass = rows_per_pass
         self.progress, self.desc = progress, desc
+        self.passes = Path(passes) if passes is not None else None
+        """Where each finished projection pass is kept (`PassCache`): a pass over 256 samples takes minutes on
+        a CPU and a whole pool an hour, so a stopped run redoes only the pass it was in."""
+        self.settings = settings
+        self.kept_seconds = 0.0
+        """Seconds that the passes read back from `passes` took when they ran (0 when none were kept)."""
         self.adam = None
+        self.optimizer_state = str(Path(optimizer_state).resolve()) if optimizer_state is not None else None
         if optimizer_state is not None:
             from influcoder.labels.adam import AdamPreconditioner
             from influcoder.labels.lora import lora_parameters
@@ -79,48 +88,123 @@ class Less(Scorer):
         projects up to `rows_per_pass` exact gradients at once instead of one labelling batch (<= 8), which makes
         it affordable on a CPU, and a pass is filled from whichever list comes next, so ten queries ride along
         with the first pool gradients instead of paying for a generation of their own."""
+        import time
+
         from tqdm.auto import tqdm
 
         out: list[list[np.ndarray]] = [[] for _ in lists]
+        layout = pass_layout([len(samples) for samples, _ in lists], self.rows_per_pass)
         total = sum(len(samples) for samples, _ in lists)
-        width = self.featurizer.projector.out_dim  # the exact gradient's length
-        buffer = np.empty((min(self.rows_per_pass, total), width), dtype=np.float32)
-        filled: list[tuple[int, int]] = []  # (list, rows) in buffer order
-
-        def project_buffer() -> None:
-            rows = self.projector.project_matrix(torch.from_numpy(buffer[: sum(n for _, n in filled)]))
-            start = 0
-            for which, n in filled:
-                out[which].append(rows[start : start + n].numpy())
-                start += n
-            filled.clear()
-
+        cache = PassCache(self.passes, self._cache_key(lists)) if self.passes is not None else None
+        buffer: np.ndarray | None = None
+        self.kept_seconds = 0.0
         bar = tqdm(total=total, desc=self.desc, unit="sample", disable=not self.progress)
         try:
-            for which, (samples, precondition) in enumerate(lists):
-                self.featurizer.preconditioner = self.adam if precondition else None
-                start = 0
-                while start < len(samples):
-                    used = sum(n for _, n in filled)
-                    chunk = list(samples[start : start + self.rows_per_pass - used])
-                    tokenized = self.featurizer.tokenize(chunk)
-                    self.featurizer.featurize_tokenized(tokenized, bar, out=buffer[used : used + len(chunk)])
-                    filled.append((which, len(chunk)))
-                    start += len(chunk)
-                    if used + len(chunk) == len(buffer):
-                        project_buffer()
-            if filled:
-                project_buffer()
+            for number, segments in enumerate(layout):
+                kept = cache.read(number) if cache is not None else None
+                if kept is not None:
+                    rows, seconds = kept
+                    self.kept_seconds += seconds
+                    bar.update(len(rows))
+                else:
+                    started = time.perf_counter()
+                    if buffer is None:  # the exact gradients of one pass, 10 MB a sample for SmolLM2's LoRA
+                        width = self.featurizer.projector.out_dim
+                        buffer = np.empty((min(self.rows_per_pass, total), width), dtype=np.float32)
+                    used = 0
+                    for which, start, stop in segments:
+                        samples, precondition = lists[which]
+                        self.featurizer.preconditioner = self.adam if precondition else None
+                        tokenized = self.featurizer.tokenize(list(samples[start:stop]))
+                        self.featurizer.featurize_tokenized(tokenized, bar, out=buffer[used : used + stop - start])
+                        used += stop - start
+                    rows = self.projector.project_matrix(torch.from_numpy(buffer[:used])).numpy()
+                    if cache is not None:
+                        cache.write(number, rows, time.perf_counter() - started)
+                used = 0
+                for which, start, stop in segments:
+                    out[which].append(rows[used : used + stop - start])
+                    used += stop - start
         finally:
             self.featurizer.preconditioner = None
             bar.close()
         dim = self.projector.out_dim
         return [normalize_rows(np.concatenate(p)).astype(np.float64) if p else np.zeros((0, dim)) for p in out]
 
+    def _cache_key(self, lists: Sequence[tuple[Sequence[Sample], bool]]) -> dict:
+        """What a kept pass must have been computed from: the samples, which lists are preconditioned, the adapter
+        and its optimizer state, the projection and the pass size."""
+        from influcoder.data.records import fingerprint
+
+        return {
+            "lists": [
+                [fingerprint(samples), bool(precondition and self.adam is not None)] for samples, precondition in lists
+            ],
+            "adapter": str(Path(self.settings.adapter).resolve()) if self.settings.adapter else None,
+            "optimizer_state": self.optimizer_state,
+            "model": self.settings.model,
+            "max_length": self.settings.max_length,
+            "projection": self.projector.config(),
+            "rows_per_pass": self.rows_per_pass,
+        }
+
     def score(self, pool: Sequence[Sample], queries: Sequence[Sample]) -> np.ndarray:
         """Pool gradients as Adam updates (when a state is loaded), query gradients plain, as LESS does."""
         query_features, pool_features = self.projected([(list(queries), False), (list(pool), True)])
         return pool_features @ query_features.T
+
+
+def pass_layout(lengths: Sequence[int], rows_per_pass: int) -> list[list[tuple[int, int, int]]]:
+    """Which rows each projection pass takes: (list, start, stop) segments filling `rows_per_pass` rows, the
+    lists in order, a pass continuing into the next list where one ends. Deterministic in the lengths, so a
+    resumed run knows which rows a kept pass holds."""
+    passes: list[list[tuple[int, int, int]]] = []
+    current: list[tuple[int, int, int]] = []
+    used = 0
+    for which, n in enumerate(lengths):
+        start = 0
+        while start < n:
+            stop = start + min(n - start, rows_per_pass - used)
+            current.append((which, start, stop))
+            used += stop - start
+            start = stop
+            if used == rows_per_pass:
+                passes.append(current)
+                current, used = [], 0
+    if current:
+        passes.append(current)
+    return passes
+
+
+class PassCache:
+    """Finished projection passes of one LESS scoring, kept as ``pass-NNNNN.npy`` (the pass's projected rows)
+    with ``pass-NNNNN.json`` (its seconds) under a directory whose ``key.json`` says what they were computed
+    from; a directory with another key is emptied first, so a kept pass is never read for other samples."""
+
+    def __init__(self, directory: Path, key: dict):
+        from influcoder.core.atomic import write_json_atomic
+
+        self.directory = directory
+        key_path = directory / "key.json"
+        if key_path.exists() and json.loads(key_path.read_text(encoding="utf-8")) != json.loads(json.dumps(key)):
+            for stale in directory.glob("pass-*"):
+                stale.unlink()
+        directory.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(key_path, key)
+
+    def read(self, number: int) -> tuple[np.ndarray, float] | None:
+        rows, record = self.directory / f"pass-{number:05d}.npy", self.directory / f"pass-{number:05d}.json"
+        if not (rows.exists() and record.exists()):
+            return None
+        return np.load(rows), float(json.loads(record.read_text(encoding="utf-8"))["seconds"])
+
+    def write(self, number: int, rows: np.ndarray, seconds: float) -> None:
+        from influcoder.core.atomic import atomic_output, write_json_atomic
+
+        path = self.directory / f"pass-{number:05d}.npy"
+        with atomic_output(path) as tmp, open(tmp, "wb") as handle:
+            np.save(handle, rows, allow_pickle=False)
+        write_json_atomic(path.with_suffix(".json"), {"seconds": seconds})  # written last: marks the pass done
 
 
 class LessCheckpoints(Scorer):
@@ -166,6 +250,7 @@ class LessCheckpoints(Scorer):
             optimizer_state=state,
             progress=self.progress,
             desc=desc,
+            passes=self.parts / f"{adapter.name}.passes" if self.parts is not None else None,
         )
 
     def score(self, pool: Sequence[Sample], queries: Sequence[Sample]) -> np.ndarray:
@@ -211,11 +296,14 @@ class LessCheckpoints(Scorer):
             if {k: record.get(k) for k in key} == key:
                 return np.load(kept), record.get("seconds")
         started = time.perf_counter()
-        matrix = self.checkpoint_scorer(adapter, desc).score(pool, queries)  # one decoder loaded at a time
-        seconds = time.perf_counter() - started
+        scorer = self.checkpoint_scorer(adapter, desc)  # one decoder loaded at a time
+        matrix = scorer.score(pool, queries)
+        seconds = time.perf_counter() - started + scorer.kept_seconds  # passes an earlier run finished count too
         if kept is not None:
             kept.parent.mkdir(parents=True, exist_ok=True)
             with atomic_output(kept) as tmp, open(tmp, "wb") as handle:
                 np.save(handle, matrix, allow_pickle=False)
             write_json_atomic(kept.with_suffix(".json"), {**key, "seconds": seconds})
+            if scorer.passes is not None:
+                shutil.rmtree(scorer.passes, ignore_errors=True)  # the matrix holds them now
         return matrix, seconds
