@@ -303,3 +303,32 @@ def test_a_stopped_less_scoring_redoes_only_the_projection_passes_it_had_not_fin
     other = Less(settings, dim=64, rows_per_pass=5, passes=passes)
     other.score(pool[:6], queries)  # other samples: the kept passes are not theirs
     assert other.kept_seconds == 0.0 and len(list(passes.glob("pass-*.npy"))) == 2
+
+
+def test_a_stopped_shared_gradient_pass_redoes_only_its_unfinished_passes(tiny_model_dir, tmp_path):
+    from influcoder.evaluation.baselines.gradients import GradientSuite
+
+    pool, queries = samples(10), samples(3, seed=5, prefix="q")
+    train(tiny_model_dir, tmp_path / "adapter", pool, epochs=1)
+    settings = LabelSettings(
+        model=str(tiny_model_dir), adapter=str(tmp_path / "adapter"), rank=2, max_length=24, proj_dim=64, device="cpu"
+    )
+    state, passes = tmp_path / "adapter" / "optimizer.pt", tmp_path / "passes"
+
+    def suite():
+        return GradientSuite(
+            settings, ["gradsim", "less"], optimizer_state=state, dim=128, rows_per_pass=4, passes=passes
+        )
+
+    expected = suite().score_all(pool, queries)
+    for stale in passes.glob("pool/less/pass-00002.*"):  # the last pool pass: stopped before its LESS rows
+        stale.unlink()
+    resumed, featurized = suite(), []
+    real = resumed.featurizer.featurize_tokenized
+    resumed.featurizer.featurize_tokenized = lambda tokenized, *a, **k: (
+        featurized.append(len(tokenized)) or real(tokenized, *a, **k)
+    )
+    got = resumed.score_all(pool, queries)
+    for method in expected:
+        np.testing.assert_allclose(got[method], expected[method], atol=1e-6, err_msg=method)
+    assert featurized == [2] and resumed.kept_seconds > 0  # pool rows 8, 9 only; the queries' pass was kept

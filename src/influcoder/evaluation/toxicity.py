@@ -278,10 +278,12 @@ def _joint_gradient_scores(directory: Path, methods: Sequence[str], task: Toxici
     log(f"scoring {len(task.pool)} x {len(task.queries)} with {', '.join(missing)} from one gradient pass")
     state = Path(labels.adapter) / "optimizer.pt" if "less" in missing else None
     # 256 exact gradients (2.5 GB) per generation of LESS's dense signs, as the LESS scorers below
-    suite = GradientSuite(labels, missing, optimizer_state=state, rows_per_pass=256, progress=progress)
+    passes = directory / "gradients.passes"  # each finished pass, so a stopped run redoes only the one it was in
+    suite = GradientSuite(labels, missing, optimizer_state=state, rows_per_pass=256, progress=progress, passes=passes)
     _save_shared_pass(
-        directory, task, missing, suite.score_all, DESCRIPTIONS, suite.bytes_per_sample, lambda m: m == "less"
+        directory, task, missing, suite.score_all, DESCRIPTIONS, suite.bytes_per_sample, lambda m: m == "less", suite
     )
+    shutil.rmtree(passes, ignore_errors=True)  # the scores hold them now
 
 
 def _joint_representation_scores(directory: Path, methods: Sequence[str], task: ToxicityTask, labels, log, progress):
@@ -296,12 +298,15 @@ def _joint_representation_scores(directory: Path, methods: Sequence[str], task: 
     _save_shared_pass(directory, task, missing, scorer.score_all, DESCRIPTIONS, lambda _: scorer.bytes_per_sample())
 
 
-def _save_shared_pass(directory, task, missing, score_all, descriptions, bytes_per_sample, adam=None) -> None:
+def _save_shared_pass(
+    directory, task, missing, score_all, descriptions, bytes_per_sample, adam=None, scorer=None
+) -> None:
     """Run one pass that scores several methods; each gets its scores file with the pass's time and the methods
-    it served (`adam(method)`: whether the method is Adam-preconditioned; None: no gradients, no preconditioner)."""
+    it served (`adam(method)`: whether the method is Adam-preconditioned; None: no gradients, no preconditioner).
+    The time includes what parts an earlier run finished took (`scorer.kept_seconds`)."""
     started = time.perf_counter()
     matrices = score_all(task.pool, task.queries)
-    seconds = time.perf_counter() - started
+    seconds = time.perf_counter() - started + getattr(scorer, "kept_seconds", 0.0)
     for method, matrix in matrices.items():
         info = {
             "method": method,

@@ -18,6 +18,7 @@ sign is flipped here so that higher means more helpful, as for every other metho
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -134,12 +135,19 @@ class GradientSuite:
         model=None,
         tokenizer=None,
         progress: bool = False,
+        passes: str | Path | None = None,
     ):
         from influcoder.labels.featurizer import GradientFeaturizer
         from influcoder.labels.lora import lora_parameters
         from influcoder.labels.projectors import CountSketch, Rademacher
 
         self.progress = progress
+        self.passes = Path(passes) if passes is not None else None
+        """Where each finished pass is kept, per side and method (`less.PassCache`): a stopped run redoes only
+        the pass it was in."""
+        self.kept_seconds = 0.0
+        """Seconds that the passes read back from `passes` took when they ran."""
+        self.settings, self.optimizer_state = settings, optimizer_state
         unknown = sorted(set(methods) - set(JOINT))
         if unknown:
             raise ValueError(f"GradientSuite scores {', '.join(JOINT)}, not {', '.join(unknown)}")
@@ -183,38 +191,76 @@ class GradientSuite:
         what = f"{' + '.join(self.methods)} {'pool' if pool else 'query'} gradients"
         plain = "less-sgd" in self.methods or ("less" in self.methods and not pool)
         adam = "less" in self.methods and pool
+        caches = self._caches(samples, pool)
         rows = min(self.rows_per_pass, len(samples))
-        width = sum(int(np.prod(shape)) for shape in self.shapes.values())
-        buffer = torch.empty((2 * rows if adam else rows, width), dtype=torch.float32)
+        buffer: torch.Tensor | None = None
         bar = tqdm(total=len(samples), desc=what, unit="sample", disable=not self.progress)
-        for start in range(0, len(samples), self.rows_per_pass):
+        for number, start in enumerate(range(0, len(samples), self.rows_per_pass)):
+            kept = [caches[m].read(number) for m in self.methods] if caches else []
+            if kept and all(k is not None for k in kept):
+                for method, (matrix, _) in zip(self.methods, kept):
+                    parts[method].append(matrix)
+                self.kept_seconds += kept[0][1]
+                bar.update(len(kept[0][0]))
+                continue
+            started = time.perf_counter()
+            if buffer is None:
+                width = sum(int(np.prod(shape)) for shape in self.shapes.values())
+                buffer = torch.empty((2 * rows if adam else rows, width), dtype=torch.float32)
             chunk = self.featurizer.tokenize(list(samples[start : start + self.rows_per_pass]))
             n = len(chunk)
             exact = buffer[:n]  # the Adam updates, when wanted, right beneath: buffer[n : 2n]
             self.featurizer.featurize_tokenized(chunk, progress=bar, out=exact.numpy())
+            new: dict[str, np.ndarray] = {}
             if "gradsim" in self.methods:
-                parts["gradsim"].append(self.sketch.project(self._blocks(exact)).numpy())
-            if not (plain or adam):
-                continue
-            if adam:
-                column = 0
-                with torch.no_grad():
-                    for name, block in self._blocks(exact).items():  # one block's update at a time
-                        size = block[0].numel()
-                        buffer[n : 2 * n, column : column + size] = self.adam({name: block})[name].reshape(n, size)
-                        column += size
-            # one generation of the signs projects every kind of row wanted
-            dense = buffer[: 2 * n] if plain and adam else buffer[n : 2 * n] if adam else exact
-            projected = self.rademacher.project_matrix(dense).numpy()
-            by_kind = {"plain": projected[:n], "adam": projected[-n:]}
-            if "less-sgd" in self.methods:
-                parts["less-sgd"].append(by_kind["plain"])
-            if "less" in self.methods:
-                parts["less"].append(by_kind["adam" if pool else "plain"])
+                new["gradsim"] = self.sketch.project(self._blocks(exact)).numpy()
+            if plain or adam:
+                if adam:
+                    column = 0
+                    with torch.no_grad():
+                        for name, block in self._blocks(exact).items():  # one block's update at a time
+                            size = block[0].numel()
+                            update = self.adam({name: block})[name].reshape(n, size)
+                            buffer[n : 2 * n, column : column + size] = update
+                            column += size
+                # one generation of the signs projects every kind of row wanted
+                dense = buffer[: 2 * n] if plain and adam else buffer[n : 2 * n] if adam else exact
+                projected = self.rademacher.project_matrix(dense).numpy()
+                by_kind = {"plain": projected[:n], "adam": projected[-n:]}
+                if "less-sgd" in self.methods:
+                    new["less-sgd"] = by_kind["plain"]
+                if "less" in self.methods:
+                    new["less"] = by_kind["adam" if pool else "plain"]
+            for method in self.methods:
+                parts[method].append(new[method])
+                if caches:
+                    caches[method].write(number, new[method], time.perf_counter() - started)
         bar.close()
         return {m: normalize_rows(np.concatenate(p)).astype(np.float64) for m, p in parts.items()}
 
+    def _caches(self, samples: Sequence[Sample], pool: bool) -> dict:
+        """One `PassCache` per method for this side, or {} without `passes`."""
+        if self.passes is None:
+            return {}
+        from influcoder.data.records import fingerprint
+        from influcoder.evaluation.baselines.less import PassCache
+
+        key = {
+            "samples": fingerprint(samples),
+            "pool": pool,
+            "methods": self.methods,
+            "adapter": str(Path(self.settings.adapter).resolve()) if self.settings.adapter else None,
+            "optimizer_state": str(Path(self.optimizer_state).resolve()) if self.optimizer_state else None,
+            "model": self.settings.model,
+            "max_length": self.settings.max_length,
+            "projections": [self.sketch.config(), self.rademacher.config()],
+            "rows_per_pass": self.rows_per_pass,
+        }
+        side = self.passes / ("pool" if pool else "queries")
+        return {method: PassCache(side / method, key) for method in self.methods}
+
     def score_all(self, pool: Sequence[Sample], queries: Sequence[Sample]) -> dict[str, np.ndarray]:
         """{method: pool x query matrix}. gradsim's features are float32 like the labels'."""
+        self.kept_seconds = 0.0
         p, q = self.features(pool, pool=True), self.features(queries, pool=False)
         return {m: p[m] @ q[m].T for m in self.methods}
