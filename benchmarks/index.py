@@ -87,6 +87,21 @@ def featurization(n_texts: int, max_length: int, seed: int) -> dict:
     }
 
 
+def timed_search(
+    faiss, index, queries: np.ndarray, nprobe: int | None, repeats: int = 3
+) -> tuple[list[float], np.ndarray]:
+    """Seconds of `repeats` top-10 searches of all `queries` after one warm-up search, and the rows found."""
+    if nprobe is not None:
+        faiss.ParameterSpace().set_index_parameter(index, "nprobe", nprobe)
+    index.search(queries[:10], 10)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        _, found = index.search(queries, 10)
+        times.append(time.perf_counter() - t)
+    return times, found
+
+
 def search(n_vectors: int, dim: int, n_queries: int, seed: int, factories: list[str], nprobe: int) -> list[dict]:
     import faiss
 
@@ -110,14 +125,7 @@ def search(n_vectors: int, dim: int, n_queries: int, seed: int, factories: list[
             index.train(base[rng.choice(n_vectors, min(n_vectors, 100_000), replace=False)])
         index.add(base)
         build_s = time.perf_counter() - t
-        if "IVF" in factory:
-            faiss.ParameterSpace().set_index_parameter(index, "nprobe", nprobe)
-        index.search(queries[:10], 10)
-        times = []
-        for _ in range(3):
-            t = time.perf_counter()
-            _, found = index.search(queries, 10)
-            times.append(time.perf_counter() - t)
+        times, found = timed_search(faiss, index, queries, nprobe if "IVF" in factory else None)
         if truth is None:
             truth = found
         recall = float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, truth)]))
@@ -126,14 +134,7 @@ def search(n_vectors: int, dim: int, n_queries: int, seed: int, factories: list[
             memory = (Path(tmp) / "index.faiss").stat().st_size
             del index
             mapped = read_mapped(faiss, Path(tmp) / "index.faiss")
-            if "IVF" in factory:
-                faiss.ParameterSpace().set_index_parameter(mapped, "nprobe", nprobe)
-            mapped.search(queries[:10], 10)
-            mapped_times = []
-            for _ in range(3):
-                t = time.perf_counter()
-                _, found_mapped = mapped.search(queries, 10)
-                mapped_times.append(time.perf_counter() - t)
+            mapped_times, found_mapped = timed_search(faiss, mapped, queries, nprobe if "IVF" in factory else None)
             del mapped
         rows.append(
             {
