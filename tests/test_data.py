@@ -223,3 +223,6 @@ def test_an_evals_draw_beyond_the_per_task_cap_is_filled_from_every_record(tmp_p
         warnings.simplefilter("always")
         everything = sources._load_evals(None, 100, seed=1)
     assert len(everything) == 45 and "holds 45 pairs; asked for 100" in str(caught[0].message)
+    diverse = sources.evals_per_task(seed=1)  # the capped draw of every task, for tasks that need diversity
+    assert len(diverse) == 30 and set(Counter(s.meta["task"] for s in diverse).values()) == {10}
+    assert [s.id for s in diverse] == [s.id for s in sources._load_evals(None, 30, seed=1)]  # same pairs, order

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import replace
 
 import numpy as np
@@ -112,6 +113,27 @@ def test_the_real_task_has_the_documented_counts_and_no_shared_text():
     assert 0.0065 <= task.counts["unsafe_rate"] < 0.0075
     check_disjoint(task)
     assert {s.id.split("/")[0] for s in task.pool if s.meta["type"] == "unsafe"} == {"harmful-pairs"}
+    benign_tasks = Counter(s.meta["task"] for s in task.pool if s.meta["type"] == "benign")
+    assert len(benign_tasks) > 400 and max(benign_tasks.values()) <= 10  # evals' per-task cap: no task dominates
+
+
+def test_the_real_task_draws_the_same_pairs_as_the_first_replicate():
+    """Replicates built months apart must draw from one distribution. A change of `load_source("evals", limit)`
+    once made a later replicate's benign pool 31% one task while the first one's held 466 tasks; the pool and
+    training pool ids of the default task (het, seed 0) are pinned to that first replicate's."""
+    import hashlib
+
+    from influcoder.core.errors import AssetError
+
+    try:
+        task = build_toxicity_task(ToxicitySettings())
+    except AssetError as exc:
+        pytest.skip(f"embedded data unavailable: {exc}")
+
+    def digest(samples) -> str:
+        return hashlib.sha256("\n".join(s.id for s in samples).encode()).hexdigest()[:16]
+
+    assert (digest(task.pool), digest(task.train_pool)) == ("f5a5e91229c6cf5c", "564e33bba895df8a")
 
 
 def test_auprc_against_a_hand_computed_curve_and_scikit_learn():

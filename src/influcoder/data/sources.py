@@ -53,20 +53,40 @@ def _task_filter(option: str | None, names: list[str], source: str) -> list[str]
 
 def _load_evals(option: str | None, limit: int | None, seed: int) -> list[Sample]:
     root = assets.fetch("evals")
-    files = sorted(p for p in root.rglob("*.jsonl"))
-    tasks = _task_filter(option, sorted({str(p.relative_to(root).parts[0]) for p in files}), "evals")
-    rng = np.random.default_rng(seed)
-    order = [tasks[i] for i in rng.permutation(len(tasks))]
+    order, rng = _evals_task_order(root, option, seed)
     per_task = EVALS_PER_TASK if limit is not None else None
     out: list[Sample] = []
     for task in order:
-        picked = subsample(_evals_task_records(root, task), per_task, int(rng.integers(2**31)))
-        out += [s for s in (_evals_sample(task, *r) for r in picked) if s is not None]
+        out += _evals_task_draw(root, task, per_task, rng)
         if limit is not None and len(out) >= limit:
             return subsample(out, limit, seed)
     if limit is not None and len(out) < limit and per_task is not None:
         return _evals_beyond_per_task(root, order, limit, seed)
     return subsample(out, limit, seed)
+
+
+def evals_per_task(seed: int = 0, option: str | None = None) -> list[Sample]:
+    """Every task of `evals`, at most ``EVALS_PER_TASK`` pairs each (~4,400 pairs over ~470 tasks), tasks in
+    a seeded order: a draw as diverse as the source allows. A plain ``load_source("evals", limit)`` larger
+    than that is a uniform sample of every pair instead, where a few huge tasks (diabetes, formal_logic) make
+    over half of it; a task that needs many distinct tasks (the toxicity task's benign pairs) asks for this."""
+    root = assets.fetch("evals")
+    order, rng = _evals_task_order(root, option, seed)
+    return [s for task in order for s in _evals_task_draw(root, task, EVALS_PER_TASK, rng)]
+
+
+def _evals_task_order(root: Path, option: str | None, seed: int) -> tuple[list[str], np.random.Generator]:
+    """The tasks in the draw's seeded order, and the generator that then picks each task's records."""
+    files = sorted(p for p in root.rglob("*.jsonl"))
+    tasks = _task_filter(option, sorted({str(p.relative_to(root).parts[0]) for p in files}), "evals")
+    rng = np.random.default_rng(seed)
+    return [tasks[i] for i in rng.permutation(len(tasks))], rng
+
+
+def _evals_task_draw(root: Path, task: str, per_task: int | None, rng: np.random.Generator) -> list[Sample]:
+    """At most `per_task` seeded pairs of `task` (all when None); draws one seed from `rng` either way."""
+    picked = subsample(_evals_task_records(root, task), per_task, int(rng.integers(2**31)))
+    return [s for s in (_evals_sample(task, *r) for r in picked) if s is not None]
 
 
 def _evals_task_records(root: Path, task: str) -> list[tuple[str, int, dict]]:

@@ -238,8 +238,11 @@ def _safety_pairs(picker: _Picker, requests: list[Sample], refusals: list[str], 
 
 
 def _load(name: str) -> list[Sample]:
-    from influcoder.data.sources import load_source
+    from influcoder.data.sources import evals_per_task, load_source
 
     if name == "evals":
-        return load_source("evals", limit=6000, seed=0)  # <= 10 per task over the tasks: plenty, and fast
+        # <= 10 pairs of every task (~4,400 over ~470 tasks): diverse, and fast. It was load_source("evals",
+        # limit=6000), which returned the same pairs until draws beyond the cap became a uniform sample of every
+        # pair (then 31% of the benign pool was one task, diabetes): replicates must not depend on that.
+        return evals_per_task(seed=0)
     return load_source(name)
