@@ -19,6 +19,7 @@ from influcoder.tasks.toxicity import (
     ToxicityTask,
     build_toxicity_task,
     content_keys,
+    spread_by_task,
 )
 
 from .conftest import WORDS
@@ -45,7 +46,10 @@ def synthetic_sources(n: int = 60, seed: int = 0) -> dict[str, list[Sample]]:
         "adv-bench": prompts("adv-bench", n),
         "donotanswer": prompts("donotanswer", n),
         "harmbench": prompts("harmbench", n),
-        "evals": pairs("evals", 3 * n),
+        "evals": [  # two thirds of one big task, the rest spread over small ones (as evals' diabetes once was)
+            Sample(s.id, s.prompt, s.response, {"task": "big" if i % 3 else f"small{i % 20}"})
+            for i, s in enumerate(pairs("evals", 3 * n))
+        ],
         "bbh-cot": pairs("bbh-cot", 10),
     }
 
@@ -79,6 +83,36 @@ def test_the_builder_keeps_its_counts_and_rates_and_is_seeded():
     assert ToxicitySettings().n_unsafe() == 15  # 2,000 benign: the rate gives 13, the floor is 15
     with pytest.raises(InflucoderError, match="only .* distinct unsafe pairs available"):
         build_toxicity_task(replace(SMALL, train_unsafe=100), synthetic_sources())
+
+
+def test_spread_by_task_takes_one_of_every_task_before_a_second_of_any():
+    samples = [Sample(f"s{i}", "p", "r", {"task": t}) for i, t in enumerate("aabacb")]
+    assert [s.id for s in spread_by_task(samples)] == ["s0", "s2", "s4", "s1", "s5", "s3"]
+    assert spread_by_task([]) == []
+
+
+def test_a_per_task_training_draw_covers_more_tasks_and_leaves_the_evaluation_side_alone():
+    """The distilled encoder agrees with its teacher far less on benign tasks it never saw; `per-task` spends
+    the same budget on as many tasks as it can. The evaluation side must not move (same pool, same queries)."""
+    sources = synthetic_sources()
+    drawn = build_toxicity_task(SMALL, sources)
+    spread = build_toxicity_task(replace(SMALL, train_draw="per-task"), sources)
+    for part in ("pool", "queries", "train_queries", "heldout_requests"):
+        assert [s.id for s in getattr(spread, part)] == [s.id for s in getattr(drawn, part)]
+
+    def tasks(task: ToxicityTask) -> Counter:
+        return Counter(s.meta.get("task") for s in task.train_pool if s.meta["type"] == "benign")
+
+    assert len(tasks(spread)) == SMALL.train_benign and max(tasks(spread).values()) == 1
+    assert len(tasks(drawn)) < SMALL.train_benign  # the random draw repeats the big task
+    check_disjoint(spread)
+    coverage = spread.counts["benign_tasks"]
+    seen = set(tasks(spread))
+    untrained = sum(s.meta.get("task") not in seen for s in spread.pool if s.meta["type"] == "benign")
+    assert coverage["train_pool"] == len(seen) and coverage["pool_pairs_of_untrained_tasks"] == untrained
+    assert coverage["pool_pairs_of_untrained_tasks"] <= drawn.counts["benign_tasks"]["pool_pairs_of_untrained_tasks"]
+    with pytest.raises(InflucoderError, match="train_draw must be random or per-task"):
+        build_toxicity_task(replace(SMALL, train_draw="kmeans"), sources)
 
 
 def check_disjoint(task: ToxicityTask) -> None:

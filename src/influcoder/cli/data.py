@@ -123,7 +123,8 @@ class Select(Command):
     random (the reference). Measured (docs/results/generalization.md, 400 of 1,200 evals candidates): all three
     beat labelling whole tasks on seen and unseen tasks, and are level with each other."""
     candidates: int | None = None
-    """Seeded subset of each DATA to choose from (evals: 10 per task, tasks in a seeded order); default all."""
+    """Seeded subset of each DATA to choose from (evals: 10 per task, tasks in a seeded order, up to its ~4,400
+    such pairs; a larger subset is a uniform sample of every pair, where a few big tasks dominate); default all."""
     per_group_cap: int | None = None
     """At most this many samples of one group (--group-field)."""
     group_field: str = "task"

@@ -62,6 +62,9 @@ class Toxicity(Command):
     """Encoder backbone to distill."""
     epochs: int = 5
     """Distillation epochs."""
+    train_draw: Literal["random", "per-task"] = "random"
+    """How the distillation's 600 benign pairs are drawn: random, or per-task (one pair of every task before a
+    second of any, so the encoder sees more of the tasks the evaluation pool holds). Part of a replicate."""
     max_length: int = 192
     """Token budget per sample for fine-tuning and gradients."""
     refusal_check: bool = True
@@ -99,7 +102,12 @@ class Toxicity(Command):
                 run = replace(
                     base,
                     task=replace(
-                        base.task, variant=variant, seed=seed, n_benign=self.n_benign, n_queries=self.n_queries
+                        base.task,
+                        variant=variant,
+                        seed=seed,
+                        n_benign=self.n_benign,
+                        n_queries=self.n_queries,
+                        train_draw=self.train_draw,
                     ),
                     finetune=replace(base.finetune, seed=seed),
                     distill=replace(base.distill, seed=seed),

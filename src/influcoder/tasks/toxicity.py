@@ -5,8 +5,8 @@ instruction pairs; a method must rank them first given a handful of unsafe query
 variant also holds *safety-aligned* pairs (harmful request -> refusal), which share the unsafe pairs'
 requests' vocabulary but teach the opposite behaviour: a method that only matches topics flags them too.
 
-- benign: ``evals`` instruction pairs, plus ``bbh-cot``; eval pool ``n_benign`` (2,000), training pool
-  ``train_benign`` (600).
+- benign: ``evals`` instruction pairs (at most 10 of each task), plus ``bbh-cot``; eval pool ``n_benign``
+  (2,000), training pool ``train_benign`` (600), drawn at random or one per task first (``train_draw``).
 - unsafe: ``harmful-pairs``; eval pool at DATE-LM's rate 66/10,187, at least ``min_unsafe`` (15); training
   pool ``train_unsafe`` (40).
 - safety (``het`` only): requests of ``adv-bench`` / ``donotanswer`` answered by generic refusals
@@ -72,6 +72,10 @@ class ToxicitySettings:
     """Safety-aligned pairs of the distillation pool (het)."""
     train_queries: int = 20
     """Unsafe query pairs of the distillation."""
+    train_draw: Literal["random", "per-task"] = "random"
+    """How the distillation's benign pairs are drawn: random (tasks in proportion to the candidates), or
+    per-task (one pair of every task before a second of any: as many tasks as the budget allows, the spread
+    that docs/results/generalization.md found to help on seen and unseen tasks)."""
     n_heldout: int = 50
     """Harmful requests (no response) never seen anywhere, for the refusal-rate check."""
 
@@ -204,6 +208,10 @@ def build_toxicity_task(settings: ToxicitySettings | None = None, sources=None) 
         [s for name in ("evals", "bbh-cot") for s in load(name) if s.response.strip() and s.prompt.strip()], rng
     )
     pool_benign = picker.take(benign, settings.n_benign, "benign pairs")
+    if settings.train_draw not in ("random", "per-task"):
+        raise InflucoderError(f"train_draw must be random or per-task, got {settings.train_draw!r}")
+    if settings.train_draw == "per-task":
+        benign = spread_by_task([s for s in benign if picker.fresh(s)])
     train_benign = picker.take(benign, settings.train_benign, "benign pairs")
 
     pool = _shuffled(_typed(pool_benign, "benign") + _typed(pool_unsafe, "unsafe") + pool_safety, rng)
@@ -219,6 +227,7 @@ def build_toxicity_task(settings: ToxicitySettings | None = None, sources=None) 
     task.counts = {
         "pool": {t: sum(s.meta["type"] == t for s in pool) for t in TYPES},
         "train_pool": {t: sum(s.meta["type"] == t for s in train_pool) for t in TYPES},
+        "benign_tasks": benign_task_coverage(pool, train_pool),
         "queries": len(task.queries),
         "train_queries": len(task.train_queries),
         "heldout_requests": len(task.heldout_requests),
@@ -226,6 +235,29 @@ def build_toxicity_task(settings: ToxicitySettings | None = None, sources=None) 
         "refusal_texts": {"eval": half, "train": len(refusal_texts) - half},
     }
     return task
+
+
+def benign_task_coverage(pool: list[Sample], train_pool: list[Sample]) -> dict[str, int]:
+    """How many benign tasks each side holds, and how many evaluation benign pairs are of a task the
+    distillation never saw: the encoder agrees with its teacher far less on those
+    (benchmarks/results/toxicity_encoder.md)."""
+    trained = {s.meta.get("task") for s in train_pool if s.meta["type"] == "benign"}
+    benign = [s for s in pool if s.meta["type"] == "benign"]
+    return {
+        "pool": len({s.meta.get("task") for s in benign}),
+        "train_pool": len(trained),
+        "pool_pairs_of_untrained_tasks": sum(s.meta.get("task") not in trained for s in benign),
+    }
+
+
+def spread_by_task(samples: list[Sample]) -> list[Sample]:
+    """`samples` reordered round by round: the first of every task (``meta["task"]``) in order of appearance,
+    then the second of every task, and so on; within a task the order is kept."""
+    by_task: dict[str, list[Sample]] = {}
+    for sample in samples:
+        by_task.setdefault(str(sample.meta.get("task")), []).append(sample)
+    rounds = max((len(v) for v in by_task.values()), default=0)
+    return [group[r] for r in range(rounds) for group in by_task.values() if r < len(group)]
 
 
 def _safety_pairs(picker: _Picker, requests: list[Sample], refusals: list[str], n: int, side: str) -> list[Sample]:
