@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from influcoder.core.atomic import write_json_atomic
-from influcoder.core.errors import InflucoderError
+from influcoder.core.errors import ArtifactMismatchError, InflucoderError
 from influcoder.core.run_keys import with_added_defaults
 from influcoder.data.records import Sample
 from influcoder.encoder.settings import DistillSettings
@@ -152,9 +152,16 @@ def _task(directory: Path, settings: ToxicitySettings, sources, log) -> Toxicity
 
 
 def _finetune(directory: Path, samples: Sequence[Sample], run: ToxicityRun, progress: bool, log) -> None:
+    from influcoder.data.records import fingerprint
     from influcoder.labels.finetune import finetune, read_manifest
 
-    if read_manifest(directory) is not None:
+    done = read_manifest(directory)
+    if done is not None:
+        if done.get("data_fingerprint") != fingerprint(samples):
+            raise ArtifactMismatchError(
+                f"{directory} holds an adapter fine-tuned on other samples ({done.get('n_samples')} of them, "
+                f"against {len(samples)} now); delete it to fine-tune again"
+            )
         return
     log(f"fine-tuning a LoRA adapter on {len(samples)} samples -> {directory}")
     settings = replace(run.finetune, max_length=run.labels.max_length)
