@@ -303,6 +303,7 @@ def test_the_toxicity_command_passes_its_batching_and_memory_budget_to_every_dec
     monkeypatch.setattr(toxicity, "run_toxicity", lambda directory, run, **kw: runs.append(run))
     main(["toxicity", "--out", str(tmp_path), "--batch-tokens", "300", "--max-memory", "3.5", "--quiet"])
     assert [(r.labels.batch_tokens, r.labels.max_memory) for r in runs] == [(300, 3.5)]
+    assert runs[0].task.train_draw == "per-task"  # the command's default draw
     assert "batch_tokens" not in runs[0].key()["labels"]  # resumable under another value
     assert main(["toxicity", "--out", str(tmp_path), "--batch-tokens", "0"]) != 0
     assert "--batch-tokens must be at least 1, got 0" in capsys.readouterr().err
@@ -321,6 +322,14 @@ def test_a_run_written_before_a_setting_existed_resumes_only_at_its_default(tmp_
     changed.finetune = replace(changed.finetune, snapshots=3)
     with pytest.raises(InflucoderError, match="other finetune settings"):
         _check_run(tmp_path, changed)
+    # a replicate built before the distillation draw was a setting drew at random: the command's per-task
+    # default must not continue it as if it were per-task
+    del key["task"]["train_draw"]
+    (tmp_path / "run.json").write_text(json.dumps(key))
+    _check_run(tmp_path, ToxicityRun())
+    per_task = ToxicityRun(task=ToxicitySettings(train_draw="per-task"))
+    with pytest.raises(InflucoderError, match="other task settings"):
+        _check_run(tmp_path, per_task)
 
 
 def test_the_report_marks_scoring_seconds_that_were_partly_estimated():
