@@ -346,3 +346,7 @@ def test_the_report_marks_scoring_seconds_that_were_partly_estimated():
     page = markdown(summarize([replicate]), [replicate])
     assert "| 40.0* |" in page and "| 1.0 |" in page
     assert "less-ckpts scoring seconds: 2 of 4 checkpoint passes timed." in page
+    assert "Distillation coverage" not in page  # replicates built before the count existed: no line
+    counts["benign_tasks"] = {"pool": 9, "train_pool": 7, "pool_pairs_of_untrained_tasks": 3}
+    page = markdown(summarize([replicate]), [replicate])
+    assert "Distillation coverage, seed 0: 7 of the pool's 9 benign tasks; 3 pool pairs of a task it never saw." in page

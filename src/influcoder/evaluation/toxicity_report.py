@@ -83,6 +83,12 @@ def markdown(summary: dict, replicates: list[dict]) -> str:
         for name, e in methods.items():
             for note in e.get("seconds_notes", []):
                 lines.append(f"\\* {name} scoring seconds: {note}.")
+        for r in (r for r in replicates if r["variant"] == variant and "benign_tasks" in r["counts"]):
+            tasks = r["counts"]["benign_tasks"]
+            lines.append(
+                f"Distillation coverage, seed {r['seed']}: {tasks['train_pool']} of the pool's {tasks['pool']} "
+                f"benign tasks; {tasks['pool_pairs_of_untrained_tasks']} pool pairs of a task it never saw."
+            )
         for r in (r for r in replicates if r["variant"] == variant and "refusals" in r):
             models = r["refusals"]["models"]
             rates = ", ".join(f"{k} {v['refusal_rate']:.0%}" for k, v in models.items())
