@@ -162,7 +162,13 @@ def main() -> None:
     rows = []
     for run in args.runs:
         task = ToxicityTask.load(run / "task")
-        rows.append({"replicate": run.name, "evaluation": evaluation_side(run, task), "training": training_side(run)})
+        rows.append(
+            {
+                "replicate": f"{run.parent.name}/{run.name}",
+                "evaluation": evaluation_side(run, task),
+                "training": training_side(run),
+            }
+        )
     command = "python benchmarks/toxicity_encoder.py " + shlex.join(sys.argv[1:])
     machine = f"{platform.platform()}, {platform.machine()}"
     result = {"command": command, "machine": machine, "seconds": time.perf_counter() - started, "replicates": rows}
