@@ -303,11 +303,13 @@ def test_the_toxicity_command_passes_its_batching_and_memory_budget_to_every_dec
     monkeypatch.setattr(toxicity, "run_toxicity", lambda directory, run, **kw: runs.append(run))
     main(["toxicity", "--out", str(tmp_path), "--batch-tokens", "300", "--max-memory", "3.5", "--quiet"])
     assert [(r.labels.batch_tokens, r.labels.max_memory) for r in runs] == [(300, 3.5)]
-    assert runs[0].task.train_draw == "per-task"  # the command's default draw
+    assert runs[0].task.train_draw == "random"  # the command's default draw (chosen on the development set)
+    main(["toxicity", "--out", str(tmp_path), "--train-draw", "per-task", "--quiet"])
+    assert runs[-1].task.train_draw == "per-task"
     assert "batch_tokens" not in runs[0].key()["labels"]  # resumable under another value
     assert main(["toxicity", "--out", str(tmp_path), "--batch-tokens", "0"]) != 0
     assert "--batch-tokens must be at least 1, got 0" in capsys.readouterr().err
-    assert len(runs) == 1  # refused before any run
+    assert len(runs) == 2  # refused before any run
 
 
 def test_a_run_written_before_a_setting_existed_resumes_only_at_its_default(tmp_path):

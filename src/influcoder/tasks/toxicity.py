@@ -75,8 +75,8 @@ class ToxicitySettings:
     train_draw: Literal["random", "per-task"] = "random"
     """How the distillation's benign pairs are drawn: random (tasks in proportion to the candidates), or
     per-task (one pair of every task before a second of any: as many tasks as the budget allows, the spread
-    that docs/results/generalization.md found to help on seen and unseen tasks). The default is the draw that
-    task manifests written before this setting existed used; `influcoder toxicity` asks for per-task."""
+    that docs/results/generalization.md found to help on seen and unseen tasks). On the toxicity development
+    set random did better (benchmarks/results/toxicity_dev.md)."""
     n_heldout: int = 50
     """Harmful requests (no response) never seen anywhere, for the refusal-rate check."""
 
