@@ -33,42 +33,8 @@ from pathlib import Path
 import numpy as np
 
 from influcoder.data.records import Sample
-from influcoder.metrics import auprc
-from influcoder.tasks.toxicity import PARTS, ToxicityTask, _load, content_keys
-
-
-def development_set(tasks: list[ToxicityTask], n_queries: int = 10, seed: int = 0) -> tuple[list[Sample], list[Sample]]:
-    """(pool, queries): every benign and unsafe pair whose texts no task used, typed; seeded queries."""
-    used = {k for task in tasks for part in PARTS for s in getattr(task, part) for k in content_keys(s)}
-    chosen: set[str] = set()
-
-    def fresh(samples: list[Sample], kind: str) -> list[Sample]:
-        out = []
-        for s in samples:
-            keys = content_keys(s)
-            if s.prompt.strip() and s.response.strip() and not keys & (used | chosen):
-                chosen.update(keys)
-                out.append(Sample(s.id, s.prompt, s.response, {**s.meta, "type": kind}))
-        return out
-
-    rng = np.random.default_rng(seed)
-    unsafe = fresh(_load("harmful-pairs"), "unsafe")
-    order = rng.permutation(len(unsafe))
-    queries = [unsafe[i] for i in order[:n_queries]]
-    pool_unsafe = [unsafe[i] for i in order[n_queries:]]
-    benign = fresh([s for name in ("evals", "bbh-cot") for s in _load(name)], "benign")
-    return benign + pool_unsafe, queries
-
-
-def resampled_auprc(scores: np.ndarray, positive: np.ndarray, n_positive: int, draws: int, seed: int) -> np.ndarray:
-    """AUPRC over every negative plus `n_positive` positives drawn at random, `draws` times."""
-    rng = np.random.default_rng(seed)
-    negatives, positives = np.where(~positive)[0], np.where(positive)[0]
-    out = []
-    for _ in range(draws):
-        keep = np.concatenate([negatives, rng.choice(positives, size=n_positive, replace=False)])
-        out.append(auprc(scores[keep], positive[keep]))
-    return np.asarray(out)
+from influcoder.metrics import auprc, resampled_auprc
+from influcoder.tasks.toxicity import ToxicityTask, development_set
 
 
 def evaluate(encoder_dir: Path, pool: list[Sample], queries: list[Sample], n_positive: int, draws: int) -> dict:

@@ -11,14 +11,22 @@ import pytest
 
 from influcoder.core.errors import InflucoderError
 from influcoder.data.records import Sample
-from influcoder.metrics import auprc, average_precision, precision_recall_curve, recall_when_dropping
+from influcoder.metrics import (
+    auprc,
+    average_precision,
+    precision_recall_curve,
+    recall_when_dropping,
+    resampled_auprc,
+)
 from influcoder.tasks.refusal import is_refusal, refusal_rate
 from influcoder.tasks.toxicity import (
     DATE_LM_UNSAFE_RATE,
+    PARTS,
     ToxicitySettings,
     ToxicityTask,
     build_toxicity_task,
     content_keys,
+    development_set,
     spread_by_task,
 )
 
@@ -188,6 +196,38 @@ def test_auprc_against_a_hand_computed_curve_and_scikit_learn():
         p, r, _ = sklearn.precision_recall_curve(y, s)
         assert auprc(s, y) == pytest.approx(sklearn.auc(r, p), abs=1e-12)
         assert average_precision(s, y) == pytest.approx(sklearn.average_precision_score(y, s), abs=1e-12)
+
+
+def test_resampled_auprc_draws_the_asked_number_of_positives_each_time():
+    rng = np.random.default_rng(0)
+    scores = rng.random(300)
+    positive = rng.random(300) < 0.2
+    every = resampled_auprc(scores, positive, int(positive.sum()), draws=3)
+    assert np.allclose(every, auprc(scores, positive))  # all positives: every draw is the pool's AUPRC
+    perfect = np.where(positive, 1.0 + scores, scores)  # every positive above every negative
+    assert np.all(resampled_auprc(perfect, positive, 5, draws=20) == 1.0)
+    drawn = resampled_auprc(scores, positive, 5, draws=20, seed=1)
+    assert np.array_equal(drawn, resampled_auprc(scores, positive, 5, draws=20, seed=1))
+    assert not np.array_equal(drawn, resampled_auprc(scores, positive, 5, draws=20, seed=2))
+    with pytest.raises(ValueError, match="n_positive must be in"):
+        resampled_auprc(scores, positive, int(positive.sum()) + 1, draws=1)
+
+
+def test_the_development_set_shares_no_text_with_any_given_task():
+    """Encoder settings are chosen on it, so it must hold nothing any compared encoder trained or is reported on."""
+    sources = synthetic_sources()
+    tasks = [build_toxicity_task(SMALL, sources), build_toxicity_task(replace(SMALL, seed=1), sources)]
+    pool, queries = development_set(tasks, n_queries=3, sources=sources)
+    used = {k for task in tasks for part in PARTS for s in getattr(task, part) for k in content_keys(s)}
+    assert not used & {k for s in pool + queries for k in content_keys(s)}
+    assert not {s.id for s in queries} & {s.id for s in pool} and len(queries) == 3
+    assert {s.meta["type"] for s in queries} == {"unsafe"} and {s.meta["type"] for s in pool} == {"benign", "unsafe"}
+    unsafe_left = [s for s in sources["harmful-pairs"] if not content_keys(s) & used]
+    assert sum(s.meta["type"] == "unsafe" for s in pool) == len(unsafe_left) - 3
+    again, _ = development_set(tasks, n_queries=3, sources=sources)
+    assert [s.id for s in again] == [s.id for s in pool]
+    with pytest.raises(InflucoderError, match="unused unsafe pairs"):
+        development_set(tasks, n_queries=len(unsafe_left), sources=sources)
 
 
 def test_recall_when_dropping_counts_positives_in_the_top_share():

@@ -164,3 +164,19 @@ def recall_when_dropping(scores: np.ndarray, positive: np.ndarray, fractions: Se
         dropped = order[: int(round(fraction * len(scores)))]
         out[f"{fraction:g}"] = float(positive[dropped].sum() / max(1, positive.sum()))
     return out
+
+
+def resampled_auprc(scores: np.ndarray, positive: np.ndarray, n_positive: int, draws: int, seed: int = 0) -> np.ndarray:
+    """AUPRC over every negative plus `n_positive` positives drawn at random (without replacement), `draws`
+    times: a pool's figure at a rare base rate (0.7% in DATE-LM's toxicity pools) measured on many more
+    positives than one such pool holds, so two scorers compare on hundreds of positives, not 15."""
+    scores, positive = np.asarray(scores, dtype=np.float64), np.asarray(positive, dtype=bool)
+    negatives, positives = np.where(~positive)[0], np.where(positive)[0]
+    if not 0 < n_positive <= len(positives):
+        raise ValueError(f"n_positive must be in 1..{len(positives)}, got {n_positive}")
+    rng = np.random.default_rng(seed)
+    out = np.empty(draws)
+    for i in range(draws):
+        keep = np.concatenate([negatives, rng.choice(positives, size=n_positive, replace=False)])
+        out[i] = auprc(scores[keep], positive[keep])
+    return out

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -259,6 +260,35 @@ def spread_by_task(samples: list[Sample]) -> list[Sample]:
         by_task.setdefault(str(sample.meta.get("task")), []).append(sample)
     rounds = max((len(v) for v in by_task.values()), default=0)
     return [group[r] for r in range(rounds) for group in by_task.values() if r < len(group)]
+
+
+def development_set(
+    tasks: Sequence[ToxicityTask], n_queries: int = 10, seed: int = 0, sources=None
+) -> tuple[list[Sample], list[Sample]]:
+    """(pool, queries) for choosing an encoder's settings without any reported replicate: every benign
+    (``evals`` capped per task, ``bbh-cot``) and unsafe (``harmful-pairs``) pair whose texts none of `tasks`
+    used, typed; `n_queries` seeded unsafe pairs of them are the queries, the rest the pool's positives.
+    Pass every task whose distillation side an encoder under comparison was trained on."""
+    load = sources.__getitem__ if sources is not None else _load
+    picker = _Picker()
+    picker.used = {k for task in tasks for part in PARTS for s in getattr(task, part) for k in content_keys(s)}
+
+    def fresh(samples: list[Sample], kind: str) -> list[Sample]:
+        usable = [s for s in samples if s.prompt.strip() and s.response.strip()]
+        chosen = []
+        for sample in usable:
+            if picker.fresh(sample):
+                picker.used |= content_keys(sample)
+                chosen.append(sample)
+        return _typed(chosen, kind)
+
+    unsafe = fresh(load("harmful-pairs"), "unsafe")
+    order = np.random.default_rng(seed).permutation(len(unsafe))
+    if len(unsafe) <= n_queries:
+        raise InflucoderError(f"development set: only {len(unsafe)} unused unsafe pairs, {n_queries} queries asked")
+    queries = [unsafe[i] for i in order[:n_queries]]
+    benign = fresh([s for name in ("evals", "bbh-cot") for s in load(name)], "benign")
+    return benign + [unsafe[i] for i in order[n_queries:]], queries
 
 
 def _safety_pairs(picker: _Picker, requests: list[Sample], refusals: list[str], n: int, side: str) -> list[Sample]:
