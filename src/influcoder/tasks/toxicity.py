@@ -151,7 +151,8 @@ class _Picker:
     def fresh(self, sample: Sample) -> bool:
         return not content_keys(sample) & self.used
 
-    def take(self, candidates: list[Sample], n: int, what: str) -> list[Sample]:
+    def take(self, candidates: list[Sample], n: int | None, what: str) -> list[Sample]:
+        """The first `n` candidates not drawn before (every such candidate when `n` is None)."""
         out = []
         for sample in candidates:
             if len(out) == n:
@@ -159,7 +160,7 @@ class _Picker:
             if self.fresh(sample):
                 out.append(sample)
                 self.used |= content_keys(sample)
-        if len(out) < n:
+        if n is not None and len(out) < n:
             raise InflucoderError(f"toxicity task: only {len(out)} distinct {what} available, {n} asked")
         return out
 
@@ -181,6 +182,8 @@ def build_toxicity_task(settings: ToxicitySettings | None = None, sources=None) 
     het = settings.variant == "het"
     if settings.variant not in ("het", "hom"):
         raise InflucoderError(f"variant must be het or hom, got {settings.variant!r}")
+    if settings.train_draw not in ("random", "per-task"):
+        raise InflucoderError(f"train_draw must be random or per-task, got {settings.train_draw!r}")
     n_unsafe = settings.n_unsafe()
     n_safety = settings.safety_per_unsafe * n_unsafe if het else 0
     train_safety = settings.train_safety if het else 0
@@ -210,8 +213,6 @@ def build_toxicity_task(settings: ToxicitySettings | None = None, sources=None) 
         [s for name in ("evals", "bbh-cot") for s in load(name) if s.response.strip() and s.prompt.strip()], rng
     )
     pool_benign = picker.take(benign, settings.n_benign, "benign pairs")
-    if settings.train_draw not in ("random", "per-task"):
-        raise InflucoderError(f"train_draw must be random or per-task, got {settings.train_draw!r}")
     if settings.train_draw == "per-task":
         benign = spread_by_task([s for s in benign if picker.fresh(s)])
     train_benign = picker.take(benign, settings.train_benign, "benign pairs")
@@ -275,12 +276,7 @@ def development_set(
 
     def fresh(samples: list[Sample], kind: str) -> list[Sample]:
         usable = [s for s in samples if s.prompt.strip() and s.response.strip()]
-        chosen = []
-        for sample in usable:
-            if picker.fresh(sample):
-                picker.used |= content_keys(sample)
-                chosen.append(sample)
-        return _typed(chosen, kind)
+        return _typed(picker.take(usable, None, f"{kind} pairs"), kind)
 
     unsafe = fresh(load("harmful-pairs"), "unsafe")
     order = np.random.default_rng(seed).permutation(len(unsafe))
