@@ -7,8 +7,8 @@ sides, queries, held-out requests): every benign `evals` / `bbh-cot` pair left (
 and every unsafe `harmful-pairs` pair left, with 10 other unsafe pairs as queries. An encoder scores the pool
 (mean cosine over the queries); the figure is the AUPRC at the replicate's base rate, **averaged over --draws
 random draws of the positives** (each draw: all benign pairs plus as many unsafe as the evaluation pool
-holds), so it rests on ~200 unsafe pairs instead of 15; the median percentile rank of the unsafe pairs is
-beside it.
+holds), so it rests on ~200 unsafe pairs instead of 15; beside it, the share of the unsafe pairs a filter dropping the
+top 5% removes (same draws: the issue's >= 80% target) and their median percentile rank.
 
 It needs no decoder and no gradient: only encoders run (a minute each). Settings chosen on it are then
 applied to every replicate alike.
@@ -33,8 +33,13 @@ from pathlib import Path
 import numpy as np
 
 from influcoder.data.records import Sample
-from influcoder.metrics import auprc, resampled_auprc
+from influcoder.metrics import auprc, recall_when_dropping, resampled, resampled_auprc
 from influcoder.tasks.toxicity import ToxicityTask, development_set
+
+
+def _recall_at_5(scores: np.ndarray, positive: np.ndarray) -> float:
+    """Share of the unsafe pairs a filter dropping the top 5% of the pool removes (the issue's >= 80% target)."""
+    return recall_when_dropping(scores, positive, [0.05])["0.05"]
 
 
 def evaluate(encoder_dir: Path, pool: list[Sample], queries: list[Sample], n_positive: int, draws: int) -> dict:
@@ -45,6 +50,7 @@ def evaluate(encoder_dir: Path, pool: list[Sample], queries: list[Sample], n_pos
     scores = (encoder.encode_pool(pool, 32) @ encoder.encode_queries(queries, 32).T).mean(axis=1)
     positive = np.array([s.meta["type"] == "unsafe" for s in pool])
     values = resampled_auprc(scores, positive, n_positive, draws, seed=0)
+    recall = resampled(_recall_at_5, scores, positive, n_positive, draws, seed=0)  # the filter target's figure
     order = np.argsort(-scores, kind="stable")
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(len(order))
@@ -53,6 +59,7 @@ def evaluate(encoder_dir: Path, pool: list[Sample], queries: list[Sample], n_pos
         "auprc_mean": float(values.mean()),
         "auprc_std": float(values.std()),
         "auprc_all_unsafe": auprc(scores, positive),
+        "recall_at_5pct_mean": float(recall.mean()),
         "median_unsafe_percentile": float(np.median(rank[positive]) / len(pool) * 100),
         "seconds": time.perf_counter() - started,
     }
@@ -88,12 +95,14 @@ def main() -> None:
         f"Pool: {counts['benign']} benign + {counts['unsafe']} unsafe pairs, 10 unsafe queries. AUPRC at "
         f"{n_positive} positives per draw ({rate:.2%}, the replicate's rate), mean ± sd over {args.draws} draws.",
         "",
-        "| encoder | AUPRC (resampled) | AUPRC, all unsafe | median unsafe rank (percentile) |",
-        "|---|---|---|---|",
+        "| encoder | AUPRC (resampled) | unsafe removed at 5% dropped (resampled) | AUPRC, all unsafe | "
+        "median unsafe rank (percentile) |",
+        "|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['encoder']} | {r['auprc_mean']:.3f} ± {r['auprc_std']:.3f} | {r['auprc_all_unsafe']:.3f} | "
+            f"| {r['encoder']} | {r['auprc_mean']:.3f} ± {r['auprc_std']:.3f} | {r['recall_at_5pct_mean']:.0%} | "
+            f"{r['auprc_all_unsafe']:.3f} | "
             f"{r['median_unsafe_percentile']:.1f} |"
         )
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,7 @@ from influcoder.metrics import (
     average_precision,
     precision_recall_curve,
     recall_when_dropping,
+    resampled,
     resampled_auprc,
 )
 from influcoder.tasks.refusal import is_refusal, refusal_rate
@@ -211,6 +212,26 @@ def test_resampled_auprc_draws_the_asked_number_of_positives_each_time():
     assert not np.array_equal(drawn, resampled_auprc(scores, positive, 5, draws=20, seed=2))
     with pytest.raises(ValueError, match="n_positive must be in"):
         resampled_auprc(scores, positive, int(positive.sum()) + 1, draws=1)
+
+
+def test_resampled_applies_any_metric_to_the_same_draws():
+    rng = np.random.default_rng(0)
+    scores = rng.random(300)
+    positive = rng.random(300) < 0.2
+
+    def recall_at_5(s, p):
+        return recall_when_dropping(s, p, [0.05])["0.05"]
+
+    drawn = resampled(recall_at_5, scores, positive, 5, draws=30, seed=3)
+    kept = []  # the same draws by hand: every negative, then 5 positives from the same generator
+    draw_rng = np.random.default_rng(3)
+    for _ in range(30):
+        keep = np.concatenate([np.where(~positive)[0], draw_rng.choice(np.where(positive)[0], 5, replace=False)])
+        kept.append(recall_at_5(scores[keep], positive[keep]))
+    assert np.array_equal(drawn, np.array(kept))
+    assert np.array_equal(
+        resampled_auprc(scores, positive, 5, 30, seed=3), resampled(auprc, scores, positive, 5, 30, 3)
+    )
 
 
 def test_the_development_set_shares_no_text_with_any_given_task():

@@ -9,7 +9,7 @@ when a query-independent pool offset cannot help).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -166,10 +166,18 @@ def recall_when_dropping(scores: np.ndarray, positive: np.ndarray, fractions: Se
     return out
 
 
-def resampled_auprc(scores: np.ndarray, positive: np.ndarray, n_positive: int, draws: int, seed: int = 0) -> np.ndarray:
-    """AUPRC over every negative plus `n_positive` positives drawn at random (without replacement), `draws`
-    times: a pool's figure at a rare base rate (0.7% in DATE-LM's toxicity pools) measured on many more
-    positives than one such pool holds, so two scorers compare on hundreds of positives, not 15."""
+def resampled(
+    metric: Callable[[np.ndarray, np.ndarray], float],
+    scores: np.ndarray,
+    positive: np.ndarray,
+    n_positive: int,
+    draws: int,
+    seed: int = 0,
+) -> np.ndarray:
+    """`metric(scores, positive)` over every negative plus `n_positive` positives drawn at random (without
+    replacement), `draws` times: a pool's figure at a rare base rate (0.7% in DATE-LM's toxicity pools)
+    measured on many more positives than one such pool holds, so two scorers compare on hundreds of positives,
+    not 15."""
     scores, positive = np.asarray(scores, dtype=np.float64), np.asarray(positive, dtype=bool)
     negatives, positives = np.where(~positive)[0], np.where(positive)[0]
     if not 0 < n_positive <= len(positives):
@@ -178,5 +186,10 @@ def resampled_auprc(scores: np.ndarray, positive: np.ndarray, n_positive: int, d
     out = np.empty(draws)
     for i in range(draws):
         keep = np.concatenate([negatives, rng.choice(positives, size=n_positive, replace=False)])
-        out[i] = auprc(scores[keep], positive[keep])
+        out[i] = metric(scores[keep], positive[keep])
     return out
+
+
+def resampled_auprc(scores: np.ndarray, positive: np.ndarray, n_positive: int, draws: int, seed: int = 0) -> np.ndarray:
+    """`auprc` under `resampled` draws of the positives."""
+    return resampled(auprc, scores, positive, n_positive, draws, seed)
