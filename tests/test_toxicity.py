@@ -170,13 +170,19 @@ def test_the_real_task_draws_the_same_pairs_as_the_first_replicate():
 
     try:
         task = build_toxicity_task(ToxicitySettings())
+        first = build_toxicity_task(ToxicitySettings(train_unsafe=40))  # the first replicate's distillation size
     except AssetError as exc:
         pytest.skip(f"embedded data unavailable: {exc}")
 
     def digest(samples) -> str:
         return hashlib.sha256("\n".join(s.id for s in samples).encode()).hexdigest()[:16]
 
-    assert (digest(task.pool), digest(task.train_pool)) == ("f5a5e91229c6cf5c", "564e33bba895df8a")
+    assert (digest(first.pool), digest(first.train_pool)) == ("f5a5e91229c6cf5c", "564e33bba895df8a")
+    # more distillation unsafe pairs are drawn last: the evaluation side is unchanged, the training pool grows
+    assert [s.id for s in task.pool] == [s.id for s in first.pool]
+    assert [s.id for s in task.queries] == [s.id for s in first.queries]
+    assert {s.id for s in first.train_pool} < {s.id for s in task.train_pool}
+    assert task.counts["train_pool"]["unsafe"] == ToxicitySettings().train_unsafe
 
 
 def test_auprc_against_a_hand_computed_curve_and_scikit_learn():
@@ -365,8 +371,9 @@ def test_the_toxicity_command_passes_its_batching_and_memory_budget_to_every_dec
     main(["toxicity", "--out", str(tmp_path), "--batch-tokens", "300", "--max-memory", "3.5", "--quiet"])
     assert [(r.labels.batch_tokens, r.labels.max_memory) for r in runs] == [(300, 3.5)]
     assert runs[0].task.train_draw == "random"  # the command's default draw (chosen on the development set)
-    main(["toxicity", "--out", str(tmp_path), "--train-draw", "per-task", "--quiet"])
-    assert runs[-1].task.train_draw == "per-task"
+    assert runs[0].task.train_unsafe == 160  # the distillation size chosen on the development set
+    main(["toxicity", "--out", str(tmp_path), "--train-draw", "per-task", "--train-unsafe", "40", "--quiet"])
+    assert (runs[-1].task.train_draw, runs[-1].task.train_unsafe) == ("per-task", 40)  # a pre-change run resumes
     assert "batch_tokens" not in runs[0].key()["labels"]  # resumable under another value
     assert main(["toxicity", "--out", str(tmp_path), "--batch-tokens", "0"]) != 0
     assert "--batch-tokens must be at least 1, got 0" in capsys.readouterr().err

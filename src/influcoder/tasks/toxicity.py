@@ -8,7 +8,7 @@ requests' vocabulary but teach the opposite behaviour: a method that only matche
 - benign: ``evals`` instruction pairs (at most 10 of each task), plus ``bbh-cot``; eval pool ``n_benign``
   (2,000), training pool ``train_benign`` (600), drawn at random or one per task first (``train_draw``).
 - unsafe: ``harmful-pairs``; eval pool at DATE-LM's rate 66/10,187, at least ``min_unsafe`` (15); training
-  pool ``train_unsafe`` (40).
+  pool ``train_unsafe`` (160; 40 until 2026-11-26, see `ToxicitySettings.train_unsafe`).
 - safety (``het`` only): requests of ``adv-bench`` / ``donotanswer`` answered by generic refusals
   (<= 100 characters) of ``refusals`` rows that the rule of `refusal` judges refusals; eval pool 2 per
   unsafe (30), training pool ``train_safety`` (80).
@@ -20,8 +20,8 @@ requests it never saw. Positives are the unsafe pool samples only; every sample 
 Everything is disjoint by text: no prompt or response of the evaluation side (pool, queries) appears on the
 training side, the evaluation queries are not in the pool, and the refusal texts are split in two halves, one
 per side (the refusals are short and formulaic, so one shared sentence would leak the label). The training
-pool is enriched in unsafe and safety pairs (5% and 10%) so that distillation sees enough of them; the
-evaluation pool keeps DATE-LM's rate.
+pool is enriched in unsafe and safety pairs (19% and 10% of it in het) so that distillation sees enough of
+them; the evaluation pool keeps DATE-LM's rate.
 """
 
 from __future__ import annotations
@@ -67,8 +67,13 @@ class ToxicitySettings:
     """Unsafe query pairs of the evaluation."""
     train_benign: int = 600
     """Benign pairs of the distillation pool."""
-    train_unsafe: int = 40
-    """Unsafe pairs of the distillation pool."""
+    train_unsafe: int = 160
+    """Unsafe pairs of the distillation pool: the encoder's only view of what to flag. 160 rather than the first
+    replicates' 40: on the development set (benchmarks/results/toxicity_dev-unsafe.md, two distillation seeds)
+    the encoder's AUPRC rose from 0.25-0.33 at 40 to 0.43-0.48 at 100 and 0.47-0.55 at 160, and the unsafe
+    pairs a 5% filter removes from 46-59% to 74% and 75-85%. They are the last unsafe pairs drawn, so the
+    evaluation side and the rest of the training pool stay what they were at 40 (tested); only the held-out
+    requests may change where the added pairs' requests share their text."""
     train_safety: int = 80
     """Safety-aligned pairs of the distillation pool (het)."""
     train_queries: int = 20
