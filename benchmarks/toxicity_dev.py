@@ -65,6 +65,29 @@ def evaluate(encoder_dir: Path, pool: list[Sample], queries: list[Sample], n_pos
     }
 
 
+def table(rows: list[dict]) -> list[str]:
+    """The markdown table of `evaluate` rows."""
+    lines = [
+        "| encoder | AUPRC (resampled) | unsafe removed at 5% dropped (resampled) | AUPRC, all unsafe | "
+        "median unsafe rank (percentile) |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['encoder']} | {r['auprc_mean']:.3f} ± {r['auprc_std']:.3f} | {r['recall_at_5pct_mean']:.0%} | "
+            f"{r['auprc_all_unsafe']:.3f} | {r['median_unsafe_percentile']:.1f} |"
+        )
+    return lines
+
+
+def write(out: Path, result: dict, lines: list[str]) -> None:
+    """OUT.json and OUT.md, and the markdown on stdout."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(result, indent=1), encoding="utf-8")
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print("\n".join(lines))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
@@ -95,20 +118,9 @@ def main() -> None:
         f"Pool: {counts['benign']} benign + {counts['unsafe']} unsafe pairs, 10 unsafe queries. AUPRC at "
         f"{n_positive} positives per draw ({rate:.2%}, the replicate's rate), mean ± sd over {args.draws} draws.",
         "",
-        "| encoder | AUPRC (resampled) | unsafe removed at 5% dropped (resampled) | AUPRC, all unsafe | "
-        "median unsafe rank (percentile) |",
-        "|---|---|---|---|---|",
+        *table(rows),
     ]
-    for r in rows:
-        lines.append(
-            f"| {r['encoder']} | {r['auprc_mean']:.3f} ± {r['auprc_std']:.3f} | {r['recall_at_5pct_mean']:.0%} | "
-            f"{r['auprc_all_unsafe']:.3f} | "
-            f"{r['median_unsafe_percentile']:.1f} |"
-        )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(result, indent=1), encoding="utf-8")
-    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print("\n".join(lines))
+    write(args.out, result, lines)
 
 
 if __name__ == "__main__":

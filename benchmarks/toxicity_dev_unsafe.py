@@ -40,7 +40,7 @@ from influcoder.labels.influence import InfluenceMatrix
 from influcoder.labels.labelling import label, load_labels
 from influcoder.labels.settings import LabelSettings
 from influcoder.tasks.toxicity import ToxicityTask, development_set
-from toxicity_dev import evaluate
+from toxicity_dev import evaluate, table, write
 
 FIRST = 60
 """The first extras, drawn alone with seed 13: every larger N adds to them (seed 14), so its set holds them."""
@@ -101,20 +101,10 @@ def main() -> None:
         f"Pool: the development set minus the {args.extra} pairs added to distillation: {counts['benign']} benign + "
         f"{counts['unsafe']} unsafe pairs, 10 unsafe queries; {n_positive} positives per draw, {args.draws} draws.",
         "",
-        "| encoder | AUPRC (resampled) | unsafe removed at 5% dropped (resampled) | AUPRC, all unsafe | "
-        "median unsafe rank (percentile) |",
-        "|---|---|---|---|---|",
+        *table(rows),
     ]
-    for r in rows:
-        lines.append(
-            f"| {r['encoder']} | {r['auprc_mean']:.3f} ± {r['auprc_std']:.3f} | {r['recall_at_5pct_mean']:.0%} | "
-            f"{r['auprc_all_unsafe']:.3f} | {r['median_unsafe_percentile']:.1f} |"
-        )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     result = {"command": command, "machine": platform.platform(), "pool": counts, "rows": rows}
-    args.out.with_suffix(".json").write_text(json.dumps(result, indent=1), encoding="utf-8")
-    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print("\n".join(lines))
+    write(args.out, result, lines)
 
 
 if __name__ == "__main__":

@@ -73,7 +73,7 @@ class ToxicitySettings:
     the encoder's AUPRC rose from 0.25-0.33 at 40 to 0.43-0.48 at 100 and 0.47-0.55 at 160, and the unsafe
     pairs a 5% filter removes from 46-59% to 74% and 75-85%. They are the last unsafe pairs drawn, so the
     evaluation side and the rest of the training pool stay what they were at 40 (tested); only the held-out
-    requests may change where the added pairs' requests share their text."""
+    requests may change where the added pairs' requests share their text (14 of 50 for het and hom seed 0)."""
     train_safety: int = 80
     """Safety-aligned pairs of the distillation pool (het)."""
     train_queries: int = 20
