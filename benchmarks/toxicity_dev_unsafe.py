@@ -5,7 +5,7 @@ A replicate distills its encoder from 720 x 20 gradient labels holding 40 unsafe
 touching the replicate: `prepare` draws N extra unsafe pairs from the development set's positives (seeded;
 the first 60 are the same for every N, so the sets nest), labels them against the replicate's training queries
 with its adapter and label settings (the query gradients come out bit for bit those of the replicate), and
-writes a labels directory of the replicate's labels plus those N rows. Distill it with the replicate's
+joins them to the replicate's labels with `merge_labels` (the `merge-labels` command). Distill it with the replicate's
 settings (`influcoder distill --labels OUT ...`). `evaluate` scores encoders on the development set **minus
 the N extra pairs**, so no encoder is scored on a pair it trained on, with the figures of
 `toxicity_dev.py` (resampled AUPRC at the replicate's rate, share of unsafe pairs removed at 5% dropped).
@@ -25,19 +25,16 @@ the N extra pairs**, so no encoder is scored on a pair it trained on, with the f
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import shlex
-import shutil
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from influcoder.data.formats import write_samples
 from influcoder.data.records import Sample
-from influcoder.labels.influence import InfluenceMatrix
 from influcoder.labels.labelling import label, load_labels
+from influcoder.labels.merge import merge_labels
 from influcoder.labels.settings import LabelSettings
 from influcoder.tasks.toxicity import ToxicityTask, development_set
 from toxicity_dev import evaluate, table, write
@@ -59,19 +56,14 @@ def split(runs: list[Path], n_extra: int) -> tuple[list[Sample], list[Sample], l
 
 
 def prepare(run: Path, runs: list[Path], n_extra: int, out: Path) -> None:
+    """Label the extras against the replicate's training queries, then join them to its labels (merge-labels
+    checks the feature settings and queries agree and the pools are disjoint)."""
     extra, _, _ = split(runs, n_extra)
-    matrix, pool, queries, info = load_labels(run / "train-labels")
-    extra_matrix = label(extra, queries, out.with_name(out.name + "-extra"), LabelSettings(**info["settings"]))
-    if extra_matrix.query_ids != matrix.query_ids:
-        raise SystemExit("the extra rows were labelled against other queries")
-    out.mkdir(parents=True, exist_ok=True)
-    scores = np.concatenate([matrix.scores, extra_matrix.scores], axis=0)
-    InfluenceMatrix(scores, matrix.pool_ids + extra_matrix.pool_ids, matrix.query_ids).save(out / "influence")
-    write_samples(pool + extra, out / "pool.jsonl")
-    shutil.copy(run / "train-labels" / "queries.jsonl", out / "queries.jsonl")
-    info.update(n_pool=len(pool) + len(extra), note=f"{run}'s training labels + {n_extra} development-set unsafe pairs")
-    (out / "labels.json").write_text(json.dumps(info, indent=1), encoding="utf-8")
-    print(f"{out}: {scores.shape[0]} x {scores.shape[1]} labels")
+    _, _, queries, info = load_labels(run / "train-labels")
+    extra_dir = out.with_name(out.name + "-extra")
+    label(extra, queries, extra_dir, LabelSettings(**info["settings"]))
+    matrix = merge_labels([run / "train-labels", extra_dir], out)
+    print(f"{out}: {matrix.scores.shape[0]} x {matrix.scores.shape[1]} labels")
 
 
 def main() -> None:
