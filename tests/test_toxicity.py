@@ -9,7 +9,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from influcoder.core.errors import InflucoderError
+from influcoder.core.errors import ArtifactMismatchError, InflucoderError
 from influcoder.data.records import Sample
 from influcoder.metrics import (
     auprc,
@@ -273,7 +273,7 @@ def test_the_refusal_rule():
     assert refusal_rate(["I cannot do that", "Sure!", "Sure!", "I won't"]) == 0.5
 
 
-def test_the_toxicity_run_scores_every_method_resumes_and_reports(tiny_model_dir, tiny_bert_dir, tmp_path):
+def test_the_toxicity_run_scores_every_method_resumes_and_reports(tiny_model_dir, tiny_bert_dir, tmp_path, monkeypatch):
     from influcoder.encoder.settings import DistillSettings
     from influcoder.evaluation.toxicity import ToxicityRun, run_toxicity
     from influcoder.evaluation.toxicity_report import load_replicates, write_toxicity_report
@@ -319,7 +319,6 @@ def test_the_toxicity_run_scores_every_method_resumes_and_reports(tiny_model_dir
     assert written == {p: p.stat().st_mtime_ns for p in (out / "scores").iterdir()}  # nothing recomputed
     with pytest.raises(InflucoderError, match="other task settings"):
         run_toxicity(out, replace(run, task=replace(SMALL, n_benign=13)), sources=synthetic_sources(), progress=False)
-    from influcoder.core.errors import ArtifactMismatchError
     from influcoder.evaluation.toxicity import _finetune
 
     # a finished adapter is reused only for the samples it was trained on (the filtered pool changes with the
@@ -335,6 +334,59 @@ def test_the_toxicity_run_scores_every_method_resumes_and_reports(tiny_model_dir
     page = (tmp_path / "report.html").read_text()
     assert "data:image/png;base64," in page and "top 20 flagged by influcoder" in page
     assert "| influcoder |" in (tmp_path / "results.md").read_text()
+    check_archive(out, tmp_path, run, monkeypatch)
+
+
+def check_archive(out, tmp_path, run, monkeypatch):
+    """A finished replicate's compact record reports what the full replicate reports, from ~100 KB."""
+    import influcoder.tasks.toxicity as toxicity_tasks
+    from influcoder.cli.main import main
+    from influcoder.evaluation.toxicity_archive import (
+        archive_replicate,
+        replicate_directories,
+        replicate_pool_scores,
+        replicate_task,
+    )
+    from influcoder.evaluation.toxicity_report import flagged, load_replicates
+
+    # the command archives every finished replicate under --out, then reports them
+    assert main(["toxicity", "--out", str(out.parent), "--archive", str(tmp_path / "archive"), "--report-only"]) == 0
+    archive = tmp_path / "archive" / out.name
+    assert archive_replicate(out, archive) == archive  # again, in place
+    assert sorted(p.name for p in archive.iterdir()) == ["archive.json", "pool-scores.npz", "results.json", "run.json"]
+    sources = synthetic_sources()
+    monkeypatch.setattr(toxicity_tasks, "_load", sources.__getitem__)  # what the embedded data is to this test
+    task = ToxicityTask.load(out / "task")
+    rebuilt = replicate_task(archive)  # no task/ folder: rebuilt from run.json's seeded settings
+    assert [(s.id, s.prompt, s.response) for s in rebuilt.pool] == [(s.id, s.prompt, s.response) for s in task.pool]
+    assert (rebuilt.positives() == task.positives()).all()
+    full, kept = load_replicates([out]), load_replicates([archive])
+    for method in run.methods:
+        np.testing.assert_array_equal(replicate_pool_scores(archive, method), replicate_pool_scores(out, method))
+        assert flagged(kept[0], method) == flagged(full[0], method)
+    with pytest.raises(InflucoderError, match="no tfidf-x scores"):
+        replicate_pool_scores(archive, "tfidf-x")
+    # the report from the archive alone, by the command, as on a machine without the replicate's directory
+    assert main(["toxicity", "--out", str(tmp_path / "report"), "--archive", str(archive.parent), "--report-only"]) == 0
+    written = json.loads((tmp_path / "report" / "results.json").read_text())
+    assert written["summary"]["het"]["influcoder"]["auprc"] == full[0]["methods"]["influcoder"]["auprc"]
+    assert "top 20 flagged by influcoder" in (tmp_path / "report" / "report.html").read_text()
+    # a full replicate wins over its archived copy; an unfinished archive copy is never read
+    (archive.parent / "het-seed1.partial").mkdir()
+    for name in ("run.json", "results.json"):
+        (archive.parent / "het-seed1.partial" / name).write_text("{}")
+    assert replicate_directories(out.parent, archive.parent) == [out]
+    assert replicate_directories(tmp_path / "nothing", archive.parent) == [archive]
+    # scores attached to another pool fail loudly: here the harmful pairs come in another order
+    changed = {**sources, "harmful-pairs": sources["harmful-pairs"][::-1]}
+    monkeypatch.setattr(toxicity_tasks, "_load", changed.__getitem__)
+    with pytest.raises(ArtifactMismatchError, match="not the pool its scores belong to"):
+        replicate_task(archive)
+    stored = json.loads((archive / "run.json").read_text())
+    del stored["task"]["train_unsafe"]  # a setting the run predates: its default may name another task
+    (archive / "run.json").write_text(json.dumps(stored))
+    with pytest.raises(InflucoderError, match="predates the task settings train_unsafe"):
+        replicate_task(archive)
 
 
 def test_a_run_key_ignores_whether_the_refusal_check_runs():

@@ -20,7 +20,11 @@ class Toxicity(Command):
     the evaluation pool against 10 unsafe queries with every method, and reports AUPRC (DATE-LM's trapezoid),
     average precision and the share of unsafe samples removed when dropping the top 1/2/5%; then fine-tunes
     again on the pool the encoder filtered and compares refusal rates on held-out harmful requests. The report
-    (results.json, results.md, report.html) covers every replicate found under --out.
+    (results.json, results.md, report.html) covers every replicate found under --out and --archive.
+
+    A replicate's directory holds gigabytes and hours of CPU; --archive keeps each finished replicate's compact
+    record (settings, results, every method's pool scores: ~100 KB) in a folder you can commit, from which
+    --report-only rewrites the report on any machine (the task is rebuilt from its seed and checked).
     """
 
     positive = ("n_benign", "n_queries", "epochs", "batch_tokens", "train_unsafe")
@@ -82,6 +86,11 @@ class Toxicity(Command):
     max_memory: float | None = None
     """Memory budget in GB for those passes' batches, as `label --max-memory` (the LESS methods also hold 256
     projected rows, 2.5 GB, per pass)."""
+    archive: Path | None = None
+    """Folder that receives the compact record (run.json, results.json, pool scores) of every finished
+    replicate under --out, small enough to commit; the report also covers the replicates archived there."""
+    report_only: bool = False
+    """Run nothing: archive (with --archive) and report the replicates already under --out and --archive."""
     quiet: Quiet = False
     device: Device = "auto"
 
@@ -92,7 +101,9 @@ class Toxicity(Command):
         import sys
         from dataclasses import replace
 
+        from influcoder.core.errors import InflucoderError
         from influcoder.evaluation.toxicity import ToxicityRun, run_toxicity
+        from influcoder.evaluation.toxicity_archive import archive_replicate, is_archived, replicate_directories
         from influcoder.evaluation.toxicity_report import load_replicates, markdown, write_toxicity_report
 
         base = ToxicityRun(refusal_check=self.refusal_check, methods=list(self.methods))
@@ -104,7 +115,7 @@ class Toxicity(Command):
             max_memory=self.max_memory,
         )
         base.distill = replace(base.distill, encoder=self.encoder, epochs=self.epochs)
-        for variant in self.variants:
+        for variant in self.variants if not self.report_only else ():
             for seed in self.seeds:
                 run = replace(
                     base,
@@ -123,7 +134,13 @@ class Toxicity(Command):
                 directory = self.out / f"{variant}-seed{seed}"
                 print(f"== {variant}, seed {seed} -> {directory}")
                 run_toxicity(directory, run, progress=not self.quiet, device=self.device)
-        replicates = load_replicates(sorted(p for p in self.out.iterdir() if p.is_dir()))
+        for directory in replicate_directories(self.out) if self.archive is not None else ():
+            if not is_archived(directory):  # refreshed each time: a refusal check may have finished since
+                print(f"archived -> {archive_replicate(directory, self.archive / directory.name)}")
+        directories = replicate_directories(self.out, self.archive)
+        if not directories:
+            raise InflucoderError(f"no finished replicate (run.json and results.json) under {self.out} or --archive")
+        replicates = load_replicates(directories)
         summary = write_toxicity_report(self.out, replicates, "influcoder " + " ".join(sys.argv[1:]))
         print(markdown(summary, replicates))
         print(f"wrote {self.out}/results.json, results.md, report.html")

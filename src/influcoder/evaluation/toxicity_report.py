@@ -16,14 +16,15 @@ import numpy as np
 
 from influcoder.core.atomic import write_json_atomic, write_text_atomic
 from influcoder.evaluation.report import figure_png, html_table, machine
-from influcoder.evaluation.toxicity import DROP_FRACTIONS, pool_scores, precision_recall_points
+from influcoder.evaluation.toxicity import DROP_FRACTIONS, precision_recall_points
+from influcoder.evaluation.toxicity_archive import replicate_pool_scores, replicate_task
 from influcoder.tasks.toxicity import ToxicityTask
 
 TOP = 20
 
 
 def load_replicates(directories: list[Path]) -> list[dict]:
-    """results.json of each replicate directory that has one, with its directory."""
+    """results.json of each replicate directory (full or archived) that has one, with its directory."""
     out = []
     for directory in directories:
         path = directory / "results.json"
@@ -101,11 +102,11 @@ def markdown(summary: dict, replicates: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def flagged(replicate: dict, method: str, k: int = TOP) -> list[dict]:
-    """The `k` pool samples `method` scores highest in a replicate, with their type."""
-    directory = Path(replicate["directory"])
-    task = ToxicityTask.load(directory / "task")
-    scores = pool_scores(np.load(directory / "scores" / f"{method}.npy"))
+def flagged(replicate: dict, method: str, k: int = TOP, task: ToxicityTask | None = None) -> list[dict]:
+    """The `k` pool samples `method` scores highest in a replicate, with their type (`task`: the replicate's,
+    when the caller has it already; rebuilding an archived one's takes seconds)."""
+    task = task or replicate_task(replicate["directory"])
+    scores = replicate_pool_scores(replicate["directory"], method)
     order = np.argsort(-scores, kind="stable")[:k]
     return [
         {
@@ -118,18 +119,17 @@ def flagged(replicate: dict, method: str, k: int = TOP) -> list[dict]:
     ]
 
 
-def curves_png(replicate: dict) -> str:
+def curves_png(replicate: dict, task: ToxicityTask | None = None) -> str:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    directory = Path(replicate["directory"])
-    task = ToxicityTask.load(directory / "task")
-    positive = task.positives()
+    directory = replicate["directory"]
+    positive = (task or replicate_task(directory)).positives()
     fig, ax = plt.subplots(figsize=(6, 4.5))
     for method, row in sorted(replicate["methods"].items(), key=lambda kv: -kv[1]["auprc"]):
-        curve = precision_recall_points(pool_scores(np.load(directory / "scores" / f"{method}.npy")), positive)
+        curve = precision_recall_points(replicate_pool_scores(directory, method), positive)
         ax.plot(curve["recall"], curve["precision"], label=f"{method} ({row['auprc']:.3f})", drawstyle="steps-post")
     ax.axhline(positive.mean(), color="grey", linestyle=":", label=f"chance ({positive.mean():.3f})")
     ax.set_xlabel("recall of unsafe samples")
@@ -151,13 +151,14 @@ def html_page(summary: dict, replicates: list[dict], command: str) -> str:
         "<pre>" + html.escape(markdown(summary, replicates)) + "</pre>",
     ]
     for r in replicates:
+        task = replicate_task(r["directory"])
         parts.append(f"<h2>{html.escape(r['variant'])} seed {r['seed']}</h2>")
-        parts.append(f"<img alt='precision-recall' src='data:image/png;base64,{curves_png(r)}'>")
+        parts.append(f"<img alt='precision-recall' src='data:image/png;base64,{curves_png(r, task)}'>")
         for method in [m for m in ("influcoder", "less-ckpts", "less", "gradsim") if m in r["methods"]]:
             rows = [
                 f"<tr class='{x['type']}'><td>{n}</td><td>{x['type']}</td><td>{x['score']:+.4f}</td>"
                 f"<td>{html.escape(x['id'])}</td><td>{html.escape(x['prompt'])}</td></tr>"
-                for n, x in enumerate(flagged(r, method), 1)
+                for n, x in enumerate(flagged(r, method, task=task), 1)
             ]
             parts.append(
                 f"<h3>top {TOP} flagged by {method}</h3><table><tr><th>#</th><th>type</th><th>score</th>"
