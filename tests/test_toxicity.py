@@ -367,7 +367,8 @@ def check_archive(out, tmp_path, run, monkeypatch):
     with pytest.raises(InflucoderError, match="no tfidf-x scores"):
         replicate_pool_scores(archive, "tfidf-x")
     # the report from the archive alone, by the command, as on a machine without the replicate's directory
-    assert main(["toxicity", "--out", str(tmp_path / "report"), "--archive", str(archive.parent), "--report-only"]) == 0
+    command = ["toxicity", "--out", str(tmp_path / "elsewhere"), "--archive", str(archive.parent), "--report-only"]
+    assert main([*command, "--report", str(tmp_path / "report")]) == 0
     written = json.loads((tmp_path / "report" / "results.json").read_text())
     assert written["summary"]["het"]["influcoder"]["auprc"] == full[0]["methods"]["influcoder"]["auprc"]
     assert "top 20 flagged by influcoder" in (tmp_path / "report" / "report.html").read_text()

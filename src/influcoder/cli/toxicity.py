@@ -20,7 +20,8 @@ class Toxicity(Command):
     the evaluation pool against 10 unsafe queries with every method, and reports AUPRC (DATE-LM's trapezoid),
     average precision and the share of unsafe samples removed when dropping the top 1/2/5%; then fine-tunes
     again on the pool the encoder filtered and compares refusal rates on held-out harmful requests. The report
-    (results.json, results.md, report.html) covers every replicate found under --out and --archive.
+    (results.json, results.md, report.html, under --report) covers every replicate found under --out and
+    --archive.
 
     A replicate's directory holds gigabytes and hours of CPU; --archive keeps each finished replicate's compact
     record (settings, results, every method's pool scores: ~100 KB) in a folder you can commit, from which
@@ -89,6 +90,8 @@ class Toxicity(Command):
     archive: Path | None = None
     """Folder that receives the compact record (run.json, results.json, pool scores) of every finished
     replicate under --out, small enough to commit; the report also covers the replicates archived there."""
+    report: Path | None = None
+    """Where the report goes (results.json, results.md, report.html); default: --out."""
     report_only: bool = False
     """Run nothing: archive (with --archive) and report the replicates already under --out and --archive."""
     quiet: Quiet = False
@@ -141,7 +144,8 @@ class Toxicity(Command):
         if not directories:
             raise InflucoderError(f"no finished replicate (run.json and results.json) under {self.out} or --archive")
         replicates = load_replicates(directories)
-        summary = write_toxicity_report(self.out, replicates, "influcoder " + " ".join(sys.argv[1:]))
+        report = self.report if self.report is not None else self.out
+        summary = write_toxicity_report(report, replicates, "influcoder " + " ".join(sys.argv[1:]))
         print(markdown(summary, replicates))
-        print(f"wrote {self.out}/results.json, results.md, report.html")
+        print(f"wrote {report}/results.json, results.md, report.html")
         return 0
