@@ -40,6 +40,7 @@ _LAZY = {
     "build_toxicity_task": "influcoder.tasks.toxicity",
     "ToxicityRun": "influcoder.evaluation.toxicity",
     "run_toxicity": "influcoder.evaluation.toxicity",  # toxicity
+    "archive_replicate": "influcoder.evaluation.toxicity_archive",  # toxicity --archive
     "auprc": "influcoder.metrics",
     "EmbeddingIndex": "influcoder.attribution.index",  # index
     "Influcoder": "influcoder.attribution.influcoder",  # attribute, filter
