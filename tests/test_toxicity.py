@@ -369,6 +369,7 @@ def check_archive(out, tmp_path, run, monkeypatch):
     # the report from the archive alone, by the command, as on a machine without the replicate's directory
     command = ["toxicity", "--out", str(tmp_path / "elsewhere"), "--archive", str(archive.parent), "--report-only"]
     assert main([*command, "--report", str(tmp_path / "report")]) == 0
+    assert not (tmp_path / "elsewhere").exists()  # a report writes no run configuration
     written = json.loads((tmp_path / "report" / "results.json").read_text())
     assert written["summary"]["het"]["influcoder"]["auprc"] == full[0]["methods"]["influcoder"]["auprc"]
     assert "top 20 flagged by influcoder" in (tmp_path / "report" / "report.html").read_text()

@@ -97,8 +97,8 @@ class Toxicity(Command):
     quiet: Quiet = False
     device: Device = "auto"
 
-    def config_path(self) -> Path:
-        return Path(self.out) / "config.yaml"
+    def config_path(self) -> Path | None:
+        return None if self.report_only else Path(self.out) / "config.yaml"  # a report changes no run
 
     def run(self) -> int:
         import sys
