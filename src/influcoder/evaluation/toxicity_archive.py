@@ -42,8 +42,8 @@ def is_archived(directory: str | Path) -> bool:
 def archive_replicate(directory: str | Path, dest: str | Path) -> Path:
     """Write the compact record of the finished replicate in `directory` to `dest`; returns `dest`.
 
-    Every method of its results.json must have its scores; the record is written to a sibling folder first
-    and moved into place, so `dest` is either the old record or the whole new one."""
+    Every method of its results.json must have its scores; the record is written to a sibling `.partial`
+    folder first (never read as a replicate) and then moved into place, so `dest` never holds half a record."""
     directory, dest = Path(directory), Path(dest)
     results_path = directory / "results.json"
     if not results_path.exists():
