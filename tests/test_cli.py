@@ -44,6 +44,20 @@ def test_every_command_is_listed_and_has_help(capsys):
     assert sorted(REGISTERED) == sorted(COMMANDS)
 
 
+def test_help_keeps_each_option_sentence_whole(capsys, monkeypatch):
+    """A field docstring wrapped in the source reads as one paragraph in --help, not one line per source line."""
+    monkeypatch.setenv("COLUMNS", "400")  # wide enough that rich wraps nothing: every break left is a forced one
+    for command, phrase in [
+        ("toxicity", "and the unsafe pairs a 5% filter removes from ~50% to ~80%"),
+        ("label", "Seeded random subset of the pool."),
+        ("toxicity", "The report (results.json, results.md, report.html, under --report) covers every"),
+    ]:
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        lines = [" ".join(line.strip("│ ").split()) for line in capsys.readouterr().out.splitlines()]
+        assert any(phrase in line for line in lines), (command, phrase)
+
+
 def test_data_command_converts_and_reports_errors(tmp_path, capsys):
     src = tmp_path / "in.csv"
     src.write_text("question,answer\nwhy?,because\nhow?,so\n", encoding="utf-8")

@@ -24,10 +24,12 @@ from influcoder.cli.options import (
     Command,
     config_file_in,
     configured,
+    description,
     err,
     load_config_file,
     normalize_argv,
     read_config,
+    tidy_help,
     write_config,
 )
 from influcoder.cli.toxicity import Toxicity
@@ -98,7 +100,8 @@ def parse(argv: Sequence[str]) -> tuple[str, Command]:
     cls = COMMANDS[name]
     path = config_file_in(args[1:])
     default = read_config(path, name, cls) if path else None
-    cmd = tyro.cli(cls, args=args[1:], prog=f"influcoder {name}", default=default)
+    tidy_help(cls)
+    cmd = tyro.cli(cls, args=args[1:], prog=f"influcoder {name}", default=default, description=description(cls))
     return name, cmd
 
 

@@ -8,9 +8,13 @@ line still win), so any run can be repeated in one line.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import inspect
 import os
 import sys
+import textwrap
+import types
 import typing
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -116,6 +120,66 @@ class Command(ABC):
     def config_path(self) -> Path | None:
         """Where this run's configuration is written (None: a command without outputs writes none)."""
         return None
+
+
+# ------------------------------------------------------------------------------------- help text
+
+
+def paragraphs(text: str) -> str:
+    """`text` with each paragraph on one line (blank lines kept), for a help screen to wrap as it likes.
+
+    Why: tyro keeps a docstring's line break wherever the next line starts with something other than a letter
+    (an indented continuation line, "(", "--"), so help wrapped in the source came out ragged.
+    """
+    blocks = inspect.cleandoc(text).split("\n\n")
+    return "\n\n".join(" ".join(block.split()) for block in blocks if block.strip())
+
+
+def field_docstrings(cls: type) -> dict[str, str]:
+    """The docstring under each field of dataclass `cls` and its bases (the string after `name: type = ...`)."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass) or klass.__module__ == "builtins":
+            continue
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+        except (OSError, TypeError):  # no source (a frozen app): tyro's own reading still applies
+            continue
+        body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+        for statement, following in zip(body, body[1:]):
+            if (
+                isinstance(statement, ast.AnnAssign)
+                and isinstance(statement.target, ast.Name)
+                and isinstance(following, ast.Expr)
+                and isinstance(following.value, ast.Constant)
+                and isinstance(following.value.value, str)
+            ):
+                docs[statement.target.id] = following.value.value
+    return docs
+
+
+def tidy_help(cls: type) -> None:
+    """Hand tyro each field's help of `cls` (and of its nested option groups) as whole paragraphs.
+
+    The help goes into the field's ``metadata["help"]``, the Hugging Face convention tyro reads first; a help
+    given with ``tyro.conf.arg`` (Quiet, Device) still wins. Idempotent.
+    """
+    hints = typing.get_type_hints(cls, include_extras=True)
+    docs = field_docstrings(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in docs and "help" not in f.metadata:
+            f.metadata = types.MappingProxyType({**f.metadata, "help": paragraphs(docs[f.name])})
+        hint = hints.get(f.name)
+        if typing.get_origin(hint) is Annotated:
+            hint = typing.get_args(hint)[0]
+        if dataclasses.is_dataclass(hint):
+            tidy_help(hint)
+
+
+def description(cls: type) -> str:
+    """A command's --help description: its docstring, one line per paragraph (the terminal wraps it; tyro
+    would re-join any wrapping of ours, except before lines such as "(results.json", which made it ragged)."""
+    return paragraphs(cls.__doc__ or "")
 
 
 # ------------------------------------------------------------------------------------- old flag spellings
