@@ -9,7 +9,13 @@ real samples), written as JSONL, so `index` streams them. Per size N:
   --label-sizes (gradients are the slow part: ~0.5-1 s per sample on 2 cores; larger sizes are extrapolated
   from the fitted exponent, and the table says so);
 - `distill` of one epoch on those labels (one epoch deals every pool sample once, so an epoch grows with the
-  labelled pool, not with N beyond --label-max).
+  labelled pool, not with N beyond --label-max);
+- at --distill-sizes, one `distill` epoch on *stand-in* labels: the pool x --label-queries matrix filled with
+  seeded random scores. Distillation's cost depends on the matrix's shape, not on its values, so this times
+  distillation at pool sizes whose real labels would take a day (its fidelity means nothing and is not
+  reported). Row "distill-epoch (stand-in labels)"; a run with `--sizes` empty and no --encoder does only this:
+
+    python benchmarks/scale.py --sizes --label-max 0 --distill-sizes 1000 10000 --out benchmarks/results/scale-distill
 
 Then a log-log fit per step (exponent, time = a * N^b over the measured sizes) and a plot:
 
@@ -98,6 +104,33 @@ def write_pool(n: int, path: Path, seed: int) -> None:
     write_samples(load_samples("evals", limit=n, seed=seed), path)
 
 
+STAND_IN = "distill-epoch (stand-in labels)"
+
+
+def write_stand_in_labels(pool: Path, queries: Path, n_queries: int, directory: Path, seed: int) -> None:
+    """A labels directory `distill` reads, for the pool file against the first `n_queries` queries, whose scores
+    are seeded random numbers (skipped when already written). Only for timing: a distillation's cost is set by
+    the matrix's shape (how many pool texts each epoch encodes), never by the scores in it."""
+    if (directory / "labels.json").exists():
+        return
+    from influcoder.core.atomic import write_json_atomic
+    from influcoder.data.formats import load_file, write_samples
+    from influcoder.labels.influence import InfluenceMatrix
+
+    pool_samples, query_samples = load_file(pool), load_file(queries)[:n_queries]
+    scores = np.random.default_rng(seed).normal(0.0, 0.1, (len(pool_samples), len(query_samples)))
+    directory.mkdir(parents=True, exist_ok=True)
+    write_samples(pool_samples, directory / "pool.jsonl")
+    write_samples(query_samples, directory / "queries.jsonl")
+    matrix = InfluenceMatrix(scores.astype(np.float32), [s.id for s in pool_samples], [s.id for s in query_samples])
+    matrix.save(directory / "influence")
+    note = "stand-in labels for timing distill: seeded random scores, not gradients"
+    write_json_atomic(
+        directory / "labels.json",
+        {"stand_in": note, "n_pool": len(pool_samples), "n_queries": len(query_samples), "features": {}},
+    )
+
+
 def fit(sizes: list[int], seconds: list[float]) -> dict | None:
     """time = a * N^b by least squares in log-log (None with fewer than two sizes)."""
     if len(sizes) < 2:
@@ -108,11 +141,14 @@ def fit(sizes: list[int], seconds: list[float]) -> dict | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--encoder", required=True, type=Path, help="a distilled encoder directory")
-    parser.add_argument("--sizes", nargs="+", type=int, default=[1000, 10000, 100000])
+    parser.add_argument("--encoder", type=Path, help="a distilled encoder directory (for index and attribute)")
+    parser.add_argument("--sizes", nargs="*", type=int, default=[1000, 10000, 100000], help="index/attribute sizes")
     parser.add_argument("--label-max", type=int, default=1000, help="largest pool labelled for real")
     parser.add_argument("--label-sizes", nargs="*", type=int, default=[], help="extra pool sizes labelled only")
     parser.add_argument("--label-queries", type=int, default=32)
+    parser.add_argument(
+        "--distill-sizes", nargs="*", type=int, default=[], help="sizes of one distill epoch on stand-in labels"
+    )
     parser.add_argument("--index-backend", choices=["torch", "int8"], default="torch", help="index --backend")
     parser.add_argument("--queries", type=int, default=100, help="bbh queries for attribute")
     parser.add_argument("--max-length", type=int, default=256)
@@ -120,6 +156,8 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("runs/scale"))
     parser.add_argument("--out", type=Path, default=RESULTS / "scale")
     args = parser.parse_args()
+    if args.sizes and args.encoder is None:
+        parser.error("--encoder is needed for index and attribute (--sizes); pass --sizes with no value to skip them")
     args.work.mkdir(parents=True, exist_ok=True)
     influcoder = [sys.executable, "-m", "influcoder.cli.main"]
     queries = args.work / "queries.jsonl"
@@ -129,9 +167,18 @@ def main() -> None:
 
         write_samples(load_samples("bbh", limit=args.queries, seed=args.seed), queries)
     rows: dict[str, dict[int, dict]] = {"index": {}, "attribute": {}, "label": {}, "distill-epoch": {}}
-    for n in sorted({*args.sizes, *args.label_sizes}):
+    rows[STAND_IN] = {}
+    for n in sorted({*args.sizes, *args.label_sizes, *args.distill_sizes}):
         pool = args.work / f"pool-{n}.jsonl"
         write_pool(n, pool, args.seed)
+        if n in args.distill_sizes:
+            labels = args.work / f"stand-in-labels-{n}"
+            write_stand_in_labels(pool, queries, args.label_queries, labels, args.seed)
+            distill = [*influcoder, "distill", "--labels", str(labels), "--out", str(args.work / f"stand-in-enc-{n}")]
+            distill += ["--epochs", "1", "--overwrite", "--quiet"]
+            rows[STAND_IN][n] = run(distill, args.work / f"stand-in-distill-{n}.log")
+        if n not in args.sizes and n not in args.label_sizes:
+            continue
         if n in args.sizes:
             index_and_attribute(influcoder, args, n, pool, queries, rows)
         if n > args.label_max and n not in args.label_sizes:
@@ -154,11 +201,12 @@ def main() -> None:
             }
             | ({"marginal": marginal({"by_size": {str(n): r for n, r in measured.items()}})} if measured else {})
             for name, measured in rows.items()
+            if measured
         },
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
-    sizes = sorted({*args.sizes, *args.label_sizes})
+    sizes = sorted({*args.sizes, *args.label_sizes, *args.distill_sizes})
     args.out.with_suffix(".md").write_text(markdown(report, sizes), encoding="utf-8")
     plot(report, args.out.with_suffix(".png"))
     print(args.out.with_suffix(".md").read_text(encoding="utf-8"))
