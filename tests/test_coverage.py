@@ -36,6 +36,21 @@ def test_coverage_is_the_mean_cosine_to_the_k_nearest_labelled_samples_and_ranks
     assert CoverageReference.load(tmp_path / "nothing") is None
 
 
+def test_coverage_scores_in_blocks_bounded_by_the_reference_size():
+    """Memory bound: any block size gives the same scores (to float32 rounding: BLAS sums a block's products in
+    its own order), down to one row per block."""
+    rng = np.random.default_rng(1)
+    labelled = rng.normal(size=(300, 16))
+    reference = CoverageReference(labelled / np.linalg.norm(labelled, axis=1, keepdims=True), 7, 0.0, 0.05)
+    rows = rng.normal(size=(57, 16))
+    whole = reference.score(rows, block_entries=10**9)
+    for entries in (1, 299, 300, 301, 5 * 300 + 17):
+        np.testing.assert_allclose(reference.score(rows, block_entries=entries), whole, rtol=0, atol=1e-6)
+    unit = rows / np.linalg.norm(rows, axis=1, keepdims=True)
+    expected = np.sort(unit @ reference.embeddings.T, axis=1)[:, -7:].mean(axis=1)
+    np.testing.assert_allclose(whole, expected, rtol=1e-5)
+
+
 def test_threshold_is_the_validation_quantile_and_training_texts_score_above_foreign_ones(tiny_bert_dir):
     encoder = InfluenceEncoder.from_backbone(str(tiny_bert_dir), max_length=24)
     train, validation = samples(30), samples(12, seed=4)
