@@ -474,3 +474,9 @@ def test_the_report_marks_scoring_seconds_that_were_partly_estimated():
     counts["benign_tasks"] = {"pool": 9, "train_pool": 7, "pool_pairs_of_untrained_tasks": 3}
     page = markdown(summarize([replicate]), [replicate])
     assert "Distillation coverage, seed 0: 7 of the pool's 9 benign tasks; 3 pool pairs of a task it never saw." in page
+    assert "| tfidf | 0.500 | 0: 0.500 |" in page  # one seed: no spread shown
+    other = {**replicate, "seed": 3, "methods": {"tfidf": {**method(1.0), "auprc": 0.8}}}
+    summary = summarize([replicate, other])
+    assert summary["het"]["tfidf"]["auprc_std"] == pytest.approx(np.std([0.5, 0.8], ddof=1))
+    assert summary["het"]["less-ckpts"]["auprc_std"] is None
+    assert "| tfidf | 0.650 ± 0.212 | 0: 0.500, 3: 0.800 |" in markdown(summary, [replicate, other])
