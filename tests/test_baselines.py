@@ -242,9 +242,11 @@ def test_datainf_matches_the_explicit_sherman_morrison_average_block_by_block():
         datainf_scores(pool, queries, [5, 3])
 
 
-def test_datainf_on_a_tiny_model_is_deterministic_and_tends_to_inner_products_when_damped_hard(tiny_model_dir):
+def test_datainf_on_a_tiny_model_is_deterministic_and_tends_to_inner_products_when_damped_hard(
+    tiny_model_dir, tmp_path
+):
     from influcoder.data.models import load_decoder
-    from influcoder.evaluation.baselines.gradients import DataInf
+    from influcoder.evaluation.baselines.gradients import DataInf, datainf_scores
 
     settings = LabelSettings(model=str(tiny_model_dir), rank=2, max_length=24, device="cpu", projector="identity")
     pool, queries = samples(12), samples(4, seed=4, prefix="q")
@@ -253,6 +255,16 @@ def test_datainf_on_a_tiny_model_is_deterministic_and_tends_to_inner_products_wh
     assert got.shape == (12, 4) and scorer.preconditioner == "datainf" and np.isfinite(got).all()
     np.testing.assert_array_equal(got, scorer.score(pool, queries))
     exact_pool, exact_queries = scorer.exact(pool).astype(np.float64), scorer.exact(queries)
+    # the pool's gradients go through a disk-backed array (they are ~10 MB per sample for real decoders): the
+    # scores equal those of the same gradients held in memory, and the scratch folder is left empty
+    scratch = tmp_path / "scratch"  # made when needed
+    scorer.scratch = scratch
+    np.testing.assert_array_equal(scorer.score(pool, queries), got)
+    np.testing.assert_array_equal(datainf_scores(exact_pool.astype(np.float32), exact_queries, scorer.blocks), got)
+    scorer.rows_per_pass = 5  # passes of 5, 5 and 2 rows: other batches, the same gradients to float32 rounding
+    np.testing.assert_allclose(scorer.score(pool, queries), got, rtol=1e-5, atol=1e-6 * np.abs(got).max())
+    assert list(scratch.iterdir()) == []
+    scorer.rows_per_pass = 128
     scorer.damping = 1e8  # H_l^-1 -> I / lam_l: inner products, each block weighted by 1 / lam_l
     expected, start = np.zeros((12, 4)), 0
     for size in scorer.blocks:

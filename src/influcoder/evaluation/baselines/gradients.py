@@ -90,26 +90,50 @@ class DataInf(Less):
     description = "exact LoRA gradients, DataInf closed-form inverse Fisher per LoRA matrix"
     preconditioner = "datainf"
 
-    def __init__(self, settings: LabelSettings, model=None, tokenizer=None, damping: float = 0.1):
+    def __init__(
+        self,
+        settings: LabelSettings,
+        model=None,
+        tokenizer=None,
+        damping: float = 0.1,
+        scratch: str | Path | None = None,
+    ):
         super().__init__(settings, model, tokenizer)
         from influcoder.labels.lora import lora_parameters
 
         self.blocks = [p.numel() for p in lora_parameters(self.featurizer.model).values()]
         self.damping = damping
+        self.scratch = scratch
+        """Folder for the temporary file of the pool's exact gradients (default: the system's temporary
+        folder). It needs `bytes_per_sample()` x pool size of disk: 9.8 MB per sample for SmolLM2-135M, rank 8,
+        so ~20 GB for a 2,000-sample pool, which would not fit in this machine's memory."""
 
     def bytes_per_sample(self) -> float:
         return 4.0 * sum(self.blocks)  # the exact float32 gradient: DataInf does not project
 
-    def exact(self, samples: Sequence[Sample]) -> np.ndarray:
-        return np.concatenate(
-            [
-                self.featurizer.featurize(samples[i : i + self.rows_per_pass])
-                for i in range(0, len(samples), self.rows_per_pass)
-            ]
-        )
+    def exact(self, samples: Sequence[Sample], out: np.ndarray | None = None) -> np.ndarray:
+        """(n, sum(blocks)) exact float32 gradients, written pass by pass into `out` (e.g. a disk-backed array)
+        when given, so at most one pass of them is ever in memory."""
+        out = np.empty((len(samples), sum(self.blocks)), dtype=np.float32) if out is None else out
+        for i in range(0, len(samples), self.rows_per_pass):
+            out[i : i + self.rows_per_pass] = self.featurizer.featurize(samples[i : i + self.rows_per_pass])
+        return out
 
     def score(self, pool: Sequence[Sample], queries: Sequence[Sample]) -> np.ndarray:
-        return datainf_scores(self.exact(list(pool)), self.exact(list(queries)), self.blocks, self.damping)
+        import tempfile
+
+        pool = list(pool)
+        if self.scratch is not None:
+            Path(self.scratch).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="influcoder-datainf-", dir=self.scratch) as scratch:
+            gradients = np.lib.format.open_memmap(
+                Path(scratch) / "pool.npy", mode="w+", dtype=np.float32, shape=(len(pool), sum(self.blocks))
+            )
+            scores = datainf_scores(
+                self.exact(pool, out=gradients), self.exact(list(queries)), self.blocks, self.damping
+            )
+            del gradients  # the memory map closes before its folder is removed
+        return scores
 
 
 JOINT = ("gradsim", "less", "less-sgd")
