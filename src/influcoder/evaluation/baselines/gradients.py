@@ -18,6 +18,7 @@ sign is flipped here so that higher means more helpful, as for every other metho
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -106,7 +107,7 @@ class DataInf(Less):
         self.scratch = scratch
         """Folder for the temporary file of the pool's exact gradients (default: the system's temporary
         folder). It needs `bytes_per_sample()` x pool size of disk: 9.8 MB per sample for SmolLM2-135M, rank 8,
-        so ~20 GB for a 2,000-sample pool, which would not fit in this machine's memory."""
+        so ~20 GB for a 2,000-sample pool, more than most machines can hold in memory."""
 
     def bytes_per_sample(self) -> float:
         return 4.0 * sum(self.blocks)  # the exact float32 gradient: DataInf does not project
@@ -120,8 +121,6 @@ class DataInf(Less):
         return out
 
     def score(self, pool: Sequence[Sample], queries: Sequence[Sample]) -> np.ndarray:
-        import tempfile
-
         pool = list(pool)
         if self.scratch is not None:
             Path(self.scratch).mkdir(parents=True, exist_ok=True)
