@@ -243,7 +243,7 @@ def test_datainf_matches_the_explicit_sherman_morrison_average_block_by_block():
 
 
 def test_datainf_on_a_tiny_model_is_deterministic_and_tends_to_inner_products_when_damped_hard(
-    tiny_model_dir, tmp_path
+    tiny_model_dir, tmp_path, capsys
 ):
     from influcoder.data.models import load_decoder
     from influcoder.evaluation.baselines.gradients import DataInf, datainf_scores
@@ -262,7 +262,12 @@ def test_datainf_on_a_tiny_model_is_deterministic_and_tends_to_inner_products_wh
     np.testing.assert_array_equal(scorer.score(pool, queries), got)
     np.testing.assert_array_equal(datainf_scores(exact_pool.astype(np.float32), exact_queries, scorer.blocks), got)
     scorer.rows_per_pass = 5  # passes of 5, 5 and 2 rows: other batches, the same gradients to float32 rounding
+    scorer.progress = True  # one bar over the pool and the queries, every sample counted once
+    capsys.readouterr()
     np.testing.assert_allclose(scorer.score(pool, queries), got, rtol=1e-5, atol=1e-6 * np.abs(got).max())
+    bar = capsys.readouterr().err
+    assert "datainf gradients" in bar and "16/16" in bar and "17/16" not in bar
+    scorer.progress = False
     assert list(scratch.iterdir()) == []
     scorer.rows_per_pass = 128
     scorer.damping = 1e8  # H_l^-1 -> I / lam_l: inner products, each block weighted by 1 / lam_l

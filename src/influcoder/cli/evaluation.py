@@ -111,7 +111,7 @@ class Evaluate(Command):
                 state = Path(settings.adapter) / "optimizer.pt" if settings.adapter else None
                 scorers[name] = Less(settings, optimizer_state=state if state and state.exists() else None)
             elif name == "datainf":
-                scorers[name] = DataInf(self.label_settings())
+                scorers[name] = DataInf(self.label_settings(), progress=not self.quiet)
             elif name in ("logra", "logra-fisher"):
                 scorers[name] = LoGra(self.label_settings(), fisher=name == "logra-fisher", progress=not self.quiet)
             elif name == "airrep":

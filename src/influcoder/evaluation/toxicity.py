@@ -237,7 +237,7 @@ def make_scorer(method: str, labels: LabelSettings, encoder_dir: Path, progress:
         passes = Path(labels.adapter).parent / "scores" / "less-sgd.passes"
         return Less(labels, rows_per_pass=256, progress=progress, passes=passes)  # 256 exact gradients (2.5 GB)
     if method == "datainf":  # its exact pool gradients (~20 GB for this task) go to a file beside the scores
-        return DataInf(labels, scratch=Path(labels.adapter).parent / "scores")
+        return DataInf(labels, scratch=Path(labels.adapter).parent / "scores", progress=progress)
     if method in ("logra", "logra-fisher"):
         return LoGra(labels, fisher=method == "logra-fisher", progress=progress)
     raise InflucoderError(f"unknown method {method!r}; choose from {', '.join(SCORABLE)}")
