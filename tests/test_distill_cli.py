@@ -235,17 +235,27 @@ def test_evaluate_refuses_labels_of_other_gradient_features(tiny_model_dir, tiny
     assert "evaluated on all labels" in capsys.readouterr().out
 
 
-def test_continued_distillation_starts_from_the_given_encoder(tiny_model_dir, tiny_bert_dir, tmp_path, capsys):
+def test_continued_distillation_starts_from_the_given_encoder(
+    tiny_model_dir, tiny_bert_dir, tmp_path, capsys, monkeypatch
+):
     """--init loads the earlier encoder's weights and architecture (a vanishing learning rate leaves them as they
-    were, a fresh backbone would differ); labels of other gradient features and --out over --init are refused."""
+    were, a fresh backbone would differ); labels of other gradient features and --out over --init are refused.
+    The first run asks for --low-memory: the allocator is told before training (its effect: test_memory_budget)."""
     import torch
+
+    import influcoder.core.allocator
+
+    asked: list[int] = []
+    monkeypatch.setattr(influcoder.core.allocator, "fix_mmap_threshold", lambda size=1 << 20: asked.append(size))
 
     settings = LabelSettings(model=str(tiny_model_dir), rank=2, proj_dim=32, max_length=24, shard_size=8)
     label(samples(16), samples(8, seed=7, prefix="q"), tmp_path / "a", settings, progress=False)
     label(samples(16, seed=5, prefix="n"), samples(8, seed=9, prefix="m"), tmp_path / "b", settings, progress=False)
     first = tmp_path / "first"
     base = ["distill", "--encoder", str(tiny_bert_dir), "--epochs", "1", "--max-length", "16", "--quiet"]
-    assert main([*base, "--labels", str(tmp_path / "a"), "--out", str(first), "--pooling", "attention"]) == 0
+    first_args = ["--labels", str(tmp_path / "a"), "--out", str(first), "--pooling", "attention", "--low-memory"]
+    assert main([*base, *first_args]) == 0
+    assert asked == [1 << 20] and "no effect here" in capsys.readouterr().err  # the stand-in reports no glibc
     second = tmp_path / "second"
     args = ["distill", "--labels", str(tmp_path / "b"), "--out", str(second), "--init", str(first), "--quiet"]
     assert main([*args, "--epochs", "1", "--lr", "1e-30", "--weight-decay", "0"]) == 0

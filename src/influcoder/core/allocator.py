@@ -31,3 +31,18 @@ def release_freed_memory() -> bool:
         return False
     libc.malloc_trim(0)
     return True
+
+
+M_MMAP_THRESHOLD = -3
+"""glibc's `mallopt` parameter number for the mmap threshold (malloc.h)."""
+
+
+def fix_mmap_threshold(size: int = 1 << 20) -> bool:
+    """Serve every allocation of `size` bytes or more by its own mmap, for the rest of the process.
+
+    glibc starts with a 128 KB threshold but raises it to the size of each large block freed, up to 32 MB, so
+    after the first training steps a model's activations come from the heap, where blocks of ever-different sizes
+    (each batch its own length) leave fragments it cannot return. A fixed threshold gives each large tensor its
+    own mapping, returned to the operating system the moment it is freed. Whether it could be set."""
+    libc = _glibc()
+    return libc is not None and hasattr(libc, "mallopt") and bool(libc.mallopt(M_MMAP_THRESHOLD, int(size)))
