@@ -4,7 +4,10 @@ Compares, on the same N samples of the `evals` source at max length L:
   * batched  - influcoder's path: one forward/backward per padded batch, per-example gradients from hooks,
                CountSketch to the projection dim;
   * loop     - the reference: one example at a time, `.backward()`, then the same CountSketch;
-  * plain    - a batched forward+backward of the summed loss with no per-example work (the floor).
+  * hooks    - the batched path with peft's own LoRA layers, read through module hooks (`fused=False`: what
+               `batched` was before the fused LoRA layers of `labels/fused_lora.py`);
+  * plain    - a batched forward+backward of the summed loss with no per-example work, through peft's
+               LoRA layers (the floor of the hooked path).
 and reports samples/s, GFLOP per sample (torch.utils.flop_counter.FlopCounterMode, eager attention), achieved
 GFLOP/s, the ceiling implied by this machine's measured fp32 matmul GFLOP/s, peak RSS per mode (each mode runs
 in its own process), and bytes stored per sample.
@@ -67,10 +70,12 @@ def run_mode(args) -> dict:
 
     from influcoder.data.formatting import collate_left_padded
     from influcoder.labels.featurizer import make_batches
-    from influcoder.labels.gradients import forward_response_loss, loop_gradients
+    from influcoder.labels.gradients import BatchedLoraGradients, forward_response_loss, loop_gradients
 
     featurizer, tokenized = setup(args)
     pad = featurizer.gradients.pad_id
+    if args.mode == "hooks":
+        featurizer.gradients = BatchedLoraGradients(featurizer.model, pad, fused=False)
     batches = make_batches([len(t.input_ids) for t in tokenized], args.batch_size, args.batch_tokens)
 
     def batched(items):
@@ -89,7 +94,7 @@ def run_mode(args) -> dict:
         for p in featurizer.model.parameters():
             p.grad = None
 
-    fn = {"batched": batched, "loop": loop, "plain": plain}[args.mode]
+    fn = {"batched": batched, "hooks": batched, "loop": loop, "plain": plain}[args.mode]
     fn([tokenized[i] for i in batches[0]])  # warm-up
     times = []
     for _ in range(args.repeats):
@@ -105,7 +110,7 @@ def run_mode(args) -> dict:
     result = {
         "mode": args.mode,
         "label": args.label or args.mode,
-        "batch_tokens": featurizer.batch_tokens if args.mode == "batched" else args.batch_tokens,
+        "batch_tokens": featurizer.batch_tokens if args.mode in ("batched", "hooks") else args.batch_tokens,
         "max_memory_gb": args.max_memory,
         "attention": args.attention,
         "samples_per_s": len(tokenized) / seconds,
@@ -203,6 +208,8 @@ def main() -> None:
         report["batched_fraction_of_ceiling"] = by_mode["batched"]["samples_per_s"] / report["ceiling_samples_per_s"]
         if "loop" in by_mode:
             report["batched_over_loop"] = by_mode["batched"]["samples_per_s"] / by_mode["loop"]["samples_per_s"]
+        if "hooks" in by_mode:
+            report["batched_over_hooks"] = by_mode["batched"]["samples_per_s"] / by_mode["hooks"]["samples_per_s"]
         if "plain" in by_mode:
             report["batched_over_plain"] = by_mode["batched"]["samples_per_s"] / by_mode["plain"]["samples_per_s"]
     out = Path(args.out)
@@ -230,6 +237,7 @@ def main() -> None:
             "",
             f"Batched path: {report['batched_fraction_of_ceiling']:.2f} of the ceiling"
             + (f", {report['batched_over_loop']:.2f}x the loop" if "loop" in by_mode else "")
+            + (f", {report['batched_over_hooks']:.2f}x the hooked peft layers" if "hooks" in by_mode else "")
             + (f", {report['batched_over_plain']:.2f}x plain forward+backward" if "plain" in by_mode else "")
             + f". Stored bytes/sample: {b['bytes_per_sample']}. LoRA gradient dim {b['lora_in_dim']:,}.",
         ]

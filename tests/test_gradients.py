@@ -51,6 +51,45 @@ def test_batched_equals_loop(trained_b):
     assert any(".lora_A." in n for n in nonzero) == trained_b  # fresh adapter: B = 0 => grad A = 0
 
 
+@pytest.mark.parametrize("trained_b", [False, True])
+def test_fused_lora_layers_give_the_hooked_gradients_and_leave_the_model_as_it_was(trained_b):
+    """Every adapted layer of a plain peft model runs fused (`fused_lora`); its per-example gradients equal the
+    module-hook path's and the loop's, the input gradient through a trained B included (it reaches the earlier
+    layers' gradients), no LoRA weight gradient is accumulated, and peft's forward is back after the call."""
+    model = lora_model(trained_b)
+    samples = random_samples([(12, 5), (7, 3), (20, 15), (9, 1)], seed=2)
+    fused = BatchedLoraGradients(model, pad_id=0)
+    assert {n for _, _, names in fused._fused.values() for n in names} == set(lora_parameters(model))
+    assert fused._linears == {}
+    got = fused(samples)
+    hooked = BatchedLoraGradients(model, pad_id=0, fused=False)
+    assert hooked._fused == {} and len(hooked._linears) == len(lora_parameters(model))
+    assert max_relative_error(got, hooked(samples)) < 1e-6
+    assert max_relative_error(got, loop_gradients(model, samples, pad_id=0)) < RTOL
+    assert all(p.grad is None for p in lora_parameters(model).values())
+    assert all("forward" not in module.__dict__ for module, _, _ in fused._fused.values())
+
+
+def test_lora_layers_peft_computes_otherwise_are_not_fused():
+    """Dropout, DoRA or a cast between dtypes change what the layer computes: those layers keep the hooks."""
+    from peft import LoraConfig, get_peft_model
+
+    from influcoder.labels.fused_lora import fusable
+
+    for config in (
+        LoraConfig(r=2, target_modules="all-linear", lora_dropout=0.1),
+        LoraConfig(r=2, target_modules="all-linear", use_dora=True),
+    ):
+        model = get_peft_model(make_tiny_llama(), config)
+        layers = [m for m in model.modules() if hasattr(m, "lora_A") and hasattr(m, "base_layer")]
+        assert layers and all(fusable(m) is None for m in layers)
+    model = lora_model(trained_b=False)
+    layer = next(m for m in model.modules() if hasattr(m, "lora_A") and hasattr(m, "base_layer"))
+    assert fusable(layer) == "default"
+    layer.lora_B["default"].to(torch.float64)
+    assert fusable(layer) is None
+
+
 def test_padding_contributes_nothing():
     model = lora_model(trained_b=True)
     short = random_samples([(6, 2), (5, 4)], seed=3)

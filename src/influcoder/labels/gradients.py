@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from influcoder.data.formatting import IGNORE_INDEX, TokenizedSample, collate_left_padded
+from influcoder.labels.fused_lora import fused_forward
 from influcoder.labels.lora import lora_parameters
 
 
@@ -66,20 +67,34 @@ class BatchedLoraGradients:
     Call it on a batch of `TokenizedSample`s; it returns {parameter name: (batch, *param.shape)}, in the
     order of `lora_parameters(model)`. When a layer's B is all zeros (a fresh adapter) the gradient of its
     A is exactly zero and is returned as zeros without computing it.
+
+    Plain peft LoRA layers run fused during the call (`fused_lora`: one autograd node per adapted layer that
+    writes the per-example gradients itself, with no weight gradients accumulated); any other LoRA linear
+    (or every one, with `fused=False`) is read through module hooks as described above.
     """
 
-    def __init__(self, model: torch.nn.Module, pad_id: int):
+    def __init__(self, model: torch.nn.Module, pad_id: int, fused: bool = True):
+        from influcoder.labels.fused_lora import fusable
+
         self.model = model
         self.pad_id = pad_id
         self.params = lora_parameters(model)
-        owner = {id(p): n for n, p in self.params.items()}
+        self._fused: dict[str, tuple[torch.nn.Module, str, tuple[str, str]]] = {}
+        """Fused peft layers by module name: (layer, adapter, (A parameter name, B parameter name))."""
+        for prefix, module in model.named_modules() if fused else ():
+            adapter = fusable(module)
+            names = (f"{prefix}.lora_A.{adapter}.weight", f"{prefix}.lora_B.{adapter}.weight")
+            if adapter is not None and all(n in self.params for n in names):
+                self._fused[prefix] = (module, adapter, names)
+        fused_names = {n for _, _, names in self._fused.values() for n in names}
+        owner = {id(p): n for n, p in self.params.items() if n not in fused_names}
         self._linears: dict[str, torch.nn.Linear] = {}
         for module in model.modules():
             if isinstance(module, torch.nn.Linear) and id(module.weight) in owner:
                 if module.bias is not None and module.bias.requires_grad:
                     raise ValueError("LoRA linears with trainable bias are not supported")
                 self._linears[owner[id(module.weight)]] = module
-        missing = set(self.params) - set(self._linears)
+        missing = set(self.params) - set(self._linears) - fused_names
         if missing:
             raise ValueError(f"gradient parameters that are not linear weights: {sorted(missing)[:3]}")
         self._inputs: dict[str, torch.Tensor] = {}
@@ -104,6 +119,15 @@ class BatchedLoraGradients:
 
         return forward_hook
 
+    @property
+    def mask(self) -> torch.Tensor | None:
+        """(batch, tokens, 1): 1 on the batch's real tokens, 0 on padding (during a call)."""
+        return self._mask
+
+    def sink(self, name: str, grad: torch.Tensor) -> None:
+        """Where fused layers hand in a parameter's per-example gradient."""
+        self._grads[name] = grad
+
     def _zero_a_blocks(self) -> set[str]:
         """A parameters whose B is all zeros: their gradient is exactly zero."""
         skip = set()
@@ -124,6 +148,8 @@ class BatchedLoraGradients:
             for name, module in self._linears.items()
             if name not in self._skip
         ]
+        for module, adapter, names in self._fused.values():
+            module.forward = fused_forward(module, adapter, names, names[0] in self._skip, self)
         try:
             with torch.enable_grad():
                 loss = forward_response_loss(self.model, tensors).sum()
@@ -136,6 +162,8 @@ class BatchedLoraGradients:
                 out[name] = self._grads[name]
             return out
         finally:
+            for module, _, _ in self._fused.values():
+                module.__dict__.pop("forward", None)  # back to the class's (peft's) forward
             for handle in handles:
                 handle.remove()
             self._inputs.clear()
