@@ -72,6 +72,22 @@ def test_finetune_lowers_the_loss_and_its_adapter_loads_back(tiny_model_dir, tmp
     np.testing.assert_allclose(tuned_states, RepSim(tuned).embed(pool[:4]), atol=1e-6)  # deterministic
 
 
+def test_fused_lora_layers_train_the_adapter_peft_trains(tiny_model_dir, tmp_path):
+    """`finetune` runs its LoRA layers fused (one autograd node each): the losses and the trained adapter are
+    peft's own, to float rounding, over steps where B moves away from zero."""
+    pool = samples(12)
+    settings = FinetuneSettings(**{**FAST, "epochs": 2})
+    fused = finetune(pool, tmp_path / "fused", str(tiny_model_dir), LoraSettings(rank=2), settings, progress=False)
+    plain = finetune(
+        pool, tmp_path / "peft", str(tiny_model_dir), LoraSettings(rank=2), settings, progress=False, fused_layers=False
+    )
+    np.testing.assert_allclose(fused.losses, plain.losses, rtol=1e-5)
+    a, b = adapter_weights(tmp_path / "fused"), adapter_weights(tmp_path / "peft")
+    assert a.keys() == b.keys() and any("lora_B" in n and b[n].abs().sum() > 0 for n in b)
+    for name in b:
+        torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
 def test_an_interrupted_finetune_resumes_to_the_same_adapter(tiny_model_dir, tmp_path, monkeypatch):
     import influcoder.labels.finetune as module
 

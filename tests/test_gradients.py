@@ -70,6 +70,32 @@ def test_fused_lora_layers_give_the_hooked_gradients_and_leave_the_model_as_it_w
     assert all("forward" not in module.__dict__ for module, _, _ in fused._fused.values())
 
 
+@pytest.mark.parametrize("trained_b", [False, True])
+def test_fused_training_gives_peft_s_batch_gradients(trained_b):
+    """`fused_training`: the LoRA weights' batch gradients (and so every earlier layer's) are peft's own."""
+    from influcoder.labels.fused_lora import fused_training
+
+    model = lora_model(trained_b)
+    samples = random_samples([(12, 5), (7, 3), (20, 15)], seed=3)
+    batch = collate_left_padded(samples, 0)
+    params = lora_parameters(model)
+
+    def gradients() -> dict[str, torch.Tensor]:
+        for p in params.values():
+            p.grad = None
+        from influcoder.labels.gradients import forward_response_loss
+
+        forward_response_loss(model, batch).mean().backward()
+        return {n: p.grad.clone() for n, p in params.items()}
+
+    reference = gradients()
+    with fused_training(model) as fused_layers:
+        got = gradients()
+    assert fused_layers == len(params) // 2
+    assert max_relative_error(got, reference) < 1e-6  # a fresh adapter's A gradients: exactly zero in both
+    assert all(reference[n].abs().sum() > 0 for n in reference if ".lora_B." in n or trained_b)
+
+
 def test_lora_layers_peft_computes_otherwise_are_not_fused():
     """Dropout, DoRA or a cast between dtypes change what the layer computes: those layers keep the hooks."""
     from peft import LoraConfig, get_peft_model

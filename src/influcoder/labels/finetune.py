@@ -23,6 +23,7 @@ import json
 import math
 import shutil
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from influcoder.core.errors import ArtifactMismatchError, InflucoderError, NonFi
 from influcoder.core.locks import exclusive_directory
 from influcoder.data.formatting import SampleFormatter, collate_left_padded
 from influcoder.data.records import Sample, fingerprint
+from influcoder.labels.fused_lora import fused_training
 from influcoder.labels.gradients import forward_response_loss
 from influcoder.labels.lora import LoraSettings, attach_lora, lora_parameters
 
@@ -125,8 +127,12 @@ def finetune(
     model=None,
     tokenizer=None,
     progress: bool = True,
+    fused_layers: bool = True,
 ) -> FinetuneResult:
-    """Train a LoRA adapter on `samples` (response-only loss) and save it with its Adam state under `out`."""
+    """Train a LoRA adapter on `samples` (response-only loss) and save it with its Adam state under `out`.
+
+    `fused_layers` computes plain peft LoRA layers as one autograd node each (`fused_lora.fused_training`):
+    the same gradients to float rounding, in less time, as peft's four nodes per layer."""
     from tqdm.auto import tqdm
 
     from influcoder.data.models import load_decoder
@@ -162,24 +168,27 @@ def finetune(
         peft_model.train()
         bar = tqdm(total=len(steps), initial=start, desc="fine-tune", unit="step", disable=not progress)
         snapshot_ends = snapshot_steps(len(steps), settings.snapshots)
-        for step in range(start, len(steps)):
-            batch = collate_left_padded([tokenized[i] for i in steps[step]], pad_id or 0)
-            for group in optimizer.param_groups:
-                group["lr"] = learning_rate(step, len(steps), settings)
-            loss = _batch_loss(peft_model, batch)
-            if not torch.isfinite(loss):
-                ids = [tokenized[i].id for i in steps[step]]
-                raise NonFiniteValueError(f"non-finite loss at step {step} (samples {', '.join(ids)})")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            losses.append(float(loss.detach()))
-            bar.update(1)
-            bar.set_postfix(loss=f"{losses[-1]:.3f}")
-            if step + 1 in snapshot_ends:
-                _save_snapshot(out, step + 1, snapshot_ends, len(steps), settings, peft_model, params, optimizer)
-            if (step + 1) % settings.checkpoint_every == 0 and step + 1 < len(steps):
-                _save(out / CHECKPOINT, peft_model, params, optimizer, {**manifest, "losses": losses, "done": False})
+        with fused_training(peft_model) if fused_layers else nullcontext():
+            for step in range(start, len(steps)):
+                batch = collate_left_padded([tokenized[i] for i in steps[step]], pad_id or 0)
+                for group in optimizer.param_groups:
+                    group["lr"] = learning_rate(step, len(steps), settings)
+                loss = _batch_loss(peft_model, batch)
+                if not torch.isfinite(loss):
+                    ids = [tokenized[i].id for i in steps[step]]
+                    raise NonFiniteValueError(f"non-finite loss at step {step} (samples {', '.join(ids)})")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                losses.append(float(loss.detach()))
+                bar.update(1)
+                bar.set_postfix(loss=f"{losses[-1]:.3f}")
+                if step + 1 in snapshot_ends:
+                    _save_snapshot(out, step + 1, snapshot_ends, len(steps), settings, peft_model, params, optimizer)
+                if (step + 1) % settings.checkpoint_every == 0 and step + 1 < len(steps):
+                    _save(
+                        out / CHECKPOINT, peft_model, params, optimizer, {**manifest, "losses": losses, "done": False}
+                    )
         bar.close()
         peft_model.eval()
         _save(out, peft_model, params, optimizer, {**manifest, "losses": losses, "steps": len(steps), "done": True})

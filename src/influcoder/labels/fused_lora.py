@@ -16,19 +16,23 @@ example's exact gradients into `sink`:
     dL/dA_b = s sum_t (B^T g_t) x_t^T
 
 masking padded tokens on the r-wide side (h, B^T g) instead of the out-wide one, and returns no gradient for
-the LoRA weights themselves. `fusable` says when a peft layer is plain LoRA that this reproduces exactly;
-`BatchedLoraGradients` falls back to per-module hooks otherwise (DoRA, dropout, merged or several adapters).
+the LoRA weights themselves. Without a sink (`fused_training`, for `finetune`) it returns the LoRA weights'
+batch gradients instead, as two rank-r products: dL/dB = s G^T H, dL/dA = s (G B)^T X. `fusable` says when a
+peft layer is plain LoRA that this reproduces exactly; other layers (DoRA, dropout, merged or several
+adapters) keep peft's forward, and `BatchedLoraGradients` reads them through module hooks.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
 
 Sink = Callable[[str, torch.Tensor], None]
-"""Receives (parameter name, (batch, *parameter shape) per-example gradient)."""
+"""Receives (parameter name, (batch, *parameter shape) per-example gradient); None: batch gradients of A, B."""
 
 
 def fusable(module: torch.nn.Module) -> str | None:
@@ -93,6 +97,17 @@ class LoraLinear(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             grad_x = (g2 @ weight).view(*grad.shape[:-1], weight.shape[1])
         # per example: (batch, tokens, .); an unbatched call counts each row as one example of one token
+        if ctx.sink is None:  # training: the batch gradients of A and B, returned to autograd
+            grad_a = grad_b = None
+            if ctx.needs_input_grad[4]:
+                grad_b = (g2.t() @ h.reshape(-1, h.shape[-1])).mul_(s)
+            if grad_x is not None or ctx.needs_input_grad[3]:
+                gb = g2 @ b
+                if grad_x is not None:
+                    grad_x.view(-1, grad_x.shape[-1]).addmm_(gb, a, alpha=s)
+                if ctx.needs_input_grad[3]:
+                    grad_a = (gb.t() @ x.reshape(-1, x.shape[-1])).mul_(s)
+            return grad_x, None, None, grad_a, grad_b, None, None, None, None, None
         x3, g3, h3 = (t.unsqueeze(1) if t.dim() == 2 else t for t in (x, grad, h))
         if mask is not None and mask.shape[:2] == h3.shape[:2]:
             h3 = h3 * mask
@@ -123,3 +138,18 @@ def fused_forward(module: torch.nn.Module, adapter: str, names: tuple[str, str],
         )
 
     return forward
+
+
+@contextmanager
+def fused_training(model: torch.nn.Module) -> Iterator[int]:
+    """Run `model`'s plain peft LoRA layers as `LoraLinear` nodes (batch gradients of A and B, as peft's) while
+    in the block; yields how many layers are fused. B is never assumed zero: it changes at every step."""
+    state = SimpleNamespace(mask=None, sink=None)
+    layers = [(module, adapter) for module in model.modules() if (adapter := fusable(module)) is not None]
+    for module, adapter in layers:
+        module.forward = fused_forward(module, adapter, ("", ""), False, state)
+    try:
+        yield len(layers)
+    finally:
+        for module, _ in layers:
+            module.__dict__.pop("forward", None)
