@@ -96,6 +96,18 @@ def test_fused_training_gives_peft_s_batch_gradients(trained_b):
     assert all(reference[n].abs().sum() > 0 for n in reference if ".lora_B." in n or trained_b)
 
 
+@pytest.mark.parametrize("fused", [True, False])
+def test_a_bfloat16_decoder_gives_its_per_example_gradients_in_bfloat16(fused):
+    """Half-precision decoders (GPUs): the padding mask takes the gradients' dtype instead of promoting them to
+    float32, which made the per-example product refuse mixed dtypes; bf16 keeps ~3 significant digits."""
+    model = lora_model(trained_b=True).to(torch.bfloat16)
+    samples = random_samples([(12, 5), (7, 3), (20, 15)], seed=2)
+    got = BatchedLoraGradients(model, pad_id=0, fused=fused)(samples)
+    assert all(g.dtype == torch.bfloat16 for g in got.values())
+    loop = loop_gradients(model, samples, pad_id=0)
+    assert max_relative_error({n: g.float() for n, g in got.items()}, {n: g.float() for n, g in loop.items()}) < 0.05
+
+
 def test_lora_layers_peft_computes_otherwise_are_not_fused():
     """Dropout, DoRA or a cast between dtypes change what the layer computes: those layers keep the hooks."""
     from peft import LoraConfig, get_peft_model

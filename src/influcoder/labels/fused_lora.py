@@ -110,7 +110,7 @@ class LoraLinear(torch.autograd.Function):
             return grad_x, None, None, grad_a, grad_b, None, None, None, None, None
         x3, g3, h3 = (t.unsqueeze(1) if t.dim() == 2 else t for t in (x, grad, h))
         if mask is not None and mask.shape[:2] == h3.shape[:2]:
-            h3 = h3 * mask
+            h3 = h3 * mask.to(h3.dtype)
         name_a, name_b = ctx.names
         ctx.sink(name_b, torch.einsum("bto,btr->bor", g3, h3).mul_(s))
         if not ctx.b_is_zero:
@@ -119,7 +119,7 @@ class LoraLinear(torch.autograd.Function):
                 grad_x.view(-1, grad_x.shape[-1]).addmm_(gb, a, alpha=s)
             gb3 = gb.view(*g3.shape[:-1], gb.shape[-1])
             if mask is not None and mask.shape[:2] == gb3.shape[:2]:
-                gb3 = gb3 * mask
+                gb3 = gb3 * mask.to(gb3.dtype)
             ctx.sink(name_a, torch.einsum("btr,bti->bri", gb3, x3).mul_(s))
         return grad_x, None, None, None, None, None, None, None, None, None
 

@@ -109,7 +109,7 @@ class BatchedLoraGradients:
             def grad_hook(grad: torch.Tensor) -> None:
                 x, g = self._inputs.pop(name), grad.detach()
                 if self._mask is not None and g.dim() == 3:
-                    g = g * self._mask
+                    g = g * self._mask.to(g.dtype)
                 if x.dim() == 2:  # unbatched call shapes: treat as one token per example
                     x, g = x.unsqueeze(1), g.unsqueeze(1)
                 self._grads[name] = torch.einsum("bto,bti->boi", g, x)
