@@ -317,6 +317,12 @@ def test_the_toxicity_run_scores_every_method_resumes_and_reports(tiny_model_dir
     again = run_toxicity(out, run, sources=synthetic_sources(), progress=False, device="cpu", log=lambda *_: None)
     assert again["methods"] == results["methods"]
     assert written == {p: p.stat().st_mtime_ns for p in (out / "scores").iterdir()}  # nothing recomputed
+    # a rerun for one method without the refusal check keeps every figure earlier runs wrote (it once kept
+    # only its own methods, and dropped the refusal check's results)
+    fewer = replace(run, methods=["tfidf"], refusal_check=False)
+    kept = run_toxicity(out, fewer, sources=synthetic_sources(), progress=False, device="cpu", log=lambda *_: None)
+    assert kept["methods"] == results["methods"] and kept["refusals"] == results["refusals"]
+    assert json.loads((out / "results.json").read_text())["methods"].keys() == results["methods"].keys()
     with pytest.raises(InflucoderError, match="other task settings"):
         run_toxicity(out, replace(run, task=replace(SMALL, n_benign=13)), sources=synthetic_sources(), progress=False)
     from influcoder.evaluation.toxicity import _finetune

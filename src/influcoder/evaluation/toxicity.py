@@ -115,15 +115,25 @@ def run_toxicity(
         _less_warmup(out / "less-warmup", task, run, progress, log)
     _joint_gradient_scores(out / "scores", run.methods, task, labels, log, progress)
     _joint_representation_scores(out / "scores", run.methods, task, labels, log, progress)
-    for method in run.methods:
+    # a rerun for some methods keeps what earlier runs scored here (their scores files) in results.json
+    kept = [m for m in SCORABLE if m not in run.methods and _scored(out / "scores", m)]
+    for method in [*run.methods, *kept]:
         matrix, info = _scores(out / "scores", method, task, labels, encoder_dir, progress, device, log)
         scores = pool_scores(matrix)
         results["methods"][method] = {**info, **filtering_metrics(scores, positive)}
+    earlier = json.loads((out / "results.json").read_text(encoding="utf-8")) if (out / "results.json").exists() else {}
+    if "refusals" in earlier:  # until this run's own check replaces it
+        results["refusals"] = earlier["refusals"]
     write_json_atomic(out / "results.json", results)  # the scores' figures stand before the refusal check
     if run.refusal_check and "influcoder" in run.methods:
         results["refusals"] = _refusals(out, task, run, labels, progress, log)
         write_json_atomic(out / "results.json", results)
     return results
+
+
+def _scored(directory: Path, method: str) -> bool:
+    """Whether `method`'s scores and their record are both written under `directory`."""
+    return (directory / f"{method}.npy").exists() and (directory / f"{method}.json").exists()
 
 
 def _check_run(out: Path, run: ToxicityRun) -> None:
