@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from influcoder.data.formatting import IGNORE_INDEX, TokenizedSample, collate_left_padded
-from influcoder.labels.fused_lora import fused_forward
+from influcoder.labels.fused_lora import fusable, fused_forward
 from influcoder.labels.lora import lora_parameters
 
 
@@ -74,8 +74,6 @@ class BatchedLoraGradients:
     """
 
     def __init__(self, model: torch.nn.Module, pad_id: int, fused: bool = True):
-        from influcoder.labels.fused_lora import fusable
-
         self.model = model
         self.pad_id = pad_id
         self.params = lora_parameters(model)
