@@ -48,8 +48,9 @@ class Distill(Command):
     low_memory: bool = False
     """Give every allocation of 1 MB or more its own memory mapping (glibc): each step's activations then leave
     the process when freed instead of staying as heap fragments, which otherwise pile up step after step.
-    Measured on 2 CPU cores (benchmarks/results/distill-memory.md): 1.1 GB of anonymous memory after 150 steps
-    instead of 2.8-3.2 GB, at about a third more time per step (2.6 s instead of 2.0). Results are the same."""
+    Measured on 2 CPU cores (docs/results/scale.md): 1.1 GB of anonymous memory after 150 steps instead of
+    2.8-3.2 GB; over a whole 1K-sample epoch, validation and saving included, a 2.5 GB peak instead of 3.3 GB,
+    in 1.34x the time. Results are the same."""
     quiet: Quiet = False
     device: Device = "auto"
 
