@@ -101,9 +101,11 @@ def table(runs: dict) -> str:
     """A markdown row per traced run: its last and peak anonymous memory and its median step time."""
     lines = [
         "Memory and time of distillation steps only: the stand-in labels are seeded random scores, so no fidelity",
-        "is measured and no held-out tasks, seen or unseen in training, are involved.",
+        "is measured and no held-out tasks, seen or unseen in training, are involved. Readings are taken after each",
+        "optimizer step, when the step's activations are freed: a step's own working set is not in them.",
         "",
-        "| run | labels | mode | steps | anonymous MB at the last step | peak | median s per step |",
+        "| run | labels | mode | steps | anonymous MB after the last step | highest after-step reading "
+        "| median s per step |",
         "|---|---|---|---|---|---|---|",
     ]
     for name, run in runs.items():

@@ -48,9 +48,9 @@ class Distill(Command):
     low_memory: bool = False
     """Give every allocation of 1 MB or more its own memory mapping (glibc): each step's activations then leave
     the process when freed instead of staying as heap fragments, which otherwise pile up step after step.
-    Measured on 2 CPU cores (docs/results/scale.md): 1.1 GB of anonymous memory after 150 steps instead of
-    2.8-3.2 GB; over a whole 1K-sample epoch, validation and saving included, a 2.5 GB peak instead of 3.3 GB,
-    in 1.34x the time. Results are the same."""
+    Measured on 2 CPU cores (docs/results/scale.md): 1.1 GB of anonymous memory between steps instead of
+    2.8-3.2 GB after 150 steps; a whole 1K-sample epoch peaks at 2.5 GB instead of 3.3 GB (a step's own
+    activations remain), in 1.34x the time. Results are the same."""
     quiet: Quiet = False
     device: Device = "auto"
 
