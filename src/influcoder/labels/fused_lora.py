@@ -96,27 +96,22 @@ class LoraLinear(torch.autograd.Function):
         grad_x = None
         if ctx.needs_input_grad[0]:
             grad_x = (g2 @ weight).view(*grad.shape[:-1], weight.shape[1])
-        # per example: (batch, tokens, .); an unbatched call counts each row as one example of one token
+        gb = None if ctx.b_is_zero else g2 @ b  # (tokens, r): B^T g_t, the gradient reaching A's output, over s
+        if grad_x is not None and gb is not None:
+            grad_x.view(-1, grad_x.shape[-1]).addmm_(gb, a, alpha=s)
         if ctx.sink is None:  # training: the batch gradients of A and B, returned to autograd
-            grad_a = grad_b = None
-            if ctx.needs_input_grad[4]:
-                grad_b = (g2.t() @ h.reshape(-1, h.shape[-1])).mul_(s)
-            if grad_x is not None or ctx.needs_input_grad[3]:
-                gb = g2 @ b
-                if grad_x is not None:
-                    grad_x.view(-1, grad_x.shape[-1]).addmm_(gb, a, alpha=s)
-                if ctx.needs_input_grad[3]:
-                    grad_a = (gb.t() @ x.reshape(-1, x.shape[-1])).mul_(s)
+            grad_b = (g2.t() @ h.reshape(-1, h.shape[-1])).mul_(s) if ctx.needs_input_grad[4] else None
+            grad_a = None
+            if ctx.needs_input_grad[3] and gb is not None:
+                grad_a = (gb.t() @ x.reshape(-1, x.shape[-1])).mul_(s)
             return grad_x, None, None, grad_a, grad_b, None, None, None, None, None
+        # per example: (batch, tokens, .); an unbatched call counts each row as one example of one token
         x3, g3, h3 = (t.unsqueeze(1) if t.dim() == 2 else t for t in (x, grad, h))
         if mask is not None and mask.shape[:2] == h3.shape[:2]:
             h3 = h3 * mask.to(h3.dtype)
         name_a, name_b = ctx.names
         ctx.sink(name_b, torch.einsum("bto,btr->bor", g3, h3).mul_(s))
-        if not ctx.b_is_zero:
-            gb = g2 @ b  # (tokens, r): B^T g_t, the gradient reaching A's output, over s
-            if grad_x is not None:
-                grad_x.view(-1, grad_x.shape[-1]).addmm_(gb, a, alpha=s)
+        if gb is not None:
             gb3 = gb.view(*g3.shape[:-1], gb.shape[-1])
             if mask is not None and mask.shape[:2] == gb3.shape[:2]:
                 gb3 = gb3 * mask.to(gb3.dtype)
