@@ -94,6 +94,8 @@ def commands(paths: dict[str, Path], work: Path) -> dict[str, list[str]]:
             str(paths["encoder"]),
             "--epochs",
             "6",
+            "--checkpoint-minutes",
+            "0",  # the training state is also saved after every step, so kills land inside epochs' saves too
             "--max-length",
             "24",
             "--device",

@@ -1,5 +1,6 @@
-"""A distillation run interrupted mid-epoch resumes after its last finished epoch and reaches exactly the
-weights of an uninterrupted run; a finished run is not redone; other settings or labels are refused."""
+"""A distillation run interrupted mid-epoch resumes after its last saved state (an epoch's end, or a step
+inside one) and reaches exactly the weights of an uninterrupted run; a finished run is not redone; other
+settings or labels are refused."""
 
 from __future__ import annotations
 
@@ -71,6 +72,38 @@ def test_resumed_run_matches_an_uninterrupted_one(tiny_bert_dir, tmp_path, data,
     crash_on_call(monkeypatch, 1)  # a finished run is returned, not trained again
     again = Distiller(s).fit(scores, pool, queries, out=tmp_path / "cut", progress=False)
     assert strip_seconds(again) == strip_seconds(whole_logs)
+
+
+def test_a_run_saved_inside_an_epoch_resumes_from_that_step(tiny_bert_dir, tmp_path, data, monkeypatch):
+    """checkpoint_seconds=0 saves after every step: killed at step 2 of epoch 2, the rerun trains only the
+    steps after the last save and ends on the uninterrupted run's weights and logs (loss sums included)."""
+    scores, pool, queries = data
+    s = settings(tiny_bert_dir)
+    whole = Distiller(s)
+    whole_logs = whole.fit(scores, pool, queries, out=tmp_path / "whole", progress=False, checkpoint_seconds=0)
+
+    crash_on_call(monkeypatch, 3 + 2)  # 3 steps per epoch: the kill comes in step 2 of epoch 2
+    with pytest.raises(KeyboardInterrupt):
+        Distiller(s).fit(scores, pool, queries, out=tmp_path / "cut", progress=False, checkpoint_seconds=0)
+    saved = torch.load(tmp_path / "cut" / RESUME_STATE, weights_only=True)
+    assert len(saved["logs"]) == 1 and saved["inside"]["step"] == 1  # epoch 1 done, one step of epoch 2
+    monkeypatch.undo()
+
+    calls = {"n": 0}
+    real = distill_module.distillation_loss
+
+    def counting(*args, **kwargs):
+        calls["n"] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(distill_module, "distillation_loss", counting)
+    resumed = Distiller(s)
+    logs = resumed.fit(scores, pool, queries, out=tmp_path / "cut", progress=False, checkpoint_seconds=0)
+    assert calls["n"] == 9 - 4  # 3 epochs x 3 steps, of which 4 were done before the kill
+    assert strip_seconds(logs) == strip_seconds(whole_logs)
+    for (name, a), (_, b) in zip(whole.encoder.state_dict().items(), resumed.encoder.state_dict().items()):
+        assert torch.equal(a, b), name
+    assert not (tmp_path / "cut" / RESUME_STATE).exists()
 
 
 def test_other_settings_or_labels_are_refused_unless_overwritten(tiny_bert_dir, tmp_path, data, monkeypatch):

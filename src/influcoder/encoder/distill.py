@@ -10,10 +10,12 @@ model selection: after every epoch the per-anchor and mean-aggregated Spearman o
 checkpoint is kept. An evaluation split is the caller's to hold out: pass only training rows and columns
 (`split_labels` makes such a split, and the encoder records which ids it saw).
 
-Training resumes: after every epoch the whole training state (weights, optimizer, schedule, both random
-generators, logs) goes to ``out/resume.pt``, and a rerun with the same settings and labels continues after the
-last finished epoch, reaching the same weights as an uninterrupted run. The state file is removed when the run
-completes; a finished or partial run with other settings or labels in ``out`` is refused unless overwritten.
+Training resumes: after every epoch, and inside an epoch every `checkpoint_seconds` of training (an epoch
+over a 100K-sample pool takes hours on a CPU), the whole training state (weights, optimizer, schedule, both
+random generators, logs, and inside an epoch its order of the pool, the steps done and their loss sums) goes
+to ``out/resume.pt``, and a rerun with the same settings and labels continues from the step after it, reaching
+the same weights as an uninterrupted run. The state file is removed when the run completes; a finished or
+partial run with other settings or labels in ``out`` is refused unless overwritten.
 """
 
 from __future__ import annotations
@@ -60,6 +62,9 @@ class EpochLog:
 
 
 RESUME_STATE = "resume.pt"
+CHECKPOINT_SECONDS = 600.0
+"""Default time between mid-epoch saves of the training state: saving a MiniLM run's state (weights and Adam's
+two moments, ~270 MB) takes about a second, so a kill loses at most ~10 minutes of training for ~0.2% of it."""
 
 
 def run_key(settings: DistillSettings, scores: np.ndarray, pool: Sequence[Sample], queries: Sequence[Sample]) -> dict:
@@ -175,11 +180,14 @@ class Distiller:
         out: str | Path | None = None,
         progress: bool = True,
         overwrite: bool = False,
+        checkpoint_seconds: float | None = CHECKPOINT_SECONDS,
     ) -> list[EpochLog]:
         """Train on `scores` (pool x queries); save best (validation) and last checkpoints under `out`.
 
-        With `out`, a rerun resumes after the last finished epoch (see the module docstring); `overwrite`
-        discards a run of other settings or labels found there instead of refusing it.
+        With `out`, a rerun resumes from the last saved state (see the module docstring): the end of every epoch
+        and, inside an epoch, the first step ending `checkpoint_seconds` or more after the last save (None: at
+        epoch ends only; 0: after every step). `overwrite` discards a run of other settings or labels found
+        there instead of refusing it.
         """
         s = self.settings
         scores = np.asarray(scores, dtype=np.float32)
@@ -202,6 +210,7 @@ class Distiller:
         best = -math.inf
         key = run_key(s, scores, pool, queries)
         state = self._load_state(out, key, overwrite) if out is not None else None
+        inside: dict | None = None  # where a resumed run stopped inside an epoch
         if state is not None:
             logs = [EpochLog(**x) for x in state["logs"]]
             if state.get("complete"):
@@ -214,16 +223,51 @@ class Distiller:
             rng.bit_generator.state = state["numpy_rng"]
             torch.set_rng_state(state["torch_rng"])
             best = state["best"]
+            inside = state.get("inside")
             if progress:
-                print(f"resuming {out} after epoch {len(logs)} of {s.epochs}", flush=True)
+                where = f"step {inside['step']} of epoch {len(logs) + 1}" if inside else f"epoch {len(logs)}"
+                print(f"resuming {out} after {where} of {s.epochs}", flush=True)
         val_pool_samples = [pool[i] for i in val_pool]
         val_q_samples = [queries[j] for j in val_q]
+
+        def save_state(position: dict | None) -> None:
+            """Write everything a rerun needs to continue exactly here (`position`: inside an epoch)."""
+            out.mkdir(parents=True, exist_ok=True)
+            with atomic_output(out / RESUME_STATE) as tmp:
+                torch.save(
+                    {
+                        "key": key,
+                        "encoder": self.encoder.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "schedule": schedule.state_dict(),
+                        "numpy_rng": rng.bit_generator.state,
+                        "torch_rng": torch.get_rng_state(),
+                        "logs": [asdict(x) for x in logs],
+                        "best": best,
+                        "inside": position,
+                    },
+                    tmp,
+                )
+
         for epoch in range(len(logs) + 1, s.epochs + 1):
             self.encoder.train()
             started = time.perf_counter()
-            sums = np.zeros(3)
-            bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{s.epochs}", unit="step", disable=not progress)
-            deal = rng.permutation(train_pool)  # this epoch's order: each pool sample is a candidate once
+            if inside is not None:  # the epoch's order, steps done and loss sums, as saved
+                first, deal, sums = inside["step"], inside["deal"].numpy(), np.array(inside["sums"])
+                started -= inside["seconds"]
+                inside = None
+            else:
+                first, sums = 0, np.zeros(3)
+                deal = rng.permutation(train_pool)  # this epoch's order: each pool sample is a candidate once
+            bar = tqdm(
+                range(first, steps_per_epoch),
+                initial=first,
+                total=steps_per_epoch,
+                desc=f"epoch {epoch}/{s.epochs}",
+                unit="step",
+                disable=not progress,
+            )
+            saved = time.perf_counter()
             for step in bar:
                 cols = rng.choice(train_q, size=min(s.queries_per_batch, len(train_q)), replace=False)
                 fresh = deal[step * fresh_per_step : (step + 1) * fresh_per_step]
@@ -243,9 +287,9 @@ class Distiller:
                 if not bool(torch.isfinite(loss)):  # an optimizer step on NaN would silently ruin every weight
                     ids = [queries[j].id for j in cols[:3]] + [pool[i].id for i in rows[:3]]
                     raise NonFiniteValueError(
-                        f"non-finite training loss at epoch {epoch}, step {bar.n + 1} (batch of queries and "
-                        f"candidates e.g. {', '.join(ids)}); nothing of this epoch was saved: lower --lr or "
-                        "check those samples"
+                        f"non-finite training loss at epoch {epoch}, step {step + 1} (batch of queries and "
+                        f"candidates e.g. {', '.join(ids)}); nothing after the last saved state was kept: lower "
+                        "--lr or check those samples"
                     )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -253,7 +297,20 @@ class Distiller:
                 optimizer.step()
                 schedule.step()
                 sums += (float(loss.detach()), parts["pearson"], parts["kl"])
-                bar.set_postfix(loss=f"{sums[0] / (bar.n + 1):.4f}")
+                bar.set_postfix(loss=f"{sums[0] / (step + 1):.4f}")
+                now = time.perf_counter()
+                last_step = step + 1 == steps_per_epoch
+                if out is not None and checkpoint_seconds is not None and not last_step:
+                    if now - saved >= checkpoint_seconds:
+                        save_state(
+                            {
+                                "step": step + 1,
+                                "deal": torch.from_numpy(np.ascontiguousarray(deal)),
+                                "sums": [float(x) for x in sums],
+                                "seconds": now - started,
+                            }
+                        )
+                        saved = time.perf_counter()
             pred = predict_matrix(self.encoder, val_pool_samples, val_q_samples)
             report = spearman_report(pred, scores[np.ix_(val_pool, val_q)])
             means = sums / steps_per_epoch
@@ -289,20 +346,7 @@ class Distiller:
                     "val_query_ids": [queries[j].id for j in val_q],
                 }
                 if epoch < s.epochs:
-                    with atomic_output(out / RESUME_STATE) as tmp:
-                        torch.save(
-                            {
-                                "key": key,
-                                "encoder": self.encoder.state_dict(),
-                                "optimizer": optimizer.state_dict(),
-                                "schedule": schedule.state_dict(),
-                                "numpy_rng": rng.bit_generator.state,
-                                "torch_rng": torch.get_rng_state(),
-                                "logs": [asdict(x) for x in logs],
-                                "best": best,
-                            },
-                            tmp,
-                        )
+                    save_state(None)
                 write_json_atomic(out / "training.json", record)
                 if epoch == s.epochs:
                     (out / RESUME_STATE).unlink(missing_ok=True)
@@ -378,6 +422,7 @@ def distill_labels(
     device: str = "auto",
     eval_protocol: str = "random",
     group_field: str = "task",
+    checkpoint_seconds: float | None = CHECKPOINT_SECONDS,
 ) -> list[EpochLog]:
     """Train an encoder from a labels directory, holding out an evaluation split it never sees.
 
@@ -389,7 +434,8 @@ def distill_labels(
     items).
 
     Writes ``out/best`` and ``out/last`` (encoders), ``out/training.json`` (logs, ids per split) and
-    ``out/eval_split.json`` (the held-out pool and query ids, for `influcoder evaluate`).
+    ``out/eval_split.json`` (the held-out pool and query ids, for `influcoder evaluate`); ``out/resume.pt``
+    while the run is unfinished (`checkpoint_seconds`: `Distiller.fit`).
     """
     from influcoder.labels.labelling import load_labels
 
@@ -430,7 +476,9 @@ def distill_labels(
         distiller = Distiller(settings, encoder=init, device=device)
         distiller.encoder.config.label_config = info.get("features", {})
         train = scores[np.ix_(train_p, train_q)], [pool[i] for i in train_p], [queries[j] for j in train_q]
-        logs = distiller.fit(*train, out=out, progress=progress, overwrite=overwrite)
+        logs = distiller.fit(
+            *train, out=out, progress=progress, overwrite=overwrite, checkpoint_seconds=checkpoint_seconds
+        )
         if CoverageReference.load(out / "best") is None:
             write_coverage_reference(out, [*pool, *queries], progress, device)
         if settings.length_prior and LengthPrior.load(out / "best") is None:
