@@ -154,6 +154,34 @@ def test_logits_to_keep_matches_full_sequence_loss():
     torch.testing.assert_close(per_example, reference, rtol=1e-6, atol=1e-6)
 
 
+def test_the_lm_head_runs_as_one_matrix_product_each_way():
+    """The head sees the response positions (a strided slice of the hidden states); made contiguous, its forward
+    and its input gradient are one `mm` each, not a batch of small products (4-8x slower on CPU), and the
+    loss is the full-sequence one (previous test) to float rounding."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from influcoder.labels.gradients import forward_response_loss
+
+    model = lora_model(trained_b=False)  # a frozen head, as in labelling (a trainable one is folded anyway)
+    vocab = model.config.vocab_size
+    products: list[tuple] = []
+
+    class Record(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            shapes = [tuple(a.shape) for a in args if isinstance(a, torch.Tensor)]
+            if func in (torch.ops.aten.mm.default, torch.ops.aten.bmm.default) and any(vocab in s for s in shapes):
+                products.append((func, shapes))
+            return func(*args, **(kwargs or {}))
+
+    batch = collate_left_padded(random_samples([(10, 4), (6, 5), (14, 3)]), 0)
+    with Record():
+        forward_response_loss(model, batch).sum().backward()
+    assert [func for func, _ in products].count(torch.ops.aten.bmm.default) == 0
+    assert len(products) >= 2  # the forward and the input gradient (the head's weight gradient is not asked for)
+    head = model.get_output_embeddings()
+    assert not any(h.__name__ == "_contiguous_input" for h in head._forward_pre_hooks.values())
+
+
 def test_lora_never_touches_embeddings_or_head_and_is_seeded():
     a = lora_parameters(lora_model(False, seed=5))
     b = lora_parameters(lora_model(False, seed=5))

@@ -15,7 +15,10 @@ per-example gradients are exactly those of one example run alone; `loop_gradient
 (one example at a time, `.backward()`), kept in the code so tests hold the two equal.
 
 Left padding puts every response at the end of the sequence, so `logits_to_keep` runs the LM head only on
-the last (longest response + 1) positions instead of the whole sequence.
+the last (longest response + 1) positions instead of the whole sequence. That slice is a strided view of the
+hidden states, which the head's product does not fold into one matrix product: it ran as a batch of small
+(positions x hidden) @ (hidden x vocab) products at 36-230 GFLOP/s where one product runs at ~300 (measured:
+benchmarks/labels_gemm_bound.py), so the head's input is made contiguous first (a copy of a few hundred KB).
 """
 
 from __future__ import annotations
@@ -48,16 +51,27 @@ def response_loss_per_example(logits: torch.Tensor, labels: torch.Tensor) -> tor
     return token_loss.sum(dim=1) / counts.clamp(min=1)
 
 
+def _contiguous_input(module: torch.nn.Module, args: tuple) -> tuple:
+    return (args[0].contiguous(), *args[1:])
+
+
 def forward_response_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Each example's mean loss on its response tokens, the LM head run on the response positions only."""
     labels = batch["labels"]
     n_response = (labels != IGNORE_INDEX).sum(dim=1)
-    out = model(
-        input_ids=batch["input_ids"],
-        attention_mask=batch["attention_mask"],
-        position_ids=batch["position_ids"],
-        logits_to_keep=int(n_response.max()) + 1,
-        use_cache=False,
-    )
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    handle = head.register_forward_pre_hook(_contiguous_input) if isinstance(head, torch.nn.Module) else None
+    try:
+        out = model(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            position_ids=batch["position_ids"],
+            logits_to_keep=int(n_response.max()) + 1,
+            use_cache=False,
+        )
+    finally:
+        if handle is not None:
+            handle.remove()
     return response_loss_per_example(out.logits, labels)
 
 
