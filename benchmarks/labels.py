@@ -140,15 +140,20 @@ def run_mode(args) -> dict:
     return result
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_setup_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options `setup` reads: which samples, and the labeller's settings."""
     parser.add_argument("--n", type=int, default=64)
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--proj-dim", type=int, default=32768)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--batch-tokens", type=int, default=2048)
-    parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_setup_arguments(parser)
+    parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--shard-size", type=int, default=64)
     parser.add_argument("--modes", nargs="+", default=["batched", "loop", "plain"])
     parser.add_argument("--max-memory", type=float, default=None, help="GB budget of the batched mode")
