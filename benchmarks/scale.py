@@ -17,7 +17,9 @@ real samples), written as JSONL, so `index` streams them. Per size N:
 
     python benchmarks/scale.py --sizes --label-max 0 --distill-sizes 1000 10000 --out benchmarks/results/scale-distill
 
-Then a log-log fit per step (exponent, time = a * N^b over the measured sizes) and a plot:
+The stand-in epoch resumes across sittings (`distill --checkpoint-minutes 10`; the benchmark adds the
+sittings up): rerun the same command after a stop. Then a log-log fit per step (exponent, time = a * N^b
+over the measured sizes) and a plot:
 
     python benchmarks/scale.py --encoder runs/rank/experiment/enc-random-s0/best --sizes 1000 10000 100000 \\
         --label-max 1000 --label-sizes 250 --index-backend int8 --out benchmarks/results/scale
@@ -33,6 +35,7 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -43,20 +46,39 @@ import numpy as np
 RESULTS = Path(__file__).parent / "results"
 
 
-def run(command: list[str], log: Path) -> dict:
+def run(command: list[str], log: Path, resumes: Path | None = None) -> dict:
     """Run one influcoder command; its wall seconds and peak RSS (MB) from the kernel's accounting.
 
     A step that finished before (its measurement is kept in LOG.json) is not run again, so a benchmark stopped
     at 100K resumes there instead of redoing the hour before it.
+
+    `resumes`: the output directory of a command that resumes its own partial work (`distill`, which saves
+    inside epochs), for a step longer than one sitting (a 100K-sample epoch: hours). Each sitting's seconds
+    and peak anonymous memory go to LOG.partial.json every PARTIAL_EVERY_S; a rerun of the benchmark finding
+    them and the command's saved state continues the command and adds its segments up (a killed segment counts
+    up to its last write: up to PARTIAL_EVERY_S less). Without either, the directory is cleared first.
     """
     record = log.with_suffix(".json")
     if record.exists():
         kept = json.loads(record.read_text(encoding="utf-8"))
         if kept.get("command") == shlex.join(command):
             return kept
+    partial, segments = log.with_suffix(".partial.json"), []
+    if resumes is not None:
+        kept = json.loads(partial.read_text(encoding="utf-8")) if partial.exists() else {}
+        if kept.get("command") == shlex.join(command) and (resumes / "resume.pt").exists():
+            segments = kept["segments"]
+        else:
+            shutil.rmtree(resumes, ignore_errors=True)
+
+    def save_partial(segment: dict) -> None:
+        if resumes is not None:
+            body = {"command": shlex.join(command), "segments": [*segments, segment]}
+            partial.write_text(json.dumps(body) + "\n", encoding="utf-8")
+
     started = time.perf_counter()
-    peak_anon = 0.0
-    with log.open("w", encoding="utf-8") as handle:
+    peak_anon, written = 0.0, started
+    with log.open("a" if segments else "w", encoding="utf-8") as handle:
         process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT)
         while True:
             pid, status, usage = os.wait4(process.pid, os.WNOHANG)
@@ -64,6 +86,9 @@ def run(command: list[str], log: Path) -> dict:
                 break
             peak_anon = max(peak_anon, anonymous_mb(process.pid))
             time.sleep(ANON_POLL_S)
+            if time.perf_counter() - written >= PARTIAL_EVERY_S:
+                save_partial({"seconds": time.perf_counter() - started, "peak_anon_mb": peak_anon})
+                written = time.perf_counter()
     seconds = time.perf_counter() - started
     if os.waitstatus_to_exitcode(status) != 0:
         sys.exit(f"failed: {shlex.join(command)}; see {log}")
@@ -71,11 +96,18 @@ def run(command: list[str], log: Path) -> dict:
     measured = {"seconds": seconds, "peak_rss_mb": peak, "command": shlex.join(command)}
     if peak_anon:
         measured["peak_anon_mb"] = peak_anon
+    if segments:  # earlier sittings: their kernel peaks died with them, their sampled anonymous peaks did not
+        measured["seconds"] += sum(s["seconds"] for s in segments)
+        measured["peak_anon_mb"] = max([peak_anon, *(s["peak_anon_mb"] for s in segments)])
+        measured["segments"] = len(segments) + 1
+        measured["peak_rss_mb_note"] = "of the last segment only"
     record.write_text(json.dumps(measured) + "\n", encoding="utf-8")
+    partial.unlink(missing_ok=True)
     return measured
 
 
 ANON_POLL_S = 0.05
+PARTIAL_EVERY_S = 60.0
 
 
 def anonymous_mb(pid: int) -> float:
@@ -149,6 +181,7 @@ def main() -> None:
     parser.add_argument(
         "--distill-sizes", nargs="*", type=int, default=[], help="sizes of one distill epoch on stand-in labels"
     )
+    parser.add_argument("--low-memory", action="store_true", help="the stand-in distill runs with --low-memory")
     parser.add_argument("--index-backend", choices=["torch", "int8"], default="torch", help="index --backend")
     parser.add_argument("--queries", type=int, default=100, help="bbh queries for attribute")
     parser.add_argument("--max-length", type=int, default=256)
@@ -174,9 +207,10 @@ def main() -> None:
         if n in args.distill_sizes:
             labels = args.work / f"stand-in-labels-{n}"
             write_stand_in_labels(pool, queries, args.label_queries, labels, args.seed)
-            distill = [*influcoder, "distill", "--labels", str(labels), "--out", str(args.work / f"stand-in-enc-{n}")]
-            distill += ["--epochs", "1", "--overwrite", "--quiet"]
-            rows[STAND_IN][n] = run(distill, args.work / f"stand-in-distill-{n}.log")
+            encoder = args.work / f"stand-in-enc-{n}"
+            distill = [*influcoder, "distill", "--labels", str(labels), "--out", str(encoder), "--epochs", "1"]
+            distill += ["--checkpoint-minutes", "10", "--quiet", *(["--low-memory"] if args.low_memory else [])]
+            rows[STAND_IN][n] = run(distill, args.work / f"stand-in-distill-{n}.log", resumes=encoder)
         if n not in args.sizes and n not in args.label_sizes:
             continue
         if n in args.sizes:
@@ -260,7 +294,8 @@ def markdown(report: dict, sizes: list[int]) -> str:
             r = step["by_size"].get(str(n))
             if r is not None:
                 anon = f" (anon {r['peak_anon_mb']:.0f})" if "peak_anon_mb" in r else ""
-                cells.append(f"{r['seconds']:.1f} s, {r['peak_rss_mb']:.0f} MB{anon}")
+                sittings = f" ({r['segments']} sittings; RSS of the last)" if r.get("segments") else ""
+                cells.append(f"{r['seconds']:.1f} s, {r['peak_rss_mb']:.0f} MB{anon}{sittings}")
             elif step["fit"] is not None and n > max(measured):
                 cells.append(f"~{step['fit']['a'] * n ** step['fit']['exponent']:.0f} s (extrapolated)")
             else:
