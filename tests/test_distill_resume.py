@@ -12,7 +12,8 @@ import torch
 
 import influcoder.encoder.distill as distill_module
 from influcoder.core.errors import InflucoderError
-from influcoder.encoder.distill import RESUME_STATE, Distiller
+from influcoder.encoder.distill import Distiller
+from influcoder.encoder.resume import RESUME_STATE
 from influcoder.encoder.settings import DistillSettings
 
 from .test_encoder import topic_data

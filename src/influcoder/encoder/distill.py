@@ -20,7 +20,6 @@ partial run with other settings or labels in ``out`` is refused unless overwritt
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import time
@@ -33,18 +32,18 @@ import torch
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from influcoder.core.atomic import atomic_output, write_json_atomic
+from influcoder.core.atomic import write_json_atomic
 from influcoder.core.devices import resolve_device
 from influcoder.core.errors import ArtifactMismatchError, InflucoderError, NonFiniteValueError
 from influcoder.core.locks import exclusive_directory
-from influcoder.core.run_keys import same_run, with_added_defaults
-from influcoder.data.records import Sample, fingerprint, sample_groups
+from influcoder.data.records import Sample, sample_groups
 from influcoder.encoder.coverage import CoverageReference, write_coverage_reference
 from influcoder.encoder.length_prior import LengthPrior
 from influcoder.encoder.losses import PEARSON_CENTERINGS, distillation_loss, group_ranking_loss
 from influcoder.encoder.model import InfluenceEncoder
 from influcoder.encoder.predict import predict_matrix
 from influcoder.encoder.prior_fit import fit_length_prior
+from influcoder.encoder.resume import CHECKPOINT_SECONDS, RESUME_STATE, load_state, run_key, save_state
 from influcoder.encoder.settings import DistillSettings
 from influcoder.encoder.splits import split_from_file, split_labels, split_labels_by_group, validation_split
 from influcoder.metrics import spearman_report
@@ -59,38 +58,6 @@ class EpochLog:
     val_per_anchor: float
     val_mean_aggregated: float
     seconds: float
-
-
-RESUME_STATE = "resume.pt"
-CHECKPOINT_SECONDS = 600.0
-"""Default time between mid-epoch saves of the training state: saving a MiniLM run's state (weights and Adam's
-two moments, ~270 MB) takes about a second, so a kill loses at most ~10 minutes of training for ~0.2% of it."""
-
-
-def run_key(settings: DistillSettings, scores: np.ndarray, pool: Sequence[Sample], queries: Sequence[Sample]) -> dict:
-    """What a training run depends on: its settings and a fingerprint of its data (texts, ids and labels).
-
-    A resumed run must match it exactly, or its later epochs would silently train a different model on top.
-    """
-    digest = hashlib.sha256(np.ascontiguousarray(scores, dtype=np.float32).tobytes())
-    digest.update(fingerprint(pool).encode() + fingerprint(queries).encode())
-    return {"settings": settings.key(), "data": digest.hexdigest()}
-
-
-def _run_key_defaults() -> dict:
-    """The run key's settings at their defaults: what runs written before a setting existed match."""
-    return {"settings": DistillSettings().key()}
-
-
-def _key_difference(stored: dict, wanted: dict) -> str:
-    stored = with_added_defaults(stored, wanted, _run_key_defaults())
-    changed = [k for k in wanted["settings"] if stored.get("settings", {}).get(k) != wanted["settings"][k]]
-    parts = [f"{k}: stored {stored['settings'].get(k)!r}, requested {wanted['settings'][k]!r}" for k in changed]
-    if stored.get("data") is None:
-        parts.append("it records no fingerprint of its labels (made by an older influcoder)")
-    elif stored["data"] != wanted["data"]:
-        parts.append("the labels (pool, queries or scores) differ")
-    return "; ".join(parts) or "unknown difference"
 
 
 def warmup_then_linear_decay(optimizer: torch.optim.Optimizer, warmup: int, total_steps: int):
@@ -209,7 +176,7 @@ class Distiller:
         logs: list[EpochLog] = []
         best = -math.inf
         key = run_key(s, scores, pool, queries)
-        state = self._load_state(out, key, overwrite) if out is not None else None
+        state = load_state(out, key, overwrite) if out is not None else None
         inside: dict | None = None  # where a resumed run stopped inside an epoch
         if state is not None:
             logs = [EpochLog(**x) for x in state["logs"]]
@@ -230,24 +197,18 @@ class Distiller:
         val_pool_samples = [pool[i] for i in val_pool]
         val_q_samples = [queries[j] for j in val_q]
 
-        def save_state(position: dict | None) -> None:
-            """Write everything a rerun needs to continue exactly here (`position`: inside an epoch)."""
-            out.mkdir(parents=True, exist_ok=True)
-            with atomic_output(out / RESUME_STATE) as tmp:
-                torch.save(
-                    {
-                        "key": key,
-                        "encoder": self.encoder.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "schedule": schedule.state_dict(),
-                        "numpy_rng": rng.bit_generator.state,
-                        "torch_rng": torch.get_rng_state(),
-                        "logs": [asdict(x) for x in logs],
-                        "best": best,
-                        "inside": position,
-                    },
-                    tmp,
-                )
+        def save(position: dict | None) -> None:
+            """Everything a rerun needs to continue exactly here (`position`: inside an epoch)."""
+            parts = {
+                "encoder": self.encoder.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "schedule": schedule.state_dict(),
+                "numpy_rng": rng.bit_generator.state,
+                "torch_rng": torch.get_rng_state(),
+                "logs": [asdict(x) for x in logs],
+                "best": best,
+            }
+            save_state(out, key, parts, position)
 
         for epoch in range(len(logs) + 1, s.epochs + 1):
             self.encoder.train()
@@ -302,7 +263,7 @@ class Distiller:
                 last_step = step + 1 == steps_per_epoch
                 if out is not None and checkpoint_seconds is not None and not last_step:
                     if now - saved >= checkpoint_seconds:
-                        save_state(
+                        save(
                             {
                                 "step": step + 1,
                                 "deal": torch.from_numpy(np.ascontiguousarray(deal)),
@@ -346,39 +307,11 @@ class Distiller:
                     "val_query_ids": [queries[j].id for j in val_q],
                 }
                 if epoch < s.epochs:
-                    save_state(None)
+                    save(None)
                 write_json_atomic(out / "training.json", record)
                 if epoch == s.epochs:
                     (out / RESUME_STATE).unlink(missing_ok=True)
         return logs
-
-    @staticmethod
-    def _load_state(out: Path, key: dict, overwrite: bool) -> dict | None:
-        """The saved state to resume from, {"complete": True, "logs"} for a finished identical run, or None to
-        start afresh."""
-        resume, record = out / RESUME_STATE, out / "training.json"
-        if overwrite:
-            resume.unlink(missing_ok=True)
-            return None
-        if resume.exists():
-            state = torch.load(resume, map_location="cpu", weights_only=True)
-            if not same_run(state["key"], key, _run_key_defaults()):
-                raise InflucoderError(
-                    f"{out} holds a partial distillation run of other settings or labels "
-                    f"({_key_difference(state['key'], key)}); rerun with --overwrite to discard it, or pick "
-                    "another --out"
-                )
-            return state
-        if record.exists():
-            done = json.loads(record.read_text(encoding="utf-8"))
-            stored = {"settings": done.get("settings", {}), "data": done.get("data")}
-            if done.get("complete") and same_run(stored, key, _run_key_defaults()):
-                return {"complete": True, "logs": done["epochs"]}
-            raise InflucoderError(
-                f"{out} already holds a distillation run ({_key_difference(stored, key)}); rerun with "
-                "--overwrite to replace it, or pick another --out"
-            )
-        return None
 
 
 def continued_from(settings: DistillSettings, features: dict) -> tuple[InfluenceEncoder, DistillSettings]:

@@ -1,0 +1,89 @@
+"""A distillation run's saved state: what a resumed run must match, and where it stopped.
+
+`distill` writes ``out/resume.pt`` after every epoch and, inside an epoch, every `checkpoint_seconds`
+(`Distiller.fit`); a rerun loads it here and continues, refusing a state written by other settings or labels
+(naming what differs) so that later epochs never train a different model on top of an earlier one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from influcoder.core.atomic import atomic_output
+from influcoder.core.errors import InflucoderError
+from influcoder.core.run_keys import same_run, with_added_defaults
+from influcoder.data.records import Sample, fingerprint
+from influcoder.encoder.settings import DistillSettings
+
+RESUME_STATE = "resume.pt"
+CHECKPOINT_SECONDS = 600.0
+"""Default time between mid-epoch saves of the training state: saving a MiniLM run's state (weights and Adam's
+two moments, ~270 MB) takes about a second, so a kill loses at most ~10 minutes of training for ~0.2% of it."""
+
+
+def run_key(settings: DistillSettings, scores: np.ndarray, pool: Sequence[Sample], queries: Sequence[Sample]) -> dict:
+    """What a training run depends on: its settings and a fingerprint of its data (texts, ids and labels).
+
+    A resumed run must match it exactly, or its later epochs would silently train a different model on top.
+    """
+    digest = hashlib.sha256(np.ascontiguousarray(scores, dtype=np.float32).tobytes())
+    digest.update(fingerprint(pool).encode() + fingerprint(queries).encode())
+    return {"settings": settings.key(), "data": digest.hexdigest()}
+
+
+def _run_key_defaults() -> dict:
+    """The run key's settings at their defaults: what runs written before a setting existed match."""
+    return {"settings": DistillSettings().key()}
+
+
+def _key_difference(stored: dict, wanted: dict) -> str:
+    stored = with_added_defaults(stored, wanted, _run_key_defaults())
+    changed = [k for k in wanted["settings"] if stored.get("settings", {}).get(k) != wanted["settings"][k]]
+    parts = [f"{k}: stored {stored['settings'].get(k)!r}, requested {wanted['settings'][k]!r}" for k in changed]
+    if stored.get("data") is None:
+        parts.append("it records no fingerprint of its labels (made by an older influcoder)")
+    elif stored["data"] != wanted["data"]:
+        parts.append("the labels (pool, queries or scores) differ")
+    return "; ".join(parts) or "unknown difference"
+
+
+def load_state(out: Path, key: dict, overwrite: bool) -> dict | None:
+    """The saved state to resume from, {"complete": True, "logs"} for a finished identical run, or None to
+    start afresh."""
+    resume, record = out / RESUME_STATE, out / "training.json"
+    if overwrite:
+        resume.unlink(missing_ok=True)
+        return None
+    if resume.exists():
+        state = torch.load(resume, map_location="cpu", weights_only=True)
+        if not same_run(state["key"], key, _run_key_defaults()):
+            raise InflucoderError(
+                f"{out} holds a partial distillation run of other settings or labels "
+                f"({_key_difference(state['key'], key)}); rerun with --overwrite to discard it, or pick "
+                "another --out"
+            )
+        return state
+    if record.exists():
+        done = json.loads(record.read_text(encoding="utf-8"))
+        stored = {"settings": done.get("settings", {}), "data": done.get("data")}
+        if done.get("complete") and same_run(stored, key, _run_key_defaults()):
+            return {"complete": True, "logs": done["epochs"]}
+        raise InflucoderError(
+            f"{out} already holds a distillation run ({_key_difference(stored, key)}); rerun with "
+            "--overwrite to replace it, or pick another --out"
+        )
+    return None
+
+
+def save_state(out: Path, key: dict, parts: dict, position: dict | None) -> None:
+    """Write `parts` (weights, optimizer, schedule, random generators, logs, best) and `position` (None at an
+    epoch's end; inside one, its order of the pool, the steps done, their loss sums and seconds) atomically."""
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_output(out / RESUME_STATE) as tmp:
+        torch.save({"key": key, **parts, "inside": position}, tmp)
