@@ -241,7 +241,8 @@ def test_continued_distillation_starts_from_the_given_encoder(
     """--init loads the earlier encoder's weights and architecture (a vanishing learning rate leaves them as they
     were, a fresh backbone would differ); labels of other gradient features and --out over --init are refused.
     The first run asks for --low-memory: the allocator is told before training (its effect: test_memory_budget),
-    and for --checkpoint-minutes, which reaches the trainer in seconds (its effect: test_distill_resume)."""
+    and for --checkpoint-minutes, which reaches the trainer in seconds, and --activation-checkpointing (their
+    effects: test_distill_resume)."""
     import torch
 
     import influcoder.core.allocator
@@ -249,10 +250,11 @@ def test_continued_distillation_starts_from_the_given_encoder(
 
     asked: list[int] = []
     monkeypatch.setattr(influcoder.core.allocator, "fix_mmap_threshold", lambda size=1 << 20: asked.append(size))
-    real_fit, every = Distiller.fit, []
+    real_fit, every, recomputed = Distiller.fit, [], []
 
     def fit(self, *args, checkpoint_seconds=None, **kwargs):
         every.append(checkpoint_seconds)
+        recomputed.append(self.encoder.backbone.is_gradient_checkpointing)
         return real_fit(self, *args, checkpoint_seconds=checkpoint_seconds, **kwargs)
 
     monkeypatch.setattr(Distiller, "fit", fit)
@@ -263,13 +265,14 @@ def test_continued_distillation_starts_from_the_given_encoder(
     first = tmp_path / "first"
     base = ["distill", "--encoder", str(tiny_bert_dir), "--epochs", "1", "--max-length", "16", "--quiet"]
     first_args = ["--labels", str(tmp_path / "a"), "--out", str(first), "--pooling", "attention", "--low-memory"]
-    assert main([*base, *first_args, "--checkpoint-minutes", "0.5"]) == 0
+    assert main([*base, *first_args, "--checkpoint-minutes", "0.5", "--activation-checkpointing"]) == 0
     assert asked == [1 << 20] and "no effect here" in capsys.readouterr().err  # the stand-in reports no glibc
     assert every == [30.0]
     second = tmp_path / "second"
     args = ["distill", "--labels", str(tmp_path / "b"), "--out", str(second), "--init", str(first), "--quiet"]
     assert main([*args, "--epochs", "1", "--lr", "1e-30", "--weight-decay", "0"]) == 0
     assert every == [30.0, 600.0]  # the default: ten minutes
+    assert recomputed == [True, False]
     before, after = InfluenceEncoder.from_pretrained(first), InfluenceEncoder.from_pretrained(second)
     assert after.config.pooling == "attention" and after.config.max_length == 16  # the init's, not the defaults
     for (name, a), b in zip(before.state_dict().items(), after.state_dict().values()):

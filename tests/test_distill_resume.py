@@ -107,6 +107,36 @@ def test_a_run_saved_inside_an_epoch_resumes_from_that_step(tiny_bert_dir, tmp_p
     assert not (tmp_path / "cut" / RESUME_STATE).exists()
 
 
+def test_activation_checkpointing_trains_the_same_encoder(tiny_bert_dir, tmp_path, data):
+    """With activation checkpointing each backbone layer runs again in the backward pass (its attention is
+    called once more per training step), with the dropout masks replayed: the same weights and logs to float
+    rounding; the saved encoder does not carry the setting."""
+    from influcoder.encoder.model import InfluenceEncoder
+
+    scores, pool, queries = data
+    s = settings(tiny_bert_dir, epochs=2)
+
+    def counted(distiller: Distiller) -> dict:
+        calls = {"n": 0}
+        attention = distiller.encoder.backbone.encoder.layer[0].attention  # inside the checkpointed forward
+        attention.register_forward_hook(lambda *_: calls.__setitem__("n", calls["n"] + 1))
+        return calls
+
+    plain = Distiller(s)  # each run seeds torch when built: build, then train, one after the other
+    plain_calls = counted(plain)
+    plain_logs = plain.fit(scores, pool, queries, progress=False)
+    checkpointed = Distiller(s, activation_checkpointing=True)
+    checkpointed_calls = counted(checkpointed)
+    logs = checkpointed.fit(scores, pool, queries, out=tmp_path / "ckpt", progress=False)
+    assert checkpointed_calls["n"] == plain_calls["n"] + 2 * 3  # one recomputation per step: 2 epochs x 3 steps
+    for a, b in zip(strip_seconds(plain_logs), strip_seconds(logs)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    for (name, x), y in zip(plain.encoder.state_dict().items(), checkpointed.encoder.state_dict().values()):
+        torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-5, msg=name)
+    saved = InfluenceEncoder.from_pretrained(tmp_path / "ckpt" / "last")
+    assert not saved.backbone.is_gradient_checkpointing  # a training-time choice, not saved with the encoder
+
+
 def test_other_settings_or_labels_are_refused_unless_overwritten(tiny_bert_dir, tmp_path, data, monkeypatch):
     scores, pool, queries = data
     s = settings(tiny_bert_dir, epochs=2)

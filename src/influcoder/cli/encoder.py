@@ -52,6 +52,9 @@ class Distill(Command):
     Measured on 2 CPU cores (docs/results/scale.md): 1.1 GB of anonymous memory between steps instead of
     2.8-3.2 GB after 150 steps; a whole 1K-sample epoch peaks at 2.5 GB instead of 3.3 GB (a step's own
     activations remain), in 1.34x the time. Results are the same."""
+    activation_checkpointing: bool = False
+    """Keep only each encoder layer's input for the backward pass and recompute the rest there: the same
+    training (dropout masks replayed), a smaller working set per step, more time per step."""
     checkpoint_minutes: float = 10.0
     """Inside an epoch, save the training state for a resume at the first step this long after the last save
     (0: every step). An epoch over 100K pool samples takes hours on a CPU; saving a MiniLM run takes ~1 s."""
@@ -85,6 +88,7 @@ class Distill(Command):
             eval_protocol=self.eval_protocol,
             group_field=self.group_field,
             checkpoint_seconds=self.checkpoint_minutes * 60,
+            activation_checkpointing=self.activation_checkpointing,
         )
         best = max(logs, key=lambda log: log.val_per_anchor)
         print(

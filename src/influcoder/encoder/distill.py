@@ -77,7 +77,15 @@ def warmup_then_linear_decay(optimizer: torch.optim.Optimizer, warmup: int, tota
 class Distiller:
     """Trains an encoder on one label matrix; `fit` returns the per-epoch logs."""
 
-    def __init__(self, settings: DistillSettings, encoder: InfluenceEncoder | None = None, device: str = "auto"):
+    def __init__(
+        self,
+        settings: DistillSettings,
+        encoder: InfluenceEncoder | None = None,
+        device: str = "auto",
+        activation_checkpointing: bool = False,
+    ):
+        """`activation_checkpointing` keeps only each backbone layer's input for the backward pass and recomputes
+        the rest there (the random dropout masks replayed): the same training, less memory per step, more time."""
         if settings.pearson_center not in PEARSON_CENTERINGS:
             raise InflucoderError(
                 f"pearson_center must be one of {PEARSON_CENTERINGS}, got {settings.pearson_center!r}"
@@ -94,6 +102,18 @@ class Distiller:
         self.device = resolve_device(device)
         self.encoder.to(self.device)
         self.encoder.length_prior = None  # an --init encoder's prior fits its old weights; refitted after training
+        if activation_checkpointing:
+            if not getattr(self.encoder.backbone, "supports_gradient_checkpointing", False):
+                raise InflucoderError(
+                    f"the backbone {settings.encoder!r} ({type(self.encoder.backbone).__name__}) does not support "
+                    "activation checkpointing; run without --activation-checkpointing"
+                )
+            backbone = self.encoder.backbone
+            enable = getattr(backbone, "activation_checkpointing_enable", None)  # transformers >= 5.x's name
+            if enable is not None:
+                enable(activation_checkpointing_kwargs={"use_reentrant": False})
+            else:  # pragma: no cover - older transformers
+                backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
     def _candidates(
         self,
@@ -356,6 +376,7 @@ def distill_labels(
     eval_protocol: str = "random",
     group_field: str = "task",
     checkpoint_seconds: float | None = CHECKPOINT_SECONDS,
+    activation_checkpointing: bool = False,
 ) -> list[EpochLog]:
     """Train an encoder from a labels directory, holding out an evaluation split it never sees.
 
@@ -406,7 +427,7 @@ def distill_labels(
                 "query_ids": [queries[j].id for j in eval_q],
             },
         )
-        distiller = Distiller(settings, encoder=init, device=device)
+        distiller = Distiller(settings, encoder=init, device=device, activation_checkpointing=activation_checkpointing)
         distiller.encoder.config.label_config = info.get("features", {})
         train = scores[np.ix_(train_p, train_q)], [pool[i] for i in train_p], [queries[j] for j in train_q]
         logs = distiller.fit(
