@@ -103,17 +103,20 @@ class Distiller:
         self.encoder.to(self.device)
         self.encoder.length_prior = None  # an --init encoder's prior fits its old weights; refitted after training
         if activation_checkpointing:
-            if not getattr(self.encoder.backbone, "supports_gradient_checkpointing", False):
-                raise InflucoderError(
-                    f"the backbone {settings.encoder!r} ({type(self.encoder.backbone).__name__}) does not support "
-                    "activation checkpointing; run without --activation-checkpointing"
-                )
-            backbone = self.encoder.backbone
-            enable = getattr(backbone, "activation_checkpointing_enable", None)  # transformers >= 5.x's name
-            if enable is not None:
-                enable(activation_checkpointing_kwargs={"use_reentrant": False})
-            else:  # pragma: no cover - older transformers
-                backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            self._checkpoint_activations()
+
+    def _checkpoint_activations(self) -> None:
+        backbone = self.encoder.backbone
+        if not getattr(backbone, "supports_gradient_checkpointing", False):
+            raise InflucoderError(
+                f"the backbone {self.settings.encoder!r} ({type(backbone).__name__}) does not support activation "
+                "checkpointing; run without --activation-checkpointing"
+            )
+        enable = getattr(backbone, "activation_checkpointing_enable", None)  # the name from transformers 5.x on
+        if enable is not None:
+            enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:  # pragma: no cover - earlier transformers 5 releases
+            backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
     def _candidates(
         self,
