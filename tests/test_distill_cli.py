@@ -273,6 +273,8 @@ def test_continued_distillation_starts_from_the_given_encoder(
     assert main([*args, "--epochs", "1", "--lr", "1e-30", "--weight-decay", "0"]) == 0
     assert every == [30.0, 600.0]  # the default: ten minutes
     assert recomputed == [True, False]
+    assert main([*args, "--checkpoint-minutes", "-1"]) == 2
+    assert "--checkpoint-minutes must be 0 or more, got -1" in capsys.readouterr().err
     before, after = InfluenceEncoder.from_pretrained(first), InfluenceEncoder.from_pretrained(second)
     assert after.config.pooling == "attention" and after.config.max_length == 16  # the init's, not the defaults
     for (name, a), b in zip(before.state_dict().items(), after.state_dict().values()):

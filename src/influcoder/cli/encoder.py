@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 import tyro
 
 from influcoder.cli.options import Command, Device, Quiet
+from influcoder.core.errors import InflucoderError
 from influcoder.encoder.settings import DistillSettings
 
 
@@ -70,6 +71,8 @@ class Distill(Command):
         from influcoder.core.store import require_intact
         from influcoder.encoder.distill import distill_labels
 
+        if not self.checkpoint_minutes >= 0:
+            raise InflucoderError(f"--checkpoint-minutes must be 0 or more, got {self.checkpoint_minutes}")
         if self.verify:
             require_intact([self.labels])
         if self.low_memory:
