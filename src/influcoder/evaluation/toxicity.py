@@ -117,7 +117,8 @@ def run_toxicity(
     _joint_representation_scores(out / "scores", run.methods, task, labels, log, progress)
     # a rerun for some methods keeps what earlier runs scored here (their scores files) in results.json
     kept = [m for m in SCORABLE if m not in run.methods and _scored(out / "scores", m)]
-    for method in [*run.methods, *kept]:
+    # one order whatever the runs' order: reruns and re-archives then rewrite results.json byte for byte
+    for method in sorted([*run.methods, *kept], key=_method_rank):
         matrix, info = _scores(out / "scores", method, task, labels, encoder_dir, progress, device, log)
         scores = pool_scores(matrix)
         results["methods"][method] = {**info, **filtering_metrics(scores, positive)}
@@ -129,6 +130,11 @@ def run_toxicity(
         results["refusals"] = _refusals(out, task, run, labels, progress, log)
         write_json_atomic(out / "results.json", results)
     return results
+
+
+def _method_rank(method: str) -> int:
+    """A method's place in results.json: SCORABLE's order (an unknown name last, where `_scores` refuses it)."""
+    return SCORABLE.index(method) if method in SCORABLE else len(SCORABLE)
 
 
 def _scored(directory: Path, method: str) -> bool:
