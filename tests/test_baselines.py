@@ -118,15 +118,40 @@ def test_position_weighted_pooling_matches_a_hand_computed_mean_and_ignores_padd
     torch.testing.assert_close(pooled_hidden(hidden, mask, "position"), expected)
 
 
-@pytest.mark.parametrize("kind", ["repsim", "rds+"])
+def test_response_and_last_token_poolings_match_hand_computed_states_and_ignore_padding():
+    import torch
+
+    from influcoder.data.formatting import IGNORE_INDEX
+    from influcoder.evaluation.baselines.representations import pooled_hidden
+
+    hidden = torch.randn(2, 5, 3, dtype=torch.float64)
+    mask = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]])  # left padding in the first row
+    ignore = IGNORE_INDEX
+    labels = torch.tensor([[ignore, ignore, ignore, 7, 8], [ignore, ignore, 5, 6, 7]])  # responses: 2 and 3 tokens
+    unit = torch.nn.functional.normalize
+    response = torch.stack([hidden[0, 3:].mean(0), hidden[1, 2:].mean(0)])
+    torch.testing.assert_close(pooled_hidden(hidden, mask, "response", labels), unit(response, dim=-1))
+    torch.testing.assert_close(pooled_hidden(hidden, mask, "last"), unit(hidden[:, -1], dim=-1))
+    right = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])  # padded on the right, the last real token moves
+    torch.testing.assert_close(pooled_hidden(hidden, right, "last")[0], unit(hidden[0, 2], dim=-1))
+    hidden[0, :2] = 1e6  # what padding (and the prompt, for "response") holds must not matter
+    hidden[1, :2] = 1e6
+    torch.testing.assert_close(pooled_hidden(hidden, mask, "response", labels), unit(response, dim=-1))
+    with pytest.raises(ValueError, match="labels"):
+        pooled_hidden(hidden, mask, "response")
+    with pytest.raises(ValueError, match="unknown pooling"):
+        pooled_hidden(hidden, mask, "max")
+
+
+@pytest.mark.parametrize("kind", ["repsim", "rds+", "repsim-response", "repsim-last"])
 def test_decoder_representations_are_the_same_batched_and_one_by_one(tiny_model_dir, kind):
     from influcoder.data.models import load_decoder
-    from influcoder.evaluation.baselines.representations import RdsPlus, RepSim
+    from influcoder.evaluation.baselines.representations import REPRESENTATIONS
     from influcoder.labels.settings import LabelSettings
 
     model, tokenizer = load_decoder(str(tiny_model_dir))
     settings = LabelSettings(model=str(tiny_model_dir), max_length=24, batch_size=4, batch_tokens=256, device="cpu")
-    scorer = (RepSim if kind == "repsim" else RdsPlus)(settings, model, tokenizer)
+    scorer = REPRESENTATIONS[kind](settings, model, tokenizer)
     data = samples(7)
     batched = scorer.embed(data)
     alone = np.concatenate([scorer.embed([s]) for s in data])
@@ -141,27 +166,33 @@ def test_decoder_representations_are_the_same_batched_and_one_by_one(tiny_model_
     from influcoder.evaluation.baselines.representations import pooled_hidden
 
     inputs = collate_left_padded(scorer.formatter.encode_all(data), scorer.pad_id)
-    inputs.pop("labels")
+    labels = inputs.pop("labels")
     with torch.no_grad():
         full = model(**inputs, output_hidden_states=True)
     assert full.logits.shape[1] == inputs["input_ids"].shape[1]
-    expected = pooled_hidden(full.hidden_states[-1], inputs["attention_mask"], scorer.weighting).numpy()
+    expected = pooled_hidden(full.hidden_states[-1], inputs["attention_mask"], scorer.weighting, labels).numpy()
     np.testing.assert_allclose(batched, expected, atol=1e-5)
 
 
-def test_one_decoder_pass_scores_repsim_and_rds_plus_as_the_separate_scorers_do(tiny_model_dir):
+def test_one_decoder_pass_scores_every_pooling_as_the_separate_scorers_do(tiny_model_dir):
     from influcoder.data.models import load_decoder
-    from influcoder.evaluation.baselines.representations import RdsPlus, RepSim
+    from influcoder.evaluation.baselines.representations import REPRESENTATIONS, RepSim
     from influcoder.labels.settings import LabelSettings
 
     model, tokenizer = load_decoder(str(tiny_model_dir))
     settings = LabelSettings(model=str(tiny_model_dir), max_length=24, batch_size=4, batch_tokens=256, device="cpu")
     pool, queries = samples(6), samples(3, seed=2, prefix="q")
     joint = RepSim(settings, model, tokenizer).score_all(pool, queries)
-    assert sorted(joint) == ["rds+", "repsim"]
-    np.testing.assert_allclose(joint["repsim"], RepSim(settings, model, tokenizer).score(pool, queries), atol=1e-6)
-    np.testing.assert_allclose(joint["rds+"], RdsPlus(settings, model, tokenizer).score(pool, queries), atol=1e-6)
-    assert not np.allclose(joint["repsim"], joint["rds+"])  # the two poolings differ
+    assert sorted(joint) == ["rds+", "repsim", "repsim-last", "repsim-response"]
+    for name, cls in REPRESENTATIONS.items():
+        np.testing.assert_allclose(joint[name], cls(settings, model, tokenizer).score(pool, queries), atol=1e-6)
+    for a, b in [("repsim", "rds+"), ("repsim", "repsim-response"), ("repsim", "repsim-last")]:
+        assert not np.allclose(joint[a], joint[b])  # the poolings differ
+    some = RepSim(settings, model, tokenizer).score_all(pool, queries, ["repsim-last", "rds+"])
+    assert list(some) == ["repsim-last", "rds+"]  # only the asked ones: a scored method keeps its record
+    np.testing.assert_allclose(some["repsim-last"], joint["repsim-last"], atol=1e-6)
+    with pytest.raises(ValueError, match="unknown representation"):
+        RepSim(settings, model, tokenizer).score_all(pool, queries, ["gradsim"])
 
 
 def test_less_with_sgd_gradients_ranks_like_the_exact_labels(tiny_model_dir):

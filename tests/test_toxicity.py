@@ -275,7 +275,7 @@ def test_the_refusal_rule():
 
 def test_the_toxicity_run_scores_every_method_resumes_and_reports(tiny_model_dir, tiny_bert_dir, tmp_path, monkeypatch):
     from influcoder.encoder.settings import DistillSettings
-    from influcoder.evaluation.toxicity import ToxicityRun, run_toxicity
+    from influcoder.evaluation.toxicity import SCORABLE, ToxicityRun, run_toxicity
     from influcoder.evaluation.toxicity_report import load_replicates, write_toxicity_report
     from influcoder.labels.finetune import FinetuneSettings, read_manifest
     from influcoder.labels.settings import LabelSettings
@@ -324,6 +324,13 @@ def test_the_toxicity_run_scores_every_method_resumes_and_reports(tiny_model_dir
     assert kept["methods"] == results["methods"] and kept["refusals"] == results["refusals"]
     # in one order whatever the run asked first, so a rerun rewrites the same file (it once put tfidf first)
     assert list(json.loads((out / "results.json").read_text())["methods"]) == list(results["methods"])
+    # two more poolings later: one pass scores both, and the earlier representation scores keep their record
+    before = (out / "scores" / "repsim.json").read_text()
+    more = replace(run, methods=["repsim-last", "repsim-response"], refusal_check=False)
+    added = run_toxicity(out, more, sources=synthetic_sources(), progress=False, device="cpu", log=lambda *_: None)
+    assert added["methods"]["repsim-last"]["shared_pass"] == ["repsim-last", "repsim-response"]
+    assert (out / "scores" / "repsim.json").read_text() == before
+    assert list(added["methods"]) == [m for m in SCORABLE if m in added["methods"]]
     with pytest.raises(InflucoderError, match="other task settings"):
         run_toxicity(out, replace(run, task=replace(SMALL, n_benign=13)), sources=synthetic_sources(), progress=False)
     from influcoder.evaluation.toxicity import _finetune

@@ -35,6 +35,8 @@ class Evaluate(Command):
             "lengths",
             "repsim",
             "rds+",
+            "repsim-response",
+            "repsim-last",
             "less",
             "datainf",
             "logra",
@@ -45,7 +47,8 @@ class Evaluate(Command):
     """Also score these on the same split: the untrained backbone (Semantic), TF-IDF cosine, pool-mean (each
     pool sample's mean true influence over the training queries: needs every pool gradient), lengths (that
     offset predicted from length features by a ridge on the training pool: text-only), and the labelling
-    decoder's last-layer states: mean (repsim) or position-weighted mean (rds+); less: the labels' LoRA
+    decoder's last-layer states: mean (repsim), position-weighted mean (rds+), mean over the response tokens
+    (repsim-response) or the last token's (repsim-last); less: the labels' LoRA
     gradients, Rademacher 8,192 (pool gradients as Adam updates when the labels' adapter was written by
     `influcoder finetune`, which keeps its optimizer.pt; SGD otherwise); datainf: exact LoRA gradients with DataInf's
     closed-form inverse Fisher; logra: base-linear gradients projected k x k per layer (16 x 16), logra-fisher
@@ -94,7 +97,7 @@ class Evaluate(Command):
         from influcoder.evaluation.baselines.less import Less
         from influcoder.evaluation.baselines.logra import LoGra
         from influcoder.evaluation.baselines.reference import LengthOffset, PoolMean
-        from influcoder.evaluation.baselines.representations import RdsPlus, RepSim
+        from influcoder.evaluation.baselines.representations import REPRESENTATIONS
         from influcoder.evaluation.baselines.text import Distilled, Semantic, TfIdf
         from influcoder.evaluation.evaluate import training_record
 
@@ -117,10 +120,8 @@ class Evaluate(Command):
             elif name == "airrep":
                 settings = DistillSettings(**(training_record(encoder_dir) or {}).get("settings", {}))
                 scorers[name] = AirRep(settings, self.device, progress=not self.quiet)
-            elif name in ("repsim", "rds+"):
-                scorers[name] = (RepSim if name == "repsim" else RdsPlus)(
-                    self.label_settings(), progress=not self.quiet
-                )
+            elif name in REPRESENTATIONS:
+                scorers[name] = REPRESENTATIONS[name](self.label_settings(), progress=not self.quiet)
             else:
                 scorers[name] = {"tfidf": TfIdf, "pool-mean": PoolMean, "lengths": LengthOffset}[name]()
         return scorers

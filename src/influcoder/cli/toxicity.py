@@ -43,6 +43,8 @@ class Toxicity(Command):
             "tfidf",
             "repsim",
             "rds+",
+            "repsim-response",
+            "repsim-last",
             "gradsim",
             "less",
             "less-ckpts",
@@ -53,10 +55,11 @@ class Toxicity(Command):
         ]
     ] = field(default_factory=lambda: ["influcoder", "semantic", "tfidf", "repsim", "rds+", "gradsim", "less"])
     """Methods to score: the distilled encoder, its untrained backbone, TF-IDF, decoder representations
-    (repsim, rds+), gradient cosine with the labels' CountSketch (gradsim), LESS with the adapter's Adam state
-    (less) or without (less-sgd), LESS as its authors run it (less-ckpts: a warm-up fine-tune on 5% of the pool
-    for 4 epochs, the lr-weighted sum over its 4 checkpoints; ~4x less's time), DataInf, LoGRA. Decoder
-    methods use the fine-tuned adapter."""
+    (repsim: mean of every token, rds+: position-weighted, repsim-response: the response tokens only,
+    repsim-last: the last token; one decoder pass serves them all), gradient cosine with the labels'
+    CountSketch (gradsim), LESS with the adapter's Adam state (less) or without (less-sgd), LESS as its
+    authors run it (less-ckpts: a warm-up fine-tune on 5% of the pool for 4 epochs, the lr-weighted sum over
+    its 4 checkpoints; ~4x less's time), DataInf, LoGRA. Decoder methods use the fine-tuned adapter."""
     n_benign: int = 2000
     """Benign pairs in the evaluation pool (unsafe: DATE-LM's rate, at least 15; safety: 2 per unsafe)."""
     n_queries: int = 10

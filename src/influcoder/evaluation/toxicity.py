@@ -225,7 +225,7 @@ def make_scorer(method: str, labels: LabelSettings, encoder_dir: Path, progress:
     from influcoder.evaluation.baselines.gradients import DataInf, GradSim
     from influcoder.evaluation.baselines.less import Less, LessCheckpoints
     from influcoder.evaluation.baselines.logra import LoGra
-    from influcoder.evaluation.baselines.representations import RdsPlus, RepSim
+    from influcoder.evaluation.baselines.representations import REPRESENTATIONS
     from influcoder.evaluation.baselines.text import Distilled, Semantic, TfIdf
 
     if method == "influcoder":
@@ -238,8 +238,8 @@ def make_scorer(method: str, labels: LabelSettings, encoder_dir: Path, progress:
         return Semantic(fresh, progress=progress)
     if method == "tfidf":
         return TfIdf()
-    if method in ("repsim", "rds+"):
-        return (RepSim if method == "repsim" else RdsPlus)(labels, progress=progress)
+    if method in REPRESENTATIONS:
+        return REPRESENTATIONS[method](labels, progress=progress)
     if method == "gradsim":
         return GradSim(labels)
     if method == "less":
@@ -259,7 +259,16 @@ def make_scorer(method: str, labels: LabelSettings, encoder_dir: Path, progress:
     raise InflucoderError(f"unknown method {method!r}; choose from {', '.join(SCORABLE)}")
 
 
-SCORABLE = (*METHODS, "less-ckpts", "less-sgd", "datainf", "logra", "logra-fisher")
+SCORABLE = (
+    *METHODS,
+    "repsim-response",
+    "repsim-last",
+    "less-ckpts",
+    "less-sgd",
+    "datainf",
+    "logra",
+    "logra-fisher",
+)
 
 
 def _scores(directory: Path, method: str, task, labels, encoder_dir, progress, device, log) -> tuple[np.ndarray, dict]:
@@ -310,7 +319,8 @@ def _joint_gradient_scores(directory: Path, methods: Sequence[str], task: Toxici
 
 
 def _joint_representation_scores(directory: Path, methods: Sequence[str], task: ToxicityTask, labels, log, progress):
-    """Rep-Sim and RDS+ pool the same last-layer states: when both are missing, one decoder pass scores both."""
+    """The representation methods pool the same last-layer states: when several are missing, one decoder pass
+    scores them all (and only them: a method scored earlier keeps its scores and its recorded time)."""
     from influcoder.evaluation.baselines.representations import DESCRIPTIONS, RepSim
 
     missing = [m for m in methods if m in DESCRIPTIONS and not (directory / f"{m}.npy").exists()]
@@ -318,7 +328,14 @@ def _joint_representation_scores(directory: Path, methods: Sequence[str], task: 
         return
     log(f"scoring {len(task.pool)} x {len(task.queries)} with {', '.join(missing)} from one decoder pass")
     scorer = RepSim(labels, progress=progress)
-    _save_shared_pass(directory, task, missing, scorer.score_all, DESCRIPTIONS, lambda _: scorer.bytes_per_sample())
+    _save_shared_pass(
+        directory,
+        task,
+        missing,
+        lambda pool, queries: scorer.score_all(pool, queries, missing),
+        DESCRIPTIONS,
+        lambda _: scorer.bytes_per_sample(),
+    )
 
 
 def _save_shared_pass(

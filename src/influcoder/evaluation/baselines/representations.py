@@ -3,6 +3,14 @@
 - `repsim` (Rep-Sim): the mean of the last layer over a sample's tokens.
 - `rds+` (RDS+, as in DATE-LM): a position-weighted mean, weight proportional to the token's position in
   the sample (1, 2, ..., n), so later tokens, which have read more of the text, count more.
+- `repsim-response`: the mean over the response tokens only. A plain mean over a chat-formatted sample also
+  averages the chat template and system prompt, the same few dozen tokens in every sample, which pulls all
+  representations together; the response is where a harmful pair differs from a benign one.
+- `repsim-last`: the state of the sample's last token, the one that has read all of it (the pooling of
+  decoder embedding models).
+
+DATE-LM does not say which pooling its Rep-Sim uses (its probe script is not public), so all four are
+offered; one decoder pass serves any set of them.
 
 Both read the text exactly as the gradient labels do (same decoder, chat template, prompt truncation) and
 with the same adapter: a trained one (`settings.adapter`, e.g. the model fine-tuned on the pool in the
@@ -20,17 +28,33 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from influcoder.data.formatting import SampleFormatter, collate_left_padded
+from influcoder.data.formatting import IGNORE_INDEX, SampleFormatter, collate_left_padded
 from influcoder.data.records import Sample
 from influcoder.evaluation.baselines.base import Scorer
 from influcoder.labels.featurizer import make_batches
 from influcoder.labels.settings import LabelSettings
 
 
-def pooled_hidden(hidden: torch.Tensor, attention_mask: torch.Tensor, weighting: str) -> torch.Tensor:
-    """(batch, dim) pooled last-layer states: a plain mean, or weights proportional to position ("position")."""
+def pooled_hidden(
+    hidden: torch.Tensor, attention_mask: torch.Tensor, weighting: str, labels: torch.Tensor | None = None
+) -> torch.Tensor:
+    """(batch, dim) unit-norm pooled last-layer states, weighted over a sample's tokens: "mean" (all alike),
+    "position" (in proportion to position), "response" (the response tokens alike: `labels` other than
+    IGNORE_INDEX), "last" (the last real token only)."""
     mask = attention_mask.to(hidden.dtype)
-    weights = mask.cumsum(dim=1) * mask if weighting == "position" else mask
+    if weighting == "position":
+        weights = mask.cumsum(dim=1) * mask
+    elif weighting == "response":
+        if labels is None:
+            raise ValueError("response pooling needs the labels that mark the response tokens")
+        weights = mask * (labels != IGNORE_INDEX).to(hidden.dtype)
+    elif weighting == "last":
+        last = mask.shape[1] - 1 - mask.flip(dims=(1,)).argmax(dim=1)  # the last attended position, any padding
+        weights = torch.nn.functional.one_hot(last, mask.shape[1]).to(hidden.dtype) * mask
+    elif weighting == "mean":
+        weights = mask
+    else:
+        raise ValueError(f"unknown pooling {weighting!r}")
     pooled = (hidden * weights.unsqueeze(-1)).sum(dim=1) / weights.sum(dim=1, keepdim=True).clamp(min=1.0)
     return torch.nn.functional.normalize(pooled, dim=-1)
 
@@ -80,26 +104,35 @@ class DecoderRepresentation(Scorer):
         with tqdm(total=len(samples), desc=self.name, unit="sample", disable=not self.progress) as bar:
             for batch in make_batches(lengths, self.settings.batch_size, self.settings.batch_tokens):
                 inputs = collate_left_padded([tokenized[i] for i in batch], self.pad_id)
-                inputs = {k: v.to(device) for k, v in inputs.items() if k != "labels"}
+                labels = inputs.pop("labels")
+                inputs = {k: v.to(device) for k, v in inputs.items()}
                 # logits for the last position only: the states are what is read, and the LM head over every
                 # position is 21% of SmolLM2-135M's linear FLOPs (576 x 49,152 against 30 blocks' 3.5M per token)
                 outputs = self.model(**inputs, output_hidden_states=True, logits_to_keep=1)
                 hidden = outputs.hidden_states[-1].float()
                 for weighting, array in out.items():
-                    array[batch] = pooled_hidden(hidden, inputs["attention_mask"], weighting).cpu().numpy()
+                    pooled = pooled_hidden(hidden, inputs["attention_mask"], weighting, labels.to(device))
+                    array[batch] = pooled.cpu().numpy()
                 bar.update(len(batch))
         return out
 
     def score(self, pool: Sequence[Sample], queries: Sequence[Sample]) -> np.ndarray:
         return self.embed(pool).astype(np.float64) @ self.embed(queries).astype(np.float64).T
 
-    def score_all(self, pool: Sequence[Sample], queries: Sequence[Sample]) -> dict[str, np.ndarray]:
-        """{"repsim": matrix, "rds+": matrix} from one pass over pool and queries."""
-        weightings = tuple(WEIGHTINGS.values())
+    def score_all(
+        self, pool: Sequence[Sample], queries: Sequence[Sample], names: Sequence[str] | None = None
+    ) -> dict[str, np.ndarray]:
+        """{method name: pool x query matrix} for the representation methods `names` (default: all of them)
+        from one pass over pool and queries."""
+        names = list(WEIGHTINGS) if names is None else list(names)
+        unknown = [n for n in names if n not in WEIGHTINGS]
+        if unknown:
+            raise ValueError(f"unknown representation methods {unknown}; choose from {list(WEIGHTINGS)}")
+        weightings = tuple(dict.fromkeys(WEIGHTINGS[n] for n in names))
         pooled_pool, pooled_queries = self.embed_pooled(pool, weightings), self.embed_pooled(queries, weightings)
         return {
-            name: pooled_pool[w].astype(np.float64) @ pooled_queries[w].astype(np.float64).T
-            for name, w in WEIGHTINGS.items()
+            n: pooled_pool[WEIGHTINGS[n]].astype(np.float64) @ pooled_queries[WEIGHTINGS[n]].astype(np.float64).T
+            for n in names
         }
 
 
@@ -115,5 +148,19 @@ class RdsPlus(DecoderRepresentation):
     weighting = "position"
 
 
-WEIGHTINGS = {RepSim.name: RepSim.weighting, RdsPlus.name: RdsPlus.weighting}
-DESCRIPTIONS = {RepSim.name: RepSim.description, RdsPlus.name: RdsPlus.description}
+class RepSimResponse(DecoderRepresentation):
+    name = "repsim-response"
+    description = "cosine of mean last-layer decoder states over the response tokens"
+    weighting = "response"
+
+
+class RepSimLast(DecoderRepresentation):
+    name = "repsim-last"
+    description = "cosine of the last token's last-layer decoder state"
+    weighting = "last"
+
+
+REPRESENTATIONS = {cls.name: cls for cls in (RepSim, RdsPlus, RepSimResponse, RepSimLast)}
+"""Representation method name -> scorer class."""
+WEIGHTINGS = {name: cls.weighting for name, cls in REPRESENTATIONS.items()}
+DESCRIPTIONS = {name: cls.description for name, cls in REPRESENTATIONS.items()}
