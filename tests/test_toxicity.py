@@ -440,6 +440,7 @@ def test_the_toxicity_command_passes_its_batching_and_memory_budget_to_every_dec
     assert [(r.labels.batch_tokens, r.labels.max_memory) for r in runs] == [(300, 3.5)]
     assert runs[0].task.train_draw == "random"  # the command's default draw (chosen on the development set)
     assert runs[0].task.train_unsafe == 160  # the distillation size chosen on the development set
+    assert runs[0].methods == list(toxicity.METHODS)  # the command's default methods are the library's
     main(["toxicity", "--out", str(tmp_path), "--train-draw", "per-task", "--train-unsafe", "40", "--quiet"])
     assert (runs[-1].task.train_draw, runs[-1].task.train_unsafe) == ("per-task", 40)  # a pre-change run resumes
     assert "batch_tokens" not in runs[0].key()["labels"]  # resumable under another value

@@ -53,7 +53,18 @@ class Toxicity(Command):
             "logra",
             "logra-fisher",
         ]
-    ] = field(default_factory=lambda: ["influcoder", "semantic", "tfidf", "repsim", "rds+", "gradsim", "less"])
+    ] = field(
+        default_factory=lambda: [
+            "influcoder",
+            "semantic",
+            "tfidf",
+            "repsim",
+            "rds+",
+            "repsim-response",
+            "gradsim",
+            "less",
+        ]
+    )
     """Methods to score: the distilled encoder, its untrained backbone, TF-IDF, decoder representations
     (repsim: mean of every token, rds+: position-weighted, repsim-response: the response tokens only,
     repsim-last: the last token; one decoder pass serves them all), gradient cosine with the labels'

@@ -36,7 +36,7 @@ from influcoder.labels.settings import LabelSettings
 from influcoder.metrics import auprc, average_precision, precision_recall_curve, recall_when_dropping
 from influcoder.tasks.toxicity import ToxicitySettings, ToxicityTask, build_toxicity_task
 
-METHODS = ("influcoder", "semantic", "tfidf", "repsim", "rds+", "gradsim", "less")
+METHODS = ("influcoder", "semantic", "tfidf", "repsim", "rds+", "repsim-response", "gradsim", "less")
 """Default methods: the distilled encoder, text and representation baselines, and two gradient methods:
 `gradsim` (the labels' own CountSketch gradient cosine, what the encoder imitates) and `less` (Adam)."""
 DROP_FRACTIONS = (0.01, 0.02, 0.05)
@@ -261,7 +261,6 @@ def make_scorer(method: str, labels: LabelSettings, encoder_dir: Path, progress:
 
 SCORABLE = (
     *METHODS,
-    "repsim-response",
     "repsim-last",
     "less-ckpts",
     "less-sgd",
