@@ -95,6 +95,7 @@ def test_distill_then_evaluate_cli(tiny_model_dir, tiny_bert_dir, tmp_path, caps
                 "tfidf",
                 "pool-mean",
                 "rds+",
+                "repsim-response",
                 "less",
                 "datainf",
                 "logra-fisher",
@@ -108,7 +109,18 @@ def test_distill_then_evaluate_cli(tiny_model_dir, tiny_bert_dir, tmp_path, caps
         == 0
     )
     rows = json.loads((tmp_path / "eval.json").read_text())
-    assert list(rows) == ["distilled", "untrained", "tfidf", "pool-mean", "rds+", "less", "datainf", "logra-fisher"]
+    assert list(rows) == [
+        "distilled",
+        "untrained",
+        "tfidf",
+        "pool-mean",
+        "rds+",
+        "repsim-response",
+        "less",
+        "datainf",
+        "logra-fisher",
+    ]
+    assert rows["repsim-response"]["flops_per_sample"] == rows["rds+"]["flops_per_sample"]  # the same forward pass
     assert rows["less"]["preconditioner"] == "sgd" and rows["datainf"]["preconditioner"] == "datainf"
     assert (
         rows["logra-fisher"]["preconditioner"] == "empirical-fisher"
