@@ -174,6 +174,28 @@ def test_decoder_representations_are_the_same_batched_and_one_by_one(tiny_model_
     np.testing.assert_allclose(batched, expected, atol=1e-5)
 
 
+def test_last_token_pooling_warns_when_responses_were_cut_at_max_length(tiny_model_dir):
+    import warnings
+
+    from influcoder.data.models import load_decoder
+    from influcoder.evaluation.baselines.representations import RepSim, RepSimLast
+    from influcoder.labels.settings import LabelSettings
+
+    model, tokenizer = load_decoder(str(tiny_model_dir))
+    short = LabelSettings(model=str(tiny_model_dir), max_length=6, batch_size=4, batch_tokens=256, device="cpu")
+    data = samples(3)
+    scorer = RepSimLast(short, model, tokenizer)
+    cut = sum(t.response_truncated for t in scorer.formatter.encode_all(data))
+    assert cut > 0
+    with pytest.warns(UserWarning, match=f"{cut} of 3 samples have responses longer than max_length 6"):
+        scorer.embed(data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the other poolings read every response token kept: no warning
+        RepSim(short, model, tokenizer).embed(data)
+        long = LabelSettings(model=str(tiny_model_dir), max_length=64, batch_size=4, batch_tokens=256, device="cpu")
+        RepSimLast(long, model, tokenizer).embed(data)
+
+
 def test_one_decoder_pass_scores_every_pooling_as_the_separate_scorers_do(tiny_model_dir):
     from influcoder.data.models import load_decoder
     from influcoder.evaluation.baselines.representations import REPRESENTATIONS, RepSim

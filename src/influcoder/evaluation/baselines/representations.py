@@ -22,6 +22,7 @@ cheapest decoder-based method.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -97,6 +98,14 @@ class DecoderRepresentation(Scorer):
         """Every pooling in `weightings` from ONE forward pass: Rep-Sim and RDS+ read the same hidden states,
         so scoring both costs the decoder pass once."""
         tokenized = self.formatter.encode_all(samples)
+        cut = sum(t.response_truncated for t in tokenized)
+        if "last" in weightings and cut:
+            warnings.warn(
+                f"{cut} of {len(samples)} samples have responses longer than max_length {self.formatter.max_length}:"
+                " their last token is mid-text, and last-token pooling reads that state (measured on the toxicity"
+                " task: every such unsafe pair ranked near the bottom); raise max_length or use another pooling",
+                stacklevel=3,  # past torch.no_grad's wrapper: the method that asked for the pooling
+            )
         device = next(self.model.parameters()).device
         dim = self.model.config.hidden_size
         out = {w: np.empty((len(samples), dim), dtype=np.float32) for w in weightings}
