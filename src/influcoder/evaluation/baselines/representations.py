@@ -9,10 +9,10 @@
 - `repsim-last`: the state of the sample's last token, the one that has read all of it (the pooling of
   decoder embedding models).
 
-DATE-LM does not say which pooling its Rep-Sim uses (its probe script is not public), so all four are
-offered; one decoder pass serves any set of them.
+DATE-LM does not say which pooling its Rep-Sim uses (its Rep-Sim probe script is not among the sources we
+could read), so all four are offered; one decoder pass serves any set of them.
 
-Both read the text exactly as the gradient labels do (same decoder, chat template, prompt truncation) and
+All four read the text exactly as the gradient labels do (same decoder, chat template, prompt truncation) and
 with the same adapter: a trained one (`settings.adapter`, e.g. the model fine-tuned on the pool in the
 toxicity task, whose hidden states DATE-LM's Rep-Sim reads) is applied; a fresh one is not, since its B = 0
 leaves the decoder unchanged. They never count padding: batches are left-padded with per-sample position
@@ -95,8 +95,8 @@ class DecoderRepresentation(Scorer):
 
     @torch.no_grad()
     def embed_pooled(self, samples: Sequence[Sample], weightings: Sequence[str]) -> dict[str, np.ndarray]:
-        """Every pooling in `weightings` from ONE forward pass: Rep-Sim and RDS+ read the same hidden states,
-        so scoring both costs the decoder pass once."""
+        """Every pooling in `weightings` from ONE forward pass: all read the same hidden states, so scoring any
+        set of them costs the decoder pass once."""
         tokenized = self.formatter.encode_all(samples)
         cut = sum(t.response_truncated for t in tokenized)
         if "last" in weightings and cut:
