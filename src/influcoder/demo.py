@@ -7,9 +7,11 @@ filter the pool against them. Every stage resumes, so an interrupted demo picks 
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
+from influcoder.core.atomic import write_json_atomic
 from influcoder.data.loading import load_samples
 
 
@@ -77,8 +79,6 @@ def run_demo(
     index = ic.index(pool, out / "index", overwrite=True, encoder_path=out / "encoder", progress=progress)
     index_seconds = time.perf_counter() - t
 
-    import json
-
     held = set(json.loads(split.read_text())["query_ids"])
     held_queries = [q for q in queries if q.id in held]
     _stage(f"5/5 attribute and filter with the {len(held_queries)} held-out queries")
@@ -112,9 +112,24 @@ def run_demo(
         f"  bytes per sample: gradient store {gradient_store.bytes_per_sample():,.0f} vs embedding index "
         f"{index.bytes_per_sample():,.0f}"
     )
-    print(f"  distillation: {distill_seconds:.0f} s; whole demo {time.perf_counter() - started:.0f} s")
+    total_seconds = time.perf_counter() - started
+    print(f"  distillation: {distill_seconds:.0f} s; whole demo {total_seconds:.0f} s")
+    report = {
+        "protocol": "random (held-out samples of the tasks seen in distillation)",
+        "sizes": {"pool": len(pool), "queries": len(queries), "held_out_pool": distilled["n_pool"],
+                  "held_out_queries": distilled["n_queries"], "kept": len(result.kept),
+                  "dropped": len(result.dropped)},
+        "spearman": {name: {k: r[k] for k in ("per_anchor_mean", "per_anchor_std", "mean_aggregated")}
+                     for name, r in (("distilled", distilled), ("untrained", untrained))},
+        "seconds": {"labels": label_seconds, "distill": distill_seconds, "index": index_seconds,
+                    "total": total_seconds},
+        "bytes_per_sample": {"gradient_store": gradient_store.bytes_per_sample(),
+                             "embedding_index": index.bytes_per_sample()},
+        "settings": {"epochs": epochs, "lr": lr, "max_length": max_length, "proj_dim": proj_dim, "seed": seed},
+    }  # fmt: skip
+    write_json_atomic(out / "report.json", report)
     print(
         f"  wrote: {out}/labels, {out}/encoder (best/, last/, eval_split.json), {out}/index, "
-        f"{out}/kept.jsonl, {out}/dropped.jsonl"
+        f"{out}/kept.jsonl, {out}/dropped.jsonl, {out}/report.json"
     )
     return 0

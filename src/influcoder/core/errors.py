@@ -30,6 +30,11 @@ class AssetError(InflucoderError):
     """An embedded asset could not be fetched, verified or unpacked."""
 
 
+class RegistryUnreachable(AssetError):
+    """The package registry could not be reached (connection refused, DNS, timeout, proxy): the one asset
+    failure that says nothing about the asset itself, so the one a test may skip on."""
+
+
 class ArtifactMismatchError(InflucoderError):
     """An artifact on disk was produced with settings other than the ones requested."""
 

