@@ -255,3 +255,26 @@ def test_the_attention_setting_reaches_the_decoder_and_keeps_the_features(tiny_m
     assert sdpa.model.config._attn_implementation == "sdpa" != eager.model.config._attn_implementation
     pool = samples(7)
     np.testing.assert_allclose(sdpa.featurize(pool), eager.featurize(pool), rtol=1e-4, atol=1e-6)
+
+
+def test_all_pairs_computes_each_gradient_once_and_equals_the_two_sided_run(tiny_model_dir, tmp_path, monkeypatch):
+    """The same samples as pool and queries give the N x N matrix from one gradient pass; it equals a run
+    whose queries are copies under other ids (both sides computed), and no query store is written."""
+    pool = samples(7, seed=4)
+    copies = [Sample(f"copy-{s.id}", s.prompt, s.response) for s in pool]
+    s = settings(model=str(tiny_model_dir))
+    passes = []
+    real = GradientFeaturizer.featurize_to_store
+    monkeypatch.setattr(
+        GradientFeaturizer, "featurize_to_store", lambda self, items, *a, **k: passes.append(len(items)) or real(
+            self, items, *a, **k)
+    )  # fmt: skip
+    square = label(pool, pool, tmp_path / "all", s, progress=False)
+    assert passes == [7] and not (tmp_path / "all" / "queries").exists()
+    two_sided = label(pool, copies, tmp_path / "two", s, progress=False)
+    assert passes == [7, 7, 7]
+    np.testing.assert_allclose(np.asarray(square.scores), np.asarray(two_sided.scores), atol=1e-5)
+    np.testing.assert_allclose(np.diag(np.asarray(square.scores)), 1.0, atol=1e-5)
+    info = json.loads((tmp_path / "all" / "labels.json").read_text())
+    assert info["all_pairs"] is True and info["n_queries"] == 7
+    assert load_labels(tmp_path / "all")[2] == pool

@@ -33,7 +33,10 @@ def label(
     ray=None,
 ) -> InfluenceMatrix:
     """Gradient stores of pool and queries plus their cosine influence matrix, under `out` (one writer at a
-    time: a second run into the same `out` is refused while the first lives)."""
+    time: a second run into the same `out` is refused while the first lives).
+
+    With the same samples in the same order on both sides (`all pairs`), the gradients are computed once and
+    the matrix is N x N: every labelled sample is a query too, for the cost of N gradients."""
     settings = settings or LabelSettings()
     out = Path(out)
     if not pool or not queries:
@@ -50,8 +53,12 @@ def _label(pool, queries, out: Path, settings: LabelSettings, overwrite, progres
     run_shards = ray_shard_runner(settings, ray) if ray is not None else None
     pool_store = featurizer.featurize_to_store(pool, out / "pool", overwrite, progress, "pool gradients", run_shards)
     pool_seconds = time.perf_counter() - started
-    query_store = featurizer.featurize_to_store(
-        queries, out / "queries", overwrite, progress, "query gradients", run_shards
+    all_pairs = sample_ids(pool) == sample_ids(queries)
+    # the same samples on both sides (every labelled sample is a query too): each gradient is computed once
+    query_store = (
+        pool_store
+        if all_pairs
+        else featurizer.featurize_to_store(queries, out / "queries", overwrite, progress, "query gradients", run_shards)
     )
     write_samples(pool, out / "pool.jsonl")
     write_samples(queries, out / "queries.jsonl")
@@ -66,6 +73,7 @@ def _label(pool, queries, out: Path, settings: LabelSettings, overwrite, progres
             "n_pool": len(pool),
             "n_queries": len(queries),
             "ids_in_both": len(overlap),
+            "all_pairs": all_pairs,
             "seconds_total": round(time.perf_counter() - started, 2),
             "seconds_pool_this_run": round(pool_seconds, 2),
             "bytes_per_sample": round(pool_store.bytes_per_sample(), 1),
