@@ -1,4 +1,5 @@
-"""Built-in text sets, read from the embedded assets (see `assets`), as `Sample` lists.
+"""Built-in text sets, read from the embedded assets (see `assets`) or shipped with the package (`bundled`),
+as `Sample` lists.
 
 Each source is addressed by name, optionally with one option after a colon:
 
@@ -13,7 +14,8 @@ Each source is addressed by name, optionally with one option after a colon:
 
 Prompt-only sources load with an empty response (``meta["prompt_only"] = True``); labelling refuses such
 samples by id, since influence is defined on response tokens. Ids name the source and position
-(``bbh/navigate/17``), so they are stable across runs.
+(``bbh/navigate/17``), so they are stable across runs. (The ``bbh`` ids changed once, on 2026-12-07, when
+``bbh`` moved from BIG-bench 1.0.0's task files, no longer served by the registry, to the shipped BBH files.)
 
 `evals` holds about a million records over hundreds of tasks; reading all of it for a few hundred samples
 would be slow, so it is sampled task by task: tasks in a seeded order, at most ``per_task`` records each.
