@@ -83,3 +83,23 @@ def test_an_encoder_saved_with_replace_survives_a_failed_save(tiny_bert_dir, tmp
     after = {p.relative_to(tmp_path): p.read_bytes() for p in (tmp_path / "best").rglob("*") if p.is_file()}
     assert after == before and sorted(p.name for p in tmp_path.iterdir()) == ["best"]
     InfluenceEncoder.from_pretrained(tmp_path / "best")
+
+
+def test_a_write_error_names_the_target_not_the_hidden_temporary_file(tmp_path, capsys):
+    """A read-only output folder: the message names --out's file, not `.x.jsonl.<pid>.<hex>.tmp`."""
+    import os
+
+    from influcoder.cli.main import main
+
+    if os.geteuid() == 0:  # root writes anywhere: make the folder a file's child instead, which fails for all
+        target = tmp_path / "a-file" / "x.jsonl"
+        (tmp_path / "a-file").write_text("")
+    else:
+        (tmp_path / "ro").mkdir()
+        (tmp_path / "ro").chmod(0o500)
+        target = tmp_path / "ro" / "x.jsonl"
+    pool = tmp_path / "p.jsonl"
+    pool.write_text('{"prompt": "p", "response": "r"}\n')
+    assert main(["data", str(pool), "--out", str(target)]) == 2
+    err = capsys.readouterr().err
+    assert str(target) in err and ".tmp" not in err

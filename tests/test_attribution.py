@@ -254,7 +254,7 @@ def test_interrupted_index_build_and_faiss_resume(encoder_dir, tmp_path, monkeyp
         ic.index(samples(20, seed=5), tmp_path / "idx", shard_size=6, progress=False)
 
 
-def test_overwrite_replaces_only_an_index(encoder_dir, tmp_path):
+def test_overwrite_replaces_only_an_index(encoder_dir, tmp_path, caplog):
     """--overwrite once deleted whatever directory --out named; now only an influcoder index (or nothing)."""
     ic = Influcoder.from_pretrained(encoder_dir)
     pool = samples(6)
@@ -264,9 +264,15 @@ def test_overwrite_replaces_only_an_index(encoder_dir, tmp_path):
     with pytest.raises(InflucoderError, match="not an influcoder index"):
         ic.index(pool, notes, overwrite=True, progress=False)
     assert (notes / "results.md").read_text() == "months of work\n"
+    assert not (notes / ".influcoder.lock").exists()  # no lock left where writing was refused
     ic.index(pool[:3], tmp_path / "idx", progress=False)
-    replaced = ic.index(pool, tmp_path / "idx", overwrite=True, progress=False)
+    (tmp_path / "idx" / "notes.txt").write_text("mine\n")  # a user's file inside a real index
+    (tmp_path / "idx" / "segment-00000" / "extra.md").write_text("inside a segment: the index's own\n")
+    with caplog.at_level("WARNING"):
+        replaced = ic.index(pool, tmp_path / "idx", overwrite=True, progress=False)
     assert replaced.ids() == [s.id for s in pool]
+    assert (tmp_path / "idx" / "notes.txt").read_text() == "mine\n" and "notes.txt" in caplog.text
+    assert not (tmp_path / "idx" / "segment-00000" / "extra.md").exists()
     (tmp_path / "empty").mkdir()
     assert len(ic.index(pool, tmp_path / "empty", overwrite=True, progress=False)) == 6
 

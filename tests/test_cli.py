@@ -162,6 +162,8 @@ def test_an_unwritable_output_is_one_line_not_a_traceback(tmp_path, capsys):
         (["data", "x.jsonl", "--limit", "-1"], "--limit must be at least 1, got -1"),
         (["attribute", "--index", "I", "--queries", "Q", "-k", "0"], "-k must be at least 1, got 0"),
         (["attribute", "--index", "I", "--queries", "Q", "-k", "-3"], "-k must be at least 1, got -3"),
+        (["attribute", "--index", "I", "--queries", "Q", "--audit", "-1"], "--audit must be at least 0, got -1"),
+        (["data", "x.jsonl", "--show", "-1"], "--show must be at least 0, got -1"),
         (["index", "--encoder", "E", "--pool", "P", "--out", "O", "--shard-size", "0"], "--shard-size must be at"),
         (["label", "--pool", "P", "--queries", "Q", "--out", "O", "--proj-dim", "0"], "--proj-dim must be at least"),
         (["distill", "--labels", "L", "--out", "O", "--epochs", "0"], "--epochs 0 is out of range: at least 1"),
@@ -174,3 +176,31 @@ def test_out_of_range_options_are_refused_before_any_work(argv, message, tmp_pat
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
     assert not any(tmp_path.iterdir())  # nothing written (distill used to write eval_split.json first)
+
+
+def test_ctrl_c_while_the_cli_is_still_importing_exits_130_without_a_traceback(monkeypatch, capsys):
+    import builtins
+    import sys
+
+    from influcoder.cli import entry
+
+    real_import = builtins.__import__
+
+    def interrupted(name, *args, **kwargs):
+        if name == "influcoder.cli.main":
+            raise KeyboardInterrupt
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.delitem(sys.modules, "influcoder.cli.main")
+    monkeypatch.setattr(builtins, "__import__", interrupted)
+    assert entry.run() == 130
+    assert "interrupted before the command started" in capsys.readouterr().err
+
+
+def test_the_console_script_is_the_guarded_entry_point():
+    from pathlib import Path
+
+    import tomllib
+
+    scripts = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts == {"influcoder": "influcoder.cli.entry:run"}

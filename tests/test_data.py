@@ -222,3 +222,13 @@ def test_an_evals_draw_beyond_the_per_task_cap_is_filled_from_every_record(tmp_p
     diverse = sources.evals_per_task(seed=1)  # the capped draw of every task, for tasks that need diversity
     assert len(diverse) == 30 and set(Counter(s.meta["task"] for s in diverse).values()) == {10}
     assert [s.id for s in diverse] == [s.id for s in sources._load_evals(None, 30, seed=1)]  # same pairs, order
+
+
+def test_a_boolean_id_is_refused_not_turned_into_the_string_true(tmp_path):
+    from influcoder.core.errors import DataError
+    from influcoder.data.formats import load_file
+
+    path = tmp_path / "ids.jsonl"
+    path.write_text('{"id": 7, "prompt": "p", "response": "r"}\n{"id": true, "prompt": "q", "response": "s"}\n')
+    with pytest.raises(DataError, match=r"ids\.jsonl:2: field 'id' must be a string or integer, got true"):
+        load_file(path)

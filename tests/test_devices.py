@@ -15,8 +15,32 @@ def test_auto_is_cuda_only_when_present(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert resolve_device("auto") == torch.device("cpu") and resolve_device(None) == torch.device("cpu")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     assert resolve_device("auto") == torch.device("cuda")
     assert resolve_device("cpu") == torch.device("cpu") and resolve_device("cuda:1") == torch.device("cuda", 1)
+    with pytest.raises(InflucoderError, match=r"'cuda:7': this machine has 2 CUDA device\(s\), cuda:0 to cuda:1"):
+        resolve_device("cuda:7")
+
+
+@pytest.mark.parametrize(
+    "device, said",
+    [("cuda", "torch sees no CUDA device"), ("cuda:7", "torch sees no CUDA device"), ("tpu", "not a torch device")],
+)
+@pytest.mark.parametrize("command", ["label", "distill"])
+def test_a_device_this_machine_lacks_is_refused_before_anything_is_written(
+    tiny_model_dir, tmp_path, monkeypatch, capsys, device, said, command
+):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text('{"prompt": "what is one", "response": "one"}\n{"prompt": "and two", "response": "two"}\n')
+    out = tmp_path / "out"
+    argv = {
+        "label": ["label", "--pool", str(pool), "--queries", str(pool), "--model", str(tiny_model_dir)],
+        "distill": ["distill", "--labels", str(tmp_path / "labels")],
+    }[command]
+    assert main([*argv, "--out", str(out), "--device", device, "--quiet"]) == 2
+    assert f"--device {device!r}: {said}" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_encoder_inputs_follow_the_encoder(tiny_bert_dir, tmp_path):
@@ -55,6 +79,8 @@ def test_encoder_stages_load_on_the_requested_device(argv, monkeypatch, tmp_path
 
     monkeypatch.setattr(InfluenceEncoder, "from_pretrained", classmethod(spy))
     monkeypatch.setattr("influcoder.attribution.index.EmbeddingIndex.__init__", fake_index)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a machine with 4 GPUs, as far as --device knows
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
     monkeypatch.chdir(tmp_path)
     assert main([*argv, "--device", "cuda:3"]) == 2
     assert seen == ["cuda:3"]
@@ -70,6 +96,8 @@ def test_label_and_distill_take_the_device(monkeypatch, tmp_path):
         raise Stop("stop")
 
     monkeypatch.setattr("influcoder.encoder.distill.distill_labels", distill_labels)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     assert main(["distill", "--labels", "L", "--out", str(tmp_path / "o"), "--device", "cuda"]) == 2
     assert seen["device"] == "cuda"
     _, demo = parse(["demo", "--device", "cpu"])

@@ -7,11 +7,11 @@ filter the pool against them. Every stage resumes, so an interrupted demo picks 
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 from influcoder.core.atomic import write_json_atomic
+from influcoder.core.jsonfile import read_json
 from influcoder.data.loading import load_samples
 
 
@@ -79,7 +79,7 @@ def run_demo(
     index = ic.index(pool, out / "index", overwrite=True, encoder_path=out / "encoder", progress=progress)
     index_seconds = time.perf_counter() - t
 
-    held = set(json.loads(split.read_text())["query_ids"])
+    held = set(read_json(split)["query_ids"])
     held_queries = [q for q in queries if q.id in held]
     _stage(f"5/5 attribute and filter with the {len(held_queries)} held-out queries")
     for hits in ic.attribute(held_queries[:2], k=3):

@@ -14,16 +14,19 @@ i.e. the encoder's predicted influence (cosines).
 
 from __future__ import annotations
 
-import json
+import fnmatch
+import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from influcoder.attribution.index_integrity import open_faiss
 from influcoder.core.allocator import release_freed_memory
 from influcoder.core.atomic import atomic_output, write_json_atomic
 from influcoder.core.errors import ArtifactMismatchError, InflucoderError
+from influcoder.core.jsonfile import read_json
 from influcoder.core.locks import LOCK_NAME, exclusive_directory
 from influcoder.core.store import FeatureStore
 from influcoder.data.formats import write_samples
@@ -33,6 +36,8 @@ from influcoder.data.stream import sample_ids
 MANIFEST = "manifest.json"
 FORMAT = "influcoder.index"
 COVERAGE = "coverage.npy"
+INDEX_FILES = (MANIFEST, "index.faiss", COVERAGE, "segment-*", "spread-sample-*.npy", "config.yaml", ".*.tmp")
+"""What an index directory holds that influcoder wrote (fnmatch patterns): all that --overwrite removes."""
 
 
 def _faiss():
@@ -69,7 +74,7 @@ def _remove_index(path: Path) -> None:
         return
     manifest = path / MANIFEST
     try:
-        known = json.loads(manifest.read_text(encoding="utf-8")).get("format") == FORMAT
+        known = read_json(manifest).get("format") == FORMAT
     except (OSError, ValueError, AttributeError):
         known = False
     if not known:
@@ -77,8 +82,14 @@ def _remove_index(path: Path) -> None:
             f"refusing to overwrite {path}: it is not an influcoder index (no {MANIFEST} of one); "
             "pick an empty or new --out"
         )
-    for entry in entries:  # everything but the lock this run holds
-        shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+    foreign = [e.name for e in entries if not any(fnmatch.fnmatch(e.name, p) for p in INDEX_FILES)]
+    for entry in entries:  # what an index writes; the lock this run holds and a user's own files stay
+        if entry.name not in foreign:
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+    if foreign:
+        logging.getLogger(__name__).warning(
+            "--overwrite kept files that influcoder did not write in %s: %s", path, ", ".join(sorted(foreign))
+        )
 
 
 class EmbeddingIndex:
@@ -88,7 +99,7 @@ class EmbeddingIndex:
         self.path = Path(path)
         if not (self.path / MANIFEST).exists():
             raise InflucoderError(f"{self.path} is not an influcoder index (no {MANIFEST}); run `influcoder index`")
-        self.manifest = json.loads((self.path / MANIFEST).read_text(encoding="utf-8"))
+        self.manifest = read_json(self.path / MANIFEST)
         if self.manifest.get("format") != FORMAT:
             raise InflucoderError(f"{self.path / MANIFEST}: not an influcoder index manifest")
         self._faiss_index = None
@@ -324,7 +335,7 @@ class EmbeddingIndex:
         readers, reclaimable) instead of being copied into this process, so a search's own memory does not grow
         with the pool (a Flat index is 1.5 KB per sample). Same results as a loaded index (tested)."""
         if self._faiss_index is None:
-            self._faiss_index = read_mapped(_faiss(), self.path / "index.faiss")
+            self._faiss_index = open_faiss(self.path, self.manifest, lambda file: read_mapped(_faiss(), file))
         return self._faiss_index
 
     def check_encoder(self, encoder) -> None:

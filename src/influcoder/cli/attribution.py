@@ -145,6 +145,7 @@ class Attribute(Scoring):
     """
 
     positive = ("limit", "k", "nprobe")
+    non_negative = ("audit",)
 
     k: Annotated[int, tyro.conf.arg(aliases=("-k",))] = 10
     """Results per query."""

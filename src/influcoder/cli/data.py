@@ -69,6 +69,7 @@ class Data(Command):
     """
 
     positive = ("limit",)
+    non_negative = ("show",)
 
     data: tyro.conf.Positional[str]
     """DATA: a file, a saved HF dataset directory or a built-in source."""
@@ -200,6 +201,7 @@ class Verify(Command):
         from influcoder.core.store import verify_directories
 
         found = verify_directories(self.paths)
+        found.update(_verify_indexes(self.paths))
         if not found:
             raise InflucoderError(f"no feature store or influence matrix under {', '.join(map(str, self.paths))}")
         problems = []
@@ -209,3 +211,21 @@ class Verify(Command):
         for problem in problems:
             print(f"  {problem}")
         return 1 if problems else 0
+
+
+def _verify_indexes(paths: list[Path]) -> dict[Path, list[str]]:
+    """Every embedding index under `paths`: its FAISS file readable and in agreement with the manifest and the
+    segments (the stores themselves are checked by `verify_directories`)."""
+    from influcoder.attribution.index import EmbeddingIndex
+
+    found: dict[Path, list[str]] = {}
+    for root in paths:
+        for faiss_file in sorted({root / "index.faiss", *root.rglob("index.faiss")} if root.is_dir() else []):
+            if not faiss_file.exists():
+                continue
+            try:
+                _ = EmbeddingIndex(faiss_file.parent).faiss_index
+                found[faiss_file.parent] = []
+            except InflucoderError as exc:
+                found[faiss_file.parent] = [str(exc)]
+    return found

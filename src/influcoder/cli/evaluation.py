@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 from influcoder.cli.options import Command, Device, Quiet
+from influcoder.core.jsonfile import read_json
 
 
 @dataclass(kw_only=True)
@@ -81,11 +82,10 @@ class Evaluate(Command):
 
     def default_split(self, encoder: Path) -> Path | None:
         """The held-out split the encoder's distill run wrote, when it was drawn from these labels."""
-        import json
 
         for candidate in (encoder / "eval_split.json", encoder.parent / "eval_split.json"):
             if candidate.exists():
-                recorded = json.loads(candidate.read_text(encoding="utf-8")).get("labels")
+                recorded = read_json(candidate).get("labels")
                 return candidate if recorded in (None, str(self.labels.resolve())) else None
         return None
 
@@ -128,11 +128,10 @@ class Evaluate(Command):
 
     def label_settings(self):
         """The settings the labels were made with (same decoder and text view), on this run's device."""
-        import json
 
         from influcoder.labels.settings import LabelSettings
 
-        recorded = json.loads((self.labels / "labels.json").read_text(encoding="utf-8"))["settings"]
+        recorded = read_json(self.labels / "labels.json")["settings"]
         return LabelSettings(**{**recorded, "device": self.device})
 
     def evaluate_one(self, encoder_dir: Path) -> dict:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Annotated
 import tyro
 
 from influcoder.cli.options import Command, Distributed, Input, InputOptions, Quiet, RayFlags
+from influcoder.core.jsonfile import read_json
 from influcoder.labels.finetune import FinetuneSettings
 from influcoder.labels.settings import LabelSettings
 
@@ -73,7 +73,7 @@ class Label(Command):
         seconds = time.perf_counter() - started
         print(f"wrote {self.out}/influence (pool x queries = {matrix.scores.shape}) in {seconds:.0f} s")
         if s.max_memory is not None:
-            used = json.loads((Path(self.out) / "labels.json").read_text(encoding="utf-8"))["batch_tokens_used"]
+            used = read_json(Path(self.out) / "labels.json")["batch_tokens_used"]
             print(f"batches of at most {used} tokens fit --max-memory {s.max_memory:g} GB")
         if not self.quiet:
             _print_top(matrix, pool, queries)

@@ -114,6 +114,19 @@ def _command_in_config(path) -> str:
     return command
 
 
+def _check_device(cmd: Command) -> None:
+    """Refuse a --device this machine lacks before the command writes anything (a lock, a split, a store)."""
+    settings = getattr(cmd, "settings", None)
+    device = getattr(cmd, "device", None) or getattr(settings, "device", None)
+    if isinstance(device, str) and device != "auto":
+        from influcoder.core.devices import resolve_device
+
+        try:
+            resolve_device(device)
+        except InflucoderError as exc:
+            raise InflucoderError(f"--{exc}") from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         name, cmd = parse(sys.argv[1:] if argv is None else argv)
@@ -122,6 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     configured(cmd)
     try:
+        _check_device(cmd)
         code = int(cmd.run() or 0)
     except InflucoderError as exc:
         err(str(exc))

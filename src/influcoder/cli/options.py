@@ -105,13 +105,17 @@ class Command(ABC):
     common: Common = field(default_factory=CommonOptions)
     positive: ClassVar[tuple[str, ...]] = ()
     """Integer options that must be at least 1 when given (a count, a limit, a size)."""
+    non_negative: ClassVar[tuple[str, ...]] = ()
+    """Integer options where 0 means none and a negative value is a mistake (``--audit -1`` once ran a full
+    audit, ``data --show -1`` showed all but one sample)."""
 
     def __post_init__(self) -> None:
-        for name in self.positive:
-            value = getattr(self, name)
-            if isinstance(value, int) and not isinstance(value, bool) and value < 1:
-                flag = "-k" if name == "k" else f"--{name.replace('_', '-')}"
-                raise InflucoderError(f"{flag} must be at least 1, got {value}")
+        for names, least in ((self.positive, 1), (self.non_negative, 0)):
+            for name in names:
+                value = getattr(self, name)
+                if isinstance(value, int) and not isinstance(value, bool) and value < least:
+                    flag = "-k" if name == "k" else f"--{name.replace('_', '-')}"
+                    raise InflucoderError(f"{flag} must be at least {least}, got {value}")
 
     @abstractmethod
     def run(self) -> int:

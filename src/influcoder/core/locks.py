@@ -30,9 +30,12 @@ class LockedError(InflucoderError):
 def exclusive_directory(directory: str | Path, what: str = "output") -> Iterator[Path]:
     """Hold the write lock of `directory` (created if missing) for the duration of the block."""
     directory = Path(directory)
+    created_directory = not directory.exists()
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / LOCK_NAME
+    created_lock = not path.exists()
     handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held open for the whole block
+    failed = True
     try:
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -49,5 +52,11 @@ def exclusive_directory(directory: str | Path, what: str = "output") -> Iterator
         handle.write(f"pid {os.getpid()} ({command}, since {time.strftime('%Y-%m-%d %H:%M:%S')})\n")
         handle.flush()
         yield directory
+        failed = False
     finally:
         handle.close()  # releases the lock; the file stays (harmless, it only names the last holder)
+        if failed and created_lock:  # a refused or failed run leaves nothing of its own behind
+            with contextlib.suppress(OSError):
+                path.unlink()
+                if created_directory:
+                    directory.rmdir()  # only when empty

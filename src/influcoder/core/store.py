@@ -33,6 +33,7 @@ import numpy as np
 
 from influcoder.core.atomic import atomic_output, write_json_atomic
 from influcoder.core.errors import ArtifactMismatchError, InflucoderError
+from influcoder.core.jsonfile import read_json
 
 MANIFEST = "manifest.json"
 
@@ -71,7 +72,7 @@ class FeatureStore:
         manifest_path = self.path / MANIFEST
         if not manifest_path.exists():
             raise InflucoderError(f"{self.path} is not a feature store (no {MANIFEST})")
-        self.manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        self.manifest = read_json(manifest_path)
         if self.manifest.get("format") != FORMAT:
             raise InflucoderError(f"{manifest_path}: not an influcoder feature store manifest")
         # Shards this object has not yet seen on disk, lowest first; pruned from the front as they appear, so
@@ -242,10 +243,15 @@ def verify_directories(paths: Sequence[str | Path]) -> dict[Path, list[str]]:
         if not root.exists():
             raise InflucoderError(f"{root} does not exist")
         for manifest in sorted({root / MANIFEST, *root.rglob(MANIFEST)}):
-            if manifest.exists() and json.loads(manifest.read_text(encoding="utf-8")).get("format") == FORMAT:
+            try:
+                is_store = manifest.exists() and read_json(manifest).get("format") == FORMAT
+            except InflucoderError as exc:  # a damaged manifest is a finding, not a crash of the check
+                found[manifest.parent] = [str(exc)]
+                continue
+            if is_store:
                 found[manifest.parent] = FeatureStore(manifest.parent).verify()
         for ids in sorted({root / "ids.json", *root.rglob("ids.json")}):
-            record = json.loads(ids.read_text(encoding="utf-8")) if ids.exists() else {}
+            record = read_json(ids) if ids.exists() else {}
             if "scores_sha256" in record:
                 scores = ids.parent / "scores.npy"
                 if not scores.exists():

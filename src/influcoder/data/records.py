@@ -160,7 +160,7 @@ def record_to_sample(
     if not allow_empty_response and not response.strip():
         raise DataError(path, line, "empty response: influence is measured on response tokens, so one is required")
     raw_id = record.get(id_field)
-    if raw_id is not None and not isinstance(raw_id, (str, int)):
+    if raw_id is not None and (isinstance(raw_id, bool) or not isinstance(raw_id, (str, int))):  # true is no id
         raise DataError(path, line, f"field {id_field!r} must be a string or integer, got {_short(raw_id)}")
     extra = record.get("meta") if isinstance(record.get("meta"), dict) else {}
     meta.update(extra)

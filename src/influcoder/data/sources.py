@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from influcoder.core.errors import DataError, InflucoderError
+from influcoder.core.jsonfile import read_json
 from influcoder.data import assets, bundled
 from influcoder.data.formats import strip_leading_comments
 from influcoder.data.records import Sample, record_to_sample, subsample
@@ -162,7 +163,7 @@ def _load_bbh_cot(option: str | None, limit: int | None, seed: int) -> list[Samp
 
 def _load_harmful_pairs(option: str | None, limit: int | None, seed: int) -> list[Sample]:
     path = assets.fetch("harmful-pairs") / "many_shot_examples.json"
-    items = json.loads(path.read_text(encoding="utf-8"))
+    items = read_json(path, list)
     out = [Sample(f"harmful-pairs/{i}", x["user"], x["assistant"], {"harmful": True}) for i, x in enumerate(items)]
     return subsample(out, limit, seed)
 

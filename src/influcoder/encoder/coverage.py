@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from influcoder.core.atomic import atomic_output
+from influcoder.core.jsonfile import read_json
 from influcoder.data.records import Sample
 
 FILE = "coverage.npz"
@@ -140,7 +141,7 @@ def write_coverage_reference(
     from influcoder.encoder.model import InfluenceEncoder
 
     out = Path(out)
-    record = json.loads((out / "training.json").read_text(encoding="utf-8"))
+    record = read_json(out / "training.json")
     by_id = {s.id: s for s in samples}
     labelled = [by_id[i] for i in record["train_pool_ids"] + record["train_query_ids"]]
     val_pool, val_queries = ([by_id[i] for i in record[f"val_{side}_ids"]] for side in ("pool", "query"))

@@ -20,7 +20,6 @@ partial run with other settings or labels in ``out`` is refused unless overwritt
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Sequence
@@ -35,6 +34,7 @@ from transformers import get_linear_schedule_with_warmup
 from influcoder.core.atomic import write_json_atomic
 from influcoder.core.devices import resolve_device
 from influcoder.core.errors import ArtifactMismatchError, InflucoderError, NonFiniteValueError
+from influcoder.core.jsonfile import read_json
 from influcoder.core.locks import exclusive_directory
 from influcoder.data.records import Sample, sample_groups
 from influcoder.encoder.coverage import CoverageReference, write_coverage_reference
@@ -360,7 +360,7 @@ def continued_from(settings: DistillSettings, features: dict) -> tuple[Influence
 def _protocol_of(eval_split: str | Path | None, eval_protocol: str, drawn: int) -> str | None:
     """The protocol an evaluation split follows: drawn ones say theirs, a given file keeps its own."""
     if eval_split is not None:
-        return json.loads(Path(eval_split).read_text(encoding="utf-8")).get("protocol")
+        return read_json(Path(eval_split)).get("protocol")
     if eval_protocol not in ("random", "task"):
         raise InflucoderError(f"unknown evaluation protocol {eval_protocol!r}: random or task")
     return eval_protocol if drawn else None

@@ -19,7 +19,6 @@ searches cosines. A query's own offset would not change its ranking, so the prio
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ import numpy as np
 
 from influcoder.core.atomic import write_json_atomic
 from influcoder.core.errors import InflucoderError
+from influcoder.core.jsonfile import read_json
 from influcoder.data.records import Sample
 
 FILE = "length_prior.json"
@@ -98,7 +98,7 @@ class LengthPrior:
         if not path.exists():
             return None
         try:
-            return cls(**json.loads(path.read_text(encoding="utf-8")))
+            return cls(**read_json(path))
         except (TypeError, ValueError) as error:
             raise InflucoderError(f"{path} is not a length prior written by influcoder distill: {error}") from None
 

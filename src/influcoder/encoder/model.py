@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 
 from influcoder.core.devices import resolve_device
 from influcoder.core.errors import InflucoderError, NonFiniteValueError
+from influcoder.core.jsonfile import read_json
 from influcoder.data.records import Sample
 from influcoder.encoder.length_prior import LengthPrior
 from influcoder.encoder.settings import POOLINGS, RESPONSE_POOLINGS
@@ -135,7 +136,7 @@ class InfluenceEncoder(torch.nn.Module):
         path = directory / CONFIG_NAME
         if not path.exists():
             raise InflucoderError(f"{directory} is not a saved influcoder encoder (no {CONFIG_NAME})")
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        raw = read_json(path)
         if raw.pop("format", None) != FORMAT:
             raise InflucoderError(f"{path}: not an influcoder encoder config")
         config = EncoderConfig(**raw)

@@ -3,12 +3,12 @@ why): on the run's training split, its weight chosen on the run's validation spl
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from influcoder.core.jsonfile import read_json
 from influcoder.data.records import Sample
 from influcoder.encoder.length_prior import LengthPrior, choose_weight
 from influcoder.encoder.model import InfluenceEncoder
@@ -22,7 +22,7 @@ def fit_length_prior(
     validation split with the best encoder, and save it into ``out/best``. `scores`, `pool` and `queries` are
     what the run trained on (its ids in training.json index them)."""
     out = Path(out)
-    record = json.loads((out / "training.json").read_text(encoding="utf-8"))
+    record = read_json(out / "training.json")
     pool_row = {s.id: i for i, s in enumerate(pool)}
     query_col = {s.id: j for j, s in enumerate(queries)}
     train_p, val_p = ([pool_row[i] for i in record[f"{k}_pool_ids"]] for k in ("train", "val"))

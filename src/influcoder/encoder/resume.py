@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import torch
 
 from influcoder.core.atomic import atomic_output
 from influcoder.core.errors import InflucoderError
+from influcoder.core.jsonfile import read_json
 from influcoder.core.run_keys import same_run, with_added_defaults
 from influcoder.data.records import Sample, fingerprint
 from influcoder.encoder.settings import DistillSettings
@@ -70,7 +70,7 @@ def load_state(out: Path, key: dict, overwrite: bool) -> dict | None:
             )
         return state
     if record.exists():
-        done = json.loads(record.read_text(encoding="utf-8"))
+        done = read_json(record)
         stored = {"settings": done.get("settings", {}), "data": done.get("data")}
         if done.get("complete") and same_run(stored, key, _run_key_defaults()):
             return {"complete": True, "logs": done["epochs"]}

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from influcoder.core.errors import InflucoderError
+from influcoder.core.jsonfile import read_json
 
 
 def split_indices(n: int, fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -61,7 +61,7 @@ def split_from_file(
     path: str | Path, pool_ids: Sequence[str], query_ids: Sequence[str]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(train pool, eval pool, train queries, eval queries) index arrays from a JSON file of held-out ids."""
-    split = json.loads(Path(path).read_text(encoding="utf-8"))
+    split = read_json(Path(path))
     out = []
     for kind, ids in (("pool", pool_ids), ("query", query_ids)):
         held = split.get(f"{kind}_ids")

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 
 from influcoder.core.errors import ArtifactMismatchError, InflucoderError
+from influcoder.core.jsonfile import read_json
 from influcoder.data.records import sample_groups
 from influcoder.encoder.model import InfluenceEncoder
 from influcoder.evaluation import costs
@@ -32,7 +32,7 @@ def evaluation_data(labels_dir: str | Path, split: str | Path | None = None) -> 
     """The labels with their split: the ids of `split` are evaluated, the rest is training (no split: all
     items are evaluated and none is training)."""
     matrix, pool, queries, _ = load_labels(labels_dir)
-    wanted = json.loads(Path(split).read_text(encoding="utf-8")) if split else {}
+    wanted = read_json(Path(split)) if split else {}
     rows = _select(matrix.pool_ids, wanted.get("pool_ids") or None, "pool")
     cols = _select(matrix.query_ids, wanted.get("query_ids") or None, "query")
     train_rows = np.setdiff1d(np.arange(len(pool)), rows) if split else np.arange(0)
@@ -103,7 +103,7 @@ def check_same_features(encoder: InfluenceEncoder, labels_dir: str | Path) -> No
     wanted = encoder.config.label_config
     if not wanted:
         return  # an untrained or hand-built encoder records no labels
-    info = json.loads((Path(labels_dir) / "labels.json").read_text(encoding="utf-8"))
+    info = read_json(Path(labels_dir) / "labels.json")
     have = info.get("features", {})
     differ = sorted(k for k in set(wanted) | set(have) if wanted.get(k) != have.get(k))
     if differ:
@@ -143,5 +143,5 @@ def training_record(encoder_dir: str | Path) -> dict | None:
     """The training.json of a `distill` output directory (the encoder's or its parent's), if any."""
     for candidate in (Path(encoder_dir) / "training.json", Path(encoder_dir).parent / "training.json"):
         if candidate.exists():
-            return json.loads(candidate.read_text(encoding="utf-8"))
+            return read_json(candidate)
     return None

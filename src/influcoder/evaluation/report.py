@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 import platform
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import numpy as np
 
 from influcoder.core.atomic import write_json_atomic, write_text_atomic
 from influcoder.core.errors import InflucoderError
+from influcoder.core.jsonfile import read_json
 from influcoder.evaluation.baselines.base import EvaluationData
 from influcoder.evaluation.baselines.text import sample_text
 
@@ -372,4 +372,4 @@ def write_report(out_dir: str | Path, runs: list[dict], command: str) -> dict:
 
 def load_runs(path: str | Path) -> list[dict]:
     """The runs of a results.json written by `write_report` (to merge or redraw reports)."""
-    return json.loads(Path(path).read_text(encoding="utf-8"))["runs"]
+    return read_json(Path(path))["runs"]

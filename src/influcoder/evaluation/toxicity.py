@@ -28,6 +28,7 @@ import numpy as np
 
 from influcoder.core.atomic import write_json_atomic
 from influcoder.core.errors import ArtifactMismatchError, InflucoderError
+from influcoder.core.jsonfile import read_json
 from influcoder.core.run_keys import with_added_defaults
 from influcoder.data.records import Sample
 from influcoder.encoder.settings import DistillSettings
@@ -122,7 +123,7 @@ def run_toxicity(
         matrix, info = _scores(out / "scores", method, task, labels, encoder_dir, progress, device, log)
         scores = pool_scores(matrix)
         results["methods"][method] = {**info, **filtering_metrics(scores, positive)}
-    earlier = json.loads((out / "results.json").read_text(encoding="utf-8")) if (out / "results.json").exists() else {}
+    earlier = read_json(out / "results.json") if (out / "results.json").exists() else {}
     if "refusals" in earlier:  # until this run's own check replaces it
         results["refusals"] = earlier["refusals"]
     write_json_atomic(out / "results.json", results)  # the scores' figures stand before the refusal check
@@ -145,7 +146,7 @@ def _scored(directory: Path, method: str) -> bool:
 def _check_run(out: Path, run: ToxicityRun) -> None:
     path = out / "run.json"
     if path.exists():
-        stored = without_work_settings(json.loads(path.read_text(encoding="utf-8")))
+        stored = without_work_settings(read_json(path))
         stored.pop("refusal_check", None)  # recorded by runs before it left the key
         current = json.loads(json.dumps(run.key()))
         stored = with_added_defaults(stored, current, json.loads(json.dumps(ToxicityRun().key())))
@@ -274,7 +275,7 @@ def _scores(directory: Path, method: str, task, labels, encoder_dir, progress, d
     """A method's pool x query matrix and what it cost, computed once and kept (`scores/METHOD.npy`)."""
     matrix_path, info_path = directory / f"{method}.npy", directory / f"{method}.json"
     if matrix_path.exists() and info_path.exists():
-        return np.load(matrix_path), json.loads(info_path.read_text(encoding="utf-8"))
+        return np.load(matrix_path), read_json(info_path)
     log(f"scoring {len(task.pool)} x {len(task.queries)} with {method}")
     scorer = make_scorer(method, labels, encoder_dir, progress, device)
     started = time.perf_counter()
@@ -379,7 +380,7 @@ def _refusals(out: Path, task: ToxicityTask, run: ToxicityRun, labels: LabelSett
 
     path = out / "refusals.json"
     if path.exists():
-        return json.loads(path.read_text(encoding="utf-8"))
+        return read_json(path)
     scores = pool_scores(np.load(out / "scores" / "influcoder.npy"))
     n_drop = int(round(run.drop * len(task.pool)))
     dropped = set(np.argsort(-scores, kind="stable")[:n_drop].tolist())

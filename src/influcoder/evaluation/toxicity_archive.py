@@ -17,7 +17,6 @@ instead of attaching the scores to other samples.
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import fields
 from pathlib import Path
@@ -26,6 +25,7 @@ import numpy as np
 
 from influcoder.core.atomic import atomic_output, write_json_atomic
 from influcoder.core.errors import ArtifactMismatchError, InflucoderError
+from influcoder.core.jsonfile import read_json
 from influcoder.data.records import fingerprint
 from influcoder.evaluation.toxicity import pool_scores
 from influcoder.tasks.toxicity import ToxicitySettings, ToxicityTask, build_toxicity_task
@@ -48,7 +48,7 @@ def archive_replicate(directory: str | Path, dest: str | Path) -> Path:
     results_path = directory / "results.json"
     if not results_path.exists():
         raise InflucoderError(f"{directory} has no results.json: the replicate has not finished scoring")
-    results = json.loads(results_path.read_text(encoding="utf-8"))
+    results = read_json(results_path)
     scores = {}
     for method in results["methods"]:
         path = directory / "scores" / f"{method}.npy"
@@ -82,7 +82,7 @@ def replicate_task(directory: str | Path, sources=None) -> ToxicityTask:
         return ToxicityTask.load(directory / "task")
     if not is_archived(directory):
         raise InflucoderError(f"{directory} is neither a toxicity replicate nor an archived one")
-    record = json.loads((directory / "archive.json").read_text(encoding="utf-8"))
+    record = read_json(directory / "archive.json")
     task = build_toxicity_task(task_settings(directory), sources)
     if fingerprint(task.pool) != record["pool_fingerprint"]:
         raise ArtifactMismatchError(
@@ -95,7 +95,7 @@ def replicate_task(directory: str | Path, sources=None) -> ToxicityTask:
 def task_settings(directory: Path) -> ToxicitySettings:
     """The task settings in run.json; every field must be there (a default filled in for a setting the run
     predates could name another task than the one it ran)."""
-    stored = json.loads((directory / "run.json").read_text(encoding="utf-8"))["task"]
+    stored = read_json(directory / "run.json")["task"]
     missing = [f.name for f in fields(ToxicitySettings) if f.name not in stored]
     if missing:
         raise InflucoderError(

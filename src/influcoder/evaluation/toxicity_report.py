@@ -9,12 +9,12 @@ refusal rates of the models fine-tuned on the pool before and after filtering.
 from __future__ import annotations
 
 import html
-import json
 from pathlib import Path
 
 import numpy as np
 
 from influcoder.core.atomic import write_json_atomic, write_text_atomic
+from influcoder.core.jsonfile import read_json
 from influcoder.evaluation.report import figure_png, html_table, machine
 from influcoder.evaluation.toxicity import DROP_FRACTIONS, precision_recall_points
 from influcoder.evaluation.toxicity_archive import replicate_pool_scores, replicate_task
@@ -29,7 +29,7 @@ def load_replicates(directories: list[Path]) -> list[dict]:
     for directory in directories:
         path = directory / "results.json"
         if path.exists():
-            out.append({**json.loads(path.read_text(encoding="utf-8")), "directory": str(directory)})
+            out.append({**read_json(path), "directory": str(directory)})
     return out
 
 

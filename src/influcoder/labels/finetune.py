@@ -19,7 +19,6 @@ several checkpoints of a warm-up run, weighting each by its learning rate (`read
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
 from collections.abc import Sequence
@@ -33,6 +32,7 @@ import torch
 
 from influcoder.core.atomic import write_json_atomic
 from influcoder.core.errors import ArtifactMismatchError, InflucoderError, NonFiniteValueError
+from influcoder.core.jsonfile import read_json
 from influcoder.core.locks import exclusive_directory
 from influcoder.data.formatting import SampleFormatter, collate_left_padded
 from influcoder.data.records import Sample, fingerprint
@@ -260,7 +260,7 @@ def _resume(out: Path, manifest: dict, model, params, optimizer) -> tuple[list[f
         path = directory / MANIFEST
         if not path.exists():
             continue
-        saved = json.loads(path.read_text(encoding="utf-8"))
+        saved = read_json(path)
         differing = [k for k in manifest if saved.get(k) != manifest[k]]
         if differing:
             raise ArtifactMismatchError(
@@ -286,5 +286,5 @@ def read_manifest(directory: str | Path) -> dict[str, Any] | None:
     path = Path(directory) / MANIFEST
     if not path.exists():
         return None
-    manifest = json.loads(path.read_text(encoding="utf-8"))
+    manifest = read_json(path)
     return manifest if manifest.get("done") else None

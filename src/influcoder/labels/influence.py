@@ -8,7 +8,6 @@ ever fully in memory; the result is written as a memory-mapped .npy, with both i
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import numpy as np
 
 from influcoder.core.atomic import atomic_output, write_json_atomic
 from influcoder.core.errors import InflucoderError
+from influcoder.core.jsonfile import read_json
 from influcoder.core.store import FeatureStore, npy_bytes
 
 
@@ -80,7 +80,7 @@ class InfluenceMatrix:
         directory = Path(directory)
         if not (directory / "scores.npy").exists():
             raise InflucoderError(f"{directory} holds no influence matrix (scores.npy)")
-        ids = json.loads((directory / "ids.json").read_text(encoding="utf-8"))
+        ids = read_json(directory / "ids.json")
         size = (directory / "scores.npy").stat().st_size
         if ids.get("scores_bytes") is not None and size != ids["scores_bytes"]:
             raise InflucoderError(
@@ -90,6 +90,14 @@ class InfluenceMatrix:
         scores = np.load(directory / "scores.npy", mmap_mode="r", allow_pickle=False)
         if scores.shape != (len(ids["pool_ids"]), len(ids["query_ids"])):
             raise InflucoderError(f"{directory}: scores shape {scores.shape} does not match the id lists")
+        finite = np.isfinite(scores)
+        if not finite.all():  # same size, so the size check passed: a NaN would train or score silently
+            row, col = (int(x[0]) for x in np.nonzero(~finite))
+            raise InflucoderError(
+                f"{directory / 'scores.npy'}: {int((~finite).sum())} non-finite value(s), the first at pool "
+                f"{ids['pool_ids'][row]!r} x query {ids['query_ids'][col]!r} ({scores[row, col]}); rerun "
+                "`influcoder label` with the same --out to rebuild the matrix from the stores"
+            )
         return cls(scores, ids["pool_ids"], ids["query_ids"])
 
     @classmethod

@@ -4,7 +4,6 @@ See `influcoder.labels` for the layout of a labels directory.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -12,6 +11,7 @@ from pathlib import Path
 
 from influcoder.core.atomic import write_json_atomic
 from influcoder.core.errors import InflucoderError
+from influcoder.core.jsonfile import read_json
 from influcoder.core.locks import exclusive_directory
 from influcoder.data.formats import write_samples
 from influcoder.data.records import Sample
@@ -90,7 +90,7 @@ def load_labels(directory: str | Path) -> tuple[InfluenceMatrix, list[Sample], l
     directory = Path(directory)
     if not (directory / "labels.json").exists():
         raise InflucoderError(f"{directory} is not a labels directory (no labels.json); run `influcoder label`")
-    info = json.loads((directory / "labels.json").read_text(encoding="utf-8"))
+    info = read_json(directory / "labels.json")
     matrix = InfluenceMatrix.load(directory / "influence")
     pool = load_file(directory / "pool.jsonl")
     queries = load_file(directory / "queries.jsonl")

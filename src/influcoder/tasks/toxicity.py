@@ -27,7 +27,6 @@ them; the evaluation pool keeps DATE-LM's rate.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -37,6 +36,7 @@ import numpy as np
 
 from influcoder.core.atomic import write_json_atomic
 from influcoder.core.errors import InflucoderError
+from influcoder.core.jsonfile import read_json
 from influcoder.data.records import Sample
 from influcoder.tasks.refusal import is_refusal
 
@@ -126,7 +126,7 @@ class ToxicityTask:
         path = directory / "task.json"
         if not path.exists():
             raise InflucoderError(f"{directory} is not a toxicity task (no task.json; build one with toxicity)")
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        manifest = read_json(path)
         parts = {part: load_samples(directory / f"{part}.jsonl", allow_empty_response=True) for part in PARTS}
         return cls(ToxicitySettings(**manifest["settings"]), counts=manifest["counts"], **parts)
 

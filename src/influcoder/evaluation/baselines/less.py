@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from influcoder.core.jsonfile import read_json
 from influcoder.data.records import Sample
 from influcoder.evaluation.baselines.base import Scorer
 from influcoder.labels.influence import normalize_rows
@@ -186,7 +187,7 @@ class PassCache:
 
         self.directory = directory
         key_path = directory / "key.json"
-        if key_path.exists() and json.loads(key_path.read_text(encoding="utf-8")) != json.loads(json.dumps(key)):
+        if key_path.exists() and read_json(key_path) != json.loads(json.dumps(key)):
             for stale in directory.glob("pass-*"):
                 stale.unlink()
         directory.mkdir(parents=True, exist_ok=True)
@@ -196,7 +197,7 @@ class PassCache:
         rows, record = self.directory / f"pass-{number:05d}.npy", self.directory / f"pass-{number:05d}.json"
         if not (rows.exists() and record.exists()):
             return None
-        return np.load(rows), float(json.loads(record.read_text(encoding="utf-8"))["seconds"])
+        return np.load(rows), float(read_json(record)["seconds"])
 
     def write(self, number: int, rows: np.ndarray, seconds: float) -> None:
         from influcoder.core.atomic import atomic_output, write_json_atomic
@@ -292,7 +293,7 @@ class LessCheckpoints(Scorer):
         key = {"adapter": str(Path(adapter).resolve()), "pool": fingerprint(pool), "queries": fingerprint(queries)}
         kept = self.parts / f"{adapter.name}.npy" if self.parts is not None else None
         if kept is not None and kept.exists() and kept.with_suffix(".json").exists():
-            record = json.loads(kept.with_suffix(".json").read_text(encoding="utf-8"))
+            record = read_json(kept.with_suffix(".json"))
             if {k: record.get(k) for k in key} == key:
                 return np.load(kept), record.get("seconds")
         started = time.perf_counter()

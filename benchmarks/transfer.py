@@ -1,0 +1,313 @@
+"""Transfer: which design ranks pool samples by gradient influence on tasks (and sources) it never saw?
+
+    python benchmarks/transfer_samples.py --out runs/transfer/samples.jsonl
+    influcoder label --pool runs/transfer/samples.jsonl --queries runs/transfer/samples.jsonl \
+        --out runs/transfer/labels                                     # all pairs: N gradients, N x N labels
+    python benchmarks/transfer.py --labels runs/transfer/labels --out docs/results/transfer.json
+
+Everything here is computed from the all-pairs label matrix S (cosines of normalised, projected LoRA
+gradients: S = G G^T with unit rows). The top-k singular directions V of the *training* gradients and any
+sample's coordinates on them follow from S alone: with S_train = U diag(s^2) U^T, the coordinates of a sample
+x are c(x) = diag(1/s) U^T S[train, x], i.e. V^T g(x). So "the query's exact gradient projected on the
+subspace" needs only the query's labels against the training samples, which is what one exact gradient gives.
+
+Protocols (held-out samples are split into disjoint pool and queries, evaluated pool x queries):
+- ``task``: 20% of the tasks held out on both sides (unseen tasks);
+- ``source``: one whole source held out on both sides (evals, bbh, bbh-cot, harmful-pairs, refusals);
+- ``random``: 20% of the samples held out (their tasks are seen in training).
+
+Methods:
+- ``tfidf``, ``minilm``: text similarity (TF-IDF; untrained MiniLM-L6 mean-pooled cosine);
+- ``lengths``: a query-agnostic pool score, ridge from four length features to the training row means;
+- ``pool-mean (oracle)``: the true held-out row means (query-agnostic upper reference, not a method);
+- ``subspace-ridge`` (design 2): ridge from frozen MiniLM + length features to a pool sample's coordinates on
+  the top-k training directions, scored against the query's exact coordinates; k and the ridge chosen by
+  task-grouped cross-validation on the training samples only;
+- ``subspace ceiling``: the pool's *exact* coordinates on those k directions (what design 2 could reach);
+- ``rescore@K`` (design 3): recall of the labels' top 10 when a method's top K are rescored exactly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from influcoder.data.formats import load_file
+from influcoder.data.records import Sample
+from influcoder.metrics import mean_aggregated_spearman, per_anchor_spearman, query_specific_per_anchor
+
+K_GRID = (4, 16, 64, 256)
+RIDGE_GRID = (1.0, 10.0, 100.0, 1e3, 1e4)
+RESCORE_K = (20, 50, 100, 200)
+MAX_QUERIES = 200
+
+
+# ----------------------------------------------------------------------------------------------- inputs
+def load_square_labels(labels: Path, limit: int | None = None) -> tuple[np.ndarray, list[Sample]]:
+    """(S, samples): the all-pairs matrix and the samples in its order. Without a finished matrix (a labelling
+    still running), S is computed from the pool store's finished leading shards (`limit` rows at most)."""
+    from influcoder.core.store import FeatureStore
+
+    scores = labels / "influence" / "scores.npy"
+    if scores.exists():
+        pool = load_file(labels / "pool.jsonl")
+        S = np.load(scores)
+        if S.shape != (len(pool), len(pool)):
+            sys.exit(f"{scores}: {S.shape} is not all pairs of the {len(pool)} pool samples")
+        return (S[:limit, :limit] if limit else S).astype(np.float32), pool[:limit] if limit else pool
+    store = FeatureStore(labels / "pool")
+    blocks = []
+    for index in range(store.n_shards):
+        if not store.shard_path(index).exists() or (limit and sum(map(len, blocks)) >= limit):
+            break
+        blocks.append(store.read_shard(index).astype(np.float32))
+    G = np.concatenate(blocks)[:limit]
+    G /= np.linalg.norm(G, axis=1, keepdims=True)
+    samples = load_file(labels.parent / "samples.jsonl")[: len(G)]
+    return G @ G.T, samples
+
+
+def text_features(samples: list[Sample]) -> tuple[np.ndarray, np.ndarray]:
+    """(MiniLM mean-pooled unit embeddings, four log-length features) of every sample."""
+    import torch
+
+    from influcoder.data.models import load_encoder_backbone
+
+    model, tokenizer = load_encoder_backbone("minilm-l6")
+    texts = [f"{s.prompt}\n{s.response}" for s in samples]
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(texts), 64):
+            batch = tokenizer(texts[start : start + 64], padding=True, truncation=True, max_length=256,
+                              return_tensors="pt")  # fmt: skip
+            hidden = model(**batch).last_hidden_state
+            mask = batch["attention_mask"].unsqueeze(-1)
+            out.append(torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1).numpy())
+    lengths = np.array(
+        [[len(s.prompt), len(s.response), len(s.prompt.split()), len(s.response.split())] for s in samples]
+    )
+    return np.concatenate(out), np.log1p(lengths)
+
+
+# ----------------------------------------------------------------------------------------------- splits
+def split(samples: list[Sample], protocol: str, seed: int, source: str | None = None) -> dict[str, np.ndarray]:
+    """Row indices: train, eval pool, eval queries (disjoint)."""
+    rng = np.random.default_rng(seed)
+    tasks = np.array([s.meta["task"] for s in samples])
+    if protocol == "task":
+        names = np.unique(tasks)
+        held_tasks = set(rng.choice(names, size=max(2, len(names) // 5), replace=False))
+        held = np.array([t in held_tasks for t in tasks])
+    elif protocol == "source":
+        held = np.array([s.meta["source"] == source for s in samples])
+    else:
+        held = np.zeros(len(samples), dtype=bool)
+        held[rng.choice(len(samples), size=len(samples) // 5, replace=False)] = True
+    eval_rows = np.flatnonzero(held)
+    rng.shuffle(eval_rows)
+    n_queries = min(MAX_QUERIES, max(4, len(eval_rows) // 4))
+    return {"train": np.flatnonzero(~held), "queries": np.sort(eval_rows[:n_queries]),
+            "pool": np.sort(eval_rows[n_queries:])}  # fmt: skip
+
+
+# ----------------------------------------------------------------------------------------------- design 2
+class Subspace:
+    """Top singular directions of the training gradients, known through S: coordinates of any sample."""
+
+    def __init__(self, S: np.ndarray, train: np.ndarray, k_max: int):
+        values, vectors = np.linalg.eigh(S[np.ix_(train, train)].astype(np.float64))
+        order = np.argsort(values)[::-1][:k_max]
+        self.s = np.sqrt(np.clip(values[order], 1e-12, None))
+        self.U = vectors[:, order]
+        self.train = train
+        self.S = S
+
+    def coordinates(self, rows: np.ndarray, k: int) -> np.ndarray:
+        """(len(rows), k): V^T g for each row, from its labels against the training samples."""
+        return (self.S[np.ix_(rows, self.train)].astype(np.float64) @ self.U[:, :k]) / self.s[:k]
+
+
+def ridge_fit(X: np.ndarray, Y: np.ndarray, lam: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    mu, sd = X.mean(0), X.std(0) + 1e-8
+    Z = (X - mu) / sd
+    Zb = np.hstack([Z, np.ones((len(Z), 1))])
+    reg = lam * np.eye(Zb.shape[1])
+    reg[-1, -1] = 0.0
+    W = np.linalg.solve(Zb.T @ Zb + reg, Zb.T @ Y)
+    return W, mu, sd
+
+
+def ridge_predict(model: tuple[np.ndarray, np.ndarray, np.ndarray], X: np.ndarray) -> np.ndarray:
+    W, mu, sd = model
+    return np.hstack([(X - mu) / sd, np.ones((len(X), 1))]) @ W
+
+
+def choose_k_and_ridge(S, X, samples, train, folds: int = 4, seed: int = 0) -> tuple[int, float, dict]:
+    """k and lambda by task-grouped cross-validation on the training rows only (per-anchor rho of the
+    held-out fold's pool against its own queries)."""
+    rng = np.random.default_rng(seed)
+    tasks = np.array([samples[i].meta["task"] for i in train])
+    names = np.unique(tasks)
+    fold_of = dict(zip(names, rng.permutation(len(names)) % folds))
+    grid = {(k, lam): [] for k in K_GRID for lam in RIDGE_GRID}
+    for fold in range(folds):
+        inner = train[np.array([fold_of[t] != fold for t in tasks])]
+        held = train[np.array([fold_of[t] == fold for t in tasks])]
+        rng.shuffle(held)
+        queries, pool = held[: min(60, len(held) // 4)], held[min(60, len(held) // 4) :]
+        sub = Subspace(S, inner, max(K_GRID))
+        truth = S[np.ix_(pool, queries)]
+        for k in K_GRID:
+            target, query_c = sub.coordinates(inner, k), sub.coordinates(queries, k)
+            for lam in RIDGE_GRID:
+                pred = ridge_predict(ridge_fit(X[inner], target, lam), X[pool]) @ query_c.T
+                grid[(k, lam)].append(float(np.nanmean(per_anchor_spearman(pred, truth))))
+    means = {f"k={k} lambda={lam:g}": float(np.mean(v)) for (k, lam), v in grid.items()}
+    best = max(grid, key=lambda key: np.mean(grid[key]))
+    return best[0], best[1], means
+
+
+# ----------------------------------------------------------------------------------------------- scoring
+def report(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    per_anchor = per_anchor_spearman(pred, truth)
+    row = float(np.corrcoef(np.argsort(np.argsort(pred.mean(1))), np.argsort(np.argsort(truth.mean(1))))[0, 1])
+    return {
+        "per_anchor": float(np.nanmean(per_anchor)),
+        "mean_aggregated": mean_aggregated_spearman(pred, truth),
+        "query_specific": float(np.nanmean(query_specific_per_anchor(pred, truth))),
+        "pool_offset_recovered": row,
+    }
+
+
+def rescore_recall(pred: np.ndarray, truth: np.ndarray, K: int, top: int = 10) -> float:
+    """Mean over queries of |top-`top` of exact scores among `pred`'s top K  intersect  true top-`top`| / top."""
+    recalls = []
+    for j in range(truth.shape[1]):
+        candidates = np.argsort(-pred[:, j], kind="stable")[:K]
+        chosen = candidates[np.argsort(-truth[candidates, j], kind="stable")[:top]]
+        true_top = np.argsort(-truth[:, j], kind="stable")[:top]
+        recalls.append(len(set(chosen) & set(true_top)) / top)
+    return float(np.mean(recalls))
+
+
+def tfidf_scores(samples: list[Sample], pool: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    texts = [f"{samples[i].prompt}\n{samples[i].response}" for i in (*pool, *queries)]
+    vectors = TfidfVectorizer(sublinear_tf=True).fit_transform(texts)
+    return np.asarray((vectors[: len(pool)] @ vectors[len(pool) :].T).todense())
+
+
+def run_split(S, samples, emb, lengths, rows: dict[str, np.ndarray], seed: int) -> dict:
+    train, pool, queries = rows["train"], rows["pool"], rows["queries"]
+    truth = S[np.ix_(pool, queries)].astype(np.float64)
+    X = np.hstack([emb, lengths])
+    started = time.perf_counter()
+    k, lam, cv = choose_k_and_ridge(S, X, samples, train, seed=seed)
+    sub = Subspace(S, train, k)
+    target, query_c = sub.coordinates(train, k), sub.coordinates(queries, k)
+    model = ridge_fit(X[train], target, lam)
+    fit_seconds = time.perf_counter() - started
+    row_means = S[np.ix_(train, train)].mean(1)
+    offset = ridge_predict(ridge_fit(lengths[train], row_means[:, None], 10.0), lengths[pool])
+    scores = {
+        "tfidf": tfidf_scores(samples, pool, queries),
+        "minilm": emb[pool] @ emb[queries].T,
+        "lengths": np.repeat(offset, len(queries), axis=1),
+        "pool-mean (oracle)": np.repeat(truth.mean(1, keepdims=True), len(queries), axis=1),
+        "subspace-ridge": ridge_predict(model, X[pool]) @ query_c.T,
+        "subspace ceiling": sub.coordinates(pool, k) @ query_c.T,
+    }
+    methods = {name: report(pred, truth) for name, pred in scores.items()}
+    for name in ("subspace-ridge", "minilm", "tfidf"):
+        methods[name]["rescore_recall@10"] = {str(K): rescore_recall(scores[name], truth, K) for K in RESCORE_K}
+    return {
+        "n_train": len(train), "n_pool": len(pool), "n_queries": len(queries),
+        "tasks_train": len({samples[i].meta["task"] for i in train}),
+        "tasks_eval": len({samples[i].meta["task"] for i in (*pool, *queries)}),
+        "chosen": {"k": k, "ridge": lam, "fit_seconds": round(fit_seconds, 1)}, "cv": cv, "methods": methods,
+    }  # fmt: skip
+
+
+def summarise(runs: list[dict]) -> dict:
+    """Mean and sample sd (ddof 1) over seeds of every method's figures."""
+    out: dict[str, dict] = {}
+    for name in runs[0]["methods"]:
+        for metric in ("per_anchor", "mean_aggregated", "query_specific", "pool_offset_recovered"):
+            values = [r["methods"][name][metric] for r in runs]
+            out.setdefault(name, {})[metric] = {
+                "mean": float(np.mean(values)),
+                "sd": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+            }
+        if "rescore_recall@10" in runs[0]["methods"][name]:
+            out[name]["rescore_recall@10"] = {
+                K: float(np.mean([r["methods"][name]["rescore_recall@10"][K] for r in runs]))
+                for K in runs[0]["methods"][name]["rescore_recall@10"]
+            }
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--labels", type=Path, required=True, help="an all-pairs labels directory")
+    parser.add_argument("--out", type=Path, required=True, help="JSON to write (a .md table is written beside it)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--limit", type=int, default=None, help="first N samples only (a labelling still running)")
+    args = parser.parse_args(argv)
+    S, samples = load_square_labels(args.labels, args.limit)
+    emb, lengths = text_features(samples)
+    record: dict = {"labels": str(args.labels), "n": len(samples), "tasks": len({s.meta["task"] for s in samples}),
+                    "sources": sorted({s.meta["source"] for s in samples}), "protocols": {}}  # fmt: skip
+    plans = [("task", seed, None) for seed in args.seeds] + [("random", seed, None) for seed in args.seeds]
+    plans += [("source", 0, source) for source in record["sources"]]
+    for protocol, seed, source in plans:
+        rows = split(samples, protocol, seed, source)
+        if min(len(rows["pool"]), len(rows["queries"]), len(rows["train"])) < 4:
+            continue
+        key = f"{protocol}:{source}" if source else protocol
+        result = run_split(S, samples, emb, lengths, rows, seed)
+        record["protocols"].setdefault(key, []).append({"seed": seed, **result})
+        ridge = result["methods"]["subspace-ridge"]
+        print(f"{key} seed {seed}: subspace-ridge per-anchor {ridge['per_anchor']:.3f} query-specific "
+              f"{ridge['query_specific']:.3f} (k={result['chosen']['k']})", file=sys.stderr, flush=True)  # fmt: skip
+    source_runs = [r for key, runs in record["protocols"].items() if key.startswith("source:") for r in runs]
+    record["summary"] = {key: summarise(runs) for key, runs in record["protocols"].items() if ":" not in key}
+    if source_runs:
+        record["summary"]["source (mean over held-out sources)"] = summarise(source_runs)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    args.out.with_suffix(".md").write_text(markdown(record), encoding="utf-8")
+    print(markdown(record))
+    return 0
+
+
+def markdown(record: dict) -> str:
+    lines = [
+        f"All-pairs labels of {record['n']:,} samples, {record['tasks']} tasks, sources: "
+        f"{', '.join(record['sources'])}. Mean (sample sd) over seeds; `source` is the mean over held-out sources.",
+        "",
+    ]
+    for key, summary in record["summary"].items():
+        lines += [f"### {key}", "", "| method | per-anchor | mean-aggregated | query-specific | pool offset |",
+                  "|---|---|---|---|---|"]  # fmt: skip
+        for name, m in summary.items():
+            cells = [f"{m[x]['mean']:.3f} ({m[x]['sd']:.3f})" for x in
+                     ("per_anchor", "mean_aggregated", "query_specific", "pool_offset_recovered")]  # fmt: skip
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        recalls = {name: m["rescore_recall@10"] for name, m in summary.items() if "rescore_recall@10" in m}
+        if recalls:
+            ks = list(next(iter(recalls.values())))
+            lines += ["", "| rescore recall@10 | " + " | ".join(f"K={k}" for k in ks) + " |",
+                      "|---|" + "---|" * len(ks)]  # fmt: skip
+            lines += [f"| {name} | " + " | ".join(f"{r[k]:.3f}" for k in ks) + " |" for name, r in recalls.items()]
+        lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""benchmarks/transfer.py: subspace coordinates derived from the label matrix alone equal the explicit
+projection of the gradients on the training gradients' top singular directions (the identity the whole
+transfer study rests on), and rescore recall is what it says."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+
+
+def _load():
+    path = Path(__file__).parents[1] / "benchmarks" / "transfer.py"
+    spec = importlib.util.spec_from_file_location("transfer_bench", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_coordinates_from_labels_equal_the_explicit_projection():
+    bench = _load()
+    rng = np.random.default_rng(0)
+    G = rng.normal(size=(40, 300)) + 2.0 * rng.normal(size=(1, 300))  # a shared direction, as real gradients have
+    G /= np.linalg.norm(G, axis=1, keepdims=True)
+    S = G @ G.T
+    train, other = np.arange(30), np.arange(30, 40)
+    _, _, Vt = np.linalg.svd(G[train], full_matrices=False)  # the reference: explicit SVD of the gradients
+    sub = bench.Subspace(S, train, 8)
+    for rows in (train, other):
+        explicit = G[rows] @ Vt[:8].T
+        derived = sub.coordinates(rows, 8)
+        signs = np.sign((explicit * derived).sum(0))  # singular vectors are defined up to sign
+        np.testing.assert_allclose(derived * signs, explicit, atol=1e-8)
+    full = bench.Subspace(S, train, 30)  # all directions: cosines within the training span are exact
+    np.testing.assert_allclose(full.coordinates(train, 30) @ full.coordinates(train, 30).T, S[:30, :30], atol=1e-8)
+
+
+def test_rescore_recall_counts_the_true_top_found_among_the_candidates():
+    bench = _load()
+    truth = np.arange(100, dtype=float)[:, None]  # sample 99 is the most influential, then 98 ...
+    perfect = truth.copy()
+    reversed_ = -truth
+    assert bench.rescore_recall(perfect, truth, K=10) == 1.0
+    assert bench.rescore_recall(reversed_, truth, K=10) == 0.0
+    assert bench.rescore_recall(reversed_, truth, K=95) == 0.5  # candidates 0..94 hold 90..94 of the true top 10
+    assert bench.rescore_recall(reversed_, truth, K=100) == 1.0
+
+
+def test_ridge_recovers_a_linear_map():
+    bench = _load()
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(200, 5))
+    W = rng.normal(size=(5, 3))
+    model = bench.ridge_fit(X, X @ W + 0.5, lam=1e-6)
+    np.testing.assert_allclose(bench.ridge_predict(model, X), X @ W + 0.5, atol=1e-5)
