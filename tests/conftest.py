@@ -171,3 +171,14 @@ def _restore_third_party_verbosity():
     hf_logging.set_verbosity(verbosity)
     if bars:
         hf_logging.enable_progress_bar()
+
+
+def load_benchmark(name: str):
+    """A script of benchmarks/ imported as a module (they are not part of the package)."""
+    import importlib.util
+
+    path = Path(__file__).parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -4,18 +4,13 @@ transfer study rests on), and rescore recall is what it says."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
+
+from .conftest import load_benchmark
 
 
 def _load():
-    path = Path(__file__).parents[1] / "benchmarks" / "transfer.py"
-    spec = importlib.util.spec_from_file_location("transfer_bench", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("transfer")
 
 
 def test_coordinates_from_labels_equal_the_explicit_projection():
