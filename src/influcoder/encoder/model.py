@@ -38,6 +38,7 @@ from influcoder.core.devices import resolve_device
 from influcoder.core.errors import InflucoderError, NonFiniteValueError
 from influcoder.core.jsonfile import read_json
 from influcoder.data.records import Sample
+from influcoder.encoder.interop import write_sentence_transformers_files
 from influcoder.encoder.length_prior import LengthPrior
 from influcoder.encoder.settings import POOLINGS, RESPONSE_POOLINGS
 
@@ -223,6 +224,9 @@ class InfluenceEncoder(torch.nn.Module):
         )
         if self.length_prior is not None:
             self.length_prior.save(directory)
+        write_sentence_transformers_files(
+            directory, self.config.pooling, self.backbone.config.hidden_size, self.config.max_length, self.head
+        )
 
     # ------------------------------------------------------------------ text and forward
     @property
