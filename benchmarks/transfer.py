@@ -98,13 +98,16 @@ def text_features(samples: list[Sample]) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(out), np.log1p(lengths)
 
 
+DECODER_CACHE = "decoder-response-states.npy"
+
+
 def decoder_features(samples: list[Sample], cache: Path) -> np.ndarray:
     """The labelling decoder's last-layer states averaged over each response (Rep-Sim's response pooling),
     read exactly as the labels read the text; kept in `cache` (one forward pass per sample)."""
     if cache.exists():
         states = np.load(cache)
-        if len(states) == len(samples):
-            return states
+        if len(states) >= len(samples):  # the whole sample file's states; a --limit run reads its leading rows
+            return states[: len(samples)]
     from influcoder.evaluation.baselines.representations import RepSimResponse
     from influcoder.labels.settings import LabelSettings
 
@@ -286,10 +289,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--limit", type=int, default=None, help="first N samples only (a labelling still running)")
     parser.add_argument("--decoder-features", action="store_true", help="add design 5 (one decoder forward pass)")
+    parser.add_argument("--features-only", action="store_true", help="only compute and keep the decoder states")
     args = parser.parse_args(argv)
+    if args.features_only:  # precompute the decoder states while the labelling still runs
+        decoder_features(load_file(args.labels.parent / "samples.jsonl"), args.labels.parent / DECODER_CACHE)
+        return 0
     S, samples = load_square_labels(args.labels, args.limit)
     emb, lengths = text_features(samples)
-    decoder = decoder_features(samples, args.labels / "decoder-response-states.npy") if args.decoder_features else None
+    decoder = decoder_features(samples, args.labels.parent / DECODER_CACHE) if args.decoder_features else None
     record: dict = {"labels": str(args.labels), "n": len(samples), "tasks": len({s.meta["task"] for s in samples}),
                     "sources": sorted({s.meta["source"] for s in samples}), "protocols": {}}  # fmt: skip
     plans = [("task", seed, None) for seed in args.seeds] + [("random", seed, None) for seed in args.seeds]
