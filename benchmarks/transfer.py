@@ -216,6 +216,18 @@ def rescore_recall(pred: np.ndarray, truth: np.ndarray, K: int, top: int = 10) -
     return float(np.mean(recalls))
 
 
+def interleaved_ranks(*preds: np.ndarray) -> np.ndarray:
+    """One candidate ranking from several methods: their rankings interleaved (first of each, then second of
+    each, ...), duplicates kept at their first place; returned as scores (higher = earlier) per query."""
+    n, m = preds[0].shape
+    out = np.empty((n, m))
+    for j in range(m):
+        orders = [np.argsort(-p[:, j], kind="stable") for p in preds]
+        merged = list(dict.fromkeys(i for row in zip(*orders) for i in row))
+        out[merged, j] = -np.arange(n)
+    return out
+
+
 def tfidf_scores(samples: list[Sample], pool: np.ndarray, queries: np.ndarray) -> np.ndarray:
     from sklearn.feature_extraction.text import TfidfVectorizer
 
@@ -251,6 +263,13 @@ def run_split(S, samples, emb, lengths, rows: dict[str, np.ndarray], seed: int, 
         model_d = ridge_fit(Xd[train], subd.coordinates(train, kd), lamd)
         scores["decoder-ridge"] = ridge_predict(model_d, Xd[pool]) @ subd.coordinates(queries, kd).T
     methods = {name: report(pred, truth) for name, pred in scores.items()}
+    union = interleaved_ranks(scores["tfidf"], scores["subspace-ridge"])  # design 3 fed by text and design 2
+    methods["tfidf + subspace-ridge, interleaved"] = {
+        "rescore_recall@10": {
+            f"{share:.0%}": rescore_recall(union, truth, max(10, int(np.ceil(share * len(pool)))))
+            for share in RESCORE_SHARES
+        }
+    }
     for name in [n for n in ("subspace-ridge", "decoder-ridge", "minilm", "tfidf") if n in scores]:
         methods[name]["rescore_recall@10"] = {
             f"{share:.0%}": rescore_recall(scores[name], truth, max(10, int(np.ceil(share * len(pool)))))
@@ -268,14 +287,14 @@ def summarise(runs: list[dict]) -> dict:
     """Mean and sample sd (ddof 1) over seeds of every method's figures."""
     out: dict[str, dict] = {}
     for name in runs[0]["methods"]:
-        for metric in ("per_anchor", "mean_aggregated", "query_specific"):
+        for metric in [m for m in ("per_anchor", "mean_aggregated", "query_specific") if m in runs[0]["methods"][name]]:
             values = [r["methods"][name][metric] for r in runs]
             out.setdefault(name, {})[metric] = {
                 "mean": float(np.mean(values)),
                 "sd": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
             }
         if "rescore_recall@10" in runs[0]["methods"][name]:
-            out[name]["rescore_recall@10"] = {
+            out.setdefault(name, {})["rescore_recall@10"] = {
                 K: float(np.mean([r["methods"][name]["rescore_recall@10"][K] for r in runs]))
                 for K in runs[0]["methods"][name]["rescore_recall@10"]
             }
@@ -331,7 +350,7 @@ def markdown(record: dict) -> str:
     for key, summary in record["summary"].items():
         lines += [f"### {key}", "", "| method | per-anchor | mean-aggregated (pool offset) | query-specific |",
                   "|---|---|---|---|"]  # fmt: skip
-        for name, m in summary.items():
+        for name, m in [(name, m) for name, m in summary.items() if "per_anchor" in m]:
             cells = [f"{m[x]['mean']:.3f} ({m[x]['sd']:.3f})" for x in
                      ("per_anchor", "mean_aggregated", "query_specific")]  # fmt: skip
             lines.append(f"| {name} | " + " | ".join(cells) + " |")

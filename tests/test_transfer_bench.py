@@ -49,3 +49,11 @@ def test_ridge_recovers_a_linear_map():
     W = rng.normal(size=(5, 3))
     model = bench.ridge_fit(X, X @ W + 0.5, lam=1e-6)
     np.testing.assert_allclose(bench.ridge_predict(model, X), X @ W + 0.5, atol=1e-5)
+
+
+def test_interleaved_candidates_take_each_methods_best_in_turn():
+    bench = _load()
+    a = np.array([[5.0], [4.0], [3.0], [2.0], [1.0]])  # ranks rows 0, 1, 2, 3, 4
+    b = np.array([[1.0], [2.0], [3.0], [4.0], [5.0]])  # ranks rows 4, 3, 2, 1, 0
+    merged = bench.interleaved_ranks(a, b)
+    assert list(np.argsort(-merged[:, 0], kind="stable")) == [0, 4, 1, 3, 2]
