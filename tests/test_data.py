@@ -111,7 +111,7 @@ def test_missing_file_and_unknown_type(tmp_path):
     with pytest.raises(DataError, match="no such file"):
         load_samples(tmp_path / "nope.jsonl")
     (tmp_path / "x.txt").write_text("hi")
-    with pytest.raises(DataError, match="unknown file type"):
+    with pytest.raises(DataError, match=r"unknown file type '\.txt': expected .* \.csv, \.tsv, \.parquet"):
         load_file(tmp_path / "x.txt")
 
 

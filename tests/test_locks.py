@@ -69,3 +69,15 @@ def test_label_and_index_refuse_a_directory_another_run_writes(tiny_model_dir, t
     assert "is being written by" in capsys.readouterr().err
     assert main(args) == 0  # free again: the lock file alone does not make the directory "not an index"
     assert main([*args, "--overwrite"]) == 0
+
+
+def test_an_output_that_is_a_file_is_named_as_such(tmp_path, capsys):
+    from influcoder.cli.main import main
+
+    target = tmp_path / "out.txt"
+    target.write_text("my file\n")
+    pool = tmp_path / "p.jsonl"
+    pool.write_text('{"prompt": "p", "response": "r"}\n')
+    assert main(["label", "--pool", str(pool), "--queries", str(pool), "--out", str(target), "--quiet"]) == 2
+    assert f"{target} is a file; the labels output must be a directory" in capsys.readouterr().err
+    assert target.read_text() == "my file\n"

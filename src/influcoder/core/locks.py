@@ -30,6 +30,8 @@ class LockedError(InflucoderError):
 def exclusive_directory(directory: str | Path, what: str = "output") -> Iterator[Path]:
     """Hold the write lock of `directory` (created if missing) for the duration of the block."""
     directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise InflucoderError(f"{directory} is a file; the {what} output must be a directory (new, or one of ours)")
     created_directory = not directory.exists()
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / LOCK_NAME

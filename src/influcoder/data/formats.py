@@ -120,9 +120,8 @@ def detect_format(path: Path) -> str:
         return "csv"
     if suffix in (".parquet", ".pq"):
         return "parquet"
-    raise DataError(
-        str(path), None, f"unknown file type {suffix!r}: expected .jsonl, .csv, .parquet or a HF dataset dir"
-    )
+    expected = ".jsonl (.json, .ndjson), .csv, .tsv, .parquet (.pq) or a HF dataset dir"
+    raise DataError(str(path), None, f"unknown file type {suffix!r}: expected {expected}")
 
 
 def load_file(
