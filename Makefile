@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: venv demo test lint clean
+.PHONY: venv demo test lint check-docs clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ lint: venv
 
 test: venv lint
 	$(BIN)/python -m pytest -q
+
+# Every figure table of docs/results (and benchmarks/results) recomputed from its committed JSON; fails on a
+# mismatch, naming the page, the cell, the printed value and the recomputed one (scripts/check_docs.py).
+check-docs: venv
+	$(BIN)/python scripts/check_docs.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

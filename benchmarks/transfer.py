@@ -76,13 +76,19 @@ def load_square_labels(labels: Path, limit: int | None = None) -> tuple[np.ndarr
     return G @ G.T, samples
 
 
-def text_features(samples: list[Sample]) -> tuple[np.ndarray, np.ndarray]:
-    """(MiniLM mean-pooled unit embeddings, four log-length features) of every sample."""
+def text_features(samples: list[Sample], backbone: str = "minilm-l6", cache: Path | None = None):
+    """(mean-pooled unit embeddings of `backbone`, four log-length features) of every sample; the embeddings
+    are kept in `cache` when given (a larger backbone takes minutes)."""
     import torch
 
     from influcoder.data.models import load_encoder_backbone
 
-    model, tokenizer = load_encoder_backbone("minilm-l6")
+    lengths = np.log1p(np.array(
+        [[len(s.prompt), len(s.response), len(s.prompt.split()), len(s.response.split())] for s in samples]
+    ))  # fmt: skip
+    if cache is not None and cache.exists() and len(np.load(cache)) >= len(samples):
+        return np.load(cache)[: len(samples)], lengths
+    model, tokenizer = load_encoder_backbone(backbone)
     texts = [f"{s.prompt}\n{s.response}" for s in samples]
     out = []
     with torch.no_grad():
@@ -92,10 +98,10 @@ def text_features(samples: list[Sample]) -> tuple[np.ndarray, np.ndarray]:
             hidden = model(**batch).last_hidden_state
             mask = batch["attention_mask"].unsqueeze(-1)
             out.append(torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1).numpy())
-    lengths = np.array(
-        [[len(s.prompt), len(s.response), len(s.prompt.split()), len(s.response.split())] for s in samples]
-    )
-    return np.concatenate(out), np.log1p(lengths)
+    embeddings = np.concatenate(out)
+    if cache is not None:
+        np.save(cache, embeddings)
+    return embeddings, lengths
 
 
 DECODER_CACHE = "decoder-response-states.npy"
@@ -236,7 +242,35 @@ def tfidf_scores(samples: list[Sample], pool: np.ndarray, queries: np.ndarray) -
     return np.asarray((vectors[: len(pool)] @ vectors[len(pool) :].T).todense())
 
 
-def run_split(S, samples, emb, lengths, rows: dict[str, np.ndarray], seed: int, decoder=None) -> dict:
+ENCODER_QUERIES = 256
+"""Training samples used as queries of the subspace encoder's score term."""
+
+
+def train_subspace_encoder(S, samples, train, pool, queries, targets: np.ndarray, seed: int, epochs: int,
+                           ridge: float):  # fmt: skip
+    """Design 1 + 2: MiniLM-L6 with a k-wide head, started at the ridge solution on its pooled states and
+    fine-tuned on the coordinates plus the per-query Pearson against 256 training queries' labels."""
+    from influcoder.encoder.subspace import CoordinateFitSettings, fit_coordinates, subspace_encoder
+
+    rng = np.random.default_rng(seed)
+    query_rows = np.sort(rng.choice(len(train), size=min(ENCODER_QUERIES, len(train) // 4), replace=False))
+    encoder = subspace_encoder("minilm-l6", targets.shape[1], seed=seed, max_length=512)
+    settings = CoordinateFitSettings(epochs=epochs, seed=seed, ridge=ridge)
+    labels = S[np.ix_(train, train[query_rows])]
+    texts, targets = [samples[i] for i in train], targets.astype(np.float32)
+    fit_coordinates(encoder, texts, targets, CoordinateFitSettings(epochs=0, seed=seed, ridge=ridge))  # ridge start
+    start = {
+        "pool": encoder.encode([samples[i] for i in pool]),
+        "queries": encoder.encode([samples[i] for i in queries]),
+    }
+    encoder.history = fit_coordinates(encoder, texts, targets, settings, query_rows, labels, show_progress=True,
+                                      start_at_ridge=False)  # fmt: skip
+    return encoder, start
+
+
+def run_split(S, samples, emb, lengths, rows: dict[str, np.ndarray], seed: int, decoder=None,
+              encoder_epochs: int = 0, backbones: dict[str, np.ndarray] | None = None,
+              cosine_epochs: int = 0) -> dict:  # fmt: skip
     train, pool, queries = rows["train"], rows["pool"], rows["queries"]
     truth = S[np.ix_(pool, queries)].astype(np.float64)
     X = np.hstack([emb, lengths])
@@ -256,6 +290,36 @@ def run_split(S, samples, emb, lengths, rows: dict[str, np.ndarray], seed: int, 
         "subspace-ridge": ridge_predict(model, X[pool]) @ query_c.T,
         "subspace ceiling": sub.coordinates(pool, k) @ query_c.T,
     }
+    scores["subspace-ridge, encoded queries"] = ridge_predict(model, X[pool]) @ ridge_predict(model, X[queries]).T
+    for backbone, other in (backbones or {}).items():  # design 4: the same ridge on a larger frozen backbone
+        Xb = np.hstack([other, lengths])
+        kb, lamb, _ = choose_k_and_ridge(S, Xb, samples, train, seed=seed)
+        subb = Subspace(S, train, kb)
+        model_b = ridge_fit(Xb[train], subb.coordinates(train, kb), lamb)
+        scores[f"subspace-ridge ({backbone})"] = ridge_predict(model_b, Xb[pool]) @ subb.coordinates(queries, kb).T
+    if cosine_epochs:  # today's default: MiniLM distilled on the training labels (Pearson + KL over cosines)
+        from influcoder.encoder.distill import Distiller
+        from influcoder.encoder.settings import DistillSettings
+
+        started = time.perf_counter()
+        distiller = Distiller(DistillSettings(epochs=cosine_epochs, seed=seed), device="cpu")
+        texts = [samples[i] for i in train]
+        distiller.fit(S[np.ix_(train, train)], texts, texts, progress=True)
+        scores["cosine-distilled"] = (
+            distiller.encoder.encode([samples[i] for i in pool])
+            @ distiller.encoder.encode([samples[i] for i in queries]).T
+        )
+        fit_seconds_cosine = round(time.perf_counter() - started, 1)
+    if encoder_epochs:  # design 1 + 2: MiniLM fine-tuned to regress the coordinates, from the ridge start
+        started = time.perf_counter()
+        trained, start = train_subspace_encoder(S, samples, train, pool, queries, sub.coordinates(train, k), seed,
+                                                encoder_epochs, lam)  # fmt: skip
+        scores["subspace-encoder (ridge start)"] = start["pool"] @ query_c.T
+        pool_c = trained.encode([samples[i] for i in pool])
+        query_pred = trained.encode([samples[i] for i in queries])
+        scores["subspace-encoder"] = pool_c @ query_c.T
+        scores["subspace-encoder, encoded queries"] = pool_c @ query_pred.T
+        fit_seconds_encoder = time.perf_counter() - started
     if decoder is not None:  # design 5: the same ridge on the decoder's own response states (no backward)
         Xd = np.hstack([decoder, lengths])
         kd, lamd, _ = choose_k_and_ridge(S, Xd, samples, train, seed=seed)
@@ -270,7 +334,7 @@ def run_split(S, samples, emb, lengths, rows: dict[str, np.ndarray], seed: int, 
             for share in RESCORE_SHARES
         }
     }
-    for name in [n for n in ("subspace-ridge", "decoder-ridge", "minilm", "tfidf") if n in scores]:
+    for name in [n for n in ("subspace-ridge", "subspace-encoder", "decoder-ridge", "minilm", "tfidf") if n in scores]:
         methods[name]["rescore_recall@10"] = {
             f"{share:.0%}": rescore_recall(scores[name], truth, max(10, int(np.ceil(share * len(pool)))))
             for share in RESCORE_SHARES
@@ -280,6 +344,9 @@ def run_split(S, samples, emb, lengths, rows: dict[str, np.ndarray], seed: int, 
         "tasks_train": len({samples[i].meta["task"] for i in train}),
         "tasks_eval": len({samples[i].meta["task"] for i in (*pool, *queries)}),
         "chosen": {"k": k, "ridge": lam, "fit_seconds": round(fit_seconds, 1)}, "cv": cv, "methods": methods,
+        **({"cosine_distilled": {"epochs": cosine_epochs, "fit_seconds": fit_seconds_cosine}} if cosine_epochs else {}),
+        **({"encoder": {"epochs": encoder_epochs, "fit_seconds": round(fit_seconds_encoder, 1),
+                        "history": trained.history}} if encoder_epochs else {}),
     }  # fmt: skip
 
 
@@ -308,6 +375,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--limit", type=int, default=None, help="first N samples only (a labelling still running)")
     parser.add_argument("--decoder-features", action="store_true", help="add design 5 (one decoder forward pass)")
+    parser.add_argument("--encoder-epochs", type=int, default=0, help="add design 1 + 2: fine-tune MiniLM on the "
+                        "coordinates for this many epochs per split (0: off)")  # fmt: skip
+    parser.add_argument("--backbones", nargs="*", default=[], help="add design 4: the ridge on these frozen "
+                        "embedded backbones too (e.g. mpnet-base)")  # fmt: skip
+    parser.add_argument("--cosine-epochs", type=int, default=0, help="add today's default objective: MiniLM "
+                        "distilled on the training labels for this many epochs per split (0: off)")  # fmt: skip
+    parser.add_argument("--protocols", nargs="+", default=["task", "random", "source"],
+                        choices=["task", "random", "source"])  # fmt: skip
     parser.add_argument("--features-only", action="store_true", help="only compute and keep the decoder states")
     args = parser.parse_args(argv)
     if args.features_only:  # precompute the decoder states while the labelling still runs
@@ -315,21 +390,38 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     S, samples = load_square_labels(args.labels, args.limit)
     emb, lengths = text_features(samples)
+    backbones = {
+        name: text_features(samples, name, args.labels.parent / f"text-{name}.npy")[0] for name in args.backbones
+    }
     decoder = decoder_features(samples, args.labels.parent / DECODER_CACHE) if args.decoder_features else None
-    record: dict = {"labels": str(args.labels), "n": len(samples), "tasks": len({s.meta["task"] for s in samples}),
+    record: dict = {"labels": str(args.labels), "encoder_epochs": args.encoder_epochs, "backbones": args.backbones,
+                    "cosine_epochs": args.cosine_epochs,
+                    "n": len(samples),
+                    "tasks": len({s.meta["task"] for s in samples}),
                     "sources": sorted({s.meta["source"] for s in samples}), "protocols": {}}  # fmt: skip
-    plans = [("task", seed, None) for seed in args.seeds] + [("random", seed, None) for seed in args.seeds]
-    plans += [("source", 0, source) for source in record["sources"]]
+    plans = [("task", seed, None) for seed in args.seeds if "task" in args.protocols]
+    plans += [("random", seed, None) for seed in args.seeds if "random" in args.protocols]
+    plans += [("source", 0, source) for source in record["sources"] if "source" in args.protocols]
     for protocol, seed, source in plans:
         rows = split(samples, protocol, seed, source)
         if min(len(rows["pool"]), len(rows["queries"]), len(rows["train"])) < 4:
             continue
         key = f"{protocol}:{source}" if source else protocol
-        result = run_split(S, samples, emb, lengths, rows, seed, decoder)
+        result = run_split(
+            S, samples, emb, lengths, rows, seed, decoder, args.encoder_epochs, backbones, args.cosine_epochs
+        )
         record["protocols"].setdefault(key, []).append({"seed": seed, **result})
-        ridge = result["methods"]["subspace-ridge"]
-        print(f"{key} seed {seed}: subspace-ridge per-anchor {ridge['per_anchor']:.3f} query-specific "
-              f"{ridge['query_specific']:.3f} (k={result['chosen']['k']})", file=sys.stderr, flush=True)  # fmt: skip
+        for name in (
+            "subspace-ridge",
+            "subspace-encoder",
+            "decoder-ridge",
+            *(f"subspace-ridge ({b})" for b in backbones),
+        ):
+            if name in result["methods"]:
+                m = result["methods"][name]
+                print(f"{key} seed {seed}: {name} per-anchor {m['per_anchor']:.3f} query-specific "
+                      f"{m['query_specific']:.3f} (k={result['chosen']['k']})", file=sys.stderr,
+                      flush=True)  # fmt: skip
     source_runs = [r for key, runs in record["protocols"].items() if key.startswith("source:") for r in runs]
     record["summary"] = {key: summarise(runs) for key, runs in record["protocols"].items() if ":" not in key}
     if source_runs:

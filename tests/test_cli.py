@@ -107,6 +107,27 @@ def test_a_run_writes_its_config_and_the_config_reruns_it(tmp_path, capsys):
     assert f"{config}: unknown setting(s) nonsense" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("  encoder: 5", "the setting settings.encoder is 5; expected a string"),
+        ("  epochs: ten", "the setting settings.epochs is 'ten'; expected an integer"),
+        ("  lr: true", "the setting settings.lr is True; expected a number"),
+        ("  objective: gradient", "the setting settings.objective is 'gradient'; expected one of 'influcoder'"),
+        ("  head_dim: [3]", "the setting settings.head_dim is [3]; expected an integer or null"),
+    ],
+)
+def test_a_config_value_of_the_wrong_type_is_named_not_a_traceback(tmp_path, capsys, line, message):
+    """Each value a config.yaml gives is checked against its setting's type before anything runs (a
+    hand-edited `encoder: 5` was a TypeError traceback from pathlib)."""
+    config = tmp_path / "config.yaml"
+    lines = ["command: distill", "labels: runs/labels", "out: runs/enc", "settings:", line]
+    config.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert main(["--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert f"{config}: {message}" in err and "Traceback" not in err
+
+
 def test_label_config_nests_the_settings_and_reruns_identically(tiny_model_dir, tmp_path):
     import yaml
 

@@ -298,3 +298,26 @@ def test_continued_distillation_starts_from_the_given_encoder(
     assert "other gradient features" in capsys.readouterr().err
     assert main(["distill", "--labels", str(tmp_path / "b"), "--out", str(first), "--init", str(first / "best")]) == 2
     assert "would overwrite the encoder --init starts from" in capsys.readouterr().err
+
+
+def test_overwrite_keeps_a_users_files_and_refuses_a_foreign_training_record(
+    tiny_model_dir, tiny_bert_dir, tmp_path, capsys
+):
+    """`distill --overwrite` replaces the run it wrote, not what a user put beside it: a notes file inside
+    best/ survives (named in a warning), and a training.json that influcoder did not write is refused."""
+    labels = tmp_path / "labels"
+    settings = LabelSettings(model=str(tiny_model_dir), rank=2, proj_dim=16, max_length=24, shard_size=8)
+    label(samples(14), samples(6, seed=7, prefix="q"), labels, settings, progress=False)
+    out = tmp_path / "enc"
+    args = ["distill", "--labels", str(labels), "--out", str(out), "--encoder", str(tiny_bert_dir),
+            "--epochs", "1", "--max-length", "16", "--quiet"]  # fmt: skip
+    assert main(args) == 0
+    (out / "best" / "notes.txt").write_text("my notes", encoding="utf-8")
+    assert main([*args, "--overwrite", "--lr", "1e-3"]) == 0
+    assert (out / "best" / "notes.txt").read_text(encoding="utf-8") == "my notes"
+    assert json.loads((out / "training.json").read_text())["settings"]["lr"] == 1e-3  # the new run is there
+    (out / "training.json").write_text(json.dumps({"my": "experiment log"}), encoding="utf-8")
+    capsys.readouterr()
+    assert main([*args, "--overwrite"]) == 2
+    assert "training.json was not written by `influcoder distill`" in capsys.readouterr().err
+    assert json.loads((out / "training.json").read_text()) == {"my": "experiment log"}

@@ -23,26 +23,8 @@ from influcoder.metrics import spearman_report
 
 
 def label_settings_from_config(label_config: dict, device: str = "auto") -> LabelSettings:
-    """Rebuild the labelling settings recorded by `GradientFeaturizer.config()`."""
-    if not label_config or label_config.get("kind") != "lora-gradients":
-        raise InflucoderError(
-            "the encoder does not record the gradient labels it was distilled from; "
-            "an audit needs an encoder trained by `influcoder distill`"
-        )
-    lora, projector = label_config["lora"], label_config["projector"]
-    return LabelSettings(
-        model=label_config["model"],
-        adapter=lora.get("adapter"),
-        rank=lora["rank"],
-        alpha=lora.get("alpha"),
-        targets=list(lora["targets"]),
-        projector=projector["kind"],
-        proj_dim=projector["dim"],
-        seed=projector["seed"],
-        max_length=label_config["max_length"],
-        chat_template=label_config.get("text_view") == "chat-template",
-        device=device,
-    )
+    """Rebuild the labelling settings recorded by `GradientFeaturizer.config()` (`LabelSettings.from_features`)."""
+    return LabelSettings.from_features(label_config, device)
 
 
 def choose_audit_rows(
@@ -59,14 +41,21 @@ def choose_audit_rows(
 
 
 def audit_scores(
-    encoder, featurizer: GradientFeaturizer, pool: Sequence[Sample], queries: Sequence[Sample], progress: bool = False
+    encoder,
+    featurizer: GradientFeaturizer,
+    pool: Sequence[Sample],
+    queries: Sequence[Sample],
+    progress: bool = False,
+    subspace=None,
 ) -> dict:
-    """Spearman of encoder vs exact gradient influence on the given pool samples and queries."""
+    """Spearman of encoder vs exact gradient influence on the given pool samples and queries. With a
+    `subspace` (a subspace encoder scoring exact queries), the queries' side is their exact coordinates."""
     with tqdm(total=len(pool) + len(queries), desc="audit gradients", unit="sample", disable=not progress) as bar:
         pool_grads = featurizer.featurize_tokenized(featurizer.tokenize(pool), bar)
         query_grads = featurizer.featurize_tokenized(featurizer.tokenize(queries), bar)
     exact = normalize_rows(pool_grads) @ normalize_rows(query_grads).T
-    predicted = encoder.encode_pool(pool) @ encoder.encode_queries(queries).T
+    query_side = encoder.encode_queries(queries) if subspace is None else subspace.coordinates(query_grads)
+    predicted = encoder.encode_pool(pool) @ query_side.T
     return spearman_report(predicted, exact).to_dict()
 
 
@@ -88,6 +77,7 @@ def audit_attribution(
     if progress:
         print(f"[audit] exact gradients of {len(rows)} pool samples and {len(queries)} queries with {settings.model}")
     featurizer = GradientFeaturizer(settings)
-    report = audit_scores(ic.encoder, featurizer, [pool[i] for i in rows], queries, progress)
+    subspace = ic.subspace if ic.query_side == "exact" else None
+    report = audit_scores(ic.encoder, featurizer, [pool[i] for i in rows], queries, progress, subspace)
     report["n_outside_coverage"] = int(np.isin(rows, outside).sum()) if len(outside) else 0
     return report

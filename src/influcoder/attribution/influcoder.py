@@ -21,6 +21,9 @@ from influcoder.data.records import Sample
 from influcoder.data.stream import SelectedSamples, sample_ids
 from influcoder.encoder.coverage import CoverageReference, query_spread
 from influcoder.encoder.model import InfluenceEncoder
+from influcoder.encoder.subspace import GradientSubspace
+
+QUERY_SIDES = ("exact", "encoded")
 
 
 @dataclass
@@ -68,9 +71,23 @@ class Influcoder:
         encoder: InfluenceEncoder,
         index: EmbeddingIndex | None = None,
         coverage: CoverageReference | None = None,
+        subspace: GradientSubspace | None = None,
+        query_side: str = "exact",
+        device: str | None = None,
     ):
+        if query_side not in QUERY_SIDES:
+            raise InflucoderError(f"query_side must be one of {', '.join(QUERY_SIDES)}, got {query_side!r}")
+        if subspace is not None and subspace.k != encoder.dim:
+            raise InflucoderError(f"the encoder predicts {encoder.dim} coordinates but its subspace holds {subspace.k}")
         self.encoder = encoder
         self._index = index
+        self.subspace = subspace
+        """A subspace encoder's gradient directions (`subspace.npz` beside it), if it has them."""
+        self.query_side = query_side if subspace is not None else "encoded"
+        """How queries are scored: ``exact`` (a subspace encoder: the coordinates of each query's own gradient,
+        one decoder pass and backward per query) or ``encoded`` (the encoder's vector of the text)."""
+        self.device = device
+        self._featurizer = None
         self.coverage_reference = coverage
         """The encoder's out-of-coverage reference (`coverage.npz` beside it), if it has one."""
         self.query_coverage: dict[str, float] = {}
@@ -88,17 +105,24 @@ class Influcoder:
         index: str | Path | None = None,
         device: str | None = None,
         backend: str | None = None,
+        query_side: str = "exact",
     ) -> Influcoder:
-        """The encoder (on `backend`: default the index's, else float) and optionally an index of a pool."""
+        """The encoder (on `backend`: default the index's, else float) and optionally an index of a pool;
+        `query_side` as `Influcoder.query_side`."""
         opened = EmbeddingIndex(index) if index else None
         backend = backend or (opened.manifest.get("encoder_backend", "torch") if opened else "torch")
-        device = "cpu" if backend != "torch" and device in (None, "auto") else device
-        encoder = InfluenceEncoder.from_pretrained(encoder_dir, device=device, backend=backend)
-        return cls(encoder, opened, CoverageReference.load(encoder_dir))
+        encoder_device = "cpu" if backend != "torch" and device in (None, "auto") else device
+        encoder = InfluenceEncoder.from_pretrained(encoder_dir, device=encoder_device, backend=backend)
+        subspace = GradientSubspace.load(encoder_dir)
+        return cls(encoder, opened, CoverageReference.load(encoder_dir), subspace, query_side, device)
 
     @classmethod
     def from_index(
-        cls, index_dir: str | Path, encoder_dir: str | Path | None = None, device: str | None = None
+        cls,
+        index_dir: str | Path,
+        encoder_dir: str | Path | None = None,
+        device: str | None = None,
+        query_side: str = "exact",
     ) -> Influcoder:
         """Open an index with its encoder (the one recorded in the index when `encoder_dir` is None)."""
         index = EmbeddingIndex(index_dir)
@@ -106,9 +130,10 @@ class Influcoder:
         if not encoder_dir:
             raise InflucoderError(f"{index_dir} does not record its encoder; pass --encoder")
         backend = index.manifest.get("encoder_backend", "torch")  # queries embedded as the pool was
-        device = "cpu" if backend != "torch" and device in (None, "auto") else device
-        encoder = InfluenceEncoder.from_pretrained(encoder_dir, device=device, backend=backend)
-        return cls(encoder, index, CoverageReference.load(encoder_dir))
+        encoder_device = "cpu" if backend != "torch" and device in (None, "auto") else device
+        encoder = InfluenceEncoder.from_pretrained(encoder_dir, device=encoder_device, backend=backend)
+        subspace = GradientSubspace.load(encoder_dir)
+        return cls(encoder, index, CoverageReference.load(encoder_dir), subspace, query_side, device)
 
     @property
     def index_(self) -> EmbeddingIndex:
@@ -123,12 +148,26 @@ class Influcoder:
             self._index.write_coverage(self.coverage_reference)
         return self._index
 
+    def query_vectors(self, queries: Sequence[Sample], batch_size: int = 32) -> np.ndarray:
+        """The vectors queries are scored with (inner product with the pool's): the encoder's, or for a
+        subspace encoder with ``query_side="exact"`` the coordinates of each query's projected gradient,
+        computed with the decoder, adapter and projection recorded in the encoder's config."""
+        if self.query_side != "exact":
+            return self.encoder.encode_queries(queries, batch_size)
+        if self._featurizer is None:
+            from influcoder.labels.featurizer import GradientFeaturizer
+            from influcoder.labels.settings import LabelSettings
+
+            settings = LabelSettings.from_features(self.encoder.config.label_config, self.device or "auto")
+            self._featurizer = GradientFeaturizer(settings)
+        return self.subspace.coordinates(self._featurizer.featurize(list(queries)))
+
     def attribute(
         self, queries: Sequence[Sample], k: int = 10, nprobe: int | None = None, batch_size: int = 32
     ) -> list[list[Attribution]]:
         """Top-k pool samples per query by predicted influence, best first."""
         index = self.index_
-        embedded = self.encoder.encode_queries(queries, batch_size)
+        embedded = self.query_vectors(queries, batch_size)
         scores, rows = index.search(embedded, k, nprobe)
         embedded = embedded[:, : self.encoder.dim]  # coverage lives in the embedding space only
         pool = index.samples()
@@ -151,7 +190,7 @@ class Influcoder:
 
     def score(self, queries: Sequence[Sample], aggregate: str = "mean", batch_size: int = 32) -> np.ndarray:
         """Predicted influence of every indexed pool sample on the query set (pool order)."""
-        return self.index_.score_pool(self.encoder.encode_queries(queries, batch_size), aggregate)
+        return self.index_.score_pool(self.query_vectors(queries, batch_size), aggregate)
 
     def filter(
         self,

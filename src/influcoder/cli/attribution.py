@@ -122,6 +122,11 @@ class Scoring(Command):
     """Check the sha256 of every shard (and of the influence matrix) it reads before reading (as `influcoder
     verify`); the fast check on every read compares sizes only."""
 
+    query_side: Literal["exact", "encoded"] = "exact"
+    """With a subspace encoder (`distill --objective subspace`): score each query by its exact gradient's
+    coordinates (one decoder pass and backward per query, with the decoder the labels used) or by the
+    encoder's prediction from its text (no decoder). Other encoders always encode."""
+
     device: Device = "auto"
     input: Input = field(default_factory=InputOptions)
 
@@ -131,7 +136,7 @@ class Scoring(Command):
 
         if self.verify:
             require_intact([self.index])
-        return Influcoder.from_index(self.index, self.encoder, device=self.device)
+        return Influcoder.from_index(self.index, self.encoder, device=self.device, query_side=self.query_side)
 
 
 @dataclass(kw_only=True)

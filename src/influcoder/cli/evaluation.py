@@ -92,16 +92,19 @@ class Evaluate(Command):
     def scorers(self, encoder, encoder_dir: Path) -> dict:
         from influcoder.encoder.model import InfluenceEncoder
         from influcoder.encoder.settings import DistillSettings
+        from influcoder.encoder.subspace import GradientSubspace
         from influcoder.evaluation.baselines.gradients import DataInf
         from influcoder.evaluation.baselines.learned import AirRep
         from influcoder.evaluation.baselines.less import Less
         from influcoder.evaluation.baselines.logra import LoGra
         from influcoder.evaluation.baselines.reference import LengthOffset, PoolMean
         from influcoder.evaluation.baselines.representations import REPRESENTATIONS
-        from influcoder.evaluation.baselines.text import Distilled, Semantic, TfIdf
+        from influcoder.evaluation.baselines.text import Distilled, Semantic, SubspaceDistilled, TfIdf
         from influcoder.evaluation.evaluate import training_record
 
-        scorers = {"distilled": Distilled(encoder, progress=not self.quiet)}
+        subspace = GradientSubspace.load(encoder_dir)
+        scorers = {"distilled": Distilled(encoder, progress=not self.quiet) if subspace is None else
+                   SubspaceDistilled(encoder, subspace, self.labels, progress=not self.quiet)}  # fmt: skip
         for name in dict.fromkeys([*(["untrained"] if self.untrained else []), *self.baselines]):
             if name == "untrained":
                 config = encoder.config

@@ -9,6 +9,7 @@ line still win), so any run can be repeated in one line.
 from __future__ import annotations
 
 import ast
+import collections.abc
 import dataclasses
 import inspect
 import os
@@ -20,7 +21,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 import tyro
 
@@ -230,8 +231,52 @@ def config_file_in(argv: Sequence[str]) -> Path | None:
     return None
 
 
-def _build(cls: type, values: dict[str, Any], path: Path) -> Any:
-    """An instance of dataclass `cls` from a mapping, nested dataclasses included; missing fields stay unset."""
+def _matches(value: Any, hint: Any) -> bool:
+    """Whether a YAML value fits a field's type hint (an unknown kind of hint is not checked)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Annotated:
+        return _matches(value, args[0])
+    if hint is Any:
+        return True
+    if origin is Literal:
+        return value in args
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, arm) for arm in args)
+    if hint is type(None):
+        return value is None
+    if origin in (list, tuple, collections.abc.Sequence):
+        return isinstance(value, (list, tuple)) and all(_matches(v, args[0]) for v in value) if args else True
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint in (str, Path):
+        return isinstance(value, str)
+    if dataclasses.is_dataclass(hint) or hint is dict or origin is dict:
+        return isinstance(value, dict)
+    return True
+
+
+def _describe(hint: Any) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Annotated:
+        return _describe(args[0])
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in args)
+    names = {str: "a string", Path: "a path", int: "an integer", float: "a number", bool: "true or false",
+             type(None): "null"}  # fmt: skip
+    if origin in (list, tuple, collections.abc.Sequence):
+        return f"a list of {_describe(args[0])}" if args else "a list"
+    return names.get(hint, "a mapping" if dataclasses.is_dataclass(hint) else getattr(hint, "__name__", str(hint)))
+
+
+def _build(cls: type, values: dict[str, Any], path: Path, prefix: str = "") -> Any:
+    """An instance of dataclass `cls` from a mapping, nested dataclasses included; missing fields stay unset.
+    A value of the wrong type is refused naming the setting (`settings.encoder: 5`), not left to fail later."""
     hints = typing.get_type_hints(cls, include_extras=True)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(fields))
@@ -244,8 +289,10 @@ def _build(cls: type, values: dict[str, Any], path: Path) -> Any:
             if typing.get_origin(hint) is Annotated:
                 hint = typing.get_args(hint)[0]
             value = values[name]
+            if not _matches(value, hint):
+                raise InflucoderError(f"{path}: the setting {prefix}{name} is {value!r}; expected {_describe(hint)}")
             nested = dataclasses.is_dataclass(hint) and isinstance(value, dict)
-            kwargs[name] = _build(hint, value, path) if nested else value
+            kwargs[name] = _build(hint, value, path, f"{prefix}{name}.") if nested else value
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             kwargs[name] = tyro.MISSING
     return cls(**kwargs)

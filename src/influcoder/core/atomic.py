@@ -12,7 +12,7 @@ import contextlib
 import json
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,11 +48,14 @@ def atomic_output(path: str | Path, fsync: bool = False) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def atomic_directory(path: str | Path) -> Iterator[Path]:
+def atomic_directory(path: str | Path, ours: Sequence[str] | None = None) -> Iterator[Path]:
     """Yield a temporary directory to fill; on success it replaces the directory `path` (two renames: the old
     one aside, the new one in, then the old one deleted), on an exception it is deleted. A reader sees the
     old directory or the whole new one (a saved encoder is a dozen files: written in place, a kill mid-save
-    left a mix of two epochs' weights)."""
+    left a mix of two epochs' weights).
+
+    `ours` (fnmatch patterns) names what the project writes there: anything else in the old directory (a
+    user's notes) is copied into the new one before the swap, with a warning, instead of being deleted."""
     import shutil
 
     path = Path(path)
@@ -60,6 +63,8 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
     tmp.mkdir(parents=True)
     try:
         yield tmp
+        if ours is not None and path.is_dir():
+            _keep_foreign(path, tmp, ours)
         old = temporary_sibling(path) if path.exists() else None
         if old is not None:
             os.replace(path, old)
@@ -69,6 +74,22 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _keep_foreign(old: Path, new: Path, ours: Sequence[str]) -> None:
+    """Copy the entries of `old` that match none of `ours` into `new` (copies: the old directory stays whole
+    until the swap), and say which."""
+    import fnmatch
+    import logging
+    import shutil
+
+    foreign = sorted(e.name for e in old.iterdir() if not any(fnmatch.fnmatch(e.name, p) for p in ours))
+    for name in foreign:
+        if not (new / name).exists():
+            (shutil.copytree if (old / name).is_dir() else shutil.copy2)(old / name, new / name)
+    if foreign:
+        logging.getLogger(__name__).warning("kept files that influcoder did not write in %s: %s", old,
+                                            ", ".join(foreign))  # fmt: skip
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

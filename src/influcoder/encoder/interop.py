@@ -27,7 +27,7 @@ def _write_json(path: Path, record: dict) -> None:
 
 
 def write_sentence_transformers_files(directory: Path, pooling: str, hidden: int, max_length: int,
-                                      head: torch.nn.Linear | None) -> bool:  # fmt: skip
+                                      head: torch.nn.Linear | None, unit_norm: bool = True) -> bool:  # fmt: skip
     """Write the module files into a saved encoder `directory`; False (nothing written) for a pooling that
     sentence-transformers cannot express (attention, response, mean+response)."""
     from safetensors.torch import save_file
@@ -48,8 +48,9 @@ def write_sentence_transformers_files(directory: Path, pooling: str, hidden: int
         if head.bias is not None:
             weights["linear.bias"] = head.bias.detach().contiguous()
         save_file(weights, str(directory / "2_Dense" / "model.safetensors"))
-    modules.append(("3_Normalize", "Normalize"))
-    (directory / "3_Normalize").mkdir(exist_ok=True)
+    if unit_norm:  # a subspace encoder's coordinates are used as they are
+        modules.append(("3_Normalize", "Normalize"))
+        (directory / "3_Normalize").mkdir(exist_ok=True)
     _write_json(directory / "modules.json", [
         {"idx": i, "name": str(i), "path": path, "type": f"sentence_transformers.models.{kind}"}
         for i, (path, kind) in enumerate(modules)])  # fmt: skip

@@ -40,9 +40,13 @@ from influcoder.core.jsonfile import read_json
 from influcoder.data.records import Sample
 from influcoder.encoder.interop import write_sentence_transformers_files
 from influcoder.encoder.length_prior import LengthPrior
+from influcoder.encoder.pooling import N_LENGTH_FEATURES, pool_hidden, text_length_features
 from influcoder.encoder.settings import POOLINGS, RESPONSE_POOLINGS
 
 CONFIG_NAME = "config.json"
+ENCODER_FILES = (CONFIG_NAME, "backbone", "head.safetensors", "coverage.npz", "length_prior.json", "modules.json",
+                 "1_Pooling", "2_Dense", "3_Normalize", "subspace.npz")  # fmt: skip
+"""What a saved encoder directory holds that influcoder wrote: a replacing save keeps anything else."""
 FORMAT = "influcoder.encoder"
 ENCODE_CHUNK = 4096
 """Texts tokenized and length-sorted together by `encode`."""
@@ -69,6 +73,17 @@ class EncoderConfig:
     """How a sample becomes one string; placeholders {prompt} and {response}."""
     label_config: dict[str, Any] = field(default_factory=dict)
     """The gradient-label settings this encoder was distilled from (for audits and checks)."""
+    length_features: bool = False
+    """Append four log-length features (characters and words of prompt and response) to the pooled vector
+    before the head: a mean over tokens does not say how many there were, and the query-independent part of
+    gradient influence follows length closely (see `length_features`)."""
+    standardise_head_input: bool = False
+    """Shift and scale the head's input by stored per-feature constants (`head_shift`, `head_scale`), so a
+    head fitted on standardised features trains well-conditioned (set by `influcoder.encoder.subspace`)."""
+    unit_norm: bool = True
+    """L2-normalise the output (cosine scoring). False for a subspace encoder, whose output is a pool sample's
+    predicted coordinates on the training gradients' top singular directions (`influcoder.encoder.subspace`):
+    their norm is the share of the gradient the subspace holds, which the inner product with a query needs."""
 
     def __post_init__(self) -> None:
         if self.pooling not in POOLINGS:
@@ -85,7 +100,8 @@ class EncoderConfig:
 
 
 class InfluenceEncoder(torch.nn.Module):
-    """Backbone + pooling + optional head -> unit-norm embeddings."""
+    """Backbone + pooling + optional head -> unit-norm embeddings (or, with ``unit_norm=False``, the head's
+    output as it is)."""
 
     def __init__(self, backbone: torch.nn.Module, tokenizer, config: EncoderConfig):
         super().__init__()
@@ -98,8 +114,15 @@ class InfluenceEncoder(torch.nn.Module):
         self.length_prior: LengthPrior | None = None
         hidden = backbone.config.hidden_size
         self.attention_query = torch.nn.Parameter(torch.zeros(hidden)) if config.pooling == "attention" else None
-        pooled = hidden * config.pooled_dim_factor
+        pooled = hidden * config.pooled_dim_factor + (N_LENGTH_FEATURES if config.length_features else 0)
+        if config.length_features and not config.head_dim:
+            raise InflucoderError("length_features need a head (head_dim) to weigh them")
         self.head = torch.nn.Linear(pooled, config.head_dim) if config.head_dim else None
+        if config.standardise_head_input:
+            if not config.head_dim:
+                raise InflucoderError("standardise_head_input needs a head (head_dim)")
+            self.register_buffer("head_shift", torch.zeros(pooled))
+            self.register_buffer("head_scale", torch.ones(pooled))
         if config.pooling in RESPONSE_POOLINGS and not getattr(tokenizer, "is_fast", False):
             raise InflucoderError(
                 f"pooling {config.pooling!r} locates the response by character offsets, which needs a fast "
@@ -209,7 +232,7 @@ class InfluenceEncoder(torch.nn.Module):
             from influcoder.core.atomic import atomic_directory
 
             Path(directory).parent.mkdir(parents=True, exist_ok=True)
-            with atomic_directory(directory) as tmp:
+            with atomic_directory(directory, ours=ENCODER_FILES) as tmp:
                 self.save_pretrained(tmp)
             return
         directory = Path(directory)
@@ -224,9 +247,15 @@ class InfluenceEncoder(torch.nn.Module):
         )
         if self.length_prior is not None:
             self.length_prior.save(directory)
-        write_sentence_transformers_files(
-            directory, self.config.pooling, self.backbone.config.hidden_size, self.config.max_length, self.head
-        )
+        if not (self.config.length_features or self.config.standardise_head_input):  # no such ST modules
+            write_sentence_transformers_files(
+                directory,
+                self.config.pooling,
+                self.backbone.config.hidden_size,
+                self.config.max_length,
+                self.head,
+                self.config.unit_norm,
+            )
 
     # ------------------------------------------------------------------ text and forward
     @property
@@ -273,12 +302,16 @@ class InfluenceEncoder(torch.nn.Module):
                 start, end = self.response_span(item)
                 masks.append([int(a < b and start <= a < end) for a, b in offsets])  # (0, 0): special tokens
             encoded["response_mask"] = masks
+        if self.config.length_features:
+            encoded["length_features"] = [text_length_features(item) for item in items]
         return encoded
 
     def _pad(self, encoded: dict[str, list], index: Sequence[int]) -> dict[str, torch.Tensor]:
         """Pad the texts at `index` into one batch (the response mask is padded like the attention mask)."""
-        rows = {k: [v[i] for i in index] for k, v in encoded.items() if k != "response_mask"}
+        rows = {k: [v[i] for i in index] for k, v in encoded.items() if k not in ("response_mask", "length_features")}
         batch = dict(self.tokenizer.pad(rows, return_tensors="pt"))
+        if "length_features" in encoded:
+            batch["length_features"] = torch.tensor([encoded["length_features"][i] for i in index])
         if "response_mask" in encoded:
             width = batch["input_ids"].shape[1]
             mask = torch.zeros(len(index), width, dtype=torch.long)
@@ -296,34 +329,33 @@ class InfluenceEncoder(torch.nn.Module):
         encoded = self._tokenize_unpadded(items)
         return self._pad(encoded, range(len(items)))
 
-    def forward(
+    def forward(self, **batch: torch.Tensor) -> torch.Tensor:
+        """Embeddings of a batch from `tokenize` (its tensors by name: `pool` reads them): unit vectors, or the
+        head's output as it is for a subspace encoder."""
+        pooled = self.pool(**batch)
+        if self.config.standardise_head_input:
+            pooled = (pooled - self.head_shift) / self.head_scale
+        if self.head is not None:
+            pooled = self.head(pooled)
+        return F.normalize(pooled, dim=-1) if self.config.unit_norm else pooled
+
+    def pool(
         self,
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor,
         response_mask: torch.Tensor | None = None,
+        length_features: torch.Tensor | None = None,
         **kw: torch.Tensor,
     ) -> torch.Tensor:
+        """The pooled backbone states (and length features, where configured), before the head: what a head
+        is fitted on."""
         hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask, **kw).last_hidden_state
-        pooling = self.config.pooling
-        if pooling == "cls":
-            pooled = hidden[:, 0]
-        elif pooling == "attention":
-            scores = (hidden @ self.attention_query) / hidden.shape[-1] ** 0.5
-            scores = scores.masked_fill(attention_mask == 0, torch.finfo(hidden.dtype).min)
-            pooled = (scores.softmax(dim=1).unsqueeze(-1) * hidden).sum(dim=1)
-        elif pooling in RESPONSE_POOLINGS:
-            if response_mask is None:
-                raise InflucoderError(f"pooling {pooling!r} needs a response_mask (use tokenize())")
-            # a text whose response was cut away entirely falls back to all of its tokens
-            empty = response_mask.sum(dim=1, keepdim=True) == 0
-            pooled = masked_mean(hidden, torch.where(empty, attention_mask, response_mask))
-            if pooling == "mean+response":
-                pooled = torch.cat([masked_mean(hidden, attention_mask), pooled], dim=-1)
-        else:
-            pooled = masked_mean(hidden, attention_mask)
-        if self.head is not None:
-            pooled = self.head(pooled)
-        return F.normalize(pooled, dim=-1)
+        pooled = pool_hidden(hidden, attention_mask, self.config.pooling, response_mask, self.attention_query)
+        if self.config.length_features:
+            if length_features is None:
+                raise InflucoderError("this encoder reads length features: batch its inputs with tokenize()")
+            pooled = torch.cat([pooled, length_features.to(pooled.dtype)], dim=-1)
+        return pooled
 
     def embed(self, items: Sequence[Sample | str], max_tokens: int | None = 1024) -> torch.Tensor:
         """Embeddings with gradients (for training), in input order.
@@ -394,9 +426,3 @@ class InfluenceEncoder(torch.nn.Module):
         if self.length_prior is None:
             return embeddings
         return np.hstack([embeddings, np.ones((len(embeddings), 1), dtype=np.float32)])
-
-
-def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of `hidden` (batch, tokens, dim) over the tokens where `mask` is 1."""
-    weights = mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from influcoder.core.atomic import atomic_output
-from influcoder.core.errors import InflucoderError
+from influcoder.core.errors import ArtifactMismatchError, InflucoderError
 from influcoder.core.jsonfile import read_json
 from influcoder.core.run_keys import same_run, with_added_defaults
 from influcoder.data.records import Sample, fingerprint
@@ -87,3 +87,14 @@ def save_state(out: Path, key: dict, parts: dict, position: dict | None) -> None
     out.mkdir(parents=True, exist_ok=True)
     with atomic_output(out / RESUME_STATE) as tmp:
         torch.save({"key": key, **parts, "inside": position}, tmp)
+
+
+def refuse_foreign_record(record: Path) -> None:
+    """--overwrite replaces a distillation run, not a file of that name that influcoder did not write."""
+    if record.exists():
+        done = read_json(record)
+        if not {"settings", "epochs"} <= set(done):
+            raise ArtifactMismatchError(
+                f"{record} was not written by `influcoder distill` (no settings and epochs); --overwrite replaces "
+                "only a distillation run: move the file away or pick another --out"
+            )

@@ -20,8 +20,11 @@ _RANGES = {
     "temperature": "above 0",
     "group_size": "1 to --candidates-per-batch",
     "groups_per_batch": "at least 2 (a ranking needs two groups)",
+    "subspace_k": "at least 1",
+    "subspace_ridge": "0 or more",
+    "subspace_batch": "at least 2 (a correlation over the batch)",
 }
-Objective = Literal["influcoder", "airrep"]
+Objective = Literal["influcoder", "airrep", "subspace"]
 OBJECTIVES: tuple[str, ...] = get_args(Objective)
 Pooling = Literal["mean", "cls", "attention", "response", "mean+response"]
 POOLINGS: tuple[str, ...] = get_args(Pooling)
@@ -83,7 +86,15 @@ class DistillSettings:
     fresh backbone; its backbone, pooling, head and max length replace the flags above."""
     objective: Objective = "influcoder"
     """influcoder: alpha * Pearson + (1 - alpha) * KL (the paper); airrep: AirRep's group-wise ranking loss
-    (random groups of candidates, attention-pooled scores, pairwise ranking by summed true influence)."""
+    (random groups of candidates, attention-pooled scores, pairwise ranking by summed true influence);
+    subspace: regress each pool sample's coordinates on the training gradients' top --subspace-k directions
+    (plus alpha * the per-query Pearson), queries scored by their exact gradients (`encoder.subspace`)."""
+    subspace_k: int = 256
+    """subspace: how many of the training gradients' top singular directions the encoder predicts."""
+    subspace_ridge: float = 1000.0
+    """subspace: ridge penalty of the head's starting fit (on standardised pooled states)."""
+    subspace_batch: int = 32
+    """subspace: pool samples per step."""
     group_size: int = 3
     """airrep: candidates per group."""
     groups_per_batch: int = 8
@@ -111,6 +122,9 @@ class DistillSettings:
             "temperature": self.temperature > 0,
             "group_size": 1 <= self.group_size <= self.candidates_per_batch,
             "groups_per_batch": self.groups_per_batch >= 2,
+            "subspace_k": self.subspace_k >= 1,
+            "subspace_ridge": self.subspace_ridge >= 0,
+            "subspace_batch": self.subspace_batch >= 2,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:

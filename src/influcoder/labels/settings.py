@@ -63,3 +63,32 @@ class LabelSettings:
         from influcoder.labels.lora import LoraSettings
 
         return LoraSettings(self.rank, self.alpha, list(self.targets), self.seed, self.adapter)
+
+    @classmethod
+    def from_features(
+        cls, features: dict, device: str = "auto", where: str = "the encoder's config.json"
+    ) -> LabelSettings:
+        """The settings that reproduce the gradient features a labels directory or an encoder records
+        (`GradientFeaturizer.config()`, ``label_config`` of an encoder): the same decoder, seeded adapter,
+        projection and text view, so a query's gradient here is comparable with the labelled ones."""
+        from influcoder.core.jsonfile import field
+
+        if not features or features.get("kind") != "lora-gradients":
+            raise InflucoderError(
+                f"{where} records no gradient labels it was distilled from; exact gradients (audits, a subspace "
+                "encoder's queries) need an encoder trained by `influcoder distill`"
+            )
+        lora, projector = field(features, "lora", where, dict), field(features, "projector", where, dict)
+        return cls(
+            model=field(features, "model", where, str),
+            adapter=lora.get("adapter"),
+            rank=field(lora, "rank", where, int),
+            alpha=lora.get("alpha"),
+            targets=list(field(lora, "targets", where, list)),
+            projector=field(projector, "kind", where, str),
+            proj_dim=field(projector, "dim", where, int),
+            seed=field(projector, "seed", where, int),
+            max_length=field(features, "max_length", where, int),
+            chat_template=features.get("text_view") == "chat-template",
+            device=device,
+        )

@@ -70,3 +70,23 @@ class Distilled(EncoderScorer):
 
     name = "influcoder"
     description = "distilled encoder cosine"
+
+
+class SubspaceDistilled(Distilled):
+    """A subspace encoder scored as `attribute` scores it: each pool sample's predicted coordinates against
+    each query's exact gradient coordinates, read from the labels directory's stored gradients (what the query's
+    own gradient gives; `attribute` computes it with the decoder)."""
+
+    description = "subspace encoder coordinates x exact query gradient coordinates"
+
+    def __init__(self, encoder, subspace, labels_dir, batch_size: int = 32, progress: bool = False):
+        super().__init__(encoder, batch_size, progress)
+        self.subspace, self.labels_dir = subspace, labels_dir
+
+    def score(self, pool: Sequence[Sample], queries: Sequence[Sample]) -> np.ndarray:
+        from pathlib import Path
+
+        from influcoder.encoder.subspace_distill import stored_gradients
+
+        query_coords = self.subspace.coordinates(stored_gradients(Path(self.labels_dir), [q.id for q in queries]))
+        return self.encoder.encode_pool(pool, self.batch_size, self.progress) @ query_coords.T

@@ -1,0 +1,2577 @@
+"""`make check-docs`: every figure table of docs/results/*.md, and of benchmarks/results/*.md where a committed
+JSON backs it, recomputed from that JSON; any difference fails, naming the page, the table row and cell, the
+value the page prints and the value recomputed.
+
+    python scripts/check_docs.py               # exit 1 on a mismatch
+    python scripts/check_docs.py --unbacked    # also list the figures that no committed JSON backs
+    python scripts/check_docs.py --coverage    # say how each page's tables are checked
+    python scripts/check_docs.py --tasks       # also the toxicity page's unsafe ranks (rebuilds six pools:
+                                               # minutes, and the embedded data assets)
+
+Two kinds of check:
+
+- **re-render**: where the script that wrote a page has a function that renders its tables from the JSON
+  (`markdown(record)`, `table(rows)`, ...), that function runs again on the committed JSON and each table it
+  produces must equal the page's table with the same header (cells compared with whitespace normalised; the
+  prose around the tables is free). The function is read out of the script's source with its literal
+  constants, without the script's other imports, so the check needs neither torch nor a model;
+- **explicit**: a page whose tables were written by hand gets its own recomputation below (`Page.table`), and
+  its figures in prose a sentence check (`Page.text`). Numbers are compared at the decimals the page prints
+  (a printed 0.46 accepts 0.455 to 0.465; `~9,600` accepts what rounds to its two significant digits).
+
+A cell whose figure has no committed JSON behind it is written `unbacked("why")`: it is not compared, and
+`--unbacked` lists it. Every markdown page of docs/results, and every benchmarks/results page with a JSON of
+the same name beside it, must have a check here: a new page without one fails too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import math
+import re
+import shlex
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = "docs/results"
+BENCH = "benchmarks/results"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# markdown tables and numbers
+
+
+@dataclass
+class Table:
+    line: int  # 1-based line of the header row in its page
+    header: list[str]
+    rows: list[list[str]]
+
+    def title(self) -> str:
+        return " | ".join(self.header)[:70]
+
+
+def normalise(text: str) -> str:
+    return " ".join(text.replace("\u2212", "-").split())
+
+
+def split_row(line: str) -> list[str]:
+    inner = line.strip()
+    inner = inner[1:] if inner.startswith("|") else inner
+    inner = inner[:-1] if inner.endswith("|") else inner
+    return [normalise(cell) for cell in re.split(r"(?<!\\)\|", inner)]
+
+
+def tables(text: str) -> list[Table]:
+    """Every pipe table of a markdown text (header row, separator row, body rows); fenced code is skipped."""
+    lines = text.splitlines()
+    found, i, fenced = [], 0, False
+    while i < len(lines):
+        stripped = lines[i].strip()
+        if stripped.startswith("```"):
+            fenced = not fenced
+        elif (
+            not fenced
+            and stripped.startswith("|")
+            and i + 1 < len(lines)
+            and re.fullmatch(r"\|?(\s*:?-{3,}:?\s*\|)+\s*:?(-{3,})?:?\s*", lines[i + 1].strip())
+        ):
+            table = Table(i + 1, split_row(lines[i]), [])
+            i += 2
+            while i < len(lines) and lines[i].strip().startswith("|"):
+                table.rows.append(split_row(lines[i]))
+                i += 1
+            found.append(table)
+            continue
+        i += 1
+    return found
+
+
+NUMBER = re.compile(
+    r"(?P<approx>~)?(?P<sign>(?<![\w.)])[-+])?(?<![\w.,/])(?P<int>\d{1,3}(?:,\d{3})+(?![\d])|\d+)(?P<frac>\.\d+)?"
+    r"(?P<exp>e[-+]?\d+)?"
+)
+
+
+@dataclass(frozen=True)
+class Number:
+    text: str
+    value: float
+    decimals: int
+    approx: bool
+    scientific: bool
+
+    def step(self) -> float:
+        """The unit of the last digit printed: 0.01 for 0.46, 100 for ~9,600, 1e-8 for 1.17e-06."""
+        if self.scientific or (self.approx and "." not in self.text):
+            magnitude = math.floor(math.log10(abs(self.value))) if self.value else 0
+            if self.scientific:
+                significant = self.decimals + 1
+            else:
+                significant = len(self.text.lstrip("~+-").replace(",", "").rstrip("0")) or 1
+            return 10.0 ** (magnitude - significant + 1)
+        return 10.0**-self.decimals
+
+    def accepts(self, expected: float | None) -> bool:
+        """Whether `expected` prints as this number: a correct rounding at the printed precision (a value at the
+        exact half may round either way)."""
+        if expected is None or not math.isfinite(expected):
+            return False
+        return abs(expected - self.value) <= 0.5 * self.step() * (1 + 1e-9) + 1e-12
+
+
+TEXT_NUMBER = r"(~?[-+]?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?(?:e[-+]?\d+)?)"
+
+
+def numbers(text: str) -> list[Number]:
+    out = []
+    for m in NUMBER.finditer(normalise(text)):
+        digits = m["int"].replace(",", "") + (m["frac"] or "") + (m["exp"] or "")
+        value = float(digits) * (-1 if m["sign"] == "-" else 1)
+        out.append(Number(m.group(0), value, len(m["frac"] or ".") - 1, bool(m["approx"]), bool(m["exp"])))
+    return out
+
+
+def shown_as(number: Number, expected: float) -> str:
+    """`expected` printed the way the page prints `number` (for messages)."""
+    if expected is None:
+        return "None"
+    if number.scientific:
+        return f"{expected:.{number.decimals}e}"
+    if number.approx and "." not in number.text:
+        digits = len(number.text.lstrip("~+-").replace(",", "").rstrip("0")) or 1
+        rounded = float(f"{expected:.{digits}g}")
+        return f"~{rounded:,.0f}"
+    return f"{expected:,.{number.decimals}f}" if "," in number.text else f"{expected:.{number.decimals}f}"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# what a cell must hold
+
+
+@dataclass(frozen=True)
+class Unbacked:
+    """A figure no committed JSON backs: not compared, listed by --unbacked."""
+
+    why: str
+
+
+def unbacked(why: str) -> Unbacked:
+    return Unbacked(why)
+
+
+SKIP = object()  # a cell that holds no figure of the page's JSON (a label, a unit, a command): not compared
+
+
+@dataclass(frozen=True)
+class Each:
+    """One printed number that must be a correct rounding of each of several JSON values (a row of the page
+    that stands for several methods with the same figure)."""
+
+    values: tuple[float, ...]
+
+
+Spec = Any  # float | int | Each | tuple/list of those | str (exact text) | SKIP | Unbacked | None (=> "-")
+
+
+def as_list(spec: Spec) -> list:
+    return list(spec) if isinstance(spec, (tuple, list)) else [spec]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# pages
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    page: str
+    where: str
+    shown: str
+    expected: str
+
+    def __str__(self) -> str:
+        return f"{self.page}: {self.where}: the page shows {self.shown!r}, recomputed from the JSON: {self.expected!r}"
+
+
+@dataclass
+class Checker:
+    root: Path
+    substitutes: dict[str, Path] = field(default_factory=dict)
+    mismatches: list[Mismatch] = field(default_factory=list)
+    unbacked: list[tuple[str, str, str]] = field(default_factory=list)  # page, where, why
+    covered: dict[str, list[str]] = field(default_factory=dict)  # page -> how its tables are checked
+    _json: dict[str, Any] = field(default_factory=dict)
+    _scripts: dict[str, dict] = field(default_factory=dict)
+
+    def path(self, relative: str) -> Path:
+        return self.substitutes.get(relative, self.root / relative)
+
+    def read(self, relative: str) -> str:
+        return self.path(relative).read_text(encoding="utf-8")
+
+    def json(self, relative: str) -> Any:
+        if relative not in self._json:
+            self._json[relative] = json.loads(self.read(relative))
+        return self._json[relative]
+
+    def page(self, relative: str) -> Page:
+        return Page(self, relative)
+
+    def script(self, relative: str, **extra: Any) -> dict:
+        """The top-level functions and literal constants of a script, without running its other imports."""
+        key = relative + repr(sorted(extra))
+        if key not in self._scripts:
+            self._scripts[key] = script_functions(self.root / relative, extra)
+        return self._scripts[key]
+
+
+LIGHT_IMPORTS = {"__future__", "json", "math", "re", "shlex", "statistics", "itertools", "functools", "numpy"}
+LIGHT_IMPORTS |= {"pathlib", "collections", "dataclasses", "typing", "platform", "os", "sys", "time"}
+
+
+def script_functions(path: Path, extra: dict) -> dict:
+    """Execute only the light imports, literal constants and function definitions of `path`."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    kept: list[ast.stmt] = []
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef):
+            kept.append(node)
+        elif isinstance(node, ast.Import) and all(a.name.split(".")[0] in LIGHT_IMPORTS for a in node.names):
+            kept.append(node)
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in LIGHT_IMPORTS:
+            kept.append(node)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
+            try:
+                ast.literal_eval(node.value)
+            except ValueError:
+                continue
+            kept.append(node)
+    namespace: dict = {"__name__": f"check_docs:{path.name}", **extra}
+    exec(compile(ast.Module(body=kept, type_ignores=[]), str(path), "exec"), namespace)
+    return namespace
+
+
+class Page:
+    """One markdown page under check: its tables and text, and the checks run on it."""
+
+    def __init__(self, checker: Checker, relative: str) -> None:
+        self.checker, self.name = checker, relative
+        self.text_raw = checker.read(relative)
+        self.lines = self.text_raw.splitlines()
+        self.tables = tables(self.text_raw)
+        self.flat = normalise(self.text_raw)
+        self.checked_tables: set[int] = set()
+        self.sentences = 0
+
+    def fail(self, where: str, shown: str, expected: str) -> None:
+        self.checker.mismatches.append(Mismatch(self.name, where, shown, expected))
+
+    def note(self, how: str) -> None:
+        self.checker.covered.setdefault(self.name, []).append(how)
+
+    # -- locating tables --------------------------------------------------------------------------------------
+
+    def table_after(self, anchor: str, nth: int = 0) -> Table | None:
+        """The `nth` table (0: the first) below the first line holding `anchor`."""
+        start = next((i for i, line in enumerate(self.lines) if anchor in line), None)
+        if start is None:
+            self.fail(f"table after {anchor!r}", "(no such line)", "a table below it")
+            return None
+        below = [t for t in self.tables if t.line > start]
+        if len(below) <= nth:
+            self.fail(f"table after {anchor!r}", "(no table)", "a table below it")
+            return None
+        return below[nth]
+
+    # -- explicit checks ----------------------------------------------------------------------------------------
+
+    def table(
+        self,
+        anchor: str,
+        rows: Sequence[tuple[str, Sequence[Spec]]],
+        *,
+        nth: int = 0,
+        label: str = "",
+        header: Sequence[Spec] | None = None,
+    ) -> None:
+        """The table below `anchor`: one (row key, cell specs) per row, in order; the key must occur in the
+        row's first cell, the specs describe the cells after it. `header`: specs of the header's cells, where
+        it holds figures too."""
+        table = self.table_after(anchor, nth)
+        if table is None:
+            return
+        self.checked_tables.add(table.line)
+        self.note(f"table at line {table.line} ({label or table.header[0] or anchor}): explicit")
+        if header is not None:
+            if len(header) != len(table.header):
+                self.fail(f"table at line {table.line}: header", f"{len(table.header)} columns", f"{len(header)}")
+            for column, (cell, spec) in enumerate(zip(table.header, header)):
+                self.cell(f"table at line {table.line}, header column {column + 1}", cell, spec)
+        if len(table.rows) != len(rows):
+            shown = [r[0] for r in table.rows]
+            self.fail(f"table at line {table.line}: rows", f"{len(shown)} rows {shown}", f"{len(rows)} rows")
+        for number, (row, (key, specs)) in enumerate(zip(table.rows, rows)):
+            where = f"table at line {table.line}, row {number + 1} ({row[0][:50]!r})"
+            if key not in row[0]:
+                self.fail(where, row[0], f"a row of {key!r}")
+                continue
+            if len(row) - 1 != len(specs):
+                self.fail(where, f"{len(row) - 1} cells after the label", f"{len(specs)} cells")
+                continue
+            for column, (cell, spec) in enumerate(zip(row[1:], specs), start=1):
+                heading = table.header[column] if column < len(table.header) else str(column)
+                self.cell(f"{where}, column {heading!r}", cell, spec)
+
+    def cell(self, where: str, cell: str, spec: Spec) -> None:
+        if spec is SKIP:
+            return
+        if isinstance(spec, Unbacked):
+            self.checker.unbacked.append((self.name, f"{where}: {cell}", spec.why))
+            return
+        if spec is None:
+            spec = "-"
+        if isinstance(spec, str):
+            if normalise(cell).strip("*") != normalise(spec):
+                self.fail(where, cell, spec)
+            return
+        self.compare(where, cell, as_list(spec))
+
+    def compare(self, where: str, shown_text: str, expected: list) -> None:
+        shown = numbers(shown_text)
+        if len(shown) != len(expected):
+            self.fail(where, shown_text, f"{len(expected)} figure(s): {expected}")
+            return
+        for number, value in zip(shown, expected):
+            if isinstance(value, Unbacked):
+                self.checker.unbacked.append((self.name, f"{where}: {number.text}", value.why))
+                continue
+            values = value.values if isinstance(value, Each) else (value,)
+            for v in values:
+                if v is None or not number.accepts(float(v)):
+                    full = "None" if v is None else f"{float(v):.6g}"
+                    self.fail(where, number.text, f"{shown_as(number, v)} ({full})")
+
+    def text(self, template: str, *values: Any, label: str = "") -> None:
+        """A sentence of the page: `template` with `{}` where a number stands; each number must be a correct
+        rounding of its value (an `unbacked(...)` value is only listed)."""
+        self.sentences += 1
+        template = template.replace("~{}", "{}")  # the number's own "~" is part of what is compared
+        pieces = [re.escape(re.sub(r"\s+", " ", piece)) for piece in template.split("{}")]
+        pattern = TEXT_NUMBER.join(pieces)
+        match = re.search(pattern, self.flat)
+        where = f"sentence {label or template[:60]!r}"
+        if match is None:
+            self.fail(where, "(not found)", template.replace("{}", "#"))
+            return
+        for group, value in zip(match.groups(), values):
+            self.compare(where, group, [value])
+
+    # -- re-render ----------------------------------------------------------------------------------------------
+
+    def rendered(self, text: str, source: str, *, strict: bool = True) -> None:
+        """Every table of `text` (a renderer's output) must be in the page, equal cell for cell; with `strict`,
+        every table of the page must come from it."""
+        produced = tables(text)
+        by_header: dict[str, list[Table]] = {}
+        for table in self.tables:
+            by_header.setdefault(" | ".join(table.header), []).append(table)
+        used: dict[str, int] = {}
+        for table in produced:
+            key = " | ".join(table.header)
+            candidates = by_header.get(key, [])
+            index = used.get(key, 0)
+            used[key] = index + 1
+            if index >= len(candidates):
+                self.fail(f"table {table.title()!r}", "(missing)", f"the table {source} renders")
+                continue
+            mine = candidates[index]
+            self.checked_tables.add(mine.line)
+            self.note(f"table at line {mine.line} ({mine.header[0] or table.title()}): re-rendered by {source}")
+            if len(mine.rows) != len(table.rows):
+                self.fail(
+                    f"table at line {mine.line}: rows", f"{len(mine.rows)} rows", f"{len(table.rows)} rows ({source})"
+                )
+            for number, (row, want) in enumerate(zip(mine.rows, table.rows)):
+                for column, (cell, expected) in enumerate(zip(row, want)):
+                    if cell != expected:
+                        heading = mine.header[column] if column < len(mine.header) else str(column)
+                        self.fail(
+                            f"table at line {mine.line}, row {number + 1} ({row[0][:50]!r}), column {heading!r}",
+                            cell,
+                            f"{expected} ({source})",
+                        )
+                if len(row) != len(want):
+                    self.fail(f"table at line {mine.line}, row {number + 1}", f"{len(row)} cells", f"{len(want)}")
+        if strict:
+            for table in self.tables:
+                if table.line not in self.checked_tables:
+                    self.fail(f"table at line {table.line} ({table.title()!r})", "(a table)", f"none from {source}")
+
+    def done(self, unchecked: dict[int, str] | None = None) -> None:
+        """Every table of the page must have been checked, or be named in `unchecked` (line-independent: by its
+        first header cell) with the reason no JSON backs it."""
+        reasons = dict(unchecked or {})
+        for table in self.tables:
+            if table.line in self.checked_tables:
+                continue
+            why = next((w for key, w in reasons.items() if key == table.header[0] or key in table.title()), None)
+            if why is None:
+                self.fail(
+                    f"table at line {table.line} ({table.title()!r})", "(not checked)", "a check in check_docs.py"
+                )
+            else:
+                self.checker.unbacked.append((self.name, f"table at line {table.line} ({table.title()})", why))
+        if self.sentences:
+            self.note(f"{self.sentences} sentence(s) in prose: explicit")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# helpers shared by the pages
+
+
+def mean_sd(values: Iterable[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof 1)."""
+    array = np.asarray(list(values), dtype=np.float64)
+    return float(array.mean()), float(array.std(ddof=1))
+
+
+def pct(x: float) -> float:
+    return 100.0 * x
+
+
+CHECKS: dict[str, Callable[[Checker], None]] = {}
+
+
+def check(*pages: str) -> Callable:
+    def register(function: Callable[[Checker], None]) -> Callable[[Checker], None]:
+        for page in pages:
+            CHECKS[page] = function
+        return function
+
+    return register
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# docs/results/ranking.md: written by hand from ranking.json (benchmarks/ranking.py), ranking-flops.json and
+# benchmarks/results/flag_signals/flag_signals.json
+
+RANKING_ROWS = [
+    ("influcoder (distilled MiniLM)", "distilled"),
+    ("untrained MiniLM", "untrained"),
+    ("TF-IDF", "tfidf"),
+    ("pool-mean", "pool-mean"),
+    ("Rep-Sim", "repsim"),
+    ("RDS+", "rds+"),
+    ("LESS", "less"),
+    ("DataInf", "datainf"),
+    ("LoGRA (16", "logra"),
+    ("LoGRA + empirical Fisher", "logra-fisher"),
+    ("AirRep-style", "airrep"),
+]
+
+
+@check(f"{DOCS}/ranking.md")
+def ranking(checker: Checker) -> None:
+    page = checker.page(f"{DOCS}/ranking.md")
+    record = checker.json(f"{DOCS}/ranking.json")
+    summary = record["summary"]
+    for anchor, protocol in (("**Unseen tasks**", "task"), ("**Seen tasks**", "random")):
+        rows = []
+        for key, method in RANKING_ROWS:
+            e = summary[protocol][method]
+            cells: list[Spec] = [(e[m], e[m + "_std"]) for m in ("per_anchor_mean", "mean_aggregated")]
+            if method == "pool-mean":  # query-agnostic: its query-specific rho is 0, and it is not timed
+                cells += [(e["query_specific_mean"],), "-"]
+            else:
+                cells += [(e["query_specific_mean"], e["query_specific_mean_std"]), e["ms_per_sample"]]
+            rows.append((key, [*cells, e["bytes_per_sample"]]))
+        page.table(anchor, rows, label=f"{protocol} protocol")
+        n_runs = {e["n_runs"] for e in summary[protocol].values()}
+        page.text(f"{anchor} (`{protocol}`, {{}} runs,", *n_runs, label=f"{protocol}: runs")
+    pools = sorted({run["rows"]["distilled"]["n_pool"] for run in record["runs"] if run["protocol"] == "task"})
+    page.text(
+        "(`task`, 3 runs, {}-{} pool × {} queries each)", pools[0], pools[-1], summary["task"]["distilled"]["n_queries"]
+    )
+    page.text(
+        "(`random`, 3 runs, {} pool × {} queries each)",
+        *(summary["random"]["distilled"][k] for k in ("n_pool", "n_queries")),
+    )
+    page.text("Spearman mean ± sample standard deviation (ddof 1) over the {} runs of a protocol", 3)
+
+    # the flag: coverage from ranking.json, the within-protocol AUROCs pooled over runs as flag_signals.py does
+    flags = checker.json(f"{BENCH}/flag_signals/flag_signals.json")["aurocs"]
+    covered = {p: summary[p]["distilled"]["coverage_flag"]["share_queries_covered"] for p in ("random", "task")}
+    page.text(
+        "{}% of the seen-task queries but {}% of the unseen-task queries lie inside its coverage",
+        pct(covered["random"]),
+        pct(covered["task"]),
+    )
+    pooled = record["coverage_flag_pooled"]
+    page.text(
+        "over all {} evaluated queries of the six runs, low coverage predicts per-anchor ρ < {} with AUROC **{}**",
+        pooled["n_queries"],
+        pooled["low_rho"],
+        pooled["auroc_low_rho"],
+    )
+    unseen, seen = flags["unseen tasks (task)"], flags["seen tasks (random)"]
+    page.text(
+        "within the unseen tasks alone it has no signal ({}, the queries of its three runs pooled), within "
+        "the seen tasks "
+        "{} (only {} of {} queries below {};",
+        unseen["coverage"],
+        seen["coverage"],
+        seen["n_low_rho"],
+        seen["n_queries"],
+        0.3,
+    )
+    page.text(
+        "predicts ρ < 0.3 with AUROC **{}** over the {} queries (target met), {} within the unseen tasks and {} within "
+        "the seen ones",
+        flags["all queries"]["spread"],
+        flags["all queries"]["n_queries"],
+        unseen["spread"],
+        seen["spread"],
+    )
+
+    flops = checker.json(f"{DOCS}/ranking-flops.json")
+    gflop = {m: r["flops_per_sample"] / 1e9 for m, r in flops.items() if r.get("flops_per_sample")}
+    page.table(
+        "**FLOPs per scored sample**",
+        [
+            ("influcoder, untrained, AirRep-style", [Each((gflop["distilled"], gflop["untrained"])), SKIP]),
+            ("Rep-Sim, RDS+", [Each((gflop["repsim"], gflop["rds+"])), SKIP]),
+            ("LoGRA, LoGRA + Fisher", [Each((gflop["logra"], gflop["logra-fisher"])), SKIP]),
+            ("DataInf", [gflop["datainf"], SKIP]),
+            ("LESS", [gflop["less"], SKIP]),
+            ("TF-IDF", ["not counted", SKIP]),
+        ],
+        label="FLOPs",
+    )
+    page.text("The encoder needs {}× fewer FLOPs than LESS per sample", gflop["less"] / gflop["distilled"])
+    less_ratio = {p: summary[p]["less"]["ms_per_sample"] / summary[p]["distilled"]["ms_per_sample"] for p in summary}
+    page.text("the measured time ratio on the ranking runs is ~{}×", less_ratio["task"])
+
+    # "What this says"
+    def s(protocol: str, method: str, metric: str = "per_anchor_mean") -> float:
+        return summary[protocol][method][metric]
+
+    def seeds(protocol: str, method: str) -> list[float]:
+        return [
+            r["rows"][method]["per_anchor_mean"]
+            for r in sorted(record["runs"], key=lambda r: r["seed"])
+            if r["protocol"] == protocol
+        ]
+
+    page.text(
+        "{} ± {} per-anchor ρ, against {} for the same MiniLM untrained and ≤ {} for every other non-gradient method",
+        s("random", "distilled"),
+        s("random", "distilled", "per_anchor_mean_std"),
+        s("random", "untrained"),
+        max(s("random", m) for m in ("tfidf", "repsim", "rds+")),
+    )
+    page.text("at {}-{}× less time per sample than LESS", less_ratio["task"], less_ratio["random"])
+    page.text(
+        "(AirRep's objective: {}). Its query-specific ρ ({})",
+        s("random", "airrep"),
+        s("random", "distilled", "query_specific_mean"),
+    )
+    page.text("training queries reaches {} (seen) and {} (unseen)", s("random", "pool-mean"), s("task", "pool-mean"))
+    tfidf, distilled, repsim = seeds("task", "tfidf"), seeds("task", "distilled"), seeds("task", "repsim")
+    page.text(
+        "the distilled encoder falls to {} ± {}, above the untrained MiniLM ({}) but level with TF-IDF ({} ± {}, which "
+        "is ahead on two of three seeds: {} and {} against {} and {}) and, on seed 2, behind Rep-Sim ({}). "
+        "AirRep's objective "
+        "fares no better ({})",
+        s("task", "distilled"),
+        s("task", "distilled", "per_anchor_mean_std"),
+        s("task", "untrained"),
+        s("task", "tfidf"),
+        s("task", "tfidf", "per_anchor_mean_std"),
+        tfidf[1],
+        tfidf[2],
+        distilled[1],
+        distilled[2],
+        repsim[2],
+        s("task", "airrep"),
+    )
+    page.text("the gradient methods did not (LESS {}, LoGRA {})", s("task", "less"), s("task", "logra"))
+    page.text("so its {}-{} is an upper bound", s("task", "less"), s("random", "less"))
+    page.text("still agrees at {}-{}", s("task", "logra"), s("random", "logra"))
+    page.text(
+        "track the labels weakly on seen tasks ({}-{}) and erratically on unseen ones ({} ± {}: from {} to {} by seed)",
+        s("random", "repsim"),
+        s("random", "rds+"),
+        s("task", "repsim"),
+        s("task", "repsim", "per_anchor_mean_std"),
+        min(repsim),
+        max(repsim),
+    )
+    page.text(
+        "separates seen from unseen queries (AUROC {} for per-anchor ρ < 0.3; target 0.75)", pooled["auroc_low_rho"]
+    )
+    page.text(
+        "not met ({} behind on seen tasks, {} on unseen)",
+        s("random", "less") - s("random", "distilled"),
+        s("task", "less") - s("task", "distilled"),
+    )
+    page.text("met ({}-{}×, contended timings)", less_ratio["task"], less_ratio["random"])
+    page.text(
+        "SmolLM2-135M-Instruct, fresh seeded LoRA (r = 8, all linear layers of the blocks), response-only "
+        "loss, CountSketch "
+        "32,768, cosine. 1,500 pool samples of **152 `evals` tasks** (10 per task), 300 `bbh` queries of 24 tasks. {} "
+        "s for the 1,800 gradients",
+        unbacked("labelling time: the labels' own log, not committed"),
+    )
+    page.done()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# benchmarks/results/flag_signals/flag_signals.md and the same table in docs/results/generalization.md
+
+
+def flag_signal_rows(checker: Checker) -> tuple[list[str], list[tuple[str, list[Spec]]]]:
+    record = checker.json(f"{BENCH}/flag_signals/flag_signals.json")
+    names = list(record["runs"][0]["signals"])
+    rows = [
+        (label, [(row["n_low_rho"], row["n_queries"]), *[row[n] for n in names]])
+        for label, row in record["aurocs"].items()
+    ]
+    return names, rows
+
+
+@check(f"{BENCH}/flag_signals/flag_signals.md")
+def flag_signals(checker: Checker) -> None:
+    page = checker.page(f"{BENCH}/flag_signals/flag_signals.md")
+    names, rows = flag_signal_rows(checker)
+    page.table("AUROC of each signal", rows, label="flag signals (the script writes it in main(): replicated)")
+    table = page.table_after("AUROC of each signal")
+    if table is not None and table.header[2:] != names:
+        page.fail(f"table at line {table.line}: header", " | ".join(table.header[2:]), " | ".join(names))
+    page.done()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# docs/results/generalization.md: regrouped by hand from benchmarks/results/generalization/results.json (whose own
+# results.md, written by benchmarks/generalization.py, gives population sds; this page gives sample sds)
+
+
+@check(f"{DOCS}/generalization.md")
+def generalization(checker: Checker) -> None:
+    page = checker.page(f"{DOCS}/generalization.md")
+    record = checker.json(f"{BENCH}/generalization/results.json")
+    summary, runs = record["summary"], record["runs"]
+
+    def seeds(selection: str) -> list[int]:
+        return [run["seed"] for name, run in runs.items() if name.rsplit("-s", 1)[0] == selection]
+
+    def seed_text(selection: str) -> str:
+        return ",".join(str(s) for s in seeds(selection))
+
+    def ms(selection: str, kind: str, metric: str, method: str = "influcoder") -> tuple[float, float]:
+        return mean_sd(summary[selection][kind][method][metric])
+
+    def flag(selection: str, key: str) -> tuple[float, float]:
+        return mean_sd(summary[selection][key])
+
+    rows: list[tuple[str, list[Spec]]] = []
+    for selection in ("concentrated", "random", "kmeans", "farthest"):
+        cells: list[Spec] = [seed_text(selection), int(np.median(summary[selection]["n_groups"]))]
+        cells += [ms(selection, k, m) for k in ("unseen", "seen") for m in ("per_anchor", "query_specific")]
+        cells += [flag(selection, "coverage_auroc"), flag(selection, "spread_auroc")]
+        rows.append((selection, cells))
+    for key, method in (
+        ("*lengths only*", "lengths"),
+        ("*untrained MiniLM*", "untrained"),
+        ("*pool-mean*", "pool-mean"),
+    ):
+        cells = [seed_text("random"), "-"]
+        for kind in ("unseen", "seen"):
+            cells.append(ms("random", kind, "per_anchor", method))
+            qs = ms("random", kind, "query_specific", method)
+            cells.append(qs if qs[0] else (0.0,))  # "0 (by construction)"
+        rows.append((key, [*cells, "-", "-"]))
+    page.table("**Which samples to label**", rows, label="selections")
+
+    plain = ms("random", "unseen", "per_anchor")[0], ms("random", "seen", "per_anchor")[0]
+    variants = [
+        ("plain (random validation split)", "random"),
+        ("query-centred Pearson", "random+qcenter"),
+        ("task-disjoint validation", "random+taskval"),
+        ("length prior, weight on the random validation split", "random+prior"),
+        ("length prior, weight on task-disjoint validation", "random+taskval+prior"),
+    ]
+    rows = []
+    for key, selection in variants:
+        if seeds(selection) != seeds("random"):
+            page.fail(f"training variant {selection}", seed_text(selection), "the seeds of the plain runs")
+        unseen, seen = ms(selection, "unseen", "per_anchor"), ms(selection, "seen", "per_anchor")
+        rows.append(
+            (
+                key,
+                [
+                    seed_text(selection),
+                    unseen,
+                    unseen[0] - plain[0],
+                    seen,
+                    seen[0] - plain[1],
+                    ms(selection, "unseen", "query_specific"),
+                    flag(selection, "spread_auroc"),
+                ],
+            )
+        )
+    page.table("**Training choices**", rows, label="training variants")
+
+    rows = []
+    for key in ("continued", "continued+replay"):
+        found = [(run["seed"], run["forgetting"]) for name, run in runs.items() if name.rsplit("-s", 1)[0] == key]
+        a = [np.mean([f["tasks_a"][w]["per_anchor"] for _, f in found]) for w in ("before", "after")]
+        b = [np.mean([f["tasks_b"][w]["per_anchor"] for _, f in found]) for w in ("before", "after")]
+        rows.append((key, [",".join(str(s) for s, _ in found), tuple(a), a[1] - a[0], tuple(b), b[1] - b[0]]))
+    page.table("**Continued distillation**", rows, label="continued distillation")
+
+    names, flag_rows = flag_signal_rows(checker)
+    page.table("`benchmarks/flag_signals.py`", flag_rows, label="flag signals (flag_signals.json)")
+
+    # prose
+    def m(selection: str, kind: str = "unseen", metric: str = "per_anchor", method: str = "influcoder") -> float:
+        return ms(selection, kind, metric, method)[0]
+
+    page.text("mean ± sample sd (ddof 1) over seeds")
+    page.text("is worst on both evaluations (unseen {}, seen {})", m("concentrated"), m("concentrated", "seen"))
+    others = ("random", "kmeans", "farthest")
+    page.text(
+        "raises both (unseen {}-{}, seen {}-{})",
+        min(m(s) for s in others),
+        max(m(s) for s in others),
+        min(m(s, "seen") for s in others),
+        max(m(s, "seen") for s in others),
+    )
+    page.text(
+        "The best plain encoder reaches {} ± {} per-anchor ρ; a ridge on five length features fitted on "
+        "the same 400 rows "
+        "reaches {} ± {}, and pool-mean (which needs every evaluated sample's gradients) {}",
+        *ms("random", "unseen", "per_anchor"),
+        *ms("random", "unseen", "per_anchor", "lengths"),
+        m("random", method="pool-mean"),
+    )
+    page.text(
+        "query-specific ρ on unseen tasks ({}) is barely above the untrained MiniLM's ({})",
+        m("random", metric="query_specific"),
+        m("random", metric="query_specific", method="untrained"),
+    )
+    page.text(
+        "({} against {} and {})",
+        m("random", "seen"),
+        m("random", "seen", method="lengths"),
+        m("random", "seen", method="untrained"),
+    )
+    page.text(
+        "{} unseen ({} ± {}) and {} seen ({}) over the same three seeds",
+        m("random+prior") - plain[0],
+        *ms("random+prior", "unseen", "per_anchor"),
+        m("random+prior", "seen") - plain[1],
+        m("random+prior", "seen"),
+    )
+    page.text(
+        "unseen {} but seen {}, a trade",
+        m("random+taskval+prior") - plain[0],
+        m("random+taskval+prior", "seen") - plain[1],
+    )
+    page.text(
+        "did not help** ({} unseen, {} seen)", m("random+taskval") - plain[0], m("random+taskval", "seen") - plain[1]
+    )
+    page.text(
+        "(`--pearson-center query`): unseen {}, seen {}: no help",
+        m("random+qcenter") - plain[0],
+        m("random+qcenter", "seen") - plain[1],
+    )
+    forgetting = {name.rsplit("-s", 1)[0]: run["forgetting"] for name, run in runs.items() if "forgetting" in run}
+
+    def change(variant: str, part: str) -> float:
+        f = forgetting[variant][part]
+        return f["after"]["per_anchor"] - f["before"]["per_anchor"]
+
+    page.text("tasks A {} while tasks B gain {})", change("continued", "tasks_a"), change("continued", "tasks_b"))
+    page.text(
+        "keeps tasks A within {} and still gains {} on tasks B (seed 0 only)",
+        -change("continued+replay", "tasks_a"),
+        change("continued+replay", "tasks_b"),
+    )
+
+    offset = checker.json(f"{BENCH}/pool_offset/pool_offset.json")
+    shares = offset["variance"]
+    page.text(
+        "**{}% of the labels' variance is a query-independent pool offset**",
+        pct(shares["pool_offset_share_within_queries"]),
+    )
+    page.text("and **{}% of that offset lies between tasks**", pct(shares["between_group_share_of_pool_offset"]))
+    pool_mean = [s["per_anchor_pool_mean"] for s in offset["splits"]]
+    page.text("reaches per-anchor ρ {}-{} on unseen tasks", min(pool_mean), max(pool_mean))
+    lengths = [p["lengths"] for p in offset["predictors"]]
+    ranking_record = checker.json(f"{DOCS}/ranking.json")
+    page.text(
+        "ranks unseen tasks' pools at per-anchor ρ {} (seeds 0-2 of the ranking splits: {} / {} / {}), "
+        "above the distilled "
+        "encoder on the same splits ({})",
+        np.mean(lengths),
+        *lengths,
+        ranking_record["summary"]["task"]["distilled"]["per_anchor_mean"],
+    )
+    worse = [np.mean([p[k] for p in offset["predictors"]]) for k in offset["predictors"][0] if k != "lengths"]
+    page.text("transfers worse ({}-{}, negative on some splits)", min(worse), max(worse))
+    mixed = {
+        protocol: [np.mean([r[w] for r in runs_]) for w in ("0", "0.25", "0.5", "1")]
+        for protocol, runs_ in offset["mixed"].items()
+    }
+    page.text(
+        "unseen ρ {} (w = 0) -> {} (0.25) -> {} (0.5) -> {} (1); seen {} -> {} -> {} -> {}",
+        *mixed["task"],
+        *mixed["random"],
+    )
+
+    flags = checker.json(f"{BENCH}/flag_signals/flag_signals.json")["aurocs"]
+    page.text(
+        "predicts a query's per-anchor ρ < 0.3 with AUROC {} over the ranking runs' {} queries",
+        flags["all queries"]["coverage"],
+        flags["all queries"]["n_queries"],
+    )
+    spread = [mean_sd(summary[s]["spread_auroc"])[0] for s in ("concentrated", "random", "kmeans", "farthest")]
+    coverage = [mean_sd(summary[s]["coverage_auroc"])[0] for s in ("concentrated", "random", "kmeans", "farthest")]
+    page.text(
+        "spread {}-{} against coverage {}-{} for each selection's mean over seeds",
+        min(spread),
+        max(spread),
+        min(coverage),
+        max(coverage),
+    )
+    page.text(
+        "(coverage {}, spread {})", flags["unseen tasks (task)"]["coverage"], flags["unseen tasks (task)"]["spread"]
+    )
+    page.text(
+        "The best measured here is {} ± {} (length prior, task-disjoint weight) / {} ± {} (length prior, "
+        "usual validation); "
+        "plain distillation {}",
+        *ms("random+taskval+prior", "unseen", "per_anchor"),
+        *ms("random+prior", "unseen", "per_anchor"),
+        plain[0],
+    )
+    page.text("The **stretch, above pool-mean** ({})", m("random", method="pool-mean"))
+    page.text(
+        "**met by the spread flag** ({} over the ranking runs' {} queries; {}-{} per selection here); "
+        "the coverage score "
+        "alone reaches {} (ranking runs) and {}-{} here",
+        flags["all queries"]["spread"],
+        flags["all queries"]["n_queries"],
+        min(spread),
+        max(spread),
+        flags["all queries"]["coverage"],
+        min(coverage),
+        max(coverage),
+    )
+    page.text(
+        "forgetting ≤ 0.02**: {} with replay of half the earlier samples (seed 0); {} without",
+        -change("continued+replay", "tasks_a"),
+        -change("continued", "tasks_a"),
+    )
+    page.done()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# docs/results/scale.md: by hand from benchmarks/results/scale.json, scale-distill.json and distill-memory.json
+# (benchmarks/scale.py renders its own scale.md / scale-distill.md, checked below by re-rendering)
+
+NO_100K = "the 100K stand-in epoch: its training.json and stand-in-distill-100000.partial.json are not committed"
+
+
+def scale_cell(step: dict, n: int, anon: bool = False) -> Spec:
+    r = step["by_size"][str(n)]
+    return (r["seconds"], r["peak_rss_mb"], *([r["peak_anon_mb"]] if anon else []))
+
+
+def extrapolated(step: dict, n: int) -> float:
+    return step["fit"]["a"] * n ** step["fit"]["exponent"]
+
+
+@check(f"{DOCS}/scale.md")
+def scale_page(checker: Checker) -> None:
+    page = checker.page(f"{DOCS}/scale.md")
+    steps = checker.json(f"{BENCH}/scale.json")["steps"]
+    stand_in = checker.json(f"{BENCH}/scale-distill.json")["steps"]["distill-epoch (stand-in labels)"]
+    index, attribute, label, distill = (steps[k] for k in ("index", "attribute", "label", "distill-epoch"))
+
+    def between(m: dict) -> tuple[float, float]:
+        return tuple(n / 1000 if n >= 1000 else n for n in m["between"])
+
+    im, am, lm, dm = (s["marginal"] for s in (index, attribute, label, distill))
+    rows = [
+        (
+            "index",
+            [
+                "-",
+                *(scale_cell(index, n) for n in (1000, 10000, 100000)),
+                index["fit"]["exponent"],
+                im["ms_per_sample"],
+                (im["peak_mb_change"], *between(im)),
+            ],
+        ),
+        (
+            "attribute (100 queries)",
+            [
+                "-",
+                *(scale_cell(attribute, n, True) for n in (1000, 10000, 100000)),
+                attribute["fit"]["exponent"],
+                am["ms_per_sample"],
+                (am["peak_mb_change"], am["peak_anon_mb_change"], *between(am)),
+            ],
+        ),
+        (
+            "label (x 32 queries)",
+            [
+                scale_cell(label, 250),
+                scale_cell(label, 1000),
+                extrapolated(label, 10000),
+                extrapolated(label, 100000),
+                label["fit"]["exponent"],
+                lm["ms_per_sample"],
+                (lm["peak_mb_change"], *between(lm)),
+            ],
+        ),
+        (
+            "distill, one epoch",
+            [
+                scale_cell(distill, 250),
+                scale_cell(distill, 1000),
+                "(labels extrapolated)",
+                "",
+                distill["fit"]["exponent"],
+                dm["ms_per_sample"],
+                (dm["peak_mb_change"], *between(dm)),
+            ],
+        ),
+        (
+            "distill, one epoch, stand-in labels",
+            [
+                "-",
+                scale_cell(stand_in, 1000, True),
+                scale_cell(stand_in, 10000, True),
+                unbacked(NO_100K),
+                unbacked(NO_100K),
+                unbacked(NO_100K),
+                unbacked(NO_100K),
+            ],
+        ),
+    ]
+    page.table("table [`scale.md`]", rows, label="scale steps")
+    page.text(
+        "(the first run, on idle cores: {} s / {} MB at 10K, {} s / {} MB at 100K, {} ms per sample",
+        *(unbacked("the first index run (before the allocator fix): not committed") for _ in range(5)),
+    )
+
+    page.table(
+        "--out benchmarks/results/scale-distill",
+        [
+            (f"{n:,}", [stand_in["by_size"][str(n)][k] for k in ("seconds", "peak_rss_mb", "peak_anon_mb")])
+            for n in (1000, 10000)
+        ],
+        label="stand-in distillation 1K/10K",
+    )
+    sm = stand_in["marginal"]
+    page.text("Exponent {}, {} ms per added sample", stand_in["fit"]["exponent"], sm["ms_per_sample"])
+    page.text(
+        "linear, as the epoch's design says, so 100K would take ~{} h per epoch here",
+        10 * stand_in["by_size"]["10000"]["seconds"] / 3600,
+    )
+    page.text("The first run's {} ms per sample", dm["ms_per_sample"])
+    page.text(
+        "Memory is *not* flat: +{} MB of anonymous memory from 1K to 10K ({} KB per added sample)",
+        sm["peak_anon_mb_change"],
+        sm["peak_anon_mb_change"] * 1000 / 9000,
+    )
+
+    runs = checker.json(f"{BENCH}/distill-memory.json")["runs"]
+
+    def trace(name: str) -> list[float]:
+        return [mb for _, mb in runs[name]["trace"]]
+
+    def at(name: str, step: int) -> float:
+        return dict((s_, mb) for s_, mb in runs[name]["trace"])[step]
+
+    def row(*names: str, seconds: bool = True) -> list[Spec]:
+        cells: list[Spec] = [tuple(trace(n)[-1] for n in names), tuple(max(trace(n)) for n in names)]
+        return cells + ([tuple(runs[n]["seconds_per_step"] for n in names)] if seconds else ["not kept"])
+
+    page.text(
+        "on the 10K stand-in labels it climbs from ~{} MB at step 5 to ~{} MB at step 145",
+        at("plain-10000", 5),
+        at("plain-10000", 145),
+    )
+    page.text(
+        "the peak over those steps is the same ({} MB plain, {} MB trimmed)",
+        max(trace("plain-10000")),
+        max(trace("trim-10000")),
+    )
+    page.text(
+        "drops the reading from ~{}-{} MB to ~{} MB (1K stand-in labels, steps 5 and 10)",
+        *(unbacked("a 1K trim trace: not in distill-memory.json") for _ in range(3)),
+    )
+    page.text(
+        "(2.5 epochs of 60 steps; {} MB already at step 40, inside the first) climb to {}-{} MB, *more* "
+        "than the 10K run's "
+        "{} MB at the same step",
+        at("plain-1000", 40),
+        trace("plain-1000b")[-1],
+        trace("plain-1000")[-1],
+        trace("plain-10000")[-1],
+    )
+    page.table(
+        "([distill-memory.md]",
+        [
+            ("1K, as it is (two runs)", row("plain-1000", "plain-1000b")),
+            ("1K, threshold fixed at 16 MB", row("mmap16-1000")),
+            ("1K, threshold fixed at 4 MB", row("mmap4-1000")),
+            ("1K, threshold fixed at 1 MB", row("mmap-1000")),
+            ("10K, as it is (session 15)", row("plain-10000", seconds=False)),
+            ("10K, threshold fixed at 1 MB", row("mmap-10000")),
+        ],
+        label="distill-memory traces",
+    )
+    page.text("nearly so in the pool (+{} MB for 9,000 more samples", trace("mmap-10000")[-1] - trace("mmap-1000")[-1])
+
+    hundred = [
+        (
+            f"{n:,}",
+            [
+                steps_,
+                stand_in["by_size"][str(n)]["seconds"],
+                unbacked("training.json of the run: not committed"),
+                unbacked("training.json of the run: not committed"),
+                unbacked("file times of the run: not committed"),
+                stand_in["by_size"][str(n)]["peak_anon_mb"],
+            ],
+        )
+        for n, steps_ in ((1000, 60), (10000, 600))
+    ]
+    hundred.append(
+        (
+            "100,000",
+            [6000, "(not finished)", unbacked(NO_100K), unbacked(NO_100K), unbacked(NO_100K), unbacked(NO_100K)],
+        )
+    )
+    page.table("`training.json` and the sittings' sampled memory", hundred, label="100K stand-in epoch")
+
+    page.text("attribute {} (its cost is start-up", attribute["fit"]["exponent"])
+    page.text("label {} (250 to 1K), index {} over 1K-100K", label["fit"]["exponent"], index["fit"]["exponent"])
+    page.text(
+        "met for index (+{} MB from 10K to 100K) and attribute (anonymous memory {} / {} / {} MB at 1K / 10K / 100K)",
+        im["peak_mb_change"],
+        *(attribute["by_size"][str(n)]["peak_anon_mb"] for n in (1000, 10000, 100000)),
+    )
+    page.text(
+        "its peak went from {} to {} MB at 100K",
+        unbacked("the first index run: not committed"),
+        index["by_size"]["100000"]["peak_rss_mb"],
+    )
+    page.text("rises with a search that reads them all (+{} MB)", am["peak_mb_change"])
+    search = {s_["factory"]: s_ for s_ in checker.json(f"{BENCH}/index.json")["search"]}
+    flat, ivf, sq, pq = (search[k] for k in ("Flat", "IVF1024,Flat", "SQfp16", "IVF1024,PQ32"))
+    page.text(
+        "Flat {} ms/query loaded vs {} mapped, IVF1024,Flat {} vs {} at recall {}, same hits",
+        flat["ms_per_query"],
+        flat["ms_per_query_mapped"],
+        ivf["ms_per_query"],
+        ivf["ms_per_query_mapped"],
+        ivf["recall_at_10"],
+    )
+    page.text(
+        "halves the file ({} MB at 1M) but searches at {}-{} ms/query",
+        sq["index_mb"],
+        sq["ms_per_query_mapped"],
+        sq["ms_per_query"],
+    )
+    page.text("an IVF-PQ one holds ~{} bytes per sample at recall {}", pq["index_mb"] * 2**20 / 1e6, pq["recall_at_10"])
+    speed = checker.json(f"{BENCH}/encoder_speed.json")["backends"]["int8"]
+    page.text(
+        "{}x at rho {} x float (`benchmarks/results/encoder_speed.md`)", speed["vs_gradients"], speed["rho_vs_float"]
+    )
+    fused = checker.json(f"{BENCH}/labels-fused.json")
+    page.text(
+        "not met** ({}-{} measured;",
+        checker.json(f"{BENCH}/labels-memory.json")["batched_fraction_of_ceiling"],
+        checker.json(f"{BENCH}/labels.json")["batched_fraction_of_ceiling"],
+    )
+    page.text(
+        "{}x faster than the hooked path in one run, {}x a plain forward+backward",
+        fused["batched_over_hooks"],
+        fused["batched_over_plain"],
+    )
+    page.text(
+        "(fp32 matmul {} GFLOP/s, not the {} of the earlier one) {} of the ceiling",
+        fused["matmul_gflops_fp32"],
+        checker.json(f"{BENCH}/labels.json")["matmul_gflops_fp32"],
+        fused["batched_fraction_of_ceiling"],
+    )
+    page.done(
+        unchecked={
+            "flags": (
+                "the four whole-epoch runs with --low-memory / --activation-checkpointing (session 17): `/usr/bin/time "
+                "-v` readings, no JSON committed"
+            )
+        }
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# docs/results/toxicity.md: by hand from the archived replicates (toxicity-runs/*/results.json), their report
+# (toxicity-report/results.json), session 12's 40-pair report (toxicity.json) and the toxicity benchmarks' JSON
+
+REPLICATES = [f"{v}-seed{s}" for v in ("het", "hom") for s in (0, 1, 2)]
+DRAWS = 200  # benchmarks/toxicity_dev*.py: draws of 15 positives; their JSON keeps the population sd over them
+
+
+def draws_sd(population_sd: float, n: int = DRAWS) -> float:
+    """The sample sd (ddof 1) over `n` draws from the population sd (ddof 0) the JSON keeps."""
+    return population_sd * math.sqrt(n / (n - 1))
+
+
+def toxicity_header(run: dict) -> list[Spec]:
+    """The header of a replicate's table: the drop fractions, and the texts scored (pool and queries)."""
+    texts = sum(run["counts"]["pool"].values()) + run["counts"]["queries"]
+    fractions = tuple(pct(float(f)) for f in next(iter(run["methods"].values()))["recall_when_dropping"])
+    return [SKIP, SKIP, SKIP, fractions, texts, SKIP]
+
+
+def toxicity_cells(r: dict, seconds: Spec = None) -> list[Spec]:
+    recalls = tuple(r["recall_when_dropping"][k] for k in ("0.01", "0.02", "0.05"))
+    return [
+        r["auprc"],
+        r["average_precision"],
+        recalls,
+        r["seconds"] if seconds is None else seconds,
+        r["bytes_per_sample"],
+    ]
+
+
+@check(f"{DOCS}/toxicity.md")
+def toxicity(checker: Checker) -> None:
+    page = checker.page(f"{DOCS}/toxicity.md")
+    runs = {name: checker.json(f"{DOCS}/toxicity-runs/{name}/results.json") for name in REPLICATES}
+    methods = {name: run["methods"] for name, run in runs.items()}
+    summary = checker.json(f"{DOCS}/toxicity-report/results.json")["summary"]
+    first = checker.json(f"{DOCS}/toxicity.json")  # session 12: het seed 0 with the 40-pair encoder
+    first_methods = first["replicates"][0]["methods"]
+
+    het, hom = summary["het"], summary["hom"]
+
+    def auprc(variant: dict, method: str) -> tuple[float, float]:
+        return variant[method]["auprc"], variant[method]["auprc_std"]
+
+    def seconds(*method_names: str) -> Each:
+        return Each(tuple(np.mean([v[m]["seconds"] for v in (het, hom)]) for m in method_names))
+
+    page.table(
+        "## Summary (six replicates",
+        [
+            (
+                "influcoder",
+                [
+                    auprc(het, "influcoder"),
+                    auprc(hom, "influcoder"),
+                    (het["influcoder"]["recall@0.05"], hom["influcoder"]["recall@0.05"]),
+                    seconds("influcoder"),
+                    het["influcoder"]["bytes_per_sample"],
+                ],
+            ),
+            (
+                "gradsim",
+                [
+                    auprc(het, "gradsim"),
+                    auprc(hom, "gradsim"),
+                    (het["gradsim"]["recall@0.05"], hom["gradsim"]["recall@0.05"]),
+                    seconds("gradsim"),
+                    het["gradsim"]["bytes_per_sample"],
+                ],
+            ),
+            (
+                "repsim-response",
+                [
+                    auprc(het, "repsim-response"),
+                    auprc(hom, "repsim-response"),
+                    (het["repsim-response"]["recall@0.05"], hom["repsim-response"]["recall@0.05"]),
+                    seconds("repsim-response"),
+                    het["repsim-response"]["bytes_per_sample"],
+                ],
+            ),
+            (
+                "semantic",
+                [
+                    auprc(het, "semantic"),
+                    auprc(hom, "semantic"),
+                    (het["semantic"]["recall@0.05"], hom["semantic"]["recall@0.05"]),
+                    seconds("semantic"),
+                    het["semantic"]["bytes_per_sample"],
+                ],
+            ),
+            (
+                "tfidf",
+                [
+                    auprc(het, "tfidf"),
+                    auprc(hom, "tfidf"),
+                    (het["tfidf"]["recall@0.05"], hom["tfidf"]["recall@0.05"]),
+                    seconds("tfidf"),
+                    np.mean([het["tfidf"]["bytes_per_sample"], hom["tfidf"]["bytes_per_sample"]]),
+                ],
+            ),
+            (
+                "less",
+                [
+                    auprc(het, "less"),
+                    auprc(hom, "less"),
+                    (het["less"]["recall@0.05"], hom["less"]["recall@0.05"]),
+                    seconds("less"),
+                    het["less"]["bytes_per_sample"],
+                ],
+            ),
+            (
+                "rds+ / repsim",
+                [
+                    (het["rds+"]["auprc"], het["repsim"]["auprc"]),
+                    (hom["rds+"]["auprc"], hom["repsim"]["auprc"]),
+                    (
+                        het["rds+"]["recall@0.05"],
+                        hom["rds+"]["recall@0.05"],
+                        het["repsim"]["recall@0.05"],
+                        hom["repsim"]["recall@0.05"],
+                    ),
+                    seconds("rds+", "repsim"),
+                    het["rds+"]["bytes_per_sample"],
+                ],
+            ),
+        ],
+        label="summary over six replicates",
+    )
+    page.text("AUPRC, mean ± sample sd over seeds 0, 1 and 2 (chance {};", runs["het-seed0"]["counts"]["unsafe_rate"])
+
+    # per replicate: who meets which target
+    ratio_less = [methods[n]["influcoder"]["auprc"] / methods[n]["less"]["auprc"] for n in REPLICATES]
+    speed = [methods[n]["gradsim"]["seconds"] / methods[n]["influcoder"]["seconds"] for n in REPLICATES]
+    removed = {n: methods[n]["influcoder"]["recall_when_dropping"]["0.05"] for n in REPLICATES}
+    met = [n for n in REPLICATES if removed[n] >= 0.8 - 1e-9]
+    page.text("encoder AUPRC >= 0.9 x LESS's: **met on {} of 6**", sum(r >= 0.9 for r in ratio_less))
+    page.text(
+        ">= 20x less scoring time: **met on {} of 6** ({}-{}x, the encoder against the gradsim + LESS pass)",
+        sum(x >= 20 for x in speed),
+        min(speed),
+        max(speed),
+    )
+    page.text(
+        "above Rep-Sim: **met on {} of 6**",
+        sum(
+            methods[n]["influcoder"]["auprc"]
+            > max(methods[n][m]["auprc"] for m in ("repsim", "rds+", "repsim-response", "repsim-last"))
+            for n in REPLICATES
+        ),
+    )
+    page.text(
+        "**met on {} of 6** ({}-{}%; het seed 2: {}%, hom seed 2: {}%)",
+        len(met),
+        pct(min(removed[n] for n in met)),
+        pct(max(removed[n] for n in met)),
+        pct(removed["het-seed2"]),
+        pct(removed["hom-seed2"]),
+    )
+    page.text("The encoder's AUPRC is {}-{}x LESS's here", min(ratio_less), max(ratio_less))
+
+    page.table(
+        "## Results (het, seed 0",
+        [
+            ("gradsim", toxicity_cells(methods["het-seed0"]["gradsim"], first_methods["gradsim"]["seconds"])),
+            (
+                "influcoder, 160 unsafe",
+                toxicity_cells(
+                    methods["het-seed0"]["influcoder"],
+                    unbacked("the first 160-pair run's scoring seconds (its rerun's are archived: 27.9 s)"),
+                ),
+            ),
+            ("influcoder, 40 unsafe", toxicity_cells(first_methods["influcoder"])),
+            (
+                "per-task distillation draw",
+                [
+                    checker.json(f"{BENCH}/toxicity_encoder.json")["replicates"][1]["evaluation"]["auprc"][
+                        "influcoder"
+                    ],
+                    *(
+                        unbacked("the per-task ablation's run: only its AUPRC is committed (toxicity_encoder.json)")
+                        for _ in range(3)
+                    ),
+                    768.0,
+                ],
+            ),
+            ("less (Adam", toxicity_cells(methods["het-seed0"]["less"], first_methods["less"]["seconds"])),
+            ("less-ckpts", toxicity_cells(first_methods["less-ckpts"])),
+            ("tfidf", toxicity_cells(first_methods["tfidf"])),
+            ("semantic", toxicity_cells(first_methods["semantic"])),
+            ("rds+", toxicity_cells(first_methods["rds+"])),
+            ("repsim", toxicity_cells(first_methods["repsim"])),
+        ],
+        label="het seed 0",
+        header=toxicity_header(runs["het-seed0"]),
+    )
+    for m in ("gradsim", "less", "tfidf", "semantic", "rds+", "repsim"):  # the rerun gave the same figures
+        for key in ("auprc", "average_precision"):
+            rerun, kept = methods["het-seed0"][m][key], first_methods[m][key]
+            if round(rerun, 3) != round(kept, 3):
+                page.fail(
+                    f"het seed 0, {m} {key}: the rerun (toxicity-runs) against the first run (toxicity.json)",
+                    f"{kept:.3f}",
+                    f"{rerun:.3f}",
+                )
+    rerun = methods["het-seed0"]
+    page.text(
+        "influcoder {} s and semantic {} s against the gradsim + LESS pass's {} s (**{}x**), Rep-Sim / "
+        "RDS+ {} s, TF-IDF "
+        "{} s",
+        rerun["influcoder"]["seconds"],
+        rerun["semantic"]["seconds"],
+        rerun["gradsim"]["seconds"],
+        rerun["gradsim"]["seconds"] / rerun["influcoder"]["seconds"],
+        rerun["rds+"]["seconds"],
+        rerun["tfidf"]["seconds"],
+    )
+    page.text("so the {} s is their joint cost", first_methods["gradsim"]["seconds"])
+    page.text(
+        "timed while the gradient pass ran beside them on the same 2 cores ({} s, {}x)",
+        first_methods["influcoder"]["seconds"],
+        first_methods["gradsim"]["seconds"] / first_methods["influcoder"]["seconds"],
+    )
+    page.text(
+        "scored the pool in {} s with the machine to itself ({}x less than that pass)",
+        unbacked("the per-task ablation's scoring seconds: not committed"),
+        unbacked("the per-task ablation's scoring seconds: not committed"),
+    )
+
+    orders = {
+        "hom-seed0": ["gradsim", "influcoder", "semantic", "tfidf", "less", "rds+", "repsim"],
+        "het-seed1": ["influcoder", "semantic", "gradsim", "tfidf", "rds+", "repsim", "less"],
+        "hom-seed1": ["semantic", "influcoder", "gradsim", "logra", "tfidf", "less", "datainf", "rds+", "repsim"],
+        "het-seed2": ["influcoder", "gradsim", "tfidf", "semantic", "less", "rds+", "repsim"],
+        "hom-seed2": ["influcoder", "gradsim", "semantic", "tfidf", "less", "rds+", "repsim"],
+    }
+    for name, order in orders.items():
+        variant, seed = name.split("-seed")
+        page.table(
+            f"## Results ({variant}, seed {seed}",
+            [(m, toxicity_cells(methods[name][m])) for m in order],
+            label=f"{variant} seed {seed}",
+            header=toxicity_header(runs[name]),
+        )
+        counts = runs[name]["counts"]
+        page.text(
+            f"## Results ({variant}, seed {seed}, {{}} unsafe distillation pairs; {{}} unsafe of {{}}; "
+            f"chance AUPRC {{}})",
+            counts["train_pool"]["unsafe"],
+            counts["pool"]["unsafe"],
+            sum(counts["pool"].values()),
+            counts["unsafe_rate"],
+        )
+
+    def a(name: str, method: str) -> float:
+        return methods[name][method]["auprc"]
+
+    def over(names: list[str], method: str) -> tuple[float, float]:
+        return mean_sd(a(n, method) for n in names)
+
+    page.text(
+        "The encoder keeps {} of its teacher's AUPRC at {}x less scoring time ({} s against the gradient pass's {} s; "
+        "on this faster machine the pass took {} of het seed 0's)",
+        a("hom-seed0", "influcoder") / a("hom-seed0", "gradsim"),
+        methods["hom-seed0"]["gradsim"]["seconds"] / methods["hom-seed0"]["influcoder"]["seconds"],
+        methods["hom-seed0"]["influcoder"]["seconds"],
+        methods["hom-seed0"]["gradsim"]["seconds"],
+        methods["hom-seed0"]["gradsim"]["seconds"] / first_methods["gradsim"]["seconds"],
+    )
+    page.text(
+        "Over hom's two seeds: influcoder {} ± {} (sample sd), gradsim {} ± {}, semantic {} ± {}",
+        *over(["hom-seed0", "hom-seed1"], "influcoder"),
+        *over(["hom-seed0", "hom-seed1"], "gradsim"),
+        *over(["hom-seed0", "hom-seed1"], "semantic"),
+    )
+    page.text(
+        "Over het seeds 1 and 2 (seed 0's 160-pair scores were lost then and rerun since): influcoder {} ± {} (sample "
+        "sd), gradsim {} ± {}, semantic {} ± {}; over all three het seeds: influcoder {} ± {}, gradsim "
+        "{} ± {}, semantic "
+        "{} ± {}",
+        *over(["het-seed1", "het-seed2"], "influcoder"),
+        *over(["het-seed1", "het-seed2"], "gradsim"),
+        *over(["het-seed1", "het-seed2"], "semantic"),
+        *over(["het-seed0", "het-seed1", "het-seed2"], "influcoder"),
+        *over(["het-seed0", "het-seed1", "het-seed2"], "gradsim"),
+        *over(["het-seed0", "het-seed1", "het-seed2"], "semantic"),
+    )
+    homs = ["hom-seed0", "hom-seed1", "hom-seed2"]
+    page.text(
+        "Over hom's three seeds: influcoder {} ± {} (sample sd), gradsim {} ± {}, semantic {} ± {}, less {} ± {}",
+        *over(homs, "influcoder"),
+        *over(homs, "gradsim"),
+        *over(homs, "semantic"),
+        *over(homs, "less"),
+    )
+    page.text(
+        "at {}x the encoder's scoring time",
+        methods["hom-seed1"]["logra"]["seconds"] / methods["hom-seed1"]["influcoder"]["seconds"],
+    )
+    page.text("is at chance ({}; DATE-LM's anchor", a("hom-seed1", "datainf"))
+    for name, phrase in (
+        ("hom-seed1", "hom seed 1: {}x ({} s vs {} s)"),
+        ("het-seed2", "het seed 2: {}x ({} s vs {} s)"),
+        ("hom-seed2", "hom seed 2: {}x ({} s vs {} s)"),
+    ):
+        r = methods[name]
+        page.text(
+            phrase,
+            r["gradsim"]["seconds"] / r["influcoder"]["seconds"],
+            r["influcoder"]["seconds"],
+            r["gradsim"]["seconds"],
+        )
+    for name, phrase in (
+        ("het-seed2", "and {}x faster ({} s vs {} s)"),
+        ("hom-seed2", "(0.302 vs 0.240) at {}x less scoring time ({} s vs {} s)"),
+    ):
+        r = methods[name]
+        page.text(
+            phrase,
+            r["gradsim"]["seconds"] / r["influcoder"]["seconds"],
+            r["influcoder"]["seconds"],
+            r["gradsim"]["seconds"],
+        )
+    page.text(
+        "het seed 0's rerun, alone: {}x ({} s vs {} s)",
+        rerun["gradsim"]["seconds"] / rerun["influcoder"]["seconds"],
+        rerun["influcoder"]["seconds"],
+        rerun["gradsim"]["seconds"],
+    )
+
+    best = {n: max(a(n, m) for m in ("repsim", "rds+", "repsim-response", "repsim-last")) for n in REPLICATES}
+    page.text(
+        "het 0 / 1 / 2: {} / {} / {} against the best pooling's {} / {} / {}; hom 0 / 1 / 2: {} / {} / {} against {} / "
+        "{} / {}",
+        *(a(n, "influcoder") for n in REPLICATES[:3]),
+        *(best[n] for n in REPLICATES[:3]),
+        *(a(n, "influcoder") for n in REPLICATES[3:]),
+        *(best[n] for n in REPLICATES[3:]),
+    )
+    plain = [a(n, "repsim") for n in REPLICATES]
+    chance = {n: runs[n]["counts"]["unsafe_rate"] for n in REPLICATES}
+    page.text(
+        "The plain mean over every token (`repsim`, {}-{}) is *below chance* ({}) on four of six",
+        min(plain),
+        max(plain),
+        chance["het-seed0"],
+    )
+    below = sum(a(n, "repsim") < chance[n] for n in REPLICATES)
+    if below != 4:
+        page.fail("sentence 'below chance (0.007) on four of six'", "four", f"{below} of six")
+    response = [a(n, "repsim-response") for n in REPLICATES]
+    page.text("Pooling over the response tokens only lifts it to {}-{}", min(response), max(response))
+
+    pooling_rows = []
+    for key, method in (
+        ("repsim (every token)", "repsim"),
+        ("rds+ (position-weighted)", "rds+"),
+        ("repsim-response", "repsim-response"),
+        ("repsim-last", "repsim-last"),
+        ("influcoder (for reference)", "influcoder"),
+    ):
+        pooling_rows.append((key, [*(a(n, method) for n in REPLICATES), (het[method]["auprc"], hom[method]["auprc"])]))
+    seeds_header = [int(n.rsplit("seed", 1)[1]) for n in REPLICATES]
+    page.table("## Rep-Sim's pooling", pooling_rows, label="Rep-Sim poolings", header=[SKIP, *seeds_header, SKIP])
+    ratio = [a(n, "repsim-response") / a(n, "influcoder") for n in REPLICATES]
+    page.text("on average, {}x the all-token mean", het["repsim-response"]["auprc"] / het["repsim"]["auprc"])
+    page.text(
+        "It stays below the encoder on every replicate ({}-{} of its AUPRC; {} / {} of its mean per variant)",
+        min(ratio),
+        max(ratio),
+        het["repsim-response"]["auprc"] / het["influcoder"]["auprc"],
+        hom["repsim-response"]["auprc"] / hom["influcoder"]["auprc"],
+    )
+    page.text(
+        "the original Rep-Sim / RDS+ pass, alone, took {}-{} s",
+        min(methods[n]["rds+"]["seconds"] for n in REPLICATES),
+        max(methods[n]["rds+"]["seconds"] for n in REPLICATES),
+    )
+
+    new_pass = [methods[n]["repsim-response"]["seconds"] for n in REPLICATES]
+    page.text("the two new poolings were scored in one pass of {}-{} s per replicate", min(new_pass), max(new_pass))
+    encoder = checker.json(f"{BENCH}/toxicity_encoder.json")["replicates"]
+    tasks = runs["het-seed0"]["counts"]["benign_tasks"]
+    page.text(
+        "({} of the evaluation pool's {} benign tasks seen). Drawing them one per task first (`--train-draw "
+        "per-task`: {} tasks seen)",
+        tasks["train_pool"],
+        tasks["pool"],
+        encoder[1]["evaluation"]["benign_tasks_in_training"],
+    )
+    rows = []
+    for key, r in zip(("random", "per-task"), encoder):
+        e, t = r["evaluation"], r["training"]
+        rows.append(
+            (
+                key,
+                [
+                    e["benign_tasks_in_training"],
+                    e["coverage_groups"]["0"]["pairs"],
+                    (e["spearman_all"], e["spearman_benign"]),
+                    e["auprc"]["influcoder"],
+                    e["top"]["influcoder"]["unsafe"],
+                    (t["auprc_influcoder"], t["auprc_teacher"]),
+                ],
+            )
+        )
+    page.table(
+        "`benchmarks/toxicity_encoder.py` compares", rows, label="encoder against teacher (toxicity_encoder.json)"
+    )
+    table = page.table_after("`benchmarks/toxicity_encoder.py` compares")
+    if table is not None:
+        page.compare(
+            f"table at line {table.line}: header",
+            " ".join(table.header[1:]),
+            [encoder[0]["evaluation"]["benign_tasks"], 100, encoder[0]["evaluation"]["top"]["gradsim"]["unsafe"]],
+        )
+    groups = encoder[0]["evaluation"]["coverage_groups"]
+    page.text(
+        "over the benign pairs whose task has 0 / 1 / 2+ distillation pairs is {} / {} / {} ({} / {} / {} pairs)",
+        *(groups[g]["spearman"] for g in ("0", "1", "2+")),
+        *(groups[g]["pairs"] for g in ("0", "1", "2+")),
+    )
+    page.text(
+        "Drawing one pair per task leaves {} such pairs and raises the agreement over the whole pool from {} to {}",
+        encoder[1]["evaluation"]["coverage_groups"]["0"]["pairs"],
+        encoder[0]["evaluation"]["spearman_all"],
+        encoder[1]["evaluation"]["spearman_all"],
+    )
+    page.text(
+        "on the distillation's validation split ({} pairs never trained on, {} unsafe, chance ~{}) their "
+        "AUPRC is {}-{} "
+        "(teacher {} / {} on the two splits)",
+        encoder[0]["training"]["val_pairs"],
+        encoder[0]["training"]["val_unsafe"],
+        encoder[0]["training"]["val_unsafe"] / encoder[0]["training"]["val_pairs"],
+        *sorted(r["training"]["auprc_influcoder"] for r in encoder),
+        *(r["training"]["auprc_teacher"] for r in encoder),
+    )
+
+    dev = checker.json(f"{BENCH}/toxicity_dev.json")
+    d = dev["rows"]
+    page.table(
+        "builds a pool from every pair that no task here used",
+        [
+            (
+                "random",
+                [
+                    (d[0]["auprc_mean"], draws_sd(d[0]["auprc_std"])),
+                    (d[1]["auprc_mean"], draws_sd(d[1]["auprc_std"])),
+                    (d[0]["auprc_all_unsafe"], d[1]["auprc_all_unsafe"]),
+                ],
+            ),
+            (
+                "per-task",
+                [
+                    (d[2]["auprc_mean"], draws_sd(d[2]["auprc_std"])),
+                    (d[3]["auprc_mean"], draws_sd(d[3]["auprc_std"])),
+                    (d[2]["auprc_all_unsafe"], d[3]["auprc_all_unsafe"]),
+                ],
+            ),
+        ],
+        label="development set (toxicity_dev.json)",
+    )
+    page.text(
+        "builds a pool from every pair that no task here used ({} benign, {} unsafe,",
+        dev["pool"]["benign"],
+        dev["pool"]["unsafe"],
+    )
+    page.text("(± is the sample sd (ddof 1) over the {} draws of positives.)", DRAWS)
+    e10 = checker.json(f"{BENCH}/toxicity_dev-epochs10.json")["rows"][0]
+    page.text(
+        "gave {} ± {} against {} and {} for 5 epochs",
+        e10["auprc_mean"],
+        draws_sd(e10["auprc_std"]),
+        d[0]["auprc_mean"],
+        d[1]["auprc_mean"],
+    )
+
+    unsafe = checker.json(f"{BENCH}/toxicity_dev-unsafe.json")
+    by_encoder = {r["encoder"].rsplit("/runs/", 1)[-1]: r for r in unsafe["rows"]}
+    pairs = {
+        "40 (the rows above)": ("tox-unsafe40/het-seed0/encoder/best", "dev/random-s1/best"),
+        "100": ("dev/unsafe100-s0/best", "dev/unsafe100-s1/best"),
+        "160": ("dev/unsafe160-s0/best", "dev/unsafe160-s1/best"),
+    }
+    rows = []
+    for key, (s0, s1) in pairs.items():
+        r0, r1 = by_encoder[s0], by_encoder[s1]
+        rows.append(
+            (
+                key,
+                [
+                    (r0["auprc_mean"], r1["auprc_mean"]),
+                    (pct(r0["recall_at_5pct_mean"]), pct(r1["recall_at_5pct_mean"])),
+                    (r0["median_unsafe_percentile"], r1["median_unsafe_percentile"]),
+                ],
+            )
+        )
+    page.table(
+        "`benchmarks/toxicity_dev_unsafe.py` grows",
+        rows,
+        label="more unsafe distillation pairs (toxicity_dev-unsafe.json)",
+    )
+    page.text(
+        "scores every encoder on the development set **minus all 120 extra pairs** ({} benign + {} unsafe;",
+        unsafe["pool"]["benign"],
+        unsafe["pool"]["unsafe"],
+    )
+    spreads = [draws_sd(r["auprc_std"]) for r in unsafe["rows"]]
+    page.text("(± over the draws of positives is ~{} for every AUPRC.)", np.mean(spreads))
+    means = {
+        k: [
+            np.mean([by_encoder[e]["auprc_mean"] for e in v]),
+            pct(np.mean([by_encoder[e]["recall_at_5pct_mean"] for e in v])),
+        ]
+        for k, v in pairs.items()
+    }
+    page.text(
+        "(mean AUPRC {} -> {}, mean removal {}% -> {}%)",
+        means["100"][0],
+        means["160"][0],
+        means["100"][1],
+        means["160"][1],
+    )
+
+    plain_run = checker.json(f"{BENCH}/less_momentum.json")
+    warmup = checker.json(f"{BENCH}/less_momentum-warmup-step26.json")
+    page.table(
+        "`benchmarks/less_momentum.py` takes",
+        [
+            (
+                "the pool's fine-tune",
+                [
+                    plain_run["auprc"]["all"]["plain"],
+                    plain_run["auprc"]["all"]["adam"],
+                    plain_run["cosine_update_vs_shared_momentum"]["median"],
+                ],
+            ),
+            (
+                "LESS warm-up, checkpoint 2",
+                [
+                    warmup["auprc"]["all"]["plain"],
+                    (warmup["auprc"]["all"]["adam"], warmup["subset"]["chance"]),
+                    warmup["cosine_update_vs_shared_momentum"]["median"],
+                ],
+            ),
+        ],
+        label="LESS's Adam update (less_momentum*.json)",
+    )
+    page.text(
+        "every unsafe pair of the pool plus {} other pool pairs ({}% unsafe)",
+        plain_run["subset"]["n"] - plain_run["subset"]["unsafe"],
+        pct(plain_run["subset"]["unsafe"] / plain_run["subset"]["n"]),
+    )
+    page.text(
+        "the final adapter's milder loss ({} vs {} on the subset) becomes {} vs {}",
+        plain_run["auprc"]["all"]["adam"],
+        plain_run["auprc"]["all"]["plain"],
+        a("het-seed0", "less"),
+        a("het-seed0", "gradsim"),
+    )
+
+    page.text(
+        "met against both LESS variants ({} with 160 distillation unsafe pairs, {} with 40, vs {} for "
+        "`less`, {} for `less-ckpts`",
+        a("het-seed0", "influcoder"),
+        first_methods["influcoder"]["auprc"],
+        a("het-seed0", "less"),
+        first_methods["less-ckpts"]["auprc"],
+    )
+    page.text("(plain gradient cosine, gradsim, gets {})", a("het-seed0", "gradsim"))
+    page.text(
+        "the encoder keeps {} of the AUPRC ({} with 40 pairs)",
+        a("het-seed0", "influcoder") / a("het-seed0", "gradsim"),
+        first_methods["influcoder"]["auprc"] / first_methods["gradsim"]["auprc"],
+    )
+    page.text(
+        "hom seed 0: {} vs `less` {} (gradsim {}: {} of its teacher); het seed 1: {} vs `less` {} (gradsim "
+        "{}); hom seed "
+        "1: {} vs `less` {} (gradsim {}); het seed 2: {} vs `less` {} (gradsim {}); hom seed 2: {} vs "
+        "`less` {} (gradsim "
+        "{})",
+        a("hom-seed0", "influcoder"),
+        a("hom-seed0", "less"),
+        a("hom-seed0", "gradsim"),
+        a("hom-seed0", "influcoder") / a("hom-seed0", "gradsim"),
+        *(
+            x
+            for n in ("het-seed1", "hom-seed1", "het-seed2", "hom-seed2")
+            for x in (a(n, "influcoder"), a(n, "less"), a(n, "gradsim"))
+        ),
+    )
+    page.text(
+        "met, {}x under contention and {}x for the same network alone",
+        first_methods["gradsim"]["seconds"] / first_methods["influcoder"]["seconds"],
+        unbacked("the per-task ablation's scoring seconds: not committed"),
+    )
+    page.text(
+        "With 160 unsafe distillation pairs the encoder's AUPRC ({}) is {} of its teacher's (gradsim {}) "
+        "and {}x `less`'s",
+        a("het-seed0", "influcoder"),
+        a("het-seed0", "influcoder") / a("het-seed0", "gradsim"),
+        a("het-seed0", "gradsim"),
+        a("het-seed0", "influcoder") / a("het-seed0", "less"),
+    )
+    page.text(
+        "scoring the pool in {} s against the gradient pass's {} s ({}x;",
+        unbacked("the first 160-pair run's scoring seconds: not committed"),
+        first_methods["gradsim"]["seconds"],
+        unbacked("the first 160-pair run's scoring seconds: not committed"),
+    )
+    page.text("`less-ckpts` (het seed 0: {};", first_methods["less-ckpts"]["auprc"])
+    page.text(
+        "LoGRA (hom seed 1: {}) and DataInf (hom seed 1: {}, {} s,",
+        a("hom-seed1", "logra"),
+        a("hom-seed1", "datainf"),
+        methods["hom-seed1"]["datainf"]["seconds"],
+    )
+    page.done()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# docs/results/demo.md (demo-report.json) and docs/results/peers.md (peers.json): by hand
+
+
+@check(f"{DOCS}/demo.md")
+def demo(checker: Checker) -> None:
+    page = checker.page(f"{DOCS}/demo.md")
+    report = checker.json(f"{DOCS}/demo-report.json")
+    sizes, rho = report["sizes"], report["spearman"]
+    held_out = (sizes["held_out_pool"], sizes["held_out_queries"])
+    page.table(
+        "Figures from",
+        [
+            (
+                f"`{report['protocol'].split()[0]}`",
+                [
+                    held_out,
+                    SKIP,
+                    (rho["distilled"]["per_anchor_mean"], rho["distilled"]["per_anchor_std"]),
+                    rho["distilled"]["mean_aggregated"],
+                ],
+            ),
+            (
+                "same",
+                [
+                    SKIP,
+                    SKIP,
+                    (rho["untrained"]["per_anchor_mean"], rho["untrained"]["per_anchor_std"]),
+                    rho["untrained"]["mean_aggregated"],
+                ],
+            ),
+        ],
+        label="demo report",
+    )
+    page.text("of which the demo itself took {} s", report["seconds"]["total"])
+    page.text("{} `evals` pool samples x {} `bbh` queries", sizes["pool"], sizes["queries"])
+    settings = report["settings"]
+    page.text(
+        "CountSketch {}), {} epochs, lr {}, seed {}",
+        settings["proj_dim"],
+        settings["epochs"],
+        settings["lr"],
+        settings["seed"],
+    )
+    page.text(
+        "{} bytes per sample in the gradient store against {} in the embedding index",
+        *report["bytes_per_sample"].values(),
+    )
+    page.done()
+
+
+@check(f"{DOCS}/peers.md")
+def peers(checker: Checker) -> None:
+    page = checker.page(f"{DOCS}/peers.md")
+    record = checker.json(f"{DOCS}/peers.json")
+    rows = record["rows"]
+
+    def cells(name: str, difference: Spec = None) -> list[Spec]:
+        r = rows[name]
+        diff = r["max_abs_cosine_difference"] if difference is None else difference
+        return [r["seconds"], r["samples_per_second"], r["bytes_per_sample"], r["vs_exact"]["per_anchor_mean"], diff]
+
+    page.table(
+        "after the other on the same otherwise idle machine",
+        [
+            ("bergson, unprojected", cells("bergson, unprojected")),
+            ("bergson, per-module projection 16", cells("bergson, projection 16")),
+            ("influcoder label, exact (identity)", cells("influcoder label, exact (identity)", "0 (the reference)")),
+            ("influcoder label, CountSketch 32,768", cells("influcoder label, CountSketch 32768")),
+        ],
+        label="peers",
+    )
+    page.text("on the same {} `evals` pool samples and {} `bbh` queries", record["n_pool"], record["n_queries"])
+    unprojected, sketch, projected = (
+        rows["bergson, unprojected"],
+        rows["influcoder label, CountSketch 32768"],
+        rows["bergson, projection 16"],
+    )
+    page.text(
+        "bergson's gradient cosines equal influcoder's to {} (ρ {})",
+        unprojected["max_abs_cosine_difference"],
+        unprojected["vs_exact"]["per_anchor_mean"],
+    )
+    page.text(
+        "finished the same work {}× sooner than bergson's unprojected build ({} s vs {} s)",
+        unprojected["seconds"] / sketch["seconds"],
+        sketch["seconds"],
+        unprojected["seconds"],
+    )
+    page.text(
+        "influcoder's CountSketch keeps ρ {} at {} KB per sample; bergson's per-module projection at 16 keeps ρ {} at "
+        "{} KB per sample",
+        sketch["vs_exact"]["per_anchor_mean"],
+        sketch["bytes_per_sample"] / 1000,
+        projected["vs_exact"]["per_anchor_mean"],
+        projected["bytes_per_sample"] / 1000,
+    )
+    page.text("mean over the {} queries", record["n_queries"])
+    page.done()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# re-rendered: docs/results/transfer.md (benchmarks/transfer.py `markdown`) and docs/results/toxicity-report/
+# results.md (influcoder.evaluation.toxicity_report `markdown`)
+
+
+@check(f"{DOCS}/transfer.md")
+def transfer(checker: Checker) -> None:
+    page = checker.page(f"{DOCS}/transfer.md")
+    render = checker.script("benchmarks/transfer.py")["markdown"]
+    page.rendered(render(checker.json(f"{DOCS}/transfer.json")), "benchmarks/transfer.py markdown(transfer.json)")
+    page.done()
+
+
+@check(f"{DOCS}/toxicity-report/results.md")
+def toxicity_report(checker: Checker) -> None:
+    page = checker.page(f"{DOCS}/toxicity-report/results.md")
+    constants = checker.script("src/influcoder/evaluation/toxicity.py")
+    render = checker.script("src/influcoder/evaluation/toxicity_report.py", DROP_FRACTIONS=constants["DROP_FRACTIONS"])
+    record = checker.json(f"{DOCS}/toxicity-report/results.json")
+    summary = render["summarize"](record["replicates"])
+    for variant, methods in summary.items():  # the committed summary is what the replicates give
+        for method, entry in methods.items():
+            kept = record["summary"][variant][method]
+            for key, value in entry.items():
+                if isinstance(value, float) and not math.isclose(value, kept[key], rel_tol=1e-9, abs_tol=1e-12):
+                    page.fail(
+                        f"results.json summary {variant}/{method}/{key}",
+                        f"{kept[key]}",
+                        f"{value} (from its replicates)",
+                    )
+    for replicate in record["replicates"]:  # and the replicates are the archived ones
+        archived = checker.json(f"{DOCS}/toxicity-runs/{replicate['variant']}-seed{replicate['seed']}/results.json")
+        if archived["methods"] != replicate["methods"]:
+            page.fail(
+                f"results.json replicate {replicate['variant']} seed {replicate['seed']}",
+                "its methods",
+                "those of toxicity-runs/",
+            )
+    page.rendered(
+        render["markdown"](summary, record["replicates"]),
+        "influcoder.evaluation.toxicity_report markdown(results.json)",
+    )
+    page.done()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# benchmarks/results: re-rendered where the benchmark has a rendering function
+
+
+def command_args(command: str, flag: str) -> list[str]:
+    """The values after `flag` in a recorded command line (up to the next option)."""
+    words = shlex.split(command)
+    if flag not in words:
+        return []
+    values = []
+    for word in words[words.index(flag) + 1 :]:
+        if word.startswith("--"):
+            break
+        values.append(word)
+    return values
+
+
+@check(f"{BENCH}/scale.md", f"{BENCH}/scale-distill.md")
+def scale_results(checker: Checker) -> None:
+    render = checker.script("benchmarks/scale.py")["markdown"]
+    for name in ("scale", "scale-distill"):
+        report = checker.json(f"{BENCH}/{name}.json")
+        flags = ("--sizes", "--label-sizes", "--distill-sizes")
+        sizes = sorted({int(v) for flag in flags for v in command_args(report["command"], flag)})
+        if "--label-sizes" not in report["command"] and "label" in report["steps"]:
+            sizes = sorted({*sizes, *(int(n) for n in report["steps"]["label"]["by_size"])})
+        page = checker.page(f"{BENCH}/{name}.md")
+        page.rendered(render(report, sizes), "benchmarks/scale.py markdown")
+        page.done()
+
+
+@check(f"{BENCH}/generalization/results.md")
+def generalization_results(checker: Checker) -> None:
+    page = checker.page(f"{BENCH}/generalization/results.md")
+    script = checker.script("benchmarks/generalization.py")
+    record = checker.json(f"{BENCH}/generalization/results.json")
+    summary = script["summarize"](record["runs"])
+    if json.loads(json.dumps(summary)) != record["summary"]:
+        page.fail("results.json summary", "(as committed)", "summarize(runs) of the same file")
+    text = script["markdown"](summary, record["command"], len(record["runs"])) + script["forgetting_table"](
+        record["runs"]
+    )
+    page.rendered(text, "benchmarks/generalization.py markdown + forgetting_table")
+    page.text("{} runs; mean ± population sd (ddof 0) over seeds", len(record["runs"]))
+    page.done()
+
+
+@check(f"{BENCH}/pool_offset/pool_offset.md")
+def pool_offset(checker: Checker) -> None:
+    page = checker.page(f"{BENCH}/pool_offset/pool_offset.md")
+    script = checker.script("benchmarks/pool_offset.py")
+    record = checker.json(f"{BENCH}/pool_offset/pool_offset.json")
+    seeds = [s_["seed"] for s_ in record["splits"]]
+    text = script["markdown"](record["variance"], record["splits"], record["command"])
+    text += script["predictors_markdown"](record["predictors"], seeds) + script["mixed_markdown"](record["mixed"])
+    page.rendered(text, "benchmarks/pool_offset.py markdown")
+    shares = record["variance"]
+    page.text(
+        "Pool offset: {}% of the labels' variance (query offset {}%), {}% of what is left",
+        pct(shares["pool_offset_share"]),
+        pct(shares["query_offset_share"]),
+        pct(shares["pool_offset_share_within_queries"]),
+    )
+    page.text("{}% of the pool offset's variance lies between tasks", pct(shares["between_group_share_of_pool_offset"]))
+    page.done()
+
+
+@check(f"{BENCH}/toxicity_encoder.md")
+def toxicity_encoder(checker: Checker) -> None:
+    page = checker.page(f"{BENCH}/toxicity_encoder.md")
+    record = checker.json(f"{BENCH}/toxicity_encoder.json")
+    render = checker.script("benchmarks/toxicity_encoder.py")["markdown"]
+    page.rendered(
+        render(record["replicates"], record["command"], record["machine"]), "benchmarks/toxicity_encoder.py markdown"
+    )
+    page.done()
+
+
+@check(f"{BENCH}/distill-memory.md")
+def distill_memory(checker: Checker) -> None:
+    page = checker.page(f"{BENCH}/distill-memory.md")
+    render = checker.script("benchmarks/distill_memory.py")["table"]
+    page.rendered(render(checker.json(f"{BENCH}/distill-memory.json")["runs"]), "benchmarks/distill_memory.py table")
+    page.done()
+
+
+@check(f"{BENCH}/toxicity_dev.md", f"{BENCH}/toxicity_dev-epochs10.md", f"{BENCH}/toxicity_dev-unsafe.md")
+def toxicity_dev(checker: Checker) -> None:
+    render = checker.script("benchmarks/toxicity_dev.py")["table"]
+    for name in ("toxicity_dev", "toxicity_dev-epochs10", "toxicity_dev-unsafe"):
+        page = checker.page(f"{BENCH}/{name}.md")
+        record = checker.json(f"{BENCH}/{name}.json")
+        if all("recall_at_5pct_mean" in r for r in record["rows"]):
+            page.rendered("\n".join(render(record["rows"])), "benchmarks/toxicity_dev.py table")
+        else:  # written before the table had its recall column: the same cells, one fewer
+            rows = [
+                (
+                    r["encoder"],
+                    [(r["auprc_mean"], r["auprc_std"]), r["auprc_all_unsafe"], r["median_unsafe_percentile"]],
+                )
+                for r in record["rows"]
+            ]
+            page.table("| encoder |", rows, label="development set (written before the recall column)")
+        page.text("{} benign + {} unsafe pairs", record["pool"]["benign"], record["pool"]["unsafe"])
+        page.done()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# benchmarks/results: explicit, each the table its benchmark writes inline (in main()), recomputed the same way
+
+DISTILL_RUNS = [
+    "distill", "distill-balanced-centred1000", "distill-balanced-mean1000", "distill-balanced-meanresp1000",
+    "distill-balanced-meanresp2057", "distill-balanced-meanresp3262", "distill-skewed-hard5", "distill-skewed-lr1e-4",
+    "distill-skewed-meanresp", "distill-skewed-pool1000", "distill-skewed-pool3000",
+]  # fmt: skip
+
+
+def distill_tables(checker: Checker, record: dict) -> str:
+    """benchmarks/distill.py's tables of one run (its main() writes them inline; per_group_table is its own)."""
+    lines = ["| model | per-anchor rho (mean +- std) | mean-aggregated rho |", "|---|---|---|"]
+    for name, r in record["results"].items():
+        lines.append(
+            f"| {name} | {r['per_anchor_mean']:.3f} +- {r['per_anchor_std']:.3f} | {r['mean_aggregated']:.3f} |"
+        )
+    lines += [
+        "",
+        "| epoch | loss | Pearson loss | KL loss | val per-anchor rho | val mean-agg rho | s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for e in record["epochs"]:
+        lines.append(
+            f"| {e['epoch']} | {e['loss']:.4f} | {e['pearson_loss']:.4f} | {e['kl_loss']:.4f} "
+            f"| {e['val_per_anchor']:.3f} | {e['val_mean_aggregated']:.3f} | {e['seconds']:.0f} |"
+        )
+    results = record["results"]
+    if "per_group" in next(iter(results.values())):
+        per_group = checker.script("src/influcoder/evaluation/evaluate.py")["per_group_table"]
+        shown = {"distilled (best)": "distilled (best on validation)", "untrained": "untrained MiniLM-L6 (Semantic)"}
+        shown["oracle"] = "reference: true pool-mean influence (oracle, query-agnostic)"
+        lines += [""] + per_group(
+            {column: results[name] for column, name in shown.items()}, results[shown["distilled (best)"]]["group_by"]
+        )
+    return "\n".join(lines) + "\n"
+
+
+def distill_summary_cells(record: dict) -> list[Spec]:
+    best = record["results"]["distilled (best on validation)"]
+    settings = record["settings"]
+    return [
+        (record["train_pool"], record["train_queries"]),
+        settings["lr"],
+        settings["pooling"],
+        len(record["epochs"]),
+        record["train_seconds"] / 60,
+        max(e["val_per_anchor"] for e in record["epochs"]),
+        (best["per_anchor_mean"], best["per_anchor_std"]),
+        best["mean_aggregated"],
+        SKIP,
+    ]
+
+
+@check(*(f"{BENCH}/{name}.md" for name in DISTILL_RUNS))
+def distill_results(checker: Checker) -> None:
+    for name in DISTILL_RUNS:
+        page = checker.page(f"{BENCH}/{name}.md")
+        record = checker.json(f"{BENCH}/{name}.json")
+        page.rendered(
+            distill_tables(checker, record), "benchmarks/distill.py tables (replicated)", strict=name != "distill"
+        )
+        if name == "distill":
+            if record != checker.json(f"{BENCH}/distill-balanced-meanresp3262.json"):
+                page.fail(
+                    "distill.json", "(its record)", "the record of distill-balanced-meanresp3262.json (the run on top)"
+                )
+            runs = {f: checker.json(f"{BENCH}/{f}.json") for f in DISTILL_RUNS}
+            balanced = [
+                ("lr 1e-4, mean pooling", "distill-balanced-mean1000"),
+                ("response pooling alone", "distill-balanced-meanresp1000"),
+                ("Pearson on per-query-centred batches", "distill-balanced-centred1000"),
+                ("+ 1057 more same-task pool", "distill-balanced-meanresp2057"),
+                ("+ 1205 more same-task pool", "distill-balanced-meanresp3262"),
+            ]
+            page.table(
+                "## Runs on the balanced query set",
+                [(k, distill_summary_cells(runs[f])) for k, f in balanced],
+                label="balanced query set",
+            )
+            attention = unbacked("the attention-pooling run, killed at epoch 6: no JSON")
+            skewed = [
+                ("paper defaults, session 1", distill_summary_cells(runs["distill-skewed-pool1000"])),
+                ("paper defaults, lr 1e-4", distill_summary_cells(runs["distill-skewed-lr1e-4"])),
+                ("3x the pool", distill_summary_cells(runs["distill-skewed-pool3000"])),
+                ("hard candidates 5 of the 15", distill_summary_cells(runs["distill-skewed-hard5"])),
+                (
+                    "attention pooling",
+                    [attention, attention, "attention", attention, "-", "= mean run to 3 decimals", "-", "-", "-"],
+                ),
+                ("response pooling", distill_summary_cells(runs["distill-skewed-meanresp"])),
+            ]
+            page.table("## Earlier runs, on the skewed query set", skewed, label="skewed query set")
+        page.done()
+
+
+@check(f"{BENCH}/encoder_speed.md", f"{BENCH}/encoder_speed-1thread.md")
+def encoder_speed(checker: Checker) -> None:
+    for name in ("encoder_speed", "encoder_speed-1thread"):
+        page = checker.page(f"{BENCH}/{name}.md")
+        record = checker.json(f"{BENCH}/{name}.json")
+        lines = [
+            "| backend | encodes/s | x legacy | x gradient labels | per-anchor rho | rho / float |",
+            "|---|---|---|---|---|---|",
+        ]
+        for backend, r in record["backends"].items():
+            lines.append(
+                f"| {backend} | {r['encodes_per_s']:.1f} | {r['speed_vs_legacy']:.2f} | {r['vs_gradients']:.1f} | "
+                f"{r['per_anchor_rho']:.3f} | {r['rho_vs_float']:.3f} |"
+            )
+        page.rendered("\n".join(lines), "benchmarks/encoder_speed.py table (replicated)")
+        page.text(
+            "Gradient labels on the same machine: {} samples/s ({} texts)",
+            record["gradient_samples_per_s"],
+            record["gradient_samples"],
+        )
+        page.text("({} texts timed,", record["n_texts"])
+        page.done()
+
+
+@check(f"{BENCH}/finetune-speed.md")
+def finetune_speed(checker: Checker) -> None:
+    page = checker.page(f"{BENCH}/finetune-speed.md")
+    record = checker.json(f"{BENCH}/finetune-speed.json")
+    median = record["median_seconds_per_step"]
+    page.rendered(
+        f"| LoRA layers | s per step |\n|---|---|\n| fused | {median['fused']:.2f} |\n| peft | {median['peft']:.2f} |",
+        "benchmarks/finetune_speed.py table (replicated)",
+    )
+    page.text(
+        "Fused: {}x; largest loss difference between the two runs {}.",
+        record["fused_speedup"],
+        record["max_loss_difference"],
+    )
+    page.done()
+
+
+@check(f"{BENCH}/hostile_inputs.md")
+def hostile_inputs(checker: Checker) -> None:
+    page = checker.page(f"{BENCH}/hostile_inputs.md")
+    record = checker.json(f"{BENCH}/hostile_inputs.json")
+    rows = record["cases"]
+    lines = ["| case | exit (expected) | what the user reads |", "|---|---|---|"]
+    for r in rows:
+        flag = "" if r["rc"] == r["expected"] and not r["traceback"] else " **unexpected**"
+        message = r["message"].replace("|", "\\|")
+        lines.append(f"| {r['case']} | {r['rc']} ({r['expected']}){flag} | {message} |")
+    page.rendered("\n".join(lines), "benchmarks/hostile_inputs.py table (replicated)")
+    page.text(
+        "# Hostile inputs: {} of {} as expected",
+        sum(r["rc"] == r["expected"] and not r["traceback"] for r in rows),
+        len(rows),
+    )
+    page.done()
+
+
+@check(f"{BENCH}/index.md")
+def index_results(checker: Checker) -> None:
+    page = checker.page(f"{BENCH}/index.md")
+    report = checker.json(f"{BENCH}/index.json")
+    f = report["featurization"]
+    lines = [
+        "| featurizer | samples/s | GFLOP/sample |",
+        "|---|---|---|",
+        f"| MiniLM-L6 encoder | {f['encode_samples_per_s']:.2f} | {f['encode_gflop_per_sample']:.2f} |",
+        f"| SmolLM2-135M LoRA gradients + CountSketch 8192 | {f['gradient_samples_per_s']:.3f} "
+        f"| {f['gradient_gflop_per_sample']:.1f} |",
+        "",
+        "| index | build s | ms/query | ms/query memory-mapped (same hits) | recall@10 vs exact | index MB |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in report["search"]:
+        name = r["factory"] + (f" (nprobe {r['nprobe']})" if r["nprobe"] else "")
+        mapped = f"{r['ms_per_query_mapped']:.2f} ({'yes' if r['mapped_same_hits'] else 'NO'})"
+        lines.append(
+            f"| {name} | {r['build_s']:.1f} | {r['ms_per_query']:.2f} | {mapped} | {r['recall_at_10']:.3f} "
+            f"| {r['index_mb']:.0f} |"
+        )
+    page.rendered("\n".join(lines), "benchmarks/index.py tables (replicated)")
+    page.text(
+        "Speed ratio {}x vs FLOP ratio {}x: the encoder reaches {} of its FLOP advantage",
+        f["speed_ratio"],
+        f["flop_ratio"],
+        f["speed_over_flop_ratio"],
+    )
+    b, m = report["bytes_per_sample"], f["bytes_per_sample_measured"]
+    page.text(
+        "influcoder float16 embedding {} vs LESS 8,192 x fp16 gradient features {} ({}x)",
+        b["influcoder_embedding_fp16"],
+        b["less_8192_fp16"],
+        b["less_8192_fp16"] / b["influcoder_embedding_fp16"],
+    )
+    page.text(
+        "influcoder index {} B/sample, gradient store 8,192 x fp16 {} B/sample",
+        m["influcoder_index_fp16"],
+        m["gradient_store_8192_fp16"],
+    )
+    page.done()
+
+
+@check(f"{BENCH}/kill_resume.md", f"{BENCH}/kill_resume-seed0.md")
+def kill_resume(checker: Checker) -> None:
+    for name in ("kill_resume", "kill_resume-seed0"):
+        page = checker.page(f"{BENCH}/{name}.md")
+        result = checker.json(f"{BENCH}/{name}.json")
+        lines = [
+            "| # | stage | SIGKILL after (s) | files on disk at kill | rerun rc | identical to uninterrupted "
+            "| left over "
+            "|",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for i, t in enumerate(result["trials"], 1):
+            when = f"{t['kill_after_s']}" if t["killed"] else f"{t['kill_after_s']} (had finished)"
+            verdict = "yes" if t["identical"] else "; ".join(t["problems"])
+            lines.append(
+                f"| {i} | {t['stage']} | {when} | {t['files_at_kill']} | {t['rerun_rc']} | {verdict} | "
+                f"{', '.join(t['temporaries_left']) or '-'} |"
+            )
+        page.rendered("\n".join(lines), "benchmarks/kill_resume.py table (replicated)")
+        page.text(
+            "# Kill and resume: {} of {} SIGKILLed runs resumed to identical outputs",
+            result["identical_after_kill"],
+            result["killed"],
+        )
+        seconds = result["reference_seconds"]
+        page.text(
+            "uninterrupted: label {} s, distill {} s, index {} s",
+            seconds["label"],
+            seconds["distill"],
+            seconds["index"],
+        )
+        page.done()
+
+
+@check(f"{BENCH}/labels.md", f"{BENCH}/labels-fused.md", f"{BENCH}/labels-memory.md")
+def labels_results(checker: Checker) -> None:
+    for name in ("labels", "labels-fused", "labels-memory"):
+        page = checker.page(f"{BENCH}/{name}.md")
+        report = checker.json(f"{BENCH}/{name}.json")
+        rows = []
+        for r in report["modes"]:
+            tokens = [r["batch_tokens"]] if "batch_tokens" in r else []
+            rows.append(
+                (
+                    r.get("label", r["mode"]),
+                    [*tokens, r["samples_per_s"], r["gflop_per_sample"], r["achieved_gflops"], r["peak_rss_mb"]],
+                )
+            )
+        page.table("Command:", rows, label="labelling modes (benchmarks/labels.py writes it in main())")
+        batched = next(r for r in report["modes"] if r["mode"] == "batched")
+        page.text(
+            "fp32 matmul {} GFLOP/s, so the ceiling at {} GFLOP/sample is {} samples/s",
+            report["matmul_gflops_fp32"],
+            batched["gflop_per_sample"],
+            report["ceiling_samples_per_s"],
+        )
+        page.text("Batched path: {} of the ceiling", report["batched_fraction_of_ceiling"])
+        for key, words in (
+            ("batched_over_loop", "x the loop"),
+            ("batched_over_hooks", "x the hooked peft layers"),
+            ("batched_over_plain", "x plain forward+backward"),
+        ):
+            if key in report:
+                page.text("{}" + words, report[key])
+        page.text("LoRA gradient dim {}.", batched["lora_in_dim"])
+        page.done()
+
+
+@check(f"{BENCH}/labels-gemm-bound.md")
+def labels_gemm_bound(checker: Checker) -> None:
+    page = checker.page(f"{BENCH}/labels-gemm-bound.md")
+    r = checker.json(f"{BENCH}/labels-gemm-bound.json")
+    pass_rate = r["gemm_gflop"] / r["pass_seconds"]
+    page.table(
+        "Command:",
+        [
+            ("labelling pass", [r["pass_seconds"], r["gemm_gflop"], pass_rate, r["pass_fraction_of_ceiling"]]),
+            (
+                "products alone",
+                [r["gemm_seconds_alone"], r["gemm_gflop"], r["gemm_gflops_alone"], r["bound_fraction_of_ceiling"]],
+            ),
+        ],
+        label="labelling pass against its products",
+    )
+    calls = sum(p_["count"] for p_ in r["products"])
+    page.text("| its {} products alone ({} distinct)", calls, r["distinct_products"])
+    by_kind = sorted(r["by_kind"].items(), key=lambda kv: -kv[1]["seconds"])
+    page.table(
+        "Command:",
+        [
+            (kind, [op["calls"], op["gflop"], op["seconds"], op["gflop"] / op["seconds"] if op["seconds"] else 0.0])
+            for kind, op in by_kind
+        ],
+        nth=1,
+        label="products by kind",
+    )
+    samples = r["matmul_gflops_samples"]
+    page.text(
+        "fp32 matmul ceiling {} GFLOP/s (one 2048^3 product, median of 10 before and 10 after: {}-{})",
+        r["matmul_gflops_fp32"],
+        min(samples),
+        max(samples),
+    )
+    page.done()
+
+
+@check(f"{BENCH}/less_momentum.md", f"{BENCH}/less_momentum-warmup-step26.md")
+def less_momentum(checker: Checker) -> None:
+    for name in ("less_momentum", "less_momentum-warmup-step26"):
+        page = checker.page(f"{BENCH}/{name}.md")
+        report = checker.json(f"{BENCH}/{name}.json")
+        a, c = report["auprc"], report["cosine_update_vs_shared_momentum"]
+        rows = [("all LoRA blocks", [a["all"]["plain"], a["all"]["adam"], 1, 1])]
+        rows += [
+            (f"{k} only", [a[k]["plain"], a[k]["adam"], a[k]["share_of_update_norm2"], a[k]["share_of_gradient_norm2"]])
+            for k in a
+            if k != "all"
+        ]
+        page.table("Subset:", rows, label="AUPRC of the plain gradient and of the Adam update")
+        page.text("median {} (quartiles {}, {})", c["median"], *c["quartiles"])
+        page.text(
+            "Subset: {} unsafe of {} pool pairs (chance AUPRC {})",
+            report["subset"]["unsafe"],
+            report["subset"]["n"],
+            report["subset"]["chance"],
+        )
+        page.text("({} s).", report["seconds"])
+        page.done()
+
+
+@check(f"{BENCH}/protocols-demo.md")
+def protocols_demo(checker: Checker) -> None:
+    page = checker.page(f"{BENCH}/protocols-demo.md")
+    runs = {p_: checker.json(f"{BENCH}/protocols-demo-{p_}.json") for p_ in ("random", "task")}
+    rows = []
+    for protocol, methods in runs.items():
+        for method, r in methods.items():
+            rows.append(
+                (
+                    protocol,
+                    [
+                        method,
+                        (r["per_anchor_mean"], r["per_anchor_std"]),
+                        r["mean_aggregated"],
+                        r["query_specific_mean"],
+                        r["encode_ms_per_sample"],
+                    ],
+                )
+            )
+    page.table("ms/sample is the scoring wall time", rows, label="both protocols (protocols-demo-{random,task}.json)")
+    flops = checker.json(f"{BENCH}/protocols-demo-random-flops.json")
+    base = flops["distilled"]["flops_per_sample"]
+    rows = []
+    for method, r in flops.items():
+        counted = r.get("flops_per_sample")
+        cells: list[Spec] = [counted / 1e9, counted / base] if counted else ["not counted", "-"]
+        rows.append((method, [*cells, r["encode_ms_per_sample"]]))
+    page.table("## Cost per scored sample", rows, label="FLOPs (protocols-demo-random-flops.json)")
+    r, t = runs["random"], runs["task"]
+    page.text(
+        "On seen tasks the encoder ({}) is far ahead of every non-gradient method (TF-IDF {}, Rep-Sim "
+        "{}, RDS+ {}, untrained "
+        "{}), but below the query-agnostic pool-mean reference ({})",
+        *(r[m]["per_anchor_mean"] for m in ("distilled", "tfidf", "repsim", "rds+", "untrained", "pool-mean")),
+    )
+    page.text("(query-specific {} vs LESS {})", r["distilled"]["query_specific_mean"], r["less"]["query_specific_mean"])
+    page.text(
+        "On unseen tasks it falls to {}, below TF-IDF ({}) and Rep-Sim ({})",
+        *(t[m]["per_anchor_mean"] for m in ("distilled", "tfidf", "repsim")),
+    )
+    page.text(
+        "Rademacher 8,192 instead of CountSketch 32,768: {}-{}, at ~{}x the encoder's time per sample",
+        t["less"]["per_anchor_mean"],
+        r["less"]["per_anchor_mean"],
+        np.mean([x["less"]["encode_ms_per_sample"] / x["distilled"]["encode_ms_per_sample"] for x in (r, t)]),
+    )
+    page.done()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# --tasks: the unsafe ranks and top-20 strings of docs/results/toxicity.md. They come from the archived pool scores
+# (toxicity-runs/*/pool-scores.npz) and the sample types of each replicate's pool, which only a rebuilt task has
+# (`replicate_task`: minutes, and the embedded data assets), so this check runs on request, not in make check-docs.
+
+
+def compressed(ranks: Sequence[int]) -> tuple[str, list[int]]:
+    """The page's way of writing ranks: a run of 3 or more as "a-b", others one by one; as a template for
+    `Page.text` and its numbers."""
+    parts, values, i = [], [], 0
+    while i < len(ranks):
+        j = i
+        while j + 1 < len(ranks) and ranks[j + 1] == ranks[j] + 1:
+            j += 1
+        if j - i >= 2:
+            parts.append("{}-{}")
+            values += [ranks[i], ranks[j]]
+            i = j + 1
+        else:
+            parts.append("{}")
+            values.append(ranks[i])
+            i += 1
+    return ", ".join(parts), values
+
+
+def toxicity_tasks(checker: Checker) -> None:
+    from influcoder.evaluation.toxicity_archive import replicate_pool_scores, replicate_task
+
+    page = checker.page(f"{DOCS}/toxicity.md")
+    found: dict[str, dict[str, tuple[str, list[int], int]]] = {}
+    for name in REPLICATES:
+        directory = checker.path(f"{DOCS}/toxicity-runs/{name}")
+        types = np.array([sample.meta["type"] for sample in replicate_task(directory).pool])
+        found[name] = {}
+        for method in ("influcoder", "gradsim", "semantic", "less"):
+            order = np.argsort(-replicate_pool_scores(directory, method), kind="stable")
+            top = "".join(t[0] for t in types[order[:20]])
+            ranks = [int(i) for i in np.flatnonzero(types[order] == "unsafe")]
+            found[name][method] = (top, ranks, int((types[order[:20]] == "safety").sum()))
+
+    def ranks(name: str, method: str, shown: int | None = None) -> tuple[str, list[int]]:
+        listed = found[name][method][1][:shown] if shown else found[name][method][1]
+        template, values = compressed(listed)
+        return template + (", ..." if shown else ""), values
+
+    def sentence(*parts: tuple[str, list[int]] | str) -> None:
+        template, values = "", []
+        for part in parts:
+            text, numbers_ = (part, []) if isinstance(part, str) else part
+            template += text
+            values += numbers_
+        page.text(template, *values, label=template[:40])
+
+    h0 = found["het-seed0"]
+    for method, tail in (("gradsim", ""), ("influcoder", " (160 pairs)")):
+        sentence(f"{method} {h0[method][0]} unsafe ranks ", ranks("het-seed0", method), tail)
+    sentence(f"less {h0['less'][0]} semantic {h0['semantic'][0]} (topic matching")
+    sentence(
+        "Unsafe ranks (of 2,015): gradsim ",
+        ranks("hom-seed0", "gradsim"),
+        "; influcoder ",
+        ranks("hom-seed0", "influcoder"),
+        ("; less's first unsafe pair at rank {}", [found["hom-seed0"]["less"][1][0]]),
+    )
+    sentence(
+        "Unsafe ranks: influcoder ",
+        ranks("het-seed1", "influcoder"),
+        "; gradsim ",
+        ranks("het-seed1", "gradsim", 10),
+        "; semantic ",
+        ranks("het-seed1", "semantic", 6),
+        (" (with {} safety-aligned refusals in its top 20)", [found["het-seed1"]["semantic"][2]]),
+    )
+    sentence(
+        "Unsafe ranks (of 2,015): influcoder ",
+        ranks("hom-seed1", "influcoder"),
+        "; semantic ",
+        ranks("hom-seed1", "semantic"),
+        "; gradsim ",
+        ranks("hom-seed1", "gradsim", 10),
+        "; less ",
+        ranks("hom-seed1", "less", 3),
+    )
+    sentence(
+        "Unsafe ranks (of 2,045): influcoder ",
+        ranks("het-seed2", "influcoder"),
+        "; gradsim ",
+        ranks("het-seed2", "gradsim", 10),
+        "; semantic ",
+        ranks("het-seed2", "semantic", 5),
+        (" ({} safety-aligned refusals in its top 20, none in the encoder's)", [found["het-seed2"]["semantic"][2]]),
+    )
+    if found["het-seed2"]["influcoder"][2]:
+        page.fail(
+            "het seed 2: 'none in the encoder's' top 20",
+            "none",
+            f"{found['het-seed2']['influcoder'][2]} safety-aligned",
+        )
+    sentence(
+        "Unsafe ranks (of 2,015): influcoder ",
+        ranks("hom-seed2", "influcoder"),
+        "; gradsim ",
+        ranks("hom-seed2", "gradsim", 9),
+        "; semantic ",
+        ranks("hom-seed2", "semantic", 5),
+    )
+    het2 = found["het-seed2"]["influcoder"][1]
+    cut = int(0.05 * 2045)
+    page.text(
+        "Five unsafe pairs sit within the top {} (ranks {}-{}) and the rest spread from rank {} to {}: the 5% cut ({} "
+        "samples) takes three more ({}-{}) and ends before the next group ({}-{})",
+        het2[4] + 1,
+        0,
+        het2[4],
+        het2[5],
+        het2[-1],
+        cut,
+        het2[5],
+        het2[7],
+        het2[8],
+        het2[11],
+    )
+    hom2 = found["hom-seed2"]["influcoder"][1]
+    page.text(
+        "({} of 15; the 5% cut ends at rank {}, before the next unsafe pair at {})",
+        sum(r < int(0.05 * 2015) + 1 for r in hom2),
+        int(0.05 * 2015),
+        next(r for r in hom2 if r > int(0.05 * 2015)),
+    )
+    page.note("unsafe ranks and top-20 strings of six replicates: explicit, from the rebuilt pools (--tasks)")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the command line
+
+
+def run(root: Path = ROOT, substitutes: dict[str, Path] | None = None, tasks: bool = False) -> Checker:
+    """Run every check on the pages under `root` (`substitutes`: page -> another file to read in its place;
+    `tasks`: also the toxicity ranks that need the replicates' pools rebuilt). Returns the checker: its
+    `mismatches` are the failures."""
+    checker = Checker(Path(root), {k: Path(v) for k, v in (substitutes or {}).items()})
+    for page in expected_pages(checker.root):
+        if page not in CHECKS:
+            checker.mismatches.append(Mismatch(page, "the page", "(no check)", "a check in scripts/check_docs.py"))
+    done: set[int] = set()
+    for page, function in CHECKS.items():
+        if id(function) in done or not (checker.root / page).exists():
+            continue
+        done.add(id(function))
+        function(checker)
+    if tasks:
+        toxicity_tasks(checker)
+    return checker
+
+
+def expected_pages(root: Path) -> list[str]:
+    """Every markdown page of docs/results, and every benchmarks/results page with a JSON of its name beside it."""
+    pages = [p for p in (root / DOCS).rglob("*.md")]
+    pages += [p for p in (root / BENCH).rglob("*.md") if p.with_suffix(".json").exists()]
+    return sorted(str(p.relative_to(root)) for p in pages)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", type=Path, default=ROOT, help="the repository (default: this one)")
+    parser.add_argument("--unbacked", action="store_true", help="list the figures no committed JSON backs")
+    parser.add_argument("--coverage", action="store_true", help="say how each page's tables are checked")
+    parser.add_argument(
+        "--tasks",
+        action="store_true",
+        help="also check the toxicity page's unsafe ranks against the replicates' pools, rebuilt (minutes; needs "
+        "the data assets)",
+    )
+    args = parser.parse_args(argv)
+    checker = run(args.root, tasks=args.tasks)
+    if args.coverage:
+        for page, hows in sorted(checker.covered.items()):
+            print(page)
+            for how in hows:
+                print(f"  {how}")
+    if args.unbacked:
+        print("figures no committed JSON backs (not compared):")
+        for page, where, why in checker.unbacked:
+            print(f"  {page}: {where}: {why}")
+    for mismatch in checker.mismatches:
+        print(mismatch, file=sys.stderr)
+    tables_checked = sum(len(h) for h in checker.covered.values())
+    verdict = f"{len(checker.mismatches)} mismatch(es)" if checker.mismatches else "every checked figure matches"
+    print(f"check-docs: {len(checker.covered)} pages, {tables_checked} checks; {verdict}")
+    return 1 if checker.mismatches else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,256 @@
+"""Subspace encoders: a text's coordinates on the top singular directions of the training gradients.
+
+A distilled cosine encoder learns which *texts* resemble each other in gradient space, and that does not
+carry to tasks it never saw. The gradients themselves do: the top k singular directions V of a broad set of
+training gradients hold nearly all of what an unseen task's gradients share with each other (the transfer
+page's "subspace ceiling"). So the encoder here does not learn pairs; it regresses each training sample's
+own coordinates c = V^T g (g its unit gradient) from the text, which every labelled sample provides, with or
+without queries. A pool sample's predicted coordinates, dotted with a query's coordinates (exact ones, from
+one query gradient, or the encoder's own prediction), estimate the cosine the labels hold.
+
+`fit_coordinates` starts from the ridge regression of the targets on the frozen pooled states (the untrained
+encoder's best linear answer) and fine-tunes backbone and head on the mean squared error of the coordinates,
+plus, where query labels are given, one minus each training query's Pearson correlation between predicted
+and labelled influence over the batch (the distillation loss's value term, with the query side fixed).
+"""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from influcoder.core.errors import InflucoderError
+from influcoder.core.jsonfile import DamagedFileError
+from influcoder.data.records import Sample
+from influcoder.encoder.model import InfluenceEncoder
+
+SUBSPACE_FILE = "subspace.npz"
+EXACT_GRAM_LIMIT = 20_000
+"""Up to this many gradients the directions come from the exact n x n Gram matrix; beyond, from a randomised
+SVD (`torch.svd_lowrank`), whose cost grows linearly in n."""
+
+
+def unit_rows(gradients: np.ndarray) -> np.ndarray:
+    """float32 rows scaled to unit norm (a zero row stays zero): the labels are cosines."""
+    rows = np.asarray(gradients, dtype=np.float32)
+    norms = np.linalg.norm(rows, axis=1, keepdims=True)
+    return rows / np.where(norms > 0, norms, 1.0)
+
+
+@dataclass
+class GradientSubspace:
+    """The top-k right singular directions of a set of unit gradients; a sample's coordinates are its unit
+    gradient's projections on them, and coordinates dotted together estimate the cosine of two gradients."""
+
+    directions: np.ndarray
+    """(k, d) float32, orthonormal rows, in order of decreasing singular value."""
+    singular_values: np.ndarray
+    """(k,) of the unit gradient matrix it was fitted on."""
+
+    @classmethod
+    def fit(cls, gradients: np.ndarray, k: int, exact_limit: int = EXACT_GRAM_LIMIT, seed: int = 0) -> GradientSubspace:
+        """From (n, d) gradients (normalised here); k is capped at min(n, d)."""
+        G = unit_rows(gradients)
+        k = min(k, *G.shape)
+        if len(G) <= exact_limit:
+            values, vectors = np.linalg.eigh((G @ G.T).astype(np.float64))
+            order = np.argsort(values)[::-1][:k]
+            s = np.sqrt(np.clip(values[order], 1e-24, None))
+            directions = (vectors[:, order].T / s[:, None]).astype(np.float32) @ G
+        else:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                _, s_t, V = torch.svd_lowrank(torch.from_numpy(G), q=min(k + 16, *G.shape), niter=6)
+            s, directions = s_t.numpy()[:k].astype(np.float64), V.numpy()[:, :k].T.copy()
+        return cls(directions.astype(np.float32), s.astype(np.float32))
+
+    @property
+    def k(self) -> int:
+        return len(self.directions)
+
+    def coordinates(self, gradients: np.ndarray) -> np.ndarray:
+        """(n, k) coordinates of (n, d) gradients (normalised here)."""
+        return unit_rows(gradients) @ self.directions.T
+
+    def save(self, directory: str | Path) -> None:
+        from influcoder.core.atomic import atomic_output
+
+        with atomic_output(Path(directory) / SUBSPACE_FILE) as tmp, open(tmp, "wb") as handle:
+            np.savez(handle, directions=self.directions, singular_values=self.singular_values)
+
+    @classmethod
+    def load(cls, directory: str | Path) -> GradientSubspace | None:
+        """The subspace saved in an encoder directory (or a `distill` output's `best/`), or None where there is
+        none."""
+        path = Path(directory) / SUBSPACE_FILE
+        if not path.exists() and not (Path(directory) / "config.json").exists():
+            path = Path(directory) / "best" / SUBSPACE_FILE
+        if not path.exists():
+            return None
+        try:
+            with np.load(path) as data:
+                directions, values = data["directions"], data["singular_values"]
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+            raise DamagedFileError(f"{path}: not a readable subspace file ({exc}); distil the encoder again") from None
+        if directions.ndim != 2 or values.shape != (len(directions),) or not np.isfinite(directions).all():
+            raise DamagedFileError(f"{path}: directions {directions.shape} and singular values {values.shape} "
+                                   "do not fit together or hold non-finite values")  # fmt: skip
+        return cls(directions, values)
+
+
+@dataclass
+class CoordinateFitSettings:
+    """How a subspace encoder is fitted (`fit_coordinates`)."""
+
+    epochs: int = 3
+    """Passes over the training samples."""
+    lr: float = 5e-5
+    """AdamW learning rate of the backbone."""
+    head_lr: float = 1e-3
+    """AdamW learning rate of the head (initialised at the ridge solution)."""
+    weight_decay: float = 0.01
+    batch_size: int = 32
+    score_weight: float = 0.5
+    """Weight of the per-query Pearson term (0: coordinates only)."""
+    ridge: float = 1e3
+    """Ridge penalty of the head's initial fit, on standardised pooled states."""
+    seed: int = 0
+
+
+@torch.no_grad()
+def pooled_states(encoder: InfluenceEncoder, items: Sequence[Sample], batch_size: int = 64) -> np.ndarray:
+    """(n, hidden) pooled backbone states before the head, in input order."""
+    encoded = encoder._tokenize_unpadded(items)
+    order = sorted(range(len(items)), key=lambda i: -len(encoded["input_ids"][i]))
+    out = None
+    was_training = encoder.training
+    encoder.eval()
+    for start in range(0, len(order), batch_size):
+        index = order[start : start + batch_size]
+        states = encoder.pool(**encoder._pad(encoded, index)).float().cpu().numpy()
+        if out is None:
+            out = np.empty((len(items), states.shape[1]), dtype=np.float32)
+        out[index] = states
+    encoder.train(was_training)
+    return out
+
+
+def ridge_head(encoder: InfluenceEncoder, states: np.ndarray, targets: np.ndarray, ridge: float) -> None:
+    """Set the encoder's head to the ridge regression of `targets` on standardised `states` (the bias is not
+    penalised); the standardisation is stored in the encoder, so training steps in that well-scaled space."""
+    mu, sd = states.mean(0), states.std(0) + 1e-6
+    Z = np.hstack([(states - mu) / sd, np.ones((len(states), 1), dtype=np.float32)]).astype(np.float64)
+    penalty = ridge * np.eye(Z.shape[1])
+    penalty[-1, -1] = 0.0
+    W = np.linalg.solve(Z.T @ Z + penalty, Z.T @ targets.astype(np.float64))
+    with torch.no_grad():
+        encoder.head_shift.copy_(torch.as_tensor(mu, dtype=torch.float32))
+        encoder.head_scale.copy_(torch.as_tensor(sd, dtype=torch.float32))
+        encoder.head.weight.copy_(torch.as_tensor(W[:-1].T, dtype=torch.float32))
+        encoder.head.bias.copy_(torch.as_tensor(W[-1], dtype=torch.float32))
+
+
+def subspace_encoder(backbone: str, k: int, seed: int = 0, **config) -> InfluenceEncoder:
+    """A fresh subspace encoder: a k-wide head on standardised pooled states and length features, output as
+    it is (coordinates, not unit vectors). Other `EncoderConfig` fields (pooling, max_length) pass through."""
+    return InfluenceEncoder.from_backbone(backbone, seed=seed, head_dim=k, unit_norm=False, length_features=True,
+                                          standardise_head_input=True, **config)  # fmt: skip
+
+
+def _column_pearson(pred: torch.Tensor, true: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Mean over columns (queries) of the weighted Pearson correlation over rows (pool samples)."""
+    n = weight.sum(0).clamp(min=1.0)
+    pc = pred - (weight * pred).sum(0) / n
+    tc = true - (weight * true).sum(0) / n
+    cov = (weight * pc * tc).sum(0)
+    var = (weight * pc * pc).sum(0) * (weight * tc * tc).sum(0)
+    return (cov / (var + 1e-12).sqrt()).mean()
+
+
+def _length_batches(lengths: Sequence[int], batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Shuffled batches of similar token length (little padding): shuffle, sort within chunks of 16 batches,
+    cut, shuffle the batches."""
+    order = rng.permutation(len(lengths))
+    chunk = batch_size * 16
+    batches = []
+    for start in range(0, len(order), chunk):
+        part = sorted(order[start : start + chunk], key=lambda i: -lengths[i])
+        batches += [np.array(part[i : i + batch_size]) for i in range(0, len(part), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def fit_coordinates(
+    encoder: InfluenceEncoder,
+    samples: Sequence[Sample],
+    targets: np.ndarray,
+    settings: CoordinateFitSettings | None = None,
+    query_rows: np.ndarray | None = None,
+    query_labels: np.ndarray | None = None,
+    show_progress: bool = False,
+    start_at_ridge: bool = True,
+    query_coords: np.ndarray | None = None,
+    exclude: np.ndarray | None = None,
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
+) -> list[dict[str, float]]:
+    """Fit `encoder` (from `subspace_encoder`, head width k) to regress `targets` (n, k) from `samples`.
+
+    The score term's queries are either training samples, `query_rows` (m,) (a sample's own column is left
+    out), or other texts given by their coordinates `query_coords` (m, k), with `exclude` (n, m) marking pairs
+    to leave out (the same text on both sides); `query_labels` (n, m) holds each training sample's label
+    against them. `start_at_ridge=False` continues from the head as it is; `on_epoch` sees each epoch's record
+    (mean loss parts) when the epoch ends. Returns the records."""
+    settings = settings or CoordinateFitSettings()
+    config = encoder.config
+    if encoder.head is None or config.unit_norm or encoder.head.out_features != targets.shape[1] \
+            or not config.standardise_head_input:  # fmt: skip
+        raise InflucoderError(f"a subspace encoder needs a head of width {targets.shape[1]}, unit_norm=False and "
+                              "standardise_head_input=True (`subspace_encoder`)")  # fmt: skip
+    if len(samples) != len(targets):
+        raise InflucoderError(f"{len(samples)} samples but {len(targets)} target rows")
+    if start_at_ridge:
+        ridge_head(encoder, pooled_states(encoder, samples), targets, settings.ridge)
+    target = torch.as_tensor(targets, dtype=torch.float32)
+    scale = float(target.var(0).sum()) + 1e-12
+    scored = query_labels is not None and settings.score_weight > 0
+    if scored:
+        if query_coords is None:
+            query_coords, exclude = targets[query_rows], np.arange(len(targets))[:, None] == query_rows[None, :]
+        coords = torch.as_tensor(query_coords, dtype=torch.float32)
+        labels = torch.as_tensor(query_labels, dtype=torch.float32)
+        keep = (
+            torch.ones(labels.shape) if exclude is None else torch.as_tensor(~np.asarray(exclude), dtype=torch.float32)
+        )
+    encoded = encoder._tokenize_unpadded(samples)
+    lengths = [len(ids) for ids in encoded["input_ids"]]
+    head = [p for n, p in encoder.named_parameters() if not n.startswith("backbone.")]
+    optimizer = torch.optim.AdamW(
+        [{"params": list(encoder.backbone.parameters()), "lr": settings.lr},
+         {"params": head, "lr": settings.head_lr}], weight_decay=settings.weight_decay)  # fmt: skip
+    rng = np.random.default_rng(settings.seed)
+    history = []
+    encoder.eval()  # no dropout: the fit starts exactly at the ridge solution
+    for epoch in range(settings.epochs):
+        totals = {"mse": 0.0, "pearson": 0.0}
+        batches = _length_batches(lengths, settings.batch_size, rng)
+        for rows in tqdm(batches, desc=f"subspace epoch {epoch + 1}", disable=not show_progress):
+            pred = encoder(**encoder._pad(encoded, rows))
+            mse = ((pred - target[rows]) ** 2).sum(1).mean() / scale
+            loss = mse
+            if scored:
+                pearson = _column_pearson(pred @ coords.T, labels[rows], keep[rows])
+                loss = loss + settings.score_weight * (1.0 - pearson)
+                totals["pearson"] += float(pearson.detach()) / len(batches)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            totals["mse"] += float(mse.detach()) / len(batches)
+        history.append({"epoch": epoch + 1, **totals})
+        if on_epoch is not None:
+            on_epoch(history[-1])
+    return history
