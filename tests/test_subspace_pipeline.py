@@ -128,3 +128,16 @@ def test_evaluate_scores_a_subspace_encoder_with_exact_query_coordinates(subspac
     predicted = ic.encoder.encode_pool([pool[i] for i in rows]) @ coords.T
     expected = spearman_report(predicted, np.asarray(matrix.scores)[np.ix_(rows, cols)])
     assert abs(row["per_anchor_mean"] - expected.per_anchor_mean) < 1e-6
+
+
+def test_coordinates_read_in_chunks_equal_one_read(subspace_run):
+    from influcoder.encoder.subspace_distill import coordinates_of
+
+    root, _, pool, queries = subspace_run
+    subspace = GradientSubspace.load(root / "enc")
+    ids = [q.id for q in queries[::-1]] + [p.id for p in pool[:7]]  # both stores, out of store order
+    whole = coordinates_of(root / "labels", ids, subspace)
+    np.testing.assert_allclose(coordinates_of(root / "labels", ids, subspace, chunk=3), whole, atol=1e-6)
+    assert whole.shape == (len(ids), subspace.k)
+    with pytest.raises(InflucoderError, match="no stored gradient for 1 sample"):
+        coordinates_of(root / "labels", ["p0", "nowhere"], subspace)

@@ -65,6 +65,13 @@ def stored_gradients(labels_dir: Path, ids: Sequence[str]) -> np.ndarray:
     return out
 
 
+def coordinates_of(labels_dir: Path, ids: Sequence[str], subspace: GradientSubspace, chunk: int = 4096) -> np.ndarray:
+    """(len(ids), k) coordinates of stored gradients, read `chunk` at a time (a 100K pool's gradients are
+    13 GB at 32,768 dims; its coordinates 100 MB at k = 256)."""
+    parts = [subspace.coordinates(stored_gradients(labels_dir, ids[i : i + chunk])) for i in range(0, len(ids), chunk)]
+    return np.concatenate(parts) if parts else np.zeros((0, subspace.k), dtype=np.float32)
+
+
 def distill_subspace(
     labels_dir: Path,
     out: Path,
@@ -96,12 +103,11 @@ def distill_subspace(
     train_samples = [pool[i] for i in train_p if pool[i].id not in held]
     seen = {x.id for x in train_samples}
     train_samples += [queries[j] for j in train_q if queries[j].id not in seen | held]
-    gradients = stored_gradients(labels_dir, [x.id for x in train_samples])
-    fit_rows = np.sort(rng.choice(len(gradients), size=min(MAX_FIT_GRADIENTS, len(gradients)), replace=False))
-    subspace = GradientSubspace.fit(gradients[fit_rows], s.subspace_k, seed=s.seed)
-    targets = subspace.coordinates(gradients)
-    del gradients
-    query_coords = subspace.coordinates(stored_gradients(labels_dir, [queries[j].id for j in (*train_q, *val_q)]))
+    ids = [x.id for x in train_samples]
+    fit_rows = np.sort(rng.choice(len(ids), size=min(MAX_FIT_GRADIENTS, len(ids)), replace=False))
+    subspace = GradientSubspace.fit(stored_gradients(labels_dir, [ids[i] for i in fit_rows]), s.subspace_k, seed=s.seed)
+    targets = coordinates_of(labels_dir, ids, subspace)
+    query_coords = coordinates_of(labels_dir, [queries[j].id for j in (*train_q, *val_q)], subspace)
     train_qc, val_qc = query_coords[: len(train_q)], query_coords[len(train_q) :]
     encoder = subspace_encoder(s.encoder, subspace.k, seed=s.seed, pooling=s.pooling, max_length=s.max_length)
     encoder.config.label_config = label_config
