@@ -368,9 +368,42 @@ def summarise(runs: list[dict]) -> dict:
     return out
 
 
+def merge(records: list[dict]) -> dict:
+    """One record from runs on the same labels and splits that measured different designs: each split's
+    methods united (a method measured in two runs must agree to 1e-9: the splits and the deterministic designs
+    are the same), the summary recomputed."""
+    out = json.loads(json.dumps(records[0]))
+    for other in records[1:]:
+        if (other["n"], other["tasks"], other["sources"]) != (out["n"], out["tasks"], out["sources"]):
+            sys.exit("the runs to merge are not on the same labels")
+        for key in ("encoder_epochs", "cosine_epochs"):
+            out[key] = max(out.get(key, 0), other.get(key, 0))
+        out["backbones"] = sorted({*out.get("backbones", []), *other.get("backbones", [])})
+        for protocol, runs in other["protocols"].items():
+            mine = {r["seed"]: r for r in out["protocols"].setdefault(protocol, [])}
+            for run in runs:
+                if run["seed"] not in mine:
+                    out["protocols"][protocol].append(run)
+                    continue
+                target = mine[run["seed"]]
+                for name, figures in run["methods"].items():
+                    if name in target["methods"]:
+                        for metric, value in figures.items():
+                            if metric != "rescore_recall@10" and abs(target["methods"][name][metric] - value) > 1e-9:
+                                sys.exit(f"{protocol} seed {run['seed']}: {name} {metric} differs between the runs")
+                    target["methods"].setdefault(name, figures)
+                for key, value in run.items():
+                    target.setdefault(key, value)
+    source_runs = [r for key, runs in out["protocols"].items() if key.startswith("source:") for r in runs]
+    out["summary"] = {key: summarise(runs) for key, runs in out["protocols"].items() if ":" not in key}
+    if source_runs:
+        out["summary"]["source (mean over held-out sources)"] = summarise(source_runs)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--labels", type=Path, required=True, help="an all-pairs labels directory")
+    parser.add_argument("--labels", type=Path, help="an all-pairs labels directory (required unless --merge)")
     parser.add_argument("--out", type=Path, required=True, help="JSON to write (a .md table is written beside it)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--limit", type=int, default=None, help="first N samples only (a labelling still running)")
@@ -384,7 +417,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--protocols", nargs="+", default=["task", "random", "source"],
                         choices=["task", "random", "source"])  # fmt: skip
     parser.add_argument("--features-only", action="store_true", help="only compute and keep the decoder states")
+    parser.add_argument("--merge", type=Path, nargs="+", help="instead of measuring: merge these result JSONs "
+                        "(runs of different designs on the same labels) into --out")  # fmt: skip
     args = parser.parse_args(argv)
+    if args.merge:
+        record = merge([json.loads(path.read_text(encoding="utf-8")) for path in args.merge])
+        args.out.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+        args.out.with_suffix(".md").write_text(markdown(record), encoding="utf-8")
+        return 0
+    if args.labels is None:
+        parser.error("--labels is required (unless --merge)")
     if args.features_only:  # precompute the decoder states while the labelling still runs
         decoder_features(load_file(args.labels.parent / "samples.jsonl"), args.labels.parent / DECODER_CACHE)
         return 0

@@ -57,3 +57,23 @@ def test_interleaved_candidates_take_each_methods_best_in_turn():
     b = np.array([[1.0], [2.0], [3.0], [4.0], [5.0]])  # ranks rows 4, 3, 2, 1, 0
     merged = bench.interleaved_ranks(a, b)
     assert list(np.argsort(-merged[:, 0], kind="stable")) == [0, 4, 1, 3, 2]
+
+
+def test_merge_unites_designs_per_split_and_refuses_disagreeing_runs():
+    import json
+
+    import pytest
+
+    bench = _load()
+
+    def record(methods: dict, seed: int = 0) -> dict:
+        run = {"seed": seed, "methods": {k: {"per_anchor": v, "mean_aggregated": v, "query_specific": v}
+                                         for k, v in methods.items()}}  # fmt: skip
+        return {"n": 10, "tasks": 2, "sources": ["a"], "protocols": {"task": [run]}}
+
+    merged = bench.merge([record({"tfidf": 0.2, "ridge": 0.4}), record({"tfidf": 0.2, "encoder": 0.5})])
+    assert set(merged["protocols"]["task"][0]["methods"]) == {"tfidf", "ridge", "encoder"}
+    assert merged["summary"]["task"]["encoder"]["per_anchor"]["mean"] == 0.5
+    assert json.loads(json.dumps(merged))  # plain JSON
+    with pytest.raises(SystemExit, match="tfidf per_anchor differs"):
+        bench.merge([record({"tfidf": 0.2}), record({"tfidf": 0.3})])

@@ -8,6 +8,16 @@ from typing import Literal
 
 from influcoder.cli.options import Command, Device, Quiet
 from influcoder.core.jsonfile import read_json
+from influcoder.evaluation.baselines.registry import method_names
+
+BaselineName = Literal[
+    tuple(n for n in method_names(aliases=True) if n not in ("influcoder", "distilled", "less-ckpts"))
+]
+"""What --baselines accepts: every registered method but the distilled encoder itself (always scored), the
+toxicity experiment's LESS variants (warm-up checkpoints; SGD, which `less` is without a fine-tuned adapter)
+and gradsim (the labels' own features: the ground truth itself)."""
+TEXT_ONLY = {"semantic", "untrained", "tfidf", "pool-mean", "lengths", "airrep"}
+"""Baselines that run no decoder: the label settings are read only when another one is asked for."""
 
 
 @dataclass(kw_only=True)
@@ -28,25 +38,10 @@ class Evaluate(Command):
     """A directory written by `influcoder label`."""
     split: Path | None = None
     """A JSON file with pool_ids and query_ids (default: each encoder's eval_split.json)."""
-    baselines: list[
-        Literal[
-            "untrained",
-            "tfidf",
-            "pool-mean",
-            "lengths",
-            "repsim",
-            "rds+",
-            "repsim-response",
-            "repsim-last",
-            "less",
-            "datainf",
-            "logra",
-            "logra-fisher",
-            "airrep",
-        ]
-    ] = field(default_factory=list)
-    """Also score these on the same split: the untrained backbone (Semantic), TF-IDF cosine, pool-mean (each
-    pool sample's mean true influence over the training queries: needs every pool gradient), lengths (that
+    baselines: list[BaselineName] = field(default_factory=list)
+    """Also score these on the same split: semantic, the untrained backbone (older name: untrained), TF-IDF
+    cosine, pool-mean (each pool sample's mean true influence over the training queries: needs every pool
+    gradient), lengths (that
     offset predicted from length features by a ridge on the training pool: text-only), and the labelling
     decoder's last-layer states: mean (repsim), position-weighted mean (rds+), mean over the response tokens
     (repsim-response) or the last token's (repsim-last); less: the labels' LoRA
@@ -57,7 +52,7 @@ class Evaluate(Command):
     with the encoder's own settings but attention pooling and AirRep's group-wise ranking loss (a second learned
     method; it trains during the evaluation)."""
     untrained: bool = False
-    """Shorthand for --baselines untrained."""
+    """Shorthand for --baselines semantic (its row keeps the name `untrained`)."""
     by: str | None = None
     """Also report per-anchor rho per group of queries sharing this meta field (e.g. task)."""
     other_labels: bool = False
@@ -90,43 +85,25 @@ class Evaluate(Command):
         return None
 
     def scorers(self, encoder, encoder_dir: Path) -> dict:
-        from influcoder.encoder.model import InfluenceEncoder
+        """The distilled encoder and each --baselines method, built by the method registry (rows keyed by the
+        name asked for; an old name is accepted with a deprecation note)."""
         from influcoder.encoder.settings import DistillSettings
-        from influcoder.encoder.subspace import GradientSubspace
-        from influcoder.evaluation.baselines.gradients import DataInf
-        from influcoder.evaluation.baselines.learned import AirRep
-        from influcoder.evaluation.baselines.less import Less
-        from influcoder.evaluation.baselines.logra import LoGra
-        from influcoder.evaluation.baselines.reference import LengthOffset, PoolMean
-        from influcoder.evaluation.baselines.representations import REPRESENTATIONS
-        from influcoder.evaluation.baselines.text import Distilled, Semantic, SubspaceDistilled, TfIdf
+        from influcoder.evaluation.baselines.registry import MethodContext, build_scorer
         from influcoder.evaluation.evaluate import training_record
 
-        subspace = GradientSubspace.load(encoder_dir)
-        scorers = {"distilled": Distilled(encoder, progress=not self.quiet) if subspace is None else
-                   SubspaceDistilled(encoder, subspace, self.labels, progress=not self.quiet)}  # fmt: skip
-        for name in dict.fromkeys([*(["untrained"] if self.untrained else []), *self.baselines]):
-            if name == "untrained":
-                config = encoder.config
-                fresh = InfluenceEncoder.from_backbone(
-                    config.backbone, pooling=config.pooling, max_length=config.max_length, device=self.device
-                )
-                scorers[name] = Semantic(fresh, progress=not self.quiet)
-            elif name == "less":
-                settings = self.label_settings()
-                state = Path(settings.adapter) / "optimizer.pt" if settings.adapter else None
-                scorers[name] = Less(settings, optimizer_state=state if state and state.exists() else None)
-            elif name == "datainf":
-                scorers[name] = DataInf(self.label_settings(), progress=not self.quiet)
-            elif name in ("logra", "logra-fisher"):
-                scorers[name] = LoGra(self.label_settings(), fisher=name == "logra-fisher", progress=not self.quiet)
-            elif name == "airrep":
-                settings = DistillSettings(**(training_record(encoder_dir) or {}).get("settings", {}))
-                scorers[name] = AirRep(settings, self.device, progress=not self.quiet)
-            elif name in REPRESENTATIONS:
-                scorers[name] = REPRESENTATIONS[name](self.label_settings(), progress=not self.quiet)
-            else:
-                scorers[name] = {"tfidf": TfIdf, "pool-mean": PoolMean, "lengths": LengthOffset}[name]()
+        names = list(dict.fromkeys([*(["semantic"] if self.untrained else []), *self.baselines]))
+        decoder = any(n not in TEXT_ONLY for n in names)
+        settings = self.label_settings() if decoder else None
+        state = Path(settings.adapter) / "optimizer.pt" if settings and settings.adapter else None
+        ctx = MethodContext(
+            labels=settings, encoder_dir=encoder_dir, encoder=encoder, labels_dir=self.labels,
+            optimizer_state=state if state and state.exists() else None, device=self.device,
+            progress=not self.quiet,
+            distill_settings=DistillSettings(**(training_record(encoder_dir) or {}).get("settings", {})),
+        )  # fmt: skip
+        scorers = {"distilled": build_scorer("influcoder", ctx)}
+        for name in names:
+            scorers["untrained" if name == "semantic" and self.untrained else name] = build_scorer(name, ctx)
         return scorers
 
     def label_settings(self):

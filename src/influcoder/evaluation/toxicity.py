@@ -221,43 +221,17 @@ def _encoder(out: Path, task: ToxicityTask, labels: LabelSettings, run: Toxicity
 
 
 def make_scorer(method: str, labels: LabelSettings, encoder_dir: Path, progress: bool, device: str):
-    """The scorer of `method`, built on the run's fine-tuned adapter (decoder methods) or encoder."""
-    from influcoder.encoder.model import InfluenceEncoder
-    from influcoder.evaluation.baselines.gradients import DataInf, GradSim
-    from influcoder.evaluation.baselines.less import Less, LessCheckpoints
-    from influcoder.evaluation.baselines.logra import LoGra
-    from influcoder.evaluation.baselines.representations import REPRESENTATIONS
-    from influcoder.evaluation.baselines.text import Distilled, Semantic, TfIdf
+    """The scorer of `method` (`evaluation.baselines.registry`), built on the run's fine-tuned adapter (decoder
+    methods, their partial work kept in the run's scores directory) or encoder."""
+    from influcoder.evaluation.baselines.registry import MethodContext, build_scorer
 
-    if method == "influcoder":
-        return Distilled(InfluenceEncoder.from_pretrained(encoder_dir, device=device), progress=progress)
-    if method == "semantic":
-        config = InfluenceEncoder.from_pretrained(encoder_dir, device=device).config
-        fresh = InfluenceEncoder.from_backbone(
-            config.backbone, pooling=config.pooling, max_length=config.max_length, device=device
-        )
-        return Semantic(fresh, progress=progress)
-    if method == "tfidf":
-        return TfIdf()
-    if method in REPRESENTATIONS:
-        return REPRESENTATIONS[method](labels, progress=progress)
-    if method == "gradsim":
-        return GradSim(labels)
-    if method == "less":
-        state, passes = Path(labels.adapter) / "optimizer.pt", Path(labels.adapter).parent / "scores" / "less.passes"
-        return Less(labels, rows_per_pass=256, optimizer_state=state, progress=progress, passes=passes)
-    if method == "less-ckpts":
-        run = Path(labels.adapter).parent  # the warm-up and the scores live beside the run's adapter
-        parts = run / "scores" / "less-ckpts-parts"
-        return LessCheckpoints(labels, run / "less-warmup", rows_per_pass=256, parts=parts, progress=progress)
-    if method == "less-sgd":
-        passes = Path(labels.adapter).parent / "scores" / "less-sgd.passes"
-        return Less(labels, rows_per_pass=256, progress=progress, passes=passes)  # 256 exact gradients (2.5 GB)
-    if method == "datainf":  # its exact pool gradients (~20 GB for this task) go to a file beside the scores
-        return DataInf(labels, scratch=Path(labels.adapter).parent / "scores", progress=progress)
-    if method in ("logra", "logra-fisher"):
-        return LoGra(labels, fisher=method == "logra-fisher", progress=progress)
-    raise InflucoderError(f"unknown method {method!r}; choose from {', '.join(SCORABLE)}")
+    if method not in SCORABLE:
+        raise InflucoderError(f"unknown method {method!r}; choose from {', '.join(SCORABLE)}")
+    run = Path(labels.adapter).parent
+    state = Path(labels.adapter) / "optimizer.pt"
+    ctx = MethodContext(labels=labels, encoder_dir=encoder_dir, scratch=run / "scores", optimizer_state=state,
+                        device=device, progress=progress)  # fmt: skip
+    return build_scorer(method, ctx)
 
 
 SCORABLE = (
