@@ -200,18 +200,25 @@ def test_audit_recomputes_exact_influence(tiny_model_dir, tiny_bert_dir, tmp_pat
     ic.index(samples(12), tmp_path / "idx", progress=False)
     queries = samples(3, seed=4, prefix="q")
     results = ic.attribute(queries, k=2)
-    report = audit_attribution(ic, queries, results, n=8, progress=False)
-    assert report["n_pool"] == 8 and report["n_queries"] == 3 and -1 <= report["per_anchor_mean"] <= 1
-    # on the whole pool, the audit's figure is Spearman(encoder cosines, exact gradient cosines), recomputed here
+    # the audit's figure is Spearman(encoder cosines, exact gradient cosines) on the audited rows, recomputed here
     from influcoder.labels.influence import normalize_rows
     from influcoder.metrics import spearman_report
 
-    whole = audit_attribution(ic, queries, results, n=12, progress=False)
     exact = GradientFeaturizer(label_settings_from_config(config), *load_decoder(settings.model))
     pool = ic.index_.samples()
     truth = normalize_rows(exact.featurize(pool)) @ normalize_rows(exact.featurize(queries)).T
     predicted = encoder.encode(pool) @ encoder.encode(queries).T
+    whole = audit_attribution(ic, queries, results, n=12, progress=False)
     assert whole["per_anchor_mean"] == pytest.approx(spearman_report(predicted, truth).per_anchor_mean, abs=1e-9)
+    # on a subset: every returned hit plus random rows (the same draw as the audit's), on exactly those rows
+    report = audit_attribution(ic, queries, results, n=8, progress=False)
+    row_of = {sample_id: i for i, sample_id in enumerate(pool.ids)}
+    hits = [row_of[a.sample.id] for per_query in results for a in per_query]
+    rows = choose_audit_rows(12, hits, 8, seed=0)
+    assert report["n_pool"] == 8 == len(rows) and report["n_queries"] == 3 and set(hits) <= set(rows.tolist())
+    subset = spearman_report(predicted[rows], truth[rows])
+    assert report["per_anchor_mean"] == pytest.approx(subset.per_anchor_mean, abs=1e-9)
+    assert report["per_anchor_mean"] != pytest.approx(whole["per_anchor_mean"], abs=1e-6)  # the subset was scored
     rows = choose_audit_rows(12, [5, 5, 1], 4, seed=0)
     assert len(rows) == 4 and {1, 5} <= set(rows.tolist())
     preferred = choose_audit_rows(100, [5, 1], 6, seed=0, prefer=[40, 41, 42, 43, 44, 45, 46])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from influcoder.cli.main import main
 from influcoder.encoder.coverage import CoverageReference, build_reference, query_spread
@@ -81,7 +82,14 @@ def test_distill_index_attribute_carry_the_coverage_flag(tiny_model_dir, tiny_be
     assert main(["index", "--encoder", str(out), "--pool", str(pool_file), "--out", str(idx), "--quiet"]) == 0
     assert "of the pool lies within what the encoder was distilled on" in capsys.readouterr().out
     manifest = json.loads((idx / "manifest.json").read_text())
-    assert manifest["coverage"]["rows"] == 24 and 0 <= manifest["coverage"]["share_covered"] <= 1
+    stored = np.load(idx / "coverage.npy")
+    assert manifest["coverage"]["rows"] == 24 == len(stored)
+    # row i of the stored scores is pool sample i's coverage (a misaligned or stale row fails here)
+    encoded = InfluenceEncoder.from_pretrained(out).encode(pool)
+    np.testing.assert_allclose(stored, reference.score(encoded), atol=1e-4)
+    # the share is that of the stored scores at the reference's threshold (a share of other rows, or of a
+    # different threshold, fails here; an edge value 0 or 1 alone does not prove it)
+    assert manifest["coverage"]["share_covered"] == pytest.approx(float(reference.covered(stored).mean()), abs=1e-9)
     hits_file = tmp_path / "hits.jsonl"
     query_file = tmp_path / "q.jsonl"
     query_file.write_text("".join(json.dumps(s.to_record()) + "\n" for s in queries[:3]))
@@ -89,7 +97,6 @@ def test_distill_index_attribute_carry_the_coverage_flag(tiny_model_dir, tiny_be
         main(["attribute", "--index", str(idx), "--queries", str(query_file), "-k", "2", "--out", str(hits_file)]) == 0
     )
     hits = [json.loads(line) for line in hits_file.read_text().splitlines()]
-    stored = np.load(idx / "coverage.npy")
     row = {s.id: i for i, s in enumerate(pool)}
     for hit in hits:
         assert abs(hit["coverage"] - stored[row[hit["pool_id"]]]) < 1e-4

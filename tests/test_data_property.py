@@ -52,6 +52,44 @@ def test_random_records_load_or_fail_with_documented_error(tmp_path, lines):
         assert isinstance(s.prompt, str) and isinstance(s.response, str) and s.response.strip()
 
 
+nonblank = st.text(max_size=12).filter(lambda t: t.strip() != "")
+valid_records = st.one_of(
+    st.tuples(st.just("fields"), nonblank, nonblank, st.sampled_from([None, "prompt/response", "instruction/output"])),
+    st.tuples(st.just("chat"), nonblank, nonblank, st.sampled_from([None, "system"])),
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(valid_records, min_size=1, max_size=5), with_ids=st.booleans())
+def test_valid_records_load_with_their_exact_prompt_response_and_ids(tmp_path, rows, with_ids):
+    """The success branch of the property above, always reached: whatever the texts, a record in one of the
+    accepted layouts loads with exactly its prompt and response, in file order, with its own id (or a unique
+    content id when it has none)."""
+    lines, expected = [], []
+    for i, (layout, prompt, response, variant) in enumerate(rows):
+        if layout == "fields":
+            p_key, r_key = (variant or "prompt/response").split("/")
+            record: dict = {p_key: prompt, r_key: response}
+            want = prompt
+        else:
+            turns = [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}]
+            if variant == "system":
+                turns.insert(0, {"role": "system", "content": "be brief"})
+            record = {"messages": turns}
+            want = prompt if variant is None else f"system: be brief\n\nuser: {prompt}"
+        if with_ids:
+            record["id"] = f"r{i}"
+        lines.append(record)
+        expected.append((want, response))
+    path = tmp_path / "valid.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in lines), encoding="utf-8")
+    samples = load_file(path)
+    assert [(s.prompt, s.response) for s in samples] == expected
+    if with_ids:
+        assert [s.id for s in samples] == [f"r{i}" for i in range(len(rows))]
+    assert len({s.id for s in samples}) == len(samples) and all(s.id for s in samples)
+
+
 texts = st.text(
     alphabet=st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00\r"),  # CR: csv/text mode
     min_size=1,

@@ -53,6 +53,32 @@ def test_encoder_inputs_follow_the_encoder(tiny_bert_dir, tmp_path):
     assert loaded.encode(["one text"]).shape == (1, loaded.dim)
 
 
+def test_auto_moves_the_encoder_and_its_inputs_to_cuda_when_present(tiny_bert_dir, tmp_path, monkeypatch):
+    """On a CPU runner "auto" resolves to the CPU, where moving is a no-op; here CUDA is faked present and the
+    moves are recorded instead of done, so a stage that ignores `device` (or moves only the model, not its
+    inputs) fails."""
+    InfluenceEncoder.from_backbone(str(tiny_bert_dir), max_length=16, device="cpu").save_pretrained(tmp_path / "e")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    moved_modules, moved_tensors = [], []
+
+    def module_to(self, *args, **kwargs):
+        moved_modules.append(torch.device(args[0]) if args else kwargs.get("device"))
+        return self
+
+    def tensor_to(self, *args, **kwargs):
+        moved_tensors.append(args[0] if args else kwargs.get("device"))
+        return self
+
+    monkeypatch.setattr(torch.nn.Module, "to", module_to)
+    loaded = InfluenceEncoder.from_pretrained(tmp_path / "e", device="auto")
+    assert moved_modules == [torch.device("cuda")]
+    monkeypatch.setattr(type(loaded), "device", property(lambda self: torch.device("cuda")))
+    monkeypatch.setattr(torch.Tensor, "to", tensor_to)
+    batch = loaded.tokenize(["one text", "another text here"])
+    assert len(moved_tensors) == len(batch) and all(torch.device(d) == torch.device("cuda") for d in moved_tensors)
+
+
 class Stop(InflucoderError):
     """Raised by a spy once it has seen the device, so the command stops there."""
 

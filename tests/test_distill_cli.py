@@ -16,6 +16,7 @@ from influcoder.encoder.model import InfluenceEncoder
 from influcoder.encoder.splits import split_from_file, split_labels, split_labels_by_group
 from influcoder.labels.labelling import label
 from influcoder.labels.settings import LabelSettings
+from influcoder.metrics import auroc
 
 from .test_labels import samples
 
@@ -223,8 +224,16 @@ def test_distill_task_protocol_holds_out_whole_tasks(tiny_model_dir, tiny_bert_d
     flag = results["runs"][0]["coverage"]  # distill saved a reference: the flag is evaluated on each run
     assert flag["n_queries"] == len(split["query_ids"]) == len(flag["query_coverage"])
     assert "coverage_flag" in task_rows["distilled"] and "out-of-coverage flag" in (report / "results.md").read_text()
-    pooled = results["coverage_flag_pooled"]  # all runs' queries at once (None only if one class is empty)
-    assert pooled is None or pooled["n_queries"] == sum(len(r["coverage"]["query_coverage"]) for r in results["runs"])
+    # all runs' queries at once: None exactly when one class (rho < 0.3 or not) is empty, else every query counted
+    pooled = results["coverage_flag_pooled"]
+    rhos = [x for r in results["runs"] for x in r["rows"]["distilled"]["per_anchor"] if x is not None]
+    both_classes = 0 < sum(x < 0.3 for x in rhos) < len(rhos)
+    assert (pooled is not None) == both_classes, (pooled, rhos)
+    if pooled is not None:
+        assert pooled["n_queries"] == len(rhos) == sum(len(r["coverage"]["query_coverage"]) for r in results["runs"])
+        low = np.array([x < 0.3 for x in rhos])
+        coverage = np.array([c for r in results["runs"] for c in r["coverage"]["query_coverage"]])
+        assert pooled["auroc_low_rho"] == pytest.approx(auroc(-coverage, low))
     page = (report / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 4  # --by task adds the per-task bars
     assert "http" not in page.replace("http-equiv", "")

@@ -266,25 +266,67 @@ def test_the_refusal_rule():
 
 
 def test_the_toxicity_run_scores_every_method_resumes_and_reports(tiny_model_dir, tiny_bert_dir, tmp_path, monkeypatch):
+    import influcoder.evaluation.baselines.logra as logra
+    import influcoder.evaluation.baselines.representations as representations
+    import influcoder.labels.featurizer as featurizer
     from influcoder.encoder.settings import DistillSettings
     from influcoder.evaluation.toxicity import SCORABLE, ToxicityRun, run_toxicity
     from influcoder.evaluation.toxicity_report import load_replicates, write_toxicity_report
     from influcoder.labels.finetune import FinetuneSettings, read_manifest
     from influcoder.labels.settings import LabelSettings
 
+    budgets = []  # every decoder pass batches by the run's token budget (77 here, not the default)
+
+    def recording(make_batches):
+        def batches(lengths, batch_size, batch_tokens):
+            budgets.append(batch_tokens)
+            return make_batches(lengths, batch_size, batch_tokens)
+
+        return batches
+
+    for module in (featurizer, representations, logra):
+        monkeypatch.setattr(module, "make_batches", recording(module.make_batches))
     run = ToxicityRun(
         task=SMALL,
-        labels=LabelSettings(model=str(tiny_model_dir), rank=2, proj_dim=32, max_length=24, device="cpu"),
+        labels=LabelSettings(
+            model=str(tiny_model_dir), rank=2, proj_dim=32, max_length=24, device="cpu", batch_tokens=77
+        ),  # fmt: skip
         finetune=FinetuneSettings(batch_size=4, lr=1e-2),
         distill=DistillSettings(encoder=str(tiny_bert_dir), epochs=1, queries_per_batch=3, candidates_per_batch=4),
-        methods=["influcoder", "tfidf", "gradsim", "less", "repsim", "rds+", "less-ckpts"],
+        methods=[
+            "influcoder",
+            "semantic",
+            "tfidf",
+            "gradsim",
+            "less",
+            "less-sgd",
+            "repsim",
+            "rds+",
+            "less-ckpts",
+            "datainf",
+            "logra",
+        ],  # every scorer path of the runner
         max_new_tokens=3,
     )
     out = tmp_path / "het-seed0"
     results = run_toxicity(out, run, sources=synthetic_sources(), progress=False, device="cpu", log=lambda *_: None)
     assert set(results["methods"]) == set(run.methods)
+    assert len(budgets) >= 4 and set(budgets) == {77}, budgets  # every gradient and hidden-state pass
+    # each reported figure is that of the saved (pool x queries) matrix, rows in the task's pool order, against
+    # the task's own positives: a pool / positives misalignment or a stale matrix fails here
+    from sklearn.metrics import average_precision_score as sklearn_ap
+
+    positives = ToxicityTask.load(out / "task").positives()
     for method, row in results["methods"].items():
-        assert 0 < row["auprc"] <= 1 and 0 < row["average_precision"] <= 1, method
+        matrix = np.load(out / "scores" / f"{method}.npy")
+        assert matrix.shape[0] == len(positives), method
+        pool_score = matrix.astype(np.float64).mean(axis=1)
+        assert row["auprc"] == pytest.approx(auprc(pool_score, positives), abs=1e-12), method
+        assert row["average_precision"] == pytest.approx(sklearn_ap(positives, pool_score), abs=1e-9), method
+        top = np.argsort(-pool_score, kind="stable")
+        for share, recall in row["recall_when_dropping"].items():
+            dropped = top[: int(round(float(share) * len(pool_score)))]
+            assert recall == pytest.approx(positives[dropped].sum() / positives.sum(), abs=1e-12), (method, share)
         assert set(row["recall_when_dropping"]) == {"0.01", "0.02", "0.05"}
     assert results["methods"]["less"]["preconditioner"] == "adam"
     assert results["methods"]["less-ckpts"]["preconditioner"] == "adam"

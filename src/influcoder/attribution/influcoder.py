@@ -38,6 +38,8 @@ class Attribution:
     """How close the sample lies to the encoder's labelled data (None: no coverage reference or scores)."""
     covered: bool | None = None
     """False: outside what the encoder was distilled on; its score is less trustworthy."""
+    encoder_score: float | None = None
+    """After `Influcoder.rescore`: the encoder's predicted score (`score` is then the exact gradient cosine)."""
 
 
 @dataclass
@@ -154,13 +156,32 @@ class Influcoder:
         computed with the decoder, adapter and projection recorded in the encoder's config."""
         if self.query_side != "exact":
             return self.encoder.encode_queries(queries, batch_size)
+        return self.subspace.coordinates(self.exact_featurizer().featurize(list(queries)))
+
+    def exact_featurizer(self):
+        """The `GradientFeaturizer` of the decoder, adapter and projection the encoder was distilled from (as its
+        config records them), loaded once."""
         if self._featurizer is None:
             from influcoder.labels.featurizer import GradientFeaturizer
             from influcoder.labels.settings import LabelSettings
 
+            if not self.encoder.config.label_config:
+                raise InflucoderError("this encoder does not record the gradient settings of its labels")
             settings = LabelSettings.from_features(self.encoder.config.label_config, self.device or "auto")
             self._featurizer = GradientFeaturizer(settings)
-        return self.subspace.coordinates(self._featurizer.featurize(list(queries)))
+        return self._featurizer
+
+    def rescore(
+        self, queries: Sequence[Sample], k: int = 10, candidates: int = 100, progress: bool = False, **kw
+    ) -> list[list[Attribution]]:
+        """Top-k per query by *exact* gradient influence among the encoder's top `candidates`
+        (`attribution.rescore`): `candidates` exact gradients per query instead of one per pool sample."""
+        from influcoder.attribution.rescore import rescore_hits
+
+        if candidates < k:
+            raise InflucoderError(f"rescoring needs at least k candidates, got {candidates} for k = {k}")
+        found = self.attribute(queries, k=candidates, **kw)
+        return rescore_hits(self.exact_featurizer(), queries, found, k, progress)
 
     def attribute(
         self, queries: Sequence[Sample], k: int = 10, nprobe: int | None = None, batch_size: int = 32
