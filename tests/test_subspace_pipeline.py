@@ -13,6 +13,8 @@ from influcoder.attribution.influcoder import Influcoder
 from influcoder.cli.main import main
 from influcoder.core.errors import InflucoderError
 from influcoder.core.store import FeatureStore
+from influcoder.encoder.coverage import CoverageReference
+from influcoder.encoder.model import InfluenceEncoder
 from influcoder.encoder.subspace import GradientSubspace
 from influcoder.labels.featurizer import GradientFeaturizer
 from influcoder.labels.labelling import label
@@ -141,3 +143,28 @@ def test_coordinates_read_in_chunks_equal_one_read(subspace_run):
     assert whole.shape == (len(ids), subspace.k)
     with pytest.raises(InflucoderError, match="no stored gradient for 1 sample"):
         coordinates_of(root / "labels", ["p0", "nowhere"], subspace)
+
+
+def test_a_subspace_run_has_a_coverage_reference_and_its_index_the_flags(subspace_run):
+    """The out-of-coverage flag of index and attribute works for subspace encoders too: the reference is the
+    run's training texts, scored by the encoder's predicted coordinates."""
+    root, _, pool, _ = subspace_run
+    reference = CoverageReference.load(root / "enc")
+    training = json.loads((root / "enc" / "training.json").read_text())
+    assert reference is not None
+    assert len(reference.embeddings) == len(training["train_pool_ids"]) + len(training["train_query_ids"])
+    stored = np.load(root / "index" / "coverage.npy")
+    encoder = InfluenceEncoder.from_pretrained(root / "enc")
+    np.testing.assert_allclose(stored, reference.score(encoder.encode(pool)), atol=1e-4)
+    manifest = json.loads((root / "index" / "manifest.json").read_text())
+    assert manifest["coverage"]["share_covered"] == pytest.approx(float(reference.covered(stored).mean()))
+
+
+def test_subspace_refuses_the_length_prior_before_writing_anything(subspace_run, tmp_path, capsys):
+    root, _, _, _ = subspace_run
+    out = tmp_path / "enc"
+    argv = ["distill", "--labels", str(root / "labels"), "--out", str(out), "--objective", "subspace",
+            "--length-prior", "--quiet"]  # fmt: skip
+    assert main(argv) == 2
+    assert "--length-prior applies to the cosine objectives" in capsys.readouterr().err
+    assert not out.exists()

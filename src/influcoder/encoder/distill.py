@@ -401,6 +401,12 @@ def distill_labels(
         if start == Path(out).resolve() or Path(out).resolve() in start.parents:
             raise InflucoderError(f"--out {out} would overwrite the encoder --init starts from; pick another --out")
         init, settings = continued_from(settings, info.get("features", {}))
+    if settings.objective == "subspace":  # refused before anything is written
+        if settings.init or activation_checkpointing:
+            raise InflucoderError("--objective subspace takes neither --init nor --activation-checkpointing yet")
+        if settings.length_prior:  # its encoder reads length features itself (EncoderConfig.length_features)
+            raise InflucoderError("--length-prior applies to the cosine objectives; --objective subspace "
+                                  "predicts from length features itself")  # fmt: skip
     scores = np.asarray(matrix.scores)
     if eval_split is not None:
         if eval_pool or eval_queries:
@@ -435,16 +441,15 @@ def distill_labels(
         if settings.objective == "subspace":
             from influcoder.encoder.subspace_distill import distill_subspace
 
-            if init is not None or activation_checkpointing:
-                raise InflucoderError("--objective subspace takes neither --init nor --activation-checkpointing yet")
-            return distill_subspace(Path(labels_dir), out, settings, *train, info.get("features", {}), overwrite,
+            logs = distill_subspace(Path(labels_dir), out, settings, *train, info.get("features", {}), overwrite,
                                     progress, device)  # fmt: skip
-        distiller = Distiller(settings, encoder=init, device=device, activation_checkpointing=activation_checkpointing)
-        distiller.encoder.config.label_config = info.get("features", {})
-        logs = distiller.fit(
-            *train, out=out, progress=progress, overwrite=overwrite, checkpoint_seconds=checkpoint_seconds
-        )
-        if CoverageReference.load(out / "best") is None:
+        else:
+            distiller = Distiller(settings, init, device, activation_checkpointing)
+            distiller.encoder.config.label_config = info.get("features", {})
+            logs = distiller.fit(
+                *train, out=out, progress=progress, overwrite=overwrite, checkpoint_seconds=checkpoint_seconds
+            )
+        if CoverageReference.load(out / "best") is None:  # the out-of-coverage flag of index and attribute
             write_coverage_reference(out, [*pool, *queries], progress, device)
         if settings.length_prior and LengthPrior.load(out / "best") is None:
             fit_length_prior(out, *train)
