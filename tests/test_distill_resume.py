@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-import influcoder.encoder.distill as distill_module
+import influcoder.encoder.training_run as distill_module
 from influcoder.core.errors import InflucoderError
 from influcoder.encoder.distill import Distiller
 from influcoder.encoder.resume import RESUME_STATE

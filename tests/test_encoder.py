@@ -198,7 +198,7 @@ def test_new_pooling_parameters_train_at_a_larger_rate(tiny_bert_dir):
             max_length=16, queries_per_batch=4, candidates_per_batch=6, warmup=0.0, seed=0,
         )  # fmt: skip
         distiller = Distiller(settings)
-        groups = distiller._parameter_groups()
+        groups = distiller.parameter_groups()
         assert [len(g["params"]) for g in groups][1] == 1 and groups[1]["lr"] == 1e-4 * scale
         distiller.fit(scores / np.abs(scores).max(), pool, queries, progress=False)
         moved[scale] = float(distiller.encoder.attention_query.detach().norm())
@@ -210,15 +210,15 @@ def test_hard_candidates_come_from_the_top_of_the_true_ranking(tiny_bert_dir):
     distiller = Distiller(settings)
     scores = np.random.default_rng(0).normal(size=(40, 5))
     train_pool, cols = np.arange(40), np.array([1, 3])
-    chosen = distiller._candidates(np.random.default_rng(1), np.arange(3), train_pool, cols, scores)
+    chosen = distiller.candidates(np.random.default_rng(1), np.arange(3), train_pool, cols, scores)
     assert len(chosen) == 6 and len(set(chosen.tolist())) == 6
     tops = {int(np.argmax(scores[:, 1])), int(np.argmax(scores[:, 3]))}
     second = {int(np.argsort(-scores[:, j])[1]) for j in (1, 3)}
     assert tops <= set(chosen[:3].tolist()) and chosen[2] in second  # 3 hard from 2 queries: round-robin
     plain = Distiller(DistillSettings(encoder=str(tiny_bert_dir), candidates_per_batch=6, max_length=8))
     fresh = np.array([7, 8, 9, 10, 11, 12])
-    assert plain._candidates(np.random.default_rng(1), fresh, train_pool, cols, scores).tolist() == fresh.tolist()
-    short = plain._candidates(np.random.default_rng(1), fresh[:2], train_pool, cols, scores)  # an epoch's last step
+    assert plain.candidates(np.random.default_rng(1), fresh, train_pool, cols, scores).tolist() == fresh.tolist()
+    short = plain.candidates(np.random.default_rng(1), fresh[:2], train_pool, cols, scores)  # an epoch's last step
     assert len(set(short.tolist())) == 6 and short[:2].tolist() == [7, 8]
 
 
@@ -235,14 +235,14 @@ def test_an_epoch_offers_every_training_pool_sample_as_a_candidate(tiny_bert_dir
     )
     distiller = Distiller(settings)
     seen: list[list[int]] = []
-    real = Distiller._candidates
+    real = Distiller.candidates
 
     def spy(self, *args):
         rows = real(self, *args)
         seen.append(rows.tolist())
         return rows
 
-    monkeypatch.setattr(Distiller, "_candidates", spy)
+    monkeypatch.setattr(Distiller, "candidates", spy)
     rng = np.random.default_rng(0)
     pool = [Sample(f"p{i}", " ".join(rng.choice(WORDS, 3)), "a") for i in range(30)]
     queries = [Sample(f"q{j}", " ".join(rng.choice(WORDS, 3)), "b") for j in range(6)]
@@ -257,7 +257,7 @@ def test_an_epoch_offers_every_training_pool_sample_as_a_candidate(tiny_bert_dir
 def test_learning_rate_schedule_warms_up_from_the_first_step_and_decays_linearly():
     """transformers' helper entered at its step 1: no step at learning rate 0 (measured to cost the demo's
     40-step distillation ~0.08 held-out rho), warm-up to the peak, then linear decay that ends above 0."""
-    from influcoder.encoder.distill import warmup_then_linear_decay
+    from influcoder.encoder.training_run import warmup_then_linear_decay
 
     parameter = torch.nn.Parameter(torch.zeros(1))
     optimizer = torch.optim.AdamW([parameter], lr=2.0)
@@ -306,7 +306,7 @@ def test_nan_embeddings_and_a_nan_training_loss_are_refused_by_name(tiny_bert_di
         encoder.encode(data, batch_size=8)
     monkeypatch.undo()
 
-    import influcoder.encoder.distill as distill_module
+    import influcoder.encoder.training_run as distill_module
 
     monkeypatch.setattr(distill_module, "distillation_loss", lambda *a, **k: (torch.tensor(float("nan")), {}))
     distiller = Distiller(DistillSettings(encoder=str(tiny_bert_dir), max_length=16, epochs=1), device="cpu")

@@ -20,55 +20,34 @@ partial run with other settings or labels in ``out`` is refused unless overwritt
 
 from __future__ import annotations
 
-import math
-import time
 from collections.abc import Sequence
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
-from transformers import get_linear_schedule_with_warmup
 
 from influcoder.core.atomic import write_json_atomic
 from influcoder.core.devices import resolve_device
-from influcoder.core.errors import ArtifactMismatchError, InflucoderError, NonFiniteValueError
+from influcoder.core.errors import ArtifactMismatchError, InflucoderError
 from influcoder.core.jsonfile import read_json
 from influcoder.core.locks import exclusive_directory
 from influcoder.data.records import Sample, sample_groups
 from influcoder.encoder.coverage import CoverageReference, write_coverage_reference
 from influcoder.encoder.epoch_log import EpochLog
 from influcoder.encoder.length_prior import LengthPrior
-from influcoder.encoder.losses import PEARSON_CENTERINGS, distillation_loss, group_ranking_loss
+from influcoder.encoder.losses import PEARSON_CENTERINGS
 from influcoder.encoder.model import InfluenceEncoder
-from influcoder.encoder.predict import predict_matrix
 from influcoder.encoder.prior_fit import fit_length_prior
 from influcoder.encoder.resume import (
     CHECKPOINT_SECONDS,
-    RESUME_STATE,
     load_state,
     refuse_foreign_record,
     run_key,
-    save_state,
 )
 from influcoder.encoder.settings import DistillSettings
-from influcoder.encoder.splits import split_from_file, split_labels, split_labels_by_group, validation_split
-from influcoder.metrics import spearman_report
-
-
-def warmup_then_linear_decay(optimizer: torch.optim.Optimizer, warmup: int, total_steps: int):
-    """transformers' linear warm-up and decay schedule, entered at its step 1.
-
-    Its step 0 has learning rate 0, a step that trains nothing. Entered one step in (the helper's schedule
-    over ``total_steps + 1`` steps), step s trains at lr * (s + 1) / warmup during warm-up and decays to
-    lr / (total_steps - warmup + 1) on the last step. Measured on the demo's 40-step distillation (demo labels,
-    3 seeds, held-out per-anchor rho): 0.678 / 0.653 / 0.673 entered one step in, 0.539 / 0.608 / 0.629 from
-    step 0, 0.680 / 0.656 / 0.674 with the hand-written schedule this replaces.
-    """
-    for group in optimizer.param_groups:
-        group.setdefault("initial_lr", group["lr"])  # what a scheduler created at last_epoch >= 0 reads
-    return get_linear_schedule_with_warmup(optimizer, warmup, total_steps + 1, last_epoch=0)
+from influcoder.encoder.splits import split_from_file, split_labels, split_labels_by_group
+from influcoder.encoder.training_run import TrainingRun
 
 
 class Distiller:
@@ -115,7 +94,7 @@ class Distiller:
         else:  # pragma: no cover - earlier transformers 5 releases
             backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
-    def _candidates(
+    def candidates(
         self,
         rng: np.random.Generator,
         fresh: np.ndarray,
@@ -145,7 +124,7 @@ class Distiller:
             chosen += [int(i) for i in rng.permutation(train_pool) if int(i) not in chosen][: c - len(chosen)]
         return np.array(chosen)
 
-    def _parameter_groups(self) -> list[dict]:
+    def parameter_groups(self) -> list[dict]:
         """The pretrained backbone at `lr`; the new parameters (attention query, head) at `lr * head_lr_scale`.
 
         A zero-initialised attention query trained at the backbone's lr stays near zero, i.e. attention pooling
@@ -174,164 +153,27 @@ class Distiller:
         With `out`, a rerun resumes from the last saved state (see the module docstring): the end of every epoch
         and, inside an epoch, the first step ending `checkpoint_seconds` or more after the last save (None: at
         epoch ends only; 0: after every step). `overwrite` discards a run of other settings or labels found
-        there instead of refusing it.
+        there instead of refusing it. The steps themselves are `TrainingRun`'s.
         """
-        s = self.settings
         scores = np.asarray(scores, dtype=np.float32)
         if scores.shape != (len(pool), len(queries)):
             raise InflucoderError(f"scores {scores.shape} do not match {len(pool)} pool x {len(queries)} queries")
         if len(pool) < 6 or len(queries) < 4:
             raise InflucoderError("distillation needs at least 6 pool samples and 4 queries")
-        rng = np.random.default_rng(s.seed)
-        groups = (sample_groups(pool, s.val_group), sample_groups(queries, s.val_group)) if s.val_group else None
-        train_pool, val_pool, train_q, val_q = validation_split(len(pool), len(queries), s.val_fraction, rng, groups)
-        per_batch = min(s.candidates_per_batch, len(train_pool))
-        fresh_per_step = max(1, per_batch - min(s.hard_candidates, per_batch))  # an epoch's permutation, dealt
-        steps_per_epoch = max(1, math.ceil(len(train_pool) / fresh_per_step))  # every pool sample once per epoch
-        total_steps = steps_per_epoch * s.epochs
-        optimizer = torch.optim.AdamW(self._parameter_groups(), lr=s.lr, weight_decay=s.weight_decay)
-        warmup = max(1, int(total_steps * s.warmup))
-        schedule = warmup_then_linear_decay(optimizer, warmup, total_steps)
         out = Path(out) if out is not None else None
-        logs: list[EpochLog] = []
-        best = -math.inf
-        key = run_key(s, scores, pool, queries)
-        state = load_state(out, key, overwrite) if out is not None else None
-        inside: dict | None = None  # where a resumed run stopped inside an epoch
+        run = TrainingRun(self, scores, pool, queries, out, run_key(self.settings, scores, pool, queries))
+        state = load_state(out, run.key, overwrite) if out is not None else None
         if state is not None:
-            logs = [EpochLog(**x) for x in state["logs"]]
             if state.get("complete"):
                 if progress:
                     print(f"{out} already holds this finished run; nothing to do", flush=True)
-                return logs
-            self.encoder.load_state_dict(state["encoder"])
-            optimizer.load_state_dict(state["optimizer"])
-            schedule.load_state_dict(state["schedule"])
-            rng.bit_generator.state = state["numpy_rng"]
-            torch.set_rng_state(state["torch_rng"])
-            best = state["best"]
-            inside = state.get("inside")
+                return [EpochLog(**x) for x in state["logs"]]
+            run.restore(state)
             if progress:
-                where = f"step {inside['step']} of epoch {len(logs) + 1}" if inside else f"epoch {len(logs)}"
-                print(f"resuming {out} after {where} of {s.epochs}", flush=True)
-        val_pool_samples = [pool[i] for i in val_pool]
-        val_q_samples = [queries[j] for j in val_q]
-
-        def save(position: dict | None) -> None:
-            """Everything a rerun needs to continue exactly here (`position`: inside an epoch)."""
-            parts = {
-                "encoder": self.encoder.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "schedule": schedule.state_dict(),
-                "numpy_rng": rng.bit_generator.state,
-                "torch_rng": torch.get_rng_state(),
-                "logs": [asdict(x) for x in logs],
-                "best": best,
-            }
-            save_state(out, key, parts, position)
-
-        for epoch in range(len(logs) + 1, s.epochs + 1):
-            self.encoder.train()
-            started = time.perf_counter()
-            if inside is not None:  # the epoch's order, steps done and loss sums, as saved
-                first, deal, sums = inside["step"], inside["deal"].numpy(), np.array(inside["sums"])
-                started -= inside["seconds"]
-                inside = None
-            else:
-                first, sums = 0, np.zeros(3)
-                deal = rng.permutation(train_pool)  # this epoch's order: each pool sample is a candidate once
-            bar = tqdm(
-                range(first, steps_per_epoch),
-                initial=first,
-                total=steps_per_epoch,
-                desc=f"epoch {epoch}/{s.epochs}",
-                unit="step",
-                disable=not progress,
-            )
-            saved = time.perf_counter()
-            for step in bar:
-                cols = rng.choice(train_q, size=min(s.queries_per_batch, len(train_q)), replace=False)
-                fresh = deal[step * fresh_per_step : (step + 1) * fresh_per_step]
-                rows = self._candidates(rng, fresh, train_pool, cols, scores)
-                true = torch.from_numpy(scores[np.ix_(rows, cols)].T.copy()).to(self.device)  # (B, C)
-                embeddings = self.encoder.embed([queries[j] for j in cols] + [pool[i] for i in rows])
-                q, c = embeddings[: len(cols)], embeddings[len(cols) :]
-                loss, parts = distillation_loss(q @ c.T, true, s.alpha, s.temperature, s.pearson_center)
-                if s.objective == "airrep":  # the paper's parts are still logged, as a common yardstick
-                    groups = np.stack(
-                        [
-                            rng.choice(len(rows), min(s.group_size, len(rows)), replace=False)
-                            for _ in range(s.groups_per_batch)
-                        ]
-                    )
-                    loss = group_ranking_loss(q @ c.T, true, torch.from_numpy(groups).to(self.device), s.temperature)
-                if not bool(torch.isfinite(loss)):  # an optimizer step on NaN would silently ruin every weight
-                    ids = [queries[j].id for j in cols[:3]] + [pool[i].id for i in rows[:3]]
-                    raise NonFiniteValueError(
-                        f"non-finite training loss at epoch {epoch}, step {step + 1} (batch of queries and "
-                        f"candidates e.g. {', '.join(ids)}); nothing after the last saved state was kept: lower "
-                        "--lr or check those samples"
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(self.encoder.parameters(), s.grad_clip)
-                optimizer.step()
-                schedule.step()
-                sums += (float(loss.detach()), parts["pearson"], parts["kl"])
-                bar.set_postfix(loss=f"{sums[0] / (step + 1):.4f}")
-                now = time.perf_counter()
-                last_step = step + 1 == steps_per_epoch
-                if out is not None and checkpoint_seconds is not None and not last_step:
-                    if now - saved >= checkpoint_seconds:
-                        save(
-                            {
-                                "step": step + 1,
-                                "deal": torch.from_numpy(np.ascontiguousarray(deal)),
-                                "sums": [float(x) for x in sums],
-                                "seconds": now - started,
-                            }
-                        )
-                        saved = time.perf_counter()
-            pred = predict_matrix(self.encoder, val_pool_samples, val_q_samples)
-            report = spearman_report(pred, scores[np.ix_(val_pool, val_q)])
-            means = sums / steps_per_epoch
-            log = EpochLog(
-                epoch,
-                *map(float, means),
-                report.per_anchor_mean,
-                report.mean_aggregated,
-                round(time.perf_counter() - started, 2),
-            )
-            logs.append(log)
-            if progress:
-                print(
-                    f"epoch {epoch}: loss {log.loss:.4f} (pearson {log.pearson_loss:.4f}, kl {log.kl_loss:.4f}) "
-                    f"val per-anchor rho {log.val_per_anchor:.4f}, mean-aggregated rho "
-                    f"{log.val_mean_aggregated:.4f} [{log.seconds:.0f} s]",
-                    flush=True,
-                )
-            if out is not None:
-                self.encoder.save_pretrained(out / "last", replace=True)
-                if log.val_per_anchor > best:
-                    best = log.val_per_anchor
-                    self.encoder.save_pretrained(out / "best", replace=True)
-                record = {
-                    "settings": s.key(),
-                    "epochs": [asdict(x) for x in logs],
-                    "best_val_per_anchor": best,
-                    "complete": epoch == s.epochs,
-                    "data": key["data"],
-                    "train_pool_ids": [pool[i].id for i in train_pool],
-                    "val_pool_ids": [pool[i].id for i in val_pool],
-                    "train_query_ids": [queries[j].id for j in train_q],
-                    "val_query_ids": [queries[j].id for j in val_q],
-                }
-                if epoch < s.epochs:
-                    save(None)
-                write_json_atomic(out / "training.json", record)
-                if epoch == s.epochs:
-                    (out / RESUME_STATE).unlink(missing_ok=True)
-        return logs
+                print(f"resuming {out} after {run.where()} of {self.settings.epochs}", flush=True)
+        for epoch in range(len(run.logs) + 1, self.settings.epochs + 1):
+            run.run_epoch(epoch, progress, checkpoint_seconds)
+        return run.logs
 
 
 def continued_from(settings: DistillSettings, features: dict) -> tuple[InfluenceEncoder, DistillSettings]:
