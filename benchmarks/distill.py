@@ -116,7 +116,8 @@ def main() -> None:
         f"Labels: {len(pool)} `evals` pool x {len(queries)} `bbh` queries ({info['features']['projector']['kind']} "
         f"{info['features']['projector']['dim']}, max length {info['features']['max_length']}). Train "
         f"{report['train_pool']} x {report['train_queries']} (of which {s.val_fraction:.0%} validation), evaluation "
-        f"{args.eval_pool} x {args.eval_queries}, disjoint in both pool and queries.",
+        f"{args.eval_pool} x {args.eval_queries}, disjoint in both pool and queries but drawn from the same tasks "
+        "(the `random` protocol: seen-task figures; unseen tasks: docs/results/ranking.md).",
         f"Settings: {s.epochs} epochs, lr {s.lr}, wd {s.weight_decay}, alpha {s.alpha} (Pearson centring "
         f"{s.pearson_center}), T {s.temperature}, "
         f"B {s.queries_per_batch} x C {s.candidates_per_batch}, hard candidates {s.hard_candidates}, pooling "

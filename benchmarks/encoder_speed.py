@@ -128,7 +128,8 @@ def main() -> int:
     lines += [
         "",
         f"rho: per-anchor Spearman against the labels on the encoder's held-out split ({len(pool)} pool x "
-        f"{len(queries)} queries).",
+        f"{len(queries)} queries; for an encoder distilled with the `random` protocol, as enc-random-s0 is, "
+        "held-out samples and queries of tasks it trained on: a seen-task figure).",
         f"Gradient labels on the same machine: {gradient_rate:.2f} samples/s ({len(tokenized)} texts).",
     ]
     (RESULTS / f"{args.name}.md").write_text("\n".join(lines) + "\n", encoding="utf-8")

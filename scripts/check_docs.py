@@ -443,6 +443,11 @@ def mean_sd(values: Iterable[float]) -> tuple[float, float]:
     return float(array.mean()), float(array.std(ddof=1))
 
 
+def sample_sd(population_sd: float, n: int) -> float:
+    """The sample sd (ddof 1) of `n` values whose population sd (ddof 0) is what a JSON keeps."""
+    return population_sd * math.sqrt(n / (n - 1))
+
+
 def pct(x: float) -> float:
     return 100.0 * x
 
@@ -623,13 +628,6 @@ def ranking(checker: Checker) -> None:
         s("task", "less") - s("task", "distilled"),
     )
     page.text("met ({}-{}×, contended timings)", less_ratio["task"], less_ratio["random"])
-    page.text(
-        "SmolLM2-135M-Instruct, fresh seeded LoRA (r = 8, all linear layers of the blocks), response-only "
-        "loss, CountSketch "
-        "32,768, cosine. 1,500 pool samples of **152 `evals` tasks** (10 per task), 300 `bbh` queries of 24 tasks. {} "
-        "s for the 1,800 gradients",
-        unbacked("labelling time: the labels' own log, not committed"),
-    )
     page.done()
 
 
@@ -888,8 +886,6 @@ def generalization(checker: Checker) -> None:
 # docs/results/scale.md: by hand from benchmarks/results/scale.json, scale-distill.json and distill-memory.json
 # (benchmarks/scale.py renders its own scale.md / scale-distill.md, checked below by re-rendering)
 
-NO_100K = "the 100K stand-in epoch: its training.json and stand-in-distill-100000.partial.json are not committed"
-
 
 def scale_cell(step: dict, n: int, anon: bool = False) -> Spec:
     r = step["by_size"][str(n)]
@@ -962,17 +958,25 @@ def scale_page(checker: Checker) -> None:
                 "-",
                 scale_cell(stand_in, 1000, True),
                 scale_cell(stand_in, 10000, True),
-                unbacked(NO_100K),
-                unbacked(NO_100K),
-                unbacked(NO_100K),
-                unbacked(NO_100K),
+                "not reported (run once, record not kept: below)",
+                stand_in["fit"]["exponent"],
+                stand_in["marginal"]["ms_per_sample"],
+                (stand_in["marginal"]["peak_anon_mb_change"], *between(stand_in["marginal"])),
             ],
         ),
     ]
     page.table("table [`scale.md`]", rows, label="scale steps")
+    labels_run = checker.json(f"{BENCH}/labels.json")
+    clean = next(m for m in labels_run["modes"] if m["mode"] == "batched")
     page.text(
-        "(the first run, on idle cores: {} s / {} MB at 10K, {} s / {} MB at 100K, {} ms per sample",
-        *(unbacked("the first index run (before the allocator fix): not committed") for _ in range(5)),
+        "(its absolute seconds are slow: {} s per pool sample against {} s in the clean labels benchmark)",
+        lm["ms_per_sample"] / 1000,
+        1 / clean["samples_per_s"],
+    )
+    page.text("100K labels at this rate take ~{} h on 2 cores", extrapolated(label, 100000) / 3600)
+    page.text(
+        "Real labels for 10K pool samples take ~{} h here (100K: ~{} h)",
+        *(extrapolated(label, n) / 3600 for n in (10000, 100000)),
     )
 
     page.table(
@@ -1019,10 +1023,6 @@ def scale_page(checker: Checker) -> None:
         max(trace("trim-10000")),
     )
     page.text(
-        "drops the reading from ~{}-{} MB to ~{} MB (1K stand-in labels, steps 5 and 10)",
-        *(unbacked("a 1K trim trace: not in distill-memory.json") for _ in range(3)),
-    )
-    page.text(
         "(2.5 epochs of 60 steps; {} MB already at step 40, inside the first) climb to {}-{} MB, *more* "
         "than the 10K run's "
         "{} MB at the same step",
@@ -1045,28 +1045,6 @@ def scale_page(checker: Checker) -> None:
     )
     page.text("nearly so in the pool (+{} MB for 9,000 more samples", trace("mmap-10000")[-1] - trace("mmap-1000")[-1])
 
-    hundred = [
-        (
-            f"{n:,}",
-            [
-                steps_,
-                stand_in["by_size"][str(n)]["seconds"],
-                unbacked("training.json of the run: not committed"),
-                unbacked("training.json of the run: not committed"),
-                unbacked("file times of the run: not committed"),
-                stand_in["by_size"][str(n)]["peak_anon_mb"],
-            ],
-        )
-        for n, steps_ in ((1000, 60), (10000, 600))
-    ]
-    hundred.append(
-        (
-            "100,000",
-            [6000, "(not finished)", unbacked(NO_100K), unbacked(NO_100K), unbacked(NO_100K), unbacked(NO_100K)],
-        )
-    )
-    page.table("`training.json` and the sittings' sampled memory", hundred, label="100K stand-in epoch")
-
     page.text("attribute {} (its cost is start-up", attribute["fit"]["exponent"])
     page.text("label {} (250 to 1K), index {} over 1K-100K", label["fit"]["exponent"], index["fit"]["exponent"])
     page.text(
@@ -1075,9 +1053,20 @@ def scale_page(checker: Checker) -> None:
         *(attribute["by_size"][str(n)]["peak_anon_mb"] for n in (1000, 10000, 100000)),
     )
     page.text(
-        "its peak went from {} to {} MB at 100K",
-        unbacked("the first index run: not committed"),
-        index["by_size"]["100000"]["peak_rss_mb"],
+        "the table's `index` row is the run after that fix ({} MB at 100K)", index["by_size"]["100000"]["peak_rss_mb"]
+    )
+    page.text(
+        "the label's peak is set by its batch, not by N ({} to {} GB from 250 to 1K",
+        *(label["by_size"][str(n)]["peak_rss_mb"] / 1000 for n in (250, 1000)),
+    )
+    page.text(
+        "confirm that its after-step memory stays near the ~{} GB of its first 150 steps",
+        max(trace("mmap-10000")) / 1000,
+    )
+    page.text(
+        "(1M: ~{} h of int8 encoding on these 2 cores at the table's {} ms per sample)",
+        im["ms_per_sample"] * 1e6 / 1000 / 3600,
+        im["ms_per_sample"],
     )
     page.text("rises with a search that reads them all (+{} MB)", am["peak_mb_change"])
     search = {s_["factory"]: s_ for s_ in checker.json(f"{BENCH}/index.json")["search"]}
@@ -1118,14 +1107,7 @@ def scale_page(checker: Checker) -> None:
         checker.json(f"{BENCH}/labels.json")["matmul_gflops_fp32"],
         fused["batched_fraction_of_ceiling"],
     )
-    page.done(
-        unchecked={
-            "flags": (
-                "the four whole-epoch runs with --low-memory / --activation-checkpointing (session 17): `/usr/bin/time "
-                "-v` readings, no JSON committed"
-            )
-        }
-    )
+    page.done()
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -1134,11 +1116,6 @@ def scale_page(checker: Checker) -> None:
 
 REPLICATES = [f"{v}-seed{s}" for v in ("het", "hom") for s in (0, 1, 2)]
 DRAWS = 200  # benchmarks/toxicity_dev*.py: draws of 15 positives; their JSON keeps the population sd over them
-
-
-def draws_sd(population_sd: float, n: int = DRAWS) -> float:
-    """The sample sd (ddof 1) over `n` draws from the population sd (ddof 0) the JSON keeps."""
-    return population_sd * math.sqrt(n / (n - 1))
 
 
 def toxicity_header(run: dict) -> list[Spec]:
@@ -1176,69 +1153,24 @@ def toxicity(checker: Checker) -> None:
     def seconds(*method_names: str) -> Each:
         return Each(tuple(np.mean([v[m]["seconds"] for v in (het, hom)]) for m in method_names))
 
+    def summary(method: str, bytes_per_sample: Spec = None) -> tuple[str, list[Spec]]:
+        return (
+            method,
+            [
+                auprc(het, method),
+                auprc(hom, method),
+                (het[method]["recall@0.05"], hom[method]["recall@0.05"]),
+                seconds(method),
+                het[method]["bytes_per_sample"] if bytes_per_sample is None else bytes_per_sample,
+            ],
+        )
+
     page.table(
         "## Summary (six replicates",
         [
-            (
-                "influcoder",
-                [
-                    auprc(het, "influcoder"),
-                    auprc(hom, "influcoder"),
-                    (het["influcoder"]["recall@0.05"], hom["influcoder"]["recall@0.05"]),
-                    seconds("influcoder"),
-                    het["influcoder"]["bytes_per_sample"],
-                ],
-            ),
-            (
-                "gradsim",
-                [
-                    auprc(het, "gradsim"),
-                    auprc(hom, "gradsim"),
-                    (het["gradsim"]["recall@0.05"], hom["gradsim"]["recall@0.05"]),
-                    seconds("gradsim"),
-                    het["gradsim"]["bytes_per_sample"],
-                ],
-            ),
-            (
-                "repsim-response",
-                [
-                    auprc(het, "repsim-response"),
-                    auprc(hom, "repsim-response"),
-                    (het["repsim-response"]["recall@0.05"], hom["repsim-response"]["recall@0.05"]),
-                    seconds("repsim-response"),
-                    het["repsim-response"]["bytes_per_sample"],
-                ],
-            ),
-            (
-                "semantic",
-                [
-                    auprc(het, "semantic"),
-                    auprc(hom, "semantic"),
-                    (het["semantic"]["recall@0.05"], hom["semantic"]["recall@0.05"]),
-                    seconds("semantic"),
-                    het["semantic"]["bytes_per_sample"],
-                ],
-            ),
-            (
-                "tfidf",
-                [
-                    auprc(het, "tfidf"),
-                    auprc(hom, "tfidf"),
-                    (het["tfidf"]["recall@0.05"], hom["tfidf"]["recall@0.05"]),
-                    seconds("tfidf"),
-                    np.mean([het["tfidf"]["bytes_per_sample"], hom["tfidf"]["bytes_per_sample"]]),
-                ],
-            ),
-            (
-                "less",
-                [
-                    auprc(het, "less"),
-                    auprc(hom, "less"),
-                    (het["less"]["recall@0.05"], hom["less"]["recall@0.05"]),
-                    seconds("less"),
-                    het["less"]["bytes_per_sample"],
-                ],
-            ),
+            *(summary(m) for m in ("influcoder", "gradsim", "repsim-response", "semantic")),
+            summary("tfidf", np.mean([het["tfidf"]["bytes_per_sample"], hom["tfidf"]["bytes_per_sample"]])),
+            summary("less"),
             (
                 "rds+ / repsim",
                 [
@@ -1293,27 +1225,9 @@ def toxicity(checker: Checker) -> None:
         "## Results (het, seed 0",
         [
             ("gradsim", toxicity_cells(methods["het-seed0"]["gradsim"], first_methods["gradsim"]["seconds"])),
-            (
-                "influcoder, 160 unsafe",
-                toxicity_cells(
-                    methods["het-seed0"]["influcoder"],
-                    unbacked("the first 160-pair run's scoring seconds (its rerun's are archived: 27.9 s)"),
-                ),
-            ),
+            # the first 160-pair run's seconds were not kept: the cell gives the rerun's (archived)
+            ("influcoder, 160 unsafe", toxicity_cells(methods["het-seed0"]["influcoder"])),
             ("influcoder, 40 unsafe", toxicity_cells(first_methods["influcoder"])),
-            (
-                "per-task distillation draw",
-                [
-                    checker.json(f"{BENCH}/toxicity_encoder.json")["replicates"][1]["evaluation"]["auprc"][
-                        "influcoder"
-                    ],
-                    *(
-                        unbacked("the per-task ablation's run: only its AUPRC is committed (toxicity_encoder.json)")
-                        for _ in range(3)
-                    ),
-                    768.0,
-                ],
-            ),
             ("less (Adam", toxicity_cells(methods["het-seed0"]["less"], first_methods["less"]["seconds"])),
             ("less-ckpts", toxicity_cells(first_methods["less-ckpts"])),
             ("tfidf", toxicity_cells(first_methods["tfidf"])),
@@ -1335,6 +1249,10 @@ def toxicity(checker: Checker) -> None:
                 )
     rerun = methods["het-seed0"]
     page.text(
+        "The per-task distillation draw (`--train-draw per-task`, an ablation) reached AUPRC {}",
+        checker.json(f"{BENCH}/toxicity_encoder.json")["replicates"][1]["evaluation"]["auprc"]["influcoder"],
+    )
+    page.text(
         "influcoder {} s and semantic {} s against the gradsim + LESS pass's {} s (**{}x**), Rep-Sim / "
         "RDS+ {} s, TF-IDF "
         "{} s",
@@ -1352,9 +1270,8 @@ def toxicity(checker: Checker) -> None:
         first_methods["gradsim"]["seconds"] / first_methods["influcoder"]["seconds"],
     )
     page.text(
-        "scored the pool in {} s with the machine to itself ({}x less than that pass)",
-        unbacked("the per-task ablation's scoring seconds: not committed"),
-        unbacked("the per-task ablation's scoring seconds: not committed"),
+        "with the machine to itself the same network scores the pool in {} s (het seed 0's rerun",
+        rerun["influcoder"]["seconds"],
     )
 
     orders = {
@@ -1544,6 +1461,11 @@ def toxicity(checker: Checker) -> None:
             " ".join(table.header[1:]),
             [encoder[0]["evaluation"]["benign_tasks"], 100, encoder[0]["evaluation"]["top"]["gradsim"]["unsafe"]],
         )
+    page.text(
+        "the per-task encoder holds fewer unsafe pairs in its top 100 ({} against {};",
+        encoder[1]["evaluation"]["top"]["influcoder"]["unsafe"],
+        encoder[0]["evaluation"]["top"]["influcoder"]["unsafe"],
+    )
     groups = encoder[0]["evaluation"]["coverage_groups"]
     page.text(
         "over the benign pairs whose task has 0 / 1 / 2+ distillation pairs is {} / {} / {} ({} / {} / {} pairs)",
@@ -1575,16 +1497,16 @@ def toxicity(checker: Checker) -> None:
             (
                 "random",
                 [
-                    (d[0]["auprc_mean"], draws_sd(d[0]["auprc_std"])),
-                    (d[1]["auprc_mean"], draws_sd(d[1]["auprc_std"])),
+                    (d[0]["auprc_mean"], sample_sd(d[0]["auprc_std"], DRAWS)),
+                    (d[1]["auprc_mean"], sample_sd(d[1]["auprc_std"], DRAWS)),
                     (d[0]["auprc_all_unsafe"], d[1]["auprc_all_unsafe"]),
                 ],
             ),
             (
                 "per-task",
                 [
-                    (d[2]["auprc_mean"], draws_sd(d[2]["auprc_std"])),
-                    (d[3]["auprc_mean"], draws_sd(d[3]["auprc_std"])),
+                    (d[2]["auprc_mean"], sample_sd(d[2]["auprc_std"], DRAWS)),
+                    (d[3]["auprc_mean"], sample_sd(d[3]["auprc_std"], DRAWS)),
                     (d[2]["auprc_all_unsafe"], d[3]["auprc_all_unsafe"]),
                 ],
             ),
@@ -1601,7 +1523,7 @@ def toxicity(checker: Checker) -> None:
     page.text(
         "gave {} ± {} against {} and {} for 5 epochs",
         e10["auprc_mean"],
-        draws_sd(e10["auprc_std"]),
+        sample_sd(e10["auprc_std"], DRAWS),
         d[0]["auprc_mean"],
         d[1]["auprc_mean"],
     )
@@ -1636,8 +1558,8 @@ def toxicity(checker: Checker) -> None:
         unsafe["pool"]["benign"],
         unsafe["pool"]["unsafe"],
     )
-    spreads = [draws_sd(r["auprc_std"]) for r in unsafe["rows"]]
-    page.text("(± over the draws of positives is ~{} for every AUPRC.)", np.mean(spreads))
+    spreads = [sample_sd(r["auprc_std"], DRAWS) for r in unsafe["rows"]]
+    page.text("(± over the draws of positives, a sample sd, is ~{} for every AUPRC.)", np.mean(spreads))
     means = {
         k: [
             np.mean([by_encoder[e]["auprc_mean"] for e in v]),
@@ -1721,9 +1643,8 @@ def toxicity(checker: Checker) -> None:
         ),
     )
     page.text(
-        "met, {}x under contention and {}x for the same network alone",
+        "met, {}x under contention (see the caveat)",
         first_methods["gradsim"]["seconds"] / first_methods["influcoder"]["seconds"],
-        unbacked("the per-task ablation's scoring seconds: not committed"),
     )
     page.text(
         "With 160 unsafe distillation pairs the encoder's AUPRC ({}) is {} of its teacher's (gradsim {}) "
@@ -1734,10 +1655,8 @@ def toxicity(checker: Checker) -> None:
         a("het-seed0", "influcoder") / a("het-seed0", "less"),
     )
     page.text(
-        "scoring the pool in {} s against the gradient pass's {} s ({}x;",
-        unbacked("the first 160-pair run's scoring seconds: not committed"),
-        first_methods["gradsim"]["seconds"],
-        unbacked("the first 160-pair run's scoring seconds: not committed"),
+        "(that first 160-pair run's scoring seconds were not kept; its rerun's, alone: {}x)",
+        rerun["gradsim"]["seconds"] / rerun["influcoder"]["seconds"],
     )
     page.text("`less-ckpts` (het seed 0: {};", first_methods["less-ckpts"]["auprc"])
     page.text(
@@ -1746,6 +1665,58 @@ def toxicity(checker: Checker) -> None:
         a("hom-seed1", "datainf"),
         methods["hom-seed1"]["datainf"]["seconds"],
     )
+
+    # the task, its fine-tune and distillation settings (the archived run.json), the refusal check (toxicity.json)
+    counts = runs["het-seed0"]["counts"]
+    page.text(
+        "an evaluation pool of {} pairs: {} benign (`evals`, `bbh-cot`), {} unsafe (`harmful-pairs`: harmful request "
+        "-> compliant answer; {}%, DATE-LM's rate 0.65%",
+        sum(counts["pool"].values()),
+        counts["pool"]["benign"],
+        counts["pool"]["unsafe"],
+        pct(counts["unsafe_rate"]),
+    )
+    settings = checker.json(f"{DOCS}/toxicity-runs/het-seed0/run.json")
+    tune, distilled = settings["finetune"], settings["distill"]
+    page.text(
+        "(`influcoder finetune`, {} epoch, {} steps of {}, lr {}, max length {};",
+        tune["epochs"],
+        tune["epochs"] * math.ceil(sum(counts["pool"].values()) / tune["batch_size"]),
+        tune["batch_size"],
+        tune["lr"],
+        tune["max_length"],
+    )
+    page.text("Encoder: MiniLM-L6 distilled ({} epochs, lr {})", distilled["epochs"], distilled["lr"])
+    page.text(
+        "distillation over {} pairs instead of {}",
+        sum(counts["train_pool"].values()),
+        sum(first["replicates"][0]["counts"]["train_pool"].values()),
+    )
+    refusals = first["replicates"][0]["refusals"]
+    rates = [pct(refusals["models"][m]["refusal_rate"]) for m in ("base", "pool", "filtered")]
+    page.text(
+        "fine-tuned again on the pool minus its top {}%: {} samples dropped, {} of the 15",
+        pct(refusals["drop"]),
+        refusals["n_dropped"],
+        refusals["unsafe_dropped"],
+    )
+    page.text("base model {}% refusals, model fine-tuned on the pool {}%, fine-tuned on the filtered pool {}%", *rates)
+    page.text("40-pair encoder: {}% / {}% / {}% refusals", *rates)
+    datainf = methods["hom-seed1"]["datainf"]
+    scratch = datainf["bytes_per_sample"] * sum(runs["hom-seed1"]["counts"]["pool"].values()) / 1e9
+    page.text("(its {} GB of exact pool gradients written to a scratch file", scratch)
+    page.text("0.011, {} s, {} GB of scratch disk", datainf["seconds"], scratch)
+    passes = [methods[n]["gradsim"]["seconds"] / 60 for n in REPLICATES]
+    poolings = [methods[n]["rds+"]["seconds"] / 60 for n in REPLICATES]
+    page.text(
+        "pass took {}-{} min and the Rep-Sim poolings {}-{} min per replicate",
+        min(passes),
+        max(passes),
+        min(poolings),
+        max(poolings),
+    )
+    fused = checker.json(f"{BENCH}/labels-fused.json")["batched_over_hooks"]
+    page.text("labels and gradient passes {}x faster", fused)
     page.done()
 
 
@@ -1759,6 +1730,9 @@ def demo(checker: Checker) -> None:
     report = checker.json(f"{DOCS}/demo-report.json")
     sizes, rho = report["sizes"], report["spearman"]
     held_out = (sizes["held_out_pool"], sizes["held_out_queries"])
+    # the report keeps the population sd (numpy's nanstd) of the per-anchor rho over the held-out queries; the page
+    # gives the sample sd (ddof 1), as every results page does (n: every held-out query, none taken to be NaN)
+    queries = sizes["held_out_queries"]
     page.table(
         "Figures from",
         [
@@ -1767,7 +1741,7 @@ def demo(checker: Checker) -> None:
                 [
                     held_out,
                     SKIP,
-                    (rho["distilled"]["per_anchor_mean"], rho["distilled"]["per_anchor_std"]),
+                    (rho["distilled"]["per_anchor_mean"], sample_sd(rho["distilled"]["per_anchor_std"], queries)),
                     rho["distilled"]["mean_aggregated"],
                 ],
             ),
@@ -1776,14 +1750,21 @@ def demo(checker: Checker) -> None:
                 [
                     SKIP,
                     SKIP,
-                    (rho["untrained"]["per_anchor_mean"], rho["untrained"]["per_anchor_std"]),
+                    (rho["untrained"]["per_anchor_mean"], sample_sd(rho["untrained"]["per_anchor_std"], queries)),
                     rho["untrained"]["mean_aggregated"],
                 ],
             ),
         ],
         label="demo report",
     )
-    page.text("of which the demo itself took {} s", report["seconds"]["total"])
+    page.text("the demo itself took {} s", report["seconds"]["total"])
+    page.text(
+        "sample sd, ddof 1, over the {} held-out queries; the report keeps the population sd, ddof 0, which the table "
+        "scales by sqrt({}/{})",
+        queries,
+        queries,
+        queries - 1,
+    )
     page.text("{} `evals` pool samples x {} `bbh` queries", sizes["pool"], sizes["queries"])
     settings = report["settings"]
     page.text(
@@ -2056,6 +2037,79 @@ def distill_summary_cells(record: dict) -> list[Spec]:
     ]
 
 
+def distill_prose(page: Page, runs: dict[str, dict]) -> None:
+    """The figures in benchmarks/results/distill.md's prose, from the runs' JSON."""
+
+    def best(name: str, key: str = "per_anchor_mean", row: str = "distilled (best on validation)") -> float:
+        return runs[f"distill-{name}"]["results"][row][key]
+
+    def val(name: str) -> float:
+        return max(e["val_per_anchor"] for e in runs[f"distill-{name}"]["epochs"])
+
+    untrained, oracle = "untrained MiniLM-L6 (Semantic)", "reference: true pool-mean influence (oracle, query-agnostic)"
+    top = runs["distill-balanced-meanresp3262"]["results"]
+    page.text(
+        "**not met, by {}** ({}; the standard error of a mean over {} queries with spread {} is about {}",
+        0.8 - best("balanced-meanresp3262"),
+        best("balanced-meanresp3262"),
+        runs["distill-balanced-meanresp3262"]["eval_queries"],
+        best("balanced-meanresp3262", "per_anchor_std"),
+        best("balanced-meanresp3262", "per_anchor_std")
+        / math.sqrt(runs["distill-balanced-meanresp3262"]["eval_queries"]),
+    )
+    sizes = ("balanced-mean1000", "balanced-meanresp2057", "balanced-meanresp3262")
+    page.text(
+        "{} (1000) -> {} (2057, 6 epochs) -> {} (3262, 10 epochs), mean-aggregated {} -> {} -> {}; response pooling "
+        "alone changes nothing ({} vs {})",
+        *(best(n) for n in sizes),
+        *(best(n, "mean_aggregated") for n in sizes),
+        best("balanced-meanresp1000"),
+        best("balanced-mean1000"),
+    )
+    page.text(
+        "validation {} vs {}, held-out {} vs {}",
+        val("balanced-centred1000"),
+        val("balanced-mean1000"),
+        best("balanced-centred1000"),
+        best("balanced-mean1000"),
+    )
+    page.text(
+        "On this split the untrained MiniLM scores {} (mean pooling; {} with mean+response)",
+        best("balanced-mean1000", row=untrained),
+        best("balanced-meanresp3262", row=untrained),
+    )
+    page.text(
+        "0.724 +- 0.235. With 1000 pool samples the encoder predicted each pool sample's query-independent influence "
+        "poorly from text (mean-aggregated {} against the oracle's {};",
+        best("balanced-mean1000", "mean_aggregated"),
+        best("balanced-mean1000", "mean_aggregated", row=oracle),
+    )
+    encoder, reference = top["distilled (best on validation)"]["per_group"], top[oracle]["per_group"]
+    ahead = [g for g in encoder if encoder[g]["per_anchor_mean"] > reference[g]["per_anchor_mean"]]
+    behind = max(reference[g]["per_anchor_mean"] - encoder[g]["per_anchor_mean"] for g in encoder if g not in ahead)
+    page.text(
+        "With 3262 it beats the oracle on {} of {} tasks and trails it by at most {} on the others",
+        len(ahead),
+        len(encoder),
+        behind,
+    )
+    logical = [encoder[g]["per_anchor_mean"] for g in encoder if g.startswith("logical_deduction")]
+    page.text(
+        "The weakest tasks are dyck languages ({}), word sorting ({}) and logical deduction ({}-{})",
+        encoder["dyck_languages"]["per_anchor_mean"],
+        encoder["word_sorting"]["per_anchor_mean"],
+        min(logical),
+        max(logical),
+    )
+    page.text(
+        "Response pooling lifted validation ({} -> {}) and the untrained baseline ({} -> {})",
+        val("skewed-lr1e-4"),
+        val("skewed-meanresp"),
+        best("skewed-lr1e-4", row=untrained),
+        best("skewed-meanresp", row=untrained),
+    )
+
+
 @check(*(f"{BENCH}/{name}.md" for name in DISTILL_RUNS))
 def distill_results(checker: Checker) -> None:
     for name in DISTILL_RUNS:
@@ -2082,19 +2136,15 @@ def distill_results(checker: Checker) -> None:
                 [(k, distill_summary_cells(runs[f])) for k, f in balanced],
                 label="balanced query set",
             )
-            attention = unbacked("the attention-pooling run, killed at epoch 6: no JSON")
             skewed = [
                 ("paper defaults, session 1", distill_summary_cells(runs["distill-skewed-pool1000"])),
                 ("paper defaults, lr 1e-4", distill_summary_cells(runs["distill-skewed-lr1e-4"])),
                 ("3x the pool", distill_summary_cells(runs["distill-skewed-pool3000"])),
                 ("hard candidates 5 of the 15", distill_summary_cells(runs["distill-skewed-hard5"])),
-                (
-                    "attention pooling",
-                    [attention, attention, "attention", attention, "-", "= mean run to 3 decimals", "-", "-", "-"],
-                ),
                 ("response pooling", distill_summary_cells(runs["distill-skewed-meanresp"])),
             ]
             page.table("## Earlier runs, on the skewed query set", skewed, label="skewed query set")
+            distill_prose(page, runs)
         page.done()
 
 
