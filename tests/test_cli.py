@@ -25,6 +25,7 @@ COMMANDS = [
     "index",
     "attribute",
     "filter",
+    "serve",
     "verify",
 ]
 
@@ -157,6 +158,20 @@ def test_quiet_silences_third_party_output(tiny_model_dir, tmp_path, capfd):
     assert "Loading weights" in loud and "pool gradients" in loud  # what there is to silence
     assert main([*args, "--out", str(tmp_path / "quiet"), "--quiet"]) == 0
     assert capfd.readouterr().err == ""
+
+
+def test_quiet_lasts_one_command_only(tiny_model_dir, tmp_path, capfd):
+    """A quiet command run from Python does not silence the next one (it once switched transformers' bars
+    and warnings off for the rest of the process)."""
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text("".join(json.dumps({"id": f"p{i}", "prompt": f"a {i}", "response": "b"}) + "\n" for i in range(3)))
+    args = ["label", "--pool", str(pool), "--queries", str(pool), "--model", str(tiny_model_dir), "--rank", "2"]
+    args += ["--proj-dim", "16", "--max-length", "16", "--device", "cpu"]
+    assert main([*args, "--out", str(tmp_path / "quiet"), "--quiet"]) == 0
+    assert capfd.readouterr().err == ""
+    assert main([*args, "--out", str(tmp_path / "loud")]) == 0
+    loud = capfd.readouterr().err
+    assert "Loading weights" in loud and "pool gradients" in loud
 
 
 def test_every_public_name_resolves():

@@ -121,6 +121,7 @@ def test_spread_is_the_deviation_of_a_querys_cosines_over_the_pool_and_old_refer
     reference.save(tmp_path)
     assert CoverageReference.load(tmp_path).spread_threshold == 0.2
     meta = json.dumps({"k": 5, "threshold": 0.1, "quantile": 0.05})  # as saved before spreads were calibrated
+    (tmp_path / "coverage.npz.sha256").unlink()  # ... and before files carried checksum records
     np.savez(tmp_path / "coverage.npz", embeddings=pool.astype(np.float16), meta=np.array(meta))
     old = CoverageReference.load(tmp_path)
     assert old.spread_threshold is None and old.confident(np.zeros(3)).all()

@@ -144,3 +144,28 @@ def test_verify_names_a_damaged_store_manifest_instead_of_crashing(runs, tmp_pat
     manifest.write_text(manifest.read_text()[:40], encoding="utf-8")
     assert main(["verify", str(tmp_path / "labels")]) == 1
     assert f"{manifest}: not valid JSON" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip"])
+def test_an_index_rerun_rebuilds_a_damaged_faiss_file_from_its_embeddings(runs, tmp_path, capsys, caplog, damage):
+    """`index.faiss` is derived from the segments' embeddings: a rerun of the same build remakes a cut one (with
+    a warning) instead of crashing in FAISS, byte for byte the original. A same-size change passes a rerun's
+    size check (its sha256 is read under --verify only) and `verify` names it."""
+    shutil.copytree(runs / "index", tmp_path / "index")
+    faiss_file = tmp_path / "index" / "index.faiss"
+    data = bytearray(faiss_file.read_bytes())
+    if damage == "truncate":
+        data = data[: len(data) // 2]
+    else:  # same size: the rerun sees no damage by size and keeps the file; only `verify` names it
+        data[len(data) // 2] ^= 0xFF
+    faiss_file.write_bytes(bytes(data))
+    argv = ["index", "--encoder", str(runs / "encoder"), "--pool", str(runs / "pool.jsonl"), "--out",
+            str(tmp_path / "index"), "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    if damage == "flip":
+        assert main(["verify", str(tmp_path / "index")]) == 1
+        assert f"{faiss_file}: content differs from what was written" in capsys.readouterr().out
+        return
+    assert "index.faiss is damaged; rebuilding it" in caplog.text
+    assert faiss_file.read_bytes() == (runs / "index" / "index.faiss").read_bytes()
+    assert main(["verify", str(tmp_path / "index")]) == 0

@@ -63,3 +63,30 @@ def test_rescoring_refuses_fewer_candidates_than_k(indexed):
     ic, _, _ = indexed
     with pytest.raises(InflucoderError, match="at least k candidates, got 2 for k = 3"):
         ic.rescore(samples(1, seed=2, prefix="q"), k=3, candidates=2)
+
+
+def test_attribute_rescore_writes_the_exact_top_k_with_the_encoder_score(indexed, tmp_path, capsys):
+    import json
+
+    from influcoder.cli.main import main
+
+    ic, pool, exact = indexed
+    ic.encoder.save_pretrained(tmp_path / "enc")
+    pool_file, query_file = tmp_path / "pool.jsonl", tmp_path / "queries.jsonl"
+    queries = samples(2, seed=4, prefix="q")
+    for path, items in ((pool_file, pool), (query_file, queries)):
+        path.write_text("".join(json.dumps(s.to_record()) + "\n" for s in items), encoding="utf-8")
+    index = ["index", "--encoder", str(tmp_path / "enc"), "--pool", str(pool_file), "--out", str(tmp_path / "cli")]
+    assert main([*index, "--quiet"]) == 0
+    out = tmp_path / "hits.jsonl"
+    argv = ["attribute", "--index", str(tmp_path / "cli"), "--queries", str(query_file), "-k", "3", "--quiet",
+            "--device", "cpu"]  # fmt: skip
+    assert main([*argv, "--rescore", "12", "--out", str(out)]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    truth = normalize_rows(exact.featurize(pool)) @ normalize_rows(exact.featurize(queries)).T
+    for j, query in enumerate(queries):
+        mine = [r for r in rows if r["query_id"] == query.id]
+        assert [r["pool_id"] for r in mine] == [pool[i].id for i in np.argsort(-truth[:, j], kind="stable")[:3]]
+        assert all("encoder_score" in r for r in mine)
+    assert main([*argv, "--rescore", "2", "--out", str(tmp_path / "x.jsonl")]) == 2
+    assert "at least k candidates, got 2 for k = 3" in capsys.readouterr().err

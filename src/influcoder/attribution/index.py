@@ -22,13 +22,21 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from influcoder.attribution.index_integrity import open_faiss
+from influcoder.attribution.index_integrity import (
+    REBUILD,
+    check_segment_samples,
+    open_faiss,
+    read_cache,
+    readable_faiss,
+)
+from influcoder.core import checksums
 from influcoder.core.allocator import release_freed_memory
+from influcoder.core.arrayfile import read_npy
 from influcoder.core.atomic import atomic_output, write_json_atomic
 from influcoder.core.errors import ArtifactMismatchError, InflucoderError
 from influcoder.core.jsonfile import read_json
 from influcoder.core.locks import LOCK_NAME, exclusive_directory
-from influcoder.core.store import FeatureStore
+from influcoder.core.store import FeatureStore, npy_bytes
 from influcoder.data.formats import write_samples
 from influcoder.data.records import Sample, fingerprint
 from influcoder.data.stream import sample_ids
@@ -36,7 +44,7 @@ from influcoder.data.stream import sample_ids
 MANIFEST = "manifest.json"
 FORMAT = "influcoder.index"
 COVERAGE = "coverage.npy"
-INDEX_FILES = (MANIFEST, "index.faiss", COVERAGE, "segment-*", "spread-sample-*.npy", "config.yaml", ".*.tmp")
+INDEX_FILES = (MANIFEST, "index.faiss*", f"{COVERAGE}*", "segment-*", "spread-sample-*", "config.yaml", ".*.tmp")
 """What an index directory holds that influcoder wrote (fnmatch patterns): all that --overwrite removes."""
 
 
@@ -247,9 +255,10 @@ class EmbeddingIndex:
         """
         faiss = _faiss()
         existing = self.path / "index.faiss"
-        if existing.exists() and read_mapped(faiss, existing).ntotal == len(self):
+        index = readable_faiss(existing, lambda file: read_mapped(faiss, file))
+        if index is not None and index.ntotal == len(self):
             return  # up to date: checked without loading it
-        index = faiss.read_index(str(existing)) if existing.exists() else None
+        index = faiss.read_index(str(existing)) if index is not None else None
         if index is None or index.ntotal > len(self):
             factory = self.manifest["index_factory"]
             index = faiss.index_factory(self.dim, factory, faiss.METRIC_INNER_PRODUCT)
@@ -267,6 +276,7 @@ class EmbeddingIndex:
             skip = 0
         with atomic_output(existing) as tmp:
             faiss.write_index(index, str(tmp))
+            checksums.record_file(tmp, existing)  # its record first, as a store's shards
         self._faiss_index = None
 
     # ------------------------------------------------------------------ reading
@@ -285,7 +295,11 @@ class EmbeddingIndex:
         millions is never loaded whole to print its top hits)."""
         from influcoder.data.stream import ConcatSamples, JsonlSamples
 
-        return ConcatSamples([JsonlSamples(self.path / f"{s['name']}.jsonl") for s in self.manifest["segments"]])
+        parts = []
+        for segment in self.manifest["segments"]:
+            parts.append(JsonlSamples(self.path / f"{segment['name']}.jsonl"))
+            check_segment_samples(self.path, segment, parts[-1].ids)
+        return ConcatSamples(parts)
 
     def iter_embeddings(self) -> Iterator[np.ndarray]:
         """float32 blocks of embeddings in index row order (one store shard at a time)."""
@@ -310,8 +324,10 @@ class EmbeddingIndex:
         Drawing it reads every shard, so it is kept in the index directory (``spread-sample-<rows>-<n>-<seed>
         .npy``: an append changes the row count and so the name) and later calls read that file only."""
         cache = self.path / f"spread-sample-{len(self)}-{n}-{seed}.npy"
-        if cache.exists():
-            return np.load(cache, allow_pickle=False)
+        width = self.dim - self.manifest.get("prior_columns", 0)
+        cached = read_cache(cache, width)
+        if cached is not None:
+            return cached
         rows = np.arange(len(self))
         if len(rows) > n:
             rows = np.sort(np.random.default_rng(seed).choice(len(rows), size=n, replace=False))
@@ -320,11 +336,9 @@ class EmbeddingIndex:
             local = [r - start for r in range(start, start + len(block)) if r in wanted]
             parts.append(block[local])
             start += len(block)
-        width = self.dim - self.manifest.get("prior_columns", 0)
         sample = np.concatenate(parts)[:, :width] if parts else np.zeros((0, width), dtype=np.float32)
         try:
-            with atomic_output(cache) as tmp, open(tmp, "wb") as handle:
-                np.save(handle, sample.astype(np.float32), allow_pickle=False)
+            checksums.write_checked(cache, npy_bytes(sample, "float32"))
         except OSError:  # a read-only index still answers; it draws the sample again next time
             pass
         return sample
@@ -373,8 +387,7 @@ class EmbeddingIndex:
         width = self.dim - self.manifest.get("prior_columns", 0)  # coverage lives in the embedding space only
         blocks = [reference.score(block[:, :width]) for block in self.iter_embeddings()]
         scores = np.concatenate(blocks or [np.zeros(0)])
-        with atomic_output(self.path / COVERAGE, fsync=True) as tmp, open(tmp, "wb") as handle:
-            np.save(handle, scores.astype(np.float32), allow_pickle=False)
+        checksums.write_checked(self.path / COVERAGE, npy_bytes(scores, "float32"), fsync=True)
         record = {
             "threshold": reference.threshold,
             "k": reference.k,
@@ -391,7 +404,8 @@ class EmbeddingIndex:
         path = self.path / COVERAGE
         if not path.exists():
             return None
-        scores = np.load(path, allow_pickle=False)
+        checksums.check(path, REBUILD, full=True)  # rows x 4 bytes, read whole: the hash costs less than the read
+        scores = read_npy(path, REBUILD, shape=(None,), finite=True)
         return scores if len(scores) == len(self) else None
 
     def bytes_per_sample(self) -> float:

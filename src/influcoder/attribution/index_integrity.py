@@ -1,15 +1,24 @@
-"""Opening an index's FAISS file only when it agrees with the manifest and the segments' own files.
+"""Opening an index's files only when they agree with each other and with their checksum records.
 
 The manifest says how many rows of which width the index holds; FAISS and the segment stores hold them. An
 edited manifest (``dim`` changed, a segment's ``n`` lowered) or a truncated ``index.faiss`` used to be
 accepted and answered with fewer hits or crashed inside FAISS: each is now one line naming the file.
+``index.faiss`` (size on every open, sha256 under --verify), ``coverage.npy`` and the spread-sample cache
+(sha256 on every read: both are small and read whole) carry checksum records (`influcoder.core.checksums`);
+a damaged cache is drawn again, never answered from.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
-from influcoder.core.errors import InflucoderError
+import numpy as np
+
+from influcoder.core import checksums
+from influcoder.core.arrayfile import read_npy
+from influcoder.core.errors import DamagedFileError, InflucoderError
+from influcoder.core.jsonfile import field
 from influcoder.core.store import FeatureStore
 
 REBUILD = "rebuild it with `influcoder index --overwrite` or restore the file"
@@ -22,6 +31,8 @@ def check_segments(path: Path, manifest: dict) -> int:
     if not isinstance(segments, list) or not segments:
         raise InflucoderError(f"{path / 'manifest.json'}: the index holds no segment; {REBUILD}")
     for segment in segments:
+        if not isinstance(segment, dict) or not isinstance(segment.get("name"), str):
+            raise DamagedFileError(f"{path / 'manifest.json'}: a segment entry is not {{name, n}}; {REBUILD}")
         stored = len(FeatureStore(path / segment["name"]).ids)
         if segment.get("n") != stored:
             raise InflucoderError(
@@ -34,17 +45,57 @@ def check_segments(path: Path, manifest: dict) -> int:
 def open_faiss(path: Path, manifest: dict, read):
     """`read(file)` of ``index.faiss`` (memory-mapped by the caller's reader), checked against the manifest."""
     rows = check_segments(path, manifest)
+    field(manifest, "dim", path / "manifest.json", int)
     file = path / "index.faiss"
-    if not file.exists() or file.stat().st_size == 0:
-        raise InflucoderError(f"{file}: missing or empty; {REBUILD}")
-    try:
-        index = read(file)
-    except RuntimeError as exc:  # FAISS raises RuntimeError on a truncated or foreign file
-        reason = str(exc).strip().splitlines()[-1][:160] if str(exc).strip() else type(exc).__name__
-        raise InflucoderError(f"{file}: not a readable FAISS index ({reason}); {REBUILD}") from None
+    index = _read_faiss(file, read)
     if index.d != manifest.get("dim") or index.ntotal != rows:
         raise InflucoderError(
             f"{path / 'manifest.json'}: says {rows} rows of dim {manifest.get('dim')}, but {file.name} holds "
             f"{index.ntotal} of dim {index.d}; {REBUILD}"
         )
     return index
+
+
+def _read_faiss(file: Path, read):
+    """`read(file)`, refused naming the file when it is missing, empty, of another size than recorded or not
+    readable by FAISS."""
+    if not file.exists() or file.stat().st_size == 0:
+        raise InflucoderError(f"{file}: missing or empty; {REBUILD}")
+    checksums.check(file, REBUILD)  # the size only: its sha256 is read under --verify (gigabytes at scale)
+    try:
+        return read(file)
+    except RuntimeError as exc:  # FAISS raises RuntimeError on a truncated or foreign file
+        reason = str(exc).strip().splitlines()[-1][:160] if str(exc).strip() else type(exc).__name__
+        raise InflucoderError(f"{file}: not a readable FAISS index ({reason}); {REBUILD}") from None
+
+
+def readable_faiss(file: Path, read):
+    """`read(file)` for an index build to add to, or None when there is none or it is damaged: a rerun of
+    `influcoder index` then rebuilds it from the segments (said in a warning) instead of crashing in FAISS."""
+    if not file.exists():
+        return None
+    try:
+        return _read_faiss(file, read)
+    except InflucoderError:
+        logging.getLogger(__name__).warning("%s is damaged; rebuilding it from the stored embeddings", file)
+        return None
+
+
+def read_cache(path: Path, width: int) -> np.ndarray | None:
+    """A cached spread sample, or None when there is none or it is damaged (cut, altered, without its record,
+    of another width): a cache is drawn again from the shards, never answered from when in doubt."""
+    try:
+        if checksums.recorded(path) is None or checksums.problem_of(path) is not None:
+            return None
+        return read_npy(path, REBUILD, shape=(None, width), finite=True)
+    except InflucoderError:
+        return None
+
+
+def check_segment_samples(path: Path, segment: dict, ids: list[str]) -> None:
+    """Refuse a segment whose samples file lists other ids than its store (cut at a line, or replaced)."""
+    if ids != FeatureStore(path / segment["name"]).ids:
+        raise DamagedFileError(
+            f"{path / (segment['name'] + '.jsonl')}: its {len(ids)} samples are not the {segment['n']} the segment "
+            f"{segment['name']} holds embeddings of; {REBUILD}"
+        )

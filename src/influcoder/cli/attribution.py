@@ -119,8 +119,8 @@ class Scoring(Command):
     data_seed: int = 0
     """Seed of the subset."""
     verify: bool = False
-    """Check the sha256 of every shard (and of the influence matrix) it reads before reading (as `influcoder
-    verify`); the fast check on every read compares sizes only."""
+    """Check every file of the artifacts it reads before reading, each against its recorded sha256 (as
+    `influcoder verify`); the check on every read compares sizes (and hashes only small files read whole)."""
 
     query_side: Literal["exact", "encoded"] = "exact"
     """With a subspace encoder (`distill --objective subspace`): score each query by its exact gradient's
@@ -132,7 +132,7 @@ class Scoring(Command):
 
     def open(self):
         from influcoder.attribution.influcoder import Influcoder
-        from influcoder.core.store import require_intact
+        from influcoder.attribution.verify import require_intact
 
         if self.verify:
             require_intact([self.index])
@@ -150,7 +150,7 @@ class Attribute(Scoring):
     """
 
     positive = ("limit", "k", "nprobe")
-    non_negative = ("audit",)
+    non_negative = ("audit", "rescore")
 
     k: Annotated[int, tyro.conf.arg(aliases=("-k",))] = 10
     """Results per query."""
@@ -162,6 +162,14 @@ class Attribute(Scoring):
     """Write results here instead of standard output."""
     audit: int = 0
     """Fidelity audit on this many pool samples (0: none)."""
+    rescore: int = 0
+    """Retrieve, then rescore: take the encoder's top RESCORE per query and return the k of them with the highest
+    *exact* gradient influence (one decoder pass and backward per candidate and query, with the decoder, adapter
+    and projection the encoder was distilled from). 0: the encoder's own top-k. Rows then hold the exact cosine
+    as `score` and the encoder's as `encoder_score`."""
+    report: Path | None = None
+    """Also write DIR/index.html: the `influcoder serve` explorer page with these results (hits, flags, each
+    query's whole-pool score histogram) embedded, which opens offline from the file."""
 
     quiet: Quiet = False
 
@@ -171,7 +179,12 @@ class Attribute(Scoring):
     def run(self) -> int:
         ic = self.open()
         queries = self.input.load(self.queries, self.limit, self.data_seed)
-        results = ic.attribute(queries, k=self.k, nprobe=self.nprobe)
+        if self.rescore:
+            results = ic.rescore(
+                queries, k=self.k, candidates=self.rescore, progress=not self.quiet, nprobe=self.nprobe
+            )
+        else:
+            results = ic.attribute(queries, k=self.k, nprobe=self.nprobe)
         reference, query_coverage = ic.coverage_reference, ic.query_coverage
         rows = [
             {
@@ -181,6 +194,7 @@ class Attribute(Scoring):
                 "pool_id": a.sample.id,
                 "prompt": a.sample.prompt,
                 "response": a.sample.response,
+                **({"encoder_score": round(a.encoder_score, 6)} if a.encoder_score is not None else {}),
                 **(
                     {
                         "coverage": None if a.coverage is None else round(a.coverage, 4),
@@ -222,6 +236,11 @@ class Attribute(Scoring):
                     "is close to arbitrary",
                     file=sys.stderr,
                 )
+        if self.report:
+            from influcoder.serve.report import write_report
+
+            page = write_report(self.report, ic, queries, results, self.k)
+            print(f"report: {page} (open it in a browser; it needs no server)", file=sys.stderr)
         if self.audit:
             from influcoder.attribution.audit import audit_attribution
 
@@ -294,6 +313,8 @@ class Filter(Scoring):
     """Scores JSONL (default: beside --kept)."""
     aggregate: Literal["mean", "max"] = "mean"
     """How a pool sample's scores over the queries combine."""
+
+    quiet: Quiet = False
 
     def scores_path(self) -> Path:
         return self.scores or self.kept.with_name(self.kept.stem + ".scores.jsonl")

@@ -188,22 +188,27 @@ class Select(Command):
 
 @dataclass(kw_only=True)
 class Verify(Command):
-    """Check every shard of every feature store (and every influence matrix) under the directories against its sha256.
+    """Check every file of every artifact under the directories: stores, matrices, indexes, encoders, labels.
 
-    Reading a store already refuses a shard whose size changed since it was written; this full check also
-    finds shards whose content changed at the same size (disk errors, a copy gone wrong). Exit 0: intact.
+    Each file is checked by what it holds (JSON that parses, arrays numpy reads, safetensors whose header
+    covers them) and against the size and sha256 recorded when it was written; then each artifact's files
+    against each other (an index's manifest against index.faiss and its segments, labels against their
+    matrix). Reading commands check sizes on every read; this full check also finds files whose content
+    changed at the same size (disk errors, a copy gone wrong). Exit 0: intact; 1: problems, each named.
     """
 
     paths: tyro.conf.Positional[list[Path]]
-    """Labels, index or store directories (searched for feature stores)."""
+    """Labels, encoder, distill-run, index or store directories (searched for artifacts)."""
 
     def run(self) -> int:
-        from influcoder.core.store import verify_directories
+        from influcoder.attribution.verify import verify_paths
 
-        found = verify_directories(self.paths)
-        found.update(_verify_indexes(self.paths))
+        found = verify_paths(self.paths)
         if not found:
-            raise InflucoderError(f"no feature store or influence matrix under {', '.join(map(str, self.paths))}")
+            raise InflucoderError(
+                f"no influcoder artifact (labels, encoder, index, feature store, influence matrix) under "
+                f"{', '.join(map(str, self.paths))}"
+            )
         problems = []
         for path, problems_here in found.items():
             print(f"{path}: {'intact' if not problems_here else f'{len(problems_here)} problem(s)'}")
@@ -211,21 +216,3 @@ class Verify(Command):
         for problem in problems:
             print(f"  {problem}")
         return 1 if problems else 0
-
-
-def _verify_indexes(paths: list[Path]) -> dict[Path, list[str]]:
-    """Every embedding index under `paths`: its FAISS file readable and in agreement with the manifest and the
-    segments (the stores themselves are checked by `verify_directories`)."""
-    from influcoder.attribution.index import EmbeddingIndex
-
-    found: dict[Path, list[str]] = {}
-    for root in paths:
-        for faiss_file in sorted({root / "index.faiss", *root.rglob("index.faiss")} if root.is_dir() else []):
-            if not faiss_file.exists():
-                continue
-            try:
-                _ = EmbeddingIndex(faiss_file.parent).faiss_index
-                found[faiss_file.parent] = []
-            except InflucoderError as exc:
-                found[faiss_file.parent] = [str(exc)]
-    return found

@@ -45,8 +45,8 @@ class Distill(Command):
     """Hold out exactly these items: a JSON file with pool_ids and query_ids (e.g. an earlier eval_split.json)."""
     settings: Annotated[DistillSettings, tyro.conf.OmitArgPrefixes] = field(default_factory=DistillSettings)
     verify: bool = False
-    """Check the sha256 of every shard (and of the influence matrix) it reads before reading (as `influcoder
-    verify`); the fast check on every read compares sizes only."""
+    """Check every file of the artifacts it reads before reading, each against its recorded sha256 (as
+    `influcoder verify`); the check on every read compares sizes (and hashes only small files read whole)."""
     low_memory: bool = False
     """Give every allocation of 1 MB or more its own memory mapping (glibc): each step's activations then leave
     the process when freed instead of staying as heap fragments, which otherwise pile up step after step.
@@ -68,7 +68,7 @@ class Distill(Command):
         return Path(self.out) / "config.yaml"
 
     def run(self) -> int:
-        from influcoder.core.store import require_intact
+        from influcoder.attribution.verify import require_intact
         from influcoder.encoder.distill import distill_labels
 
         if not self.checkpoint_minutes >= 0:

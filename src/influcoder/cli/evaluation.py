@@ -65,8 +65,8 @@ class Evaluate(Command):
     report: Path | None = None
     """Write results.json, results.md and an offline report.html (figures, top-5 examples) into this directory."""
     verify: bool = False
-    """Check the sha256 of every shard (and of the influence matrix) it reads before reading (as `influcoder
-    verify`); the fast check on every read compares sizes only."""
+    """Check every file of the artifacts it reads before reading, each against its recorded sha256 (as
+    `influcoder verify`); the check on every read compares sizes (and hashes only small files read whole)."""
     quiet: Quiet = False
     device: Device = "auto"
 
@@ -148,8 +148,8 @@ class Evaluate(Command):
         import shlex
         import sys
 
+        from influcoder.attribution.verify import require_intact
         from influcoder.core.atomic import write_json_atomic
-        from influcoder.core.store import require_intact
 
         if self.verify:
             require_intact([self.labels])

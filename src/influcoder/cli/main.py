@@ -32,8 +32,10 @@ from influcoder.cli.options import (
     tidy_help,
     write_config,
 )
+from influcoder.cli.serve import Serve
 from influcoder.cli.toxicity import Toxicity
 from influcoder.core.errors import InflucoderError
+from influcoder.core.verbosity import quiet_scope
 
 COMMANDS: dict[str, type[Command]] = {
     "assets": Assets,
@@ -50,6 +52,7 @@ COMMANDS: dict[str, type[Command]] = {
     "index": Index,
     "attribute": Attribute,
     "filter": Filter,
+    "serve": Serve,
     "verify": Verify,
 }
 
@@ -135,8 +138,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     configured(cmd)
     try:
-        _check_device(cmd)
-        code = int(cmd.run() or 0)
+        with quiet_scope(bool(getattr(cmd, "quiet", False))):
+            _check_device(cmd)
+            code = int(cmd.run() or 0)
     except InflucoderError as exc:
         err(str(exc))
         return 2

@@ -350,13 +350,10 @@ def _plain(value: Any) -> Any:
 
 
 def configured(cmd: Command) -> None:
-    """Apply the options that act on the process rather than on one call: the asset cache and --quiet."""
+    """Apply the option that acts on the process rather than on one call: the asset cache (--quiet is scoped to
+    the command: `influcoder.core.verbosity.quiet_scope`)."""
     if cmd.common.cache_dir:
         os.environ["INFLUCODER_CACHE"] = cmd.common.cache_dir
-    if getattr(cmd, "quiet", False):
-        from influcoder.core.verbosity import set_quiet
-
-        set_quiet(True)
 
 
 def err(message: str) -> None:

@@ -26,6 +26,11 @@ class DataError(InflucoderError):
         super().__init__(f"{where}: {message}")
 
 
+class DamagedFileError(InflucoderError):
+    """A file the project wrote (or was given) cannot be read as what it should be: truncated, emptied,
+    altered or not of its kind. The message starts with the file's path and says what was expected."""
+
+
 class AssetError(InflucoderError):
     """An embedded asset could not be fetched, verified or unpacked."""
 

@@ -11,11 +11,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from influcoder.core.errors import InflucoderError
+from influcoder.core.errors import DamagedFileError
 
-
-class DamagedFileError(InflucoderError):
-    """A JSON file the project wrote (or was given) cannot be read as what it should be."""
+__all__ = ["DamagedFileError", "field", "read_json"]
 
 
 def read_json(path: str | Path, expect: type = dict) -> Any:

@@ -22,7 +22,6 @@ Opening an existing store for a request whose config, ids or shape differ raises
 from __future__ import annotations
 
 import collections
-import hashlib
 import io
 import json
 from collections.abc import Iterator, Sequence
@@ -31,14 +30,17 @@ from typing import Any
 
 import numpy as np
 
-from influcoder.core.atomic import atomic_output, write_json_atomic
-from influcoder.core.errors import ArtifactMismatchError, InflucoderError
-from influcoder.core.jsonfile import read_json
+from influcoder.core import checksums
+from influcoder.core.arrayfile import read_npy
+from influcoder.core.atomic import write_json_atomic
+from influcoder.core.errors import ArtifactMismatchError, DamagedFileError, InflucoderError
+from influcoder.core.jsonfile import field, read_json
 
 MANIFEST = "manifest.json"
 
 
 FORMAT = "influcoder.feature-store"
+REDO_SHARD = "delete it and rerun the command that wrote it (the shard is recomputed)"
 
 
 def _diff(expected: Any, actual: Any, prefix: str = "") -> list[str]:
@@ -75,6 +77,13 @@ class FeatureStore:
         self.manifest = read_json(manifest_path)
         if self.manifest.get("format") != FORMAT:
             raise InflucoderError(f"{manifest_path}: not an influcoder feature store manifest")
+        for key, kind in (("n", int), ("shard_size", int), ("dim", int), ("dtype", str), ("ids", list)):
+            field(self.manifest, key, manifest_path, kind)
+        if len(self.manifest["ids"]) != self.manifest["n"] or self.manifest["shard_size"] < 1:
+            raise DamagedFileError(
+                f"{manifest_path}: lists {len(self.manifest['ids'])} ids for n = {self.manifest['n']} rows in shards "
+                f"of {self.manifest['shard_size']}; restore it or rerun the command that wrote the store"
+            )
         # Shards this object has not yet seen on disk, lowest first; pruned from the front as they appear, so
         # writing n shards costs O(n) existence checks in all, even with other processes writing beside it.
         self._missing: collections.deque[int] | None = None
@@ -160,11 +169,7 @@ class FeatureStore:
         expected = (len(self.shard_rows(index)), self.dim)
         if rows.shape != expected:
             raise ValueError(f"shard {index} must have shape {expected}, got {rows.shape}")
-        data = npy_bytes(rows, self.manifest["dtype"])
-        with atomic_output(self.checksum_path(index), fsync=True) as tmp:
-            tmp.write_text(f"{len(data)} {hashlib.sha256(data).hexdigest()}\n", encoding="utf-8")
-        with atomic_output(self.shard_path(index), fsync=True) as tmp:
-            tmp.write_bytes(data)
+        checksums.write_checked(self.shard_path(index), npy_bytes(rows, self.manifest["dtype"]), fsync=True)
         if self._missing is None:  # one directory scan per store object, not one per shard written
             self._missing = collections.deque(self.missing_shards())
         # Other writers (Ray workers, a second resumed run) fill shards too: drop every leading shard that now
@@ -182,15 +187,12 @@ class FeatureStore:
 
     # ------------------------------------------------------------------ reading
     def checksum_path(self, index: int) -> Path:
-        return self.path / f"shard-{index:05d}.npy.sha256"
+        return checksums.sidecar(self.shard_path(index))
 
     def _recorded(self, index: int) -> tuple[int, str] | None:
-        """(size, sha256) written with the shard; None for a store written before checksums existed."""
-        path = self.checksum_path(index)
-        if not path.exists():
-            return None
-        size, digest = path.read_text(encoding="utf-8").split()
-        return int(size), digest
+        """(size, sha256) written with the shard; None for a store written before checksums existed (a damaged
+        record is refused naming it: `checksums.recorded`)."""
+        return checksums.recorded(self.shard_path(index))
 
     def read_shard(self, index: int) -> np.ndarray:
         """Shard rows, memory-mapped; a shard whose size differs from the one recorded at writing (truncated,
@@ -202,20 +204,25 @@ class FeatureStore:
                 f"{path} is {path.stat().st_size} bytes but was written with {recorded[0]}: truncated or replaced; "
                 "delete it and rerun the command that wrote it (the shard is recomputed)"
             )
-        return np.load(path, mmap_mode="r", allow_pickle=False)
+        return read_npy(path, mmap=True, shape=(len(self.shard_rows(index)), self.dim), remedy=REDO_SHARD)
 
     def verify(self) -> list[str]:
         """Full check: every shard's sha256 against the one recorded at writing. Returns the problems found
         (empty: intact); shards of stores written before checksums existed are reported as unverifiable."""
         problems = []
         for index in range(self.n_shards):
-            path, recorded = self.shard_path(index), self._recorded(index)
+            path = self.shard_path(index)
+            try:
+                recorded, problem = self._recorded(index), checksums.problem_of(path)
+            except DamagedFileError as exc:
+                problems.append(str(exc))
+                continue
             if not path.exists():
                 problems.append(f"{path}: missing")
             elif recorded is None:
                 problems.append(f"{path}: no checksum recorded (written by an older version)")
-            elif hashlib.sha256(path.read_bytes()).hexdigest() != recorded[1]:
-                problems.append(f"{path}: content differs from what was written (sha256 mismatch)")
+            elif problem is not None:
+                problems.append(problem)
         return problems
 
     def iter_blocks(self) -> Iterator[tuple[int, np.ndarray]]:
@@ -232,42 +239,3 @@ class FeatureStore:
     def bytes_per_sample(self) -> float:
         total = sum(self.shard_path(i).stat().st_size for i in range(self.n_shards) if self.shard_path(i).exists())
         return total / max(self.manifest["n"], 1)
-
-
-def verify_directories(paths: Sequence[str | Path]) -> dict[Path, list[str]]:
-    """Full integrity check of everything under `paths` that recorded checksums when it was written: every
-    feature store's shards, and every influence matrix (``scores.npy`` with its size and sha256 in the
-    ``ids.json`` beside it). Returns {directory: problems} (an empty list: intact)."""
-    found: dict[Path, list[str]] = {}
-    for root in map(Path, paths):
-        if not root.exists():
-            raise InflucoderError(f"{root} does not exist")
-        for manifest in sorted({root / MANIFEST, *root.rglob(MANIFEST)}):
-            try:
-                is_store = manifest.exists() and read_json(manifest).get("format") == FORMAT
-            except InflucoderError as exc:  # a damaged manifest is a finding, not a crash of the check
-                found[manifest.parent] = [str(exc)]
-                continue
-            if is_store:
-                found[manifest.parent] = FeatureStore(manifest.parent).verify()
-        for ids in sorted({root / "ids.json", *root.rglob("ids.json")}):
-            record = read_json(ids) if ids.exists() else {}
-            if "scores_sha256" in record:
-                scores = ids.parent / "scores.npy"
-                if not scores.exists():
-                    found[ids.parent] = [f"{scores}: missing"]
-                elif hashlib.sha256(scores.read_bytes()).hexdigest() != record["scores_sha256"]:
-                    found[ids.parent] = [f"{scores}: content differs from what was written (sha256 mismatch)"]
-                else:
-                    found[ids.parent] = []
-    return found
-
-
-def require_intact(paths: Sequence[str | Path]) -> None:
-    """`verify_directories`, raising with every problem found (what reading commands do under --verify)."""
-    problems = [p for found in verify_directories(paths).values() for p in found]
-    if problems:
-        raise InflucoderError(
-            f"{len(problems)} integrity problem(s): {'; '.join(problems[:5])}; delete what is named and rerun the "
-            "command that wrote it"
-        )

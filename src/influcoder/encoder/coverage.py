@@ -22,6 +22,7 @@ over the validation pool; at attribution time a query's spread is taken over a s
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,11 +30,14 @@ from pathlib import Path
 
 import numpy as np
 
-from influcoder.core.atomic import atomic_output
+from influcoder.core import checksums
+from influcoder.core.arrayfile import check_shape, read_npz
+from influcoder.core.errors import DamagedFileError
 from influcoder.core.jsonfile import read_json
 from influcoder.data.records import Sample
 
 FILE = "coverage.npz"
+REMEDY = "restore it or rerun `influcoder distill` with the same --out (it is rewritten at the end)"
 BLOCK_ENTRIES = 1 << 22
 """Most similarities `CoverageReference.score` holds at once (4M float32: 16 MB, twice with the partition)."""
 
@@ -77,28 +81,33 @@ class CoverageReference:
         return np.asarray(scores) >= self.threshold
 
     def save(self, directory: str | Path) -> None:
-        path = Path(directory) / FILE
-        with atomic_output(path) as tmp:
-            with open(tmp, "wb") as handle:
-                meta = {"k": self.k, "threshold": self.threshold, "quantile": self.quantile}
-                meta = json.dumps({**meta, "spread_threshold": self.spread_threshold})
-                np.savez(handle, embeddings=self.embeddings.astype(np.float16), meta=np.array(meta))
+        """Write ``coverage.npz`` with its checksum record (`influcoder.core.checksums`)."""
+        meta = {"k": self.k, "threshold": self.threshold, "quantile": self.quantile}
+        meta = json.dumps({**meta, "spread_threshold": self.spread_threshold})
+        buffer = io.BytesIO()
+        np.savez(buffer, embeddings=self.embeddings.astype(np.float16), meta=np.array(meta))
+        checksums.write_checked(Path(directory) / FILE, buffer.getvalue())
 
     @classmethod
     def load(cls, directory: str | Path) -> CoverageReference | None:
-        """The reference saved in an encoder directory (or its `best/`), or None when there is none."""
+        """The reference saved in an encoder directory (or its `best/`), or None when there is none; refused
+        naming the file when it is damaged (read whole, so its sha256 is checked too)."""
         for candidate in (Path(directory) / FILE, Path(directory) / "best" / FILE):
             if candidate.exists():
-                with np.load(candidate, allow_pickle=False) as data:
-                    meta = json.loads(str(data["meta"]))
-                    return cls(
-                        data["embeddings"].astype(np.float32),
-                        meta["k"],
-                        meta["threshold"],
-                        meta["quantile"],
-                        meta.get("spread_threshold"),
-                    )
+                return cls._read(candidate)
         return None
+
+    @classmethod
+    def _read(cls, path: Path) -> CoverageReference:
+        checksums.check(path, REMEDY, full=True)
+        data = read_npz(path, REMEDY, ("embeddings", "meta"))
+        try:
+            meta = json.loads(str(data["meta"]))
+            values = (int(meta["k"]), float(meta["threshold"]), float(meta["quantile"]), meta.get("spread_threshold"))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise DamagedFileError(f"{path}: its meta record is damaged ({exc}); {REMEDY}") from None
+        check_shape(path, data["embeddings"], (None, None), REMEDY)
+        return cls(data["embeddings"].astype(np.float32), *values)
 
 
 def query_spread(query_embeddings: np.ndarray, pool_embeddings: np.ndarray) -> np.ndarray:

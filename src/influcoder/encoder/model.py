@@ -35,17 +35,18 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from influcoder.core.devices import resolve_device
-from influcoder.core.errors import InflucoderError, NonFiniteValueError
+from influcoder.core.errors import DamagedFileError, InflucoderError, NonFiniteValueError
 from influcoder.core.jsonfile import read_json
 from influcoder.data.records import Sample
 from influcoder.encoder.interop import write_sentence_transformers_files
 from influcoder.encoder.length_prior import LengthPrior
 from influcoder.encoder.pooling import N_LENGTH_FEATURES, pool_hidden, text_length_features
+from influcoder.encoder.saved_files import load_parts, record_checksums
 from influcoder.encoder.settings import POOLINGS, RESPONSE_POOLINGS
 
 CONFIG_NAME = "config.json"
-ENCODER_FILES = (CONFIG_NAME, "backbone", "head.safetensors", "coverage.npz", "length_prior.json", "modules.json",
-                 "1_Pooling", "2_Dense", "3_Normalize", "subspace.npz")  # fmt: skip
+ENCODER_FILES = (CONFIG_NAME, "backbone", "head.safetensors*", "coverage.npz*", "length_prior.json", "modules.json",
+                 "1_Pooling", "2_Dense", "3_Normalize", "subspace.npz*")  # fmt: skip
 """What a saved encoder directory holds that influcoder wrote: a replacing save keeps anything else."""
 FORMAT = "influcoder.encoder"
 ENCODE_CHUNK = 4096
@@ -151,9 +152,6 @@ class InfluenceEncoder(torch.nn.Module):
     ) -> InfluenceEncoder:
         """Load a saved encoder (or the ``best`` checkpoint of a `distill` output directory) onto `device`
         (None: the CPU; ``auto``: CUDA when present), running on `backend` (see `BACKENDS`)."""
-        from safetensors.torch import load_file
-        from transformers import AutoModel, AutoTokenizer
-
         directory = Path(directory)
         if not (directory / CONFIG_NAME).exists() and (directory / "best" / CONFIG_NAME).exists():
             directory = directory / "best"  # a `distill` output directory: its best checkpoint
@@ -163,12 +161,14 @@ class InfluenceEncoder(torch.nn.Module):
         raw = read_json(path)
         if raw.pop("format", None) != FORMAT:
             raise InflucoderError(f"{path}: not an influcoder encoder config")
-        config = EncoderConfig(**raw)
-        backbone = AutoModel.from_pretrained(directory / "backbone", dtype=torch.float32)
-        tokenizer = AutoTokenizer.from_pretrained(directory / "backbone")
+        try:
+            config = EncoderConfig(**raw)
+        except TypeError as exc:
+            raise DamagedFileError(f"{path}: not an encoder config this influcoder reads ({exc})") from None
+        backbone, tokenizer, head = load_parts(directory)
         encoder = cls(backbone, tokenizer, config)
-        if (directory / "head.safetensors").exists():
-            missing, unexpected = encoder.load_state_dict(load_file(directory / "head.safetensors"), strict=False)
+        if head is not None:
+            missing, unexpected = encoder.load_state_dict(head, strict=False)
             if unexpected or any(not k.startswith("backbone.") for k in missing):
                 raise InflucoderError(f"{directory}/head.safetensors does not match the config ({unexpected})")
         encoder.length_prior = LengthPrior.load(directory)
@@ -256,6 +256,7 @@ class InfluenceEncoder(torch.nn.Module):
                 self.head,
                 self.config.unit_norm,
             )
+        record_checksums(directory)
 
     # ------------------------------------------------------------------ text and forward
     @property

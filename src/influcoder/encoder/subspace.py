@@ -79,10 +79,14 @@ class GradientSubspace:
         return unit_rows(gradients) @ self.directions.T
 
     def save(self, directory: str | Path) -> None:
-        from influcoder.core.atomic import atomic_output
+        """Write the subspace with its checksum record (`influcoder.core.checksums`)."""
+        import io
 
-        with atomic_output(Path(directory) / SUBSPACE_FILE) as tmp, open(tmp, "wb") as handle:
-            np.savez(handle, directions=self.directions, singular_values=self.singular_values)
+        from influcoder.core import checksums
+
+        buffer = io.BytesIO()
+        np.savez(buffer, directions=self.directions, singular_values=self.singular_values)
+        checksums.write_checked(Path(directory) / SUBSPACE_FILE, buffer.getvalue())
 
     @classmethod
     def load(cls, directory: str | Path) -> GradientSubspace | None:
@@ -93,6 +97,9 @@ class GradientSubspace:
             path = Path(directory) / "best" / SUBSPACE_FILE
         if not path.exists():
             return None
+        from influcoder.core import checksums
+
+        checksums.check(path, "distil the encoder again", full=True)
         try:
             with np.load(path) as data:
                 directions, values = data["directions"], data["singular_values"]

@@ -13,10 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
+from influcoder.core import checksums
+from influcoder.core.arrayfile import read_npy
 from influcoder.core.atomic import atomic_output, write_json_atomic
-from influcoder.core.errors import InflucoderError
-from influcoder.core.jsonfile import read_json
+from influcoder.core.errors import DamagedFileError, InflucoderError
+from influcoder.core.jsonfile import field, read_json
 from influcoder.core.store import FeatureStore, npy_bytes
+
+REBUILD = "rerun `influcoder label` with the same --out (the matrix is rebuilt from the stores)"
 
 
 def normalize_rows(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
@@ -77,28 +81,30 @@ class InfluenceMatrix:
 
     @classmethod
     def load(cls, directory: str | Path) -> InfluenceMatrix:
+        """The matrix saved in `directory`, refused naming the file when it is cut, altered (its sha256: every
+        reader reads it whole, so the hash costs less than the read), holds NaN or Inf, or does not fit its ids."""
         directory = Path(directory)
-        if not (directory / "scores.npy").exists():
+        path = directory / "scores.npy"
+        if not path.exists():
             raise InflucoderError(f"{directory} holds no influence matrix (scores.npy)")
         ids = read_json(directory / "ids.json")
-        size = (directory / "scores.npy").stat().st_size
+        pool_ids, query_ids = (field(ids, key, directory / "ids.json", list) for key in ("pool_ids", "query_ids"))
+        size = path.stat().st_size
         if ids.get("scores_bytes") is not None and size != ids["scores_bytes"]:
             raise InflucoderError(
-                f"{directory / 'scores.npy'} is {size} bytes but was written with {ids['scores_bytes']}: truncated "
-                "or replaced; rerun `influcoder label` with the same --out (the matrix is rebuilt from the stores)"
+                f"{path} is {size} bytes but was written with {ids['scores_bytes']}: truncated or replaced; {REBUILD}"
             )
-        scores = np.load(directory / "scores.npy", mmap_mode="r", allow_pickle=False)
-        if scores.shape != (len(ids["pool_ids"]), len(ids["query_ids"])):
-            raise InflucoderError(f"{directory}: scores shape {scores.shape} does not match the id lists")
+        scores = read_npy(path, REBUILD, mmap=True, shape=(len(pool_ids), len(query_ids)))
         finite = np.isfinite(scores)
-        if not finite.all():  # same size, so the size check passed: a NaN would train or score silently
+        if not finite.all():  # named by its cell before the checksum, which would only say "changed"
             row, col = (int(x[0]) for x in np.nonzero(~finite))
             raise InflucoderError(
-                f"{directory / 'scores.npy'}: {int((~finite).sum())} non-finite value(s), the first at pool "
-                f"{ids['pool_ids'][row]!r} x query {ids['query_ids'][col]!r} ({scores[row, col]}); rerun "
-                "`influcoder label` with the same --out to rebuild the matrix from the stores"
+                f"{path}: {int((~finite).sum())} non-finite value(s), the first at pool {pool_ids[row]!r} x query "
+                f"{query_ids[col]!r} ({scores[row, col]}); {REBUILD}"
             )
-        return cls(scores, ids["pool_ids"], ids["query_ids"])
+        if ids.get("scores_sha256") is not None and checksums.digest_of(path) != ids["scores_sha256"]:
+            raise DamagedFileError(f"{path}: content differs from what was written (sha256 mismatch); {REBUILD}")
+        return cls(scores, pool_ids, query_ids)
 
     @classmethod
     def from_stores(cls, pool: FeatureStore, queries: FeatureStore) -> InfluenceMatrix:

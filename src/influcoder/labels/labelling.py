@@ -10,8 +10,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from influcoder.core.atomic import write_json_atomic
-from influcoder.core.errors import InflucoderError
-from influcoder.core.jsonfile import read_json
+from influcoder.core.errors import DamagedFileError, InflucoderError
+from influcoder.core.jsonfile import field, read_json
 from influcoder.core.locks import exclusive_directory
 from influcoder.data.formats import write_samples
 from influcoder.data.records import Sample
@@ -91,9 +91,16 @@ def load_labels(directory: str | Path) -> tuple[InfluenceMatrix, list[Sample], l
     if not (directory / "labels.json").exists():
         raise InflucoderError(f"{directory} is not a labels directory (no labels.json); run `influcoder label`")
     info = read_json(directory / "labels.json")
+    for key in ("settings", "features"):  # merged labels of older runs may lack them; present, they are objects
+        if key in info:
+            field(info, key, directory / "labels.json", dict)
     matrix = InfluenceMatrix.load(directory / "influence")
     pool = load_file(directory / "pool.jsonl")
     queries = load_file(directory / "queries.jsonl")
-    if [s.id for s in pool] != matrix.pool_ids or [s.id for s in queries] != matrix.query_ids:
-        raise InflucoderError(f"{directory}: sample files and influence matrix disagree on ids")
+    for name, samples, ids in (("pool.jsonl", pool, matrix.pool_ids), ("queries.jsonl", queries, matrix.query_ids)):
+        if [s.id for s in samples] != ids:
+            raise DamagedFileError(
+                f"{directory / name}: its {len(samples)} samples are not the {len(ids)} the influence matrix "
+                f"({directory / 'influence' / 'ids.json'}) lists; restore the file or rerun `influcoder label`"
+            )
     return matrix, pool, queries, info
