@@ -376,7 +376,11 @@ def main() -> None:
     scores = np.asarray(matrix.scores)
     groups = sample_groups(pool, args.group_field)
     settings = DistillSettings(
-        epochs=args.epochs, lr=args.lr, pearson_center=args.pearson_center, val_group=args.val_group
+        epochs=args.epochs,
+        lr=args.lr,
+        pearson_center=args.pearson_center,
+        val_group=args.val_group,
+        objective="influcoder",
     )
     untrained = InfluenceEncoder.from_backbone(settings.encoder)
     runs_dir = args.out / "runs"

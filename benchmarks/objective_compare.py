@@ -76,17 +76,32 @@ def collect(directory: Path) -> dict:
 
 def markdown(record: dict) -> str:
     lines = [
-        "Mean (sample sd, ddof 1) over seeds; `n` seeds. Each seed: one held-out split of 40 pool x 15 queries.",
+        "Mean (sample sd, ddof 1, where there are several seeds) over seeds. Each seed: one held-out split of 40 pool "
+        "x 15 queries.",
         "",
     ]
     for protocol, methods in record["summary"].items():
         lines += [f"### {protocol}", "", "| method | seeds | per-anchor | mean-aggregated | query-specific |",
                   "|---|---|---|---|---|"]  # fmt: skip
         for method, m in methods.items():
-            cells = [f"{m[x]['mean']:.3f} ({m[x]['sd']:.3f})" for x in METRICS]
+            cells = [f"{m[x]['mean']:.3f}" + (f" ({m[x]['sd']:.3f})" if m[x]["n"] > 1 else "") for x in METRICS]
             lines.append(f"| {method} | {m[METRICS[0]]['n']} | " + " | ".join(cells) + " |")
         lines.append("")
+    lines += ["### per-anchor rho per split", "", "| protocol | seed | " + " | ".join(_methods(record)) + " |",
+              "|---|---|" + "---|" * len(_methods(record))]  # fmt: skip
+    for protocol, seed in record["plans"]:
+        cells = []
+        for method in _methods(record):
+            run = next((r for r in record["runs"].get(protocol, {}).get(method, []) if r["seed"] == seed), None)
+            cells.append("" if run is None else f"{run['per_anchor_mean']:.3f}")
+        lines.append(f"| {protocol} | {seed} | " + " | ".join(cells) + " |")
+    lines.append("")
     return "\n".join(lines)
+
+
+def _methods(record: dict) -> list[str]:
+    """Every method of the record, in first-seen order."""
+    return list(dict.fromkeys(m for methods in record["runs"].values() for m in methods))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -302,7 +302,7 @@ def run_split(S, samples, emb, lengths, rows: dict[str, np.ndarray], seed: int, 
         from influcoder.encoder.settings import DistillSettings
 
         started = time.perf_counter()
-        distiller = Distiller(DistillSettings(epochs=cosine_epochs, seed=seed), device="cpu")
+        distiller = Distiller(DistillSettings(epochs=cosine_epochs, seed=seed, objective="influcoder"), device="cpu")
         texts = [samples[i] for i in train]
         distiller.fit(S[np.ix_(train, train)], texts, texts, progress=True)
         scores["cosine-distilled"] = (

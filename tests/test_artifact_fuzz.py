@@ -34,7 +34,19 @@ from influcoder.cli.main import main
 
 from .test_labels import samples
 
-DISTILL = ["--epochs", "1", "--max-length", "16", "--head-dim", "8", "--length-prior", "--seed", "0"]
+DISTILL = [
+    "--objective",
+    "influcoder",
+    "--epochs",
+    "1",
+    "--max-length",
+    "16",
+    "--head-dim",
+    "8",
+    "--length-prior",
+    "--seed",
+    "0",
+]
 SKIPPED = {".influcoder.lock", "config.yaml"}
 """Not artifacts: the writers' advisory lock (its content is informational) and the run's config (read only by
 ``--config``)."""

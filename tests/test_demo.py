@@ -22,6 +22,12 @@ def test_demo_runs_every_stage_on_real_assets(smollm_dir, minilm_dir, tmp_path, 
     assert len(kept) + len(dropped) == 20 and len(dropped) == 2
     labels = json.loads((tmp_path / "demo" / "labels" / "labels.json").read_text())
     assert labels["n_pool"] == 20 and labels["features"]["model"] == "smollm2-135m-instruct"
+    # the default objective is the subspace one: its encoder predicts coordinates on the saved directions, and
+    # the demo scored it as attribute does (its distilled row is not the cosine of two encodings)
+    training = json.loads((tmp_path / "demo" / "encoder" / "training.json").read_text())
+    assert training["objective"] == "subspace" and (tmp_path / "demo" / "encoder" / "best" / "subspace.npz").exists()
+    report = json.loads((tmp_path / "demo" / "report.json").read_text())
+    assert report["settings"]["objective"] == "subspace"
 
 
 @pytest.mark.assets

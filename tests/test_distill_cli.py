@@ -247,7 +247,8 @@ def test_evaluate_refuses_labels_of_other_gradient_features(tiny_model_dir, tiny
     other = LabelSettings(model=str(tiny_model_dir), rank=2, proj_dim=16, max_length=24, shard_size=8)
     label(samples(12, seed=3, prefix="n"), samples(6, seed=9, prefix="m"), tmp_path / "b", other, progress=False)
     out = tmp_path / "enc"
-    args = ["distill", "--labels", str(tmp_path / "a"), "--out", str(out), "--encoder", str(tiny_bert_dir)]
+    args = ["distill", "--objective", "influcoder", "--labels", str(tmp_path / "a"), "--out", str(out)]
+    args += ["--encoder", str(tiny_bert_dir)]
     assert main([*args, "--epochs", "1", "--max-length", "16", "--quiet"]) == 0
     evaluate = ["evaluate", "--encoder", str(out), "--labels", str(tmp_path / "b"), "--quiet"]
     assert main(evaluate) == 2
@@ -284,7 +285,8 @@ def test_continued_distillation_starts_from_the_given_encoder(
     label(samples(16), samples(8, seed=7, prefix="q"), tmp_path / "a", settings, progress=False)
     label(samples(16, seed=5, prefix="n"), samples(8, seed=9, prefix="m"), tmp_path / "b", settings, progress=False)
     first = tmp_path / "first"
-    base = ["distill", "--encoder", str(tiny_bert_dir), "--epochs", "1", "--max-length", "16", "--quiet"]
+    base = ["distill", "--objective", "influcoder", "--encoder", str(tiny_bert_dir), "--epochs", "1"]
+    base += ["--max-length", "16", "--quiet"]
     first_args = ["--labels", str(tmp_path / "a"), "--out", str(first), "--pooling", "attention", "--low-memory"]
     assert main([*base, *first_args, "--checkpoint-minutes", "0.5", "--activation-checkpointing"]) == 0
     assert asked == [1 << 20] and "no effect here" in capsys.readouterr().err  # the stand-in reports no glibc

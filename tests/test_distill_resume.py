@@ -22,7 +22,7 @@ from .test_encoder import topic_data
 def settings(tiny_bert_dir, **kw) -> DistillSettings:
     base = dict(encoder=str(tiny_bert_dir), epochs=3, lr=1e-3, max_length=12, queries_per_batch=4)
     base.update(candidates_per_batch=10, pooling="attention", head_dim=8, seed=3)
-    return DistillSettings(**{**base, **kw})
+    return DistillSettings(objective="influcoder", **{**base, **kw})
 
 
 @pytest.fixture

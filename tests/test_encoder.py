@@ -162,6 +162,7 @@ def test_distillation_learns_a_learnable_ranking(tiny_bert_dir, tmp_path):
     held_pool, held_pool_bow = topic_data(40, seed=3)
     held_queries, held_query_bow = topic_data(16, seed=4)
     settings = DistillSettings(
+        objective="influcoder",
         encoder=str(tiny_bert_dir),
         epochs=12,
         lr=2e-3,
@@ -194,6 +195,7 @@ def test_new_pooling_parameters_train_at_a_larger_rate(tiny_bert_dir):
     moved = {}
     for scale in (1.0, 20.0):
         settings = DistillSettings(
+            objective="influcoder",
             encoder=str(tiny_bert_dir), pooling="attention", lr=1e-4, head_lr_scale=scale, epochs=1,
             max_length=16, queries_per_batch=4, candidates_per_batch=6, warmup=0.0, seed=0,
         )  # fmt: skip
@@ -206,7 +208,9 @@ def test_new_pooling_parameters_train_at_a_larger_rate(tiny_bert_dir):
 
 
 def test_hard_candidates_come_from_the_top_of_the_true_ranking(tiny_bert_dir):
-    settings = DistillSettings(encoder=str(tiny_bert_dir), candidates_per_batch=6, hard_candidates=3, max_length=8)
+    settings = DistillSettings(
+        objective="influcoder", encoder=str(tiny_bert_dir), candidates_per_batch=6, hard_candidates=3, max_length=8
+    )
     distiller = Distiller(settings)
     scores = np.random.default_rng(0).normal(size=(40, 5))
     train_pool, cols = np.arange(40), np.array([1, 3])
@@ -215,7 +219,9 @@ def test_hard_candidates_come_from_the_top_of_the_true_ranking(tiny_bert_dir):
     tops = {int(np.argmax(scores[:, 1])), int(np.argmax(scores[:, 3]))}
     second = {int(np.argsort(-scores[:, j])[1]) for j in (1, 3)}
     assert tops <= set(chosen[:3].tolist()) and chosen[2] in second  # 3 hard from 2 queries: round-robin
-    plain = Distiller(DistillSettings(encoder=str(tiny_bert_dir), candidates_per_batch=6, max_length=8))
+    plain = Distiller(
+        DistillSettings(objective="influcoder", encoder=str(tiny_bert_dir), candidates_per_batch=6, max_length=8)
+    )
     fresh = np.array([7, 8, 9, 10, 11, 12])
     assert plain.candidates(np.random.default_rng(1), fresh, train_pool, cols, scores).tolist() == fresh.tolist()
     short = plain.candidates(np.random.default_rng(1), fresh[:2], train_pool, cols, scores)  # an epoch's last step
@@ -226,6 +232,7 @@ def test_an_epoch_offers_every_training_pool_sample_as_a_candidate(tiny_bert_dir
     """What the docs call an epoch: before, candidates were drawn independently per step, so an epoch left
     about a third of the pool unseen."""
     settings = DistillSettings(
+        objective="influcoder",
         encoder=str(tiny_bert_dir),
         candidates_per_batch=4,
         queries_per_batch=2,
@@ -309,7 +316,9 @@ def test_nan_embeddings_and_a_nan_training_loss_are_refused_by_name(tiny_bert_di
     import influcoder.encoder.training_run as distill_module
 
     monkeypatch.setattr(distill_module, "distillation_loss", lambda *a, **k: (torch.tensor(float("nan")), {}))
-    distiller = Distiller(DistillSettings(encoder=str(tiny_bert_dir), max_length=16, epochs=1), device="cpu")
+    distiller = Distiller(
+        DistillSettings(objective="influcoder", encoder=str(tiny_bert_dir), max_length=16, epochs=1), device="cpu"
+    )
     scores = np.random.default_rng(0).normal(size=(12, 6))
     with pytest.raises(NonFiniteValueError, match="non-finite training loss at epoch 1, step 1"):
         distiller.fit(scores, samples(12), samples(6, seed=3, prefix="q"), progress=False)

@@ -103,14 +103,15 @@ def test_distill_length_prior_fits_and_saves_it_without_touching_the_run_key(tin
     queries = [Sample(s.id, s.prompt, s.response, {"task": f"q{i % 3}"}) for i, s in enumerate(samples(12, 7, "q"))]
     label(pool, queries, tmp_path / "labels", settings, progress=False)
     out = tmp_path / "enc"
-    args = ["distill", "--labels", str(tmp_path / "labels"), "--out", str(out), "--encoder", str(tiny_bert_dir)]
+    args = ["distill", "--objective", "influcoder", "--labels", str(tmp_path / "labels"), "--out", str(out)]
+    args += ["--encoder", str(tiny_bert_dir)]
     args += ["--epochs", "1", "--max-length", "16", "--quiet", "--val-group", "task", "--val-fraction", "0.3"]
     assert main(args) == 0 and LengthPrior.load(out / "best") is None  # off unless asked
     assert main([*args, "--length-prior"]) == 0  # the finished run is kept; only the prior is added
     prior = LengthPrior.load(out / "best")
     assert prior is not None and "whole groups of 'task'" in prior.chosen_on
     assert InfluenceEncoder.from_pretrained(out).length_prior == prior
-    assert "length_prior" not in DistillSettings(length_prior=True).key()
+    assert "length_prior" not in DistillSettings(objective="influcoder", length_prior=True).key()
     record = json.loads((out / "training.json").read_text())
     assert record["complete"] and record["settings"]["val_group"] == "task"
 

@@ -292,7 +292,9 @@ def test_the_toxicity_run_scores_every_method_resumes_and_reports(tiny_model_dir
             model=str(tiny_model_dir), rank=2, proj_dim=32, max_length=24, device="cpu", batch_tokens=77
         ),  # fmt: skip
         finetune=FinetuneSettings(batch_size=4, lr=1e-2),
-        distill=DistillSettings(encoder=str(tiny_bert_dir), epochs=1, queries_per_batch=3, candidates_per_batch=4),
+        distill=DistillSettings(
+            objective="influcoder", encoder=str(tiny_bert_dir), epochs=1, queries_per_batch=3, candidates_per_batch=4
+        ),
         methods=[
             "influcoder",
             "semantic",

@@ -14,6 +14,9 @@ from influcoder.core.atomic import write_json_atomic
 from influcoder.core.jsonfile import read_json
 from influcoder.data.loading import load_samples
 
+DEMO_DISTILL = {"subspace": (2, 5e-5), "influcoder": (4, 1e-4)}
+"""(epochs, lr) of the demo's distillation per objective: those benchmarks/objective_compare.py compares."""
+
 
 def _stage(title: str) -> float:
     print(f"\n[demo] {title}", flush=True)
@@ -24,15 +27,17 @@ def run_demo(
     out: str | Path = "runs/demo",
     pool_size: int = 200,
     query_size: int = 60,
-    epochs: int = 4,
-    lr: float = 1e-4,
+    epochs: int | None = None,
+    lr: float | None = None,
     max_length: int = 256,
     proj_dim: int = 32768,
     seed: int = 0,
     device: str = "auto",
     progress: bool = True,
+    objective: str = "subspace",
 ) -> int:
-    """Run every stage at these sizes under `out`, printing what each measured; stages resume on a rerun."""
+    """Run every stage at these sizes under `out`, printing what each measured; stages resume on a rerun.
+    `epochs` and `lr` default to the `objective`'s demo settings (`DEMO_DISTILL`)."""
     from influcoder.attribution.influcoder import Influcoder
     from influcoder.core.store import FeatureStore
     from influcoder.encoder.distill import distill_labels
@@ -56,16 +61,21 @@ def run_demo(
     label_seconds = time.perf_counter() - t
     gradient_store = FeatureStore(out / "labels" / "pool")
 
+    epochs, lr = epochs or DEMO_DISTILL[objective][0], lr or DEMO_DISTILL[objective][1]
     eval_pool, eval_queries = max(10, len(pool) // 5), max(4, len(queries) // 4)
-    t = _stage(f"2/5 distill MiniLM-L6 ({epochs} epochs; {eval_pool} pool x {eval_queries} queries held out)")
-    distill = DistillSettings(epochs=epochs, lr=lr, seed=seed, max_length=max_length)
+    t = _stage(
+        f"2/5 distill MiniLM-L6, objective {objective} ({epochs} epochs; {eval_pool} pool x {eval_queries} queries "
+        "held out)"
+    )
+    distill = DistillSettings(epochs=epochs, lr=lr, seed=seed, max_length=max_length, objective=objective)
     distill_labels(out / "labels", out / "encoder", distill, eval_pool, eval_queries, progress, device=device)
     distill_seconds = time.perf_counter() - t
 
     t = _stage("3/5 evaluate on the held-out split: distilled vs untrained MiniLM-L6 (Spearman vs gradients)")
     split = out / "encoder" / "eval_split.json"
-    encoder = InfluenceEncoder.from_pretrained(out / "encoder", device=device)
-    distilled = evaluate_encoder(encoder, out / "labels", split, training_record(out / "encoder"))
+    ic = Influcoder.from_pretrained(out / "encoder", device=device)  # with its subspace, for a subspace encoder
+    encoder = ic.encoder
+    distilled = evaluate_encoder(encoder, out / "labels", split, training_record(out / "encoder"), subspace=ic.subspace)
     fresh = InfluenceEncoder.from_backbone(max_length=max_length, device=device)
     untrained = evaluate_encoder(fresh, out / "labels", split)
     for name, r in (("distilled", distilled), ("untrained", untrained)):
@@ -75,7 +85,6 @@ def run_demo(
         )
 
     t = _stage(f"4/5 index the {len(pool)} pool samples with the distilled encoder")
-    ic = Influcoder(encoder)
     index = ic.index(pool, out / "index", overwrite=True, encoder_path=out / "encoder", progress=progress)
     index_seconds = time.perf_counter() - t
 
@@ -125,7 +134,8 @@ def run_demo(
                     "total": total_seconds},
         "bytes_per_sample": {"gradient_store": gradient_store.bytes_per_sample(),
                              "embedding_index": index.bytes_per_sample()},
-        "settings": {"epochs": epochs, "lr": lr, "max_length": max_length, "proj_dim": proj_dim, "seed": seed},
+        "settings": {"objective": objective, "epochs": epochs, "lr": lr, "max_length": max_length,
+                     "proj_dim": proj_dim, "seed": seed},
     }  # fmt: skip
     write_json_atomic(out / "report.json", report)
     print(

@@ -213,10 +213,12 @@ class Demo(Command):
     """Pool samples."""
     query_size: int = 60
     """Query samples."""
-    epochs: int = 4
-    """Distillation epochs."""
-    lr: float = 1e-4
-    """Distillation learning rate."""
+    objective: Literal["subspace", "influcoder"] = "subspace"
+    """What the encoder learns (`distill --objective`): subspace, the default, or the paper's cosine objective."""
+    epochs: int | None = None
+    """Distillation epochs (default: the objective's demo setting, 2 for subspace, 4 for influcoder)."""
+    lr: float | None = None
+    """Distillation learning rate (default: the objective's demo setting, 5e-5 for subspace, 1e-4 for influcoder)."""
     max_length: int = 256
     """Tokens per sample."""
     proj_dim: int = 32768
@@ -243,4 +245,5 @@ class Demo(Command):
             self.seed,
             self.device,
             not self.quiet,
+            self.objective,
         )

@@ -47,6 +47,7 @@ from influcoder.encoder.resume import (
 )
 from influcoder.encoder.settings import DistillSettings
 from influcoder.encoder.splits import split_from_file, split_labels, split_labels_by_group
+from influcoder.encoder.subspace import GradientSubspace
 from influcoder.encoder.training_run import TrainingRun
 
 
@@ -65,6 +66,11 @@ class Distiller:
         if settings.pearson_center not in PEARSON_CENTERINGS:
             raise InflucoderError(
                 f"pearson_center must be one of {PEARSON_CENTERINGS}, got {settings.pearson_center!r}"
+            )
+        if settings.objective == "subspace":
+            raise InflucoderError(
+                "Distiller trains the cosine objectives (influcoder, airrep); --objective subspace is trained by "
+                "distill_labels (influcoder.encoder.subspace_distill), which reads the labels' stored gradients"
             )
         self.settings = settings
         torch.manual_seed(settings.seed)
@@ -191,9 +197,13 @@ def continued_from(settings: DistillSettings, features: dict) -> tuple[Influence
             f"({differ[0]}: {learned.get(differ[0])!r} there, {features.get(differ[0])!r} here)"
         )
     c = encoder.config
+    objective = settings.objective
+    if objective == "subspace" and GradientSubspace.load(settings.init) is None:
+        objective = "influcoder"  # a cosine encoder continues with the cosine objective it was trained with
     return encoder, replace(
-        settings, encoder=c.backbone, pooling=c.pooling, head_dim=c.head_dim, max_length=c.max_length
-    )
+        settings, encoder=c.backbone, pooling=c.pooling, head_dim=c.head_dim, max_length=c.max_length,
+        objective=objective,
+    )  # fmt: skip
 
 
 def _protocol_of(eval_split: str | Path | None, eval_protocol: str, drawn: int) -> str | None:
@@ -245,10 +255,14 @@ def distill_labels(
         init, settings = continued_from(settings, info.get("features", {}))
     if settings.objective == "subspace":  # refused before anything is written
         if settings.init or activation_checkpointing:
-            raise InflucoderError("--objective subspace takes neither --init nor --activation-checkpointing yet")
+            raise InflucoderError("--objective subspace (the default) takes neither --init from a subspace encoder "
+                                  "nor --activation-checkpointing yet; add --objective influcoder for the cosine "
+                                  "objective")  # fmt: skip
         if settings.length_prior:  # its encoder reads length features itself (EncoderConfig.length_features)
-            raise InflucoderError("--length-prior applies to the cosine objectives; --objective subspace "
-                                  "predicts from length features itself")  # fmt: skip
+            raise InflucoderError(
+                "--length-prior applies to the cosine objectives (--objective influcoder); --objective subspace, "
+                "the default, predicts from length features itself"
+            )
     scores = np.asarray(matrix.scores)
     if eval_split is not None:
         if eval_pool or eval_queries:

@@ -38,8 +38,9 @@ def run_key(settings: DistillSettings, scores: np.ndarray, pool: Sequence[Sample
 
 
 def _run_key_defaults() -> dict:
-    """The run key's settings at their defaults: what runs written before a setting existed match."""
-    return {"settings": DistillSettings().key()}
+    """The run key's settings at their defaults: what runs written before a setting existed match. A run
+    recorded before `objective` existed trained the cosine objective, whatever the default is now."""
+    return {"settings": {**DistillSettings().key(), "objective": "influcoder"}}
 
 
 def _key_difference(stored: dict, wanted: dict) -> str:

@@ -84,11 +84,13 @@ class DistillSettings:
     init: str | None = None
     """Continued distillation: start from this encoder (an encoder or distill output directory) instead of a
     fresh backbone; its backbone, pooling, head and max length replace the flags above."""
-    objective: Objective = "influcoder"
-    """influcoder: alpha * Pearson + (1 - alpha) * KL (the paper); airrep: AirRep's group-wise ranking loss
-    (random groups of candidates, attention-pooled scores, pairwise ranking by summed true influence);
-    subspace: regress each pool sample's coordinates on the training gradients' top --subspace-k directions
-    (plus alpha * the per-query Pearson), queries scored by their exact gradients (`encoder.subspace`)."""
+    objective: Objective = "subspace"
+    """subspace (the default: it ranks tasks the labels never saw, docs/results/transfer.md): regress each
+    training text's gradient coordinates on the training gradients' top --subspace-k directions (plus alpha *
+    the per-query Pearson), queries scored by their exact gradients (`encoder.subspace`); influcoder: cosine
+    embeddings fitted with alpha * Pearson + (1 - alpha) * KL (the paper; no decoder at query time); airrep:
+    AirRep's group-wise ranking loss (random groups of candidates, attention-pooled scores, pairwise ranking
+    by summed true influence)."""
     subspace_k: int = 256
     """subspace: how many of the training gradients' top singular directions the encoder predicts."""
     subspace_ridge: float = 1000.0

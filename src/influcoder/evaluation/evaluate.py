@@ -13,7 +13,7 @@ from influcoder.data.records import sample_groups
 from influcoder.encoder.model import InfluenceEncoder
 from influcoder.evaluation import costs
 from influcoder.evaluation.baselines.base import EvaluationData, Scorer
-from influcoder.evaluation.baselines.text import Distilled
+from influcoder.evaluation.baselines.text import Distilled, SubspaceDistilled
 from influcoder.labels.labelling import load_labels
 from influcoder.metrics import per_anchor_by_group, per_anchor_spearman, spearman_report
 
@@ -122,9 +122,16 @@ def evaluate_encoder(
     trained_on: dict | None = None,
     group_by: str | None = None,
     progress: bool = False,
+    subspace=None,
 ) -> dict:
-    """Spearman report of `encoder` on the labels (restricted to `split`'s ids when given), with timing."""
-    scorer = Distilled(encoder, progress=progress)
+    """Spearman report of `encoder` on the labels (restricted to `split`'s ids when given), with timing. With
+    the `subspace` of a subspace encoder, queries are scored as `attribute` scores them: by their exact gradient
+    coordinates (read from the labels' stored gradients)."""
+    scorer = (
+        Distilled(encoder, progress=progress)
+        if subspace is None
+        else SubspaceDistilled(encoder, subspace, labels_dir, progress=progress)
+    )
     return evaluate_scorers({"encoder": scorer}, evaluation_data(labels_dir, split), trained_on, group_by)["encoder"]
 
 

@@ -52,7 +52,7 @@ class ToxicityRun:
     task: ToxicitySettings = field(default_factory=ToxicitySettings)
     labels: LabelSettings = field(default_factory=lambda: LabelSettings(max_length=192))
     finetune: FinetuneSettings = field(default_factory=FinetuneSettings)
-    distill: DistillSettings = field(default_factory=lambda: DistillSettings(epochs=5, lr=1e-4))
+    distill: DistillSettings = field(default_factory=lambda: DistillSettings(epochs=5, lr=1e-4, objective="influcoder"))
     methods: list[str] = field(default_factory=lambda: list(METHODS))
     drop: float = 0.05
     """Share of the pool the filter drops before the second fine-tuning (the refusal check)."""
