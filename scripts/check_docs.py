@@ -1778,6 +1778,8 @@ def demo(checker: Checker) -> None:
         "{} bytes per sample in the gradient store against {} in the embedding index",
         *report["bytes_per_sample"].values(),
     )
+    cosine = checker.json(f"{BENCH}/objectives.json")["runs"]["random"]["influcoder (distilled)"][0]
+    page.text("`influcoder demo --objective influcoder`: {} on the same split", cosine["per_anchor_mean"])
     page.done()
 
 
