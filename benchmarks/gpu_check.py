@@ -98,7 +98,7 @@ def check_encoder_speed(n: int) -> dict:
 
 
 def check_demo(work: Path) -> dict:
-    from influcoder.demo import run_demo
+    from influcoder.experiments.demo import run_demo
 
     out = work / "demo"
     code = run_demo(out, pool_size=64, query_size=24, epochs=1, device="cuda", progress=False)

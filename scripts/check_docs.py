@@ -1835,7 +1835,7 @@ def peers(checker: Checker) -> None:
 
 # ----------------------------------------------------------------------------------------------------------------
 # re-rendered: docs/results/transfer.md (benchmarks/transfer.py `markdown`) and docs/results/toxicity-report/
-# results.md (influcoder.evaluation.toxicity_report `markdown`)
+# results.md (influcoder.experiments.toxicity_report `markdown`)
 
 
 @check(f"{DOCS}/transfer.md")
@@ -1884,8 +1884,8 @@ METRICS = ("per_anchor_mean", "mean_aggregated", "query_specific_mean")
 @check(f"{DOCS}/toxicity-report/results.md")
 def toxicity_report(checker: Checker) -> None:
     page = checker.page(f"{DOCS}/toxicity-report/results.md")
-    constants = checker.script("src/influcoder/evaluation/toxicity.py")
-    render = checker.script("src/influcoder/evaluation/toxicity_report.py", DROP_FRACTIONS=constants["DROP_FRACTIONS"])
+    constants = checker.script("src/influcoder/experiments/toxicity.py")
+    render = checker.script("src/influcoder/experiments/toxicity_report.py", DROP_FRACTIONS=constants["DROP_FRACTIONS"])
     record = checker.json(f"{DOCS}/toxicity-report/results.json")
     summary = render["summarize"](record["replicates"])
     for variant, methods in summary.items():  # the committed summary is what the replicates give
@@ -1908,7 +1908,7 @@ def toxicity_report(checker: Checker) -> None:
             )
     page.rendered(
         render["markdown"](summary, record["replicates"]),
-        "influcoder.evaluation.toxicity_report markdown(results.json)",
+        "influcoder.experiments.toxicity_report markdown(results.json)",
     )
     page.done()
 
@@ -2494,7 +2494,7 @@ def compressed(ranks: Sequence[int]) -> tuple[str, list[int]]:
 
 
 def toxicity_tasks(checker: Checker) -> None:
-    from influcoder.evaluation.toxicity_archive import replicate_pool_scores, replicate_task
+    from influcoder.experiments.toxicity_archive import replicate_pool_scores, replicate_task
 
     page = checker.page(f"{DOCS}/toxicity.md")
     found: dict[str, dict[str, tuple[str, list[int], int]]] = {}

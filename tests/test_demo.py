@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from influcoder.demo import run_demo
+from influcoder.experiments.demo import run_demo
 
 
 @pytest.mark.assets

@@ -24,8 +24,8 @@ def test_every_name_is_one_method_and_aliases_point_at_them(caplog):
 
 def test_the_commands_choices_come_from_the_registry():
     from influcoder.cli.evaluation import BaselineName
-    from influcoder.evaluation.toxicity import METHODS as TOXICITY_DEFAULTS
-    from influcoder.evaluation.toxicity import SCORABLE
+    from influcoder.experiments.toxicity import METHODS as TOXICITY_DEFAULTS
+    from influcoder.experiments.toxicity import SCORABLE
 
     assert set(typing.get_args(BaselineName)) <= set(METHODS) | set(ALIASES)
     assert "influcoder" not in typing.get_args(BaselineName)  # the distilled encoder is always scored

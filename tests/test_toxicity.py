@@ -270,8 +270,8 @@ def test_the_toxicity_run_scores_every_method_resumes_and_reports(tiny_model_dir
     import influcoder.evaluation.baselines.representations as representations
     import influcoder.labels.featurizer as featurizer
     from influcoder.encoder.settings import DistillSettings
-    from influcoder.evaluation.toxicity import SCORABLE, ToxicityRun, run_toxicity
-    from influcoder.evaluation.toxicity_report import load_replicates, write_toxicity_report
+    from influcoder.experiments.toxicity import SCORABLE, ToxicityRun, run_toxicity
+    from influcoder.experiments.toxicity_report import load_replicates, write_toxicity_report
     from influcoder.labels.finetune import FinetuneSettings, read_manifest
     from influcoder.labels.settings import LabelSettings
 
@@ -369,7 +369,7 @@ def test_the_toxicity_run_scores_every_method_resumes_and_reports(tiny_model_dir
     assert list(added["methods"]) == [m for m in SCORABLE if m in added["methods"]]
     with pytest.raises(InflucoderError, match="other task settings"):
         run_toxicity(out, replace(run, task=replace(SMALL, n_benign=13)), sources=synthetic_sources(), progress=False)
-    from influcoder.evaluation.toxicity import _finetune
+    from influcoder.experiments.toxicity import _finetune
 
     # a finished adapter is reused only for the samples it was trained on (the filtered pool changes with the
     # encoder: a stale filtered adapter must not stand in for the new one)
@@ -391,13 +391,13 @@ def check_archive(out, tmp_path, run, monkeypatch):
     """A finished replicate's compact record reports what the full replicate reports, from ~100 KB."""
     import influcoder.tasks.toxicity as toxicity_tasks
     from influcoder.cli.main import main
-    from influcoder.evaluation.toxicity_archive import (
+    from influcoder.experiments.toxicity_archive import (
         archive_replicate,
         replicate_directories,
         replicate_pool_scores,
         replicate_task,
     )
-    from influcoder.evaluation.toxicity_report import flagged, load_replicates
+    from influcoder.experiments.toxicity_report import flagged, load_replicates
 
     # the command archives every finished replicate under --out, then reports them
     assert main(["toxicity", "--out", str(out.parent), "--archive", str(tmp_path / "archive"), "--report-only"]) == 0
@@ -442,7 +442,7 @@ def check_archive(out, tmp_path, run, monkeypatch):
 
 
 def test_a_run_key_ignores_whether_the_refusal_check_runs():
-    from influcoder.evaluation.toxicity import ToxicityRun
+    from influcoder.experiments.toxicity import ToxicityRun
 
     assert ToxicityRun(refusal_check=False).key() == ToxicityRun().key()
     assert ToxicityRun(drop=0.1).key() != ToxicityRun().key()
@@ -451,7 +451,7 @@ def test_a_run_key_ignores_whether_the_refusal_check_runs():
 def test_a_run_resumes_under_another_batching_memory_budget_or_attention_kernel(tmp_path):
     """How the gradients are batched and computed is not part of a replicate (their values are); run.json of
     runs that recorded those settings still resumes."""
-    from influcoder.evaluation.toxicity import ToxicityRun, _check_run
+    from influcoder.experiments.toxicity import ToxicityRun, _check_run
 
     key = json.loads(json.dumps(ToxicityRun().key()))
     key["labels"].update(batch_tokens=2048, max_memory=None, attention="eager", batch_size=8, device="auto")
@@ -467,7 +467,7 @@ def test_a_run_resumes_under_another_batching_memory_budget_or_attention_kernel(
 def test_the_toxicity_command_passes_its_batching_and_memory_budget_to_every_decoder_pass(
     tmp_path, monkeypatch, capsys
 ):
-    import influcoder.evaluation.toxicity as toxicity
+    import influcoder.experiments.toxicity as toxicity
     from influcoder.cli.main import main
 
     runs = []
@@ -487,7 +487,7 @@ def test_the_toxicity_command_passes_its_batching_and_memory_budget_to_every_dec
 
 def test_a_run_written_before_a_setting_existed_resumes_only_at_its_default(tmp_path):
     """run.json from an older version lacks settings added since; their defaults reproduce the old code."""
-    from influcoder.evaluation.toxicity import ToxicityRun, _check_run
+    from influcoder.experiments.toxicity import ToxicityRun, _check_run
 
     key = json.loads(json.dumps(ToxicityRun().key()))
     del key["finetune"]["snapshots"]
@@ -508,7 +508,7 @@ def test_a_run_written_before_a_setting_existed_resumes_only_at_its_default(tmp_
 
 
 def test_the_report_marks_scoring_seconds_that_were_partly_estimated():
-    from influcoder.evaluation.toxicity_report import markdown, summarize
+    from influcoder.experiments.toxicity_report import markdown, summarize
 
     def method(seconds, note=None):
         row = {"auprc": 0.5, "average_precision": 0.5, "seconds": seconds, "bytes_per_sample": 4.0}

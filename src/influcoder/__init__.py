@@ -38,14 +38,14 @@ _LAZY = {
     "write_report": "influcoder.evaluation.report",  # evaluate --report
     "ToxicitySettings": "influcoder.tasks.toxicity",
     "build_toxicity_task": "influcoder.tasks.toxicity",
-    "ToxicityRun": "influcoder.evaluation.toxicity",
-    "run_toxicity": "influcoder.evaluation.toxicity",  # toxicity
-    "archive_replicate": "influcoder.evaluation.toxicity_archive",  # toxicity --archive
+    "ToxicityRun": "influcoder.experiments.toxicity",
+    "run_toxicity": "influcoder.experiments.toxicity",  # toxicity
+    "archive_replicate": "influcoder.experiments.toxicity_archive",  # toxicity --archive
     "auprc": "influcoder.metrics",
     "EmbeddingIndex": "influcoder.attribution.index",  # index
     "Influcoder": "influcoder.attribution.influcoder",  # attribute, filter
     "audit_attribution": "influcoder.attribution.audit",  # attribute --audit
-    "run_demo": "influcoder.demo",  # demo
+    "run_demo": "influcoder.experiments.demo",  # demo
 }
 _RENAMED = {"fetch_asset": "fetch"}
 __all__ = [*_LAZY, "__version__"]

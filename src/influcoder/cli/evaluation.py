@@ -232,7 +232,7 @@ class Demo(Command):
         return Path(self.out) / "config.yaml"
 
     def run(self) -> int:
-        from influcoder.demo import run_demo
+        from influcoder.experiments.demo import run_demo
 
         return run_demo(
             self.out,

@@ -119,9 +119,9 @@ class Toxicity(Command):
         from dataclasses import replace
 
         from influcoder.core.errors import InflucoderError
-        from influcoder.evaluation.toxicity import ToxicityRun, run_toxicity
-        from influcoder.evaluation.toxicity_archive import archive_replicate, is_archived, replicate_directories
-        from influcoder.evaluation.toxicity_report import load_replicates, markdown, write_toxicity_report
+        from influcoder.experiments.toxicity import ToxicityRun, run_toxicity
+        from influcoder.experiments.toxicity_archive import archive_replicate, is_archived, replicate_directories
+        from influcoder.experiments.toxicity_report import load_replicates, markdown, write_toxicity_report
 
         base = ToxicityRun(refusal_check=self.refusal_check, methods=list(self.methods))
         base.labels = replace(

@@ -27,7 +27,7 @@ from influcoder.core.atomic import atomic_output, write_json_atomic
 from influcoder.core.errors import ArtifactMismatchError, InflucoderError
 from influcoder.core.jsonfile import read_json
 from influcoder.data.records import fingerprint
-from influcoder.evaluation.toxicity import pool_scores
+from influcoder.experiments.toxicity import pool_scores
 from influcoder.tasks.toxicity import ToxicitySettings, ToxicityTask, build_toxicity_task
 
 FORMAT = 1

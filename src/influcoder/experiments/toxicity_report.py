@@ -16,8 +16,8 @@ import numpy as np
 from influcoder.core.atomic import write_json_atomic, write_text_atomic
 from influcoder.core.jsonfile import read_json
 from influcoder.evaluation.report import figure_png, html_table, machine
-from influcoder.evaluation.toxicity import DROP_FRACTIONS, precision_recall_points
-from influcoder.evaluation.toxicity_archive import replicate_pool_scores, replicate_task
+from influcoder.experiments.toxicity import DROP_FRACTIONS, precision_recall_points
+from influcoder.experiments.toxicity_archive import replicate_pool_scores, replicate_task
 from influcoder.tasks.toxicity import ToxicityTask
 
 TOP = 20
