@@ -78,6 +78,8 @@ def test_attribute_rescore_writes_the_exact_top_k_with_the_encoder_score(indexed
         path.write_text("".join(json.dumps(s.to_record()) + "\n" for s in items), encoding="utf-8")
     index = ["index", "--encoder", str(tmp_path / "enc"), "--pool", str(pool_file), "--out", str(tmp_path / "cli")]
     assert main([*index, "--quiet"]) == 0
+    manifest = json.loads((tmp_path / "cli" / "manifest.json").read_text())
+    assert manifest["scoring"] == {"objective": "cosine", "query_side": "encoded"}  # no subspace beside it
     out = tmp_path / "hits.jsonl"
     argv = ["attribute", "--index", str(tmp_path / "cli"), "--queries", str(query_file), "-k", "3", "--quiet",
             "--device", "cpu"]  # fmt: skip

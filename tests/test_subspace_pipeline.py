@@ -158,6 +158,8 @@ def test_a_subspace_run_has_a_coverage_reference_and_its_index_the_flags(subspac
     np.testing.assert_allclose(stored, reference.score(encoder.encode(pool)), atol=1e-4)
     manifest = json.loads((root / "index" / "manifest.json").read_text())
     assert manifest["coverage"]["share_covered"] == pytest.approx(float(reference.covered(stored).mean()))
+    # the manifest says how its rows are scored: predicted coordinates against each query's exact ones
+    assert manifest["scoring"] == {"objective": "subspace", "subspace_k": 6, "query_side": "exact"}
 
 
 def test_subspace_refuses_the_length_prior_before_writing_anything(subspace_run, tmp_path, capsys):
@@ -168,3 +170,26 @@ def test_subspace_refuses_the_length_prior_before_writing_anything(subspace_run,
     assert main(argv) == 2
     assert "--length-prior applies to the cosine objectives" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_serve_answers_a_subspace_index_with_exact_query_gradients(subspace_run):
+    """The default objective behind `influcoder serve`: each query's exact gradient coordinates, computed on
+    the server, give the same hits as the library's `attribute`."""
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from influcoder.serve.app import create_app
+    from influcoder.serve.limits import ServeLimits
+    from influcoder.serve.service import IndexService
+
+    root, _, _, queries = subspace_run
+    service = IndexService.open(root / "index", root / "enc", device="cpu")
+    library = Influcoder.from_index(root / "index", root / "enc", device="cpu")
+    assert service.ic.query_side == "exact" and library.query_side == "exact"
+    bodies = [{"id": q.id, "prompt": q.prompt, "response": q.response} for q in queries[:2]]
+    with TestClient(create_app(service, ServeLimits(batch_window_s=0.002))) as client:
+        response = client.post("/v1/attribute", json={"queries": bodies, "k": 4})
+    assert response.status_code == 200, response.text
+    for got, hits in zip(response.json()["results"], library.attribute(queries[:2], k=4)):
+        assert [h["sample"]["id"] for h in got["hits"]] == [a.sample.id for a in hits]
+        assert [h["score"] for h in got["hits"]] == pytest.approx([a.score for a in hits], abs=1e-5)

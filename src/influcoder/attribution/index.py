@@ -72,6 +72,20 @@ def encoder_fingerprint(encoder) -> str:
     return encoder.fingerprint()
 
 
+def scoring_record(encoder_path) -> dict | None:
+    """How this index's rows are scored, for a reader of the manifest: a subspace encoder's rows are predicted
+    gradient coordinates, scored against each query's exact ones by default (`Influcoder.query_side`); a
+    cosine encoder's rows against the encoded query. None when the encoder's directory is not known."""
+    if not encoder_path:
+        return None
+    from influcoder.encoder.subspace import GradientSubspace
+
+    subspace = GradientSubspace.load(encoder_path)
+    if subspace is None:
+        return {"objective": "cosine", "query_side": "encoded"}
+    return {"objective": "subspace", "subspace_k": subspace.k, "query_side": "exact"}
+
+
 def _remove_index(path: Path) -> None:
     """Delete an index directory for --overwrite, but only one that is recognisably an influcoder index (or
     empty): --overwrite once deleted whatever directory --out named, a folder of notes included."""
@@ -203,6 +217,7 @@ class EmbeddingIndex:
                 "index_factory": index_factory,
                 "segments": [],
                 "encoder_path": str(Path(encoder_path).resolve()) if encoder_path else None,
+                "scoring": scoring_record(encoder_path),
             }
             write_json_atomic(path / MANIFEST, manifest)
             index, pending = cls(path), "segment-00000"
