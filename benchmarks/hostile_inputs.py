@@ -2,7 +2,9 @@
 
 Cases a command must refuse should exit 2 with one line that names the file (and line) and what was expected;
 cases that are valid but unusual (Unicode line separators, '#' lines in a CSV, a .tsv) must succeed and read
-the data exactly. Built on the tiny offline models of the tests, so it runs anywhere in about two minutes.
+the data exactly (what `data --out` writes is compared with the texts). A case passes only with the exit code
+wanted, no traceback and the message it is about (`MUST_SAY`): a refusal for another reason fails. Built on
+the tiny offline models of the tests, so it runs anywhere in about two minutes.
 
     python benchmarks/hostile_inputs.py --out runs/hostile
 
@@ -112,8 +114,48 @@ def prepare(work: Path, paths: dict[str, Path]) -> dict[str, Path]:
     return files
 
 
+MUST_SAY = {
+    "a file that does not exist": "missing.jsonl: no such file or directory",
+    "malformed JSON on line 2": "malformed.jsonl:2: malformed JSON",
+    "a list-valued prompt": "list_prompt.jsonl:1: field 'prompt' must be a string",
+    "a blank response": "empty_response.jsonl:1: empty response",
+    "no response field": "no_response_field.jsonl:1: missing response field",
+    "duplicate ids": "duplicate_ids.jsonl:2: duplicate id '1'",
+    "a Latin-1 file": "latin1.jsonl:1: not valid UTF-8",
+    "a CSV row with an unclosed quote": "bad_row.csv:2: row has 1 field(s), the header 2",
+    "--limit -1": "--limit must be at least 1, got -1",
+    "U+2028 / U+2029 / U+0085 inside a text (valid)": "wrote 1 samples to",
+    "'#' lines that are CSV data (valid)": "wrote 2 samples to",
+    "a .tsv with a comma inside a field (valid)": "wrote 1 samples to",
+    "an unknown built-in source": "evalz: no such file or directory, nor a built-in source",
+    "prompt-only samples as a pool": "empty response (a prompt-only source",
+    "--shard-size 0": "--shard-size must be at least 1, got 0",
+    "--epochs 0": "--epochs 0 is out of range",
+    "--val-fraction 0": "--val-fraction 0.0 is out of range",
+    "a directory that is not labels": "notes is not a labels directory (no labels.json)",
+    "-k 0": "-k must be at least 1, got 0",
+    "a directory that is not an index": "notes is not an influcoder index (no manifest.json)",
+    "index --overwrite onto a folder of notes": "refusing to overwrite",
+    "index rerun with another dtype": "built with dtype 'float16', not what this run asks for",
+    "label rerun with another projection": "config.projector.dim: stored 64, requested 128",
+    "an unknown command": "unknown command 'lable'",
+}
+"""A piece of what each case must print: a refusal for another reason (an asset error offline, a renamed
+flag's usage error) is not the refusal the case is about."""
+READS = {
+    "U+2028 / U+2029 / U+0085 inside a text (valid)": ("read-separators.jsonl", [("a\u2028b\u2029c\x85d", "e")]),
+    "'#' lines that are CSV data (valid)": (
+        "read-hash.jsonl",
+        [("first\n# kept line", "one"), ("#starts with hash", "two")],
+    ),
+    "a .tsv with a comma inside a field (valid)": ("read-tabs.jsonl", [("x, with a comma", "y")]),
+}
+"""What a valid case must read, exactly: (the file its `data --out` writes, its (prompt, response) pairs)."""
+
+
 def cases(f: dict[str, Path], paths: dict[str, Path], work: Path) -> list[tuple[str, list[str], int]]:
-    """(what, argv, expected exit code)."""
+    """(what, argv, expected exit code). What each must print is `MUST_SAY`; what a valid one must read,
+    `READS`."""
     q = str(paths["queries"])
     return [
         ("a file that does not exist", ["data", str(work / "missing.jsonl")], 2),
@@ -125,9 +167,21 @@ def cases(f: dict[str, Path], paths: dict[str, Path], work: Path) -> list[tuple[
         ("a Latin-1 file", ["data", str(f["latin1.jsonl"])], 2),
         ("a CSV row with an unclosed quote", ["data", str(f["bad_row.csv"])], 2),
         ("--limit -1", ["data", str(paths["pool"]), "--limit", "-1"], 2),
-        ("U+2028 / U+2029 / U+0085 inside a text (valid)", ["data", str(f["separators.jsonl"])], 0),
-        ("'#' lines that are CSV data (valid)", ["data", str(f["hash_lines.csv"])], 0),
-        ("a .tsv with a comma inside a field (valid)", ["data", str(f["tabs.tsv"])], 0),
+        (
+            "U+2028 / U+2029 / U+0085 inside a text (valid)",
+            ["data", str(f["separators.jsonl"]), "--out", str(work / "read-separators.jsonl")],
+            0,
+        ),
+        (
+            "'#' lines that are CSV data (valid)",
+            ["data", str(f["hash_lines.csv"]), "--out", str(work / "read-hash.jsonl")],
+            0,
+        ),
+        (
+            "a .tsv with a comma inside a field (valid)",
+            ["data", str(f["tabs.tsv"]), "--out", str(work / "read-tabs.jsonl")],
+            0,
+        ),
         ("an unknown built-in source", ["data", "evalz"], 2),
         (
             "prompt-only samples as a pool",
@@ -224,6 +278,14 @@ def main() -> int:
         lines = [ln for ln in (done.stderr or done.stdout).splitlines() if ln.strip()]
         message = next((ln for ln in lines if "error" in ln.lower()), lines[-1] if lines else "")
         traceback = "Traceback" in done.stderr
+        said = MUST_SAY[what] in (done.stdout or "") + (done.stderr or "")
+        read_back = None
+        if what in READS:
+            name, pairs = READS[what]
+            written = work / name
+            text = written.read_text(encoding="utf-8") if written.exists() else ""
+            records = [json.loads(line) for line in text.split("\n") if line]  # not splitlines(): U+2028 is text
+            read_back = [(r.get("prompt"), r.get("response")) for r in records] == pairs
         rows.append(
             {
                 "case": what,
@@ -231,12 +293,15 @@ def main() -> int:
                 "expected": expected,
                 "rc": done.returncode,
                 "traceback": traceback,
+                "must_say": MUST_SAY[what],
+                "said_it": said,
+                "read_back": read_back,
                 "message": message.replace(str(work), "$W")[:220],
             }
         )
         print(f"rc {done.returncode} (want {expected}) {what}: {rows[-1]['message'][:100]}", flush=True)
     notes_intact = (files["notes"] / "results.txt").exists()
-    ok = all(r["rc"] == r["expected"] and not r["traceback"] for r in rows) and notes_intact
+    ok = all(as_expected(r) for r in rows) and notes_intact
     result = {
         "command": "python " + " ".join(sys.argv),
         "cases": rows,
@@ -246,21 +311,34 @@ def main() -> int:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "hostile_inputs.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     lines = [
-        f"# Hostile inputs: {sum(r['rc'] == r['expected'] and not r['traceback'] for r in rows)} of {len(rows)} "
+        f"# Hostile inputs: {sum(as_expected(r) for r in rows)} of {len(rows)} "
         f"as expected (the folder of notes {'survived' if notes_intact else 'was DELETED'})",
         "",
         f"command: `{result['command']}` ($W = the work directory; tiny offline models)",
         "",
-        "| case | exit (expected) | what the user reads |",
-        "|---|---|---|",
+        *table(rows),
     ]
-    for r in rows:
-        flag = "" if r["rc"] == r["expected"] and not r["traceback"] else " **unexpected**"
-        message = r["message"].replace("|", "\\|")
-        lines.append(f"| {r['case']} | {r['rc']} ({r['expected']}){flag} | {message} |")
     (RESULTS / "hostile_inputs.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print(lines[0])
     return 0 if ok else 1
+
+
+def as_expected(row: dict) -> bool:
+    """The exit code wanted, no traceback, the message the case is about, and (valid cases) the data read."""
+    return row["rc"] == row["expected"] and not row["traceback"] and row["said_it"] and row["read_back"] in (None, True)
+
+
+def table(rows: list[dict]) -> list[str]:
+    """The markdown table of the cases (scripts/check_docs.py re-renders it from the JSON)."""
+    lines = ["| case | exit (expected) | says what it must | read back exactly | what the user reads |",
+             "|---|---|---|---|---|"]  # fmt: skip
+    for r in rows:
+        flag = "" if as_expected(r) else " **unexpected**"
+        message = r["message"].replace("|", "\\|")
+        read = {None: "-", True: "yes", False: "**no**"}[r["read_back"]]
+        said = "yes" if r["said_it"] else "**no**"
+        lines.append(f"| {r['case']} | {r['rc']} ({r['expected']}){flag} | {said} | {read} | {message} |")
+    return lines
 
 
 if __name__ == "__main__":

@@ -1881,6 +1881,40 @@ def objectives(checker: Checker) -> None:
 METRICS = ("per_anchor_mean", "mean_aggregated", "query_specific_mean")
 
 
+@check(f"{DOCS}/serve.md", f"{BENCH}/serve_load.md", f"{BENCH}/serve_soak.md")
+def serve_load(checker: Checker) -> None:
+    """`influcoder serve` under load: each record's tables re-rendered by benchmarks/serve_load.py `markdown`,
+    the page's prose figures recomputed from the same records."""
+    render = checker.script("benchmarks/serve_load.py")["markdown"]
+    page = checker.page(f"{DOCS}/serve.md")
+    records = {}
+    for name in ("serve_load", "serve_soak"):
+        records[name] = record = checker.json(f"{BENCH}/{name}.json")
+        raw = checker.page(f"{BENCH}/{name}.md")
+        raw.rendered(render(record), f"benchmarks/serve_load.py markdown({name}.json)")
+        raw.done()
+    both = render(records["serve_load"]) + "\n" + render(records["serve_soak"])  # same header: matched in order
+    page.rendered(both, "benchmarks/serve_load.py markdown(serve_load.json, serve_soak.json)")
+    load, soak = records["serve_load"]["phases"], records["serve_soak"]["phases"][0]
+    series = soak["rss_series"]
+    warm = next(mb for t, mb in series if t >= 10)
+    page.text("({} MB at\nstart, {} MB after 10 s)", series[0][1], warm)
+    page.text("+{}% from 10 s to the end of the 10 minutes", 100 * (series[-1][1] - warm) / warm)
+    one = next(p for p in load if p["clients"] == 1)
+    page.text("**met** ({} ms; p99 {} ms)", one["latency_ms"]["p50"], one["latency_ms"]["p99"])
+    by_clients = {p["clients"]: p for p in load}
+    page.text("({} queries/s; {} at 8 clients)", by_clients[32]["queries_per_s"], by_clients[8]["queries_per_s"])
+    requests = sum(p["requests"] for p in [*load, soak])
+    if any(p["errors"] for p in [*load, soak]):
+        page.fail("0 errors", "claimed", "errors in the records")
+    page.text("(0 errors in {} requests", requests)
+    page.text("it grows {}%", soak["server_rss_mb"]["growth_pct"])
+    checks = records["serve_load"]
+    if not (checks["check_cli"]["same_answers"] and checks["kill_restart"]["same_answers"]):
+        page.fail("identical answers", "claimed", "not so in serve_load.json")
+    page.done()
+
+
 @check(f"{DOCS}/toxicity-report/results.md")
 def toxicity_report(checker: Checker) -> None:
     page = checker.page(f"{DOCS}/toxicity-report/results.md")
@@ -2231,17 +2265,9 @@ def hostile_inputs(checker: Checker) -> None:
     page = checker.page(f"{BENCH}/hostile_inputs.md")
     record = checker.json(f"{BENCH}/hostile_inputs.json")
     rows = record["cases"]
-    lines = ["| case | exit (expected) | what the user reads |", "|---|---|---|"]
-    for r in rows:
-        flag = "" if r["rc"] == r["expected"] and not r["traceback"] else " **unexpected**"
-        message = r["message"].replace("|", "\\|")
-        lines.append(f"| {r['case']} | {r['rc']} ({r['expected']}){flag} | {message} |")
-    page.rendered("\n".join(lines), "benchmarks/hostile_inputs.py table (replicated)")
-    page.text(
-        "# Hostile inputs: {} of {} as expected",
-        sum(r["rc"] == r["expected"] and not r["traceback"] for r in rows),
-        len(rows),
-    )
+    script = checker.script("benchmarks/hostile_inputs.py")
+    page.rendered("\n".join(script["table"](rows)), "benchmarks/hostile_inputs.py table(hostile_inputs.json)")
+    page.text("# Hostile inputs: {} of {} as expected", sum(script["as_expected"](r) for r in rows), len(rows))
     page.done()
 
 

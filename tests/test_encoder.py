@@ -359,3 +359,9 @@ def test_the_int8_backend_ranks_like_float_and_is_told_apart(tiny_bert_dir, tmp_
         int8.save_pretrained(tmp_path / "other")
     with pytest.raises(InflucoderError, match="unknown encoder backend"):
         float_enc.to_backend("onnx")
+    # int8 quantises activations per call: a query's vector would move with its batch-mates (serve's micro-batch
+    # against attribute's file); queries are encoded alone, so each one's vector is the same in any company
+    together = int8.encode_queries(pool[:8])
+    alone = np.vstack([int8.encode_queries([text]) for text in pool[:8]])
+    np.testing.assert_array_equal(together, alone)
+    assert not np.array_equal(int8.encode(pool[:8]), alone)  # what a shared call gives instead

@@ -392,3 +392,12 @@ def test_load_benchmark_runs_at_tiny_scale_with_a_kill_and_a_restart(built, tmp_
     assert report["check_cli"] == {"queries_compared": 3, "same_answers": True}
     table = out.with_suffix(".md").read_text()
     assert "| 3 |" in table and "SIGKILL under load" in table
+
+
+def test_audit_needs_the_gradient_settings_and_says_so(client, queries):
+    """The tiny encoder here records no labelling decoder: the exact-gradient check is refused by name
+    (test_subspace_pipeline runs it where the decoder is there)."""
+    response = client.post("/v1/audit", json={"queries": query_bodies(queries[:1]), "k": 3})
+    assert response.status_code == 422
+    assert response.json()["field"] == "audit" and "does not record the gradient settings" in response.json()["error"]
+    assert client.post("/v1/audit", json={"queries": query_bodies(queries[:1]), "k": 99}).status_code == 422

@@ -145,6 +145,11 @@ def test_a_query_in_the_browser_shows_the_librarys_hits(server, browser, built, 
         target = Path(os.environ["INFLUCODER_SCREENSHOT"])
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(shot, target)
+    # the exact-gradient check of the shown hits: this toy encoder records no labelling decoder, and the page
+    # shows the server's reason (test_subspace_pipeline checks the figures where the decoder is there)
+    browser.find_element(By.ID, "audit").click()
+    status = WebDriverWait(browser, WAIT_S).until(lambda d: d.find_element(By.CSS_SELECTOR, "#status.error"))
+    assert "exact-gradient check is not available" in status.text
 
 
 def test_a_bad_k_shows_the_servers_message_on_the_field(server, browser):

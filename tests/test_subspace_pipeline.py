@@ -17,6 +17,7 @@ from influcoder.encoder.coverage import CoverageReference
 from influcoder.encoder.model import InfluenceEncoder
 from influcoder.encoder.subspace import GradientSubspace
 from influcoder.labels.featurizer import GradientFeaturizer
+from influcoder.labels.influence import normalize_rows
 from influcoder.labels.labelling import label
 from influcoder.labels.settings import LabelSettings
 
@@ -193,3 +194,16 @@ def test_serve_answers_a_subspace_index_with_exact_query_gradients(subspace_run)
     for got, hits in zip(response.json()["results"], library.attribute(queries[:2], k=4)):
         assert [h["sample"]["id"] for h in got["hits"]] == [a.sample.id for a in hits]
         assert [h["score"] for h in got["hits"]] == pytest.approx([a.score for a in hits], abs=1e-5)
+    # the page's exact-gradient check: each shown hit's exact cosine with the query, recomputed here
+    with TestClient(create_app(service, ServeLimits(batch_window_s=0.002))) as client:
+        audited = client.post("/v1/audit", json={"queries": bodies[:1], "k": 4})
+    assert audited.status_code == 200, audited.text
+    result = audited.json()["results"][0]
+    exact = GradientFeaturizer(LabelSettings.from_features(library.encoder.config.label_config, "cpu"))
+    by_id = {s.id: s for s in library.index_.samples()}
+    pool_grads = normalize_rows(exact.featurize([by_id[h["id"]] for h in result["hits"]]))
+    truth = pool_grads @ normalize_rows(exact.featurize(queries[:1]))[0]
+    assert [h["rank"] for h in result["hits"]] == [1, 2, 3, 4]
+    np.testing.assert_allclose([h["exact_score"] for h in result["hits"]], truth, atol=1e-5)
+    assert sorted(h["exact_rank"] for h in result["hits"]) == [1, 2, 3, 4]
+    assert result["spearman"] is not None and -1 <= result["spearman"] <= 1

@@ -386,8 +386,10 @@ class InfluenceEncoder(torch.nn.Module):
         """(n, dim) float32 unit-norm embeddings in input order.
 
         Texts are tokenized once, sorted by token count and padded per batch only to the batch's longest, so
-        a pool mixing 20-token and 256-token texts pays for the tokens it has. Sorting changes which texts
-        share a batch, never an embedding (beyond float rounding): each depends only on its own tokens.
+        a pool mixing 20-token and 256-token texts pays for the tokens it has. On the torch backend sorting
+        changes which texts share a batch, never an embedding (beyond float rounding); on int8 the activations
+        are quantised per batch, so an embedding moves slightly with its batch-mates (`encode_queries` therefore
+        encodes int8 queries one at a time).
         """
         if not items:
             return np.zeros((0, self.dim), dtype=np.float32)
@@ -422,8 +424,11 @@ class InfluenceEncoder(torch.nn.Module):
         self, items: Sequence[Sample | str], batch_size: int = 32, show_progress: bool = False
     ) -> np.ndarray:
         """Query-side vectors (n, score_dim): the embeddings, and with a length prior a column of ones, so that
-        a query vector's inner product with a pool vector is cosine + the pool sample's prior."""
-        embeddings = self.encode(items, batch_size, show_progress)
+        a query vector's inner product with a pool vector is cosine + the pool sample's prior. On the int8
+        backend each query is encoded alone: its activations' quantisation step would otherwise depend on the
+        queries it happens to share a call with (a server's micro-batch, a file's neighbours), and the same
+        query would get different hits from `serve` and `attribute`."""
+        embeddings = self.encode(items, 1 if self.backend == "int8" else batch_size, show_progress)
         if self.length_prior is None:
             return embeddings
         return np.hstack([embeddings, np.ones((len(embeddings), 1), dtype=np.float32)])

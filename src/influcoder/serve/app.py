@@ -24,7 +24,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from influcoder import __version__
-from influcoder.core.errors import DataError
+from influcoder.core.errors import DataError, InflucoderError
 from influcoder.data.records import IdAssigner, Sample
 from influcoder.serve import schemas
 from influcoder.serve.batching import MicroBatcher
@@ -171,6 +171,18 @@ def create_app(service: IndexService, limits: ServeLimits | None = None) -> Fast
             aggregate=body.aggregate,
             aggregated=combined.tolist(),
         )
+
+    @app.post("/v1/audit", response_model=schemas.AuditResponse, responses=ERRORS, tags=["attribution"])
+    async def audit(body: schemas.AuditRequest, request: Request) -> schemas.AuditResponse:
+        """The exact-gradient check of each query's top-k hits (`IndexService.audit`): slow (one decoder pass
+        and backward per hit), and only where the decoder the encoder was distilled from is available."""
+        check_at_most("k", body.k, limits.max_k, "--max-k")
+        queries = checked_queries(body.queries)
+        try:
+            results = await runtime(request).call(service.audit, queries, body.k)
+        except InflucoderError as exc:
+            raise RequestError(422, "audit", f"the exact-gradient check is not available: {exc}") from None
+        return schemas.AuditResponse(k=body.k, results=[schemas.AuditQueryOut(**r) for r in results])
 
     @app.post("/v1/histogram", response_model=schemas.HistogramResponse, responses=ERRORS, tags=["attribution"])
     async def histogram(body: schemas.HistogramRequest, request: Request) -> schemas.HistogramResponse:

@@ -48,6 +48,30 @@ class HistogramRequest(Strict):
     bins: int = Field(40, gt=0, strict=True, description="Histogram bins (at most the server's max_bins).")
 
 
+class AuditRequest(Strict):
+    queries: list[QueryIn] = Field(min_length=1)
+    k: int = Field(10, gt=0, strict=True, description="Hits per query to check (at most the server's --max-k).")
+
+
+class AuditHitOut(BaseModel):
+    id: str
+    rank: int = Field(description="The hit's rank by the encoder.")
+    encoder_score: float
+    exact_score: float = Field(description="Cosine of the hit's and the query's exact projected LoRA gradients.")
+    exact_rank: int = Field(description="The hit's rank among the k hits by exact score.")
+
+
+class AuditQueryOut(BaseModel):
+    id: str
+    spearman: float | None = Field(description="Spearman of encoder and exact scores over the k hits (None: < 3).")
+    hits: list[AuditHitOut]
+
+
+class AuditResponse(BaseModel):
+    k: int
+    results: list[AuditQueryOut]
+
+
 class SampleOut(BaseModel):
     id: str
     prompt: str

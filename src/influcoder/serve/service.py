@@ -134,6 +134,29 @@ class IndexService:
         row = self.index.row_of(sample_id)
         return None if row is None else self.index.samples()[row]
 
+    def audit(self, queries: list[Sample], k: int) -> list[dict]:
+        """The exact-gradient check of each query's top-k hits: the encoder's hits, then the exact projected
+        LoRA gradient cosine of each (with the decoder, adapter and projection the encoder records; one decoder
+        pass and backward per hit and query), and the Spearman of the two scores over the hits."""
+        from scipy.stats import spearmanr
+
+        from influcoder.attribution.rescore import rescore_hits
+
+        shown = self.ic.attribute(queries, k=k)
+        checked = rescore_hits(self.ic.exact_featurizer(), queries, shown, k)
+        out = []
+        for query, hits, exact in zip(queries, shown, checked):
+            by_id = {h.sample.id: h for h in exact}
+            rows = [
+                {"id": h.sample.id, "rank": h.rank, "encoder_score": h.score,
+                 "exact_score": by_id[h.sample.id].score, "exact_rank": by_id[h.sample.id].rank}
+                for h in hits
+            ]  # fmt: skip
+            rho = spearmanr([r["encoder_score"] for r in rows], [r["exact_score"] for r in rows]).statistic
+            spearman = float(rho) if len(rows) >= 3 and np.isfinite(rho) else None
+            out.append({"id": query.id, "spearman": spearman, "hits": rows})
+        return out
+
     def row_of(self, sample_id: str) -> int | None:
         return self.index.row_of(sample_id)
 

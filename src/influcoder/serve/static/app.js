@@ -219,12 +219,40 @@
       ]);
       render({ index: index, queries: [query], results: attributed.results, histograms: binned.histograms });
       $("status").textContent = `${attributed.results[0].hits.length} hits in ${Math.round(performance.now() - started)} ms`;
+      if (attributed.results[0].hits.length) $("results").append(auditButton(query, attributed.results[0].hits.length));
     } catch (failure) {
       if (failure && "status" in failure) showError(failure.body, failure.status);
       else showError({ error: "the server could not be reached: " + failure }, 0);
     } finally {
       $("submit").disabled = false;
     }
+  }
+
+  function auditButton(query, k) {
+    // The exact-gradient check of the shown hits (POST /v1/audit): one decoder pass and backward per hit, so
+    // only on request; the server refuses it, saying why, where the labelling decoder is not available.
+    const button = el("button", { id: "audit", type: "button", text: "Check these hits against exact gradients" });
+    button.addEventListener("click", async () => {
+      button.disabled = true;
+      $("status").className = "";
+      $("status").textContent = "computing exact gradients…";
+      try {
+        const audited = await post("/v1/audit", { queries: [query], k: k });
+        const result = audited.results[0];
+        for (const hit of result.hits) {
+          const card = document.querySelector(`li.hit[data-id="${CSS.escape(hit.id)}"]`);
+          if (card) card.append(el("div", { cls: "exact", "data-exact": String(hit.exact_score), text: `exact gradient cosine ${fmt(hit.exact_score, 4)} (rank ${hit.exact_rank} of ${result.hits.length} by exact)` }));
+        }
+        const rho = result.spearman === null ? "n/a" : fmt(result.spearman, 3);
+        button.replaceWith(el("p", { id: "audit-result", cls: "audit", text: `Spearman of encoder and exact scores over these ${result.hits.length} hits: ${rho}` }));
+        $("status").textContent = "checked against exact gradients";
+      } catch (failure) {
+        button.disabled = false;
+        if (failure && "status" in failure) showError(failure.body, failure.status);
+        else showError({ error: "the server could not be reached: " + failure }, 0);
+      }
+    });
+    return button;
   }
 
   async function serve() {
