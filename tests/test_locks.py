@@ -81,3 +81,34 @@ def test_an_output_that_is_a_file_is_named_as_such(tmp_path, capsys):
     assert main(["label", "--pool", str(pool), "--queries", str(pool), "--out", str(target), "--quiet"]) == 2
     assert f"{target} is a file; the labels output must be a directory" in capsys.readouterr().err
     assert target.read_text() == "my file\n"
+
+
+def test_distill_and_finetune_refuse_a_directory_another_run_writes(tiny_model_dir, tiny_bert_dir, tmp_path, capsys):
+    """The distill and finetune locks (never run before): a second writer is refused before any work, and the
+    directory is usable again once the holder lets go."""
+    import json
+
+    from influcoder.labels.labelling import label
+    from influcoder.labels.settings import LabelSettings
+
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text("".join(json.dumps(s.to_record()) + "\n" for s in samples(8)))
+    adapter = tmp_path / "adapter"
+    finetune = ["finetune", "--data", str(pool), "--model", str(tiny_model_dir), "--rank", "2", "--epochs", "1",
+                "--batch-size", "4", "--max-length", "16", "--out", str(adapter), "--quiet"]  # fmt: skip
+    with exclusive_directory(adapter, "fine-tuning"):
+        assert main(finetune) == 2
+    assert "is being written by" in capsys.readouterr().err
+    assert not (adapter / "adapter_config.json").exists()
+    assert main(finetune) == 0 and (adapter / "adapter_config.json").exists()
+
+    settings = LabelSettings(model=str(tiny_model_dir), rank=2, proj_dim=16, max_length=16)
+    label(samples(8), samples(4, seed=3, prefix="q"), tmp_path / "labels", settings, progress=False)
+    out = tmp_path / "enc"
+    distill = ["distill", "--labels", str(tmp_path / "labels"), "--out", str(out), "--encoder", str(tiny_bert_dir),
+               "--objective", "influcoder", "--epochs", "1", "--max-length", "16", "--quiet"]  # fmt: skip
+    with exclusive_directory(out, "encoder"):
+        assert main(distill) == 2
+    assert "is being written by" in capsys.readouterr().err
+    assert not (out / "eval_split.json").exists() and not (out / "training.json").exists()
+    assert main(distill) == 0 and (out / "training.json").exists()
