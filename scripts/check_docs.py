@@ -1881,20 +1881,20 @@ def objectives(checker: Checker) -> None:
 METRICS = ("per_anchor_mean", "mean_aggregated", "query_specific_mean")
 
 
-@check(f"{DOCS}/serve.md", f"{BENCH}/serve_load.md", f"{BENCH}/serve_soak.md")
+@check(f"{DOCS}/serve.md", *(f"{BENCH}/serve_{n}.md" for n in ("load", "soak", "subspace", "subspace_soak")))
 def serve_load(checker: Checker) -> None:
     """`influcoder serve` under load: each record's tables re-rendered by benchmarks/serve_load.py `markdown`,
     the page's prose figures recomputed from the same records."""
     render = checker.script("benchmarks/serve_load.py")["markdown"]
     page = checker.page(f"{DOCS}/serve.md")
     records = {}
-    for name in ("serve_load", "serve_soak"):
+    for name in ("serve_load", "serve_soak", "serve_subspace", "serve_subspace_soak"):
         records[name] = record = checker.json(f"{BENCH}/{name}.json")
         raw = checker.page(f"{BENCH}/{name}.md")
         raw.rendered(render(record), f"benchmarks/serve_load.py markdown({name}.json)")
         raw.done()
-    both = render(records["serve_load"]) + "\n" + render(records["serve_soak"])  # same header: matched in order
-    page.rendered(both, "benchmarks/serve_load.py markdown(serve_load.json, serve_soak.json)")
+    every = "\n".join(render(r) for r in records.values())  # one header for all: matched in order
+    page.rendered(every, "benchmarks/serve_load.py markdown(serve_*.json)")
     load, soak = records["serve_load"]["phases"], records["serve_soak"]["phases"][0]
     series = soak["rss_series"]
     warm = next(mb for t, mb in series if t >= 10)
@@ -1912,6 +1912,15 @@ def serve_load(checker: Checker) -> None:
     checks = records["serve_load"]
     if not (checks["check_cli"]["same_answers"] and checks["kill_restart"]["same_answers"]):
         page.fail("identical answers", "claimed", "not so in serve_load.json")
+    exact = next(p for p in records["serve_subspace"]["phases"] if p["clients"] == 1)
+    page.text("A query then takes {} ms at 1 client (p50), about {} times", exact["latency_ms"]["p50"],
+              exact["latency_ms"]["p50"] / one["latency_ms"]["p50"])  # fmt: skip
+    if not records["serve_subspace"]["check_cli"]["same_answers"]:
+        page.fail("answers equal attribute's (subspace)", "claimed", "not so in serve_subspace.json")
+    series = records["serve_subspace_soak"]["phases"][0]["rss_series"]
+    warm = next(mb for t, mb in series if t >= 10)
+    page.text("memory jumps to\n{} MB in the first 10 s", warm)
+    page.text("to {} MB after 2\nminutes (+{}% from 10 s on)", series[-1][1], 100 * (series[-1][1] - warm) / warm)
     page.done()
 
 
