@@ -281,7 +281,7 @@ def fmt(values: list) -> str:
     values = [v for v in values if v is not None]
     if not values:
         return "-"
-    return f"{np.mean(values):.3f} ± {np.std(values):.3f}" if len(values) > 1 else f"{values[0]:.3f}"
+    return f"{np.mean(values):.3f} ± {np.std(values, ddof=1):.3f}" if len(values) > 1 else f"{values[0]:.3f}"
 
 
 def markdown(table: dict, command: str, n_runs: int) -> str:
@@ -309,7 +309,8 @@ def markdown(table: dict, command: str, n_runs: int) -> str:
             f"| *{method}* | - | {fmt(u['per_anchor'])} | {fmt(u['query_specific'])} | {fmt(s['per_anchor'])} "
             f"| {fmt(s['query_specific'])} | - | - | - |"
         )
-    return f"{n_runs} runs; mean ± sd over seeds.\n\n" + "\n".join(lines) + f"\n\nCommand: `{command}`\n"
+    head = f"{n_runs} runs; mean ± sample sd (ddof 1) over seeds.\n\n"
+    return head + "\n".join(lines) + f"\n\nCommand: `{command}`\n"
 
 
 def forgetting_table(runs: dict[str, dict]) -> str:

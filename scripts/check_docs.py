@@ -1999,7 +1999,7 @@ def generalization_results(checker: Checker) -> None:
         record["runs"]
     )
     page.rendered(text, "benchmarks/generalization.py markdown + forgetting_table")
-    page.text("{} runs; mean ± population sd (ddof 0) over seeds", len(record["runs"]))
+    page.text("{} runs; mean ± sample sd (ddof 1) over seeds", len(record["runs"]))
     page.done()
 
 
