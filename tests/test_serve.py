@@ -401,3 +401,21 @@ def test_audit_needs_the_gradient_settings_and_says_so(client, queries):
     assert response.status_code == 422
     assert response.json()["field"] == "audit" and "does not record the gradient settings" in response.json()["error"]
     assert client.post("/v1/audit", json={"queries": query_bodies(queries[:1]), "k": 99}).status_code == 422
+
+
+def test_the_allocator_fix_is_for_servers_that_run_the_decoder(service, monkeypatch):
+    """A server of encoded queries leaves glibc alone; one of exact query gradients (the decoder on requests
+    of every length) fixes the mmap threshold (the readings before and after: docs/results/serve.md)."""
+    import uvicorn
+
+    import influcoder.core.allocator as allocator
+    from influcoder.serve.app import run_server
+
+    calls = []
+    monkeypatch.setattr(allocator, "fix_mmap_threshold", lambda *a: calls.append("fixed") or True)
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: calls.append("served"))
+    run_server(service, LIMITS, port=0, quiet=True)
+    assert service.ic.query_side == "encoded" and calls == ["served"]
+    monkeypatch.setattr(service.ic, "query_side", "exact")
+    run_server(service, LIMITS, port=0, quiet=True)
+    assert calls == ["served", "fixed", "served"]

@@ -205,8 +205,17 @@ def run_server(
     port: int = 8000,
     quiet: bool = False,
 ) -> None:
-    """Serve until interrupted (uvicorn; Ctrl-C stops it cleanly)."""
+    """Serve until interrupted (uvicorn; Ctrl-C stops it cleanly).
+
+    A server scoring exact query gradients runs the decoder forward and backward on requests of every length:
+    glibc's heap would keep the blocks of each new activation shape and grow step after step, so large
+    allocations get their own mappings here (`core.allocator.fix_mmap_threshold`, as `distill --low-memory`
+    does), returned to the system when freed. docs/results/serve.md has the readings."""
     import uvicorn
 
+    if service.ic.query_side == "exact":
+        from influcoder.core.allocator import fix_mmap_threshold
+
+        fix_mmap_threshold()
     log.info("influcoder serve: http://%s:%d/ (API under /v1/, schema at /v1/openapi.json)", host, port)
     uvicorn.run(create_app(service, limits), host=host, port=port, log_level="warning" if quiet else "info")
