@@ -1881,7 +1881,11 @@ def objectives(checker: Checker) -> None:
 METRICS = ("per_anchor_mean", "mean_aggregated", "query_specific_mean")
 
 
-@check(f"{DOCS}/serve.md", *(f"{BENCH}/serve_{n}.md" for n in ("load", "soak", "subspace", "subspace_soak")))
+@check(
+    f"{DOCS}/serve.md",
+    *(f"{BENCH}/serve_{n}.md" for n in ("load", "soak", "subspace", "subspace_soak")),
+    f"{BENCH}/serve_subspace_soak-before-fix.md",
+)
 def serve_load(checker: Checker) -> None:
     """`influcoder serve` under load: each record's tables re-rendered by benchmarks/serve_load.py `markdown`,
     the page's prose figures recomputed from the same records."""
@@ -1920,6 +1924,14 @@ def serve_load(checker: Checker) -> None:
     series = records["serve_subspace_soak"]["phases"][0]["rss_series"]
     warm = next(mb for t, mb in series if t >= 10)
     after = [mb for t, mb in series if t >= 10]
+    before_name = "serve_subspace_soak-before-fix"
+    before = checker.json(f"{BENCH}/{before_name}.json")
+    raw = checker.page(f"{BENCH}/{before_name}.md")
+    raw.rendered(render(before), f"benchmarks/serve_load.py markdown({before_name}.json)")
+    raw.done()
+    old_series = before["phases"][0]["rss_series"]
+    page.text("before the fix, grew from {} to {} MB over its last 110 s",
+              next(mb for t, mb in old_series if t >= 10), old_series[-1][1])  # fmt: skip
     template = "it reaches {} MB after 10 s and ends at {} MB (+{}% from 10 s on; its\nhighest reading after 10 s is"
     template += " {} MB)"
     page.text(template, warm, series[-1][1], 100 * (series[-1][1] - warm) / warm, max(after))
