@@ -151,6 +151,33 @@ def search(n_vectors: int, dim: int, n_queries: int, seed: int, factories: list[
     return rows
 
 
+def featurization_table(f: dict) -> list[str]:
+    """The featurization table (scripts/check_docs.py re-renders it from index.json)."""
+    return [
+        "| featurizer | samples/s | GFLOP/sample |",
+        "|---|---|---|",
+        f"| MiniLM-L6 encoder | {f['encode_samples_per_s']:.2f} | {f['encode_gflop_per_sample']:.2f} |",
+        f"| SmolLM2-135M LoRA gradients + CountSketch 8192 | {f['gradient_samples_per_s']:.3f} | "
+        f"{f['gradient_gflop_per_sample']:.1f} |",
+    ]
+
+
+def search_table(search: list[dict]) -> list[str]:
+    """The FAISS search table (scripts/check_docs.py re-renders it from index.json)."""
+    lines = [
+        "| index | build s | ms/query | ms/query memory-mapped (same hits) | recall@10 vs exact | index MB |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in search:
+        name = r["factory"] + (f" (nprobe {r['nprobe']})" if r["nprobe"] else "")
+        mapped = f"{r['ms_per_query_mapped']:.2f} ({'yes' if r['mapped_same_hits'] else 'NO'})"
+        lines.append(
+            f"| {name} | {r['build_s']:.1f} | {r['ms_per_query']:.2f} | {mapped} | {r['recall_at_10']:.3f} "
+            f"| {r['index_mb']:.0f} |"
+        )
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--texts", type=int, default=200)
@@ -193,11 +220,7 @@ def main() -> None:
         lines += [
             f"## Featurization of the same {f['n_texts']} `evals` texts (max length {f['max_length']})",
             "",
-            "| featurizer | samples/s | GFLOP/sample |",
-            "|---|---|---|",
-            f"| MiniLM-L6 encoder | {f['encode_samples_per_s']:.2f} | {f['encode_gflop_per_sample']:.2f} |",
-            f"| SmolLM2-135M LoRA gradients + CountSketch 8192 | {f['gradient_samples_per_s']:.3f} | "
-            f"{f['gradient_gflop_per_sample']:.1f} |",
+            *featurization_table(f),
             "",
             f"Speed ratio {f['speed_ratio']:.1f}x vs FLOP ratio {f['flop_ratio']:.1f}x: the encoder reaches "
             f"{f['speed_over_flop_ratio']:.2f} of its FLOP advantage (target >= 0.8).",
@@ -208,16 +231,8 @@ def main() -> None:
     lines += [
         f"## FAISS search, {args.vectors:,} clustered unit vectors x {args.dim}, {args.queries} queries, k=10",
         "",
-        "| index | build s | ms/query | ms/query memory-mapped (same hits) | recall@10 vs exact | index MB |",
-        "|---|---|---|---|---|---|",
+        *search_table(report["search"]),
     ]
-    for r in report["search"]:
-        name = r["factory"] + (f" (nprobe {r['nprobe']})" if r["nprobe"] else "")
-        mapped = f"{r['ms_per_query_mapped']:.2f} ({'yes' if r['mapped_same_hits'] else 'NO'})"
-        lines.append(
-            f"| {name} | {r['build_s']:.1f} | {r['ms_per_query']:.2f} | {mapped} | {r['recall_at_10']:.3f} "
-            f"| {r['index_mb']:.0f} |"
-        )
     lines += [
         "",
         "`attribute` and `filter` read index.faiss memory-mapped (`read_mapped`), as the mapped column does, "

@@ -658,7 +658,7 @@ def flag_signals(checker: Checker) -> None:
 
 # ----------------------------------------------------------------------------------------------------------------
 # docs/results/generalization.md: regrouped by hand from benchmarks/results/generalization/results.json (whose own
-# results.md, written by benchmarks/generalization.py, gives population sds; this page gives sample sds)
+# results.md is written by benchmarks/generalization.py; both give sample sds)
 
 
 @check(f"{DOCS}/generalization.md")
@@ -2299,24 +2299,9 @@ def index_results(checker: Checker) -> None:
     page = checker.page(f"{BENCH}/index.md")
     report = checker.json(f"{BENCH}/index.json")
     f = report["featurization"]
-    lines = [
-        "| featurizer | samples/s | GFLOP/sample |",
-        "|---|---|---|",
-        f"| MiniLM-L6 encoder | {f['encode_samples_per_s']:.2f} | {f['encode_gflop_per_sample']:.2f} |",
-        f"| SmolLM2-135M LoRA gradients + CountSketch 8192 | {f['gradient_samples_per_s']:.3f} "
-        f"| {f['gradient_gflop_per_sample']:.1f} |",
-        "",
-        "| index | build s | ms/query | ms/query memory-mapped (same hits) | recall@10 vs exact | index MB |",
-        "|---|---|---|---|---|---|",
-    ]
-    for r in report["search"]:
-        name = r["factory"] + (f" (nprobe {r['nprobe']})" if r["nprobe"] else "")
-        mapped = f"{r['ms_per_query_mapped']:.2f} ({'yes' if r['mapped_same_hits'] else 'NO'})"
-        lines.append(
-            f"| {name} | {r['build_s']:.1f} | {r['ms_per_query']:.2f} | {mapped} | {r['recall_at_10']:.3f} "
-            f"| {r['index_mb']:.0f} |"
-        )
-    page.rendered("\n".join(lines), "benchmarks/index.py tables (replicated)")
+    script = checker.script("benchmarks/index.py")
+    lines = [*script["featurization_table"](f), "", *script["search_table"](report["search"])]
+    page.rendered("\n".join(lines), "benchmarks/index.py featurization_table + search_table(index.json)")
     page.text(
         "Speed ratio {}x vs FLOP ratio {}x: the encoder reaches {} of its FLOP advantage",
         f["speed_ratio"],
