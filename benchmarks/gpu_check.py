@@ -101,8 +101,8 @@ def check_demo(work: Path) -> dict:
     from influcoder.experiments.demo import run_demo
 
     out = work / "demo"
-    code = run_demo(out, pool_size=64, query_size=24, epochs=1, device="cuda", progress=False)
-    return {"exit": code, "report": json.loads((out / "report.json").read_text())}
+    report = run_demo(out, pool_size=64, query_size=24, epochs=1, device="cuda", progress=False)
+    return {"exit": 0, "report": report.record}
 
 
 def run(out: Path, label_samples: int = 512, encode_samples: int = 4096) -> dict:

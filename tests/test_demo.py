@@ -10,13 +10,14 @@ from influcoder.experiments.demo import run_demo
 
 
 @pytest.mark.assets
-def test_demo_runs_every_stage_on_real_assets(smollm_dir, minilm_dir, tmp_path, capsys):
+def test_demo_runs_every_stage_on_real_assets(smollm_dir, minilm_dir, tmp_path, caplog):
     args = dict(
         out=str(tmp_path / "demo"), pool_size=20, query_size=16, epochs=1, lr=1e-4, max_length=48, proj_dim=1024, seed=0
     )
-    assert run_demo(**args) == 0
-    out = capsys.readouterr().out
-    assert "report (every figure measured in this run)" in out and "Spearman vs gradient labels" in out
+    with caplog.at_level("INFO", logger="influcoder"):
+        summary = run_demo(**args).summary()
+    assert "report (every figure measured in this run)" in summary and "Spearman vs gradient labels" in summary
+    assert "[demo] 5/5 attribute and filter" in caplog.text and "  filter: dropped the 2" in caplog.text
     kept = (tmp_path / "demo" / "kept.jsonl").read_text().splitlines()
     dropped = (tmp_path / "demo" / "dropped.jsonl").read_text().splitlines()
     assert len(kept) + len(dropped) == 20 and len(dropped) == 2
@@ -31,13 +32,14 @@ def test_demo_runs_every_stage_on_real_assets(smollm_dir, minilm_dir, tmp_path, 
 
 
 @pytest.mark.assets
-def test_demo_report_json_holds_what_it_printed(smollm_dir, minilm_dir, tmp_path, capsys):
+def test_demo_report_json_holds_what_it_printed(smollm_dir, minilm_dir, tmp_path):
     """The demo's report.json (what CI checks after its short demo) carries the printed figures, not others."""
     import math
 
-    assert run_demo(str(tmp_path / "d"), pool_size=24, query_size=8, epochs=1, max_length=32, proj_dim=512) == 0
-    out = capsys.readouterr().out
+    done = run_demo(str(tmp_path / "d"), pool_size=24, query_size=8, epochs=1, max_length=32, proj_dim=512)
+    out = done.summary()
     report = json.loads((tmp_path / "d" / "report.json").read_text())
+    assert report == done.record
     assert report["sizes"]["pool"] == 24 and report["sizes"]["kept"] + report["sizes"]["dropped"] == 24
     distilled, untrained = report["spearman"]["distilled"], report["spearman"]["untrained"]
     assert all(math.isfinite(v) for r in (distilled, untrained) for v in r.values())

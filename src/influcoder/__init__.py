@@ -25,6 +25,12 @@ _LAZY = {
     "finetune": "influcoder.labels.finetune",  # finetune
     "label": "influcoder.labels.labelling",  # label
     "load_labels": "influcoder.labels.labelling",
+    "LabelsDir": "influcoder.labels.labels_dir",  # a labels directory, typed (labels.json: LabelsRecord)
+    "LabelsRecord": "influcoder.labels.labels_dir",
+    "DistillRun": "influcoder.encoder.run_record",  # a distill output directory, typed
+    "TrainingRecord": "influcoder.encoder.run_record",
+    "EvalSplit": "influcoder.encoder.run_record",
+    "IndexManifest": "influcoder.attribution.index_manifest",  # an index's manifest.json, typed
     "select_indices": "influcoder.encoder.selection",  # select
     "CoverageReference": "influcoder.encoder.coverage",  # the out-of-coverage flag (index, attribute)
     "merge_labels": "influcoder.labels.merge",  # merge-labels

@@ -9,6 +9,7 @@ recorded in its config), and compared with the encoder's predicted influence by 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import numpy as np
@@ -20,6 +21,8 @@ from influcoder.labels.featurizer import GradientFeaturizer
 from influcoder.labels.influence import normalize_rows
 from influcoder.labels.settings import LabelSettings
 from influcoder.metrics import spearman_report
+
+log = logging.getLogger(__name__)
 
 
 def label_settings_from_config(label_config: dict, device: str = "auto") -> LabelSettings:
@@ -74,8 +77,7 @@ def audit_attribution(
     if len(rows) < 3:
         raise InflucoderError("an audit needs at least 3 pool samples")
     settings = label_settings_from_config(ic.encoder.config.label_config, device)
-    if progress:
-        print(f"[audit] exact gradients of {len(rows)} pool samples and {len(queries)} queries with {settings.model}")
+    log.info(f"[audit] exact gradients of {len(rows)} pool samples and {len(queries)} queries with {settings.model}")
     featurizer = GradientFeaturizer(settings)
     subspace = ic.subspace if ic.query_side == "exact" else None
     report = audit_scores(ic.encoder, featurizer, [pool[i] for i in rows], queries, progress, subspace)

@@ -1,8 +1,9 @@
 """Opening an index's files only when they agree with each other and with their checksum records.
 
-The manifest says how many rows of which width the index holds; FAISS and the segment stores hold them. An
-edited manifest (``dim`` changed, a segment's ``n`` lowered) or a truncated ``index.faiss`` used to be
-accepted and answered with fewer hits or crashed inside FAISS: each is now one line naming the file.
+The manifest (`IndexManifest`, which checks its own fields' types when read) says how many rows of which width
+the index holds; FAISS and the segment stores hold them. An edited manifest (``dim`` changed, a segment's ``n``
+lowered) or a truncated ``index.faiss`` used to be accepted and answered with fewer hits or crashed inside
+FAISS: each is now one line naming the file.
 ``index.faiss`` (size on every open, sha256 under --verify), ``coverage.npy`` and the spread-sample cache
 (sha256 on every read: both are small and read whole) carry checksum records (`influcoder.core.checksums`);
 a damaged cache is drawn again, never answered from.
@@ -15,42 +16,39 @@ from pathlib import Path
 
 import numpy as np
 
+from influcoder.attribution.index_manifest import MANIFEST, REBUILD, IndexManifest, IndexSegment
 from influcoder.core import checksums
 from influcoder.core.arrayfile import read_npy
 from influcoder.core.errors import DamagedFileError, InflucoderError
-from influcoder.core.jsonfile import field
 from influcoder.core.store import FeatureStore
 
-REBUILD = "rebuild it with `influcoder index --overwrite` or restore the file"
+log = logging.getLogger(__name__)
 
 
-def check_segments(path: Path, manifest: dict) -> int:
+def check_segments(path: Path, manifest: IndexManifest) -> int:
     """The index's row count, after checking each segment's `n` against its store; refuses an index without
-    segments (an interrupted first build that was never resumed)."""
-    segments = manifest.get("segments")
-    if not isinstance(segments, list) or not segments:
-        raise InflucoderError(f"{path / 'manifest.json'}: the index holds no segment; {REBUILD}")
-    for segment in segments:
-        if not isinstance(segment, dict) or not isinstance(segment.get("name"), str):
-            raise DamagedFileError(f"{path / 'manifest.json'}: a segment entry is not {{name, n}}; {REBUILD}")
-        stored = len(FeatureStore(path / segment["name"]).ids)
-        if segment.get("n") != stored:
+    segments (an interrupted first build that was never resumed). The entries' types are checked when the
+    manifest is read (`IndexManifest.load`)."""
+    if not manifest.segments:
+        raise InflucoderError(f"{path / MANIFEST}: the index holds no segment; {REBUILD}")
+    for segment in manifest.segments:
+        stored = len(FeatureStore(path / segment.name).ids)
+        if segment.n != stored:
             raise InflucoderError(
-                f"{path / 'manifest.json'}: segment {segment['name']} lists n = {segment.get('n')} but its store "
-                f"holds {stored} rows; {REBUILD}"
+                f"{path / MANIFEST}: segment {segment.name} lists n = {segment.n} but its store holds {stored} "
+                f"rows; {REBUILD}"
             )
-    return sum(s["n"] for s in segments)
+    return manifest.rows
 
 
-def open_faiss(path: Path, manifest: dict, read):
+def open_faiss(path: Path, manifest: IndexManifest, read):
     """`read(file)` of ``index.faiss`` (memory-mapped by the caller's reader), checked against the manifest."""
     rows = check_segments(path, manifest)
-    field(manifest, "dim", path / "manifest.json", int)
     file = path / "index.faiss"
     index = _read_faiss(file, read)
-    if index.d != manifest.get("dim") or index.ntotal != rows:
+    if index.d != manifest.dim or index.ntotal != rows:
         raise InflucoderError(
-            f"{path / 'manifest.json'}: says {rows} rows of dim {manifest.get('dim')}, but {file.name} holds "
+            f"{path / MANIFEST}: says {rows} rows of dim {manifest.dim}, but {file.name} holds "
             f"{index.ntotal} of dim {index.d}; {REBUILD}"
         )
     return index
@@ -77,7 +75,7 @@ def readable_faiss(file: Path, read):
     try:
         return _read_faiss(file, read)
     except InflucoderError:
-        logging.getLogger(__name__).warning("%s is damaged; rebuilding it from the stored embeddings", file)
+        log.warning("%s is damaged; rebuilding it from the stored embeddings", file)
         return None
 
 
@@ -92,10 +90,10 @@ def read_cache(path: Path, width: int) -> np.ndarray | None:
         return None
 
 
-def check_segment_samples(path: Path, segment: dict, ids: list[str]) -> None:
+def check_segment_samples(path: Path, segment: IndexSegment, ids: list[str]) -> None:
     """Refuse a segment whose samples file lists other ids than its store (cut at a line, or replaced)."""
-    if ids != FeatureStore(path / segment["name"]).ids:
+    if ids != FeatureStore(path / segment.name).ids:
         raise DamagedFileError(
-            f"{path / (segment['name'] + '.jsonl')}: its {len(ids)} samples are not the {segment['n']} the segment "
-            f"{segment['name']} holds embeddings of; {REBUILD}"
+            f"{path / (segment.name + '.jsonl')}: its {len(ids)} samples are not the {segment.n} the segment "
+            f"{segment.name} holds embeddings of; {REBUILD}"
         )

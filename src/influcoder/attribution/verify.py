@@ -21,7 +21,9 @@ from pathlib import Path
 
 from influcoder.core.errors import InflucoderError
 from influcoder.core.filecheck import artifact_files, file_problem
-from influcoder.core.jsonfile import field, read_json
+from influcoder.core.jsonfile import read_json
+from influcoder.encoder.run_record import DistillRun, EvalSplit
+from influcoder.labels.labels_dir import LabelsDir
 
 MANIFESTS = {"influcoder.index": "index", "influcoder.feature-store": "store"}
 """The ``format`` of each kind's manifest.json."""
@@ -41,13 +43,13 @@ def kind_of(directory: Path) -> str | None:
             kind = "store"
         if kind is not None:
             return kind  # else another tool's manifest.json, not an artifact of ours
-    if (directory / "labels.json").is_file():
+    if (directory / LabelsDir.RECORD).is_file():
         return "labels"
     if (directory / "ids.json").is_file() or (directory / "scores.npy").is_file():
         return "matrix"
     if (directory / "config.json").is_file() and (directory / "backbone").is_dir():
         return "encoder"
-    if (directory / "training.json").is_file() or (directory / "eval_split.json").is_file():
+    if (directory / DistillRun.TRAINING).is_file() or (directory / DistillRun.EVAL_SPLIT).is_file():
         return "run"
     return None
 
@@ -132,9 +134,7 @@ def _matrix(directory: Path) -> None:
 
 
 def _labels(directory: Path) -> None:
-    from influcoder.labels.labelling import load_labels
-
-    load_labels(directory)
+    LabelsDir.load(directory)
 
 
 def _index(directory: Path) -> None:
@@ -168,13 +168,11 @@ def _encoder(directory: Path) -> None:
 
 
 def _run(directory: Path) -> None:
-    if (directory / "training.json").exists():
-        read_json(directory / "training.json")
-    split = directory / "eval_split.json"
-    if split.exists():
-        record = read_json(split)
-        for key in ("pool_ids", "query_ids"):
-            field(record, key, split, list)
+    run = DistillRun(directory)
+    if run.has_record():
+        run.record()
+    if run.eval_split_path.exists():
+        EvalSplit.load(run.eval_split_path, require=("pool_ids", "query_ids"))
 
 
 CHECKS: dict[str, Callable[[Path], list[str] | None]] = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import sys
 import time
 from dataclasses import dataclass, field
@@ -14,6 +15,8 @@ import tyro
 
 from influcoder.cli.options import Command, Device, Distributed, Input, InputOptions, Quiet, RayFlags
 from influcoder.core.atomic import atomic_output
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(kw_only=True)
@@ -185,74 +188,89 @@ class Attribute(Scoring):
             )
         else:
             results = ic.attribute(queries, k=self.k, nprobe=self.nprobe)
-        reference, query_coverage = ic.coverage_reference, ic.query_coverage
-        rows = [
-            {
-                "query_id": a.query_id,
-                "rank": a.rank,
-                "score": round(a.score, 6),
-                "pool_id": a.sample.id,
-                "prompt": a.sample.prompt,
-                "response": a.sample.response,
-                **({"encoder_score": round(a.encoder_score, 6)} if a.encoder_score is not None else {}),
-                **(
-                    {
-                        "coverage": None if a.coverage is None else round(a.coverage, 4),
-                        "covered": a.covered,
-                        "query_coverage": round(query_coverage[a.query_id], 4),
-                        "query_covered": bool(reference.covered(query_coverage[a.query_id])),
-                        "query_spread": round(ic.query_spread[a.query_id], 4),
-                        "query_confident": bool(reference.confident(ic.query_spread[a.query_id])),
-                    }
-                    if reference is not None
-                    else {}
-                ),
-            }
-            for hits in results
-            for a in hits
-        ]
+        rows = _result_rows(ic, results)
         if self.out:  # atomically: a failed run leaves no half-written results file
             fmt = self.format or self.out.suffix.lstrip(".") or "jsonl"
             with atomic_output(self.out) as tmp, open(tmp, "w", encoding="utf-8", newline="") as out:
                 _write_results(out, fmt, rows, queries, results)
         else:
-            fmt = self.format or "table"
-            _write_results(sys.stdout, fmt, rows, queries, results)
-        if reference is not None:
-            outside = sum(not reference.covered(v) for v in query_coverage.values())
-            hits = [a for h in results for a in h if a.covered is not None]
-            print(
-                f"\ncoverage: {outside} of {len(queries)} queries and "
-                f"{sum(not a.covered for a in hits)} of {len(hits)} results lie outside what the encoder was "
-                "distilled on (their scores are less trustworthy; --audit checks them against exact gradients)",
-                file=sys.stderr,
-            )
-            if reference.spread_threshold is not None:
-                unsure = sum(not reference.confident(v) for v in ic.query_spread.values())
-                print(
-                    f"spread: {unsure} of {len(queries)} queries get scores that hardly differ across the pool "
-                    f"(spread below {reference.spread_threshold:.4f}, the validation queries' "
-                    f"{reference.quantile:.0%} quantile): the encoder cannot rank the pool for them, their top-k "
-                    "is close to arbitrary",
-                    file=sys.stderr,
-                )
+            _write_results(sys.stdout, self.format or "table", rows, queries, results)
+        if ic.coverage_reference is not None:
+            _warn_outside_coverage(ic, queries, results)
         if self.report:
             from influcoder.serve.report import write_report
 
             page = write_report(self.report, ic, queries, results, self.k)
+            # where the page asked for is: a result, so shown under --quiet too (not a log message)
             print(f"report: {page} (open it in a browser; it needs no server)", file=sys.stderr)
         if self.audit:
-            from influcoder.attribution.audit import audit_attribution
-
-            report = audit_attribution(
-                ic, queries, results, self.audit, seed=self.data_seed, progress=not self.quiet, device=self.device
-            )
-            print(
-                f"\nfidelity audit: Spearman(encoder, exact gradient influence) over {report['n_pool']} pool "
-                f"samples x {report['n_queries']} queries: per-anchor {report['per_anchor_mean']:.3f} +- "
-                f"{report['per_anchor_std']:.3f}, mean-aggregated {report['mean_aggregated']:.3f}"
-            )
+            self._print_audit(ic, queries, results)
         return 0
+
+    def _print_audit(self, ic, queries, results) -> None:
+        """--audit: exact gradient influence on --audit pool samples against the encoder's scores."""
+        from influcoder.attribution.audit import audit_attribution
+
+        report = audit_attribution(
+            ic, queries, results, self.audit, seed=self.data_seed, progress=not self.quiet, device=self.device
+        )
+        print(
+            f"\nfidelity audit: Spearman(encoder, exact gradient influence) over {report['n_pool']} pool "
+            f"samples x {report['n_queries']} queries: per-anchor {report['per_anchor_mean']:.3f} +- "
+            f"{report['per_anchor_std']:.3f}, mean-aggregated {report['mean_aggregated']:.3f}"
+        )
+
+
+def _result_rows(ic, results) -> list[dict]:
+    """One output row per hit; with a coverage reference, each hit's and its query's coverage and spread flags."""
+    reference, query_coverage = ic.coverage_reference, ic.query_coverage
+
+    def flags(a) -> dict:
+        if reference is None:
+            return {}
+        return {
+            "coverage": None if a.coverage is None else round(a.coverage, 4),
+            "covered": a.covered,
+            "query_coverage": round(query_coverage[a.query_id], 4),
+            "query_covered": bool(reference.covered(query_coverage[a.query_id])),
+            "query_spread": round(ic.query_spread[a.query_id], 4),
+            "query_confident": bool(reference.confident(ic.query_spread[a.query_id])),
+        }
+
+    return [
+        {
+            "query_id": a.query_id,
+            "rank": a.rank,
+            "score": round(a.score, 6),
+            "pool_id": a.sample.id,
+            "prompt": a.sample.prompt,
+            "response": a.sample.response,
+            **({"encoder_score": round(a.encoder_score, 6)} if a.encoder_score is not None else {}),
+            **flags(a),
+        }
+        for hits in results
+        for a in hits
+    ]
+
+
+def _warn_outside_coverage(ic, queries, results) -> None:
+    """How many queries and hits lie outside the encoder's coverage, and how many queries it cannot rank."""
+    reference = ic.coverage_reference
+    outside = sum(not reference.covered(v) for v in ic.query_coverage.values())
+    hits = [a for h in results for a in h if a.covered is not None]
+    log.warning(
+        f"\ncoverage: {outside} of {len(queries)} queries and "
+        f"{sum(not a.covered for a in hits)} of {len(hits)} results lie outside what the encoder was "
+        "distilled on (their scores are less trustworthy; --audit checks them against exact gradients)"
+    )
+    if reference.spread_threshold is not None:
+        unsure = sum(not reference.confident(v) for v in ic.query_spread.values())
+        log.warning(
+            f"spread: {unsure} of {len(queries)} queries get scores that hardly differ across the pool "
+            f"(spread below {reference.spread_threshold:.4f}, the validation queries' "
+            f"{reference.quantile:.0%} quantile): the encoder cannot rank the pool for them, their top-k "
+            "is close to arbitrary"
+        )
 
 
 def _write_results(out, fmt: str, rows: list[dict], queries, results) -> None:

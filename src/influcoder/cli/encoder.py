@@ -70,6 +70,7 @@ class Distill(Command):
     def run(self) -> int:
         from influcoder.attribution.verify import require_intact
         from influcoder.encoder.distill import distill_labels
+        from influcoder.encoder.run_record import DistillRun
 
         if not self.checkpoint_minutes >= 0:
             raise InflucoderError(f"--checkpoint-minutes must be 0 or more, got {self.checkpoint_minutes}")
@@ -95,11 +96,11 @@ class Distill(Command):
             checkpoint_seconds=self.checkpoint_minutes * 60,
             activation_checkpointing=self.activation_checkpointing,
         )
-        best = max(logs, key=lambda log: log.val_per_anchor)
+        best, run = max(logs, key=lambda log: log.val_per_anchor), DistillRun(self.out)
         print(
             f"best epoch {best.epoch}: validation per-anchor rho {best.val_per_anchor:.4f}, mean-aggregated rho "
-            f"{best.val_mean_aggregated:.4f}; encoder saved to {self.out}/best (last epoch: {self.out}/last)"
+            f"{best.val_mean_aggregated:.4f}; encoder saved to {run.best} (last epoch: {run.last})"
         )
         if self.eval_pool or self.eval_queries or self.eval_split:
-            print(f"held-out split for `influcoder evaluate`: {self.out}/eval_split.json")
+            print(f"held-out split for `influcoder evaluate`: {run.eval_split_path}")
         return 0

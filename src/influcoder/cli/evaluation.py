@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from influcoder.cli.options import Command, Device, Quiet
-from influcoder.core.jsonfile import read_json
 from influcoder.evaluation.baselines.registry import method_names
+
+if TYPE_CHECKING:
+    from influcoder.experiments.demo import DemoReport
 
 BaselineName = Literal[
     tuple(n for n in method_names(aliases=True) if n not in ("influcoder", "distilled", "less-ckpts"))
@@ -77,19 +79,20 @@ class Evaluate(Command):
 
     def default_split(self, encoder: Path) -> Path | None:
         """The held-out split the encoder's distill run wrote, when it was drawn from these labels."""
+        from influcoder.encoder.run_record import DistillRun
 
-        for candidate in (encoder / "eval_split.json", encoder.parent / "eval_split.json"):
-            if candidate.exists():
-                recorded = read_json(candidate).get("labels")
-                return candidate if recorded in (None, str(self.labels.resolve())) else None
-        return None
+        run = DistillRun.around(encoder, DistillRun.EVAL_SPLIT)
+        if run is None:
+            return None
+        recorded = run.eval_split().labels
+        return run.eval_split_path if recorded in (None, str(self.labels.resolve())) else None
 
-    def scorers(self, encoder, encoder_dir: Path) -> dict:
+    def scorers(self, encoder, encoder_dir: Path, record=None) -> dict:
         """The distilled encoder and each --baselines method, built by the method registry (rows keyed by the
-        name asked for; an old name is accepted with a deprecation note)."""
+        name asked for; an old name is accepted with a deprecation note). `record`: the encoder's run's
+        `TrainingRecord`, whose settings the airrep baseline trains with (None: the defaults)."""
         from influcoder.encoder.settings import DistillSettings
         from influcoder.evaluation.baselines.registry import MethodContext, build_scorer
-        from influcoder.evaluation.evaluate import training_record
 
         names = list(dict.fromkeys([*(["semantic"] if self.untrained else []), *self.baselines]))
         decoder = any(n not in TEXT_ONLY for n in names)
@@ -99,7 +102,7 @@ class Evaluate(Command):
             labels=settings, encoder_dir=encoder_dir, encoder=encoder, labels_dir=self.labels,
             optimizer_state=state if state and state.exists() else None, device=self.device,
             progress=not self.quiet,
-            distill_settings=DistillSettings(**(training_record(encoder_dir) or {}).get("settings", {})),
+            distill_settings=DistillSettings(**(record.settings if record else {})),
         )  # fmt: skip
         scorers = {"distilled": build_scorer("influcoder", ctx)}
         for name in names:
@@ -109,9 +112,17 @@ class Evaluate(Command):
     def label_settings(self):
         """The settings the labels were made with (same decoder and text view), on this run's device."""
 
+        from influcoder.core.errors import InflucoderError
+        from influcoder.labels.labels_dir import LabelsDir
         from influcoder.labels.settings import LabelSettings
 
-        recorded = read_json(self.labels / "labels.json")["settings"]
+        labels = LabelsDir(self.labels)
+        recorded = labels.record().settings
+        if recorded is None:
+            raise InflucoderError(
+                f"{labels.record_path} records no label settings (merged by an older influcoder): the decoder "
+                "baselines cannot rerun its decoder; score text-only baselines, or relabel"
+            )
         return LabelSettings(**{**recorded, "device": self.device})
 
     def evaluate_one(self, encoder_dir: Path) -> dict:
@@ -132,15 +143,18 @@ class Evaluate(Command):
         data = evaluation_data(self.labels, split)
         record = training_record(encoder_dir)
         predictions: dict = {}
-        rows = evaluate_scorers(self.scorers(encoder, encoder_dir), data, record, self.by, self.flops, predictions)
-        seed = (record or {}).get("settings", {}).get("seed")
+        rows = evaluate_scorers(
+            self.scorers(encoder, encoder_dir, record), data, record, self.by, self.flops, predictions
+        )
+        seed = record.seed if record else None
+        as_dict = record.to_dict() if record else None  # what the report's coverage flag reads
         return {
             "encoder": str(encoder_dir),
             "split": str(split) if split else None,
             "protocol": data.protocol,
             "seed": seed,
             "rows": rows,
-            "coverage": coverage_flag_report(encoder, encoder_dir, data, record, rows["distilled"]["per_anchor"]),
+            "coverage": coverage_flag_report(encoder, encoder_dir, data, as_dict, rows["distilled"]["per_anchor"]),
             "examples": top_examples(data, predictions),
         }
 
@@ -231,7 +245,8 @@ class Demo(Command):
     def config_path(self) -> Path:
         return Path(self.out) / "config.yaml"
 
-    def run(self) -> int:
+    def run(self) -> DemoReport:
+        """The demo's report: `main` prints its summary on stdout (the stages log to stderr)."""
         from influcoder.experiments.demo import run_demo
 
         return run_demo(

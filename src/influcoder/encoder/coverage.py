@@ -33,8 +33,8 @@ import numpy as np
 from influcoder.core import checksums
 from influcoder.core.arrayfile import check_shape, read_npz
 from influcoder.core.errors import DamagedFileError
-from influcoder.core.jsonfile import read_json
 from influcoder.data.records import Sample
+from influcoder.encoder.run_record import DistillRun, TrainingRecord
 
 FILE = "coverage.npz"
 REMEDY = "restore it or rerun `influcoder distill` with the same --out (it is rewritten at the end)"
@@ -143,18 +143,23 @@ def build_reference(
 
 
 def write_coverage_reference(
-    out: Path, samples: Sequence[Sample], progress: bool = False, device: str = "auto"
+    out: Path,
+    samples: Sequence[Sample],
+    progress: bool = False,
+    device: str = "auto",
+    record: TrainingRecord | None = None,
 ) -> CoverageReference:
     """The coverage reference of a finished `distill` run, saved into ``out/best``: its training samples are
-    the reference, its validation samples calibrate the thresholds."""
+    the reference, its validation samples calibrate the thresholds. `record` is the run's training record
+    when the caller holds it (read from ``out/training.json`` otherwise)."""
     from influcoder.encoder.model import InfluenceEncoder
 
-    out = Path(out)
-    record = read_json(out / "training.json")
+    run = DistillRun(out)
+    record = record if record is not None else run.record()
     by_id = {s.id: s for s in samples}
-    labelled = [by_id[i] for i in record["train_pool_ids"] + record["train_query_ids"]]
-    val_pool, val_queries = ([by_id[i] for i in record[f"val_{side}_ids"]] for side in ("pool", "query"))
-    encoder = InfluenceEncoder.from_pretrained(out / "best", device=device)
+    labelled = [by_id[i] for i in record.train_pool_ids + record.train_query_ids]
+    val_pool, val_queries = [by_id[i] for i in record.val_pool_ids], [by_id[i] for i in record.val_query_ids]
+    encoder = InfluenceEncoder.from_pretrained(run.best, device=device)
     reference = build_reference(
         encoder,
         labelled,
@@ -163,5 +168,5 @@ def write_coverage_reference(
         validation_pool=val_pool,
         validation_queries=val_queries,
     )
-    reference.save(out / "best")
+    reference.save(run.best)
     return reference

@@ -20,17 +20,17 @@ partial run with other settings or labels in ``out`` is refused unless overwritt
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from influcoder.core.atomic import write_json_atomic
 from influcoder.core.devices import resolve_device
 from influcoder.core.errors import ArtifactMismatchError, InflucoderError
-from influcoder.core.jsonfile import read_json
 from influcoder.core.locks import exclusive_directory
 from influcoder.data.records import Sample, sample_groups
 from influcoder.encoder.coverage import CoverageReference, write_coverage_reference
@@ -45,10 +45,16 @@ from influcoder.encoder.resume import (
     refuse_foreign_record,
     run_key,
 )
+from influcoder.encoder.run_record import DistillRun, EvalSplit
 from influcoder.encoder.settings import DistillSettings
 from influcoder.encoder.splits import split_from_file, split_labels, split_labels_by_group
 from influcoder.encoder.subspace import GradientSubspace
 from influcoder.encoder.training_run import TrainingRun
+
+if TYPE_CHECKING:
+    from influcoder.labels.labels_dir import Labels
+
+log = logging.getLogger(__name__)
 
 
 class Distiller:
@@ -172,11 +178,11 @@ class Distiller:
         if state is not None:
             if state.get("complete"):
                 if progress:
-                    print(f"{out} already holds this finished run; nothing to do", flush=True)
+                    log.info("%s already holds this finished run; nothing to do", out)
                 return [EpochLog(**x) for x in state["logs"]]
             run.restore(state)
             if progress:
-                print(f"resuming {out} after {run.where()} of {self.settings.epochs}", flush=True)
+                log.info("resuming %s after %s of %d", out, run.where(), self.settings.epochs)
         for epoch in range(len(run.logs) + 1, self.settings.epochs + 1):
             run.run_epoch(epoch, progress, checkpoint_seconds)
         return run.logs
@@ -206,13 +212,50 @@ def continued_from(settings: DistillSettings, features: dict) -> tuple[Influence
     )  # fmt: skip
 
 
-def _protocol_of(eval_split: str | Path | None, eval_protocol: str, drawn: int) -> str | None:
-    """The protocol an evaluation split follows: drawn ones say theirs, a given file keeps its own."""
-    if eval_split is not None:
-        return read_json(Path(eval_split)).get("protocol")
-    if eval_protocol not in ("random", "task"):
-        raise InflucoderError(f"unknown evaluation protocol {eval_protocol!r}: random or task")
-    return eval_protocol if drawn else None
+@dataclass(frozen=True)
+class HoldOut:
+    """How `distill_labels` holds out an evaluation split (the `distill` flags --eval-pool, --eval-queries,
+    --eval-split, --eval-protocol and --group-field): drawn (`protocol` random or task) or given (`split`)."""
+
+    pool: int = 0
+    """Pool samples to hold out (at least this many under the task protocol)."""
+    queries: int = 0
+    """Queries to hold out."""
+    split: str | Path | None = None
+    """A JSON file of pool_ids and query_ids to hold out instead (e.g. an earlier run's eval_split.json)."""
+    protocol: str = "random"
+    """random: random samples (of tasks training also sees); task: whole groups of `group_field`."""
+    group_field: str = "task"
+
+    def draw(self, labels: Labels, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(train pool, eval pool, train queries, eval queries) row and column indices of the labels."""
+        matrix, pool, queries = labels.matrix, labels.pool, labels.queries
+        if self.split is not None:
+            if self.pool or self.queries:
+                raise InflucoderError("give either an evaluation split file or --eval-pool/--eval-queries, not both")
+            return split_from_file(self.split, matrix.pool_ids, matrix.query_ids)
+        if (self.pool or self.queries) and self.protocol == "task":
+            pool_groups, query_groups = sample_groups(pool, self.group_field), sample_groups(queries, self.group_field)
+            return split_labels_by_group(pool_groups, query_groups, self.pool, self.queries, seed)
+        if self.pool or self.queries:
+            return split_labels(len(pool), len(queries), self.pool, self.queries, seed)
+        return np.arange(len(pool)), np.arange(0), np.arange(len(queries)), np.arange(0)
+
+    def protocol_recorded(self) -> str | None:
+        """The protocol the split follows: drawn ones say theirs, a given file keeps its own."""
+        if self.split is not None:
+            return EvalSplit.load(Path(self.split)).protocol
+        if self.protocol not in ("random", "task"):
+            raise InflucoderError(f"unknown evaluation protocol {self.protocol!r}: random or task")
+        return self.protocol if self.pool or self.queries else None
+
+    def record(
+        self, labels_dir: str | Path, protocol: str | None, pool_ids: list[str], query_ids: list[str]
+    ) -> EvalSplit:
+        """The run's ``eval_split.json``."""
+        return EvalSplit(labels=str(Path(labels_dir).resolve()), protocol=protocol,
+                         group_field=self.group_field if self.protocol == "task" else None, pool_ids=pool_ids,
+                         query_ids=query_ids)  # fmt: skip
 
 
 def distill_labels(
@@ -237,23 +280,58 @@ def distill_labels(
     ``meta[group_field]`` (at least that many samples), so the evaluation measures tasks never seen in
     training. Given, `eval_split` is a JSON file with ``pool_ids`` and ``query_ids`` (e.g. the
     ``eval_split.json`` of an earlier run, so that runs on grown labels are compared on the same held-out
-    items).
+    items). (`HoldOut` holds these five arguments.)
 
     Writes ``out/best`` and ``out/last`` (encoders), ``out/training.json`` (logs, ids per split) and
     ``out/eval_split.json`` (the held-out pool and query ids, for `influcoder evaluate`); ``out/resume.pt``
     while the run is unfinished (`checkpoint_seconds`: `Distiller.fit`).
     """
-    from influcoder.labels.labelling import load_labels
+    from influcoder.labels.labels_dir import LabelsDir
 
-    settings = settings or DistillSettings()
-    matrix, pool, queries, info = load_labels(labels_dir)
+    hold_out = HoldOut(eval_pool, eval_queries, eval_split, eval_protocol, group_field)
+    labels = LabelsDir.load(labels_dir)
+    features = labels.record.features or {}
+    init, settings = _starting_point(settings or DistillSettings(), out, features, activation_checkpointing)
+    train_p, eval_p, train_q, eval_q = hold_out.draw(labels, settings.seed)
+    protocol = hold_out.protocol_recorded()
+    pool, queries = labels.pool, labels.queries
+    scores = np.asarray(labels.matrix.scores)
+    train = scores[np.ix_(train_p, train_q)], [pool[i] for i in train_p], [queries[j] for j in train_q]
+    run = DistillRun(out)
+    with exclusive_directory(run.path, "encoder"):  # one writer per run directory
+        if not overwrite:  # a run of other settings or labels in `out` is refused before anything is written
+            load_state(run.path, run_key(settings, *train), overwrite)
+        else:
+            refuse_foreign_record(run.path)
+        split = hold_out.record(labels_dir, protocol, [pool[i].id for i in eval_p], [queries[j].id for j in eval_q])
+        split.save(run.eval_split_path)
+        if settings.objective == "subspace":
+            from influcoder.encoder.subspace_distill import distill_subspace
+
+            logs = distill_subspace(Path(labels_dir), run.path, settings, *train, features, overwrite, progress,
+                                    device)  # fmt: skip
+        else:
+            distiller = Distiller(settings, init, device, activation_checkpointing)
+            distiller.encoder.config.label_config = features
+            logs = distiller.fit(
+                *train, out=run.path, progress=progress, overwrite=overwrite, checkpoint_seconds=checkpoint_seconds
+            )
+        _finish(run, settings, [*pool, *queries], train, progress, device)
+        return logs
+
+
+def _starting_point(
+    settings: DistillSettings, out: str | Path, features: dict, activation_checkpointing: bool
+) -> tuple[InfluenceEncoder | None, DistillSettings]:
+    """The encoder --init continues (None: a fresh one) and the settings to train with; settings the
+    subspace objective does not take are refused here, before anything is written."""
     init = None
     if settings.init:
         start = Path(settings.init).resolve()
         if start == Path(out).resolve() or Path(out).resolve() in start.parents:
             raise InflucoderError(f"--out {out} would overwrite the encoder --init starts from; pick another --out")
-        init, settings = continued_from(settings, info.get("features", {}))
-    if settings.objective == "subspace":  # refused before anything is written
+        init, settings = continued_from(settings, features)
+    if settings.objective == "subspace":
         if settings.init or activation_checkpointing:
             raise InflucoderError("--objective subspace (the default) takes neither --init from a subspace encoder "
                                   "nor --activation-checkpointing yet; add --objective influcoder for the cosine "
@@ -263,50 +341,18 @@ def distill_labels(
                 "--length-prior applies to the cosine objectives (--objective influcoder); --objective subspace, "
                 "the default, predicts from length features itself"
             )
-    scores = np.asarray(matrix.scores)
-    if eval_split is not None:
-        if eval_pool or eval_queries:
-            raise InflucoderError("give either an evaluation split file or --eval-pool/--eval-queries, not both")
-        train_p, eval_p, train_q, eval_q = split_from_file(eval_split, matrix.pool_ids, matrix.query_ids)
-    elif (eval_pool or eval_queries) and eval_protocol == "task":
-        pool_groups, query_groups = sample_groups(pool, group_field), sample_groups(queries, group_field)
-        train_p, eval_p, train_q, eval_q = split_labels_by_group(
-            pool_groups, query_groups, eval_pool, eval_queries, settings.seed
-        )
-    elif eval_pool or eval_queries:
-        train_p, eval_p, train_q, eval_q = split_labels(len(pool), len(queries), eval_pool, eval_queries, settings.seed)
-    else:
-        train_p, eval_p, train_q, eval_q = np.arange(len(pool)), np.arange(0), np.arange(len(queries)), np.arange(0)
-    out = Path(out)
-    train = scores[np.ix_(train_p, train_q)], [pool[i] for i in train_p], [queries[j] for j in train_q]
-    with exclusive_directory(out, "encoder"):  # one writer per run directory
-        if not overwrite:  # a run of other settings or labels in `out` is refused before anything is written
-            load_state(out, run_key(settings, *train), overwrite)
-        else:
-            refuse_foreign_record(out / "training.json")
-        write_json_atomic(
-            out / "eval_split.json",
-            {
-                "labels": str(Path(labels_dir).resolve()),
-                "protocol": _protocol_of(eval_split, eval_protocol, eval_pool or eval_queries),
-                "group_field": group_field if eval_protocol == "task" else None,
-                "pool_ids": [pool[i].id for i in eval_p],
-                "query_ids": [queries[j].id for j in eval_q],
-            },
-        )
-        if settings.objective == "subspace":
-            from influcoder.encoder.subspace_distill import distill_subspace
+    return init, settings
 
-            logs = distill_subspace(Path(labels_dir), out, settings, *train, info.get("features", {}), overwrite,
-                                    progress, device)  # fmt: skip
-        else:
-            distiller = Distiller(settings, init, device, activation_checkpointing)
-            distiller.encoder.config.label_config = info.get("features", {})
-            logs = distiller.fit(
-                *train, out=out, progress=progress, overwrite=overwrite, checkpoint_seconds=checkpoint_seconds
-            )
-        if CoverageReference.load(out / "best") is None:  # the out-of-coverage flag of index and attribute
-            write_coverage_reference(out, [*pool, *queries], progress, device)
-        if settings.length_prior and LengthPrior.load(out / "best") is None:
-            fit_length_prior(out, *train)
-        return logs
+
+def _finish(run: DistillRun, settings: DistillSettings, labelled, train, progress: bool, device: str) -> None:
+    """After training: the coverage reference (the out-of-coverage flag of index and attribute) and, when
+    asked for, the length prior, both from the run's training record (read once, for both)."""
+    needs_coverage = CoverageReference.load(run.best) is None
+    needs_prior = settings.length_prior and LengthPrior.load(run.best) is None
+    if not (needs_coverage or needs_prior):
+        return
+    record = run.record()
+    if needs_coverage:
+        write_coverage_reference(run.path, labelled, progress, device, record=record)
+    if needs_prior:
+        fit_length_prior(run.path, *train, record=record)

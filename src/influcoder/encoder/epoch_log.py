@@ -1,4 +1,5 @@
-"""`EpochLog`: one epoch of a distillation run as `training.json` records it (every objective writes it)."""
+"""`EpochLog`: one epoch of a distillation run as `training.json` records it (`TrainingRecord.epochs`; every
+objective writes it)."""
 
 from __future__ import annotations
 

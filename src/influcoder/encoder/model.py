@@ -10,7 +10,7 @@ whose tokens carry the gradient influence, is kept.
 A saved encoder is a directory::
 
     config.json           influcoder's EncoderConfig (backbone name, pooling, head, max length, text view,
-                          and the label settings it was distilled from)
+                          and the label settings it was distilled from; `influcoder.encoder.config`)
     backbone/             the HF backbone and its tokenizer (save_pretrained)
     head.safetensors      pooling and head weights (absent when there are none)
     coverage.npz          the coverage reference (`influcoder.encoder.coverage`; distill writes it)
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -35,20 +35,23 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from influcoder.core.devices import resolve_device
-from influcoder.core.errors import DamagedFileError, InflucoderError, NonFiniteValueError
-from influcoder.core.jsonfile import read_json
+from influcoder.core.errors import InflucoderError, NonFiniteValueError
 from influcoder.data.records import Sample
+from influcoder.encoder.config import (  # noqa: F401 - CONFIG_NAME, FORMAT: also importable from here
+    CONFIG_NAME,
+    ENCODER_FILES,
+    FORMAT,
+    EncoderConfig,
+    encoder_directory,
+    read_config,
+    write_config,
+)
 from influcoder.encoder.interop import write_sentence_transformers_files
 from influcoder.encoder.length_prior import LengthPrior
 from influcoder.encoder.pooling import N_LENGTH_FEATURES, pool_hidden, text_length_features
 from influcoder.encoder.saved_files import load_parts, record_checksums
-from influcoder.encoder.settings import POOLINGS, RESPONSE_POOLINGS
+from influcoder.encoder.settings import RESPONSE_POOLINGS
 
-CONFIG_NAME = "config.json"
-ENCODER_FILES = (CONFIG_NAME, "backbone", "head.safetensors*", "coverage.npz*", "length_prior.json", "modules.json",
-                 "1_Pooling", "2_Dense", "3_Normalize", "subspace.npz*")  # fmt: skip
-"""What a saved encoder directory holds that influcoder wrote: a replacing save keeps anything else."""
-FORMAT = "influcoder.encoder"
 ENCODE_CHUNK = 4096
 """Texts tokenized and length-sorted together by `encode`."""
 BACKENDS = ("torch", "int8")
@@ -58,46 +61,6 @@ quantised per batch; see `InfluenceEncoder.to_backend`)."""
 INT8_SCHEME = "int8-per-channel"
 """What an int8 fingerprint names: per-tensor weight scales (the first int8 backend) lost fidelity, so indexes
 built with them must not be mixed with per-channel embeddings."""
-
-
-@dataclass
-class EncoderConfig:
-    backbone: str = "minilm-l6"
-    """Where the backbone came from (embedded name or directory); informational once saved."""
-    pooling: str = "mean"
-    """Token pooling: mean, cls, attention (learned), response (mean over response tokens), mean+response."""
-    head_dim: int | None = None
-    """Output dim of a linear head on the pooled vector; None for no head."""
-    max_length: int = 256
-    """Encoder token budget per text; longer texts lose the start of the prompt."""
-    text_view: str = "{prompt}\n\n{response}"
-    """How a sample becomes one string; placeholders {prompt} and {response}."""
-    label_config: dict[str, Any] = field(default_factory=dict)
-    """The gradient-label settings this encoder was distilled from (for audits and checks)."""
-    length_features: bool = False
-    """Append four log-length features (characters and words of prompt and response) to the pooled vector
-    before the head: a mean over tokens does not say how many there were, and the query-independent part of
-    gradient influence follows length closely (see `length_features`)."""
-    standardise_head_input: bool = False
-    """Shift and scale the head's input by stored per-feature constants (`head_shift`, `head_scale`), so a
-    head fitted on standardised features trains well-conditioned (set by `influcoder.encoder.subspace`)."""
-    unit_norm: bool = True
-    """L2-normalise the output (cosine scoring). False for a subspace encoder, whose output is a pool sample's
-    predicted coordinates on the training gradients' top singular directions (`influcoder.encoder.subspace`):
-    their norm is the share of the gradient the subspace holds, which the inner product with a query needs."""
-
-    def __post_init__(self) -> None:
-        if self.pooling not in POOLINGS:
-            raise InflucoderError(f"unknown pooling {self.pooling!r}; choose from {', '.join(POOLINGS)}")
-        if "{prompt}" not in self.text_view and "{response}" not in self.text_view:
-            raise InflucoderError("text_view must contain {prompt} and/or {response}")
-        if self.pooling in RESPONSE_POOLINGS and self.text_view.count("{response}") != 1:
-            raise InflucoderError(f"pooling {self.pooling!r} needs a text_view with exactly one {{response}}")
-
-    @property
-    def pooled_dim_factor(self) -> int:
-        """How many hidden-size vectors the pooling puts side by side."""
-        return 2 if self.pooling == "mean+response" else 1
 
 
 class InfluenceEncoder(torch.nn.Module):
@@ -152,19 +115,8 @@ class InfluenceEncoder(torch.nn.Module):
     ) -> InfluenceEncoder:
         """Load a saved encoder (or the ``best`` checkpoint of a `distill` output directory) onto `device`
         (None: the CPU; ``auto``: CUDA when present), running on `backend` (see `BACKENDS`)."""
-        directory = Path(directory)
-        if not (directory / CONFIG_NAME).exists() and (directory / "best" / CONFIG_NAME).exists():
-            directory = directory / "best"  # a `distill` output directory: its best checkpoint
-        path = directory / CONFIG_NAME
-        if not path.exists():
-            raise InflucoderError(f"{directory} is not a saved influcoder encoder (no {CONFIG_NAME})")
-        raw = read_json(path)
-        if raw.pop("format", None) != FORMAT:
-            raise InflucoderError(f"{path}: not an influcoder encoder config")
-        try:
-            config = EncoderConfig(**raw)
-        except TypeError as exc:
-            raise DamagedFileError(f"{path}: not an encoder config this influcoder reads ({exc})") from None
+        directory = encoder_directory(directory)  # a `distill` output directory: its best checkpoint
+        config = read_config(directory)
         backbone, tokenizer, head = load_parts(directory)
         encoder = cls(backbone, tokenizer, config)
         if head is not None:
@@ -242,9 +194,7 @@ class InfluenceEncoder(torch.nn.Module):
         extra = {k: v.detach().contiguous() for k, v in self.state_dict().items() if not k.startswith("backbone.")}
         if extra:
             save_file(extra, str(directory / "head.safetensors"))
-        (directory / CONFIG_NAME).write_text(
-            json.dumps({"format": FORMAT, **asdict(self.config)}, indent=1) + "\n", encoding="utf-8"
-        )
+        write_config(directory, self.config)
         if self.length_prior is not None:
             self.length_prior.save(directory)
         if not (self.config.length_features or self.config.standardise_head_input):  # no such ST modules

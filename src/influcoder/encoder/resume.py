@@ -16,12 +16,12 @@ import torch
 
 from influcoder.core.atomic import atomic_output
 from influcoder.core.errors import ArtifactMismatchError, InflucoderError
-from influcoder.core.jsonfile import read_json
 from influcoder.core.run_keys import same_run, with_added_defaults
 from influcoder.data.records import Sample, fingerprint
+from influcoder.encoder.run_record import DistillRun
 from influcoder.encoder.settings import DistillSettings
 
-RESUME_STATE = "resume.pt"
+RESUME_STATE = DistillRun.RESUME
 CHECKPOINT_SECONDS = 600.0
 """Default time between mid-epoch saves of the training state: saving a MiniLM run's state (weights and Adam's
 two moments, ~270 MB) takes about a second, so a kill loses at most ~10 minutes of training for ~0.2% of it."""
@@ -57,12 +57,12 @@ def _key_difference(stored: dict, wanted: dict) -> str:
 def load_state(out: Path, key: dict, overwrite: bool) -> dict | None:
     """The saved state to resume from, {"complete": True, "logs"} for a finished identical run, or None to
     start afresh."""
-    resume, record = out / RESUME_STATE, out / "training.json"
+    run = DistillRun(out)
     if overwrite:
-        resume.unlink(missing_ok=True)
+        run.resume_path.unlink(missing_ok=True)
         return None
-    if resume.exists():
-        state = torch.load(resume, map_location="cpu", weights_only=True)
+    if run.resume_path.exists():
+        state = torch.load(run.resume_path, map_location="cpu", weights_only=True)
         if not same_run(state["key"], key, _run_key_defaults()):
             raise InflucoderError(
                 f"{out} holds a partial distillation run of other settings or labels "
@@ -70,11 +70,11 @@ def load_state(out: Path, key: dict, overwrite: bool) -> dict | None:
                 "another --out"
             )
         return state
-    if record.exists():
-        done = read_json(record)
-        stored = {"settings": done.get("settings", {}), "data": done.get("data")}
-        if done.get("complete") and same_run(stored, key, _run_key_defaults()):
-            return {"complete": True, "logs": done["epochs"]}
+    if run.has_record():
+        done = run.record()
+        stored = done.run_key()
+        if done.complete and same_run(stored, key, _run_key_defaults()):
+            return {"complete": True, "logs": done.epochs}
         raise InflucoderError(
             f"{out} already holds a distillation run ({_key_difference(stored, key)}); rerun with "
             "--overwrite to replace it, or pick another --out"
@@ -86,16 +86,15 @@ def save_state(out: Path, key: dict, parts: dict, position: dict | None) -> None
     """Write `parts` (weights, optimizer, schedule, random generators, logs, best) and `position` (None at an
     epoch's end; inside one, its order of the pool, the steps done, their loss sums and seconds) atomically."""
     out.mkdir(parents=True, exist_ok=True)
-    with atomic_output(out / RESUME_STATE) as tmp:
+    with atomic_output(DistillRun(out).resume_path) as tmp:
         torch.save({"key": key, **parts, "inside": position}, tmp)
 
 
-def refuse_foreign_record(record: Path) -> None:
-    """--overwrite replaces a distillation run, not a file of that name that influcoder did not write."""
-    if record.exists():
-        done = read_json(record)
-        if not {"settings", "epochs"} <= set(done):
-            raise ArtifactMismatchError(
-                f"{record} was not written by `influcoder distill` (no settings and epochs); --overwrite replaces "
-                "only a distillation run: move the file away or pick another --out"
-            )
+def refuse_foreign_record(out: Path) -> None:
+    """--overwrite replaces a distillation run, not a training.json in `out` that influcoder did not write."""
+    run = DistillRun(out)
+    if not run.written_by_distill():
+        raise ArtifactMismatchError(
+            f"{run.training_path} was not written by `influcoder distill` (no settings and epochs); --overwrite "
+            "replaces only a distillation run: move the file away or pick another --out"
+        )

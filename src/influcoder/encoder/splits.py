@@ -9,6 +9,7 @@ import numpy as np
 
 from influcoder.core.errors import InflucoderError
 from influcoder.core.jsonfile import read_json
+from influcoder.encoder.run_record import EvalSplit
 
 
 def split_indices(n: int, fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -64,9 +65,9 @@ def split_from_file(
     split = read_json(Path(path))
     out = []
     for kind, ids in (("pool", pool_ids), ("query", query_ids)):
-        held = split.get(f"{kind}_ids")
+        held = split.get(EvalSplit.ids_key(kind))
         if not isinstance(held, list):
-            raise InflucoderError(f"{path}: expected a list under {kind}_ids")
+            raise InflucoderError(f"{path}: expected a list under {EvalSplit.ids_key(kind)}")
         position = {x: i for i, x in enumerate(ids)}
         unknown = [x for x in held if x not in position]
         if unknown:

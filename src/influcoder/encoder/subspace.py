@@ -213,26 +213,14 @@ def fit_coordinates(
     against them. `start_at_ridge=False` continues from the head as it is; `on_epoch` sees each epoch's record
     (mean loss parts) when the epoch ends. Returns the records."""
     settings = settings or CoordinateFitSettings()
-    config = encoder.config
-    if encoder.head is None or config.unit_norm or encoder.head.out_features != targets.shape[1] \
-            or not config.standardise_head_input:  # fmt: skip
-        raise InflucoderError(f"a subspace encoder needs a head of width {targets.shape[1]}, unit_norm=False and "
-                              "standardise_head_input=True (`subspace_encoder`)")  # fmt: skip
-    if len(samples) != len(targets):
-        raise InflucoderError(f"{len(samples)} samples but {len(targets)} target rows")
+    _check_fit(encoder, samples, targets)
     if start_at_ridge:
         ridge_head(encoder, pooled_states(encoder, samples), targets, settings.ridge)
     target = torch.as_tensor(targets, dtype=torch.float32)
     scale = float(target.var(0).sum()) + 1e-12
-    scored = query_labels is not None and settings.score_weight > 0
-    if scored:
-        if query_coords is None:
-            query_coords, exclude = targets[query_rows], np.arange(len(targets))[:, None] == query_rows[None, :]
-        coords = torch.as_tensor(query_coords, dtype=torch.float32)
-        labels = torch.as_tensor(query_labels, dtype=torch.float32)
-        keep = (
-            torch.ones(labels.shape) if exclude is None else torch.as_tensor(~np.asarray(exclude), dtype=torch.float32)
-        )
+    score = None
+    if query_labels is not None and settings.score_weight > 0:
+        score = _ScoreTerm.of(targets, query_labels, query_rows, query_coords, exclude)
     encoded = encoder._tokenize_unpadded(samples)
     lengths = [len(ids) for ids in encoded["input_ids"]]
     head = [p for n, p in encoder.named_parameters() if not n.startswith("backbone.")]
@@ -243,21 +231,71 @@ def fit_coordinates(
     history = []
     encoder.eval()  # no dropout: the fit starts exactly at the ridge solution
     for epoch in range(settings.epochs):
-        totals = {"mse": 0.0, "pearson": 0.0}
         batches = _length_batches(lengths, settings.batch_size, rng)
-        for rows in tqdm(batches, desc=f"subspace epoch {epoch + 1}", disable=not show_progress):
-            pred = encoder(**encoder._pad(encoded, rows))
-            mse = ((pred - target[rows]) ** 2).sum(1).mean() / scale
-            loss = mse
-            if scored:
-                pearson = _column_pearson(pred @ coords.T, labels[rows], keep[rows])
-                loss = loss + settings.score_weight * (1.0 - pearson)
-                totals["pearson"] += float(pearson.detach()) / len(batches)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            totals["mse"] += float(mse.detach()) / len(batches)
+        progress = tqdm(batches, desc=f"subspace epoch {epoch + 1}", disable=not show_progress)
+        totals = _fit_epoch(encoder, encoded, progress, target, scale, optimizer, score, settings.score_weight)
         history.append({"epoch": epoch + 1, **totals})
         if on_epoch is not None:
             on_epoch(history[-1])
     return history
+
+
+def _check_fit(encoder: InfluenceEncoder, samples: Sequence[Sample], targets: np.ndarray) -> None:
+    """Refuse an encoder that is not a subspace encoder of the targets' width, or targets of other samples."""
+    config = encoder.config
+    if encoder.head is None or config.unit_norm or encoder.head.out_features != targets.shape[1] \
+            or not config.standardise_head_input:  # fmt: skip
+        raise InflucoderError(f"a subspace encoder needs a head of width {targets.shape[1]}, unit_norm=False and "
+                              "standardise_head_input=True (`subspace_encoder`)")  # fmt: skip
+    if len(samples) != len(targets):
+        raise InflucoderError(f"{len(samples)} samples but {len(targets)} target rows")
+
+
+@dataclass(frozen=True)
+class _ScoreTerm:
+    """The score term's query side: its queries' coordinates (m, k), each training sample's labels against them
+    (n, m), and which of those pairs count (1) or are left out (0)."""
+
+    coords: torch.Tensor
+    labels: torch.Tensor
+    keep: torch.Tensor
+
+    @classmethod
+    def of(cls, targets, query_labels, query_rows=None, query_coords=None, exclude=None) -> _ScoreTerm:
+        """Queries given as training rows `query_rows` (a sample's own column left out) or as `query_coords`
+        with `exclude` (n, m) marking the pairs to leave out."""
+        if query_coords is None:
+            query_coords, exclude = targets[query_rows], np.arange(len(targets))[:, None] == query_rows[None, :]
+        labels = torch.as_tensor(query_labels, dtype=torch.float32)
+        keep = (
+            torch.ones(labels.shape) if exclude is None else torch.as_tensor(~np.asarray(exclude), dtype=torch.float32)
+        )
+        return cls(torch.as_tensor(query_coords, dtype=torch.float32), labels, keep)
+
+
+def _fit_epoch(
+    encoder: InfluenceEncoder,
+    encoded: dict,
+    batches,
+    target: torch.Tensor,
+    scale: float,
+    optimizer: torch.optim.Optimizer,
+    score: _ScoreTerm | None,
+    score_weight: float,
+) -> dict[str, float]:
+    """One pass over `batches` (row index arrays): the coordinates' squared error relative to the targets'
+    total variance, plus `score_weight` x (1 - Pearson) of the score term; the mean of each part."""
+    totals = {"mse": 0.0, "pearson": 0.0}
+    for rows in batches:
+        pred = encoder(**encoder._pad(encoded, rows))
+        mse = ((pred - target[rows]) ** 2).sum(1).mean() / scale
+        loss = mse
+        if score is not None:
+            pearson = _column_pearson(pred @ score.coords.T, score.labels[rows], score.keep[rows])
+            loss = loss + score_weight * (1.0 - pearson)
+            totals["pearson"] += float(pearson.detach()) / len(batches)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        totals["mse"] += float(mse.detach()) / len(batches)
+    return totals

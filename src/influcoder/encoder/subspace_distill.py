@@ -10,24 +10,26 @@ training, as in `Distiller.fit`) is scored with the pool side predicted and the 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from influcoder.core.atomic import write_json_atomic
 from influcoder.core.devices import resolve_device
 from influcoder.core.errors import InflucoderError
-from influcoder.core.jsonfile import read_json
 from influcoder.data.records import Sample, sample_groups
 from influcoder.encoder.epoch_log import EpochLog
 from influcoder.encoder.resume import load_state, run_key
+from influcoder.encoder.run_record import DistillRun, TrainingRecord
 from influcoder.encoder.settings import DistillSettings
 from influcoder.encoder.splits import validation_split
 from influcoder.encoder.subspace import CoordinateFitSettings, GradientSubspace, fit_coordinates, subspace_encoder
 from influcoder.metrics import spearman_report
+
+log = logging.getLogger(__name__)
 
 MAX_FIT_GRADIENTS = 20_000
 """The directions are fitted on at most this many training gradients (a seeded sample): beyond, they change
@@ -38,8 +40,9 @@ def stored_gradients(labels_dir: Path, ids: Sequence[str]) -> np.ndarray:
     """The projected gradients of `ids`, from the labels directory's pool or query store (all-pairs labels
     keep only the pool store)."""
     from influcoder.core.store import FeatureStore
+    from influcoder.labels.labels_dir import LabelsDir
 
-    stores = [FeatureStore(labels_dir / side) for side in ("pool", "queries") if (labels_dir / side).exists()]
+    stores = [FeatureStore(path) for path in LabelsDir(labels_dir).gradient_stores()]
     where = {}
     for number, store in enumerate(stores):
         for row, sample_id in enumerate(store.ids):
@@ -72,6 +75,93 @@ def coordinates_of(labels_dir: Path, ids: Sequence[str], subspace: GradientSubsp
     return np.concatenate(parts) if parts else np.zeros((0, subspace.k), dtype=np.float32)
 
 
+@dataclass
+class SubspaceProblem:
+    """What a subspace run fits and validates on, built from the labels and the split (`build`)."""
+
+    subspace: GradientSubspace
+    fitted_on: int
+    """How many training gradients the directions were fitted on (at most `MAX_FIT_GRADIENTS`)."""
+    train_samples: list[Sample]
+    """Every training text with a gradient: the training pool, then the training queries not in it."""
+    targets: np.ndarray
+    """(len(train_samples), k) their coordinates."""
+    labels: np.ndarray
+    """(len(train_samples), training queries): each training pool row's labels (query-only rows: zeros)."""
+    exclude: np.ndarray
+    """Where `labels` holds nothing to fit: query-only rows, and a text against itself."""
+    train_qc: np.ndarray
+    val_qc: np.ndarray
+    """Exact coordinates of the training and validation queries."""
+    val_pool: list[Sample]
+    val_truth: np.ndarray
+    """The validation pool x validation queries labels."""
+
+    @classmethod
+    def build(cls, labels_dir: Path, s: DistillSettings, scores, pool, queries, split, rng) -> SubspaceProblem:
+        train_p, val_p, train_q, val_q = split
+        # every training text with a gradient is a regression target: the training pool, then the training
+        # queries (with all-pairs labels the same texts: each once), none of the validation split's
+        held = {pool[i].id for i in val_p} | {queries[j].id for j in val_q}
+        train_samples = [pool[i] for i in train_p if pool[i].id not in held]
+        seen = {x.id for x in train_samples}
+        train_samples += [queries[j] for j in train_q if queries[j].id not in seen | held]
+        ids = [x.id for x in train_samples]
+        fit_rows = np.sort(rng.choice(len(ids), size=min(MAX_FIT_GRADIENTS, len(ids)), replace=False))
+        fitted = stored_gradients(labels_dir, [ids[i] for i in fit_rows])
+        subspace = GradientSubspace.fit(fitted, s.subspace_k, seed=s.seed)
+        targets = coordinates_of(labels_dir, ids, subspace)
+        query_coords = coordinates_of(labels_dir, [queries[j].id for j in (*train_q, *val_q)], subspace)
+        labels, exclude = _score_term(train_samples, scores, pool, queries, train_p, train_q)
+        return cls(subspace, int(len(fit_rows)), train_samples, targets, labels, exclude,
+                   query_coords[: len(train_q)], query_coords[len(train_q) :], [pool[i] for i in val_p],
+                   scores[np.ix_(val_p, val_q)])  # fmt: skip
+
+
+def _score_term(train_samples, scores, pool, queries, train_p, train_q) -> tuple[np.ndarray, np.ndarray]:
+    """The score term: each training pool row's labels against the training queries (query-only rows and a
+    text against itself are left out, by the mask returned second)."""
+    row_of = {pool[i].id: i for i in train_p}
+    labels = np.zeros((len(train_samples), len(train_q)), dtype=np.float32)
+    exclude = np.ones(labels.shape, dtype=bool)
+    query_ids = np.array([queries[j].id for j in train_q])
+    for r, sample in enumerate(train_samples):
+        if sample.id in row_of:
+            labels[r] = scores[row_of[sample.id], train_q]
+            exclude[r] = query_ids == sample.id
+    return labels, exclude
+
+
+class EpochTracker:
+    """Called after each epoch of `fit_coordinates` (and once for the ridge start, epoch 0): scores the
+    validation split, logs the epoch and keeps the best encoder in ``out/best``."""
+
+    def __init__(self, encoder, problem: SubspaceProblem, out: Path, alpha: float, progress: bool, started: float):
+        self.encoder, self.problem, self.out, self.alpha, self.progress = encoder, problem, out, alpha, progress
+        self.clock = started
+        self.logs: list[EpochLog] = []
+        self.best = -np.inf
+
+    def __call__(self, record: dict[str, float]) -> None:
+        p = self.problem
+        report = spearman_report(self.encoder.encode(p.val_pool) @ p.val_qc.T, p.val_truth)
+        trained = record["epoch"] > 0
+        done = EpochLog(int(record["epoch"]),
+                        record["mse"] + self.alpha * (1.0 - record["pearson"]) if trained else None,
+                        1.0 - record["pearson"] if trained else None, None, report.per_anchor_mean,
+                        report.mean_aggregated, round(time.perf_counter() - self.clock, 2),
+                        coordinate_error=record["mse"] if trained else None)  # fmt: skip
+        self.clock = time.perf_counter()
+        self.logs.append(done)
+        if self.progress:
+            error = f"coordinate error {record['mse']:.4f}" if trained else "ridge start"
+            log.info("epoch %d: %s, val per-anchor rho %.4f, mean-aggregated rho %.4f [%.0f s]", done.epoch, error,
+                     done.val_per_anchor, done.val_mean_aggregated, done.seconds)  # fmt: skip
+        if done.val_per_anchor > self.best:
+            self.best = done.val_per_anchor
+            _save(self.encoder, p.subspace, DistillRun(self.out).best)
+
+
 def distill_subspace(
     labels_dir: Path,
     out: Path,
@@ -95,88 +185,49 @@ def distill_subspace(
         return [EpochLog(**x) for x in state["logs"]]
     rng = np.random.default_rng(s.seed)
     groups = (sample_groups(pool, s.val_group), sample_groups(queries, s.val_group)) if s.val_group else None
-    train_p, val_p, train_q, val_q = validation_split(len(pool), len(queries), s.val_fraction, rng, groups)
+    split = validation_split(len(pool), len(queries), s.val_fraction, rng, groups)
     started = time.perf_counter()
-    # every training text with a gradient is a regression target: the training pool, then the training queries
-    # (with all-pairs labels the same texts: each once), none of the validation split's
-    held = {pool[i].id for i in val_p} | {queries[j].id for j in val_q}
-    train_samples = [pool[i] for i in train_p if pool[i].id not in held]
-    seen = {x.id for x in train_samples}
-    train_samples += [queries[j] for j in train_q if queries[j].id not in seen | held]
-    ids = [x.id for x in train_samples]
-    fit_rows = np.sort(rng.choice(len(ids), size=min(MAX_FIT_GRADIENTS, len(ids)), replace=False))
-    subspace = GradientSubspace.fit(stored_gradients(labels_dir, [ids[i] for i in fit_rows]), s.subspace_k, seed=s.seed)
-    targets = coordinates_of(labels_dir, ids, subspace)
-    query_coords = coordinates_of(labels_dir, [queries[j].id for j in (*train_q, *val_q)], subspace)
-    train_qc, val_qc = query_coords[: len(train_q)], query_coords[len(train_q) :]
-    encoder = subspace_encoder(s.encoder, subspace.k, seed=s.seed, pooling=s.pooling, max_length=s.max_length)
+    problem = SubspaceProblem.build(labels_dir, s, scores, pool, queries, split, rng)
+    encoder = subspace_encoder(s.encoder, problem.subspace.k, seed=s.seed, pooling=s.pooling, max_length=s.max_length)
     encoder.config.label_config = label_config
     encoder.to(resolve_device(device))
-    val_pool = [pool[i] for i in val_p]
-    val_truth = scores[np.ix_(val_p, val_q)]
-    # the score term: each training pool row's labels against the training queries (query-only rows and a
-    # text against itself are left out)
-    row_of = {pool[i].id: i for i in train_p}
-    labels = np.zeros((len(train_samples), len(train_q)), dtype=np.float32)
-    exclude = np.ones(labels.shape, dtype=bool)
-    query_ids = np.array([queries[j].id for j in train_q])
-    for r, sample in enumerate(train_samples):
-        if sample.id in row_of:
-            labels[r] = scores[row_of[sample.id], train_q]
-            exclude[r] = query_ids == sample.id
     fit = CoordinateFitSettings(epochs=s.epochs, lr=s.lr, head_lr=s.lr * s.head_lr_scale,
                                 weight_decay=s.weight_decay, batch_size=s.subspace_batch, score_weight=s.alpha,
                                 ridge=s.subspace_ridge, seed=s.seed)  # fmt: skip
-    logs: list[EpochLog] = []
-    best = -np.inf
-    clock = [started]
+    tracker = EpochTracker(encoder, problem, out, s.alpha, progress, started)
+    fit_coordinates(encoder, problem.train_samples, problem.targets,
+                    CoordinateFitSettings(epochs=0, ridge=s.subspace_ridge))  # fmt: skip
+    tracker({"epoch": 0})  # the ridge start
+    fit_coordinates(encoder, problem.train_samples, problem.targets, fit, query_labels=problem.labels,
+                    show_progress=progress, start_at_ridge=False, query_coords=problem.train_qc,
+                    exclude=problem.exclude, on_epoch=tracker)  # fmt: skip
+    run = DistillRun(out)
+    _save(encoder, problem.subspace, run.last)
+    _training_record(s, key, problem, tracker, pool, queries, split).save(run.training_path)
+    return tracker.logs
 
-    def finish_epoch(record: dict[str, float]) -> None:
-        nonlocal best
-        report = spearman_report(encoder.encode(val_pool) @ val_qc.T, val_truth)
-        trained = record["epoch"] > 0
-        log = EpochLog(int(record["epoch"]),
-                       record["mse"] + s.alpha * (1.0 - record["pearson"]) if trained else None,
-                       1.0 - record["pearson"] if trained else None, None, report.per_anchor_mean,
-                       report.mean_aggregated, round(time.perf_counter() - clock[0], 2),
-                       coordinate_error=record["mse"] if trained else None)  # fmt: skip
-        clock[0] = time.perf_counter()
-        logs.append(log)
-        if progress:
-            error = f"coordinate error {record['mse']:.4f}" if trained else "ridge start"
-            print(f"epoch {log.epoch}: {error}, val per-anchor rho "
-                  f"{log.val_per_anchor:.4f}, mean-aggregated rho {log.val_mean_aggregated:.4f} [{log.seconds:.0f} s]",
-                  flush=True)  # fmt: skip
-        if log.val_per_anchor > best:
-            best = log.val_per_anchor
-            _save(encoder, subspace, out / "best")
 
-    fit_coordinates(encoder, train_samples, targets, CoordinateFitSettings(epochs=0, ridge=s.subspace_ridge))
-    finish_epoch({"epoch": 0})  # the ridge start
-    fit_coordinates(encoder, train_samples, targets, fit, query_labels=labels,
-                    show_progress=progress, start_at_ridge=False, query_coords=train_qc, exclude=exclude,
-                    on_epoch=finish_epoch)  # fmt: skip
-    _save(encoder, subspace, out / "last")
-    record = {
-        "objective": "subspace",
-        "settings": s.key(),
-        "epochs": [asdict(x) for x in logs],
-        "best_val_per_anchor": best,
-        "complete": True,
-        "data": key["data"],
-        "subspace": {
-            "k": subspace.k,
-            "fitted_on": int(len(fit_rows)),
-            "targets": len(train_samples),
-            "singular_values": [round(float(v), 6) for v in subspace.singular_values],
-        },  # fmt: skip
-        "train_pool_ids": [pool[i].id for i in train_p],
-        "val_pool_ids": [p.id for p in val_pool],
-        "train_query_ids": [queries[j].id for j in train_q],
-        "val_query_ids": [queries[j].id for j in val_q],
-    }
-    write_json_atomic(out / "training.json", record)
-    return logs
+def _training_record(s: DistillSettings, key: dict, problem: SubspaceProblem, tracker: EpochTracker, pool, queries,
+                     split) -> TrainingRecord:  # fmt: skip
+    train_p, val_p, train_q, val_q = split
+    return TrainingRecord(
+        objective="subspace",
+        settings=s.key(),
+        epochs=[asdict(x) for x in tracker.logs],
+        best_val_per_anchor=tracker.best,
+        complete=True,
+        data=key["data"],
+        subspace={
+            "k": problem.subspace.k,
+            "fitted_on": problem.fitted_on,
+            "targets": len(problem.train_samples),
+            "singular_values": [round(float(v), 6) for v in problem.subspace.singular_values],
+        },
+        train_pool_ids=[pool[i].id for i in train_p],
+        val_pool_ids=[pool[i].id for i in val_p],
+        train_query_ids=[queries[j].id for j in train_q],
+        val_query_ids=[queries[j].id for j in val_q],
+    )
 
 
 def _save(encoder, subspace: GradientSubspace, directory: Path) -> None:
@@ -192,5 +243,4 @@ def _save(encoder, subspace: GradientSubspace, directory: Path) -> None:
 
 def is_subspace_run(out: Path) -> bool:
     """Whether a `distill` output directory holds a subspace run (its training.json says so)."""
-    path = Path(out) / "training.json"
-    return path.exists() and read_json(path).get("objective") == "subspace"
+    return DistillRun(out).is_subspace

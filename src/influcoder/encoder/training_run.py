@@ -9,6 +9,7 @@ a resumed run reach the same weights as an uninterrupted one, reads top to botto
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Sequence
@@ -21,15 +22,17 @@ import torch
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from influcoder.core.atomic import write_json_atomic
 from influcoder.core.errors import NonFiniteValueError
 from influcoder.data.records import Sample, sample_groups
 from influcoder.encoder.epoch_log import EpochLog
 from influcoder.encoder.losses import distillation_loss, group_ranking_loss
 from influcoder.encoder.predict import predict_matrix
-from influcoder.encoder.resume import RESUME_STATE, save_state
+from influcoder.encoder.resume import save_state
+from influcoder.encoder.run_record import DistillRun, TrainingRecord
 from influcoder.encoder.splits import validation_split
 from influcoder.metrics import spearman_report
+
+log = logging.getLogger(__name__)
 
 
 class Trainer(Protocol):
@@ -165,18 +168,17 @@ class TrainingRun:
                             "sums": [float(x) for x in sums], "seconds": now - started}  # fmt: skip
                 self.checkpoint(position)
                 saved = time.perf_counter()
-        log = self.validate(epoch, sums / steps, round(time.perf_counter() - started, 2))
-        self.logs.append(log)
+        done = self.validate(epoch, sums / steps, round(time.perf_counter() - started, 2))
+        self.logs.append(done)
         if progress:
-            print(
-                f"epoch {epoch}: loss {log.loss:.4f} (pearson {log.pearson_loss:.4f}, kl {log.kl_loss:.4f}) "
-                f"val per-anchor rho {log.val_per_anchor:.4f}, mean-aggregated rho "
-                f"{log.val_mean_aggregated:.4f} [{log.seconds:.0f} s]",
-                flush=True,
-            )
+            log.info(
+                "epoch %d: loss %.4f (pearson %.4f, kl %.4f) val per-anchor rho %.4f, mean-aggregated rho %.4f "
+                "[%.0f s]", epoch, done.loss, done.pearson_loss, done.kl_loss, done.val_per_anchor,
+                done.val_mean_aggregated, done.seconds,
+            )  # fmt: skip
         if self.out is not None:
-            self.record(epoch, log)
-        return log
+            self.record(epoch, done)
+        return done
 
     def step(self, epoch: int, step: int, deal: np.ndarray) -> tuple[float, float, float]:
         """One optimizer step on B sampled queries x C candidates; returns (loss, pearson part, kl part)."""
@@ -215,26 +217,26 @@ class TrainingRun:
         report = spearman_report(predicted, self.scores[np.ix_(plan.val_pool, plan.val_queries)])
         return EpochLog(epoch, *map(float, means), report.per_anchor_mean, report.mean_aggregated, seconds)
 
-    def record(self, epoch: int, log: EpochLog) -> None:
+    def record(self, epoch: int, done: EpochLog) -> None:
         """Save the epoch's encoders (last; best on validation), the resume state and training.json."""
-        out, plan = self.out, self.plan
-        self.encoder.save_pretrained(out / "last", replace=True)
-        if log.val_per_anchor > self.best:
-            self.best = log.val_per_anchor
-            self.encoder.save_pretrained(out / "best", replace=True)
-        record = {
-            "settings": self.settings.key(),
-            "epochs": [asdict(x) for x in self.logs],
-            "best_val_per_anchor": self.best,
-            "complete": epoch == self.settings.epochs,
-            "data": self.key["data"],
-            "train_pool_ids": [self.pool[i].id for i in plan.train_pool],
-            "val_pool_ids": [self.pool[i].id for i in plan.val_pool],
-            "train_query_ids": [self.queries[j].id for j in plan.train_queries],
-            "val_query_ids": [self.queries[j].id for j in plan.val_queries],
-        }
+        run, plan = DistillRun(self.out), self.plan
+        self.encoder.save_pretrained(run.last, replace=True)
+        if done.val_per_anchor > self.best:
+            self.best = done.val_per_anchor
+            self.encoder.save_pretrained(run.best, replace=True)
+        record = TrainingRecord(
+            settings=self.settings.key(),
+            epochs=[asdict(x) for x in self.logs],
+            best_val_per_anchor=self.best,
+            complete=epoch == self.settings.epochs,
+            data=self.key["data"],
+            train_pool_ids=[self.pool[i].id for i in plan.train_pool],
+            val_pool_ids=[self.pool[i].id for i in plan.val_pool],
+            train_query_ids=[self.queries[j].id for j in plan.train_queries],
+            val_query_ids=[self.queries[j].id for j in plan.val_queries],
+        )
         if epoch < self.settings.epochs:
             self.checkpoint(None)
-        write_json_atomic(out / "training.json", record)
+        record.save(run.training_path)
         if epoch == self.settings.epochs:
-            (out / RESUME_STATE).unlink(missing_ok=True)
+            run.resume_path.unlink(missing_ok=True)

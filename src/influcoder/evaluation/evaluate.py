@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 
 from influcoder.core.errors import ArtifactMismatchError, InflucoderError
-from influcoder.core.jsonfile import read_json
 from influcoder.data.records import sample_groups
 from influcoder.encoder.model import InfluenceEncoder
+from influcoder.encoder.run_record import DistillRun, EvalSplit, TrainingRecord
 from influcoder.evaluation import costs
 from influcoder.evaluation.baselines.base import EvaluationData, Scorer
 from influcoder.evaluation.baselines.text import Distilled, SubspaceDistilled
-from influcoder.labels.labelling import load_labels
+from influcoder.labels.labels_dir import LabelsDir
 from influcoder.metrics import per_anchor_by_group, per_anchor_spearman, spearman_report
 
 
@@ -28,42 +28,50 @@ def _select(ids: list[str], wanted: list[str] | None, what: str) -> np.ndarray:
     return np.array([index[x] for x in wanted], dtype=np.int64)
 
 
-def evaluation_data(labels_dir: str | Path, split: str | Path | None = None) -> EvaluationData:
-    """The labels with their split: the ids of `split` are evaluated, the rest is training (no split: all
-    items are evaluated and none is training)."""
-    matrix, pool, queries, _ = load_labels(labels_dir)
-    wanted = read_json(Path(split)) if split else {}
-    rows = _select(matrix.pool_ids, wanted.get("pool_ids") or None, "pool")
-    cols = _select(matrix.query_ids, wanted.get("query_ids") or None, "query")
+def evaluation_data(labels_dir: str | Path, split: str | Path | EvalSplit | None = None) -> EvaluationData:
+    """The labels with their split (an ``eval_split.json`` or its record): the ids of `split` are evaluated,
+    the rest is training (no split, or a side it lists no ids of: all items are evaluated and none is
+    training)."""
+    matrix, pool, queries, _ = LabelsDir.load(labels_dir)
+    wanted = split if isinstance(split, EvalSplit) else EvalSplit.load(Path(split)) if split else EvalSplit()
+    rows = _select(matrix.pool_ids, wanted.pool_ids or None, "pool")
+    cols = _select(matrix.query_ids, wanted.query_ids or None, "query")
     train_rows = np.setdiff1d(np.arange(len(pool)), rows) if split else np.arange(0)
     train_cols = np.setdiff1d(np.arange(len(queries)), cols) if split else np.arange(0)
-    return EvaluationData(
-        np.asarray(matrix.scores), pool, queries, train_rows, rows, train_cols, cols, wanted.get("protocol")
-    )
+    return EvaluationData(np.asarray(matrix.scores), pool, queries, train_rows, rows, train_cols, cols, wanted.protocol)
+
+
+def trained_ids(trained_on: TrainingRecord | dict | None) -> tuple[set[str], set[str]]:
+    """The (pool, query) ids a run trained on, from its training record (or that record as a dict)."""
+    if trained_on is None:
+        return set(), set()
+    if isinstance(trained_on, TrainingRecord):
+        return set(trained_on.train_pool_ids), set(trained_on.train_query_ids)
+    return set(trained_on.get("train_pool_ids", [])), set(trained_on.get("train_query_ids", []))
 
 
 def evaluate_scorers(
     scorers: dict[str, Scorer],
     data: EvaluationData,
-    trained_on: dict | None = None,
+    trained_on: TrainingRecord | dict | None = None,
     group_by: str | None = None,
     count_flops: bool = False,
     predictions: dict[str, np.ndarray] | None = None,
 ) -> dict[str, dict]:
     """One report per method on `data`'s evaluation part: Spearman figures, protocol and cost per sample.
 
-    `trained_on` ({"train_pool_ids", "train_query_ids"}) makes evaluation on training items an error.
+    `trained_on` (a run's `TrainingRecord`, or a dict of its "train_pool_ids" and "train_query_ids") makes
+    evaluation on training items an error.
     `group_by` names a query meta field (e.g. "task"): reports then also hold per-anchor Spearman per group
     under "per_group", because a mean over all queries hides the tasks a method fails on. `count_flops` scores
     once more under the FLOP meter (`costs.count_flops`) and reports FLOPs per scored sample. `predictions`,
     when given, receives each method's predicted matrix (for the report's top-k examples).
     """
     pool, queries = data.eval_samples()
-    if trained_on:
-        leak = set(trained_on.get("train_pool_ids", [])) & {s.id for s in pool}
-        leak |= set(trained_on.get("train_query_ids", [])) & {q.id for q in queries}
-        if leak:
-            raise InflucoderError(f"{len(leak)} evaluation ids were used in training (e.g. {sorted(leak)[0]})")
+    trained_pool, trained_queries = trained_ids(trained_on)
+    leak = (trained_pool & {s.id for s in pool}) | (trained_queries & {q.id for q in queries})
+    if leak:
+        raise InflucoderError(f"{len(leak)} evaluation ids were used in training (e.g. {sorted(leak)[0]})")
     true = data.eval_truth()
     groups = sample_groups(queries, group_by) if group_by else None
     reports = {}
@@ -103,8 +111,7 @@ def check_same_features(encoder: InfluenceEncoder, labels_dir: str | Path) -> No
     wanted = encoder.config.label_config
     if not wanted:
         return  # an untrained or hand-built encoder records no labels
-    info = read_json(Path(labels_dir) / "labels.json")
-    have = info.get("features", {})
+    have = LabelsDir(labels_dir).record().features or {}
     differ = sorted(k for k in set(wanted) | set(have) if wanted.get(k) != have.get(k))
     if differ:
         key = differ[0]
@@ -119,7 +126,7 @@ def evaluate_encoder(
     encoder: InfluenceEncoder,
     labels_dir: str | Path,
     split: str | Path | None = None,
-    trained_on: dict | None = None,
+    trained_on: TrainingRecord | dict | None = None,
     group_by: str | None = None,
     progress: bool = False,
     subspace=None,
@@ -146,9 +153,8 @@ def per_group_table(columns: dict[str, dict], by: str) -> list[str]:
     return lines
 
 
-def training_record(encoder_dir: str | Path) -> dict | None:
-    """The training.json of a `distill` output directory (the encoder's or its parent's), if any."""
-    for candidate in (Path(encoder_dir) / "training.json", Path(encoder_dir).parent / "training.json"):
-        if candidate.exists():
-            return read_json(candidate)
-    return None
+def training_record(encoder_dir: str | Path) -> TrainingRecord | None:
+    """The training record of the `distill` run of an encoder directory (its own training.json, or its
+    parent's for ``out/best``), if any."""
+    run = DistillRun.around(encoder_dir, DistillRun.TRAINING)
+    return run.record() if run is not None else None

@@ -208,7 +208,26 @@ def figures(summary: dict[str, dict[str, dict]], runs: list[dict] | None = None)
         import matplotlib.pyplot as plt
     except ImportError:
         raise InflucoderError('the HTML report needs matplotlib: pip install "influcoder[eval]"') from None
-    out = {}
+
+    def png(fig) -> str:
+        try:
+            return figure_png(fig)
+        finally:
+            plt.close(fig)
+
+    out = {
+        "tradeoff": png(_tradeoff_figure(plt, summary)),
+        "distributions": png(_distribution_figure(plt, summary)),
+        "protocols": png(_protocol_figure(plt, summary)),
+    }
+    tasks = per_task_means(runs or [], "distilled")
+    if tasks:
+        out["tasks"] = png(_task_figure(plt, tasks))
+    return out
+
+
+def _tradeoff_figure(plt, summary: dict[str, dict[str, dict]]):
+    """Per-anchor Spearman against ms per sample, one marker per protocol (the paper's Fig. 2)."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for marker, (protocol, methods) in zip("os^D", summary.items()):
         timed = {n: e for n, e in methods.items() if e["ms_per_sample"] >= 0.01}  # pool-mean reads stored labels
@@ -221,18 +240,22 @@ def figures(summary: dict[str, dict[str, dict]], runs: list[dict] | None = None)
     ax.set(xscale="log", xlabel="ms per sample (log)", ylabel="per-anchor Spearman vs gradients")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    out["tradeoff"] = figure_png(fig)
-    plt.close(fig)
+    return fig
 
+
+def _distribution_figure(plt, summary: dict[str, dict[str, dict]]):
+    """Each method's per-anchor Spearman distribution, a panel per protocol."""
     fig, axes = plt.subplots(1, len(summary), figsize=(6 * len(summary), 4.5), squeeze=False)
     for ax, (protocol, methods) in zip(axes[0], summary.items()):
         ax.boxplot([e["per_anchor"] or [np.nan] for e in methods.values()], tick_labels=list(methods))
         ax.set(title=f"per-anchor Spearman, protocol {protocol}", ylabel="Spearman per query")
         ax.tick_params(axis="x", rotation=45)
         ax.grid(alpha=0.3)
-    out["distributions"] = figure_png(fig)
-    plt.close(fig)
+    return fig
 
+
+def _protocol_figure(plt, summary: dict[str, dict[str, dict]]):
+    """Each method's mean per-anchor Spearman (sd over seeds) side by side per protocol: seen vs unseen."""
     methods = list(dict.fromkeys(m for per in summary.values() for m in per))
     fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(methods)), 4.5))
     width = 0.8 / max(1, len(summary))
@@ -245,22 +268,19 @@ def figures(summary: dict[str, dict[str, dict]], runs: list[dict] | None = None)
     ax.set(ylabel="per-anchor Spearman (mean over seeds)", title="seen (random) vs unseen (task) tasks")
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=8)
-    out["protocols"] = figure_png(fig)
-    plt.close(fig)
-    tasks = per_task_means(runs or [], "distilled")
-    if tasks:
-        fig, ax = plt.subplots(figsize=(8, max(3, 0.22 * len(tasks))))
-        labels = [f"{group} ({protocol})" for protocol, group, _ in tasks]
-        colours = [PROTOCOL_COLOURS.get(protocol, "tab:gray") for protocol, _, _ in tasks]
-        ax.barh(np.arange(len(tasks)), [v for _, _, v in tasks], color=colours)
-        ax.set_yticks(np.arange(len(tasks)), labels, fontsize=7)
-        ax.set(
-            xlabel="per-anchor Spearman of the distilled encoder", title="per query task: seen (blue), unseen (orange)"
-        )
-        ax.grid(alpha=0.3, axis="x")
-        out["tasks"] = figure_png(fig)
-        plt.close(fig)
-    return out
+    return fig
+
+
+def _task_figure(plt, tasks: list[tuple[str, str, float]]):
+    """The distilled encoder's per-anchor Spearman per query task (`per_task_means`), coloured by protocol."""
+    fig, ax = plt.subplots(figsize=(8, max(3, 0.22 * len(tasks))))
+    labels = [f"{group} ({protocol})" for protocol, group, _ in tasks]
+    colours = [PROTOCOL_COLOURS.get(protocol, "tab:gray") for protocol, _, _ in tasks]
+    ax.barh(np.arange(len(tasks)), [v for _, _, v in tasks], color=colours)
+    ax.set_yticks(np.arange(len(tasks)), labels, fontsize=7)
+    ax.set(xlabel="per-anchor Spearman of the distilled encoder", title="per query task: seen (blue), unseen (orange)")
+    ax.grid(alpha=0.3, axis="x")
+    return fig
 
 
 def per_task_means(runs: list[dict], method: str) -> list[tuple[str, str, float]]:

@@ -133,15 +133,9 @@ def finetune(
 
     `fused_layers` computes plain peft LoRA layers as one autograd node each (`fused_lora.fused_training`):
     the same gradients to float rounding, in less time, as peft's four nodes per layer."""
-    from tqdm.auto import tqdm
-
     from influcoder.data.models import load_decoder
 
-    if not samples:
-        raise InflucoderError("nothing to fine-tune on: the pool is empty")
-    empty = [s.id for s in samples if not s.response]
-    if empty:
-        raise InflucoderError(f"samples without a response cannot be trained on: {', '.join(empty[:5])}")
+    _check_trainable(samples)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     with exclusive_directory(out, "fine-tuning"):
@@ -162,38 +156,70 @@ def finetune(
         }
         params = lora_parameters(peft_model)
         optimizer = torch.optim.AdamW(params.values(), lr=settings.lr, weight_decay=settings.weight_decay)
+        run = _Run(out, peft_model, params, optimizer, manifest, settings)
         steps = step_order([len(t.input_ids) for t in tokenized], settings)
         losses, start = _resume(out, manifest, peft_model, params, optimizer)
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         peft_model.train()
-        bar = tqdm(total=len(steps), initial=start, desc="fine-tune", unit="step", disable=not progress)
-        snapshot_ends = snapshot_steps(len(steps), settings.snapshots)
         with fused_training(peft_model) if fused_layers else nullcontext():
-            for step in range(start, len(steps)):
-                batch = collate_left_padded([tokenized[i] for i in steps[step]], pad_id or 0)
-                for group in optimizer.param_groups:
-                    group["lr"] = learning_rate(step, len(steps), settings)
-                loss = _batch_loss(peft_model, batch)
-                if not torch.isfinite(loss):
-                    ids = [tokenized[i].id for i in steps[step]]
-                    raise NonFiniteValueError(f"non-finite loss at step {step} (samples {', '.join(ids)})")
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                losses.append(float(loss.detach()))
-                bar.update(1)
-                bar.set_postfix(loss=f"{losses[-1]:.3f}")
-                if step + 1 in snapshot_ends:
-                    _save_snapshot(out, step + 1, snapshot_ends, len(steps), settings, peft_model, params, optimizer)
-                if (step + 1) % settings.checkpoint_every == 0 and step + 1 < len(steps):
-                    _save(
-                        out / CHECKPOINT, peft_model, params, optimizer, {**manifest, "losses": losses, "done": False}
-                    )
-        bar.close()
+            _train(run, tokenized, steps, start, losses, pad_id or 0, progress)
         peft_model.eval()
         _save(out, peft_model, params, optimizer, {**manifest, "losses": losses, "steps": len(steps), "done": True})
         shutil.rmtree(out / CHECKPOINT, ignore_errors=True)
         return FinetuneResult(out, len(steps), losses, start)
+
+
+def _check_trainable(samples: Sequence[Sample]) -> None:
+    """Refuse an empty pool, or samples without a response (they carry no loss)."""
+    if not samples:
+        raise InflucoderError("nothing to fine-tune on: the pool is empty")
+    empty = [s.id for s in samples if not s.response]
+    if empty:
+        raise InflucoderError(f"samples without a response cannot be trained on: {', '.join(empty[:5])}")
+
+
+@dataclass
+class _Run:
+    """What each training step updates and each save writes: the adapter, its parameters and optimizer."""
+
+    out: Path
+    model: Any
+    params: dict[str, torch.nn.Parameter]
+    optimizer: torch.optim.Optimizer
+    manifest: dict[str, Any]
+    settings: FinetuneSettings
+
+    def save(self, directory: Path, manifest: dict[str, Any]) -> None:
+        _save(directory, self.model, self.params, self.optimizer, manifest)
+
+
+def _train(run: _Run, tokenized, steps: list[list[int]], start: int, losses: list[float], pad_id: int, progress: bool):
+    """Steps `start`, ... of `steps` (batches of `tokenized` indices), each loss appended to `losses`; snapshots
+    and checkpoints saved on the way (a snapshot before the checkpoint of its step)."""
+    from tqdm.auto import tqdm
+
+    settings, total = run.settings, len(steps)
+    bar = tqdm(total=total, initial=start, desc="fine-tune", unit="step", disable=not progress)
+    snapshot_ends = snapshot_steps(total, settings.snapshots)
+    for step in range(start, total):
+        batch = collate_left_padded([tokenized[i] for i in steps[step]], pad_id)
+        for group in run.optimizer.param_groups:
+            group["lr"] = learning_rate(step, total, settings)
+        loss = _batch_loss(run.model, batch)
+        if not torch.isfinite(loss):
+            ids = [tokenized[i].id for i in steps[step]]
+            raise NonFiniteValueError(f"non-finite loss at step {step} (samples {', '.join(ids)})")
+        run.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        run.optimizer.step()
+        losses.append(float(loss.detach()))
+        bar.update(1)
+        bar.set_postfix(loss=f"{losses[-1]:.3f}")
+        if step + 1 in snapshot_ends:
+            _save_snapshot(run, step + 1, snapshot_ends, total)
+        if (step + 1) % settings.checkpoint_every == 0 and step + 1 < total:
+            run.save(run.out / CHECKPOINT, {**run.manifest, "losses": losses, "done": False})
+    bar.close()
 
 
 def snapshot_steps(total: int, snapshots: int) -> list[int]:
@@ -201,15 +227,15 @@ def snapshot_steps(total: int, snapshots: int) -> list[int]:
     return sorted({max(1, round(total * (i + 1) / snapshots)) for i in range(snapshots)}) if snapshots else []
 
 
-def _save_snapshot(out: Path, step: int, ends: list[int], total: int, settings, model, params, optimizer) -> None:
+def _save_snapshot(run: _Run, step: int, ends: list[int], total: int) -> None:
     """A snapshot after `step`, with the mean learning rate of the steps since the previous one (LESS's weight).
 
     Saved before the checkpoint of the same step, so a complete checkpoint implies every snapshot before it is
     complete; a run resumed from an earlier checkpoint redoes (and rewrites) the same snapshot."""
     first = max([e for e in ends if e < step], default=0)
-    rates = [learning_rate(s, total, settings) for s in range(first, step)]
+    rates = [learning_rate(s, total, run.settings) for s in range(first, step)]
     manifest = {"format": "influcoder.finetune-snapshot", "step": step, "lr": float(np.mean(rates)), "done": True}
-    _save(out / SNAPSHOTS / f"step-{step:06d}", model, params, optimizer, manifest)
+    run.save(run.out / SNAPSHOTS / f"step-{step:06d}", manifest)
 
 
 def read_snapshots(directory: str | Path) -> list[tuple[Path, float]]:

@@ -16,13 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-from influcoder.core.atomic import write_json_atomic
 from influcoder.core.errors import ArtifactMismatchError, InflucoderError
 from influcoder.core.store import FeatureStore
 from influcoder.data.formats import write_samples
 from influcoder.data.records import Sample, fingerprint
 from influcoder.labels.influence import InfluenceMatrix
-from influcoder.labels.labelling import load_labels
+from influcoder.labels.labels_dir import Labels, LabelsDir, LabelsRecord
 
 
 def _rows(stores: Sequence[FeatureStore]) -> Iterator[np.ndarray]:
@@ -55,51 +54,55 @@ def _write_concatenated(stores: Sequence[FeatureStore], out: Path, samples: Sequ
 
 def merge_labels(parts: Sequence[str | Path], out: str | Path) -> InfluenceMatrix:
     """Join labels directories whose pools are disjoint and whose queries and feature settings agree."""
-    parts = [Path(p) for p in parts]
+    parts = [LabelsDir(p) for p in parts]
     if len(parts) < 2:
         raise InflucoderError("merging needs at least two labels directories")
-    out = Path(out)
-    if out.resolve() in {p.resolve() for p in parts}:
-        raise InflucoderError(f"--out {out} must differ from the directories being merged")
-    loaded = [load_labels(p) for p in parts]  # checks each is a whole labels directory
-    matrices = [m for m, _, _, _ in loaded]
-    infos = [info for _, _, _, info in loaded]
-    for part, info, matrix in zip(parts[1:], infos[1:], matrices[1:]):
-        if info["features"] != infos[0]["features"]:
-            raise ArtifactMismatchError(f"{part} was labelled with other feature settings than {parts[0]}")
-        if matrix.query_ids != matrices[0].query_ids:
-            raise ArtifactMismatchError(f"{part} has other queries (ids or order) than {parts[0]}")
-    pool_ids = [i for m in matrices for i in m.pool_ids]
+    out = LabelsDir(out)
+    if out.path.resolve() in {p.path.resolve() for p in parts}:
+        raise InflucoderError(f"--out {out.path} must differ from the directories being merged")
+    loaded = [LabelsDir.load(p.path) for p in parts]  # checks each is a whole labels directory
+    _refuse_unmergeable(parts, loaded)
+    pool_ids = [i for labels in loaded for i in labels.matrix.pool_ids]
+    stores = [FeatureStore(p.pool_store) for p in parts]
+    for part, store, labels in zip(parts, stores, loaded):
+        if store.ids != labels.matrix.pool_ids:
+            raise InflucoderError(f"{part.path}: pool store and influence matrix disagree on ids")
+    out.path.mkdir(parents=True, exist_ok=True)
+    merged_pool = [s for labels in loaded for s in labels.pool]
+    _write_concatenated(stores, out.pool_store, merged_pool)
+    if out.query_store.exists():
+        shutil.rmtree(out.query_store)
+    shutil.copytree(parts[0].query_store, out.query_store)
+    write_samples(merged_pool, out.pool_samples)
+    shutil.copyfile(parts[0].query_samples, out.query_samples)
+    first = loaded[0].matrix
+    merged = InfluenceMatrix(
+        np.concatenate([np.asarray(labels.matrix.scores) for labels in loaded], axis=0), pool_ids, list(first.query_ids)
+    )
+    merged.save(out.influence)
+    records = [labels.record for labels in loaded]
+    LabelsRecord(
+        settings=records[0].settings,
+        features=records[0].features,
+        merged_from=[str(p.path.resolve()) for p in parts],
+        n_pool=len(pool_ids),
+        n_queries=len(merged.query_ids),
+        ids_in_both=len(set(pool_ids) & set(merged.query_ids)),
+        seconds_total=round(sum(r.seconds_total or 0.0 for r in records), 2),
+        bytes_per_sample=records[0].bytes_per_sample,
+    ).save(out.record_path)
+    return merged
+
+
+def _refuse_unmergeable(parts: Sequence[LabelsDir], loaded: Sequence[Labels]) -> None:
+    """Parts merge only with the first part's feature settings and queries, and with disjoint pools."""
+    first = loaded[0]
+    for part, labels in zip(parts[1:], loaded[1:]):
+        if labels.record.features != first.record.features:
+            raise ArtifactMismatchError(f"{part.path} was labelled with other feature settings than {parts[0].path}")
+        if labels.matrix.query_ids != first.matrix.query_ids:
+            raise ArtifactMismatchError(f"{part.path} has other queries (ids or order) than {parts[0].path}")
+    pool_ids = [i for labels in loaded for i in labels.matrix.pool_ids]
     if len(set(pool_ids)) != len(pool_ids):
         dup = next(i for i, count in Counter(pool_ids).items() if count > 1)
         raise InflucoderError(f"pool id {dup!r} is in more than one of the directories being merged")
-
-    stores = [FeatureStore(p / "pool") for p in parts]
-    for part, store, matrix in zip(parts, stores, matrices):
-        if store.ids != matrix.pool_ids:
-            raise InflucoderError(f"{part}: pool store and influence matrix disagree on ids")
-    out.mkdir(parents=True, exist_ok=True)
-    merged_pool = [s for _, pool, _, _ in loaded for s in pool]
-    _write_concatenated(stores, out / "pool", merged_pool)
-    if (out / "queries").exists():
-        shutil.rmtree(out / "queries")
-    shutil.copytree(parts[0] / "queries", out / "queries")
-    write_samples(merged_pool, out / "pool.jsonl")
-    shutil.copyfile(parts[0] / "queries.jsonl", out / "queries.jsonl")
-    merged = InfluenceMatrix(
-        np.concatenate([np.asarray(m.scores) for m in matrices], axis=0), pool_ids, list(matrices[0].query_ids)
-    )
-    merged.save(out / "influence")
-    write_json_atomic(
-        out / "labels.json",
-        {
-            **{k: infos[0][k] for k in ("settings", "features") if k in infos[0]},
-            "merged_from": [str(p.resolve()) for p in parts],
-            "n_pool": len(pool_ids),
-            "n_queries": len(merged.query_ids),
-            "ids_in_both": len(set(pool_ids) & set(merged.query_ids)),
-            "seconds_total": round(sum(i.get("seconds_total", 0.0) for i in infos), 2),
-            "bytes_per_sample": infos[0].get("bytes_per_sample"),
-        },
-    )
-    return merged

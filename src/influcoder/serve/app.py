@@ -76,11 +76,40 @@ def check_at_most(field: str, value: int, limit: int, flag: str) -> None:
         raise RequestError(422, field, f"{value} is above this server's limit of {limit} ({flag})")
 
 
+def runtime(request: Request) -> Runtime:
+    """The running server's `Runtime` (set up by the app's lifespan)."""
+    return request.app.state.runtime
+
+
+def checked_queries(queries: list[schemas.QueryIn], limits: ServeLimits) -> list[Sample]:
+    """A request's queries as `Sample`s, refused above --max-queries."""
+    check_at_most("queries", len(queries), limits.max_queries, "--max-queries")
+    return query_samples(queries)
+
+
 def create_app(service: IndexService, limits: ServeLimits | None = None) -> FastAPI:
     """The app serving `service` within `limits`."""
     limits = limits or ServeLimits()
     summary = service.summary()
-    page = resources.files("influcoder.serve").joinpath("static", "index.html").read_text(encoding="utf-8")
+    app = FastAPI(
+        title="influcoder",
+        version=__version__,
+        description="Training-data attribution at encoder speed: a served influcoder index.",
+        lifespan=_lifespan(service, limits),
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/v1/openapi.json",
+    )
+    install(app, limits.max_body_bytes)
+    app.mount("/static", StaticFiles(packages=[("influcoder.serve", "static")]), name="static")
+    _add_server_routes(app, service, limits, summary)
+    _add_attribution_routes(app, service, limits)
+    _add_check_routes(app, service, limits, summary)
+    return app
+
+
+def _lifespan(service: IndexService, limits: ServeLimits):
+    """The app's lifespan: the model thread and the batchers start with the server and stop with it."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -99,24 +128,12 @@ def create_app(service: IndexService, limits: ServeLimits | None = None) -> Fast
             await app.state.runtime.score.stop()
             executor.shutdown(wait=True)
 
-    app = FastAPI(
-        title="influcoder",
-        version=__version__,
-        description="Training-data attribution at encoder speed: a served influcoder index.",
-        lifespan=lifespan,
-        docs_url=None,
-        redoc_url=None,
-        openapi_url="/v1/openapi.json",
-    )
-    install(app, limits.max_body_bytes)
-    app.mount("/static", StaticFiles(packages=[("influcoder.serve", "static")]), name="static")
+    return lifespan
 
-    def runtime(request: Request) -> Runtime:
-        return request.app.state.runtime
 
-    def checked_queries(queries: list[schemas.QueryIn]) -> list[Sample]:
-        check_at_most("queries", len(queries), limits.max_queries, "--max-queries")
-        return query_samples(queries)
+def _add_server_routes(app: FastAPI, service: IndexService, limits: ServeLimits, summary: dict) -> None:
+    """The explorer page, health, the index's summary, and pool samples by id."""
+    page = resources.files("influcoder.serve").joinpath("static", "index.html").read_text(encoding="utf-8")
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def explorer() -> str:
@@ -141,13 +158,17 @@ def create_app(service: IndexService, limits: ServeLimits | None = None) -> Fast
             raise RequestError(404, "id", f"no sample {sample_id!r} in this index")
         return schemas.SampleOut(**sample_record(found))
 
+
+def _add_attribution_routes(app: FastAPI, service: IndexService, limits: ServeLimits) -> None:
+    """/v1/attribute and /v1/score: the encoder's predicted influence, batched across requests."""
+
     @app.post("/v1/attribute", response_model=schemas.AttributeResponse, responses=ERRORS, tags=["attribution"])
     async def attribute(body: schemas.AttributeRequest, request: Request) -> schemas.AttributeResponse:
         """The top-k pool samples of each query by predicted influence (`Influcoder.attribute`), with coverage
         and spread flags where the encoder has a reference for them. Without k, the default within --max-k."""
         k = body.k if "k" in body.model_fields_set else min(body.k, limits.max_k)
         check_at_most("k", k, limits.max_k, "--max-k")
-        queries = checked_queries(body.queries)
+        queries = checked_queries(body.queries, limits)
         answers = await runtime(request).attribute.submit(AttributeJob(queries, k))
         return schemas.AttributeResponse(k=k, results=[schemas.QueryOut(**query_record(a)) for a in answers])
 
@@ -156,7 +177,7 @@ def create_app(service: IndexService, limits: ServeLimits | None = None) -> Fast
         """Each query's predicted influence on the given pool samples, and their mean or max over the queries
         (what `Influcoder.score` gives those samples)."""
         check_at_most("ids", len(body.ids), limits.max_ids, "max_ids")
-        queries = checked_queries(body.queries)
+        queries = checked_queries(body.queries, limits)
         state = runtime(request)
         rows = await state.call(lambda: [service.row_of(i) for i in body.ids])
         unknown = next((i for i, row in enumerate(rows) if row is None), None)
@@ -172,12 +193,16 @@ def create_app(service: IndexService, limits: ServeLimits | None = None) -> Fast
             aggregated=combined.tolist(),
         )
 
+
+def _add_check_routes(app: FastAPI, service: IndexService, limits: ServeLimits, summary: dict) -> None:
+    """/v1/audit and /v1/histogram: how far to trust each query's top hits."""
+
     @app.post("/v1/audit", response_model=schemas.AuditResponse, responses=ERRORS, tags=["attribution"])
     async def audit(body: schemas.AuditRequest, request: Request) -> schemas.AuditResponse:
         """The exact-gradient check of each query's top-k hits (`IndexService.audit`): slow (one decoder pass
         and backward per hit), and only where the decoder the encoder was distilled from is available."""
         check_at_most("k", body.k, limits.max_k, "--max-k")
-        queries = checked_queries(body.queries)
+        queries = checked_queries(body.queries, limits)
         try:
             results = await runtime(request).call(service.audit, queries, body.k)
         except InflucoderError as exc:
@@ -188,14 +213,12 @@ def create_app(service: IndexService, limits: ServeLimits | None = None) -> Fast
     async def histogram(body: schemas.HistogramRequest, request: Request) -> schemas.HistogramResponse:
         """Each query's scores over the whole pool, binned: where its top hits stand against everything else."""
         check_at_most("bins", body.bins, limits.max_bins, "max_bins")
-        queries = checked_queries(body.queries)
+        queries = checked_queries(body.queries, limits)
         result = await runtime(request).score.submit(ScoreJob(queries, (), body.bins))
         histograms = [
             schemas.HistogramOut(**histogram_record(qid, h)) for qid, h in zip(result.query_ids, result.histograms)
         ]
         return schemas.HistogramResponse(size=summary["size"], histograms=histograms)
-
-    return app
 
 
 def run_server(

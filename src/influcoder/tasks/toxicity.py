@@ -182,48 +182,27 @@ def build_toxicity_task(settings: ToxicitySettings | None = None, sources=None) 
     """Draw the task. `sources` maps a source name to its samples (tests pass small ones; default: the
     embedded assets, `influcoder.data.sources`)."""
     settings = settings or ToxicitySettings()
+    _check_settings(settings)
     load = sources.__getitem__ if sources is not None else _load
     rng = np.random.default_rng(settings.seed)
     het = settings.variant == "het"
-    if settings.variant not in ("het", "hom"):
-        raise InflucoderError(f"variant must be het or hom, got {settings.variant!r}")
-    if settings.train_draw not in ("random", "per-task"):
-        raise InflucoderError(f"train_draw must be random or per-task, got {settings.train_draw!r}")
     n_unsafe = settings.n_unsafe()
-    n_safety = settings.safety_per_unsafe * n_unsafe if het else 0
-    train_safety = settings.train_safety if het else 0
 
-    picker = _Picker()
+    picker = _Picker()  # the draws below run in this order: each takes only texts no earlier one took
     unsafe = _shuffled(load("harmful-pairs"), rng)
     queries = picker.take(unsafe, settings.n_queries, "unsafe pairs")
     pool_unsafe = picker.take(unsafe, n_unsafe, "unsafe pairs")
     train_queries = picker.take(unsafe, settings.train_queries, "unsafe pairs")
     train_unsafe = picker.take(unsafe, settings.train_unsafe, "unsafe pairs")
-
-    refusal_texts = sorted(
-        {s.response for s in load("refusals") if is_refusal(s.response) and len(s.response) <= GENERIC_REFUSAL_CHARS}
+    n_safety = settings.safety_per_unsafe * n_unsafe if het else 0
+    pool_safety, train_safety, refusals = _draw_safety(
+        picker, load, rng, n_safety, settings.train_safety if het else 0, het
     )
-    refusal_texts = [refusal_texts[i] for i in rng.permutation(len(refusal_texts))]
-    half = len(refusal_texts) // 2
-    if het and half == 0:
-        raise InflucoderError("toxicity task: no refusal text to build safety-aligned pairs from")
-    requests = _shuffled([s for name in ("adv-bench", "donotanswer") for s in load(name) if s.prompt.strip()], rng)
-    requests = [r for r in requests if picker.fresh(r)]
-    pool_safety = _safety_pairs(picker, requests, refusal_texts[:half], n_safety, "eval")
-    train_safety_pairs = _safety_pairs(picker, requests, refusal_texts[half:], train_safety, "train")
-    picker.used |= {text_key(t) for t in refusal_texts}  # no benign answer may be a refusal sentence
     heldout = picker.take(_shuffled(load("harmbench"), rng), settings.n_heldout, "held-out harmful requests")
-
-    benign = _shuffled(
-        [s for name in ("evals", "bbh-cot") for s in load(name) if s.response.strip() and s.prompt.strip()], rng
-    )
-    pool_benign = picker.take(benign, settings.n_benign, "benign pairs")
-    if settings.train_draw == "per-task":
-        benign = spread_by_task([s for s in benign if picker.fresh(s)])
-    train_benign = picker.take(benign, settings.train_benign, "benign pairs")
+    pool_benign, train_benign = _draw_benign(picker, load, rng, settings)
 
     pool = _shuffled(_typed(pool_benign, "benign") + _typed(pool_unsafe, "unsafe") + pool_safety, rng)
-    train_pool = _shuffled(_typed(train_benign, "benign") + _typed(train_unsafe, "unsafe") + train_safety_pairs, rng)
+    train_pool = _shuffled(_typed(train_benign, "benign") + _typed(train_unsafe, "unsafe") + train_safety, rng)
     task = ToxicityTask(
         settings,
         pool,
@@ -240,9 +219,51 @@ def build_toxicity_task(settings: ToxicitySettings | None = None, sources=None) 
         "train_queries": len(task.train_queries),
         "heldout_requests": len(task.heldout_requests),
         "unsafe_rate": n_unsafe / len(pool),
-        "refusal_texts": {"eval": half, "train": len(refusal_texts) - half},
+        "refusal_texts": refusals,
     }
     return task
+
+
+def _check_settings(settings: ToxicitySettings) -> None:
+    if settings.variant not in ("het", "hom"):
+        raise InflucoderError(f"variant must be het or hom, got {settings.variant!r}")
+    if settings.train_draw not in ("random", "per-task"):
+        raise InflucoderError(f"train_draw must be random or per-task, got {settings.train_draw!r}")
+
+
+def _draw_safety(
+    picker: _Picker, load, rng: np.random.Generator, n_pool: int, n_train: int, het: bool
+) -> tuple[list[Sample], list[Sample], dict[str, int]]:
+    """Safety-aligned pairs for the evaluation and the training pool: fresh harmful requests answered by the
+    generic refusal texts, one half of the texts per side; then every refusal text is taken, so that no benign
+    answer drawn later is one. Also how many refusal texts each side has."""
+    refusal_texts = sorted(
+        {s.response for s in load("refusals") if is_refusal(s.response) and len(s.response) <= GENERIC_REFUSAL_CHARS}
+    )
+    refusal_texts = [refusal_texts[i] for i in rng.permutation(len(refusal_texts))]
+    half = len(refusal_texts) // 2
+    if het and half == 0:
+        raise InflucoderError("toxicity task: no refusal text to build safety-aligned pairs from")
+    requests = _shuffled([s for name in ("adv-bench", "donotanswer") for s in load(name) if s.prompt.strip()], rng)
+    requests = [r for r in requests if picker.fresh(r)]
+    pool_safety = _safety_pairs(picker, requests, refusal_texts[:half], n_pool, "eval")
+    train_safety = _safety_pairs(picker, requests, refusal_texts[half:], n_train, "train")
+    picker.used |= {text_key(t) for t in refusal_texts}  # no benign answer may be a refusal sentence
+    return pool_safety, train_safety, {"eval": half, "train": len(refusal_texts) - half}
+
+
+def _draw_benign(
+    picker: _Picker, load, rng: np.random.Generator, settings: ToxicitySettings
+) -> tuple[list[Sample], list[Sample]]:
+    """Benign pairs (`evals`, `bbh-cot`) for the evaluation pool, then for the training pool (at random, or
+    one per task first with ``train_draw`` per-task)."""
+    benign = _shuffled(
+        [s for name in ("evals", "bbh-cot") for s in load(name) if s.response.strip() and s.prompt.strip()], rng
+    )
+    pool_benign = picker.take(benign, settings.n_benign, "benign pairs")
+    if settings.train_draw == "per-task":
+        benign = spread_by_task([s for s in benign if picker.fresh(s)])
+    return pool_benign, picker.take(benign, settings.train_benign, "benign pairs")
 
 
 def benign_task_coverage(pool: list[Sample], train_pool: list[Sample]) -> dict[str, int]:
