@@ -87,7 +87,9 @@ def text_features(samples: list[Sample], backbone: str = "minilm-l6", cache: Pat
         [[len(s.prompt), len(s.response), len(s.prompt.split()), len(s.response.split())] for s in samples]
     ))  # fmt: skip
     if cache is not None and cache.exists() and len(np.load(cache)) >= len(samples):
+        cached_cost(backbone, cache)
         return np.load(cache)[: len(samples)], lengths
+    started = time.perf_counter()
     model, tokenizer = load_encoder_backbone(backbone)
     texts = [f"{s.prompt}\n{s.response}" for s in samples]
     out = []
@@ -99,9 +101,27 @@ def text_features(samples: list[Sample], backbone: str = "minilm-l6", cache: Pat
             mask = batch["attention_mask"].unsqueeze(-1)
             out.append(torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1).numpy())
     embeddings = np.concatenate(out)
+    FEATURE_COSTS[backbone] = cost_record(embeddings, time.perf_counter() - started)
     if cache is not None:
         np.save(cache, embeddings)
+        cache.with_suffix(".cost.json").write_text(json.dumps(FEATURE_COSTS[backbone]) + "\n", encoding="utf-8")
     return embeddings, lengths
+
+
+FEATURE_COSTS: dict[str, dict] = {}
+"""What featurizing a pool sample costs per input (seconds per sample on this machine, floats per sample), from
+the run that computed the features (a cached run reads the record kept beside its cache)."""
+
+
+def cost_record(features: np.ndarray, seconds: float) -> dict:
+    return {"seconds_per_sample": round(seconds / len(features), 5), "dim": int(features.shape[1]),
+            "n": len(features)}  # fmt: skip
+
+
+def cached_cost(name: str, cache: Path) -> None:
+    record = cache.with_suffix(".cost.json")
+    if name not in FEATURE_COSTS and record.exists():
+        FEATURE_COSTS[name] = json.loads(record.read_text(encoding="utf-8"))
 
 
 DECODER_CACHE = "decoder-response-states.npy"
@@ -113,12 +133,16 @@ def decoder_features(samples: list[Sample], cache: Path) -> np.ndarray:
     if cache.exists():
         states = np.load(cache)
         if len(states) >= len(samples):  # the whole sample file's states; a --limit run reads its leading rows
+            cached_cost("decoder", cache)
             return states[: len(samples)]
     from influcoder.evaluation.baselines.representations import RepSimResponse
     from influcoder.labels.settings import LabelSettings
 
+    started = time.perf_counter()
     states = RepSimResponse(LabelSettings(), progress=True).embed(samples)
+    FEATURE_COSTS["decoder"] = cost_record(states, time.perf_counter() - started)
     np.save(cache, states)
+    cache.with_suffix(".cost.json").write_text(json.dumps(FEATURE_COSTS["decoder"]) + "\n", encoding="utf-8")
     return states
 
 
@@ -326,6 +350,12 @@ def run_split(S, samples, emb, lengths, rows: dict[str, np.ndarray], seed: int, 
         subd = Subspace(S, train, kd)
         model_d = ridge_fit(Xd[train], subd.coordinates(train, kd), lamd)
         scores["decoder-ridge"] = ridge_predict(model_d, Xd[pool]) @ subd.coordinates(queries, kd).T
+        for backbone, other in (backbones or {}).items():  # designs 4 + 5: both inputs side by side
+            Xc = np.hstack([decoder, other, lengths])
+            kc, lamc, _ = choose_k_and_ridge(S, Xc, samples, train, seed=seed)
+            subc = Subspace(S, train, kc)
+            model_c = ridge_fit(Xc[train], subc.coordinates(train, kc), lamc)
+            scores[f"decoder + {backbone} ridge"] = ridge_predict(model_c, Xc[pool]) @ subc.coordinates(queries, kc).T
     methods = {name: report(pred, truth) for name, pred in scores.items()}
     union = interleaved_ranks(scores["tfidf"], scores["subspace-ridge"])  # design 3 fed by text and design 2
     methods["tfidf + subspace-ridge, interleaved"] = {
@@ -334,7 +364,9 @@ def run_split(S, samples, emb, lengths, rows: dict[str, np.ndarray], seed: int, 
             for share in RESCORE_SHARES
         }
     }
-    for name in [n for n in ("subspace-ridge", "subspace-encoder", "decoder-ridge", "minilm", "tfidf") if n in scores]:
+    rescored = ("subspace-ridge", "subspace-encoder", "decoder-ridge", *(f"subspace-ridge ({b})" for b in
+                backbones or {}), *(f"decoder + {b} ridge" for b in backbones or {}), "minilm", "tfidf")  # fmt: skip
+    for name in [n for n in rescored if n in scores]:
         methods[name]["rescore_recall@10"] = {
             f"{share:.0%}": rescore_recall(scores[name], truth, max(10, int(np.ceil(share * len(pool)))))
             for share in RESCORE_SHARES
@@ -379,6 +411,7 @@ def merge(records: list[dict]) -> dict:
         for key in ("encoder_epochs", "cosine_epochs"):
             out[key] = max(out.get(key, 0), other.get(key, 0))
         out["backbones"] = sorted({*out.get("backbones", []), *other.get("backbones", [])})
+        out["feature_costs"] = {**other.get("feature_costs", {}), **out.get("feature_costs", {})}
         for protocol, runs in other["protocols"].items():
             mine = {r["seed"]: r for r in out["protocols"].setdefault(protocol, [])}
             for run in runs:
@@ -458,6 +491,7 @@ def main(argv: list[str] | None = None) -> int:
             "subspace-encoder",
             "decoder-ridge",
             *(f"subspace-ridge ({b})" for b in backbones),
+            *(f"decoder + {b} ridge" for b in backbones),
         ):
             if name in result["methods"]:
                 m = result["methods"][name]
@@ -468,6 +502,7 @@ def main(argv: list[str] | None = None) -> int:
     record["summary"] = {key: summarise(runs) for key, runs in record["protocols"].items() if ":" not in key}
     if source_runs:
         record["summary"]["source (mean over held-out sources)"] = summarise(source_runs)
+    record["feature_costs"] = dict(FEATURE_COSTS)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
     args.out.with_suffix(".md").write_text(markdown(record), encoding="utf-8")
@@ -494,6 +529,13 @@ def markdown(record: dict) -> str:
             lines += ["", "| rescore recall@10, share of the pool rescored | " + " | ".join(ks) + " |",
                       "|---|" + "---|" * len(ks)]  # fmt: skip
             lines += [f"| {name} | " + " | ".join(f"{r[k]:.3f}" for k in ks) + " |" for name, r in recalls.items()]
+        lines.append("")
+    costs = record.get("feature_costs")
+    if costs:
+        lines += ["### What a pool sample's input costs", "",
+                  "| input | seconds per sample (2 shared cores, as run) | floats per sample | samples timed |",
+                  "|---|---|---|---|"]  # fmt: skip
+        lines += [f"| {name} | {c['seconds_per_sample']:.4f} | {c['dim']} | {c['n']:,} |" for name, c in costs.items()]
         lines.append("")
     return "\n".join(lines)
 
