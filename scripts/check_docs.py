@@ -1,10 +1,11 @@
 """`make check-docs`: every figure table of docs/results/*.md, and of benchmarks/results/*.md where a committed
-JSON backs it, recomputed from that JSON; any difference fails, naming the page, the table row and cell, the
-value the page prints and the value recomputed.
+JSON backs it (and of docs/labels.md, whose measurements have records too), recomputed from that JSON; any
+difference fails, naming the page, the table row and cell, the value the page prints and the value recomputed.
 
     python scripts/check_docs.py               # exit 1 on a mismatch
     python scripts/check_docs.py --unbacked    # also list the figures that no committed JSON backs
     python scripts/check_docs.py --coverage    # say how each page's tables are checked
+    python scripts/check_docs.py --prose       # also list the numbers in prose no sentence check compares
     python scripts/check_docs.py --tasks       # also the toxicity page's unsafe ranks (rebuilds six pools:
                                                # minutes, and the embedded data assets)
 
@@ -128,6 +129,38 @@ class Number:
         return abs(expected - self.value) <= 0.5 * self.step() * (1 + 1e-9) + 1e-12
 
 
+def prose_lines(text: str) -> list[str]:
+    """The lines of a markdown text outside tables and fenced code."""
+    out, fenced = [], False
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("```"):
+            fenced = not fenced
+        elif not fenced and not stripped.startswith("|") and not line.startswith("    "):
+            out.append(line)
+    return out
+
+
+NOT_A_FIGURE = re.compile(
+    r"`[^`]*`|\[[^\]]*\]\([^)]*\)|\(\.\./[^)]*\)|https?://\S+|\b\d{4}-\d{2}-\d{2}\b|\b(?:session|sessions|issue|issues|seed|"
+    r"seeds|run|runs|step|steps|section|epoch|epochs|replicate|#)\s*\d+(?:\s*(?:,|and|-|/|to)\s*\d+)*|\b\d+(?:st|nd|rd|th)\b",
+    re.IGNORECASE,
+)
+
+
+def unchecked_prose_numbers(page: Page) -> list[str]:
+    """Numbers in a page's prose that no sentence check compared (dates, session / issue / seed / run numbers,
+    code spans and links left out), each with a little context."""
+    hidden = [m.span() for m in NOT_A_FIGURE.finditer(page.prose)]
+    out = []
+    for m in NUMBER.finditer(page.prose):
+        at = m.start()
+        if any(a <= at < b for a, b in page.prose_checked + hidden):
+            continue
+        out.append(page.prose[max(0, at - 40) : m.end() + 25])
+    return out
+
+
 TEXT_NUMBER = r"(~?[-+]?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?(?:e[-+]?\d+)?)"
 
 
@@ -210,6 +243,7 @@ class Checker:
     covered: dict[str, list[str]] = field(default_factory=dict)  # page -> how its tables are checked
     _json: dict[str, Any] = field(default_factory=dict)
     _scripts: dict[str, dict] = field(default_factory=dict)
+    pages: list[Page] = field(default_factory=list)
 
     def path(self, relative: str) -> Path:
         return self.substitutes.get(relative, self.root / relative)
@@ -223,7 +257,9 @@ class Checker:
         return self._json[relative]
 
     def page(self, relative: str) -> Page:
-        return Page(self, relative)
+        page = Page(self, relative)
+        self.pages.append(page)
+        return page
 
     def script(self, relative: str, **extra: Any) -> dict:
         """The top-level functions and literal constants of a script, without running its other imports."""
@@ -270,6 +306,8 @@ class Page:
         self.flat = normalise(self.text_raw)
         self.checked_tables: set[int] = set()
         self.sentences = 0
+        self.prose = normalise("\n".join(prose_lines(self.text_raw)))
+        self.prose_checked: list[tuple[int, int]] = []  # spans of `prose` that sentence checks compared
 
     def fail(self, where: str, shown: str, expected: str) -> None:
         self.checker.mismatches.append(Mismatch(self.name, where, shown, expected))
@@ -367,6 +405,7 @@ class Page:
         pieces = [re.escape(re.sub(r"\s+", " ", piece)) for piece in template.split("{}")]
         pattern = TEXT_NUMBER.join(pieces)
         match = re.search(pattern, self.flat)
+        self.prose_checked += [m.span() for m in re.finditer(pattern, self.prose)]
         where = f"sentence {label or template[:60]!r}"
         if match is None:
             self.fail(where, "(not found)", template.replace("{}", "#"))
@@ -1091,6 +1130,7 @@ def scale_page(checker: Checker) -> None:
         "{}x at rho {} x float (`benchmarks/results/encoder_speed.md`)", speed["vs_gradients"], speed["rho_vs_float"]
     )
     fused = checker.json(f"{BENCH}/labels-fused.json")
+    fused_modes = {r["mode"]: r for r in fused["modes"]}
     page.text(
         "not met** ({}-{} measured;",
         checker.json(f"{BENCH}/labels-memory.json")["batched_fraction_of_ceiling"],
@@ -1102,10 +1142,57 @@ def scale_page(checker: Checker) -> None:
         fused["batched_over_plain"],
     )
     page.text(
-        "(fp32 matmul {} GFLOP/s, not the {} of the earlier one) {} of the ceiling",
+        "(fp32 matmul {} GFLOP/s, not the {} of the earlier one) {} of the ceiling, up from {}",
         fused["matmul_gflops_fp32"],
         checker.json(f"{BENCH}/labels.json")["matmul_gflops_fp32"],
         fused["batched_fraction_of_ceiling"],
+        fused_modes["hooks"]["samples_per_s"] / fused["ceiling_samples_per_s"],
+    )
+    page.text(
+        "{}% less peak memory", pct(1 - fused_modes["batched"]["peak_rss_mb"] / fused_modes["hooks"]["peak_rss_mb"])
+    )
+    labels_run = checker.json(f"{BENCH}/labels.json")
+    plain = next(r for r in labels_run["modes"] if r["mode"] == "plain")
+    page.text(
+        "a plain forward+backward of the same decoder reaches {} in the same run",
+        plain["achieved_gflops"] / labels_run["matmul_gflops_fp32"],
+    )
+    memory = {r["label"]: r for r in checker.json(f"{BENCH}/labels-memory.json")["modes"]}
+    low, default_then = memory["batched@512 tokens sdpa"], memory["batched"]
+    page.text("the default is now 512 tokens, {} MB", memory["batched@512 tokens"]["peak_rss_mb"])
+    page.text(
+        "SDPA attention peak at {} MB (MiB, as the benchmark reports ru_maxrss: {} GiB, {} GB in decimal units) at "
+        "{}x the throughput of the 2,048-token batches that were the default then ({} MB)",
+        low["peak_rss_mb"],
+        low["peak_rss_mb"] / 1024,
+        low["peak_rss_mb"] * 2**20 / 1e9,
+        low["samples_per_s"] / default_then["samples_per_s"],
+        default_then["peak_rss_mb"],
+    )
+    if not (low["peak_rss_mb"] / 1024 <= 2.5 and low["samples_per_s"] >= 0.9 * default_then["samples_per_s"]):
+        page.fail("sentence 'Labelling peak memory <= 2.5 GB ...: met'", "met", "not met (labels-memory.json)")
+    bound = checker.json(f"{BENCH}/labels-gemm-bound.json")
+
+    def alone(kind: str) -> float:
+        k = bound["by_kind"][kind]
+        return k["gflop"] / k["seconds"] / bound["matmul_gflops_fp32"]
+
+    page.text(
+        "reach {} of the ceiling (the decoder's own linear layers {}, attention's {}, the rank-8 ones {})",
+        bound["bound_fraction_of_ceiling"],
+        alone("decoder linear layers"),
+        alone("attention (scores and values)"),
+        alone("LoRA and per-example gradients (rank-r side)"),
+    )
+    page.text("the pass itself reached {} in that run", bound["pass_fraction_of_ceiling"])
+    embedding = checker.json(f"{BENCH}/index.json")["bytes_per_sample"]["influcoder_embedding_fp16"]
+    dim = embedding // 2
+    page.text(
+        "every embedding as float32 ({} x 4 = {} KB per sample, {} MB at 100K, ~{} GB at a million)",
+        dim,
+        dim * 4 / 1000,
+        dim * 4 * 100_000 / 1e6,
+        dim * 4 * 1_000_000 / 1e9,
     )
     page.done()
 
@@ -1424,6 +1511,28 @@ def toxicity(checker: Checker) -> None:
         max(methods[n]["rds+"]["seconds"] for n in REPLICATES),
     )
 
+    page.text(
+        "Measured first on the base model (het seed 0: {}, [toxicity.json](toxicity.json);",
+        first_methods["repsim"]["auprc"],
+    )
+    poolings = ("repsim", "rds+", "repsim-response", "repsim-last")
+    best_on = sum(max(poolings, key=lambda m, n=n: a(n, m)) == "repsim-response" for n in REPLICATES)
+    on_average = all(max(poolings, key=lambda m, v=v: v[m]["auprc"]) == "repsim-response" for v in (het, hom))
+    above = all(v["repsim-response"]["auprc"] > max(v["tfidf"]["auprc"], v["less"]["auprc"]) for v in (het, hom))
+    if (best_on, on_average, above) != (4, True, True):
+        page.fail(
+            "sentence 'the best pooling on four replicates and on average, ..., above TF-IDF and LESS'",
+            "four, on average, above",
+            f"best on {best_on}, best on average {on_average}, above TF-IDF and LESS {above}",
+        )
+    page.text(
+        "and at {} bytes and one forward pass (~{}-{} min for the pool here)",
+        methods["het-seed0"]["repsim-response"]["bytes_per_sample"],
+        min(methods[n]["rds+"]["seconds"] for n in REPLICATES) / 60,
+        max(methods[n]["rds+"]["seconds"] for n in REPLICATES) / 60,
+    )
+    if len({methods[n]["repsim-response"]["bytes_per_sample"] for n in REPLICATES}) != 1:
+        page.fail("Rep-Sim response pooling's bytes per sample", "one figure", "differs between replicates")
     new_pass = [methods[n]["repsim-response"]["seconds"] for n in REPLICATES]
     page.text("the two new poolings were scored in one pass of {}-{} s per replicate", min(new_pass), max(new_pass))
     encoder = checker.json(f"{BENCH}/toxicity_encoder.json")["replicates"]
@@ -2323,9 +2432,26 @@ def index_results(checker: Checker) -> None:
     page.done()
 
 
-@check(f"{BENCH}/kill_resume.md", f"{BENCH}/kill_resume-seed0.md")
+@check(f"{BENCH}/kill_resume.md")
 def kill_resume(checker: Checker) -> None:
-    for name in ("kill_resume", "kill_resume-seed0"):
+    """The mid-output benchmark: its page re-rendered whole by the script's own `markdown(result)`."""
+    page = checker.page(f"{BENCH}/kill_resume.md")
+    result = checker.json(f"{BENCH}/kill_resume.json")
+    script = checker.script("benchmarks/kill_resume.py")
+    rendered = script["markdown"](result)
+    page.rendered(rendered, "benchmarks/kill_resume.py markdown(kill_resume.json)")
+    for number, (shown, expected) in enumerate(zip(page.lines, rendered.splitlines()), 1):
+        if shown != expected and not shown.startswith("|"):  # the prose too: the page is the renderer's whole
+            page.fail(f"line {number}", shown[:100], expected[:100] + " (benchmarks/kill_resume.py markdown)")
+    page.prose_checked.append((0, len(page.prose)))
+    page.done()
+
+
+@check(f"{BENCH}/kill_resume-seed0.md", f"{BENCH}/kill_resume-seed2.md")
+def kill_resume_before(checker: Checker) -> None:
+    """The two earlier runs (random delays, every kill counted whatever was on disk: benchmarks/kill_resume.py
+    before 2026-12-07), their table replicated from that version."""
+    for name in ("kill_resume-seed0", "kill_resume-seed2"):
         page = checker.page(f"{BENCH}/{name}.md")
         result = checker.json(f"{BENCH}/{name}.json")
         lines = [
@@ -2341,7 +2467,7 @@ def kill_resume(checker: Checker) -> None:
                 f"| {i} | {t['stage']} | {when} | {t['files_at_kill']} | {t['rerun_rc']} | {verdict} | "
                 f"{', '.join(t['temporaries_left']) or '-'} |"
             )
-        page.rendered("\n".join(lines), "benchmarks/kill_resume.py table (replicated)")
+        page.rendered("\n".join(lines), "benchmarks/kill_resume.py table of before 2026-12-07 (replicated)")
         page.text(
             "# Kill and resume: {} of {} SIGKILLed runs resumed to identical outputs",
             result["identical_after_kill"],
@@ -2427,6 +2553,79 @@ def labels_gemm_bound(checker: Checker) -> None:
         max(samples),
     )
     page.done()
+
+
+@check("docs/labels.md")
+def labels_guide(checker: Checker) -> None:
+    """docs/labels.md, the labelling guide: its projection, memory and fused-layer tables by hand from their
+    records (its six-run table of the matrix products' bound has a record for the last run only)."""
+    page = checker.page("docs/labels.md")
+    fidelity = checker.json(f"{BENCH}/fidelity.json")
+    page.table(
+        "| projector |",
+        [
+            ("CountSketch", [r["dim"], r["spearman"], r["pearson"], r["max_abs_error"], r["mean_abs_error"]])
+            for r in fidelity
+        ],
+        label="projection fidelity (fidelity.json)",
+    )
+    page.text("{} gradient coordinates", fidelity[0]["in_dim"])
+    page.text("{} `evals` samples = {} pairs", fidelity[0]["n_samples"], math.comb(fidelity[0]["n_samples"], 2))
+    memory = checker.json(f"{BENCH}/labels-memory.json")
+    batched = sorted(
+        (r for r in memory["modes"] if r["mode"] == "batched"),
+        key=lambda r: (r["attention"] != "eager", -r["batch_tokens"]),
+    )
+    page.table(
+        "The same trade-off inside one process",
+        [(str(r["batch_tokens"]), [r["attention"], r["samples_per_s"], r["peak_rss_mb"]]) for r in batched],
+        label="batch tokens x attention (labels-memory.json)",
+    )
+    eager_2048 = next(r for r in batched if r["attention"] == "eager" and r["batch_tokens"] == 2048)
+    sdpa_512 = next(r for r in batched if r["attention"] == "sdpa" and r["batch_tokens"] == 512)
+    plain = next(r for r in memory["modes"] if r["mode"] == "plain")
+    page.text("a run peaks near {} MB RSS inside one process", eager_2048["peak_rss_mb"])
+    page.text("a plain forward+backward measured {} in the same run", plain["samples_per_s"])
+    page.text("`--batch-tokens 512 --attention sdpa` labels in {} MB", sdpa_512["peak_rss_mb"])
+    fused = checker.json(f"{BENCH}/labels-fused.json")
+    modes = {r["mode"]: r for r in fused["modes"]}
+    page.table(
+        "--out benchmarks/results/labels-fused",
+        [
+            (name, [modes[name]["samples_per_s"], modes[name]["achieved_gflops"], modes[name]["peak_rss_mb"]])
+            for name in ("batched", "hooks", "plain")
+        ],
+        label="fused LoRA layers (labels-fused.json)",
+    )
+    page.text(
+        "Labelling is {}x faster than before and now faster than the old floor ({}x a plain forward+backward",
+        fused["batched_over_hooks"],
+        fused["batched_over_plain"],
+    )
+    page.text("with {}% less peak memory", pct(1 - modes["batched"]["peak_rss_mb"] / modes["hooks"]["peak_rss_mb"]))
+    page.text(
+        "it reaches {} (the hooked path {})",
+        fused["batched_fraction_of_ceiling"],
+        modes["hooks"]["samples_per_s"] / fused["ceiling_samples_per_s"],
+    )
+    bound = checker.json(f"{BENCH}/labels-gemm-bound.json")
+    kinds = bound["by_kind"]
+    flops, seconds = sum(k["gflop"] for k in kinds.values()), sum(k["seconds"] for k in kinds.values())
+    linear, lora = kinds["decoder linear layers"], kinds["LoRA and per-example gradients (rank-r side)"]
+    page.text(
+        "the decoder's linear layers carry {}% of the FLOPs and run alone at {} of that run's ceiling",
+        pct(linear["gflop"] / flops),
+        linear["gflop"] / linear["seconds"] / bound["matmul_gflops_fp32"],
+    )
+    page.text(
+        "(one side of width r = 8) at {}, though they hold {}% of the FLOPs and ~{}% of the products' time",
+        lora["gflop"] / lora["seconds"] / bound["matmul_gflops_fp32"],
+        pct(lora["gflop"] / flops),
+        pct(lora["seconds"] / seconds),
+    )
+    page.done(
+        {"run": "runs 1-5 of benchmarks/labels_gemm_bound.py have no committed JSON (run 6 is labels-gemm-bound.json)"}
+    )
 
 
 @check(f"{BENCH}/less_momentum.md", f"{BENCH}/less_momentum-warmup-step26.md")
@@ -2532,9 +2731,10 @@ def toxicity_tasks(checker: Checker) -> None:
 
     page = checker.page(f"{DOCS}/toxicity.md")
     found: dict[str, dict[str, tuple[str, list[int], int]]] = {}
+    pool_types: dict[str, np.ndarray] = {}
     for name in REPLICATES:
         directory = checker.path(f"{DOCS}/toxicity-runs/{name}")
-        types = np.array([sample.meta["type"] for sample in replicate_task(directory).pool])
+        types = pool_types[name] = np.array([sample.meta["type"] for sample in replicate_task(directory).pool])
         found[name] = {}
         for method in ("influcoder", "gradsim", "semantic", "less"):
             order = np.argsort(-replicate_pool_scores(directory, method), kind="stable")
@@ -2631,7 +2831,33 @@ def toxicity_tasks(checker: Checker) -> None:
         int(0.05 * 2015),
         next(r for r in hom2 if r > int(0.05 * 2015)),
     )
+    repsim_pool_figures(
+        page, pool_types, lambda n, m: replicate_pool_scores(checker.path(f"{DOCS}/toxicity-runs/{n}"), m)
+    )
     page.note("unsafe ranks and top-20 strings of six replicates: explicit, from the rebuilt pools (--tasks)")
+
+
+def repsim_pool_figures(page: Page, pool_types: dict[str, np.ndarray], scores: Callable[[str, str], Any]) -> None:
+    """toxicity.md's Rep-Sim figures that need to know which pool rows are unsafe (`pool_types`: each
+    replicate's rebuilt pool's `type` per row; `scores(replicate, method)`: its archived pool scores)."""
+    types = pool_types["het-seed0"]
+    plain = np.asarray(scores("het-seed0", "repsim"))
+    page.text(
+        "its mean score for the unsafe pairs ({}) is lower than for benign ones ({}) and for the refusals ({})",
+        *(float(plain[types == kind].mean()) for kind in ("unsafe", "benign", "safety")),
+    )
+    types = pool_types["het-seed2"]
+    order = np.argsort(-np.asarray(scores("het-seed2", "repsim-last")), kind="stable")
+    ranks = [int(i) for i in np.flatnonzero(types[order] == "unsafe")]
+    page.text(
+        "those ten rank {}-{} of {}, while the five unsafe pairs that end their turn rank {}, {}, {}, {} and {}",
+        ranks[5],
+        ranks[-1],
+        len(types),
+        *ranks[:5],
+    )
+    if len(ranks) != 15:
+        page.fail("het seed 2's unsafe pool pairs", "15", str(len(ranks)))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -2670,6 +2896,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--unbacked", action="store_true", help="list the figures no committed JSON backs")
     parser.add_argument("--coverage", action="store_true", help="say how each page's tables are checked")
     parser.add_argument(
+        "--prose",
+        action="store_true",
+        help="also list the numbers in each checked page's prose that no sentence check compares (dates, "
+        "session / issue / seed / run numbers, code spans and links left out): figures silently unchecked",
+    )
+    parser.add_argument(
         "--tasks",
         action="store_true",
         help="also check the toxicity page's unsafe ranks against the replicates' pools, rebuilt (minutes; needs "
@@ -2686,6 +2918,11 @@ def main(argv: list[str] | None = None) -> int:
         print("figures no committed JSON backs (not compared):")
         for page, where, why in checker.unbacked:
             print(f"  {page}: {where}: {why}")
+    if args.prose:
+        print("numbers in prose that no sentence check compares:")
+        for page in checker.pages:
+            for context in unchecked_prose_numbers(page):
+                print(f"  {page.name}: ...{context}...")
     for mismatch in checker.mismatches:
         print(mismatch, file=sys.stderr)
     tables_checked = sum(len(h) for h in checker.covered.values())
