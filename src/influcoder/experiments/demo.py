@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from influcoder.core.atomic import write_json_atomic
-from influcoder.core.jsonfile import read_json
 from influcoder.data.loading import load_samples
+from influcoder.encoder.run_record import DistillRun
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +145,7 @@ def _evaluate(out: Path, max_length: int, device: str):
     from influcoder.evaluation.evaluate import evaluate_encoder, training_record
 
     _stage("3/5 evaluate on the held-out split: distilled vs untrained MiniLM-L6 (Spearman vs gradients)")
-    split = out / "encoder" / "eval_split.json"
+    split = DistillRun(out / "encoder").eval_split_path
     ic = Influcoder.from_pretrained(out / "encoder", device=device)  # with its subspace, for a subspace encoder
     distilled = evaluate_encoder(
         ic.encoder, out / "labels", split, training_record(out / "encoder"), subspace=ic.subspace
@@ -172,8 +172,7 @@ def _attribute_and_filter(ic, queries, out: Path) -> tuple[int, int]:
     kept.jsonl and dropped.jsonl; the numbers kept and dropped."""
     from influcoder.data.formats import write_samples
 
-    split = out / "encoder" / "eval_split.json"
-    held = set(read_json(split)["query_ids"])
+    held = set(DistillRun(out / "encoder").eval_split().query_ids)
     held_queries = [q for q in queries if q.id in held]
     _stage(f"5/5 attribute and filter with the {len(held_queries)} held-out queries")
     for hits in ic.attribute(held_queries[:2], k=3):

@@ -208,13 +208,16 @@ def _less_warmup(directory: Path, task: ToxicityTask, run: ToxicityRun, progress
 
 def _encoder(out: Path, task: ToxicityTask, labels: LabelSettings, run: ToxicityRun, progress, device, log) -> Path:
     from influcoder.encoder.distill import distill_labels
+    from influcoder.encoder.run_record import DistillRun
     from influcoder.labels.labelling import label
+    from influcoder.labels.labels_dir import LabelsDir
 
-    if not (out / "train-labels" / "labels.json").exists():
+    if not LabelsDir(out / "train-labels").exists():
         log(f"labelling the training pool ({len(task.train_pool)} x {len(task.train_queries)}) with the adapter")
         label(task.train_pool, task.train_queries, out / "train-labels", labels, progress=progress)
     encoder_dir = out / "encoder"
-    if not (encoder_dir / "best" / "config.json").exists() or not (encoder_dir / "training.json").exists():
+    run_dir = DistillRun(encoder_dir)
+    if not (encoder_dir / DistillRun.BEST / "config.json").exists() or not run_dir.has_record():
         log(f"distilling {run.distill.encoder} on the training labels -> {encoder_dir}")
         distill_labels(out / "train-labels", encoder_dir, run.distill, progress=progress, device=device)
     return encoder_dir / "best"
