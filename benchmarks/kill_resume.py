@@ -428,6 +428,8 @@ def markdown(result: dict) -> str:
         disk = f"{t['parts_at_kill']} of {t['parts_total']} {part_name(t['stage'])}"
         position = ", ".join(map(str, t["position_at_kill"])) if t["position_at_kill"] else "-"
         resumed = "yes" if t["resumed"] else "no: " + "; ".join(t["resume_problems"])
+        if not t["mid_output"]:
+            resumed = "(not counted)"  # nothing or everything was on disk: no resume to tell from a restart
         identical = "yes" if t["identical"] else "no: " + "; ".join(t["problems"])
         lines.append(
             f"| {i} | {t['stage']} | {when} | {disk} | {'yes' if t['mid_output'] else 'no'} | {position} | "
