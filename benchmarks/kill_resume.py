@@ -6,13 +6,14 @@ output is partly written; only such kills count, and trials go on until every st
 - `label`: some but not all gradient shards (pool and query stores) on disk;
 - `distill` (`--objective influcoder`, saving its training state after every step): at least one epoch
   recorded in training.json, not the last;
-- `distill-subspace` (the default objective): best/ written (after the ridge start), training.json not yet;
+- `distill-subspace` (the default objective, saving its state after the ridge start and each epoch): at
+  least one trained epoch recorded, not the last;
 - `index`: some but not all embedding shards on disk.
 
 The trials go round the stages in turn, and the record is rewritten after each one: a run stopped early
 (SIGTERM ends the command under test too) leaves a valid record of what it did, and its page says so.
-(`distill-subspace` saves no training state, as of 2026-12-07: a rerun after a kill starts over, which the
-resume check reports.)
+(Before 2026-12-07's second session `distill-subspace` saved no training state and restarted after a kill,
+which this check reported.)
 
 Kill times are chosen adaptively: an uninterrupted reference run, polled every few milliseconds, gives when
 each part of the output appeared; a trial draws a moment uniformly inside that mid-output window, waits until
@@ -25,8 +26,8 @@ The rerun of the same command must then
 
 1. resume, not restart: every shard on disk at the kill (its `.npy` and `.sha256`) keeps its inode, mtime and
    sha256 through the rerun (`label`, `index`); a distill rerun says it resumes exactly where the state saved
-   at the kill stopped (`resuming ... after step S of epoch E`), and the epochs recorded at the kill keep their
-   logs verbatim, their timings included (a restart would re-time them);
+   at the kill stopped (`resuming ... after step S of epoch E`, or `after epoch K`), and the epochs recorded at
+   the kill keep their logs verbatim, their timings included (a restart would re-time them);
 2. end bit for bit where an uninterrupted run ends: every output file byte-identical, JSON files identical once
    timing fields (seconds, dates) are removed; no temporary file left.
 
@@ -169,13 +170,10 @@ def epochs_recorded(target: Path) -> list[dict]:
 
 
 def progress(stage: str, target: Path) -> int:
-    """How many parts of the stage's output are on disk: shards; epochs recorded; for the subspace objective,
-    best/ (written after its ridge start) and training.json (written at its end: it records nothing between)."""
+    """How many parts of the stage's output are on disk: shards, or trained epochs recorded."""
     if stage in ("label", "index"):
         return len(shard_files(stage, target))
-    if stage == "distill":
-        return len(epochs_recorded(target))
-    return int((target / "best").is_dir()) + int((target / "training.json").exists())
+    return len(epochs_recorded(target))
 
 
 def finished(stage: str, target: Path) -> bool:
@@ -211,7 +209,8 @@ def saved_position(target: Path) -> list[int] | None:
 
     state = torch.load(path, map_location="cpu", weights_only=True)
     inside = state.get("inside")
-    return [len(state["logs"]) + 1, int(inside["step"])] if inside else [len(state["logs"]) + 1, 0]
+    done = state.get("epochs_done", len(state["logs"]))  # the subspace objective also logs its ridge start
+    return [done + 1, int(inside["step"])] if inside else [done + 1, 0]
 
 
 def said_position(stdout: str) -> list[int] | None:
@@ -374,8 +373,19 @@ def passed(t: dict) -> bool:
     return t["rerun_rc"] == 0 and t["resumed"] and t["identical"] and not t["temporaries_left"]
 
 
-def part_name(stage: str) -> str:
-    return {"label": "shards", "index": "shards", "distill": "epochs", "distill-subspace": "files"}[stage]
+COUNTS_AS = (
+    "A kill counts when the stage's output was partly written (label, index: some but not all shards; distill, "
+    "both objectives: 1 or more trained epochs recorded, not the last)."
+)
+COUNTS_AS_BEFORE = (  # how records written before the subspace objective kept a training state counted
+    "A kill counts when the stage's output was partly written (label, index: some but not all shards; distill: "
+    "1 or more epochs recorded, not the last; distill-subspace: best/ written, training.json not)."
+)
+
+
+def part_name(stage: str, result: dict) -> str:
+    subspace_parts = "epochs" if "counts_as" in result else "files"
+    return {"label": "shards", "index": "shards", "distill": "epochs", "distill-subspace": subspace_parts}[stage]
 
 
 def markdown(result: dict) -> str:
@@ -395,9 +405,9 @@ def markdown(result: dict) -> str:
         f"queries {result['queries']}, distill epochs {result['epochs']}; uninterrupted: "
         + ", ".join(f"{k} {v['seconds']:.1f} s" for k, v in seconds.items()),
         "",
-        "A kill counts when the stage's output was partly written (label, index: some but not all shards; distill: "
-        "1 or more epochs recorded, not the last; distill-subspace: best/ written, training.json not). Resumed: "
-        "the shards on disk at the kill kept their inode, mtime and sha256 through the rerun (label, index), or "
+        result.get("counts_as", COUNTS_AS_BEFORE)
+        + " Resumed: the shards on disk at the kill kept their inode, mtime and sha256 through the rerun (label, "
+        "index), or "
         "the rerun said it resumed exactly where the saved state stopped and kept the recorded epochs' logs "
         "(distill). Identical: every output file equals the uninterrupted run's (bytes; JSON without timing "
         "fields).",
@@ -412,7 +422,7 @@ def markdown(result: dict) -> str:
         span = "-"
         if mid:
             low, high = min(t["parts_at_kill"] for t in mid), max(t["parts_at_kill"] for t in mid)
-            span = f"{low}-{high} of {mid[0]['parts_total']} {part_name(stage)}"
+            span = f"{low}-{high} of {mid[0]['parts_total']} {part_name(stage, result)}"
         lines.append(
             f"| {stage} | {len(runs)} | {len(mid)} | {sum(t['resumed'] for t in mid)} | "
             f"{sum(t['identical'] for t in mid)} | {sum(passed(t) for t in mid)} | {span} |"
@@ -425,7 +435,7 @@ def markdown(result: dict) -> str:
     ]
     for i, t in enumerate(trials, 1):
         when = f"{t['kill_after_s']}" if t["killed"] else f"{t['kill_after_s']} (had finished)"
-        disk = f"{t['parts_at_kill']} of {t['parts_total']} {part_name(t['stage'])}"
+        disk = f"{t['parts_at_kill']} of {t['parts_total']} {part_name(t['stage'], result)}"
         position = ", ".join(map(str, t["position_at_kill"])) if t["position_at_kill"] else "-"
         resumed = "yes" if t["resumed"] else "no: " + "; ".join(t["resume_problems"])
         if not t["mid_output"]:
@@ -481,6 +491,7 @@ def main() -> int:
         "queries": args.queries,
         "epochs": args.epochs,
         "stages": args.stages,
+        "counts_as": COUNTS_AS,
         "kills_wanted": args.kills,
         "finished": False,
         "reference": {k: {kk: vv for kk, vv in v.items() if kk != "path"} for k, v in references.items()},

@@ -173,6 +173,61 @@ def test_subspace_refuses_the_length_prior_before_writing_anything(subspace_run,
     assert not out.exists()
 
 
+class _Killed(BaseException):
+    """Stands in for SIGKILL: raised right after an epoch's state is saved, and caught by no handler."""
+
+
+def _distill_argv(root, out, encoder) -> list[str]:
+    return ["distill", "--labels", str(root / "labels"), "--out", str(out), "--objective", "subspace",
+            "--subspace-k", "6", "--encoder", str(encoder), "--epochs", "2", "--max-length", "16",
+            "--lr", "1e-4", "--eval-pool", "6", "--eval-queries", "3"]  # fmt: skip
+
+
+def _files(directory) -> dict[str, bytes]:
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def _untimed(record: dict) -> dict:
+    return {**record, "epochs": [{k: v for k, v in e.items() if k != "seconds"} for e in record["epochs"]]}
+
+
+@pytest.mark.parametrize("killed_after", [0, 1])
+def test_a_killed_subspace_run_resumes_after_its_last_epoch_and_ends_as_an_uninterrupted_one(
+    subspace_run, tiny_bert_dir, tmp_path, monkeypatch, caplog, killed_after
+):
+    """Killed after the ridge start (epoch 0) or after epoch 1 of 2, a rerun says where it resumes, keeps the
+    epochs recorded before the kill verbatim (timings included: a restart would re-time them), and ends with
+    the uninterrupted run's encoders and record."""
+    from influcoder.encoder.subspace_distill import EpochTracker
+
+    root, _, _, _ = subspace_run
+    out = tmp_path / "enc"
+    saved = EpochTracker.save
+
+    def save_then_die(self, done, position):
+        saved(self, done, position)
+        if position.epochs_done == killed_after:
+            raise _Killed
+
+    monkeypatch.setattr(EpochTracker, "save", save_then_die)
+    with pytest.raises(_Killed):
+        main(_distill_argv(root, out, tiny_bert_dir) + ["--quiet"])
+    at_kill = json.loads((out / "training.json").read_text())
+    assert not at_kill["complete"] and (out / "resume.pt").exists()
+    assert [e["epoch"] for e in at_kill["epochs"]] == list(range(killed_after + 1))
+    monkeypatch.setattr(EpochTracker, "save", saved)
+    with caplog.at_level("INFO", logger="influcoder"):
+        assert main(_distill_argv(root, out, tiny_bert_dir)) == 0
+    assert f"resuming {out} after epoch {killed_after} of 2" in caplog.text
+    done = json.loads((out / "training.json").read_text())
+    assert done["epochs"][: killed_after + 1] == at_kill["epochs"]  # not recomputed
+    reference = json.loads((root / "enc" / "training.json").read_text())
+    assert _untimed(done) == _untimed(reference)
+    assert not (out / "resume.pt").exists()
+    for part in ("best", "last"):
+        assert _files(out / part) == _files(root / "enc" / part), part
+
+
 def test_serve_answers_a_subspace_index_with_exact_query_gradients(subspace_run):
     """The default objective behind `influcoder serve`: each query's exact gradient coordinates, computed on
     the server, give the same hits as the library's `attribute`."""

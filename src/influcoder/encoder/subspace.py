@@ -130,6 +130,18 @@ class CoordinateFitSettings:
     seed: int = 0
 
 
+@dataclass
+class FitPosition:
+    """Where a coordinate fit stands after an epoch: what a fit continued in another process needs to go on
+    exactly as an uninterrupted one would (the encoder's weights travel beside it)."""
+
+    epochs_done: int = 0
+    optimizer: dict | None = None
+    """AdamW's state (None before the first trained epoch: a fresh optimizer)."""
+    batch_order: dict | None = None
+    """The batch-order generator's state (None: freshly seeded)."""
+
+
 @torch.no_grad()
 def pooled_states(encoder: InfluenceEncoder, items: Sequence[Sample], batch_size: int = 64) -> np.ndarray:
     """(n, hidden) pooled backbone states before the head, in input order."""
@@ -203,15 +215,17 @@ def fit_coordinates(
     start_at_ridge: bool = True,
     query_coords: np.ndarray | None = None,
     exclude: np.ndarray | None = None,
-    on_epoch: Callable[[dict[str, float]], None] | None = None,
+    on_epoch: Callable[[dict[str, float], FitPosition], None] | None = None,
+    start: FitPosition | None = None,
 ) -> list[dict[str, float]]:
     """Fit `encoder` (from `subspace_encoder`, head width k) to regress `targets` (n, k) from `samples`.
 
     The score term's queries are either training samples, `query_rows` (m,) (a sample's own column is left
     out), or other texts given by their coordinates `query_coords` (m, k), with `exclude` (n, m) marking pairs
     to leave out (the same text on both sides); `query_labels` (n, m) holds each training sample's label
-    against them. `start_at_ridge=False` continues from the head as it is; `on_epoch` sees each epoch's record
-    (mean loss parts) when the epoch ends. Returns the records."""
+    against them. `start_at_ridge=False` continues from the head as it is; `start` continues a fit saved after
+    its epoch `start.epochs_done` (the encoder already holding that epoch's weights); `on_epoch` sees each
+    epoch's record (mean loss parts) and the position to save when the epoch ends. Returns the records."""
     settings = settings or CoordinateFitSettings()
     _check_fit(encoder, samples, targets)
     if start_at_ridge:
@@ -228,15 +242,20 @@ def fit_coordinates(
         [{"params": list(encoder.backbone.parameters()), "lr": settings.lr},
          {"params": head, "lr": settings.head_lr}], weight_decay=settings.weight_decay)  # fmt: skip
     rng = np.random.default_rng(settings.seed)
+    start = start or FitPosition()
+    if start.optimizer is not None:
+        optimizer.load_state_dict(start.optimizer)
+    if start.batch_order is not None:
+        rng.bit_generator.state = start.batch_order
     history = []
     encoder.eval()  # no dropout: the fit starts exactly at the ridge solution
-    for epoch in range(settings.epochs):
+    for epoch in range(start.epochs_done, settings.epochs):
         batches = _length_batches(lengths, settings.batch_size, rng)
         progress = tqdm(batches, desc=f"subspace epoch {epoch + 1}", disable=not show_progress)
         totals = _fit_epoch(encoder, encoded, progress, target, scale, optimizer, score, settings.score_weight)
         history.append({"epoch": epoch + 1, **totals})
         if on_epoch is not None:
-            on_epoch(history[-1])
+            on_epoch(history[-1], FitPosition(epoch + 1, optimizer.state_dict(), rng.bit_generator.state))
     return history
 
 

@@ -22,11 +22,17 @@ from influcoder.core.devices import resolve_device
 from influcoder.core.errors import InflucoderError
 from influcoder.data.records import Sample, sample_groups
 from influcoder.encoder.epoch_log import EpochLog
-from influcoder.encoder.resume import load_state, run_key
+from influcoder.encoder.resume import load_state, run_key, save_state
 from influcoder.encoder.run_record import DistillRun, TrainingRecord
 from influcoder.encoder.settings import DistillSettings
 from influcoder.encoder.splits import validation_split
-from influcoder.encoder.subspace import CoordinateFitSettings, GradientSubspace, fit_coordinates, subspace_encoder
+from influcoder.encoder.subspace import (
+    CoordinateFitSettings,
+    FitPosition,
+    GradientSubspace,
+    fit_coordinates,
+    subspace_encoder,
+)
 from influcoder.metrics import spearman_report
 
 log = logging.getLogger(__name__)
@@ -134,20 +140,29 @@ def _score_term(train_samples, scores, pool, queries, train_p, train_q) -> tuple
 
 class EpochTracker:
     """Called after each epoch of `fit_coordinates` (and once for the ridge start, epoch 0): scores the
-    validation split, logs the epoch and keeps the best encoder in ``out/best``."""
+    validation split, logs the epoch, keeps the best encoder in ``out/best`` and the last in ``out/last``, and
+    saves what a rerun needs to continue after this epoch (``resume.pt``) and training.json, as
+    `Distiller.fit` does after each of its epochs."""
 
-    def __init__(self, encoder, problem: SubspaceProblem, out: Path, alpha: float, progress: bool, started: float):
-        self.encoder, self.problem, self.out, self.alpha, self.progress = encoder, problem, out, alpha, progress
+    def __init__(self, encoder, problem: SubspaceProblem, run: SubspaceRunFacts, progress: bool, started: float):
+        self.encoder, self.problem, self.run, self.progress = encoder, problem, run, progress
         self.clock = started
         self.logs: list[EpochLog] = []
         self.best = -np.inf
 
-    def __call__(self, record: dict[str, float]) -> None:
+    def restore(self, state: dict) -> FitPosition:
+        """Continue after the epoch a saved state holds; returns where the fit goes on."""
+        self.encoder.load_state_dict(state["encoder"])
+        self.logs = [EpochLog(**x) for x in state["logs"]]
+        self.best = state["best"]
+        return FitPosition(state["epochs_done"], state["optimizer"], state["batch_order"])
+
+    def __call__(self, record: dict[str, float], position: FitPosition) -> None:
         p = self.problem
         report = spearman_report(self.encoder.encode(p.val_pool) @ p.val_qc.T, p.val_truth)
         trained = record["epoch"] > 0
         done = EpochLog(int(record["epoch"]),
-                        record["mse"] + self.alpha * (1.0 - record["pearson"]) if trained else None,
+                        record["mse"] + self.run.settings.alpha * (1.0 - record["pearson"]) if trained else None,
                         1.0 - record["pearson"] if trained else None, None, report.per_anchor_mean,
                         report.mean_aggregated, round(time.perf_counter() - self.clock, 2),
                         coordinate_error=record["mse"] if trained else None)  # fmt: skip
@@ -157,9 +172,58 @@ class EpochTracker:
             error = f"coordinate error {record['mse']:.4f}" if trained else "ridge start"
             log.info("epoch %d: %s, val per-anchor rho %.4f, mean-aggregated rho %.4f [%.0f s]", done.epoch, error,
                      done.val_per_anchor, done.val_mean_aggregated, done.seconds)  # fmt: skip
+        self.save(done, position)
+
+    def save(self, done: EpochLog, position: FitPosition) -> None:
+        """Encoders first, then the state to resume from, then training.json (its epochs never run ahead of
+        the state); the state goes once the last epoch is recorded."""
+        out, final = DistillRun(self.run.out), position.epochs_done == self.run.settings.epochs
+        _save(self.encoder, self.problem.subspace, out.last)
         if done.val_per_anchor > self.best:
             self.best = done.val_per_anchor
-            _save(self.encoder, p.subspace, DistillRun(self.out).best)
+            _save(self.encoder, self.problem.subspace, out.best)
+        if not final:
+            parts = {"encoder": self.encoder.state_dict(), "optimizer": position.optimizer,
+                     "batch_order": position.batch_order, "epochs_done": position.epochs_done,
+                     "logs": [asdict(x) for x in self.logs], "best": self.best}  # fmt: skip
+            save_state(self.run.out, self.run.key, parts, None)
+        self.run.record(self.problem, self.logs, self.best, complete=final).save(out.training_path)
+        if final:
+            out.resume_path.unlink(missing_ok=True)
+
+
+@dataclass
+class SubspaceRunFacts:
+    """What a subspace run's records name: its settings and key, where it writes, and its split."""
+
+    settings: DistillSettings
+    key: dict
+    out: Path
+    pool: Sequence[Sample]
+    queries: Sequence[Sample]
+    split: tuple
+
+    def record(self, problem: SubspaceProblem, logs: list[EpochLog], best: float, complete: bool) -> TrainingRecord:
+        train_p, val_p, train_q, val_q = self.split
+        pool, queries = self.pool, self.queries
+        return TrainingRecord(
+            objective="subspace",
+            settings=self.settings.key(),
+            epochs=[asdict(x) for x in logs],
+            best_val_per_anchor=best,
+            complete=complete,
+            data=self.key["data"],
+            subspace={
+                "k": problem.subspace.k,
+                "fitted_on": problem.fitted_on,
+                "targets": len(problem.train_samples),
+                "singular_values": [round(float(v), 6) for v in problem.subspace.singular_values],
+            },
+            train_pool_ids=[pool[i].id for i in train_p],
+            val_pool_ids=[pool[i].id for i in val_p],
+            train_query_ids=[queries[j].id for j in train_q],
+            val_query_ids=[queries[j].id for j in val_q],
+        )
 
 
 def distill_subspace(
@@ -175,13 +239,16 @@ def distill_subspace(
     device: str = "auto",
 ) -> list[EpochLog]:
     """Fit on the training `pool` x `queries` (`scores` their labels); write ``out/best``, ``out/last`` and
-    ``out/training.json`` as `Distiller.fit` does. A finished identical run is returned as it is."""
+    ``out/training.json`` as `Distiller.fit` does. A finished identical run is returned as it is; a killed one
+    continues after its last saved epoch (``out/resume.pt``), ending where an uninterrupted run ends."""
     s = settings
     if len(pool) < 6 or len(queries) < 4:
         raise InflucoderError("distillation needs at least 6 pool samples and 4 queries")
     key = run_key(s, scores, pool, queries)
     state = load_state(out, key, overwrite)
-    if state is not None:
+    if state is not None and state.get("complete"):
+        if progress:
+            log.info("%s already holds this finished run; nothing to do", out)
         return [EpochLog(**x) for x in state["logs"]]
     rng = np.random.default_rng(s.seed)
     groups = (sample_groups(pool, s.val_group), sample_groups(queries, s.val_group)) if s.val_group else None
@@ -194,40 +261,20 @@ def distill_subspace(
     fit = CoordinateFitSettings(epochs=s.epochs, lr=s.lr, head_lr=s.lr * s.head_lr_scale,
                                 weight_decay=s.weight_decay, batch_size=s.subspace_batch, score_weight=s.alpha,
                                 ridge=s.subspace_ridge, seed=s.seed)  # fmt: skip
-    tracker = EpochTracker(encoder, problem, out, s.alpha, progress, started)
-    fit_coordinates(encoder, problem.train_samples, problem.targets,
-                    CoordinateFitSettings(epochs=0, ridge=s.subspace_ridge))  # fmt: skip
-    tracker({"epoch": 0})  # the ridge start
+    tracker = EpochTracker(encoder, problem, SubspaceRunFacts(s, key, out, pool, queries, split), progress, started)
+    if state is None:
+        fit_coordinates(encoder, problem.train_samples, problem.targets,
+                        CoordinateFitSettings(epochs=0, ridge=s.subspace_ridge))  # fmt: skip
+        tracker({"epoch": 0}, FitPosition())  # the ridge start
+        position = FitPosition()
+    else:
+        position = tracker.restore(state)
+        if progress:
+            log.info("resuming %s after epoch %d of %d", out, position.epochs_done, s.epochs)
     fit_coordinates(encoder, problem.train_samples, problem.targets, fit, query_labels=problem.labels,
                     show_progress=progress, start_at_ridge=False, query_coords=problem.train_qc,
-                    exclude=problem.exclude, on_epoch=tracker)  # fmt: skip
-    run = DistillRun(out)
-    _save(encoder, problem.subspace, run.last)
-    _training_record(s, key, problem, tracker, pool, queries, split).save(run.training_path)
+                    exclude=problem.exclude, on_epoch=tracker, start=position)  # fmt: skip
     return tracker.logs
-
-
-def _training_record(s: DistillSettings, key: dict, problem: SubspaceProblem, tracker: EpochTracker, pool, queries,
-                     split) -> TrainingRecord:  # fmt: skip
-    train_p, val_p, train_q, val_q = split
-    return TrainingRecord(
-        objective="subspace",
-        settings=s.key(),
-        epochs=[asdict(x) for x in tracker.logs],
-        best_val_per_anchor=tracker.best,
-        complete=True,
-        data=key["data"],
-        subspace={
-            "k": problem.subspace.k,
-            "fitted_on": problem.fitted_on,
-            "targets": len(problem.train_samples),
-            "singular_values": [round(float(v), 6) for v in problem.subspace.singular_values],
-        },
-        train_pool_ids=[pool[i].id for i in train_p],
-        val_pool_ids=[pool[i].id for i in val_p],
-        train_query_ids=[queries[j].id for j in train_q],
-        val_query_ids=[queries[j].id for j in val_q],
-    )
 
 
 def _save(encoder, subspace: GradientSubspace, directory: Path) -> None:
