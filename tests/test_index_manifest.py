@@ -127,7 +127,7 @@ def test_a_newer_version_is_refused_naming_the_file(tmp_path):
         (lambda m: {**m, "segments": [{"name": "s", "n": "3"}]}, DamagedFileError, "a segment entry is not"),
         (lambda m: {**m, "scoring": {"objective": 1}}, DamagedFileError, "the field 'scoring' is not"),
         (lambda m: {**m, "coverage": {"k": 2}}, DamagedFileError, "the field 'coverage' is not"),
-        (lambda m: {**m, "version": "2"}, DamagedFileError, "the field 'version' holds string"),
+        (lambda m: {**m, "version": "2"}, DamagedFileError, "the field 'version' holds '2', expected a whole number"),
     ],
 )
 def test_a_mistyped_manifest_is_refused_naming_the_file(tmp_path, edit, error, said):

@@ -22,6 +22,7 @@ from influcoder.core.atomic import write_json_atomic
 from influcoder.core.errors import DamagedFileError, InflucoderError
 from influcoder.core.jsonfile import field as json_field
 from influcoder.core.jsonfile import read_json
+from influcoder.core.versioned import check_version
 
 MANIFEST = "manifest.json"
 COVERAGE = "coverage.npy"
@@ -192,12 +193,7 @@ class IndexManifest:
         """The manifest of a parsed ``manifest.json`` (`file` names it in errors)."""
         if record.get("format") != FORMAT:
             raise InflucoderError(f"{file}: not an influcoder index manifest")
-        version = _read(record, "version", file, int, 1)
-        if version > VERSION:
-            raise InflucoderError(
-                f"{file}: index manifest version {version} is newer than this influcoder reads (up to {VERSION}); "
-                "upgrade influcoder"
-            )
+        version = check_version(record, file, FORMAT, VERSION, name="index manifest")
         segments = record.get("segments")
         if not isinstance(segments, list):
             raise DamagedFileError(f"{file}: the index holds no segment; {REBUILD}")

@@ -25,10 +25,11 @@ NUMBER = (int, float)
 HEADER = ("format", "version")
 
 
-def check_version(raw: dict, path: str | Path, kind: str, newest: int) -> int:
+def check_version(raw: dict, path: str | Path, kind: str, newest: int, name: str | None = None) -> int:
     """The version of the record `raw` read from `path`: 1 when it records none. Refused naming the file when
     it is of another format, when its version is not a whole number from 1, or when it is newer than
-    `newest` (the version this code writes)."""
+    `newest` (the version this code writes); `name` says what the record is in that last message (default:
+    its format string)."""
     stored = raw.get("format", kind)
     if stored != kind:
         raise DamagedFileError(
@@ -40,7 +41,8 @@ def check_version(raw: dict, path: str | Path, kind: str, newest: int) -> int:
         raise DamagedFileError(f"{path}: the field 'version' holds {version!r}, expected a whole number from 1")
     if version > newest:
         raise InflucoderError(
-            f"{path}: {kind} version {version} is newer than this influcoder reads (version {newest} and older); "
+            f"{path}: {name or kind} version {version} is newer than this influcoder reads (version {newest} and "
+            "older); "
             "upgrade influcoder to read it"
         )
     return version
