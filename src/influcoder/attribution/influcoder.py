@@ -112,7 +112,7 @@ class Influcoder:
         """The encoder (on `backend`: default the index's, else float) and optionally an index of a pool;
         `query_side` as `Influcoder.query_side`."""
         opened = EmbeddingIndex(index) if index else None
-        backend = backend or (opened.manifest.get("encoder_backend", "torch") if opened else "torch")
+        backend = backend or (opened.manifest.encoder_backend if opened else "torch")
         encoder_device = "cpu" if backend != "torch" and device in (None, "auto") else device
         encoder = InfluenceEncoder.from_pretrained(encoder_dir, device=encoder_device, backend=backend)
         subspace = GradientSubspace.load(encoder_dir)
@@ -128,10 +128,10 @@ class Influcoder:
     ) -> Influcoder:
         """Open an index with its encoder (the one recorded in the index when `encoder_dir` is None)."""
         index = EmbeddingIndex(index_dir)
-        encoder_dir = encoder_dir or index.manifest.get("encoder_path")
+        encoder_dir = encoder_dir or index.manifest.encoder_path
         if not encoder_dir:
             raise InflucoderError(f"{index_dir} does not record its encoder; pass --encoder")
-        backend = index.manifest.get("encoder_backend", "torch")  # queries embedded as the pool was
+        backend = index.manifest.encoder_backend  # queries embedded as the pool was
         encoder_device = "cpu" if backend != "torch" and device in (None, "auto") else device
         encoder = InfluenceEncoder.from_pretrained(encoder_dir, device=encoder_device, backend=backend)
         subspace = GradientSubspace.load(encoder_dir)

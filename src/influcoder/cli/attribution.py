@@ -92,8 +92,8 @@ class Index(Command):
         seconds = time.perf_counter() - started
         print(
             f"{self.out}: {len(index):,} samples ({'+' if self.append else ''}{len(pool):,} this run, "
-            f"{seconds:.1f} s), dim {index.dim}, {index.manifest['dtype']}, FAISS "
-            f"'{index.manifest['index_factory']}', {index.bytes_per_sample():.0f} bytes/sample"
+            f"{seconds:.1f} s), dim {index.dim}, {index.manifest.dtype}, FAISS "
+            f"'{index.manifest.index_factory}', {index.bytes_per_sample():.0f} bytes/sample"
         )
         reference = CoverageReference.load(self.encoder)
         if reference is None:

@@ -147,14 +147,13 @@ class Evaluate(Command):
             self.scorers(encoder, encoder_dir, record), data, record, self.by, self.flops, predictions
         )
         seed = record.seed if record else None
-        as_dict = record.to_dict() if record else None  # what the report's coverage flag reads
         return {
             "encoder": str(encoder_dir),
             "split": str(split) if split else None,
             "protocol": data.protocol,
             "seed": seed,
             "rows": rows,
-            "coverage": coverage_flag_report(encoder, encoder_dir, data, as_dict, rows["distilled"]["per_anchor"]),
+            "coverage": coverage_flag_report(encoder, encoder_dir, data, record, rows["distilled"]["per_anchor"]),
             "examples": top_examples(data, predictions),
         }
 

@@ -19,6 +19,7 @@ import numpy as np
 from influcoder.core.atomic import write_json_atomic, write_text_atomic
 from influcoder.core.errors import InflucoderError
 from influcoder.core.jsonfile import read_json
+from influcoder.encoder.run_record import TrainingRecord
 from influcoder.evaluation.baselines.base import EvaluationData
 from influcoder.evaluation.baselines.text import sample_text
 
@@ -123,7 +124,7 @@ LOW_RHO = 0.3
 
 
 def coverage_flag_report(
-    encoder, encoder_dir, data: EvaluationData, record: dict | None, per_anchor: list
+    encoder, encoder_dir, data: EvaluationData, record: TrainingRecord | None, per_anchor: list
 ) -> dict | None:
     """How well the out-of-coverage flag predicts where the encoder fails: AUROC of low query coverage for
     per-anchor rho < 0.3 on the evaluated queries. The reference is the encoder's saved one, or rebuilt from
@@ -132,10 +133,10 @@ def coverage_flag_report(
     from influcoder.metrics import auroc
 
     reference = CoverageReference.load(encoder_dir)
-    if reference is None and record and record.get("train_pool_ids"):
+    if reference is None and record is not None and record.ids("train", "pool"):
         by_id = {s.id: s for s in [*data.pool, *data.queries]}
-        train = [by_id[i] for i in record["train_pool_ids"] + record["train_query_ids"] if i in by_id]
-        validation = [by_id[i] for i in record.get("val_pool_ids", []) + record.get("val_query_ids", []) if i in by_id]
+        train = [by_id[i] for i in record.ids("train", "pool") + record.ids("train", "query") if i in by_id]
+        validation = [by_id[i] for i in record.ids("val", "pool") + record.ids("val", "query") if i in by_id]
         reference = build_reference(encoder, train, validation)
     if reference is None:
         return None

@@ -115,21 +115,21 @@ def index_summary(ic: Influcoder, encoder_dir: str | None = None) -> dict[str, A
     FAISS factory and encoder, and how queries are scored; the page's header says what it is searching."""
     index, reference = ic.index_, ic.coverage_reference
     manifest = index.manifest
-    config = manifest.get("encoder_config", {})
+    config = manifest.encoder_config
     return {
         "path": str(index.path),
         "size": len(index),
         "dim": index.dim,
-        "dtype": manifest.get("dtype"),
-        "index_factory": manifest.get("index_factory"),
-        "segments": len(manifest.get("segments", [])),
-        "backend": manifest.get("encoder_backend", "torch"),
+        "dtype": manifest.dtype,
+        "index_factory": manifest.index_factory,
+        "segments": len(manifest.segments),
+        "backend": manifest.encoder_backend,
         "query_side": ic.query_side,
         "encoder": {
-            "path": str(encoder_dir) if encoder_dir else manifest.get("encoder_path"),
-            "fingerprint": manifest.get("encoder_fingerprint", "")[:16],
+            "path": str(encoder_dir) if encoder_dir else manifest.encoder_path,
+            "fingerprint": manifest.encoder_fingerprint[:16],
             **{key: config.get(key) for key in ("backbone", "pooling", "head_dim", "max_length")},
         },
-        "coverage": manifest.get("coverage"),
+        "coverage": manifest.coverage.to_record() if manifest.coverage is not None else None,
         "spread_threshold": reference.spread_threshold if reference is not None else None,
     }

@@ -69,7 +69,7 @@ class IndexService:
             raise TypeError("IndexService needs an Influcoder on a WarmIndex (IndexService.open builds one)")
         self.ic = ic
         self.index: WarmIndex = ic.index_
-        self.encoder_dir = str(encoder_dir) if encoder_dir else self.index.manifest.get("encoder_path")
+        self.encoder_dir = str(encoder_dir) if encoder_dir else self.index.manifest.encoder_path
 
     @classmethod
     def open(
