@@ -24,10 +24,11 @@ import torch
 
 from influcoder.encoder.distill import distill_labels
 from influcoder.encoder.model import InfluenceEncoder
+from influcoder.encoder.run_record import DistillRun
 from influcoder.encoder.settings import DistillSettings
 from influcoder.encoder.splits import split_from_file
 from influcoder.evaluation.evaluate import evaluate_encoder, per_group_table, training_record
-from influcoder.labels.labelling import load_labels
+from influcoder.labels.labels_dir import LabelsDir
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -67,7 +68,8 @@ def main() -> None:
         parser.add_argument("--" + f.name.replace("_", "-"), type=kind, default=default)
     args = parser.parse_args()
     settings = DistillSettings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(DistillSettings)})
-    matrix, pool, queries, info = load_labels(args.labels)
+    matrix, pool, queries, record = LabelsDir.load(args.labels)
+    features = record.features
     started = time.perf_counter()
     if args.eval_split:
         args.eval_pool = args.eval_queries = 0
@@ -75,13 +77,14 @@ def main() -> None:
         args.labels, args.work, settings, args.eval_pool, args.eval_queries, eval_split=args.eval_split
     )
     train_seconds = time.perf_counter() - started
-    split = Path(args.work) / "eval_split.json"
-    held = json.loads(split.read_text())
-    args.eval_pool, args.eval_queries = len(held["pool_ids"]), len(held["query_ids"])
+    run = DistillRun(args.work)
+    split = run.eval_split_path
+    held = run.eval_split()
+    args.eval_pool, args.eval_queries = len(held.pool_ids), len(held.query_ids)
     rows = {}
     for name, path in (
-        ("distilled (best on validation)", Path(args.work) / "best"),
-        ("distilled (last epoch)", Path(args.work) / "last"),
+        ("distilled (best on validation)", run.best),
+        ("distilled (last epoch)", run.last),
     ):
         rows[name] = evaluate_encoder(
             InfluenceEncoder.from_pretrained(path), args.labels, split, training_record(args.work), args.by or None
@@ -97,7 +100,7 @@ def main() -> None:
         "benchmark": "distill",
         "command": "python benchmarks/distill.py " + " ".join(sys.argv[1:]),
         "machine": {"platform": platform.platform(), "torch_threads": torch.get_num_threads()},
-        "labels": {"dir": args.labels, "n_pool": len(pool), "n_queries": len(queries), "features": info["features"]},
+        "labels": {"dir": args.labels, "n_pool": len(pool), "n_queries": len(queries), "features": features},
         "train_pool": len(pool) - args.eval_pool,
         "train_queries": len(queries) - args.eval_queries,
         "eval_pool": args.eval_pool,
@@ -114,8 +117,8 @@ def main() -> None:
     lines = [
         f"# distillation benchmark: {s.encoder} on SmolLM2-135M gradient labels",
         "",
-        f"Labels: {len(pool)} `evals` pool x {len(queries)} `bbh` queries ({info['features']['projector']['kind']} "
-        f"{info['features']['projector']['dim']}, max length {info['features']['max_length']}). Train "
+        f"Labels: {len(pool)} `evals` pool x {len(queries)} `bbh` queries ({features['projector']['kind']} "
+        f"{features['projector']['dim']}, max length {features['max_length']}). Train "
         f"{report['train_pool']} x {report['train_queries']} (of which {s.val_fraction:.0%} validation), evaluation "
         f"{args.eval_pool} x {args.eval_queries}, disjoint in both pool and queries but drawn from the same tasks "
         "(the `random` protocol: seen-task figures; unseen tasks: docs/results/ranking.md).",

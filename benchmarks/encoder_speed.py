@@ -61,13 +61,15 @@ def main() -> int:
     args = parser.parse_args()
 
     from influcoder.encoder.model import InfluenceEncoder
+    from influcoder.encoder.run_record import DistillRun
     from influcoder.evaluation.evaluate import evaluation_data
     from influcoder.labels.featurizer import GradientFeaturizer
+    from influcoder.labels.labels_dir import LabelsDir
     from influcoder.labels.settings import LabelSettings
     from influcoder.metrics import per_anchor_spearman
 
     torch.set_num_threads(torch.get_num_threads())
-    split = args.encoder / "eval_split.json"
+    split = DistillRun(args.encoder).eval_split_path
     data = evaluation_data(args.labels, split if split.exists() else None)
     pool, queries = data.eval_samples()
     truth = data.eval_truth()
@@ -92,7 +94,7 @@ def main() -> int:
         row["rho_vs_float"] = row["per_anchor_rho"] / rows["torch"]["per_anchor_rho"]
         row["speed_vs_legacy"] = row["encodes_per_s"] / rows["legacy"]["encodes_per_s"]
 
-    recorded = json.loads((args.labels / "labels.json").read_text(encoding="utf-8"))["settings"]
+    recorded = LabelsDir(args.labels).record().settings
     featurizer = GradientFeaturizer(LabelSettings(**{**recorded, "device": "cpu"}))
     tokenized = featurizer.tokenize(texts[: args.gradient_samples])
     featurizer.featurize_tokenized(tokenized[:4])

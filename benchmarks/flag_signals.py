@@ -43,16 +43,16 @@ def nearest_mean(a: np.ndarray, b: np.ndarray, k: int) -> np.ndarray:
 def run_signals(experiment: Path, protocol: str, seed: int, pool_by_id: dict, query_by_id: dict) -> dict:
     """Every signal per evaluated query of one run, with the run's per-query rho."""
     from influcoder.encoder.model import InfluenceEncoder
+    from influcoder.encoder.run_record import DistillRun
 
     evaluation = json.loads((experiment / f"eval-{protocol}-s{seed}" / "results.json").read_text(encoding="utf-8"))
     run = evaluation["runs"][0]
-    encoder_dir = experiment / f"enc-{protocol}-s{seed}"
-    split = json.loads((encoder_dir / "eval_split.json").read_text(encoding="utf-8"))
-    training = json.loads((encoder_dir / "training.json").read_text(encoding="utf-8"))
-    encoder = InfluenceEncoder.from_pretrained(encoder_dir / "best")
-    queries = encoder.encode([query_by_id[i] for i in split["query_ids"]])
-    pool = encoder.encode([pool_by_id[i] for i in split["pool_ids"]])
-    train_queries = encoder.encode([query_by_id[i] for i in training["train_query_ids"]])
+    distilled = DistillRun(experiment / f"enc-{protocol}-s{seed}")
+    split, training = distilled.eval_split(), distilled.record()
+    encoder = InfluenceEncoder.from_pretrained(distilled.best)
+    queries = encoder.encode([query_by_id[i] for i in split.query_ids])
+    pool = encoder.encode([pool_by_id[i] for i in split.pool_ids])
+    train_queries = encoder.encode([query_by_id[i] for i in training.train_query_ids])
     signals = {"coverage": np.array(run["coverage"]["query_coverage"])}
     for k in (1, 10, 50):
         signals[f"query -> training queries (k={k})"] = nearest_mean(queries, train_queries, k)

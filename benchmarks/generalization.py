@@ -49,6 +49,7 @@ from influcoder.core.atomic import write_json_atomic
 from influcoder.data.records import sample_groups
 from influcoder.encoder.length_prior import LengthPrior
 from influcoder.encoder.prior_fit import fit_length_prior
+from influcoder.encoder.run_record import DistillRun
 from influcoder.encoder.settings import DistillSettings
 from influcoder.evaluation.baselines.base import EvaluationData
 from influcoder.metrics import auroc
@@ -117,12 +118,12 @@ def evaluate_run(encoder_dir: Path, scores, pool, queries, parts: dict, chosen: 
     from influcoder.evaluation.baselines.text import Distilled, Semantic
     from influcoder.evaluation.evaluate import evaluate_scorers
 
-    encoder = InfluenceEncoder.from_pretrained(encoder_dir / "best")
-    record = json.loads((encoder_dir / "training.json").read_text(encoding="utf-8"))
-    trained_on = {k: record[k] for k in ("train_pool_ids", "train_query_ids")}
+    distilled = DistillRun(encoder_dir)
+    encoder = InfluenceEncoder.from_pretrained(distilled.best)
+    trained_on = distilled.record()
     out: dict = {}
     coverage, spreads, rhos = [], [], []
-    reference = CoverageReference.load(encoder_dir / "best")
+    reference = CoverageReference.load(distilled.best)
     for kind in ("unseen", "seen"):
         data = EvaluationData(
             scores, pool, queries, chosen, parts[f"{kind}_pool"], parts["train_queries"], parts[f"{kind}_queries"]
@@ -173,7 +174,7 @@ def distill_run(
         out=out,
         progress=False,
     )
-    if CoverageReference.load(out / "best") is None:
+    if CoverageReference.load(DistillRun(out).best) is None:
         write_coverage_reference(out, [*pool, *queries])
 
 
@@ -186,7 +187,7 @@ def add_spread(run: dict, run_dir: Path, scores, pool, queries, parts: dict) -> 
 
     if "auroc_low_rho_spread" in run["coverage"]:
         return False
-    encoder = InfluenceEncoder.from_pretrained(run_dir / "best")
+    encoder = InfluenceEncoder.from_pretrained(DistillRun(run_dir).best)
     rho, spreads = [], []
     for kind in ("unseen", "seen"):
         rows, cols = parts[f"{kind}_pool"], parts[f"{kind}_queries"]
@@ -202,9 +203,9 @@ def add_spread(run: dict, run_dir: Path, scores, pool, queries, parts: dict) -> 
 
 def chosen_rows(run_dir: Path, pool) -> np.ndarray:
     """Pool rows a finished run distilled on (its training and validation ids)."""
-    record = json.loads((run_dir / "training.json").read_text(encoding="utf-8"))
+    record = DistillRun(run_dir).record()
     row = {s.id: i for i, s in enumerate(pool)}
-    return np.sort(np.array([row[i] for i in record["train_pool_ids"] + record["val_pool_ids"]], dtype=np.int64))
+    return np.sort(np.array([row[i] for i in record.train_pool_ids + record.val_pool_ids], dtype=np.int64))
 
 
 def add_lengths(run: dict, scores, pool, queries, parts: dict, chosen: np.ndarray) -> bool:
@@ -236,7 +237,7 @@ def fidelity_on(encoder_dir: Path, scores, pool, queries, rows: np.ndarray, cols
     from influcoder.encoder.model import InfluenceEncoder
     from influcoder.metrics import spearman_report
 
-    encoder = InfluenceEncoder.from_pretrained(encoder_dir / "best")
+    encoder = InfluenceEncoder.from_pretrained(DistillRun(encoder_dir).best)
     predicted = encoder.encode([pool[i] for i in rows]) @ encoder.encode([queries[j] for j in cols]).T
     report = spearman_report(predicted, scores[np.ix_(rows, cols)])
     return {"per_anchor": report.per_anchor_mean, "query_specific": report.query_specific_mean, "n_pool": len(rows)}
@@ -410,7 +411,7 @@ def main() -> None:
                 chosen = np.union1d(new, replayed)  # rehearsal: a share of tasks A trained on again
                 first_dir = args.out / f"concentrated{args.tag}-s{seed}"
                 first_dir = first_dir if first_dir.exists() else args.out / f"concentrated-s{seed}"
-                init = first_dir / "best"
+                init = DistillRun(first_dir).best
                 if not init.exists():
                     sys.exit(f"{name} starts from {init}: run the concentrated selection first")
             else:
@@ -420,11 +421,11 @@ def main() -> None:
             run_settings = replace(settings, seed=seed)
             source = args.out / f"{selection}{args.reuse}-s{seed}"
             if args.reuse is not None and not (args.out / name).exists():
-                if not (source / "training.json").exists():
+                if not DistillRun(source).has_record():
                     sys.exit(f"{name} reuses {source}: run it first")
                 shutil.copytree(source, args.out / name)
             distill_run(args.out / name, scores, pool, queries, chosen, parts["train_queries"], run_settings, init)
-            if args.length_prior and LengthPrior.load(args.out / name / "best") is None:
+            if args.length_prior and LengthPrior.load(DistillRun(args.out / name).best) is None:
                 rows, cols = chosen, parts["train_queries"]
                 fit_length_prior(
                     args.out / name, scores[np.ix_(rows, cols)], [pool[i] for i in rows], [queries[j] for j in cols]

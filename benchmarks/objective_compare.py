@@ -28,9 +28,11 @@ METRICS = ("per_anchor_mean", "mean_aggregated", "query_specific_mean")
 
 
 def run(directory: Path) -> None:
+    from influcoder.labels.labels_dir import LabelsDir
+
     influcoder = [str(Path(sys.executable).parent / "influcoder")]  # the console script of this environment
     labels = directory / "demo" / "labels"
-    if not (labels / "labels.json").exists():
+    if not LabelsDir(labels).exists():
         subprocess.run([*influcoder, "demo", "--out", str(directory / "demo"), "--quiet"], check=True)
     for protocol, seed in PLANS:
         for objective, extra in OBJECTIVES.items():

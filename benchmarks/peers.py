@@ -37,6 +37,7 @@ from influcoder.data.loading import load_samples
 from influcoder.data.models import resolve_model_dir
 from influcoder.labels.influence import normalize_rows
 from influcoder.labels.labelling import load_labels
+from influcoder.labels.labels_dir import LabelsDir
 from influcoder.metrics import spearman_report
 
 
@@ -91,7 +92,7 @@ def bergson_cosines(run: Path, bergson_python: str, n_pool: int) -> tuple[np.nda
 
 
 def stored_bytes(labels_dir: Path) -> int:
-    return int(json.loads((labels_dir / "labels.json").read_text(encoding="utf-8"))["bytes_per_sample"])
+    return int(LabelsDir(labels_dir).record().bytes_per_sample)
 
 
 def main() -> None:

@@ -143,24 +143,24 @@ def write_stand_in_labels(pool: Path, queries: Path, n_queries: int, directory: 
     """A labels directory `distill` reads, for the pool file against the first `n_queries` queries, whose scores
     are seeded random numbers (skipped when already written). Only for timing: a distillation's cost is set by
     the matrix's shape (how many pool texts each epoch encodes), never by the scores in it."""
-    if (directory / "labels.json").exists():
+    from influcoder.labels.labels_dir import LabelsDir, LabelsRecord
+
+    labels = LabelsDir(directory)
+    if labels.exists():
         return
-    from influcoder.core.atomic import write_json_atomic
     from influcoder.data.formats import load_file, write_samples
     from influcoder.labels.influence import InfluenceMatrix
 
     pool_samples, query_samples = load_file(pool), load_file(queries)[:n_queries]
     scores = np.random.default_rng(seed).normal(0.0, 0.1, (len(pool_samples), len(query_samples)))
     directory.mkdir(parents=True, exist_ok=True)
-    write_samples(pool_samples, directory / "pool.jsonl")
-    write_samples(query_samples, directory / "queries.jsonl")
+    write_samples(pool_samples, labels.pool_samples)
+    write_samples(query_samples, labels.query_samples)
     matrix = InfluenceMatrix(scores.astype(np.float32), [s.id for s in pool_samples], [s.id for s in query_samples])
-    matrix.save(directory / "influence")
+    matrix.save(labels.influence)
     note = "stand-in labels for timing distill: seeded random scores, not gradients"
-    write_json_atomic(
-        directory / "labels.json",
-        {"stand_in": note, "n_pool": len(pool_samples), "n_queries": len(query_samples), "features": {}},
-    )
+    record = LabelsRecord(n_pool=len(pool_samples), n_queries=len(query_samples), features={}, extra={"stand_in": note})
+    record.save(labels.record_path)
 
 
 def fit(sizes: list[int], seconds: list[float]) -> dict | None:

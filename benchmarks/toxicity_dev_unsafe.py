@@ -33,7 +33,8 @@ from pathlib import Path
 import numpy as np
 
 from influcoder.data.records import Sample
-from influcoder.labels.labelling import label, load_labels
+from influcoder.labels.labelling import label
+from influcoder.labels.labels_dir import LabelsDir
 from influcoder.labels.merge import merge_labels
 from influcoder.labels.settings import LabelSettings
 from influcoder.tasks.toxicity import ToxicityTask, development_set
@@ -59,9 +60,9 @@ def prepare(run: Path, runs: list[Path], n_extra: int, out: Path) -> None:
     """Label the extras against the replicate's training queries, then join them to its labels (merge-labels
     checks the feature settings and queries agree and the pools are disjoint)."""
     extra, _, _ = split(runs, n_extra)
-    _, _, queries, info = load_labels(run / "train-labels")
+    _, _, queries, record = LabelsDir.load(run / "train-labels")
     extra_dir = out.with_name(out.name + "-extra")
-    label(extra, queries, extra_dir, LabelSettings(**info["settings"]))
+    label(extra, queries, extra_dir, LabelSettings(**record.settings))
     matrix = merge_labels([run / "train-labels", extra_dir], out)
     print(f"{out}: {matrix.scores.shape[0]} x {matrix.scores.shape[1]} labels")
 

@@ -94,14 +94,16 @@ def evaluation_side(run: Path, task: ToxicityTask) -> dict:
 def training_side(run: Path) -> dict:
     """Encoder and teacher AUPRC on the distillation's validation pool (never trained on)."""
     from influcoder.encoder.model import InfluenceEncoder
+    from influcoder.encoder.run_record import DistillRun
     from influcoder.labels.labelling import load_labels
 
     matrix, pool, queries, _ = load_labels(run / "train-labels")
     labels = np.asarray(matrix.scores, dtype=np.float64)
-    split = json.loads((run / "encoder" / "training.json").read_text(encoding="utf-8"))
-    val = np.array([s.id in set(split["val_pool_ids"]) for s in pool])
+    distilled = DistillRun(run / "encoder")
+    split = distilled.record()
+    val = np.array([s.id in set(split.val_pool_ids) for s in pool])
     unsafe = np.array([s.meta.get("type") == "unsafe" for s in pool])
-    encoder = InfluenceEncoder.from_pretrained(run / "encoder" / "best")
+    encoder = InfluenceEncoder.from_pretrained(distilled.best)
     predicted = encoder.encode_pool([pool[i] for i in np.where(val)[0]], 32) @ encoder.encode_queries(queries, 32).T
     return {
         "val_pairs": int(val.sum()),
