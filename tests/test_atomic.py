@@ -103,3 +103,51 @@ def test_a_write_error_names_the_target_not_the_hidden_temporary_file(tmp_path, 
     assert main(["data", str(pool), "--out", str(target)]) == 2
     err = capsys.readouterr().err
     assert str(target) in err and ".tmp" not in err
+
+
+def _dead_pid() -> int:
+    """The pid of a process that has ended (a killed writer's)."""
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_stale_temporaries_of_dead_writers_are_swept_and_live_ones_kept(tmp_path):
+    """What a SIGKILLed writer left (a half-written file, a half-filled encoder directory) goes; a temporary of a
+    process still running, of this process, or anything not named as a temporary stays."""
+    import os
+
+    from influcoder.core.atomic import sweep_stale_temporaries
+
+    dead = _dead_pid()
+    stale_file = tmp_path / f".shard-00001.npy.{dead}.0123456789ab.tmp"
+    stale_file.write_bytes(b"half")
+    stale_dir = tmp_path / f".last.{dead}.abcdef012345.tmp"
+    (stale_dir / "backbone").mkdir(parents=True)
+    (stale_dir / "backbone" / "config.json").write_text("{}")
+    live = tmp_path / f".best.{os.getppid()}.abcdef012345.tmp"
+    ours = tmp_path / f".best.{os.getpid()}.abcdef012345.tmp"
+    notes = tmp_path / f".notes.{dead}.tmp"  # not a temporary's name (no 12-hex part)
+    for kept in (live, ours, notes):
+        kept.write_text("keep")
+    removed = sweep_stale_temporaries(tmp_path)
+    assert sorted(removed) == sorted([stale_file, stale_dir])
+    assert not stale_file.exists() and not stale_dir.exists()
+    assert live.exists() and ours.exists() and notes.exists()
+    assert sweep_stale_temporaries(tmp_path / "missing") == []
+
+
+def test_a_resumed_store_sweeps_a_shard_a_killed_writer_left(tmp_path):
+    import numpy as np
+
+    from influcoder.core.store import FeatureStore
+
+    store = FeatureStore.create_or_resume(tmp_path / "s", {"a": 1}, ["x", "y", "z"], dim=2, shard_size=2)
+    store.write_shard(0, np.ones((2, 2), dtype=np.float32))
+    stale = tmp_path / "s" / f".shard-00001.npy.{_dead_pid()}.0123456789ab.tmp"
+    stale.write_bytes(b"half")
+    FeatureStore.create_or_resume(tmp_path / "s", {"a": 1}, ["x", "y", "z"], dim=2, shard_size=2)
+    assert not stale.exists()

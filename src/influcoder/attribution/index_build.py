@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from influcoder.attribution.index_manifest import COVERAGE, MANIFEST, IndexManifest, ScoringRecord
+from influcoder.core.atomic import sweep_stale_temporaries
 from influcoder.core.errors import ArtifactMismatchError, InflucoderError
 from influcoder.core.locks import LOCK_NAME
 from influcoder.core.store import FeatureStore
@@ -126,6 +127,7 @@ def next_segment(index, encoder, samples: Sequence[Sample], options: IndexBuildO
     """The segment a build on the existing `index` (an `EmbeddingIndex`) encodes `samples` into, or None when
     the same build finished already; refuses another encoder, other options, or samples that do not fit."""
     manifest, path = index.manifest, index.path
+    sweep_stale_temporaries(path)  # a manifest or FAISS file a killed build was writing
     _check_encoder(manifest, path, encoder)
     ids = sample_ids(samples)
     last = manifest.segments[-1] if manifest.segments else None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -20,6 +21,42 @@ from typing import Any
 def temporary_sibling(path: Path) -> Path:
     """A hidden, unique path in `path`'s directory (same file system, so the final rename is atomic)."""
     return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
+
+
+_TEMPORARY = re.compile(r"^\..+\.(\d+)\.[0-9a-f]{12}\.tmp$")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def sweep_stale_temporaries(directory: str | Path) -> list[Path]:
+    """Remove the temporaries (`temporary_sibling`) in `directory` left by writers that died (SIGKILL, power
+    loss: no exception handler ran); returns them. A temporary whose process still runs is another writer's
+    and stays. A resumed run calls this once, so that what a killed run left half-written is neither kept
+    forever beside the output nor mistaken for it."""
+    import shutil
+
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    removed = []
+    for entry in directory.iterdir():
+        match = _TEMPORARY.match(entry.name)
+        if match is None or int(match[1]) == os.getpid() or _alive(int(match[1])):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry)
+    return removed
 
 
 @contextlib.contextmanager

@@ -32,7 +32,7 @@ import numpy as np
 
 from influcoder.core import checksums
 from influcoder.core.arrayfile import read_npy
-from influcoder.core.atomic import write_json_atomic
+from influcoder.core.atomic import sweep_stale_temporaries, write_json_atomic
 from influcoder.core.errors import ArtifactMismatchError, DamagedFileError, InflucoderError
 from influcoder.core.jsonfile import field, read_json
 
@@ -115,6 +115,7 @@ class FeatureStore:
             "ids": list(ids),
         }
         if (path / MANIFEST).exists() and not overwrite:
+            sweep_stale_temporaries(path)  # shards a killed writer left half-written
             existing = cls(path)
             stored = {k: v for k, v in existing.manifest.items() if k != "complete"}
             diffs = _diff(manifest, stored)

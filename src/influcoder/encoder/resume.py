@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from influcoder.core.atomic import atomic_output
+from influcoder.core.atomic import atomic_output, sweep_stale_temporaries
 from influcoder.core.errors import ArtifactMismatchError, InflucoderError
 from influcoder.core.run_keys import same_run, with_added_defaults
 from influcoder.data.records import Sample, fingerprint
@@ -58,6 +58,7 @@ def load_state(out: Path, key: dict, overwrite: bool) -> dict | None:
     """The saved state to resume from, {"complete": True, "logs"} for a finished identical run, or None to
     start afresh."""
     run = DistillRun(out)
+    sweep_stale_temporaries(out)  # an encoder or state a killed run was swapping in
     if overwrite:
         run.resume_path.unlink(missing_ok=True)
         return None
