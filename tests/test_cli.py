@@ -202,7 +202,10 @@ def test_an_unwritable_output_is_one_line_not_a_traceback(tmp_path, capsys):
         (["data", "x.jsonl", "--show", "-1"], "--show must be at least 0, got -1"),
         (["index", "--encoder", "E", "--pool", "P", "--out", "O", "--shard-size", "0"], "--shard-size must be at"),
         (["label", "--pool", "P", "--queries", "Q", "--out", "O", "--proj-dim", "0"], "--proj-dim must be at least"),
-        (["distill", "--labels", "L", "--out", "O", "--epochs", "0"], "--epochs 0 is out of range: at least 1"),
+        (
+            ["distill", "--labels", "L", "--out", "O", "--objective", "influcoder", "--epochs", "0"],
+            "--epochs 0 is out of range: at least 1",
+        ),
         (["distill", "--labels", "L", "--out", "O", "--val-fraction", "0"], "--val-fraction 0.0 is out of range"),
     ],
 )

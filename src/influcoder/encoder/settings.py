@@ -8,7 +8,7 @@ from typing import Literal, get_args
 from influcoder.core.errors import InflucoderError
 
 _RANGES = {
-    "epochs": "at least 1",
+    "epochs": "at least 1 (0 with --objective subspace: the ridge fit on the frozen backbone only)",
     "max_length": "at least 1",
     "queries_per_batch": "at least 1",
     "candidates_per_batch": "at least 1",
@@ -46,7 +46,9 @@ class DistillSettings:
     max_length: int = 256
     """Encoder tokens per text."""
     epochs: int = 10
-    """Passes; one epoch offers every training pool sample once as a candidate."""
+    """Passes; one epoch offers every training pool sample once as a candidate. With the subspace objective, 0
+    keeps the ridge fit on the frozen backbone's pooled states (epoch 0), which is how a decoder is used as the
+    backbone (`--encoder` the labels' decoder, `--pooling response`): docs/results/transfer.md."""
     lr: float = 5e-5
     """AdamW learning rate of the backbone."""
     head_lr_scale: float = 20.0
@@ -112,7 +114,7 @@ class DistillSettings:
     def __post_init__(self) -> None:
         """Refuse settings that would fail, or train on nothing, only after an epoch of work."""
         checks = {
-            "epochs": self.epochs >= 1,
+            "epochs": self.epochs >= (0 if self.objective == "subspace" else 1),
             "max_length": self.max_length >= 1,
             "queries_per_batch": self.queries_per_batch >= 1,
             "candidates_per_batch": self.candidates_per_batch >= 1,

@@ -1,0 +1,84 @@
+"""The labels' own decoder as the encoder's backbone (the transfer page's design 5 in pipeline form):
+`distill --objective subspace --encoder DECODER --pooling response --epochs 0` fits the ridge from the
+decoder's response-token states to the training gradients' coordinates, and `index` / `attribute` use it like
+any encoder. The pooled state is checked against the decoder's hidden states averaged by hand over the
+response tokens."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from influcoder.attribution.influcoder import Influcoder
+from influcoder.cli.main import main
+from influcoder.encoder.model import InfluenceEncoder
+from influcoder.encoder.subspace import pooled_states
+from influcoder.labels.featurizer import GradientFeaturizer
+from influcoder.labels.labelling import label
+from influcoder.labels.settings import LabelSettings
+
+from .test_labels import samples
+
+
+@pytest.fixture(scope="module")
+def decoder_run(tiny_model_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("decoder-encoder")
+    settings = LabelSettings(model=str(tiny_model_dir), rank=2, proj_dim=32, max_length=24, shard_size=8)
+    pool, queries = samples(30), samples(10, seed=7, prefix="q")
+    label(pool, queries, root / "labels", settings)
+    argv = ["distill", "--labels", str(root / "labels"), "--out", str(root / "enc"), "--objective", "subspace",
+            "--subspace-k", "4", "--encoder", str(tiny_model_dir), "--pooling", "response", "--epochs", "0",
+            "--max-length", "24", "--eval-pool", "6", "--eval-queries", "3", "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    return root, settings, pool, queries
+
+
+def test_epochs_0_keeps_the_ridge_start_on_the_decoders_response_states(decoder_run, tiny_model_dir):
+    root, _, pool, _ = decoder_run
+    training = json.loads((root / "enc" / "training.json").read_text())
+    assert training["complete"] and [e["epoch"] for e in training["epochs"]] == [0]
+    encoder = InfluenceEncoder.from_pretrained(root / "enc")
+    assert type(encoder.backbone).__name__ == "LlamaModel" and encoder.config.pooling == "response"
+    # the pooled state: the decoder's last-layer states averaged over the response tokens, by hand
+    from transformers import AutoModel, AutoTokenizer
+
+    model, tokenizer = AutoModel.from_pretrained(tiny_model_dir).eval(), AutoTokenizer.from_pretrained(tiny_model_dir)
+    for sample, got in zip(pool[:4], pooled_states(encoder, pool[:4])):
+        text = encoder.config.text_view.format(prompt=sample.prompt, response=sample.response)
+        start = len(encoder.config.text_view.split("{response}")[0].format(prompt=sample.prompt))
+        tokens = tokenizer(text, return_offsets_mapping=True, return_tensors="pt", truncation=True, max_length=24)
+        offsets = tokens.pop("offset_mapping")[0]
+        response = torch.tensor([float(a < b and a >= start) for a, b in offsets.tolist()])
+        with torch.no_grad():
+            hidden = model(**tokens).last_hidden_state[0]
+        expected = (hidden * response[:, None]).sum(0) / response.sum()
+        width = model.config.hidden_size  # then the length features the subspace head also reads
+        np.testing.assert_allclose(got[:width], expected.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_index_and_attribute_score_queries_by_their_exact_gradients(decoder_run):
+    root, settings, pool, queries = decoder_run
+    assert main(["index", "--encoder", str(root / "enc"), "--pool", str(root / "labels" / "pool.jsonl"),
+                 "--out", str(root / "index"), "--quiet"]) == 0  # fmt: skip
+    ic = Influcoder.from_index(root / "index")
+    assert ic.query_side == "exact"
+    hits = ic.attribute(queries[:3], k=5)
+    coords = ic.subspace.coordinates(GradientFeaturizer(settings).featurize(queries[:3]))
+    pool_vectors = ic.encoder.encode_pool(pool)
+    for j, per_query in enumerate(hits):
+        expected = pool_vectors @ coords[j]
+        top = np.argsort(-expected, kind="stable")[:5]
+        assert [a.sample.id for a in per_query] == [pool[i].id for i in top]
+        np.testing.assert_allclose([a.score for a in per_query], expected[top], atol=2e-3)  # float16 index
+
+
+def test_epochs_0_is_refused_for_the_objectives_that_train_from_scratch():
+    from influcoder.core.errors import InflucoderError
+    from influcoder.encoder.settings import DistillSettings
+
+    assert DistillSettings(objective="subspace", epochs=0).epochs == 0
+    with pytest.raises(InflucoderError, match=r"--epochs 0 is out of range: at least 1 \(0 with --objective subspace"):
+        DistillSettings(objective="influcoder", epochs=0)
