@@ -2439,19 +2439,22 @@ def index_results(checker: Checker) -> None:
     page.done()
 
 
-@check(f"{BENCH}/kill_resume.md")
+KILL_RESUME_RUNS = ("kill_resume", "kill_resume-subspace-before-fix")
+
+
+@check(*(f"{BENCH}/{name}.md" for name in KILL_RESUME_RUNS))
 def kill_resume(checker: Checker) -> None:
-    """The mid-output benchmark: its page re-rendered whole by the script's own `markdown(result)`."""
-    page = checker.page(f"{BENCH}/kill_resume.md")
-    result = checker.json(f"{BENCH}/kill_resume.json")
+    """The mid-output benchmark's runs: each page re-rendered whole by the script's own `markdown(result)`."""
     script = checker.script("benchmarks/kill_resume.py")
-    rendered = script["markdown"](result)
-    page.rendered(rendered, "benchmarks/kill_resume.py markdown(kill_resume.json)")
-    for number, (shown, expected) in enumerate(zip(page.lines, rendered.splitlines()), 1):
-        if shown != expected and not shown.startswith("|"):  # the prose too: the page is the renderer's whole
-            page.fail(f"line {number}", shown[:100], expected[:100] + " (benchmarks/kill_resume.py markdown)")
-    page.prose_checked.append((0, len(page.prose)))
-    page.done()
+    for name in KILL_RESUME_RUNS:
+        page = checker.page(f"{BENCH}/{name}.md")
+        rendered = script["markdown"](checker.json(f"{BENCH}/{name}.json"))
+        page.rendered(rendered, f"benchmarks/kill_resume.py markdown({name}.json)")
+        for number, (shown, expected) in enumerate(zip(page.lines, rendered.splitlines()), 1):
+            if shown != expected and not shown.startswith("|"):  # the prose too: the page is the renderer's
+                page.fail(f"line {number}", shown[:100], expected[:100] + " (benchmarks/kill_resume.py markdown)")
+        page.prose_checked.append((0, len(page.prose)))
+        page.done()
 
 
 @check(f"{BENCH}/kill_resume-seed0.md", f"{BENCH}/kill_resume-seed2.md")
