@@ -7,6 +7,7 @@ import pytest
 from scipy.stats import spearmanr
 
 from influcoder.core.errors import InflucoderError
+from influcoder.core.progress import progress_bars
 from influcoder.encoder.model import InfluenceEncoder
 from influcoder.evaluation.baselines.base import EvaluationData
 from influcoder.evaluation.baselines.reference import PoolMean
@@ -315,12 +316,11 @@ def test_datainf_on_a_tiny_model_is_deterministic_and_tends_to_inner_products_wh
     np.testing.assert_array_equal(scorer.score(pool, queries), got)
     np.testing.assert_array_equal(datainf_scores(exact_pool.astype(np.float32), exact_queries, scorer.blocks), got)
     scorer.rows_per_pass = 5  # passes of 5, 5 and 2 rows: other batches, the same gradients to float32 rounding
-    scorer.progress = True  # one bar over the pool and the queries, every sample counted once
     capsys.readouterr()
-    np.testing.assert_allclose(scorer.score(pool, queries), got, rtol=1e-5, atol=1e-6 * np.abs(got).max())
+    with progress_bars(True):  # one bar over the pool and the queries, every sample counted once
+        np.testing.assert_allclose(scorer.score(pool, queries), got, rtol=1e-5, atol=1e-6 * np.abs(got).max())
     bar = capsys.readouterr().err
     assert "datainf gradients" in bar and "16/16" in bar and "17/16" not in bar
-    scorer.progress = False
     assert list(scratch.iterdir()) == []
     scorer.rows_per_pass = 128
     scorer.damping = 1e8  # H_l^-1 -> I / lam_l: inner products, each block weighted by 1 / lam_l

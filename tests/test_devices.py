@@ -101,7 +101,10 @@ def test_encoder_stages_load_on_the_requested_device(argv, monkeypatch, tmp_path
         raise Stop("stop")
 
     def fake_index(self, path):
-        self.manifest = {}  # a float index (no recorded backend)
+        from influcoder.attribution.index_manifest import IndexManifest
+
+        # a float index that records its encoder (no backend recorded: the default)
+        self.manifest = IndexManifest("0" * 64, 4, "float16", "Flat", encoder_path=str(tmp_path / "enc"))
 
     monkeypatch.setattr(InfluenceEncoder, "from_pretrained", classmethod(spy))
     monkeypatch.setattr("influcoder.attribution.index.EmbeddingIndex.__init__", fake_index)

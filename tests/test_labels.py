@@ -57,7 +57,7 @@ def test_make_batches_respects_caps_and_covers_all():
 def test_resume_after_crash_is_bit_identical(tiny_model_dir, tmp_path, monkeypatch):
     data = samples(10)
     f = featurizer(tiny_model_dir)
-    whole = f.featurize_to_store(data, tmp_path / "whole", progress=False)
+    whole = f.featurize_to_store(data, tmp_path / "whole")
     reference = [whole.shard_path(i).read_bytes() for i in range(whole.n_shards)]
 
     calls = {"n": 0}
@@ -71,13 +71,13 @@ def test_resume_after_crash_is_bit_identical(tiny_model_dir, tmp_path, monkeypat
 
     monkeypatch.setattr(FeatureStore, "write_shard", crash_after_first)
     with pytest.raises(KeyboardInterrupt):
-        f.featurize_to_store(data, tmp_path / "crashed", progress=False)
+        f.featurize_to_store(data, tmp_path / "crashed")
     monkeypatch.setattr(FeatureStore, "write_shard", original)
     crashed = FeatureStore(tmp_path / "crashed")
     assert crashed.missing_shards() == [1, 2] and not crashed.complete
     assert not list((tmp_path / "crashed").glob(".*tmp"))  # no half-written shard left behind
 
-    resumed = featurizer(tiny_model_dir).featurize_to_store(data, tmp_path / "crashed", progress=False)
+    resumed = featurizer(tiny_model_dir).featurize_to_store(data, tmp_path / "crashed")
     assert resumed.complete
     assert [resumed.shard_path(i).read_bytes() for i in range(resumed.n_shards)] == reference
 
@@ -85,7 +85,7 @@ def test_resume_after_crash_is_bit_identical(tiny_model_dir, tmp_path, monkeypat
 def test_store_rows_equal_unsharded_features(tiny_model_dir, tmp_path):
     data = samples(7, seed=1)
     f = featurizer(tiny_model_dir)
-    store = f.featurize_to_store(data, tmp_path / "s", progress=False)
+    store = f.featurize_to_store(data, tmp_path / "s")
     direct = np.concatenate([f.featurize(data[i : i + 4]) for i in range(0, 7, 4)])
     np.testing.assert_array_equal(store.load(), direct)
     assert store.ids == [s.id for s in data] and store.load().shape == (7, 64)
@@ -93,14 +93,12 @@ def test_store_rows_equal_unsharded_features(tiny_model_dir, tmp_path):
 
 def test_mismatched_manifest_is_refused_with_the_field(tiny_model_dir, tmp_path):
     data = samples(5)
-    featurizer(tiny_model_dir).featurize_to_store(data, tmp_path / "s", progress=False)
+    featurizer(tiny_model_dir).featurize_to_store(data, tmp_path / "s")
     with pytest.raises(ArtifactMismatchError, match=r"config\.projector\.dim: stored 64, requested 32"):
-        featurizer(tiny_model_dir, proj_dim=32).featurize_to_store(data, tmp_path / "s", progress=False)
+        featurizer(tiny_model_dir, proj_dim=32).featurize_to_store(data, tmp_path / "s")
     with pytest.raises(ArtifactMismatchError, match="data_fingerprint"):
-        featurizer(tiny_model_dir).featurize_to_store(samples(5, seed=9), tmp_path / "s", progress=False)
-    store = featurizer(tiny_model_dir, proj_dim=32).featurize_to_store(
-        data, tmp_path / "s", overwrite=True, progress=False
-    )
+        featurizer(tiny_model_dir).featurize_to_store(samples(5, seed=9), tmp_path / "s")
+    store = featurizer(tiny_model_dir, proj_dim=32).featurize_to_store(data, tmp_path / "s", overwrite=True)
     assert store.dim == 32 and store.complete
 
 

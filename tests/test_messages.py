@@ -31,7 +31,7 @@ RECORD = {
 def fake_demo(monkeypatch) -> None:
     """`run_demo` replaced by one that logs a stage line and a warning, and returns a report at once."""
 
-    def run_demo(out, *args):
+    def run_demo(out, *args, **kwargs):
         log = logging.getLogger("influcoder.experiments.demo")
         log.info("\n[demo] 1/5 labels: a stage line")
         log.warning("a warning the run gives")

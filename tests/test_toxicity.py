@@ -374,10 +374,10 @@ def test_the_toxicity_run_scores_every_method_resumes_and_reports(tiny_model_dir
     # a finished adapter is reused only for the samples it was trained on (the filtered pool changes with the
     # encoder: a stale filtered adapter must not stand in for the new one)
     adapter_files = {p: p.stat().st_mtime_ns for p in (out / "adapter").iterdir()}
-    _finetune(out / "adapter", task.pool, run, False, lambda *_: None)
+    _finetune(out / "adapter", task.pool, run, lambda *_: None)
     assert adapter_files == {p: p.stat().st_mtime_ns for p in (out / "adapter").iterdir()}
     with pytest.raises(ArtifactMismatchError, match="fine-tuned on other samples"):
-        _finetune(out / "filtered-adapter", task.pool, run, False, lambda *_: None)
+        _finetune(out / "filtered-adapter", task.pool, run, lambda *_: None)
 
     summary = write_toxicity_report(tmp_path, load_replicates([out]), "influcoder toxicity ...")
     assert summary["het"]["less"]["n_seeds"] == 1

@@ -52,6 +52,9 @@ _LAZY = {
     "Influcoder": "influcoder.attribution.influcoder",  # attribute, filter
     "audit_attribution": "influcoder.attribution.audit",  # attribute --audit
     "run_demo": "influcoder.experiments.demo",  # demo
+    "progress_bars": "influcoder.core.progress",  # --quiet: the switch of every progress bar
+    "enable_progress_bars": "influcoder.core.progress",
+    "disable_progress_bars": "influcoder.core.progress",
 }
 _RENAMED = {"fetch_asset": "fetch"}
 __all__ = [*_LAZY, "__version__"]

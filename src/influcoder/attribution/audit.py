@@ -13,9 +13,9 @@ import logging
 from collections.abc import Sequence
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from influcoder.core.errors import InflucoderError
+from influcoder.core.progress import progress_bar, progress_bars
 from influcoder.data.records import Sample
 from influcoder.labels.featurizer import GradientFeaturizer
 from influcoder.labels.influence import normalize_rows
@@ -48,25 +48,26 @@ def audit_scores(
     featurizer: GradientFeaturizer,
     pool: Sequence[Sample],
     queries: Sequence[Sample],
-    progress: bool = False,
     subspace=None,
 ) -> dict:
     """Spearman of encoder vs exact gradient influence on the given pool samples and queries. With a
     `subspace` (a subspace encoder scoring exact queries), the queries' side is their exact coordinates."""
-    with tqdm(total=len(pool) + len(queries), desc="audit gradients", unit="sample", disable=not progress) as bar:
+    with progress_bar(total=len(pool) + len(queries), desc="audit gradients", unit="sample") as bar:
         pool_grads = featurizer.featurize_tokenized(featurizer.tokenize(pool), bar)
         query_grads = featurizer.featurize_tokenized(featurizer.tokenize(queries), bar)
     exact = normalize_rows(pool_grads) @ normalize_rows(query_grads).T
-    query_side = encoder.encode_queries(queries) if subspace is None else subspace.coordinates(query_grads)
-    predicted = encoder.encode_pool(pool) @ query_side.T
+    with progress_bars(False):  # the audited rows only: a second bar after the gradients' would say little
+        query_side = encoder.encode_queries(queries) if subspace is None else subspace.coordinates(query_grads)
+        predicted = encoder.encode_pool(pool) @ query_side.T
     return spearman_report(predicted, exact).to_dict()
 
 
 def audit_attribution(
-    ic, queries: Sequence[Sample], results, n: int, seed: int = 0, progress: bool = True, device: str = "auto"
+    ic, queries: Sequence[Sample], results, n: int, seed: int = 0, progress: bool | None = None, device: str = "auto"
 ) -> dict:
     """Audit an `Influcoder.attribute` result on `n` pool samples including every returned hit; the decoder's
-    gradients are computed on `device`."""
+    gradients are computed on `device`. `progress`: the gradient bar on (True) or off (False); None: the switch
+    in `influcoder.core.progress`."""
     index = ic.index_
     pool = index.samples()
     row_of = {sample_id: i for i, sample_id in enumerate(pool.ids)}
@@ -80,6 +81,7 @@ def audit_attribution(
     log.info(f"[audit] exact gradients of {len(rows)} pool samples and {len(queries)} queries with {settings.model}")
     featurizer = GradientFeaturizer(settings)
     subspace = ic.subspace if ic.query_side == "exact" else None
-    report = audit_scores(ic.encoder, featurizer, [pool[i] for i in rows], queries, progress, subspace)
+    with progress_bars(progress):
+        report = audit_scores(ic.encoder, featurizer, [pool[i] for i in rows], queries, subspace)
     report["n_outside_coverage"] = int(np.isin(rows, outside).sum()) if len(outside) else 0
     return report

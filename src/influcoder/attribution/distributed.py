@@ -35,7 +35,8 @@ class EncodeShardJob:
 
         def job(shard: int) -> None:
             rows = store.shard_rows(shard)
-            store.write_shard(shard, encoder.encode_pool([samples[i] for i in rows], self.batch_size))
+            vectors = encoder.encode_pool([samples[i] for i in rows], self.batch_size, show_progress_bar=False)
+            store.write_shard(shard, vectors)
             release_freed_memory()
 
         return job

@@ -22,7 +22,6 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from influcoder.attribution.index_build import (
     IndexBuildOptions,
@@ -52,6 +51,7 @@ from influcoder.core.arrayfile import read_npy
 from influcoder.core.atomic import atomic_output
 from influcoder.core.errors import ArtifactMismatchError, InflucoderError
 from influcoder.core.locks import exclusive_directory
+from influcoder.core.progress import progress_bar, progress_bars
 from influcoder.core.store import FeatureStore, npy_bytes
 from influcoder.data.formats import write_samples
 from influcoder.data.records import Sample, fingerprint
@@ -99,26 +99,26 @@ class EmbeddingIndex:
         index_factory: str = "Flat",
         shard_size: int = 1024,
         batch_size: int = 32,
-        progress: bool = True,
+        progress: bool | None = None,
         overwrite: bool = False,
         encoder_path: str | Path | None = None,
         ray=None,
     ) -> EmbeddingIndex:
         """Encode `samples` into a new index (or a new segment of an existing one with `append`); one writer
-        at a time (`influcoder.core.locks`). The keyword arguments are `IndexBuildOptions`' fields."""
+        at a time (`influcoder.core.locks`). The other keyword arguments are `IndexBuildOptions`' fields;
+        `progress`: the bars on (True) or off (False), None: the switch in `influcoder.core.progress`."""
         options = IndexBuildOptions(
             append=append,
             dtype=dtype,
             index_factory=index_factory,
             shard_size=shard_size,
             batch_size=batch_size,
-            progress=progress,
             overwrite=overwrite,
             encoder_path=encoder_path,
             ray=ray,
         )
         path = Path(path)
-        with exclusive_directory(path, "index"):
+        with exclusive_directory(path, "index"), progress_bars(progress):
             return cls._build(encoder, samples, path, options)
 
     @classmethod
@@ -133,7 +133,7 @@ class EmbeddingIndex:
             index, pending = cls(path), "segment-00000"
         if pending is not None:
             index._encode_segment(encoder, samples, pending, options)
-        index._sync_faiss(options.progress)
+        index._sync_faiss()
         return index
 
     def _encode_segment(self, encoder, samples, name: str, options: IndexBuildOptions) -> None:
@@ -151,15 +151,15 @@ class EmbeddingIndex:
             encode_on_ray(store, self.path / f"{name}.jsonl", missing, encoder, options)
             missing = []
         done = len(samples) - sum(len(store.shard_rows(i)) for i in missing)
-        bar = tqdm(total=len(samples), initial=done, desc=f"encode {name}", unit="sample", disable=not options.progress)
-        with bar:
+        with progress_bar(total=len(samples), initial=done, desc=f"encode {name}", unit="sample") as bar:
             for i in missing:
                 rows = store.shard_rows(i)
-                store.write_shard(i, encoder.encode_pool([samples[j] for j in rows], options.batch_size))
+                vectors = encoder.encode_pool([samples[j] for j in rows], options.batch_size, show_progress_bar=False)
+                store.write_shard(i, vectors)
                 release_freed_memory()  # memory flat in the pool's size (`influcoder.core.allocator`)
                 bar.update(len(rows))
 
-    def _sync_faiss(self, progress: bool) -> None:
+    def _sync_faiss(self) -> None:
         """Bring index.faiss up to date: add the rows it lacks (after an append or a crash), else build it.
 
         A trained factory (IVF/PQ) is trained on the embeddings themselves when the index is first built.
@@ -179,7 +179,7 @@ class EmbeddingIndex:
                     raise InflucoderError(f"index factory {factory!r} needs training data; the pool is too small")
                 index.train(sample)
         skip = index.ntotal
-        for block in tqdm(self.iter_embeddings(), desc="faiss add", disable=not progress, leave=False):
+        for block in progress_bar(self.iter_embeddings(), desc="faiss add", unit="shard", leave=False):
             if skip >= len(block):
                 skip -= len(block)
                 continue

@@ -37,7 +37,7 @@ INDEX_FILES = (MANIFEST, "index.faiss*", f"{COVERAGE}*", "segment-*", "spread-sa
 
 @dataclass(frozen=True)
 class IndexBuildOptions:
-    """How `EmbeddingIndex.build` writes an index: its keyword arguments as one record."""
+    """How `EmbeddingIndex.build` writes an index: its keyword arguments (but `progress`) as one record."""
 
     append: bool = False
     """Add the samples as a new segment of the existing index (their ids must be new to it)."""
@@ -49,8 +49,6 @@ class IndexBuildOptions:
     """Samples per stored shard: what an interrupted build resumes from."""
     batch_size: int = 32
     """Samples per encoder forward pass."""
-    progress: bool = True
-    """Show progress bars."""
     overwrite: bool = False
     """Replace the index at the path (only a directory that is an influcoder index, or empty)."""
     encoder_path: str | Path | None = None

@@ -17,6 +17,7 @@ import numpy as np
 
 from influcoder.attribution.index import EmbeddingIndex
 from influcoder.core.errors import InflucoderError
+from influcoder.core.progress import progress_bars
 from influcoder.data.records import Sample
 from influcoder.data.stream import SelectedSamples, sample_ids
 from influcoder.encoder.coverage import CoverageReference, query_spread
@@ -154,8 +155,8 @@ class Influcoder:
         """The vectors queries are scored with (inner product with the pool's): the encoder's, or for a
         subspace encoder with ``query_side="exact"`` the coordinates of each query's projected gradient,
         computed with the decoder, adapter and projection recorded in the encoder's config."""
-        if self.query_side != "exact":
-            return self.encoder.encode_queries(queries, batch_size)
+        if self.query_side != "exact":  # no bar: a server's or a command's handful of queries at a time
+            return self.encoder.encode_queries(queries, batch_size, show_progress_bar=False)
         return self.subspace.coordinates(self.exact_featurizer().featurize(list(queries)))
 
     def exact_featurizer(self):
@@ -172,16 +173,18 @@ class Influcoder:
         return self._featurizer
 
     def rescore(
-        self, queries: Sequence[Sample], k: int = 10, candidates: int = 100, progress: bool = False, **kw
+        self, queries: Sequence[Sample], k: int = 10, candidates: int = 100, progress: bool | None = None, **kw
     ) -> list[list[Attribution]]:
         """Top-k per query by *exact* gradient influence among the encoder's top `candidates`
-        (`attribution.rescore`): `candidates` exact gradients per query instead of one per pool sample."""
+        (`attribution.rescore`): `candidates` exact gradients per query instead of one per pool sample.
+        `progress`: their bar on (True) or off (False); None: the switch in `influcoder.core.progress`."""
         from influcoder.attribution.rescore import rescore_hits
 
         if candidates < k:
             raise InflucoderError(f"rescoring needs at least k candidates, got {candidates} for k = {k}")
         found = self.attribute(queries, k=candidates, **kw)
-        return rescore_hits(self.exact_featurizer(), queries, found, k, progress)
+        with progress_bars(progress):
+            return rescore_hits(self.exact_featurizer(), queries, found, k)
 
     def attribute(
         self, queries: Sequence[Sample], k: int = 10, nprobe: int | None = None, batch_size: int = 32

@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from influcoder.core.errors import InflucoderError
+from influcoder.core.progress import progress_bar
 from influcoder.data.records import Sample
 from influcoder.labels.influence import normalize_rows
 
@@ -26,7 +26,6 @@ def rescore_hits(
     queries: Sequence[Sample],
     candidates: Sequence[Sequence],
     k: int,
-    progress: bool = False,
 ) -> list[list]:
     """Each query's `candidates` (`Attribution`s, any order) re-ranked by the exact cosine of their projected
     gradients with the query's, best `k` first. A pool sample that is a candidate of several queries is
@@ -44,7 +43,7 @@ def rescore_hits(
                 position[hit.sample.id] = len(unique)
                 unique.append(hit.sample)
     total = len(unique) + len(queries)
-    with tqdm(total=total, desc="exact gradients", unit="sample", disable=not progress) as bar:
+    with progress_bar(total=total, desc="exact gradients", unit="sample") as bar:
         pool_grads = featurizer.featurize_tokenized(featurizer.tokenize(unique), bar) if unique else None
         query_grads = featurizer.featurize_tokenized(featurizer.tokenize(list(queries)), bar)
     query_unit = normalize_rows(query_grads)

@@ -84,7 +84,6 @@ class Index(Command):
             index_factory=self.index_factory,
             shard_size=self.shard_size,
             batch_size=self.batch_size,
-            progress=not self.quiet,
             overwrite=self.overwrite,
             encoder_path=self.encoder,
             ray=self.distributed.options(),
@@ -183,9 +182,7 @@ class Attribute(Scoring):
         ic = self.open()
         queries = self.input.load(self.queries, self.limit, self.data_seed)
         if self.rescore:
-            results = ic.rescore(
-                queries, k=self.k, candidates=self.rescore, progress=not self.quiet, nprobe=self.nprobe
-            )
+            results = ic.rescore(queries, k=self.k, candidates=self.rescore, nprobe=self.nprobe)
         else:
             results = ic.attribute(queries, k=self.k, nprobe=self.nprobe)
         rows = _result_rows(ic, results)
@@ -211,9 +208,7 @@ class Attribute(Scoring):
         """--audit: exact gradient influence on --audit pool samples against the encoder's scores."""
         from influcoder.attribution.audit import audit_attribution
 
-        report = audit_attribution(
-            ic, queries, results, self.audit, seed=self.data_seed, progress=not self.quiet, device=self.device
-        )
+        report = audit_attribution(ic, queries, results, self.audit, seed=self.data_seed, device=self.device)
         print(
             f"\nfidelity audit: Spearman(encoder, exact gradient influence) over {report['n_pool']} pool "
             f"samples x {report['n_queries']} queries: per-anchor {report['per_anchor_mean']:.3f} +- "

@@ -171,7 +171,7 @@ class Select(Command):
         embeddings = None
         if self.method != "random":
             encoder = InfluenceEncoder.from_backbone(self.encoder, seed=self.seed, device=self.device)
-            embeddings = encoder.encode(candidates, show_progress=not self.quiet)
+            embeddings = encoder.encode(candidates)
         chosen = select_indices(
             len(candidates), self.budget, self.method, embeddings, self.seed, groups, self.per_group_cap
         )

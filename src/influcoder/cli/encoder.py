@@ -87,7 +87,6 @@ class Distill(Command):
             self.settings,
             self.eval_pool,
             self.eval_queries,
-            progress=not self.quiet,
             eval_split=self.eval_split,
             overwrite=self.overwrite,
             device=self.device,

@@ -101,7 +101,6 @@ class Evaluate(Command):
         ctx = MethodContext(
             labels=settings, encoder_dir=encoder_dir, encoder=encoder, labels_dir=self.labels,
             optimizer_state=state if state and state.exists() else None, device=self.device,
-            progress=not self.quiet,
             distill_settings=DistillSettings(**(record.settings if record else {})),
         )  # fmt: skip
         scorers = {"distilled": build_scorer("influcoder", ctx)}
@@ -258,6 +257,5 @@ class Demo(Command):
             self.proj_dim,
             self.seed,
             self.device,
-            not self.quiet,
-            self.objective,
+            objective=self.objective,
         )

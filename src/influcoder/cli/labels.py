@@ -67,7 +67,6 @@ class Label(Command):
             self.out,
             s,
             overwrite=self.overwrite,
-            progress=not self.quiet,
             ray=self.distributed.options(),
         )
         seconds = time.perf_counter() - started
@@ -149,7 +148,7 @@ class Fidelity(Command):
         from influcoder.labels.fidelity import projection_fidelity
 
         samples = self.input.load(self.data, self.limit, self.data_seed)
-        rows = projection_fidelity(samples, self.settings, self.dims, progress=not self.quiet)
+        rows = projection_fidelity(samples, self.settings, self.dims)
         n_pairs = len(samples) * (len(samples) - 1) // 2
         print(f"\nprojection fidelity on {len(samples)} samples ({n_pairs} pairs), LoRA dim {rows[0]['in_dim']:,}")
         print("| projector | dim | Spearman vs exact | Pearson | max abs error | mean abs error |")
@@ -215,7 +214,6 @@ class Finetune(Command):
             lora,
             self.settings,
             chat_template=self.chat_template,
-            progress=not self.quiet,
         )
         first, last = result.losses[0], sum(result.losses[-10:]) / len(result.losses[-10:])
         resumed = f", resumed at step {result.resumed_from}" if result.resumed_from else ""

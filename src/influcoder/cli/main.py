@@ -37,6 +37,7 @@ from influcoder.cli.options import (
 from influcoder.cli.serve import Serve
 from influcoder.cli.toxicity import Toxicity
 from influcoder.core.errors import InflucoderError
+from influcoder.core.progress import progress_bars
 from influcoder.core.verbosity import quiet_scope
 
 COMMANDS: dict[str, type[Command]] = {
@@ -176,7 +177,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     configured(cmd)
     try:
         quiet = bool(getattr(cmd, "quiet", False))
-        with quiet_scope(quiet), messages_to_stderr(quiet):
+        # --quiet: no bars for this command (restored after it, as the log handler is); else the switch decides
+        with quiet_scope(quiet), messages_to_stderr(quiet), progress_bars(False if quiet else None):
             _check_device(cmd)
             code = _exit_status(cmd.run())
     except InflucoderError as exc:

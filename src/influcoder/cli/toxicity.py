@@ -150,7 +150,7 @@ class Toxicity(Command):
                 )
                 directory = self.out / f"{variant}-seed{seed}"
                 print(f"== {variant}, seed {seed} -> {directory}")
-                run_toxicity(directory, run, progress=not self.quiet, device=self.device)
+                run_toxicity(directory, run, device=self.device)
         for directory in replicate_directories(self.out) if self.archive is not None else ():
             if not is_archived(directory):  # refreshed each time: a refusal check may have finished since
                 print(f"archived -> {archive_replicate(directory, self.archive / directory.name)}")

@@ -1,7 +1,8 @@
 """`--quiet`: silence what third-party libraries print, not only our own progress bars.
 
-Our long stages take a ``progress`` flag (tqdm bars); transformers, peft and Ray add load bars, advisory
-warnings and FutureWarnings of their own that a quiet run should not print either.
+Our own bars answer one switch (`influcoder.core.progress`, which the CLI turns off for a --quiet command);
+transformers, peft and Ray add load bars, advisory warnings and FutureWarnings of their own that a quiet run
+should not print either.
 """
 
 from __future__ import annotations

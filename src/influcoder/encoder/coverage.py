@@ -33,6 +33,7 @@ import numpy as np
 from influcoder.core import checksums
 from influcoder.core.arrayfile import check_shape, read_npz
 from influcoder.core.errors import DamagedFileError
+from influcoder.core.progress import progress_bars
 from influcoder.data.records import Sample
 from influcoder.encoder.run_record import DistillRun, TrainingRecord
 
@@ -125,27 +126,27 @@ def build_reference(
     validation: Sequence[Sample],
     k: int = 10,
     quantile: float = 0.05,
-    progress: bool = False,
     validation_pool: Sequence[Sample] = (),
     validation_queries: Sequence[Sample] = (),
 ) -> CoverageReference:
     """Embed the labelled training samples; calibrate the coverage threshold on the validation samples'
     scores (with the reference rounded to float16 first, as it is saved) and, given the validation split's
-    pool and queries apart, the spread threshold on the validation queries' spreads over that pool."""
-    embeddings = encoder.encode(list(labelled), show_progress=progress).astype(np.float16).astype(np.float32)
+    pool and queries apart, the spread threshold on the validation queries' spreads over that pool. Only the
+    labelled samples' encoding shows a bar (`influcoder.core.progress`): the validation sets are small."""
+    embeddings = encoder.encode(list(labelled)).astype(np.float16).astype(np.float32)
     reference = CoverageReference(embeddings, k, float("-inf"), quantile)
-    if len(validation):
-        reference.threshold = float(np.quantile(reference.score(encoder.encode(list(validation))), quantile))
-    if len(validation_pool) >= 2 and len(validation_queries):
-        spreads = query_spread(encoder.encode(list(validation_queries)), encoder.encode(list(validation_pool)))
-        reference.spread_threshold = float(np.quantile(spreads, quantile))
+    with progress_bars(False):
+        if len(validation):
+            reference.threshold = float(np.quantile(reference.score(encoder.encode(list(validation))), quantile))
+        if len(validation_pool) >= 2 and len(validation_queries):
+            spreads = query_spread(encoder.encode(list(validation_queries)), encoder.encode(list(validation_pool)))
+            reference.spread_threshold = float(np.quantile(spreads, quantile))
     return reference
 
 
 def write_coverage_reference(
     out: Path,
     samples: Sequence[Sample],
-    progress: bool = False,
     device: str = "auto",
     record: TrainingRecord | None = None,
 ) -> CoverageReference:
@@ -164,7 +165,6 @@ def write_coverage_reference(
         encoder,
         labelled,
         val_pool + val_queries,
-        progress=progress,
         validation_pool=val_pool,
         validation_queries=val_queries,
     )

@@ -32,6 +32,7 @@ import torch
 from influcoder.core.devices import resolve_device
 from influcoder.core.errors import ArtifactMismatchError, InflucoderError
 from influcoder.core.locks import exclusive_directory
+from influcoder.core.progress import progress_bars
 from influcoder.data.records import Sample, sample_groups
 from influcoder.encoder.coverage import CoverageReference, write_coverage_reference
 from influcoder.encoder.epoch_log import EpochLog
@@ -156,7 +157,7 @@ class Distiller:
         pool: Sequence[Sample],
         queries: Sequence[Sample],
         out: str | Path | None = None,
-        progress: bool = True,
+        progress: bool | None = None,
         overwrite: bool = False,
         checkpoint_seconds: float | None = CHECKPOINT_SECONDS,
     ) -> list[EpochLog]:
@@ -165,7 +166,8 @@ class Distiller:
         With `out`, a rerun resumes from the last saved state (see the module docstring): the end of every epoch
         and, inside an epoch, the first step ending `checkpoint_seconds` or more after the last save (None: at
         epoch ends only; 0: after every step). `overwrite` discards a run of other settings or labels found
-        there instead of refusing it. The steps themselves are `TrainingRun`'s.
+        there instead of refusing it. The steps themselves are `TrainingRun`'s. `progress`: the epoch bars on
+        (True) or off (False); None leaves them to the switch in `influcoder.core.progress`.
         """
         scores = np.asarray(scores, dtype=np.float32)
         if scores.shape != (len(pool), len(queries)):
@@ -177,14 +179,13 @@ class Distiller:
         state = load_state(out, run.key, overwrite) if out is not None else None
         if state is not None:
             if state.get("complete"):
-                if progress:
-                    log.info("%s already holds this finished run; nothing to do", out)
+                log.info("%s already holds this finished run; nothing to do", out)
                 return [EpochLog(**x) for x in state["logs"]]
             run.restore(state)
-            if progress:
-                log.info("resuming %s after %s of %d", out, run.where(), self.settings.epochs)
-        for epoch in range(len(run.logs) + 1, self.settings.epochs + 1):
-            run.run_epoch(epoch, progress, checkpoint_seconds)
+            log.info("resuming %s after %s of %d", out, run.where(), self.settings.epochs)
+        with progress_bars(progress):
+            for epoch in range(len(run.logs) + 1, self.settings.epochs + 1):
+                run.run_epoch(epoch, checkpoint_seconds)
         return run.logs
 
 
@@ -264,7 +265,7 @@ def distill_labels(
     settings: DistillSettings | None = None,
     eval_pool: int = 0,
     eval_queries: int = 0,
-    progress: bool = True,
+    progress: bool | None = None,
     eval_split: str | Path | None = None,
     overwrite: bool = False,
     device: str = "auto",
@@ -284,7 +285,8 @@ def distill_labels(
 
     Writes ``out/best`` and ``out/last`` (encoders), ``out/training.json`` (logs, ids per split) and
     ``out/eval_split.json`` (the held-out pool and query ids, for `influcoder evaluate`); ``out/resume.pt``
-    while the run is unfinished (`checkpoint_seconds`: `Distiller.fit`).
+    while the run is unfinished (`checkpoint_seconds`: `Distiller.fit`). `progress`: the bars on (True) or off
+    (False); None leaves them to the switch in `influcoder.core.progress`.
     """
     from influcoder.labels.labels_dir import LabelsDir
 
@@ -298,7 +300,7 @@ def distill_labels(
     scores = np.asarray(labels.matrix.scores)
     train = scores[np.ix_(train_p, train_q)], [pool[i] for i in train_p], [queries[j] for j in train_q]
     run = DistillRun(out)
-    with exclusive_directory(run.path, "encoder"):  # one writer per run directory
+    with exclusive_directory(run.path, "encoder"), progress_bars(progress):  # one writer per run directory
         if not overwrite:  # a run of other settings or labels in `out` is refused before anything is written
             load_state(run.path, run_key(settings, *train), overwrite)
         else:
@@ -308,15 +310,12 @@ def distill_labels(
         if settings.objective == "subspace":
             from influcoder.encoder.subspace_distill import distill_subspace
 
-            logs = distill_subspace(Path(labels_dir), run.path, settings, *train, features, overwrite, progress,
-                                    device)  # fmt: skip
+            logs = distill_subspace(Path(labels_dir), run.path, settings, *train, features, overwrite, device)
         else:
             distiller = Distiller(settings, init, device, activation_checkpointing)
             distiller.encoder.config.label_config = features
-            logs = distiller.fit(
-                *train, out=run.path, progress=progress, overwrite=overwrite, checkpoint_seconds=checkpoint_seconds
-            )
-        _finish(run, settings, [*pool, *queries], train, progress, device)
+            logs = distiller.fit(*train, out=run.path, overwrite=overwrite, checkpoint_seconds=checkpoint_seconds)
+        _finish(run, settings, [*pool, *queries], train, device)
         return logs
 
 
@@ -344,7 +343,7 @@ def _starting_point(
     return init, settings
 
 
-def _finish(run: DistillRun, settings: DistillSettings, labelled, train, progress: bool, device: str) -> None:
+def _finish(run: DistillRun, settings: DistillSettings, labelled, train, device: str) -> None:
     """After training: the coverage reference (the out-of-coverage flag of index and attribute) and, when
     asked for, the length prior, both from the run's training record (read once, for both)."""
     needs_coverage = CoverageReference.load(run.best) is None
@@ -353,6 +352,6 @@ def _finish(run: DistillRun, settings: DistillSettings, labelled, train, progres
         return
     record = run.record()
     if needs_coverage:
-        write_coverage_reference(run.path, labelled, progress, device, record=record)
+        write_coverage_reference(run.path, labelled, device=device, record=record)
     if needs_prior:
         fit_length_prior(run.path, *train, record=record)

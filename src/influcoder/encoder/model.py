@@ -32,10 +32,10 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from influcoder.core.devices import resolve_device
 from influcoder.core.errors import InflucoderError, NonFiniteValueError
+from influcoder.core.progress import progress_bar, progress_bars, renamed_keyword
 from influcoder.data.records import Sample
 from influcoder.encoder.config import (  # noqa: F401 - CONFIG_NAME, FORMAT: also importable from here
     CONFIG_NAME,
@@ -331,22 +331,26 @@ class InfluenceEncoder(torch.nn.Module):
         inverse[torch.tensor([i for group in groups for i in group])] = torch.arange(len(items))
         return torch.cat(parts, dim=0)[inverse]
 
+    @renamed_keyword("show_progress", "show_progress_bar")
     @torch.inference_mode()
-    def encode(self, items: Sequence[Sample | str], batch_size: int = 32, show_progress: bool = False) -> np.ndarray:
+    def encode(
+        self, items: Sequence[Sample | str], batch_size: int = 32, show_progress_bar: bool | None = None
+    ) -> np.ndarray:
         """(n, dim) float32 unit-norm embeddings in input order.
 
         Texts are tokenized once, sorted by token count and padded per batch only to the batch's longest, so
         a pool mixing 20-token and 256-token texts pays for the tokens it has. On the torch backend sorting
         changes which texts share a batch, never an embedding (beyond float rounding); on int8 the activations
         are quantised per batch, so an embedding moves slightly with its batch-mates (`encode_queries` therefore
-        encodes int8 queries one at a time).
+        encodes int8 queries one at a time). `show_progress_bar` (sentence-transformers' keyword): the bar on
+        or off for this call; None leaves it to the switch in `influcoder.core.progress`.
         """
         if not items:
             return np.zeros((0, self.dim), dtype=np.float32)
         was_training = self.training
         self.eval()
         out = np.empty((len(items), self.dim), dtype=np.float32)
-        with tqdm(total=len(items), desc="encode", unit="text", disable=not show_progress) as bar:
+        with progress_bars(show_progress_bar), progress_bar(total=len(items), desc="encode", unit="text") as bar:
             for chunk in range(0, len(items), ENCODE_CHUNK):  # bounded memory: token ids of one chunk at a time
                 part = items[chunk : chunk + ENCODE_CHUNK]
                 encoded = self._tokenize_unpadded(part)
@@ -363,22 +367,26 @@ class InfluenceEncoder(torch.nn.Module):
             raise NonFiniteValueError(f"non-finite (NaN/Inf) embedding for {len(bad)} text(s): {', '.join(names)}")
         return out
 
-    def encode_pool(self, items: Sequence[Sample], batch_size: int = 32, show_progress: bool = False) -> np.ndarray:
+    @renamed_keyword("show_progress", "show_progress_bar")
+    def encode_pool(
+        self, items: Sequence[Sample], batch_size: int = 32, show_progress_bar: bool | None = None
+    ) -> np.ndarray:
         """Pool-side vectors (n, score_dim): the embeddings, and with a length prior its value per sample."""
-        embeddings = self.encode(items, batch_size, show_progress)
+        embeddings = self.encode(items, batch_size, show_progress_bar)
         if self.length_prior is None:
             return embeddings
         return np.hstack([embeddings, self.length_prior.offsets(items)[:, None]])
 
+    @renamed_keyword("show_progress", "show_progress_bar")
     def encode_queries(
-        self, items: Sequence[Sample | str], batch_size: int = 32, show_progress: bool = False
+        self, items: Sequence[Sample | str], batch_size: int = 32, show_progress_bar: bool | None = None
     ) -> np.ndarray:
         """Query-side vectors (n, score_dim): the embeddings, and with a length prior a column of ones, so that
         a query vector's inner product with a pool vector is cosine + the pool sample's prior. On the int8
         backend each query is encoded alone: its activations' quantisation step would otherwise depend on the
         queries it happens to share a call with (a server's micro-batch, a file's neighbours), and the same
         query would get different hits from `serve` and `attribute`."""
-        embeddings = self.encode(items, 1 if self.backend == "int8" else batch_size, show_progress)
+        embeddings = self.encode(items, 1 if self.backend == "int8" else batch_size, show_progress_bar)
         if self.length_prior is None:
             return embeddings
         return np.hstack([embeddings, np.ones((len(embeddings), 1), dtype=np.float32)])

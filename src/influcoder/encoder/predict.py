@@ -15,9 +15,8 @@ def predict_matrix(
     pool: Sequence[Sample],
     queries: Sequence[Sample],
     batch_size: int = 32,
-    progress: bool = False,
 ) -> np.ndarray:
     """Predicted influence (pool x queries): cosines of the encoder's embeddings (plus each pool sample's
-    length prior, when the encoder has one)."""
-    pool_vectors = encoder.encode_pool(pool, batch_size, progress)
-    return pool_vectors @ encoder.encode_queries(queries, batch_size, progress).T
+    length prior, when the encoder has one); the encoding bars follow `influcoder.core.progress`."""
+    pool_vectors = encoder.encode_pool(pool, batch_size)
+    return pool_vectors @ encoder.encode_queries(queries, batch_size).T

@@ -23,10 +23,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from influcoder.core.errors import InflucoderError
 from influcoder.core.jsonfile import DamagedFileError
+from influcoder.core.progress import progress_bar, progress_bars
 from influcoder.data.records import Sample
 from influcoder.encoder.model import InfluenceEncoder
 
@@ -211,7 +211,7 @@ def fit_coordinates(
     settings: CoordinateFitSettings | None = None,
     query_rows: np.ndarray | None = None,
     query_labels: np.ndarray | None = None,
-    show_progress: bool = False,
+    show_progress: bool | None = None,
     start_at_ridge: bool = True,
     query_coords: np.ndarray | None = None,
     exclude: np.ndarray | None = None,
@@ -225,7 +225,8 @@ def fit_coordinates(
     to leave out (the same text on both sides); `query_labels` (n, m) holds each training sample's label
     against them. `start_at_ridge=False` continues from the head as it is; `start` continues a fit saved after
     its epoch `start.epochs_done` (the encoder already holding that epoch's weights); `on_epoch` sees each
-    epoch's record (mean loss parts) and the position to save when the epoch ends. Returns the records."""
+    epoch's record (mean loss parts) and the position to save when the epoch ends. Returns the records.
+    `show_progress`: the epoch bars on or off; None leaves them to the switch in `influcoder.core.progress`."""
     settings = settings or CoordinateFitSettings()
     _check_fit(encoder, samples, targets)
     if start_at_ridge:
@@ -251,8 +252,9 @@ def fit_coordinates(
     encoder.eval()  # no dropout: the fit starts exactly at the ridge solution
     for epoch in range(start.epochs_done, settings.epochs):
         batches = _length_batches(lengths, settings.batch_size, rng)
-        progress = tqdm(batches, desc=f"subspace epoch {epoch + 1}", disable=not show_progress)
-        totals = _fit_epoch(encoder, encoded, progress, target, scale, optimizer, score, settings.score_weight)
+        with progress_bars(show_progress):
+            bar = progress_bar(batches, desc=f"subspace epoch {epoch + 1}", unit="batch")
+        totals = _fit_epoch(encoder, encoded, bar, target, scale, optimizer, score, settings.score_weight)
         history.append({"epoch": epoch + 1, **totals})
         if on_epoch is not None:
             on_epoch(history[-1], FitPosition(epoch + 1, optimizer.state_dict(), rng.bit_generator.state))

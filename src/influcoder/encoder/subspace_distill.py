@@ -144,8 +144,8 @@ class EpochTracker:
     saves what a rerun needs to continue after this epoch (``resume.pt``) and training.json, as
     `Distiller.fit` does after each of its epochs."""
 
-    def __init__(self, encoder, problem: SubspaceProblem, run: SubspaceRunFacts, progress: bool, started: float):
-        self.encoder, self.problem, self.run, self.progress = encoder, problem, run, progress
+    def __init__(self, encoder, problem: SubspaceProblem, run: SubspaceRunFacts, started: float):
+        self.encoder, self.problem, self.run = encoder, problem, run
         self.clock = started
         self.logs: list[EpochLog] = []
         self.best = -np.inf
@@ -159,7 +159,7 @@ class EpochTracker:
 
     def __call__(self, record: dict[str, float], position: FitPosition) -> None:
         p = self.problem
-        report = spearman_report(self.encoder.encode(p.val_pool) @ p.val_qc.T, p.val_truth)
+        report = spearman_report(self.encoder.encode(p.val_pool, show_progress_bar=False) @ p.val_qc.T, p.val_truth)
         trained = record["epoch"] > 0
         done = EpochLog(int(record["epoch"]),
                         record["mse"] + self.run.settings.alpha * (1.0 - record["pearson"]) if trained else None,
@@ -168,10 +168,9 @@ class EpochTracker:
                         coordinate_error=record["mse"] if trained else None)  # fmt: skip
         self.clock = time.perf_counter()
         self.logs.append(done)
-        if self.progress:
-            error = f"coordinate error {record['mse']:.4f}" if trained else "ridge start"
-            log.info("epoch %d: %s, val per-anchor rho %.4f, mean-aggregated rho %.4f [%.0f s]", done.epoch, error,
-                     done.val_per_anchor, done.val_mean_aggregated, done.seconds)  # fmt: skip
+        error = f"coordinate error {record['mse']:.4f}" if trained else "ridge start"
+        log.info("epoch %d: %s, val per-anchor rho %.4f, mean-aggregated rho %.4f [%.0f s]", done.epoch, error,
+                 done.val_per_anchor, done.val_mean_aggregated, done.seconds)  # fmt: skip
         self.save(done, position)
 
     def save(self, done: EpochLog, position: FitPosition) -> None:
@@ -235,7 +234,6 @@ def distill_subspace(
     queries: Sequence[Sample],
     label_config: dict,
     overwrite: bool = False,
-    progress: bool = True,
     device: str = "auto",
 ) -> list[EpochLog]:
     """Fit on the training `pool` x `queries` (`scores` their labels); write ``out/best``, ``out/last`` and
@@ -247,8 +245,7 @@ def distill_subspace(
     key = run_key(s, scores, pool, queries)
     state = load_state(out, key, overwrite)
     if state is not None and state.get("complete"):
-        if progress:
-            log.info("%s already holds this finished run; nothing to do", out)
+        log.info("%s already holds this finished run; nothing to do", out)
         return [EpochLog(**x) for x in state["logs"]]
     rng = np.random.default_rng(s.seed)
     groups = (sample_groups(pool, s.val_group), sample_groups(queries, s.val_group)) if s.val_group else None
@@ -261,7 +258,7 @@ def distill_subspace(
     fit = CoordinateFitSettings(epochs=s.epochs, lr=s.lr, head_lr=s.lr * s.head_lr_scale,
                                 weight_decay=s.weight_decay, batch_size=s.subspace_batch, score_weight=s.alpha,
                                 ridge=s.subspace_ridge, seed=s.seed)  # fmt: skip
-    tracker = EpochTracker(encoder, problem, SubspaceRunFacts(s, key, out, pool, queries, split), progress, started)
+    tracker = EpochTracker(encoder, problem, SubspaceRunFacts(s, key, out, pool, queries, split), started)
     if state is None:
         fit_coordinates(encoder, problem.train_samples, problem.targets,
                         CoordinateFitSettings(epochs=0, ridge=s.subspace_ridge))  # fmt: skip
@@ -269,10 +266,9 @@ def distill_subspace(
         position = FitPosition()
     else:
         position = tracker.restore(state)
-        if progress:
-            log.info("resuming %s after epoch %d of %d", out, position.epochs_done, s.epochs)
+        log.info("resuming %s after epoch %d of %d", out, position.epochs_done, s.epochs)
     fit_coordinates(encoder, problem.train_samples, problem.targets, fit, query_labels=problem.labels,
-                    show_progress=progress, start_at_ridge=False, query_coords=problem.train_qc,
+                    start_at_ridge=False, query_coords=problem.train_qc,
                     exclude=problem.exclude, on_epoch=tracker, start=position)  # fmt: skip
     return tracker.logs
 

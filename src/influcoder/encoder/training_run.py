@@ -19,10 +19,10 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from influcoder.core.errors import NonFiniteValueError
+from influcoder.core.progress import progress_bar, progress_bars
 from influcoder.data.records import Sample, sample_groups
 from influcoder.encoder.epoch_log import EpochLog
 from influcoder.encoder.losses import distillation_loss, group_ranking_loss
@@ -143,7 +143,7 @@ class TrainingRun:
         save_state(self.out, self.key, parts, position)
 
     # ------------------------------------------------------------------------------------------------- epoch
-    def run_epoch(self, epoch: int, progress: bool, checkpoint_seconds: float | None) -> EpochLog:
+    def run_epoch(self, epoch: int, checkpoint_seconds: float | None) -> EpochLog:
         """Train one epoch (from where a resumed run stopped inside it), validate, and record it."""
         self.encoder.train()
         started = time.perf_counter()
@@ -155,8 +155,8 @@ class TrainingRun:
             first, sums = 0, np.zeros(3)
             deal = self.rng.permutation(self.plan.train_pool)  # this epoch's order: each pool sample once
         steps = self.plan.steps_per_epoch
-        bar = tqdm(range(first, steps), initial=first, total=steps, desc=f"epoch {epoch}/{self.settings.epochs}",
-                   unit="step", disable=not progress)  # fmt: skip
+        desc = f"epoch {epoch}/{self.settings.epochs}"
+        bar = progress_bar(range(first, steps), initial=first, total=steps, desc=desc, unit="step")
         saved = time.perf_counter()
         for step in bar:
             sums += self.step(epoch, step, deal)
@@ -170,12 +170,11 @@ class TrainingRun:
                 saved = time.perf_counter()
         done = self.validate(epoch, sums / steps, round(time.perf_counter() - started, 2))
         self.logs.append(done)
-        if progress:
-            log.info(
-                "epoch %d: loss %.4f (pearson %.4f, kl %.4f) val per-anchor rho %.4f, mean-aggregated rho %.4f "
-                "[%.0f s]", epoch, done.loss, done.pearson_loss, done.kl_loss, done.val_per_anchor,
-                done.val_mean_aggregated, done.seconds,
-            )  # fmt: skip
+        log.info(
+            "epoch %d: loss %.4f (pearson %.4f, kl %.4f) val per-anchor rho %.4f, mean-aggregated rho %.4f "
+            "[%.0f s]", epoch, done.loss, done.pearson_loss, done.kl_loss, done.val_per_anchor,
+            done.val_mean_aggregated, done.seconds,
+        )  # fmt: skip
         if self.out is not None:
             self.record(epoch, done)
         return done
@@ -212,8 +211,9 @@ class TrainingRun:
     def validate(self, epoch: int, means: np.ndarray, seconds: float) -> EpochLog:
         """The epoch's log: its mean losses and Spearman on the validation pool and queries."""
         plan = self.plan
-        predicted = predict_matrix(self.encoder, [self.pool[i] for i in plan.val_pool],
-                                   [self.queries[j] for j in plan.val_queries])  # fmt: skip
+        with progress_bars(False):  # a few hundred texts after every epoch: the epoch's bar is enough
+            predicted = predict_matrix(self.encoder, [self.pool[i] for i in plan.val_pool],
+                                       [self.queries[j] for j in plan.val_queries])  # fmt: skip
         report = spearman_report(predicted, self.scores[np.ix_(plan.val_pool, plan.val_queries)])
         return EpochLog(epoch, *map(float, means), report.per_anchor_mean, report.mean_aggregated, seconds)
 

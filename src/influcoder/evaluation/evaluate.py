@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from influcoder.core.errors import ArtifactMismatchError, InflucoderError
+from influcoder.core.progress import progress_bars
 from influcoder.data.records import sample_groups
 from influcoder.encoder.model import InfluenceEncoder
 from influcoder.encoder.run_record import DistillRun, EvalSplit, TrainingRecord
@@ -57,6 +58,7 @@ def evaluate_scorers(
     group_by: str | None = None,
     count_flops: bool = False,
     predictions: dict[str, np.ndarray] | None = None,
+    progress: bool | None = None,
 ) -> dict[str, dict]:
     """One report per method on `data`'s evaluation part: Spearman figures, protocol and cost per sample.
 
@@ -65,8 +67,14 @@ def evaluate_scorers(
     `group_by` names a query meta field (e.g. "task"): reports then also hold per-anchor Spearman per group
     under "per_group", because a mean over all queries hides the tasks a method fails on. `count_flops` scores
     once more under the FLOP meter (`costs.count_flops`) and reports FLOPs per scored sample. `predictions`,
-    when given, receives each method's predicted matrix (for the report's top-k examples).
+    when given, receives each method's predicted matrix (for the report's top-k examples). `progress`: the
+    scorers' bars on (True) or off (False); None leaves them to the switch in `influcoder.core.progress`.
     """
+    with progress_bars(progress):
+        return _evaluate_scorers(scorers, data, trained_on, group_by, count_flops, predictions)
+
+
+def _evaluate_scorers(scorers, data: EvaluationData, trained_on, group_by, count_flops, predictions) -> dict[str, dict]:
     pool, queries = data.eval_samples()
     trained_pool, trained_queries = trained_ids(trained_on)
     leak = (trained_pool & {s.id for s in pool}) | (trained_queries & {q.id for q in queries})
@@ -128,18 +136,15 @@ def evaluate_encoder(
     split: str | Path | None = None,
     trained_on: TrainingRecord | dict | None = None,
     group_by: str | None = None,
-    progress: bool = False,
+    progress: bool | None = None,
     subspace=None,
 ) -> dict:
     """Spearman report of `encoder` on the labels (restricted to `split`'s ids when given), with timing. With
     the `subspace` of a subspace encoder, queries are scored as `attribute` scores them: by their exact gradient
-    coordinates (read from the labels' stored gradients)."""
-    scorer = (
-        Distilled(encoder, progress=progress)
-        if subspace is None
-        else SubspaceDistilled(encoder, subspace, labels_dir, progress=progress)
-    )
-    return evaluate_scorers({"encoder": scorer}, evaluation_data(labels_dir, split), trained_on, group_by)["encoder"]
+    coordinates (read from the labels' stored gradients). `progress` as in `evaluate_scorers`."""
+    scorer = Distilled(encoder) if subspace is None else SubspaceDistilled(encoder, subspace, labels_dir)
+    data = evaluation_data(labels_dir, split)
+    return evaluate_scorers({"encoder": scorer}, data, trained_on, group_by, progress=progress)["encoder"]
 
 
 def per_group_table(columns: dict[str, dict], by: str) -> list[str]:

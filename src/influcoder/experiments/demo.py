@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from influcoder.core.atomic import write_json_atomic
+from influcoder.core.progress import progress_bars
 from influcoder.data.loading import load_samples
 from influcoder.encoder.run_record import DistillRun
 
@@ -73,11 +74,12 @@ def run_demo(
     proj_dim: int = 32768,
     seed: int = 0,
     device: str = "auto",
-    progress: bool = True,
+    progress: bool | None = None,
     objective: str = "subspace",
 ) -> DemoReport:
     """Run every stage at these sizes under `out`, logging what each measured; stages resume on a rerun.
-    `epochs` and `lr` default to the `objective`'s demo settings (`DEMO_DISTILL`)."""
+    `epochs` and `lr` default to the `objective`'s demo settings (`DEMO_DISTILL`). `progress`: the stages'
+    bars on (True) or off (False); None leaves them to the switch in `influcoder.core.progress`."""
     from influcoder.core.store import FeatureStore
     from influcoder.encoder.settings import DistillSettings
 
@@ -85,13 +87,14 @@ def run_demo(
     started = time.perf_counter()
     pool = load_samples("evals", limit=pool_size, seed=seed)
     queries = load_samples("bbh", limit=query_size, seed=seed)
-    label_seconds = _label(out, pool, queries, max_length, proj_dim, seed, device, progress)
     epochs, lr = epochs or DEMO_DISTILL[objective][0], lr or DEMO_DISTILL[objective][1]
     distill = DistillSettings(epochs=epochs, lr=lr, seed=seed, max_length=max_length, objective=objective)
-    distill_seconds = _distill(out, len(pool), len(queries), distill, device, progress)
-    ic, distilled, untrained = _evaluate(out, max_length, device)
-    index, index_seconds = _index(ic, pool, out, progress)
-    kept, dropped = _attribute_and_filter(ic, queries, out)
+    with progress_bars(progress):
+        label_seconds = _label(out, pool, queries, max_length, proj_dim, seed, device)
+        distill_seconds = _distill(out, len(pool), len(queries), distill, device)
+        ic, distilled, untrained = _evaluate(out, max_length, device)
+        index, index_seconds = _index(ic, pool, out)
+        kept, dropped = _attribute_and_filter(ic, queries, out)
     report = {
         "protocol": "random (held-out samples of the tasks seen in distillation)",
         "sizes": {"pool": len(pool), "queries": len(queries), "held_out_pool": distilled["n_pool"],
@@ -109,7 +112,7 @@ def run_demo(
     return DemoReport(out, report)
 
 
-def _label(out: Path, pool, queries, max_length: int, proj_dim: int, seed: int, device: str, progress: bool) -> float:
+def _label(out: Path, pool, queries, max_length: int, proj_dim: int, seed: int, device: str) -> float:
     """Stage 1: gradient influence labels of pool x queries; its seconds."""
     from influcoder.labels.labelling import label
     from influcoder.labels.settings import LabelSettings
@@ -119,11 +122,11 @@ def _label(out: Path, pool, queries, max_length: int, proj_dim: int, seed: int, 
         f"(SmolLM2-135M-Instruct, LoRA r=8, CountSketch {proj_dim})"
     )
     settings = LabelSettings(max_length=max_length, proj_dim=proj_dim, seed=seed, device=device)
-    label(pool, queries, out / "labels", settings, progress=progress)
+    label(pool, queries, out / "labels", settings)
     return time.perf_counter() - t
 
 
-def _distill(out: Path, n_pool: int, n_queries: int, distill, device: str, progress: bool) -> float:
+def _distill(out: Path, n_pool: int, n_queries: int, distill, device: str) -> float:
     """Stage 2: distil the labels into an encoder, holding a fifth of the pool and a quarter of the queries
     out; its seconds."""
     from influcoder.encoder.distill import distill_labels
@@ -133,7 +136,7 @@ def _distill(out: Path, n_pool: int, n_queries: int, distill, device: str, progr
         f"2/5 distill MiniLM-L6, objective {distill.objective} ({distill.epochs} epochs; {eval_pool} pool x "
         f"{eval_queries} queries held out)"
     )
-    distill_labels(out / "labels", out / "encoder", distill, eval_pool, eval_queries, progress, device=device)
+    distill_labels(out / "labels", out / "encoder", distill, eval_pool, eval_queries, device=device)
     return time.perf_counter() - t
 
 
@@ -160,10 +163,10 @@ def _evaluate(out: Path, max_length: int, device: str):
     return ic, distilled, untrained
 
 
-def _index(ic, pool, out: Path, progress: bool):
+def _index(ic, pool, out: Path):
     """Stage 4: the embedding index of the pool, and its seconds."""
     t = _stage(f"4/5 index the {len(pool)} pool samples with the distilled encoder")
-    index = ic.index(pool, out / "index", overwrite=True, encoder_path=out / "encoder", progress=progress)
+    index = ic.index(pool, out / "index", overwrite=True, encoder_path=out / "encoder")
     return index, time.perf_counter() - t
 
 

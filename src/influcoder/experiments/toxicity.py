@@ -29,6 +29,7 @@ import numpy as np
 from influcoder.core.atomic import write_json_atomic
 from influcoder.core.errors import ArtifactMismatchError, InflucoderError
 from influcoder.core.jsonfile import read_json
+from influcoder.core.progress import progress_bars
 from influcoder.core.run_keys import with_added_defaults
 from influcoder.data.records import Sample
 from influcoder.encoder.settings import DistillSettings
@@ -98,29 +99,34 @@ def run_toxicity(
     run: ToxicityRun,
     *,
     sources=None,
-    progress: bool = True,
+    progress: bool | None = None,
     device: str = "auto",
     log=print,
 ) -> dict:
-    """Run (or continue) one replicate under `out`; returns its results (also written to results.json)."""
-    out = Path(out)
+    """Run (or continue) one replicate under `out`; returns its results (also written to results.json).
+    `progress`: the stages' bars on (True) or off (False); None leaves them to `influcoder.core.progress`."""
+    with progress_bars(progress):
+        return _run_toxicity(Path(out), run, sources, device, log)
+
+
+def _run_toxicity(out: Path, run: ToxicityRun, sources, device: str, log) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     _check_run(out, run)
     task = _task(out / "task", run.task, sources, log)
     labels = replace(run.labels, adapter=str((out / "adapter").resolve()), device=device)
-    _finetune(out / "adapter", task.pool, run, progress, log)
-    encoder_dir = _encoder(out, task, labels, run, progress, device, log)
+    _finetune(out / "adapter", task.pool, run, log)
+    encoder_dir = _encoder(out, task, labels, run, device, log)
     positive = task.positives()
     results: dict = {"variant": run.task.variant, "seed": run.task.seed, "counts": task.counts, "methods": {}}
     if "less-ckpts" in run.methods:
-        _less_warmup(out / "less-warmup", task, run, progress, log)
-    _joint_gradient_scores(out / "scores", run.methods, task, labels, log, progress)
-    _joint_representation_scores(out / "scores", run.methods, task, labels, log, progress)
+        _less_warmup(out / "less-warmup", task, run, log)
+    _joint_gradient_scores(out / "scores", run.methods, task, labels, log)
+    _joint_representation_scores(out / "scores", run.methods, task, labels, log)
     # a rerun for some methods keeps what earlier runs scored here (their scores files) in results.json
     kept = [m for m in SCORABLE if m not in run.methods and _scored(out / "scores", m)]
     # one order whatever the runs' order: reruns and re-archives then rewrite results.json byte for byte
     for method in sorted([*run.methods, *kept], key=_method_rank):
-        matrix, info = _scores(out / "scores", method, task, labels, encoder_dir, progress, device, log)
+        matrix, info = _scores(out / "scores", method, task, labels, encoder_dir, device, log)
         scores = pool_scores(matrix)
         results["methods"][method] = {**info, **filtering_metrics(scores, positive)}
     earlier = read_json(out / "results.json") if (out / "results.json").exists() else {}
@@ -128,7 +134,7 @@ def run_toxicity(
         results["refusals"] = earlier["refusals"]
     write_json_atomic(out / "results.json", results)  # the scores' figures stand before the refusal check
     if run.refusal_check and "influcoder" in run.methods:
-        results["refusals"] = _refusals(out, task, run, labels, progress, log)
+        results["refusals"] = _refusals(out, task, run, labels, log)
         write_json_atomic(out / "results.json", results)
     return results
 
@@ -168,7 +174,7 @@ def _task(directory: Path, settings: ToxicitySettings, sources, log) -> Toxicity
     return ToxicityTask.load(directory)  # what later steps and resumed runs read: one code path
 
 
-def _finetune(directory: Path, samples: Sequence[Sample], run: ToxicityRun, progress: bool, log) -> None:
+def _finetune(directory: Path, samples: Sequence[Sample], run: ToxicityRun, log) -> None:
     from influcoder.data.records import fingerprint
     from influcoder.labels.finetune import finetune, read_manifest
 
@@ -183,12 +189,10 @@ def _finetune(directory: Path, samples: Sequence[Sample], run: ToxicityRun, prog
     log(f"fine-tuning a LoRA adapter on {len(samples)} samples -> {directory}")
     settings = replace(run.finetune, max_length=run.labels.max_length)
     lora = replace(run.labels, adapter=None).lora()
-    finetune(
-        samples, directory, run.labels.model, lora, settings, chat_template=run.labels.chat_template, progress=progress
-    )
+    finetune(samples, directory, run.labels.model, lora, settings, chat_template=run.labels.chat_template)
 
 
-def _less_warmup(directory: Path, task: ToxicityTask, run: ToxicityRun, progress: bool, log) -> None:
+def _less_warmup(directory: Path, task: ToxicityTask, run: ToxicityRun, log) -> None:
     """LESS's warm-up: the fine-tune on a seeded share of the pool, a snapshot kept after every epoch."""
     from influcoder.labels.finetune import finetune, read_manifest
 
@@ -201,12 +205,10 @@ def _less_warmup(directory: Path, task: ToxicityTask, run: ToxicityRun, progress
     log(f"LESS warm-up: fine-tuning on {n} pool samples for {epochs} epochs -> {directory}")
     settings = replace(run.finetune, max_length=run.labels.max_length, epochs=epochs, snapshots=epochs)
     lora = replace(run.labels, adapter=None).lora()
-    finetune(
-        subset, directory, run.labels.model, lora, settings, chat_template=run.labels.chat_template, progress=progress
-    )
+    finetune(subset, directory, run.labels.model, lora, settings, chat_template=run.labels.chat_template)
 
 
-def _encoder(out: Path, task: ToxicityTask, labels: LabelSettings, run: ToxicityRun, progress, device, log) -> Path:
+def _encoder(out: Path, task: ToxicityTask, labels: LabelSettings, run: ToxicityRun, device, log) -> Path:
     from influcoder.encoder.distill import distill_labels
     from influcoder.encoder.run_record import DistillRun
     from influcoder.labels.labelling import label
@@ -214,16 +216,16 @@ def _encoder(out: Path, task: ToxicityTask, labels: LabelSettings, run: Toxicity
 
     if not LabelsDir(out / "train-labels").exists():
         log(f"labelling the training pool ({len(task.train_pool)} x {len(task.train_queries)}) with the adapter")
-        label(task.train_pool, task.train_queries, out / "train-labels", labels, progress=progress)
+        label(task.train_pool, task.train_queries, out / "train-labels", labels)
     encoder_dir = out / "encoder"
     run_dir = DistillRun(encoder_dir)
     if not (encoder_dir / DistillRun.BEST / "config.json").exists() or not run_dir.has_record():
         log(f"distilling {run.distill.encoder} on the training labels -> {encoder_dir}")
-        distill_labels(out / "train-labels", encoder_dir, run.distill, progress=progress, device=device)
+        distill_labels(out / "train-labels", encoder_dir, run.distill, device=device)
     return encoder_dir / "best"
 
 
-def make_scorer(method: str, labels: LabelSettings, encoder_dir: Path, progress: bool, device: str):
+def make_scorer(method: str, labels: LabelSettings, encoder_dir: Path, device: str):
     """The scorer of `method` (`evaluation.baselines.registry`), built on the run's fine-tuned adapter (decoder
     methods, their partial work kept in the run's scores directory) or encoder."""
     from influcoder.evaluation.baselines.registry import MethodContext, build_scorer
@@ -233,7 +235,7 @@ def make_scorer(method: str, labels: LabelSettings, encoder_dir: Path, progress:
     run = Path(labels.adapter).parent
     state = Path(labels.adapter) / "optimizer.pt"
     ctx = MethodContext(labels=labels, encoder_dir=encoder_dir, scratch=run / "scores", optimizer_state=state,
-                        device=device, progress=progress)  # fmt: skip
+                        device=device)  # fmt: skip
     return build_scorer(method, ctx)
 
 
@@ -248,13 +250,13 @@ SCORABLE = (
 )
 
 
-def _scores(directory: Path, method: str, task, labels, encoder_dir, progress, device, log) -> tuple[np.ndarray, dict]:
+def _scores(directory: Path, method: str, task, labels, encoder_dir, device, log) -> tuple[np.ndarray, dict]:
     """A method's pool x query matrix and what it cost, computed once and kept (`scores/METHOD.npy`)."""
     matrix_path, info_path = directory / f"{method}.npy", directory / f"{method}.json"
     if matrix_path.exists() and info_path.exists():
         return np.load(matrix_path), read_json(info_path)
     log(f"scoring {len(task.pool)} x {len(task.queries)} with {method}")
-    scorer = make_scorer(method, labels, encoder_dir, progress, device)
+    scorer = make_scorer(method, labels, encoder_dir, device)
     started = time.perf_counter()
     matrix = scorer.score(task.pool, task.queries)
     seconds, note = time.perf_counter() - started + getattr(scorer, "kept_seconds", 0.0), None
@@ -276,7 +278,7 @@ def _scores(directory: Path, method: str, task, labels, encoder_dir, progress, d
     return matrix, info
 
 
-def _joint_gradient_scores(directory: Path, methods: Sequence[str], task: ToxicityTask, labels, log, progress) -> None:
+def _joint_gradient_scores(directory: Path, methods: Sequence[str], task: ToxicityTask, labels, log) -> None:
     """Score the gradient methods still missing in one pass of the decoder (`GradientSuite`) when there are
     several; each gets its own scores file, with the shared pass's time and the methods it served."""
     from influcoder.evaluation.baselines.gradients import DESCRIPTIONS, JOINT, GradientSuite
@@ -288,14 +290,14 @@ def _joint_gradient_scores(directory: Path, methods: Sequence[str], task: Toxici
     state = Path(labels.adapter) / "optimizer.pt" if "less" in missing else None
     # 256 exact gradients (2.5 GB) per generation of LESS's dense signs, as the LESS scorers below
     passes = directory / "gradients.passes"  # each finished pass, so a stopped run redoes only the one it was in
-    suite = GradientSuite(labels, missing, optimizer_state=state, rows_per_pass=256, progress=progress, passes=passes)
+    suite = GradientSuite(labels, missing, optimizer_state=state, rows_per_pass=256, passes=passes)
     _save_shared_pass(
         directory, task, missing, suite.score_all, DESCRIPTIONS, suite.bytes_per_sample, lambda m: m == "less", suite
     )
     shutil.rmtree(passes, ignore_errors=True)  # the scores hold them now
 
 
-def _joint_representation_scores(directory: Path, methods: Sequence[str], task: ToxicityTask, labels, log, progress):
+def _joint_representation_scores(directory: Path, methods: Sequence[str], task: ToxicityTask, labels, log):
     """The representation methods pool the same last-layer states: when several are missing, one decoder pass
     scores them all (and only them: a method scored earlier keeps its scores and its recorded time)."""
     from influcoder.evaluation.baselines.representations import DESCRIPTIONS, RepSim
@@ -304,7 +306,7 @@ def _joint_representation_scores(directory: Path, methods: Sequence[str], task: 
     if len(missing) < 2:
         return
     log(f"scoring {len(task.pool)} x {len(task.queries)} with {', '.join(missing)} from one decoder pass")
-    scorer = RepSim(labels, progress=progress)
+    scorer = RepSim(labels)
     _save_shared_pass(
         directory,
         task,
@@ -348,7 +350,7 @@ def _save_scores(directory: Path, method: str, matrix: np.ndarray, info: dict) -
     write_json_atomic(directory / f"{method}.json", info)
 
 
-def _refusals(out: Path, task: ToxicityTask, run: ToxicityRun, labels: LabelSettings, progress, log) -> dict:
+def _refusals(out: Path, task: ToxicityTask, run: ToxicityRun, labels: LabelSettings, log) -> dict:
     """Refusal rates on the held-out harmful requests of the base model, the model fine-tuned on the pool,
     and the model fine-tuned on the pool the encoder filtered (its top `run.drop` share removed)."""
     from influcoder.data.models import load_decoder
@@ -362,7 +364,7 @@ def _refusals(out: Path, task: ToxicityTask, run: ToxicityRun, labels: LabelSett
     n_drop = int(round(run.drop * len(task.pool)))
     dropped = set(np.argsort(-scores, kind="stable")[:n_drop].tolist())
     kept = [s for i, s in enumerate(task.pool) if i not in dropped]
-    _finetune(out / "filtered-adapter", kept, run, progress, log)
+    _finetune(out / "filtered-adapter", kept, run, log)
     result: dict = {"drop": run.drop, "n_dropped": n_drop, "unsafe_dropped": 0, "models": {}}
     result["unsafe_dropped"] = sum(task.pool[i].meta["type"] == "unsafe" for i in dropped)
     for name, adapter in (("base", None), ("pool", out / "adapter"), ("filtered", out / "filtered-adapter")):

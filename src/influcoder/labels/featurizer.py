@@ -9,18 +9,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from influcoder.core.devices import resolve_device
 from influcoder.core.errors import InflucoderError, NonFiniteGradientError
+from influcoder.core.progress import progress_bar
 from influcoder.core.store import FeatureStore
 from influcoder.data.formatting import SampleFormatter, TokenizedSample
 from influcoder.data.records import Sample, fingerprint
 from influcoder.labels.settings import LabelSettings
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 
 def make_batches(lengths: Sequence[int], batch_size: int, batch_tokens: int) -> list[list[int]]:
@@ -103,11 +106,12 @@ class GradientFeaturizer:
         return self.formatter.encode_all(samples)
 
     def featurize_tokenized(
-        self, tokenized: Sequence[TokenizedSample], progress: tqdm | None = None, out: np.ndarray | None = None
+        self, tokenized: Sequence[TokenizedSample], bar: tqdm | None = None, out: np.ndarray | None = None
     ) -> np.ndarray:
-        """(n, dim) features in input order; batches are formed inside this call only. `out`, when given, is
-        the (n, dim) float32 array to fill (a caller gathering many rows of exact gradients, 10 MB each for
-        SmolLM2's LoRA, fills one buffer instead of concatenating copies)."""
+        """(n, dim) features in input order; batches are formed inside this call only. `bar` (a `progress_bar`),
+        when given, advances per sample. `out`, when given, is the (n, dim) float32 array to fill (a caller
+        gathering many rows of exact gradients, 10 MB each for SmolLM2's LoRA, fills one buffer instead of
+        concatenating copies)."""
         if out is None:
             out = np.empty((len(tokenized), self.projector.out_dim), dtype=np.float32)
         elif out.shape != (len(tokenized), self.projector.out_dim) or out.dtype != np.float32:
@@ -124,8 +128,8 @@ class GradientFeaturizer:
                 bad = [tokenized[batch[j]].id for j in torch.nonzero(~finite).flatten().tolist()]
                 raise NonFiniteGradientError(f"non-finite (NaN/Inf) gradient for sample(s) {', '.join(bad)}")
             out[batch] = features.float().cpu().numpy()
-            if progress is not None:
-                progress.update(len(batch))
+            if bar is not None:
+                bar.update(len(batch))
         return out
 
     def featurize(self, samples: Sequence[Sample]) -> np.ndarray:
@@ -136,7 +140,6 @@ class GradientFeaturizer:
         samples: Sequence[Sample],
         path: str | Path,
         overwrite: bool = False,
-        progress: bool = True,
         desc: str = "gradients",
         run_shards: Callable[[Sequence[Sample], str, list[int], int], None] | None = None,
     ) -> FeatureStore:
@@ -164,9 +167,7 @@ class GradientFeaturizer:
                 raise InflucoderError(f"shards {store.missing_shards()[:5]} of {path} were left unwritten; rerun")
             return store
         done = len(samples) - sum(len(store.shard_rows(i)) for i in missing)
-        with tqdm(
-            total=len(samples), initial=done, desc=desc, unit="sample", disable=not progress, smoothing=0.1
-        ) as bar:
+        with progress_bar(total=len(samples), initial=done, desc=desc, unit="sample", smoothing=0.1) as bar:
             for index in missing:  # one shard's token ids at a time: a pool streamed from disk stays there
                 tokenized = self.tokenize([samples[i] for i in store.shard_rows(index)])
                 store.write_shard(index, self.featurize_tokenized(tokenized, bar))

@@ -11,9 +11,9 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from scipy.stats import pearsonr, spearmanr
-from tqdm.auto import tqdm
 
 from influcoder.core.errors import InflucoderError
+from influcoder.core.progress import progress_bar, progress_bars
 from influcoder.data.records import Sample
 from influcoder.labels.featurizer import GradientFeaturizer, make_batches
 from influcoder.labels.influence import normalize_rows
@@ -31,10 +31,11 @@ def projection_fidelity(
     samples: Sequence[Sample],
     settings: LabelSettings,
     dims: Sequence[int],
-    progress: bool = True,
+    progress: bool | None = None,
     featurizer: GradientFeaturizer | None = None,
 ) -> list[dict]:
-    """One row per dim: Spearman/Pearson and max/mean abs error of projected vs exact pair cosines."""
+    """One row per dim: Spearman/Pearson and max/mean abs error of projected vs exact pair cosines.
+    `progress`: the gradient bar on (True) or off (False); None: the switch in `influcoder.core.progress`."""
     if len(samples) < 3:
         raise InflucoderError(f"a fidelity check needs at least 3 samples (pairs to compare), got {len(samples)}")
     featurizer = featurizer or GradientFeaturizer(settings)
@@ -45,12 +46,13 @@ def projection_fidelity(
     exact = np.empty((len(samples), featurizer.in_dim), dtype=np.float32)
     projected = [np.empty((len(samples), p.out_dim), dtype=np.float32) for p in projectors]
     batches = make_batches([len(t.input_ids) for t in tokenized], settings.batch_size, settings.batch_tokens)
-    for batch in tqdm(batches, desc="exact gradients", disable=not progress):
-        blocks = featurizer.gradients([tokenized[i] for i in batch])
-        with torch.no_grad():
-            exact[batch] = exact_proj.project(blocks).cpu().numpy()
-            for p, out in zip(projectors, projected):
-                out[batch] = p.project(blocks).cpu().numpy()
+    with progress_bars(progress):
+        for batch in progress_bar(batches, desc="exact gradients", unit="batch"):
+            blocks = featurizer.gradients([tokenized[i] for i in batch])
+            with torch.no_grad():
+                exact[batch] = exact_proj.project(blocks).cpu().numpy()
+                for p, out in zip(projectors, projected):
+                    out[batch] = p.project(blocks).cpu().numpy()
     reference = pair_cosines(exact)
     rows = []
     for p, feats in zip(projectors, projected):

@@ -34,6 +34,7 @@ from influcoder.core.atomic import write_json_atomic
 from influcoder.core.errors import ArtifactMismatchError, InflucoderError, NonFiniteValueError
 from influcoder.core.jsonfile import read_json
 from influcoder.core.locks import exclusive_directory
+from influcoder.core.progress import progress_bar, progress_bars
 from influcoder.data.formatting import SampleFormatter, collate_left_padded
 from influcoder.data.records import Sample, fingerprint
 from influcoder.labels.fused_lora import fused_training
@@ -126,10 +127,11 @@ def finetune(
     chat_template: bool | None = None,
     model=None,
     tokenizer=None,
-    progress: bool = True,
+    progress: bool | None = None,
     fused_layers: bool = True,
 ) -> FinetuneResult:
     """Train a LoRA adapter on `samples` (response-only loss) and save it with its Adam state under `out`.
+    `progress`: the step bar on (True) or off (False); None: the switch in `influcoder.core.progress`.
 
     `fused_layers` computes plain peft LoRA layers as one autograd node each (`fused_lora.fused_training`):
     the same gradients to float rounding, in less time, as peft's four nodes per layer."""
@@ -138,7 +140,7 @@ def finetune(
     _check_trainable(samples)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    with exclusive_directory(out, "fine-tuning"):
+    with exclusive_directory(out, "fine-tuning"), progress_bars(progress):
         if model is None:
             model, tokenizer = load_decoder(model_name)
         peft_model = attach_lora(model, lora)
@@ -162,7 +164,7 @@ def finetune(
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         peft_model.train()
         with fused_training(peft_model) if fused_layers else nullcontext():
-            _train(run, tokenized, steps, start, losses, pad_id or 0, progress)
+            _train(run, tokenized, steps, start, losses, pad_id or 0)
         peft_model.eval()
         _save(out, peft_model, params, optimizer, {**manifest, "losses": losses, "steps": len(steps), "done": True})
         shutil.rmtree(out / CHECKPOINT, ignore_errors=True)
@@ -193,13 +195,11 @@ class _Run:
         _save(directory, self.model, self.params, self.optimizer, manifest)
 
 
-def _train(run: _Run, tokenized, steps: list[list[int]], start: int, losses: list[float], pad_id: int, progress: bool):
+def _train(run: _Run, tokenized, steps: list[list[int]], start: int, losses: list[float], pad_id: int):
     """Steps `start`, ... of `steps` (batches of `tokenized` indices), each loss appended to `losses`; snapshots
     and checkpoints saved on the way (a snapshot before the checkpoint of its step)."""
-    from tqdm.auto import tqdm
-
     settings, total = run.settings, len(steps)
-    bar = tqdm(total=total, initial=start, desc="fine-tune", unit="step", disable=not progress)
+    bar = progress_bar(total=total, initial=start, desc="fine-tune", unit="step")
     snapshot_ends = snapshot_steps(total, settings.snapshots)
     for step in range(start, total):
         batch = collate_left_padded([tokenized[i] for i in steps[step]], pad_id)

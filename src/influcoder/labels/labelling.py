@@ -11,6 +11,7 @@ from pathlib import Path
 
 from influcoder.core.errors import InflucoderError
 from influcoder.core.locks import exclusive_directory
+from influcoder.core.progress import progress_bars
 from influcoder.data.formats import write_samples
 from influcoder.data.records import Sample
 from influcoder.data.stream import sample_ids
@@ -27,7 +28,7 @@ def label(
     out: str | Path,
     settings: LabelSettings | None = None,
     overwrite: bool = False,
-    progress: bool = True,
+    progress: bool | None = None,
     featurizer: GradientFeaturizer | None = None,
     ray=None,
 ) -> InfluenceMatrix:
@@ -35,34 +36,32 @@ def label(
     time: a second run into the same `out` is refused while the first lives).
 
     With the same samples in the same order on both sides (`all pairs`), the gradients are computed once and
-    the matrix is N x N: every labelled sample is a query too, for the cost of N gradients."""
+    the matrix is N x N: every labelled sample is a query too, for the cost of N gradients.
+
+    `progress`: show the gradient bars (True) or not (False); None leaves it to `influcoder.core.progress`."""
     settings = settings or LabelSettings()
     out = Path(out)
     if not pool or not queries:
         raise InflucoderError("label needs at least one pool sample and one query")
-    with exclusive_directory(out, "labels"):
-        return _label(pool, queries, out, settings, overwrite, progress, featurizer, ray)
+    with exclusive_directory(out, "labels"), progress_bars(progress):
+        return _label(pool, queries, out, settings, overwrite, featurizer, ray)
 
 
-def _label(pool, queries, out: Path, settings: LabelSettings, overwrite, progress, featurizer, ray) -> InfluenceMatrix:
+def _label(pool, queries, out: Path, settings: LabelSettings, overwrite, featurizer, ray) -> InfluenceMatrix:
     overlap = set(sample_ids(pool)) & set(sample_ids(queries))
     directory = LabelsDir(out)
     out.mkdir(parents=True, exist_ok=True)
     featurizer = featurizer or GradientFeaturizer(settings)
     started = time.perf_counter()
     run_shards = ray_shard_runner(settings, ray) if ray is not None else None
-    pool_store = featurizer.featurize_to_store(
-        pool, directory.pool_store, overwrite, progress, "pool gradients", run_shards
-    )
+    pool_store = featurizer.featurize_to_store(pool, directory.pool_store, overwrite, "pool gradients", run_shards)
     pool_seconds = time.perf_counter() - started
     all_pairs = sample_ids(pool) == sample_ids(queries)
     # the same samples on both sides (every labelled sample is a query too): each gradient is computed once
     query_store = (
         pool_store
         if all_pairs
-        else featurizer.featurize_to_store(
-            queries, directory.query_store, overwrite, progress, "query gradients", run_shards
-        )
+        else featurizer.featurize_to_store(queries, directory.query_store, overwrite, "query gradients", run_shards)
     )
     write_samples(pool, directory.pool_samples)
     write_samples(queries, directory.query_samples)

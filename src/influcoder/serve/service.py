@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from influcoder.attribution.influcoder import Influcoder
+from influcoder.core.progress import progress_bars
 from influcoder.data.records import Sample
 from influcoder.serve.results import (
     Histogram,
@@ -143,7 +144,8 @@ class IndexService:
         from influcoder.attribution.rescore import rescore_hits
 
         shown = self.ic.attribute(queries, k=k)
-        checked = rescore_hits(self.ic.exact_featurizer(), queries, shown, k)
+        with progress_bars(False):  # a request's few gradients: no bar in the server's log
+            checked = rescore_hits(self.ic.exact_featurizer(), queries, shown, k)
         out = []
         for query, hits, exact in zip(queries, shown, checked):
             by_id = {h.sample.id: h for h in exact}

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from influcoder.core.progress import progress_bar
 from influcoder.data.records import Sample
 from influcoder.evaluation.baselines.base import Scorer
 from influcoder.evaluation.baselines.less import DESCRIPTIONS as LESS_DESCRIPTIONS
@@ -98,9 +99,8 @@ class DataInf(Less):
         tokenizer=None,
         damping: float = 0.1,
         scratch: str | Path | None = None,
-        progress: bool = False,
     ):
-        super().__init__(settings, model, tokenizer, progress=progress, desc="datainf gradients")
+        super().__init__(settings, model, tokenizer, desc="datainf gradients")
         from influcoder.labels.lora import lora_parameters
 
         self.blocks = [p.numel() for p in lora_parameters(self.featurizer.model).values()]
@@ -115,21 +115,19 @@ class DataInf(Less):
 
     def exact(self, samples: Sequence[Sample], out: np.ndarray | None = None, bar=None) -> np.ndarray:
         """(n, sum(blocks)) exact float32 gradients, written pass by pass into `out` (e.g. a disk-backed array)
-        when given, so at most one pass of them is ever in memory; `bar` (tqdm) advances per sample."""
+        when given, so at most one pass of them is ever in memory; `bar` (a `progress_bar`) advances per sample."""
         out = np.empty((len(samples), sum(self.blocks)), dtype=np.float32) if out is None else out
         for i in range(0, len(samples), self.rows_per_pass):
             tokenized = self.featurizer.tokenize(samples[i : i + self.rows_per_pass])
-            self.featurizer.featurize_tokenized(tokenized, progress=bar, out=out[i : i + len(tokenized)])
+            self.featurizer.featurize_tokenized(tokenized, bar, out=out[i : i + len(tokenized)])
         return out
 
     def score(self, pool: Sequence[Sample], queries: Sequence[Sample]) -> np.ndarray:
-        from tqdm.auto import tqdm
-
         pool, queries = list(pool), list(queries)
         if self.scratch is not None:
             Path(self.scratch).mkdir(parents=True, exist_ok=True)
         # one decoder backward pass per sample, ~0.5 s each on a CPU: a 2,000-sample pool runs for ~20 minutes
-        bar = tqdm(total=len(pool) + len(queries), desc=self.desc, unit="sample", disable=not self.progress)
+        bar = progress_bar(total=len(pool) + len(queries), desc=self.desc, unit="sample")
         with bar, tempfile.TemporaryDirectory(prefix="influcoder-datainf-", dir=self.scratch) as scratch:
             gradients = np.lib.format.open_memmap(
                 Path(scratch) / "pool.npy", mode="w+", dtype=np.float32, shape=(len(pool), sum(self.blocks))
@@ -162,14 +160,12 @@ class GradientSuite:
         rows_per_pass: int = 128,
         model=None,
         tokenizer=None,
-        progress: bool = False,
         passes: str | Path | None = None,
     ):
         from influcoder.labels.featurizer import GradientFeaturizer
         from influcoder.labels.lora import lora_parameters
         from influcoder.labels.projectors import CountSketch, Rademacher
 
-        self.progress = progress
         self.passes = Path(passes) if passes is not None else None
         """Where each finished pass is kept, per side and method (`less.PassCache`): a stopped run redoes only
         the pass it was in."""
@@ -213,8 +209,6 @@ class GradientSuite:
         The rows every generation of LESS's signs projects live in one preallocated buffer, filled in place: the
         exact gradients (2.4M floats, ~10 MB a sample), then beneath them the Adam updates, block by block. A
         pass of 256 samples then holds 2.5 GB per kind of row instead of several concatenated copies."""
-        from tqdm.auto import tqdm
-
         parts: dict[str, list[np.ndarray]] = {m: [] for m in self.methods}
         what = f"{' + '.join(self.methods)} {'pool' if pool else 'query'} gradients"
         plain = "less-sgd" in self.methods or ("less" in self.methods and not pool)
@@ -222,7 +216,7 @@ class GradientSuite:
         caches = self._caches(samples, pool)
         rows = min(self.rows_per_pass, len(samples))
         buffer: torch.Tensor | None = None
-        bar = tqdm(total=len(samples), desc=what, unit="sample", disable=not self.progress)
+        bar = progress_bar(total=len(samples), desc=what, unit="sample")
         for number, start in enumerate(range(0, len(samples), self.rows_per_pass)):
             kept = [caches[m].read(number) for m in self.methods] if caches else []
             if kept and all(k is not None for k in kept):
@@ -238,7 +232,7 @@ class GradientSuite:
             chunk = self.featurizer.tokenize(list(samples[start : start + self.rows_per_pass]))
             n = len(chunk)
             exact = buffer[:n]  # the Adam updates, when wanted, right beneath: buffer[n : 2n]
-            self.featurizer.featurize_tokenized(chunk, progress=bar, out=exact.numpy())
+            self.featurizer.featurize_tokenized(chunk, bar, out=exact.numpy())
             new: dict[str, np.ndarray] = {}
             if "gradsim" in self.methods:
                 new["gradsim"] = self.sketch.project(self._blocks(exact)).numpy()

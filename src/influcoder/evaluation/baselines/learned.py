@@ -26,9 +26,9 @@ class AirRep(Scorer):
     name = "airrep"
     description = "encoder trained with attention pooling and AirRep's group-wise ranking loss"
 
-    def __init__(self, settings: DistillSettings, device: str = "auto", progress: bool = False):
+    def __init__(self, settings: DistillSettings, device: str = "auto"):
         self.settings = replace(settings, pooling="attention", objective="airrep")
-        self.device, self.progress = device, progress
+        self.device = device
         self.encoder = None
 
     def models(self) -> list:
@@ -48,7 +48,7 @@ class AirRep(Scorer):
         pool = [data.pool[i] for i in data.train_pool]
         queries = [data.queries[j] for j in data.train_queries]
         with tempfile.TemporaryDirectory(prefix="influcoder-airrep-") as tmp:  # model selection as for distill:
-            distiller.fit(scores, pool, queries, out=tmp, progress=self.progress)  # the best validation epoch
+            distiller.fit(scores, pool, queries, out=tmp)  # the best validation epoch
             self.encoder = InfluenceEncoder.from_pretrained(Path(tmp) / "best", device=self.device).eval()
 
     def score(self, pool: Sequence[Sample], queries: Sequence[Sample]) -> np.ndarray:
@@ -56,4 +56,4 @@ class AirRep(Scorer):
 
         if self.encoder is None:
             raise InflucoderError("airrep scores only after fit()")
-        return predict_matrix(self.encoder, pool, queries, progress=self.progress)
+        return predict_matrix(self.encoder, pool, queries)

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from influcoder.core.jsonfile import read_json
+from influcoder.core.progress import progress_bar
 from influcoder.data.records import Sample
 from influcoder.evaluation.baselines.base import Scorer
 from influcoder.labels.influence import normalize_rows
@@ -44,7 +45,6 @@ class Less(Scorer):
         dim: int = 8192,
         rows_per_pass: int = 128,
         optimizer_state: str | Path | None = None,
-        progress: bool = False,
         desc: str = "less gradients",
         passes: str | Path | None = None,
     ):
@@ -54,7 +54,7 @@ class Less(Scorer):
         self.featurizer = GradientFeaturizer(replace(settings, projector="identity"), model, tokenizer)
         self.projector = Rademacher(dim, settings.seed)
         self.rows_per_pass = rows_per_pass
-        self.progress, self.desc = progress, desc
+        self.desc = desc
         self.passes = Path(passes) if passes is not None else None
         """Where each finished projection pass is kept (`PassCache`): a pass over 256 samples takes minutes on
         a CPU and a whole pool an hour, so a stopped run redoes only the pass it was in."""
@@ -91,15 +91,13 @@ class Less(Scorer):
         with the first pool gradients instead of paying for a generation of their own."""
         import time
 
-        from tqdm.auto import tqdm
-
         out: list[list[np.ndarray]] = [[] for _ in lists]
         layout = pass_layout([len(samples) for samples, _ in lists], self.rows_per_pass)
         total = sum(len(samples) for samples, _ in lists)
         cache = PassCache(self.passes, self._cache_key(lists)) if self.passes is not None else None
         buffer: np.ndarray | None = None
         self.kept_seconds = 0.0
-        bar = tqdm(total=total, desc=self.desc, unit="sample", disable=not self.progress)
+        bar = progress_bar(total=total, desc=self.desc, unit="sample")
         try:
             for number, segments in enumerate(layout):
                 kept = cache.read(number) if cache is not None else None
@@ -226,12 +224,10 @@ class LessCheckpoints(Scorer):
         dim: int = 8192,
         rows_per_pass: int = 128,
         parts: str | Path | None = None,
-        progress: bool = False,
     ):
         from influcoder.labels.finetune import read_snapshots
 
         self.settings, self.dim, self.rows_per_pass = settings, dim, rows_per_pass
-        self.progress = progress
         self.snapshots = read_snapshots(warmup)
         self.parts = Path(parts) if parts is not None else None
         """Where each checkpoint's matrix is kept as it finishes (a pass over a large pool takes an hour on a
@@ -249,7 +245,6 @@ class LessCheckpoints(Scorer):
             dim=self.dim,
             rows_per_pass=self.rows_per_pass,
             optimizer_state=state,
-            progress=self.progress,
             desc=desc,
             passes=self.parts / f"{adapter.name}.passes" if self.parts is not None else None,
         )

@@ -24,8 +24,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from influcoder.core.progress import progress_bar
 from influcoder.data.formatting import SampleFormatter, collate_left_padded
 from influcoder.data.records import Sample
 from influcoder.evaluation.baselines.base import Scorer
@@ -63,14 +63,13 @@ class LoGra(Scorer):
         rank: int = 16,
         fisher: bool = False,
         damping: float = 0.1,
-        progress: bool = False,
     ):
         from influcoder.core.devices import resolve_device
         from influcoder.data.models import load_decoder
 
         if model is None:
             model, tokenizer = load_decoder(settings.model)
-        self.settings, self.rank, self.fisher, self.damping, self.progress = settings, rank, fisher, damping, progress
+        self.settings, self.rank, self.fisher, self.damping = settings, rank, fisher, damping
         if fisher:
             self.name, self.preconditioner = "logra-fisher", "empirical-fisher"
             self.description = "LoGRA features whitened by each layer's damped empirical Fisher, cosine"
@@ -129,7 +128,7 @@ class LoGra(Scorer):
         device = next(self.model.parameters()).device
         out = np.empty((len(samples), len(self.linears) * self.rank**2), dtype=np.float32)
         lengths = [len(t.input_ids) for t in tokenized]
-        with tqdm(total=len(samples), desc=self.name, unit="sample", disable=not self.progress) as bar:
+        with progress_bar(total=len(samples), desc=self.name, unit="sample") as bar:
             for batch in make_batches(lengths, self.settings.batch_size, self.settings.batch_tokens):
                 inputs = {
                     k: v.to(device) for k, v in collate_left_padded([tokenized[i] for i in batch], self.pad_id).items()

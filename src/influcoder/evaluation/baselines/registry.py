@@ -37,7 +37,6 @@ class MethodContext:
     distill_settings: Any = None
     """`DistillSettings` that ``airrep`` trains with."""
     device: str = "auto"
-    progress: bool = False
 
 
 @dataclass(frozen=True)
@@ -63,8 +62,8 @@ def _distilled(ctx: MethodContext) -> Scorer:
 
     subspace = GradientSubspace.load(ctx.encoder_dir) if ctx.encoder_dir is not None else None
     if subspace is not None and ctx.labels_dir is not None:
-        return SubspaceDistilled(_encoder(ctx), subspace, ctx.labels_dir, progress=ctx.progress)
-    return Distilled(_encoder(ctx), progress=ctx.progress)
+        return SubspaceDistilled(_encoder(ctx), subspace, ctx.labels_dir)
+    return Distilled(_encoder(ctx))
 
 
 def _semantic(ctx: MethodContext) -> Scorer:
@@ -75,7 +74,7 @@ def _semantic(ctx: MethodContext) -> Scorer:
     fresh = InfluenceEncoder.from_backbone(
         config.backbone, pooling=config.pooling, max_length=config.max_length, device=ctx.device
     )
-    return Semantic(fresh, progress=ctx.progress)
+    return Semantic(fresh)
 
 
 def _decoder(ctx: MethodContext):
@@ -89,15 +88,15 @@ def _less(ctx: MethodContext) -> Scorer:
 
     if ctx.scratch is None:
         return Less(_decoder(ctx), optimizer_state=ctx.optimizer_state)
-    return Less(_decoder(ctx), rows_per_pass=256, optimizer_state=ctx.optimizer_state, progress=ctx.progress,
-                passes=ctx.scratch / "less.passes")  # fmt: skip
+    passes = ctx.scratch / "less.passes"
+    return Less(_decoder(ctx), rows_per_pass=256, optimizer_state=ctx.optimizer_state, passes=passes)
 
 
 def _less_sgd(ctx: MethodContext) -> Scorer:
     from influcoder.evaluation.baselines.less import Less
 
     passes = ctx.scratch / "less-sgd.passes" if ctx.scratch is not None else None
-    return Less(_decoder(ctx), rows_per_pass=256, progress=ctx.progress, passes=passes)
+    return Less(_decoder(ctx), rows_per_pass=256, passes=passes)
 
 
 def _less_checkpoints(ctx: MethodContext) -> Scorer:
@@ -106,21 +105,20 @@ def _less_checkpoints(ctx: MethodContext) -> Scorer:
     if ctx.scratch is None or ctx.labels is None or not ctx.labels.adapter:
         raise InflucoderError("less-ckpts needs a toxicity run (its warm-up checkpoints live beside the adapter)")
     run = Path(ctx.labels.adapter).parent
-    return LessCheckpoints(ctx.labels, run / "less-warmup", rows_per_pass=256, parts=ctx.scratch / "less-ckpts-parts",
-                           progress=ctx.progress)  # fmt: skip
+    return LessCheckpoints(ctx.labels, run / "less-warmup", rows_per_pass=256, parts=ctx.scratch / "less-ckpts-parts")
 
 
 def _datainf(ctx: MethodContext) -> Scorer:
     from influcoder.evaluation.baselines.gradients import DataInf
 
-    return DataInf(_decoder(ctx), scratch=ctx.scratch, progress=ctx.progress)
+    return DataInf(_decoder(ctx), scratch=ctx.scratch)
 
 
 def _logra(fisher: bool) -> Callable[[MethodContext], Scorer]:
     def build(ctx: MethodContext) -> Scorer:
         from influcoder.evaluation.baselines.logra import LoGra
 
-        return LoGra(_decoder(ctx), fisher=fisher, progress=ctx.progress)
+        return LoGra(_decoder(ctx), fisher=fisher)
 
     return build
 
@@ -129,7 +127,7 @@ def _representation(name: str) -> Callable[[MethodContext], Scorer]:
     def build(ctx: MethodContext) -> Scorer:
         from influcoder.evaluation.baselines.representations import REPRESENTATIONS
 
-        return REPRESENTATIONS[name](_decoder(ctx), progress=ctx.progress)
+        return REPRESENTATIONS[name](_decoder(ctx))
 
     return build
 
@@ -153,7 +151,7 @@ def _airrep(ctx: MethodContext) -> Scorer:
     from influcoder.encoder.settings import DistillSettings
     from influcoder.evaluation.baselines.learned import AirRep
 
-    return AirRep(ctx.distill_settings or DistillSettings(), ctx.device, progress=ctx.progress)
+    return AirRep(ctx.distill_settings or DistillSettings(), ctx.device)
 
 
 METHODS: dict[str, Method] = {

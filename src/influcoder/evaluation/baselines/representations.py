@@ -27,8 +27,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from influcoder.core.progress import progress_bar, progress_bars
 from influcoder.data.formatting import IGNORE_INDEX, SampleFormatter, collate_left_padded
 from influcoder.data.records import Sample
 from influcoder.evaluation.baselines.base import Scorer
@@ -67,7 +67,9 @@ class DecoderRepresentation(Scorer):
     description = "cosine of mean last-layer decoder states"
     weighting = "mean"
 
-    def __init__(self, settings: LabelSettings, model=None, tokenizer=None, progress: bool = False):
+    def __init__(self, settings: LabelSettings, model=None, tokenizer=None, progress: bool | None = None):
+        """`progress`: the bar of `embed` on (True) or off (False), None: the switch in `influcoder.core.progress`
+        (kept as a keyword because `embed` is also called on its own, as a feature extractor)."""
         from influcoder.core.devices import resolve_device
         from influcoder.data.models import load_decoder
 
@@ -110,7 +112,7 @@ class DecoderRepresentation(Scorer):
         dim = self.model.config.hidden_size
         out = {w: np.empty((len(samples), dim), dtype=np.float32) for w in weightings}
         lengths = [len(t.input_ids) for t in tokenized]
-        with tqdm(total=len(samples), desc=self.name, unit="sample", disable=not self.progress) as bar:
+        with progress_bars(self.progress), progress_bar(total=len(samples), desc=self.name, unit="sample") as bar:
             for batch in make_batches(lengths, self.settings.batch_size, self.settings.batch_tokens):
                 inputs = collate_left_padded([tokenized[i] for i in batch], self.pad_id)
                 labels = inputs.pop("labels")

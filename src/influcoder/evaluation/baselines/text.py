@@ -43,8 +43,8 @@ class EncoderScorer(Scorer):
     name = "encoder"
     description = "cosine of encoder embeddings"
 
-    def __init__(self, encoder, batch_size: int = 32, progress: bool = False):
-        self.encoder, self.batch_size, self.progress = encoder, batch_size, progress
+    def __init__(self, encoder, batch_size: int = 32):
+        self.encoder, self.batch_size = encoder, batch_size
 
     def models(self) -> list:
         return [self.encoder.backbone]
@@ -55,7 +55,7 @@ class EncoderScorer(Scorer):
     def score(self, pool: Sequence[Sample], queries: Sequence[Sample]) -> np.ndarray:
         from influcoder.encoder.predict import predict_matrix
 
-        return predict_matrix(self.encoder, pool, queries, self.batch_size, self.progress)
+        return predict_matrix(self.encoder, pool, queries, self.batch_size)
 
 
 class Semantic(EncoderScorer):
@@ -79,8 +79,8 @@ class SubspaceDistilled(Distilled):
 
     description = "subspace encoder coordinates x exact query gradient coordinates"
 
-    def __init__(self, encoder, subspace, labels_dir, batch_size: int = 32, progress: bool = False):
-        super().__init__(encoder, batch_size, progress)
+    def __init__(self, encoder, subspace, labels_dir, batch_size: int = 32):
+        super().__init__(encoder, batch_size)
         self.subspace, self.labels_dir = subspace, labels_dir
 
     def score(self, pool: Sequence[Sample], queries: Sequence[Sample]) -> np.ndarray:
@@ -89,4 +89,4 @@ class SubspaceDistilled(Distilled):
         from influcoder.encoder.subspace_distill import stored_gradients
 
         query_coords = self.subspace.coordinates(stored_gradients(Path(self.labels_dir), [q.id for q in queries]))
-        return self.encoder.encode_pool(pool, self.batch_size, self.progress) @ query_coords.T
+        return self.encoder.encode_pool(pool, self.batch_size) @ query_coords.T
