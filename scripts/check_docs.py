@@ -1956,9 +1956,77 @@ def peers(checker: Checker) -> None:
 
 @check(f"{DOCS}/transfer.md")
 def transfer(checker: Checker) -> None:
+    """The five designs: tables re-rendered by benchmarks/transfer.py, every prose figure from the same JSON."""
     page = checker.page(f"{DOCS}/transfer.md")
-    render = checker.script("benchmarks/transfer.py")["markdown"]
-    page.rendered(render(checker.json(f"{DOCS}/transfer.json")), "benchmarks/transfer.py markdown(transfer.json)")
+    record = checker.json(f"{DOCS}/transfer.json")
+    page.rendered(checker.script("benchmarks/transfer.py")["markdown"](record), "benchmarks/transfer.py markdown")
+    summary = record["summary"]
+    task, seen, source = summary["task"], summary["random"], summary["source (mean over held-out sources)"]
+
+    def mean(where: dict, method: str, metric: str = "per_anchor") -> float:
+        return where[method][metric]["mean"]
+
+    def sd(where: dict, method: str, metric: str = "per_anchor") -> float:
+        return where[method][metric]["sd"]
+
+    def recall(where: dict, method: str, share: str) -> float:
+        return where[method]["rescore_recall@10"][share]
+
+    dec, ridge, mpnet, both, trained = "decoder-ridge", "subspace-ridge", "subspace-ridge (mpnet-base)", \
+        "decoder + mpnet-base ridge", "subspace-encoder"  # fmt: skip
+    page.text("per-anchor rho **{} +- {}** and query-specific **{} +- {}** on tasks absent from training, against {} "
+              "for the same ridge on frozen MiniLM, {} for MiniLM fine-tuned on that target and {} for TF-IDF",
+              mean(task, dec), sd(task, dec), mean(task, dec, "query_specific"), sd(task, dec, "query_specific"),
+              mean(task, ridge), mean(task, trained), mean(task, "tfidf"))  # fmt: skip
+    page.text("design 5 reaches per-anchor {} +- {} (target >= 0.60 **met**) and query-specific {} +- {} (target "
+              ">= 0.40 **met**); on seen tasks {} +- {} (target >= 0.75 **not met**); holding out a whole source, "
+              "{} +- {} (target >= 0.45 **not met**;", mean(task, dec), sd(task, dec),
+              mean(task, dec, "query_specific"), sd(task, dec, "query_specific"), mean(seen, dec), sd(seen, dec),
+              mean(source, dec), sd(source, dec))  # fmt: skip
+    if not (mean(task, dec) >= 0.60 and mean(task, dec, "query_specific") >= 0.40 and mean(seen, dec) < 0.75
+            and mean(source, dec) < 0.45):  # fmt: skip
+        page.fail("the targets' met / not met", "as written", "not so in transfer.json")
+    sources = {key.split(":", 1)[1]: runs[0]["methods"] for key, runs in record["protocols"].items()
+               if key.startswith("source:")}  # fmt: skip
+    low = min(sources, key=lambda name: sources[name][dec]["per_anchor"])
+    high = max(sources, key=lambda name: sources[name][dec]["per_anchor"])
+    text_designs = [sources[high][m]["per_anchor"] for m in ("tfidf", ridge, mpnet)]
+    page.text(f"per source from {{}} with `{low}` held out to {{}} with `{high}`, where the text designs stay at "
+              "{}-{})", sources[low][dec]["per_anchor"], sources[high][dec]["per_anchor"], min(text_designs),
+              max(text_designs))  # fmt: skip
+    if not all(mean(where, both) < mean(where, dec) for where in (task, seen, source)):
+        page.fail("'lowers every protocol'", "claimed", "not so in transfer.json")
+    page.text("lowers every protocol ({} on unseen tasks)", mean(task, both))
+    page.text("moves design 2 from {} to {} on unseen tasks and from {} to {} on seen ones, and lowers it on unseen "
+              "sources ({} against {})", mean(task, ridge), mean(task, mpnet), mean(seen, ridge), mean(seen, mpnet),
+              mean(source, mpnet), mean(source, ridge))  # fmt: skip
+    page.text("3 seeds): {} +- {} against {} +- {} before the epoch", mean(task, trained), sd(task, trained),
+              mean(task, f"{trained} (ridge start)"), sd(task, f"{trained} (ridge start)"))  # fmt: skip
+    if not all(recall(task, trained, share) < recall(task, ridge, share) for share in ("2%", "5%", "10%", "20%")):
+        page.fail("'its rescoring candidates got worse'", "claimed", "not so in transfer.json")
+    epochs = [run["encoder"]["fit_seconds"] for run in record["protocols"]["task"]]
+    page.text("One epoch is what fitted this session ({}-{} s per seed", min(epochs), max(epochs))
+    page.text("coordinates rank at {} (unseen tasks) / {} (seen)", mean(task, "subspace ceiling"),
+              mean(seen, "subspace ceiling"))  # fmt: skip
+    page.text("drops unseen tasks from {} to {}", mean(task, ridge), mean(task, f"{ridge}, encoded queries"))
+    page.text("recalled at {} from design 5's candidates on unseen tasks (TF-IDF's {}) and {} on seen ones (TF-IDF's "
+              "{}); at 20%, {} and {}", recall(task, dec, "2%"), recall(task, "tfidf", "2%"), recall(seen, dec, "2%"),
+              recall(seen, "tfidf", "2%"), recall(task, dec, "20%"), recall(seen, dec, "20%"))  # fmt: skip
+    mixed = f"tfidf + {ridge}, interleaved"
+    page.text("lists at 10-20% ({} / {}), design 5's within 0.03 of them there ({} / {})", recall(task, mixed, "10%"),
+              recall(task, mixed, "20%"), recall(task, dec, "10%"), recall(task, dec, "20%"))  # fmt: skip
+    for share in ("10%", "20%"):
+        best = max(recall(task, m, share) for m in task if "rescore_recall@10" in task[m])
+        if best != recall(task, mixed, share) or best - recall(task, dec, share) >= 0.03:
+            page.fail(f"rescore at {share}", "interleaved best, design 5 within 0.03", "not so in transfer.json")
+    for share in ("2%", "5%"):
+        if max(task, key=lambda m: task[m].get("rescore_recall@10", {}).get(share, -1)) not in ("tfidf", "minilm"):
+            page.fail(f"rescore at {share}", "TF-IDF's or MiniLM's the best", "not so in transfer.json")
+    chosen = [run["chosen"] for runs in record["protocols"].values() for run in runs]
+    page.text("coordinates (k = {}-{} as chosen by cross-validation", min(c["k"] for c in chosen),
+              max(c["k"] for c in chosen))  # fmt: skip
+    page.text("Fitting a ridge, cross-validation included, took {}-{} s per split",
+              min(c["fit_seconds"] for c in chosen), max(c["fit_seconds"] for c in chosen))  # fmt: skip
     page.done()
 
 
