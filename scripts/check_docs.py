@@ -2507,7 +2507,7 @@ def index_results(checker: Checker) -> None:
     page.done()
 
 
-KILL_RESUME_RUNS = ("kill_resume", "kill_resume-subspace-before-fix")
+KILL_RESUME_RUNS = ("kill_resume", "kill_resume-subspace-before-fix", "kill_resume-subspace")
 
 
 @check(*(f"{BENCH}/{name}.md" for name in KILL_RESUME_RUNS))
