@@ -75,10 +75,13 @@ def test_index_and_attribute_score_queries_by_their_exact_gradients(decoder_run)
         np.testing.assert_allclose([a.score for a in per_query], expected[top], atol=2e-3)  # float16 index
 
 
-def test_epochs_0_is_refused_for_the_objectives_that_train_from_scratch():
-    from influcoder.core.errors import InflucoderError
+def test_epochs_0_is_refused_for_the_objectives_that_train_from_scratch(capsys):
+    """The library names the fields, the CLI the flags."""
+    from influcoder.core.errors import SettingError
     from influcoder.encoder.settings import DistillSettings
 
     assert DistillSettings(objective="subspace", epochs=0).epochs == 0
-    with pytest.raises(InflucoderError, match=r"--epochs 0 is out of range: at least 1 \(0 with --objective subspace"):
+    with pytest.raises(SettingError, match=r"^epochs 0 is out of range: at least 1 \(0 with `objective` subspace"):
         DistillSettings(objective="influcoder", epochs=0)
+    assert main(["distill", "--labels", "L", "--out", "O", "--objective", "influcoder", "--epochs", "0"]) == 2
+    assert "--epochs 0 is out of range: at least 1 (0 with --objective subspace" in capsys.readouterr().err

@@ -58,7 +58,7 @@ def test_features_under_a_memory_budget_equal_the_default_batching(tiny_model_di
     features = budgeted.featurize(pool)
     assert budgeted.batch_tokens != 4096
     np.testing.assert_allclose(features, reference, rtol=1e-5, atol=1e-7)
-    with pytest.raises(InflucoderError, match="--max-memory must be a positive"):
+    with pytest.raises(InflucoderError, match="max_memory must be a positive"):
         LabelSettings(max_memory=0)
 
 

@@ -42,7 +42,7 @@ def test_per_group_cap_and_bad_requests():
         counts = np.unique([groups[i] for i in chosen], return_counts=True)[1]
         assert counts.max() <= 2 and len(chosen) == 60, method
     np.testing.assert_array_equal(select_indices(5, 10, "kmeans", points[:5]), np.arange(5))  # budget >= n: all
-    with pytest.raises(InflucoderError, match="--budget 0 is out of range"):
+    with pytest.raises(InflucoderError, match="budget 0 is out of range"):
         select_indices(10, 0)
     with pytest.raises(InflucoderError, match="one embedding per candidate"):
         select_indices(10, 3, "farthest", points[:4])

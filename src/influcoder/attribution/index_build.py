@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from influcoder.attribution.index_manifest import COVERAGE, MANIFEST, IndexManifest, ScoringRecord
 from influcoder.core.atomic import sweep_stale_temporaries
-from influcoder.core.errors import ArtifactMismatchError, InflucoderError
+from influcoder.core.errors import ArtifactMismatchError, InflucoderError, SettingError
 from influcoder.core.locks import LOCK_NAME
 from influcoder.core.store import FeatureStore
 from influcoder.data.records import Sample, fingerprint
@@ -95,7 +95,7 @@ def new_manifest(encoder, options: IndexBuildOptions) -> IndexManifest:
 def start_index(path: Path, encoder, options: IndexBuildOptions) -> None:
     """Write a new index's manifest at `path` (a first build, or --overwrite of the index there)."""
     if options.append:
-        raise InflucoderError(f"--append needs an existing index at {path}")
+        raise SettingError("append", f"needs an existing index at {path}")
     if options.overwrite and path.exists():
         remove_index(path)
     path.mkdir(parents=True, exist_ok=True)

@@ -36,7 +36,7 @@ from influcoder.cli.options import (
 )
 from influcoder.cli.serve import Serve
 from influcoder.cli.toxicity import Toxicity
-from influcoder.core.errors import InflucoderError
+from influcoder.core.errors import InflucoderError, cli_message
 from influcoder.core.progress import progress_bars
 from influcoder.core.verbosity import quiet_scope
 
@@ -172,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         name, cmd = parse(sys.argv[1:] if argv is None else argv)
     except InflucoderError as exc:
-        err(str(exc))
+        err(cli_message(exc))
         return 2
     configured(cmd)
     try:
@@ -182,7 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             _check_device(cmd)
             code = _exit_status(cmd.run())
     except InflucoderError as exc:
-        err(str(exc))
+        err(cli_message(exc))
         return 2
     except OSError as exc:  # an unreadable input or unwritable output: one line naming the file, not a traceback
         err(f"{exc.filename}: {exc.strerror or exc}" if exc.filename else str(exc))

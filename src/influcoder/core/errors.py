@@ -6,9 +6,35 @@ and exits non-zero instead of a traceback, and library users can catch one base 
 
 from __future__ import annotations
 
+import re
+
 
 class InflucoderError(Exception):
     """Base class for every error caused by input, configuration or artifacts (not by bugs)."""
+
+
+def flag(field: str) -> str:
+    """The command-line flag of a settings field (``batch_tokens`` -> ``--batch-tokens``)."""
+    return "--" + field.replace("_", "-")
+
+
+class SettingError(InflucoderError):
+    """A setting out of range, named by its field: ``batch_tokens must be at least 1, got 0``. The library
+    speaks of fields, the CLI of flags: `as_flags` is the same message with the field and every other field
+    the `problem` text names in backticks (``0 to `candidates_per_batch` ``) written as its flag, which is
+    what the CLI prints (backticks, so that a path or a word in the message is never taken for a field)."""
+
+    def __init__(self, field: str, problem: str):
+        self.field, self.problem = field, problem
+        super().__init__(f"{field} {problem}")
+
+    def as_flags(self) -> str:
+        return f"{flag(self.field)} {re.sub(r'`([a-z][a-z0-9_]*)`', lambda m: flag(m[1]), self.problem)}"
+
+
+def cli_message(error: InflucoderError) -> str:
+    """What the CLI prints for `error`: a `SettingError` in flags, anything else as it is."""
+    return error.as_flags() if isinstance(error, SettingError) else str(error)
 
 
 class DataError(InflucoderError):

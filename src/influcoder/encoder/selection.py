@@ -23,7 +23,7 @@ from typing import Literal, get_args
 
 import numpy as np
 
-from influcoder.core.errors import InflucoderError
+from influcoder.core.errors import InflucoderError, SettingError
 
 Method = Literal["kmeans", "farthest", "random"]
 METHODS: tuple[str, ...] = get_args(Method)
@@ -116,9 +116,9 @@ def select_indices(
     if method not in METHODS:
         raise InflucoderError(f"unknown selection method {method!r}; choose from {', '.join(METHODS)}")
     if budget < 1:
-        raise InflucoderError(f"--budget {budget} is out of range: at least 1")
+        raise SettingError("budget", f"{budget} is out of range: at least 1")
     if per_group_cap is not None and per_group_cap < 1:
-        raise InflucoderError(f"--per-group-cap {per_group_cap} is out of range: at least 1")
+        raise SettingError("per_group_cap", f"{per_group_cap} is out of range: at least 1")
     if budget >= n:
         return np.arange(n)
     if method == "random":

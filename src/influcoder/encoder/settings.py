@@ -5,20 +5,20 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Literal, get_args
 
-from influcoder.core.errors import InflucoderError
+from influcoder.core.errors import SettingError
 
 _RANGES = {
-    "epochs": "at least 1 (0 with --objective subspace: the ridge fit on the frozen backbone only)",
+    "epochs": "at least 1 (0 with `objective` subspace: the ridge fit on the frozen backbone only)",
     "max_length": "at least 1",
     "queries_per_batch": "at least 1",
     "candidates_per_batch": "at least 1",
-    "hard_candidates": "0 to --candidates-per-batch",
+    "hard_candidates": "0 to `candidates_per_batch`",
     "val_fraction": "above 0 (a validation split selects the best epoch) and below 1",
     "warmup": "0 to below 1 (a fraction of the steps)",
     "alpha": "0 to 1",
     "lr": "above 0",
     "temperature": "above 0",
-    "group_size": "1 to --candidates-per-batch",
+    "group_size": "1 to `candidates_per_batch`",
     "groups_per_batch": "at least 2 (a ranking needs two groups)",
     "subspace_k": "at least 1",
     "subspace_ridge": "0 or more",
@@ -133,4 +133,4 @@ class DistillSettings:
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
             name = bad[0]
-            raise InflucoderError(f"--{name.replace('_', '-')} {getattr(self, name)} is out of range: {_RANGES[name]}")
+            raise SettingError(name, f"{getattr(self, name)} is out of range: {_RANGES[name]}")

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from influcoder.core.atomic import write_json_atomic
-from influcoder.core.errors import ArtifactMismatchError, InflucoderError, NonFiniteValueError
+from influcoder.core.errors import ArtifactMismatchError, InflucoderError, NonFiniteValueError, SettingError
 from influcoder.core.jsonfile import read_json
 from influcoder.core.locks import exclusive_directory
 from influcoder.core.progress import progress_bar, progress_bars
@@ -73,11 +73,11 @@ class FinetuneSettings:
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "max_length", "checkpoint_every"):
             if getattr(self, name) < 1:
-                raise InflucoderError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+                raise SettingError(name, f"must be at least 1, got {getattr(self, name)}")
         if self.snapshots < 0:
-            raise InflucoderError(f"--snapshots must be 0 or more, got {self.snapshots}")
+            raise SettingError("snapshots", f"must be 0 or more, got {self.snapshots}")
         if not self.lr > 0:
-            raise InflucoderError(f"--lr must be positive, got {self.lr}")
+            raise SettingError("lr", f"must be positive, got {self.lr}")
 
 
 @dataclass

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from influcoder.core.errors import ArtifactMismatchError, InflucoderError
+from influcoder.core.errors import ArtifactMismatchError, InflucoderError, SettingError
 from influcoder.core.store import FeatureStore
 from influcoder.data.formats import write_samples
 from influcoder.data.records import Sample, fingerprint
@@ -59,7 +59,7 @@ def merge_labels(parts: Sequence[str | Path], out: str | Path) -> InfluenceMatri
         raise InflucoderError("merging needs at least two labels directories")
     out = LabelsDir(out)
     if out.path.resolve() in {p.path.resolve() for p in parts}:
-        raise InflucoderError(f"--out {out.path} must differ from the directories being merged")
+        raise SettingError("out", f"{out.path} must differ from the directories being merged")
     loaded = [LabelsDir.load(p.path) for p in parts]  # checks each is a whole labels directory
     _refuse_unmergeable(parts, loaded)
     pool_ids = [i for labels in loaded for i in labels.matrix.pool_ids]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from influcoder.core.errors import InflucoderError
+from influcoder.core.errors import InflucoderError, SettingError
 
 
 @dataclass
@@ -55,9 +55,9 @@ class LabelSettings:
         for name in ("rank", "proj_dim", "max_length", "batch_size", "batch_tokens", "shard_size"):
             value = getattr(self, name)
             if isinstance(value, int) and value < 1:
-                raise InflucoderError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+                raise SettingError(name, f"must be at least 1, got {value}")
         if self.max_memory is not None and not self.max_memory > 0:
-            raise InflucoderError(f"--max-memory must be a positive number of GB, got {self.max_memory}")
+            raise SettingError("max_memory", f"must be a positive number of GB, got {self.max_memory}")
 
     def lora(self):
         from influcoder.labels.lora import LoraSettings
