@@ -60,10 +60,11 @@ def mean_aggregated_spearman(pred: np.ndarray, true: np.ndarray) -> float:
 def query_specific_per_anchor(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
     """Per-anchor Spearman after removing each pool sample's mean over the evaluated queries from both.
 
-    On the labels measured so far about half of the variance is a query-independent pool offset: a method can
-    rank well per query by knowing only which pool samples influence everything. With the row means removed,
-    only the query-specific part is left to rank. A prediction without such a part (constant per pool sample,
-    e.g. the pool-mean reference) ranks nothing: 0, not NaN.
+    On the project's labels about half of the variance is a query-independent pool offset (see
+    docs/results/generalization.md): a method can rank well per query by knowing only which pool samples
+    influence everything. With the row means removed, only the query-specific part is left to rank. A
+    prediction without such a part (constant per pool sample, e.g. the pool-mean reference) ranks nothing: 0,
+    not NaN.
     """
     pred, true = _check(pred, true)
     pred_part = pred - pred.mean(axis=1, keepdims=True)

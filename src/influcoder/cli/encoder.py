@@ -50,17 +50,15 @@ class Distill(Command):
     low_memory: bool = False
     """Give every allocation of 1 MB or more its own memory mapping (glibc): each step's activations then leave
     the process when freed instead of staying as heap fragments, which otherwise pile up step after step.
-    Measured on 2 CPU cores (docs/results/scale.md): 1.1 GB of anonymous memory between steps instead of
-    2.8-3.2 GB after 150 steps; a whole 1K-sample epoch peaks at 2.5 GB instead of 3.3 GB (a step's own
-    activations remain), in 1.34x the time. Results are the same."""
+    The memory between steps then stays flat in the steps, at more time per step (a step's own activations
+    remain; docs/results/scale.md). Results are the same."""
     activation_checkpointing: bool = False
     """Keep only each encoder layer's input for the backward pass and recompute the rest there: the same
-    training (dropout masks replayed), a smaller working set per step, more time per step. Measured on 2 CPU
-    cores, a 1K-sample epoch of MiniLM-L6 (docs/results/scale.md): 1.8 GB peak instead of 3.2 GB in 1.4x the
-    time; with --low-memory as well, 1.2 GB in 1.8x."""
+    training (dropout masks replayed), a smaller working set per step, more time per step; with --low-memory
+    as well, less memory still (docs/results/scale.md)."""
     checkpoint_minutes: float = 10.0
     """Inside an epoch, save the training state for a resume at the first step this long after the last save
-    (0: every step). An epoch over 100K pool samples takes hours on a CPU; saving a MiniLM run takes ~1 s."""
+    (0: every step). An epoch over 100K pool samples takes hours on a CPU; saving a MiniLM run is quick."""
     quiet: Quiet = False
     device: Device = "auto"
 

@@ -213,8 +213,8 @@ class Demo(Command):
     """Run the whole pipeline on the embedded defaults, with a short report.
 
     label (SmolLM2-135M gradients of `evals` pool x `bbh` queries) -> distill MiniLM-L6 -> evaluate on a
-    held-out split -> index -> attribute -> filter, then a short report. About 15 minutes on 2 CPU cores at
-    the default sizes; every figure is computed in the run; stages resume.
+    held-out split -> index -> attribute -> filter, then a short report. Minutes on 2 CPU cores at the
+    default sizes (docs/results/demo.md); every figure is computed in the run; stages resume.
     """
 
     positive = ("pool_size", "query_size", "epochs", "max_length", "proj_dim")

@@ -83,14 +83,13 @@ class Toxicity(Command):
     """Distillation epochs."""
     train_unsafe: int = 160
     """Unsafe pairs in the distillation pool (the encoder's only view of what to flag): 160 raised its AUPRC on
-    the development set from ~0.3 to ~0.5 against the first replicates' 40, and the unsafe pairs a 5% filter
-    removes from ~50% to ~80% (benchmarks/results/toxicity_dev-unsafe.md). Part of a replicate: pass 40 to
-    continue a run made before the change."""
+    the development set against the first replicates' 40, and the unsafe pairs a 5% filter removes
+    (docs/results/toxicity.md). Part of a replicate: pass 40 to continue a run made before the change."""
     train_draw: Literal["random", "per-task"] = "random"
     """How the distillation's 600 benign pairs are drawn: random, or per-task (one pair of every task before a
     second of any: 465 of the evaluation pool's 466 benign tasks seen instead of 349; it raised the encoder's
-    agreement with its teacher but lowered its AUPRC on the development set, 0.165 vs 0.266 over two
-    distillation seeds: benchmarks/results/toxicity_dev.md). Part of a replicate."""
+    agreement with its teacher but lowered its AUPRC on the development set under both distillation seeds:
+    docs/results/toxicity.md). Part of a replicate."""
     max_length: int = 192
     """Token budget per sample for fine-tuning and gradients."""
     refusal_check: bool = True

@@ -2,9 +2,9 @@
 
 glibc's malloc keeps memory that tensors freed inside the process (its heap cannot shrink around fragments, and
 its mmap threshold rises after the first large free), so a job that encodes a million texts batch after batch
-holds more and more resident memory without leaking anything: measured while indexing 6,000 `evals` samples in
-12 shards, 527 MB -> 902 MB; with `malloc_trim(0)` after every shard it stayed at 500-505 MB. Trimming once
-per shard costs one call per ~10 s of encoding. Elsewhere (macOS, musl) this does nothing.
+holds more and more resident memory without leaking anything; with `malloc_trim(0)` after every shard it stays
+flat (docs/results/scale.md). Trimming once per shard costs one call per shard's encoding, little beside it.
+Elsewhere (macOS, musl) this does nothing.
 """
 
 from __future__ import annotations

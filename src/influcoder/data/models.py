@@ -5,9 +5,9 @@ Names of embedded assets (``smollm2-135m-instruct``, ``minilm-l6``) are fetched 
 load sets `HF_HUB_OFFLINE` (unless the user set it) before it imports transformers (`_offline`); importing
 this module changes no environment variable.
 
-The default decoder ships as a GGUF file. transformers dequantizes it on load (~30 s) and refuses to
+The default decoder ships as a GGUF file. transformers dequantizes it on every load (slowly) and refuses to
 `save_pretrained` a GGUF-loaded model, so the first load rebuilds the model from its config, loads the
-dequantized state dict and saves a plain safetensors directory in the cache; later loads take a second.
+dequantized state dict and saves a plain safetensors directory in the cache; later loads read that, quickly.
 """
 
 from __future__ import annotations

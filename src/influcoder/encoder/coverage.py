@@ -1,9 +1,9 @@
 """How far a text lies from what the encoder was distilled on: the out-of-coverage flag.
 
-A distilled encoder is faithful on the tasks its labels covered and much less so elsewhere (per-anchor rho
-0.68 on held-out samples of training tasks, 0.24 on unseen tasks, on the demo). A user cannot tell from a
-score which case they are in, so every query and every returned sample gets a *coverage score*: the mean
-cosine, in the encoder's own space, to its k nearest labelled training samples (pool and queries).
+A distilled encoder is faithful on the tasks its labels covered and much less so elsewhere (per-anchor rho on
+seen and unseen tasks: docs/results/ranking.md). A user cannot tell from a score which case they are in, so
+every query and every returned sample gets a *coverage score*: the mean cosine, in the encoder's own space, to
+its k nearest labelled training samples (pool and queries).
 
 The threshold is calibrated on the distillation's validation split, samples held out of training but drawn
 from its tasks: a text scoring below the `quantile` (default 5%) of the validation samples' scores lies
@@ -13,10 +13,10 @@ can score without the labels.
 
 A second, query-level signal predicts failure better: the *spread* of a query's predicted influence over the
 pool (the standard deviation of its cosines to the pool samples). A query the encoder has learned to rank gets
-widely spread scores; one it cannot place gets scores that hardly differ, and their order is noise. Measured
-on the ranking experiment's six encoders (255 queries), low spread predicts per-anchor rho < 0.3 with AUROC
-0.844 against 0.714 for low coverage, and 0.76-0.92 against 0.61-0.74 on the generalization benchmark's
-encoders (`benchmarks/flag_signals.py`). Its threshold is the `quantile` of the validation queries' spreads
+widely spread scores; one it cannot place gets scores that hardly differ, and their order is noise. Low
+spread predicts per-anchor rho < 0.3 better than low coverage does, on the ranking experiment's encoders and
+the generalization benchmark's (`benchmarks/flag_signals.py`; figures in docs/results/ranking.md and
+docs/results/generalization.md). Its threshold is the `quantile` of the validation queries' spreads
 over the validation pool; at attribution time a query's spread is taken over a seeded sample of the index.
 """
 
@@ -65,7 +65,7 @@ class CoverageReference:
 
         Rows are scored in blocks of at most `block_entries` similarities, so memory stays bounded however
         large the reference grows (a fixed 4,096-row block held rows x N floats twice over: at the end of a
-        100K-sample distillation, its 10K validation rows against 90K references took ~3 GB)."""
+        100K-sample distillation, its 10K validation rows against 90K references held ~3 GB: docs/results/scale.md)."""
         reference = self.embeddings.astype(np.float32)
         k = min(self.k, len(reference))
         out = np.empty(len(embeddings), dtype=np.float64)

@@ -1,13 +1,13 @@
 """A per-sample *length prior* added to the encoder's cosine: what transfers to tasks the encoder never saw.
 
 About half of what per-anchor rho sees in the gradient labels is a query-independent *pool offset* (a pool
-sample's mean influence over the queries; 58% on the ranking labels, 83% of it between tasks:
-`benchmarks/pool_offset.py`). On unseen tasks the distilled encoder barely predicts it, while a ridge
+sample's mean influence over the queries, most of it between tasks: `benchmarks/pool_offset.py`,
+docs/results/generalization.md). On unseen tasks the distilled encoder barely predicts it, while a ridge
 regression on five length features of the pool sample does better: the labels are cosines of the gradient of a
 response-only loss, an average over the response's tokens, so their direction depends on how many tokens
-(and how much prompt) they average. Added to the distilled cosine with a weight of 0.25 (z-units), it raised
-unseen-task per-anchor rho from 0.136 to 0.210 and left seen tasks level (0.663 -> 0.669) on the ranking
-experiment's encoders.
+(and how much prompt) they average. Added to the distilled cosine with a small weight (z-units), it raised
+unseen-task per-anchor rho and left seen tasks level on the ranking experiment's encoders (figures by weight:
+docs/results/generalization.md).
 
 The prior is fitted after distillation (`influcoder.encoder.prior_fit`) on the training pool's offsets (over
 the training queries) and its weight chosen on the validation split, which is only honest for unseen tasks

@@ -146,9 +146,9 @@ class InfluenceEncoder(torch.nn.Module):
     def to_backend(self, backend: str) -> InfluenceEncoder:
         """Run the backbone on `backend`, in place (inference only: an int8 encoder cannot be trained or
         saved). ``int8`` is torch's dynamic quantisation of the linear layers, which hold nearly all of a BERT's
-        FLOPs, with one weight scale per output channel: per-tensor scales kept 0.962 of float's per-anchor rho
-        on the ranking encoder (enc-random-s0), per-channel 1.003 (one outlier channel no longer sets the step
-        of a whole matrix); measured speed: benchmarks/encoder_speed.py."""
+        FLOPs, with one weight scale per output channel: per-tensor scales lost some of float's per-anchor rho,
+        per-channel ones keep it (one outlier channel no longer sets the step of a whole matrix); measured speed
+        and fidelity: docs/results/scale.md (benchmarks/encoder_speed.py)."""
         if backend not in BACKENDS:
             raise InflucoderError(f"unknown encoder backend {backend!r}; choose from {', '.join(BACKENDS)}")
         if backend == self.backend:
@@ -312,9 +312,9 @@ class InfluenceEncoder(torch.nn.Module):
         """Embeddings with gradients (for training), in input order.
 
         A training step mixes short queries with long pool texts; padding them all to the longest wastes most
-        of the compute (measured 2.7x on evals x bbh at 256 tokens). So texts are sorted by token length and
-        run in groups of at most `max_tokens` padded tokens (None: one group). An embedding depends only on its
-        own text, so grouping changes nothing but float rounding (and which dropout mask a text draws).
+        of the compute. So texts are sorted by token length and run in groups of at most `max_tokens` padded
+        tokens (None: one group). An embedding depends only on its own text, so grouping changes nothing but
+        float rounding (and which dropout mask a text draws).
         """
         if max_tokens is None or len(items) <= 1:
             return self(**self.tokenize(items))

@@ -24,7 +24,8 @@ from influcoder.encoder.settings import DistillSettings
 RESUME_STATE = DistillRun.RESUME
 CHECKPOINT_SECONDS = 600.0
 """Default time between mid-epoch saves of the training state: saving a MiniLM run's state (weights and Adam's
-two moments, ~270 MB) takes about a second, so a kill loses at most ~10 minutes of training for ~0.2% of it."""
+two moments, ~270 MB) is quick beside ten minutes of training, so a kill loses at most one interval of training
+for a small share of its time."""
 
 
 def run_key(settings: DistillSettings, scores: np.ndarray, pool: Sequence[Sample], queries: Sequence[Sample]) -> dict:

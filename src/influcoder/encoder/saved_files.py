@@ -5,8 +5,8 @@ a `UnicodeDecodeError` or a `SafetensorError` traceback, and a weight file with 
 complaint and embeds every text differently. So `save_pretrained` writes a checksum record
 (`influcoder.core.checksums`) beside every file that cannot check itself (weights, vocabularies: all but
 JSON, which no longer parses when damaged), and `from_pretrained` checks every file it is about to read
-first: sizes and sha256 (the weights are read whole anyway; hashing MiniLM's 90 MB takes ~60 ms), JSON by
-parsing it. An encoder saved before records existed is checked by structure only.
+first: sizes and sha256 (the weights are read whole anyway, and hashing them costs little beside that),
+JSON by parsing it. An encoder saved before records existed is checked by structure only.
 """
 
 from __future__ import annotations

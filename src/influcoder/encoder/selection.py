@@ -1,7 +1,7 @@
 """Which samples to spend a label budget on: spread over the embedding space, not drawn at random.
 
-Labels cost a decoder backward pass per sample (~0.5-1 s on 2 CPU cores), and a distilled encoder learns the
-tasks its labels cover (on tasks it never saw, its fidelity drops from 0.68 to 0.24 per-anchor rho on the demo).
+Labels cost a decoder backward pass per sample, and a distilled encoder learns the
+tasks its labels cover (on tasks it never saw, its fidelity drops: docs/results/ranking.md).
 A random draw spends the budget where the candidates are dense: one large task can take most of it. These
 choosers spread it over the untrained encoder's embedding space instead:
 

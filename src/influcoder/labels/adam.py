@@ -10,10 +10,10 @@ stored moments are used as saved, not bias-corrected. (The correction is one sca
 weigh the stored moments against the sample's own gradient differently: after 13 steps it multiplies v by 77,
 after 256 by 4.4; so this choice is LESS's, not a neutral one.)
 
-The first term dominates: on the toxicity task (het, seed 0, final adapter, 100 pool samples) each sample's
-update has a median cosine of 0.80 with the shared 0.9 m / sqrt(0.999 v) part, so samples differ only by what
-their 10% share adds, and ranking the unsafe ones by it is weaker than by the plain gradient (AUPRC 0.86 vs 0.95
-on that subset; `benchmarks/less_momentum.py`).
+The first term dominates: on the toxicity task each sample's update lies close to the shared
+0.9 m / sqrt(0.999 v) part, so samples differ only by what their 10% share adds, and ranking the unsafe ones by
+it is weaker than by the plain gradient (`benchmarks/less_momentum.py`; figures in docs/results/toxicity.md,
+"Why LESS is weak here").
 
 The moments are saved by parameter name (not by torch's positional optimizer state), so they match the
 gradient blocks of a model that loaded the adapter in another process.

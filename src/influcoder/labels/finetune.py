@@ -94,8 +94,8 @@ def step_order(lengths: Sequence[int], settings: FinetuneSettings, group: int = 
 
     Per epoch: a random permutation, cut into windows of `group` batches; within a window samples are sorted by
     length before they are batched, and the batches are then shuffled (the Trainer's group_by_length). A batch
-    is padded to its longest sample, and a pool mixes 30-token answers with 190-token ones: measured on the
-    toxicity pool, random batches cost 6.5 s per step of 8 on 2 cores.
+    is padded to its longest sample, and a pool mixes 30-token answers with 190-token ones, so random batches
+    would spend most of their time on padding.
     """
     rng = np.random.default_rng(settings.seed)
     size = settings.batch_size

@@ -4,8 +4,9 @@ peft computes an adapted layer as `base(x) + lora_B(lora_A(x)) * scaling`: four 
 which reads or writes a (tokens, out_features) tensor in both directions (the B product, the scaling, the
 sum; backward: the scaling again, the accumulation of `lora_B.weight.grad` and `lora_A.weight.grad`, which
 labelling never reads, and the branch's share of the input gradient, added on). On a CPU those passes over
-memory cost more than their arithmetic: profiled on SmolLM2-135M (fp32, 2 cores), the LoRA products, the
-scalar multiplications and the sums took ~17% of a labelling batch for ~0.3% of its FLOPs.
+memory cost more than their arithmetic: profiled on SmolLM2-135M (fp32), the LoRA products, the scalar
+multiplications and the sums took a share of a labelling batch's time far above their share of its FLOPs
+(docs/labels.md).
 
 `LoraLinear.apply` computes the same layer, y = x W^T + s (x A^T) B^T, and its input gradient,
 dL/dx = G W + s (G B) A, with the two LoRA terms folded into the base products (`addmm_`, accumulated by the

@@ -17,8 +17,9 @@ per-example gradients are exactly those of one example run alone; `loop_gradient
 Left padding puts every response at the end of the sequence, so `logits_to_keep` runs the LM head only on
 the last (longest response + 1) positions instead of the whole sequence. That slice is a strided view of the
 hidden states, which the head's product does not fold into one matrix product: it ran as a batch of small
-(positions x hidden) @ (hidden x vocab) products at 36-230 GFLOP/s where one product runs at ~300 (measured:
-benchmarks/labels_gemm_bound.py), so the head's input is made contiguous first (a copy of a few hundred KB).
+(positions x hidden) @ (hidden x vocab) products, each far slower than one product of all the positions
+(benchmarks/labels_gemm_bound.py, docs/labels.md), so the head's input is made contiguous first (a copy of a
+few hundred KB).
 """
 
 from __future__ import annotations

@@ -1,9 +1,8 @@
 """A memory budget for labelling: derive the token budget of a batch from what the decoder really keeps.
 
 Labelling memory is the autograd graph of one batch: every activation the backward pass needs, for every
-padded token (measured on SmolLM2-135M: ~1.6 MB of saved activations per token, and with backward's buffers
-and the allocator's retention the `label` command's 2,048-token batches, its default until 2026-11-26, peak
-near 7 GB; the 512-token default, 2.6 GB).
+padded token; with backward's buffers and the allocator's retention, peak memory grows with the batch's
+tokens (the peaks of SmolLM2-135M at several batch sizes: docs/labels.md).
 Per-example LoRA gradients are small beside it (reduced layer by layer as they arrive). A fixed
 `batch_tokens` therefore either wastes a large machine or swaps a small one.
 
@@ -11,11 +10,11 @@ Per-example LoRA gradients are small beside it (reduced layer by layer as they a
 (Linux: ``/proc/self/clear_refs``), the longest sample runs through a real forward, backward and per-example
 reduction, and the rise of the peak resident memory above what the process held before, per token, is the
 cost: it includes backward's transient buffers, the fused attention kernels' workspaces (invisible to the
-graph) and the allocator's retention (glibc keeps freed tensor memory; measured on SmolLM2-135M, a 2,048-token
-batch peaks at 3.4 MB per token against 1.6 MB of saved activations). Elsewhere the longest sample runs
-forward once under `torch.autograd.graph.saved_tensors_hooks`, whose distinct storages per token, times a
-margin, are the estimate; they are also the floor of the measurement (a process that already holds freed
-memory may serve the measured pass from it and see no rise at all). The batch budget is what remains of GB
+graph) and the allocator's retention (glibc keeps freed tensor memory, so a batch's peak per token is well
+above its saved activations per token). Elsewhere the longest sample runs forward once under
+`torch.autograd.graph.saved_tensors_hooks`, whose distinct storages per token, times a margin, are the
+estimate; they are also the floor of the measurement (a process that already holds freed memory may serve the
+measured pass from it and see no rise at all). The batch budget is what remains of GB
 after the process's resident memory (taken before that measurement) and the per-example gradient blocks,
 divided by that cost. The batching changes nothing in the features (per-example gradients are exact in any
 batch) and is not part of a store's settings, so a rerun with another budget resumes the same store.
@@ -34,9 +33,8 @@ from influcoder.data.formatting import TokenizedSample, collate_left_padded
 
 BACKWARD_MARGIN = 2.0
 """Activation bytes times this is budgeted per token: backward allocates gradients of the activations next to
-the saved graph, and the allocator keeps freed blocks. Measured on SmolLM2-135M, 2 cores (benchmarks/labels.py):
-with 1.5, a 2.5 GB budget chose 388-token batches and peaked at 2.62 GB; 2.0 covers that peak, and is ~1.5x
-conservative at 2,048-token batches (5.7 GB measured)."""
+the saved graph, and the allocator keeps freed blocks. On SmolLM2-135M a margin of 1.5 let a run peak above its
+budget; 2.0 covers that peak, at the price of smaller batches than needed at large budgets."""
 
 GB = 1024**3
 

@@ -105,10 +105,9 @@ class Rademacher(Projector):
         self._signs = torch.from_numpy((bits.astype(np.float32) * 2.0 - 1.0) / np.float32(np.sqrt(self.out_dim)))
         """The 8 entries each byte of the hash stream stands for (bit i of the byte -> entry i): one table
         lookup per byte builds the matrix in one pass. Unpacking bits, then converting and scaling them, made
-        four passes over each 134 MB chunk (measured on 8 chunks of 4,096 x 8,192 each multiplied by 256
-        gradients, whole process: 0.83x the wall time, 150 MB less peak memory; same matrix bit for bit). The
-        lookup is torch's `index_select`, which runs on every thread: numpy's fancy indexing took 0.22 s per
-        4,096-row chunk, twice the 128-row matmul it feeds; index_select 0.07 s (2 cores, same matrix)."""
+        four passes over each 134 MB chunk (4,096 x 8,192 float32), for more time and more peak memory; the
+        matrix is the same bit for bit. The lookup is torch's `index_select`, which runs on every thread: numpy's
+        fancy indexing runs on one and took longer than the matmul the chunk feeds (same matrix)."""
 
     def matrix_rows(self, name: str, start: int, stop: int) -> torch.Tensor:
         """Rows [start, stop) of block `name`'s (n, out_dim) projection matrix."""

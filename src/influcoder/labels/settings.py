@@ -35,8 +35,8 @@ class LabelSettings:
     batch_size: int = 8
     """Most samples per forward/backward (samples are bucketed by length)."""
     batch_tokens: int = 512
-    """Most padded tokens per forward/backward. On a CPU 512 is both faster and smaller than larger batches
-    (0.67x the time of 2,048 at 2.6 instead of 6.9 GB: docs/labels.md); raise it on a GPU, or give --max-memory."""
+    """Most padded tokens per forward/backward. On a CPU 512 costs no throughput and far less memory than larger batches
+    (docs/labels.md); raise it on a GPU, or give --max-memory."""
     max_memory: float | None = None
     """Memory budget in GB of the labelling process: replaces --batch-tokens by the token budget measured to
     fit it (the longest sample's saved activations per token; see `influcoder.labels.memory`)."""

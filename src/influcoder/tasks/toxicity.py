@@ -69,9 +69,9 @@ class ToxicitySettings:
     """Benign pairs of the distillation pool."""
     train_unsafe: int = 160
     """Unsafe pairs of the distillation pool: the encoder's only view of what to flag. 160 rather than the first
-    replicates' 40: on the development set (benchmarks/results/toxicity_dev-unsafe.md, two distillation seeds)
-    the encoder's AUPRC rose from 0.25-0.33 at 40 to 0.43-0.48 at 100 and 0.47-0.55 at 160, and the unsafe
-    pairs a 5% filter removes from 46-59% to 74% and 75-85%. They are the last unsafe pairs drawn, so the
+    replicates' 40: on the development set (two distillation seeds) more unsafe pairs raised the encoder's
+    AUPRC and the unsafe pairs a 5% filter removes (docs/results/toxicity.md, "More unsafe distillation pairs";
+    benchmarks/results/toxicity_dev-unsafe.md). They are the last unsafe pairs drawn, so the
     evaluation side and the rest of the training pool stay what they were at 40 (tested); only the held-out
     requests may change where the added pairs' requests share their text (14 of 50 for het and hom seed 0)."""
     train_safety: int = 80
@@ -328,6 +328,7 @@ def _load(name: str) -> list[Sample]:
     if name == "evals":
         # <= 10 pairs of every task (~4,400 over ~470 tasks): diverse, and fast. It was load_source("evals",
         # limit=6000), which returned the same pairs until draws beyond the cap became a uniform sample of every
-        # pair (then 31% of the benign pool was one task, diabetes): replicates must not depend on that.
+        # pair (then one task, diabetes, dominated the benign pool; docs/results/toxicity.md): replicates must not
+        # depend on that.
         return evals_per_task(seed=0)
     return load_source(name)

@@ -126,7 +126,7 @@ class DataInf(Less):
         pool, queries = list(pool), list(queries)
         if self.scratch is not None:
             Path(self.scratch).mkdir(parents=True, exist_ok=True)
-        # one decoder backward pass per sample, ~0.5 s each on a CPU: a 2,000-sample pool runs for ~20 minutes
+        # one decoder backward pass per sample: on a CPU a pool of thousands runs for many minutes
         bar = progress_bar(total=len(pool) + len(queries), desc=self.desc, unit="sample")
         with bar, tempfile.TemporaryDirectory(prefix="influcoder-datainf-", dir=self.scratch) as scratch:
             gradients = np.lib.format.open_memmap(
