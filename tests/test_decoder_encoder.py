@@ -85,3 +85,46 @@ def test_epochs_0_is_refused_for_the_objectives_that_train_from_scratch(capsys):
         DistillSettings(objective="influcoder", epochs=0)
     assert main(["distill", "--labels", "L", "--out", "O", "--objective", "influcoder", "--epochs", "0"]) == 2
     assert "--epochs 0 is out of range: at least 1 (0 with --objective subspace" in capsys.readouterr().err
+
+
+CHAT = "{% for m in messages %}<s> {{ m['content'] }} </s> {% endfor %}{% if add_generation_prompt %}<s> {% endif %}"
+
+
+@pytest.fixture(scope="module")
+def chat_decoder_dir(tiny_model_dir, tmp_path_factory):
+    """The tiny decoder with a chat template (a real instruct model's tokenizer has one)."""
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    directory = tmp_path_factory.mktemp("chat") / "decoder"
+    shutil.copytree(tiny_model_dir, directory)
+    tokenizer = AutoTokenizer.from_pretrained(directory)
+    tokenizer.chat_template = CHAT
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+def test_the_chat_template_view_reads_a_sample_as_the_labels_do(chat_decoder_dir):
+    from influcoder.data.formatting import SampleFormatter
+
+    encoder = InfluenceEncoder.from_backbone(str(chat_decoder_dir), pooling="response", text_view="chat-template",
+                                             max_length=64)  # fmt: skip
+    for sample in samples(4):
+        prompt, response = SampleFormatter(encoder.tokenizer, 64, use_chat_template=True).render(sample)
+        assert encoder.text_of(sample) == prompt + response and prompt.startswith("<s> ")
+        start, end = encoder.response_span(sample)
+        assert encoder.text_of(sample)[start:end] == response
+        encoded = encoder._tokenize_unpadded([sample])
+        ids, mask = encoded["input_ids"][0], encoded["response_mask"][0]
+        # the pooled tokens are exactly the response's tokens (its closing </s> included), none of the prompt's
+        assert [i for i, m in zip(ids, mask) if m] == encoder.tokenizer(response, add_special_tokens=False)["input_ids"]
+
+
+def test_distill_takes_the_chat_template_view(decoder_run, chat_decoder_dir, tmp_path):
+    root, _, _, _ = decoder_run
+    argv = ["distill", "--labels", str(root / "labels"), "--out", str(tmp_path / "enc"), "--subspace-k", "4",
+            "--encoder", str(chat_decoder_dir), "--pooling", "response", "--text-view", "chat-template",
+            "--epochs", "0", "--max-length", "24", "--eval-pool", "6", "--eval-queries", "3", "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    assert InfluenceEncoder.from_pretrained(tmp_path / "enc").config.text_view == "chat-template"

@@ -24,6 +24,10 @@ ENCODER_FILES = (CONFIG_NAME, "backbone", "head.safetensors*", "coverage.npz*", 
 FORMAT = "influcoder.encoder"
 
 
+CHAT_TEMPLATE = "chat-template"
+"""The `EncoderConfig.text_view` that renders a sample with the backbone tokenizer's chat template."""
+
+
 @dataclass
 class EncoderConfig:
     backbone: str = "minilm-l6"
@@ -35,7 +39,9 @@ class EncoderConfig:
     max_length: int = 256
     """Encoder token budget per text; longer texts lose the start of the prompt."""
     text_view: str = "{prompt}\n\n{response}"
-    """How a sample becomes one string; placeholders {prompt} and {response}."""
+    """How a sample becomes one string: a format with placeholders {prompt} and {response}, or `CHAT_TEMPLATE`
+    (the backbone's chat template, as `label` renders a sample for a decoder: for a decoder used as the
+    backbone, so that it reads each text as the labels' gradients did)."""
     label_config: dict[str, Any] = field(default_factory=dict)
     """The gradient-label settings this encoder was distilled from (for audits and checks)."""
     length_features: bool = False
@@ -53,6 +59,8 @@ class EncoderConfig:
     def __post_init__(self) -> None:
         if self.pooling not in POOLINGS:
             raise InflucoderError(f"unknown pooling {self.pooling!r}; choose from {', '.join(POOLINGS)}")
+        if self.text_view == CHAT_TEMPLATE:
+            return
         if "{prompt}" not in self.text_view and "{response}" not in self.text_view:
             raise InflucoderError("text_view must contain {prompt} and/or {response}")
         if self.pooling in RESPONSE_POOLINGS and self.text_view.count("{response}") != 1:

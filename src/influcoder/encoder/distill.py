@@ -87,6 +87,7 @@ class Distiller:
             pooling=settings.pooling,
             head_dim=settings.head_dim,
             max_length=settings.max_length,
+            text_view=settings.text_view,
         )
         self.device = resolve_device(device)
         self.encoder.to(self.device)

@@ -38,6 +38,7 @@ from influcoder.core.errors import InflucoderError, NonFiniteValueError
 from influcoder.core.progress import progress_bar, progress_bars, renamed_keyword
 from influcoder.data.records import Sample
 from influcoder.encoder.config import (  # noqa: F401 - CONFIG_NAME, FORMAT: also importable from here
+    CHAT_TEMPLATE,
     CONFIG_NAME,
     ENCODER_FILES,
     FORMAT,
@@ -226,7 +227,15 @@ class InfluenceEncoder(torch.nn.Module):
     def text_of(self, item: Sample | str) -> str:
         if isinstance(item, str):
             return item
+        if self.config.text_view == CHAT_TEMPLATE:
+            return "".join(self._chat_parts(item))
         return self.config.text_view.format(prompt=item.prompt, response=item.response)
+
+    def _chat_parts(self, item: Sample) -> tuple[str, str]:
+        """(prompt, response) as the chat template renders them (`SampleFormatter.render`, the labels' view)."""
+        from influcoder.data.formatting import SampleFormatter
+
+        return SampleFormatter(self.tokenizer, self.config.max_length, use_chat_template=True).render(item)
 
     def response_span(self, item: Sample | str) -> tuple[int, int]:
         """Character span of the response inside `text_of(item)`; a plain string is all response.
@@ -237,6 +246,9 @@ class InfluenceEncoder(torch.nn.Module):
         """
         if isinstance(item, str):
             return 0, len(item)
+        if self.config.text_view == CHAT_TEMPLATE:
+            before, response = self._chat_parts(item)
+            return len(before), len(before) + len(response)
         before = self.config.text_view.split("{response}", 1)[0].format(prompt=item.prompt)
         return len(before), len(before) + len(item.response)
 

@@ -41,6 +41,9 @@ class DistillSettings:
     """Backbone: an embedded encoder name or a local HF encoder directory."""
     pooling: Pooling = "mean"
     """Pooling: mean, cls, attention, response (mean over the response tokens) or mean+response."""
+    text_view: str = "{prompt}\n\n{response}"
+    """How a sample becomes the encoder's input text: a format with {prompt} and {response}, or
+    ``chat-template`` (the backbone's chat template, as `label` reads a sample: for a decoder backbone)."""
     head_dim: int | None = None
     """Linear head output dim (None: no head)."""
     max_length: int = 256

@@ -252,7 +252,8 @@ def distill_subspace(
     split = validation_split(len(pool), len(queries), s.val_fraction, rng, groups)
     started = time.perf_counter()
     problem = SubspaceProblem.build(labels_dir, s, scores, pool, queries, split, rng)
-    encoder = subspace_encoder(s.encoder, problem.subspace.k, seed=s.seed, pooling=s.pooling, max_length=s.max_length)
+    encoder = subspace_encoder(s.encoder, problem.subspace.k, seed=s.seed, pooling=s.pooling, max_length=s.max_length,
+                               text_view=s.text_view)  # fmt: skip
     encoder.config.label_config = label_config
     encoder.to(resolve_device(device))
     fit = CoordinateFitSettings(epochs=s.epochs, lr=s.lr, head_lr=s.lr * s.head_lr_scale,
