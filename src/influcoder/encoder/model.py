@@ -225,17 +225,7 @@ class InfluenceEncoder(torch.nn.Module):
         return self.dim + (self.length_prior is not None)
 
     def text_of(self, item: Sample | str) -> str:
-        if isinstance(item, str):
-            return item
-        if self.config.text_view == CHAT_TEMPLATE:
-            return "".join(self._chat_parts(item))
-        return self.config.text_view.format(prompt=item.prompt, response=item.response)
-
-    def _chat_parts(self, item: Sample) -> tuple[str, str]:
-        """(prompt, response) as the chat template renders them (`SampleFormatter.render`, the labels' view)."""
-        from influcoder.data.formatting import SampleFormatter
-
-        return SampleFormatter(self.tokenizer, self.config.max_length, use_chat_template=True).render(item)
+        return self._view(item)[0]
 
     def response_span(self, item: Sample | str) -> tuple[int, int]:
         """Character span of the response inside `text_of(item)`; a plain string is all response.
@@ -244,25 +234,34 @@ class InfluenceEncoder(torch.nn.Module):
         are a few tokens after a long prompt: a mean over the whole text dilutes them to a few percent. The
         response pooling reads those tokens, contextualised by the prompt through attention.
         """
+        return self._view(item)[1]
+
+    def _view(self, item: Sample | str) -> tuple[str, tuple[int, int]]:
+        """The text the encoder reads and the response's character span in it, from one rendering (the chat
+        template's is the labels' own: `SampleFormatter.render`)."""
         if isinstance(item, str):
-            return 0, len(item)
+            return item, (0, len(item))
         if self.config.text_view == CHAT_TEMPLATE:
-            before, response = self._chat_parts(item)
-            return len(before), len(before) + len(response)
+            from influcoder.data.formatting import SampleFormatter
+
+            formatter = SampleFormatter(self.tokenizer, self.config.max_length, use_chat_template=True)
+            before, response = formatter.render(item)
+            return before + response, (len(before), len(before) + len(response))
         before = self.config.text_view.split("{response}", 1)[0].format(prompt=item.prompt)
-        return len(before), len(before) + len(item.response)
+        text = self.config.text_view.format(prompt=item.prompt, response=item.response)
+        return text, (len(before), len(before) + len(item.response))
 
     def _tokenize_unpadded(self, items: Sequence[Sample | str]) -> dict[str, list]:
         """Token ids (left-truncated), plus a 0/1 `response_mask` per text when the pooling needs one."""
-        texts = [self.text_of(x) for x in items]
+        views = [self._view(x) for x in items]
+        texts = [text for text, _ in views]
         needs_mask = self.config.pooling in RESPONSE_POOLINGS
         encoded = dict(
             self.tokenizer(texts, truncation=True, max_length=self.config.max_length, return_offsets_mapping=needs_mask)
         )
         if needs_mask:
             masks = []
-            for item, offsets in zip(items, encoded.pop("offset_mapping")):
-                start, end = self.response_span(item)
+            for (_, (start, end)), offsets in zip(views, encoded.pop("offset_mapping")):
                 masks.append([int(a < b and start <= a < end) for a, b in offsets])  # (0, 0): special tokens
             encoded["response_mask"] = masks
         if self.config.length_features:
