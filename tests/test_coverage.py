@@ -63,6 +63,35 @@ def test_threshold_is_the_validation_quantile_and_training_texts_score_above_for
     assert own > reference.score(encoder.encode(foreign)).mean()
 
 
+def test_build_reference_encodes_each_distinct_sample_once_and_uses_known_embeddings(tiny_bert_dir):
+    """All-pairs labels put every training text on both sides and the validation texts in two lists: each is
+    encoded once, and the reference equals the one built from each list encoded apart."""
+    encoder = InfluenceEncoder.from_backbone(str(tiny_bert_dir), max_length=24)
+    train, val_pool, val_queries = samples(20), samples(8, seed=4), samples(5, seed=5, prefix="q")
+    encoded: list[str] = []
+
+    class Counting:
+        def encode(self, items):
+            encoded.extend(x.id for x in items)
+            return encoder.encode(items)
+
+    args = (train + train, val_pool + val_queries)
+    reference = build_reference(Counting(), *args, k=3, validation_pool=val_pool, validation_queries=val_queries)
+    assert sorted(encoded) == sorted(x.id for x in train + val_pool + val_queries)
+    apart = encoder.encode(train + train)
+    np.testing.assert_allclose(reference.embeddings, apart.astype(np.float16), atol=1e-6)
+    scores = CoverageReference(reference.embeddings, 3, 0.0, 0.05).score(encoder.encode(val_pool + val_queries))
+    np.testing.assert_allclose(reference.threshold, np.quantile(scores, 0.05), atol=1e-5)
+    spreads = query_spread(encoder.encode(val_queries), encoder.encode(val_pool))
+    np.testing.assert_allclose(reference.spread_threshold, np.quantile(spreads, 0.05), atol=1e-5)
+    encoded.clear()
+    known = dict(zip(train, -apart[:20], strict=True))  # a caller's embeddings are taken as they are
+    again = build_reference(Counting(), *args, k=3, validation_pool=val_pool, validation_queries=val_queries,
+                            known=known)  # fmt: skip
+    assert sorted(encoded) == sorted(x.id for x in val_pool + val_queries)
+    np.testing.assert_allclose(again.embeddings[:20], -apart[:20].astype(np.float16), atol=1e-6)
+
+
 def test_distill_index_attribute_carry_the_coverage_flag(tiny_model_dir, tiny_bert_dir, tmp_path, capsys):
     settings = LabelSettings(model=str(tiny_model_dir), rank=2, proj_dim=32, max_length=24, shard_size=8)
     pool, queries = samples(24), samples(10, seed=7, prefix="q")

@@ -59,6 +59,24 @@ def test_epochs_0_keeps_the_ridge_start_on_the_decoders_response_states(decoder_
         np.testing.assert_allclose(got[:width], expected.numpy(), rtol=1e-4, atol=1e-5)
 
 
+def test_the_coverage_reference_from_the_fits_states_equals_one_encoded_from_the_saved_encoder(decoder_run, tmp_path):
+    """An epochs-0 run writes its coverage reference from the ridge fit's pooled states (no second decoder
+    pass); encoding every sample again with the saved encoder gives the same reference (float16 on disk)."""
+    import shutil
+
+    from influcoder.encoder.coverage import CoverageReference, write_coverage_reference
+
+    root, _, pool, queries = decoder_run
+    from_states = CoverageReference.load(root / "enc")
+    again = tmp_path / "enc"
+    shutil.copytree(root / "enc", again)
+    (again / "best" / "coverage.npz").unlink()
+    encoded = write_coverage_reference(again, [*pool, *queries])
+    np.testing.assert_allclose(from_states.embeddings, encoded.embeddings.astype(np.float16), atol=2e-3)
+    np.testing.assert_allclose(from_states.threshold, encoded.threshold, atol=2e-3)
+    np.testing.assert_allclose(from_states.spread_threshold, encoded.spread_threshold, atol=2e-3)
+
+
 def test_index_and_attribute_score_queries_by_their_exact_gradients(decoder_run):
     root, settings, pool, queries = decoder_run
     assert main(["index", "--encoder", str(root / "enc"), "--pool", str(root / "labels" / "pool.jsonl"),

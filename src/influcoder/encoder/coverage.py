@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +33,6 @@ import numpy as np
 from influcoder.core import checksums
 from influcoder.core.arrayfile import check_shape, read_npz
 from influcoder.core.errors import DamagedFileError
-from influcoder.core.progress import progress_bars
 from influcoder.data.records import Sample
 from influcoder.encoder.run_record import DistillRun, TrainingRecord
 
@@ -128,20 +127,45 @@ def build_reference(
     quantile: float = 0.05,
     validation_pool: Sequence[Sample] = (),
     validation_queries: Sequence[Sample] = (),
+    known: Mapping[Sample, np.ndarray] | None = None,
 ) -> CoverageReference:
     """Embed the labelled training samples; calibrate the coverage threshold on the validation samples'
     scores (with the reference rounded to float16 first, as it is saved) and, given the validation split's
-    pool and queries apart, the spread threshold on the validation queries' spreads over that pool. Only the
-    labelled samples' encoding shows a bar (`influcoder.core.progress`): the validation sets are small."""
-    embeddings = encoder.encode(list(labelled)).astype(np.float16).astype(np.float32)
+    pool and queries apart, the spread threshold on the validation queries' spreads over that pool.
+
+    Each distinct sample is encoded once, however many of these lists hold it (with all-pairs labels every
+    training text is both pool and query, and the validation pool and queries are also `validation`): a
+    decoder backbone pays a full forward pass per text. `known` maps samples to embeddings the caller already
+    holds from this very encoder (a frozen backbone's ridge fit): those are not encoded again."""
+    embed = _Embeddings(encoder, known)
+    embed.add([*labelled, *validation, *validation_pool, *validation_queries])
+    embeddings = embed(labelled).astype(np.float16).astype(np.float32)
     reference = CoverageReference(embeddings, k, float("-inf"), quantile)
-    with progress_bars(False):
-        if len(validation):
-            reference.threshold = float(np.quantile(reference.score(encoder.encode(list(validation))), quantile))
-        if len(validation_pool) >= 2 and len(validation_queries):
-            spreads = query_spread(encoder.encode(list(validation_queries)), encoder.encode(list(validation_pool)))
-            reference.spread_threshold = float(np.quantile(spreads, quantile))
+    if len(validation):
+        reference.threshold = float(np.quantile(reference.score(embed(validation)), quantile))
+    if len(validation_pool) >= 2 and len(validation_queries):
+        spreads = query_spread(embed(validation_queries), embed(validation_pool))
+        reference.spread_threshold = float(np.quantile(spreads, quantile))
     return reference
+
+
+class _Embeddings:
+    """Embeddings by sample (equal id and text: the same key), each encoded once, in one `encode` call."""
+
+    def __init__(self, encoder, known: Mapping[Sample, np.ndarray] | None):
+        self.encoder = encoder
+        self.by_sample: dict[Sample | str, np.ndarray] = dict(known or {})
+
+    def add(self, items: Sequence[Sample | str]) -> None:
+        missing = list(dict.fromkeys(x for x in items if x not in self.by_sample))
+        if missing:
+            self.by_sample.update(zip(missing, self.encoder.encode(missing), strict=True))
+
+    def __call__(self, items: Sequence[Sample | str]) -> np.ndarray:
+        if not items:
+            return self.encoder.encode([])
+        self.add(items)
+        return np.stack([self.by_sample[x] for x in items]).astype(np.float32)
 
 
 def write_coverage_reference(
@@ -149,10 +173,13 @@ def write_coverage_reference(
     samples: Sequence[Sample],
     device: str = "auto",
     record: TrainingRecord | None = None,
+    encoder=None,
+    known: Mapping[Sample, np.ndarray] | None = None,
 ) -> CoverageReference:
     """The coverage reference of a finished `distill` run, saved into ``out/best``: its training samples are
     the reference, its validation samples calibrate the thresholds. `record` is the run's training record
-    when the caller holds it (read from ``out/training.json`` otherwise)."""
+    when the caller holds it (read from ``out/training.json`` otherwise); `encoder` the best encoder when the
+    caller holds it (loaded from ``out/best`` otherwise), with `known` embeddings it already computed."""
     from influcoder.encoder.model import InfluenceEncoder
 
     run = DistillRun(out)
@@ -160,13 +187,14 @@ def write_coverage_reference(
     by_id = {s.id: s for s in samples}
     labelled = [by_id[i] for i in record.train_pool_ids + record.train_query_ids]
     val_pool, val_queries = [by_id[i] for i in record.val_pool_ids], [by_id[i] for i in record.val_query_ids]
-    encoder = InfluenceEncoder.from_pretrained(run.best, device=device)
+    encoder = encoder if encoder is not None else InfluenceEncoder.from_pretrained(run.best, device=device)
     reference = build_reference(
         encoder,
         labelled,
         val_pool + val_queries,
         validation_pool=val_pool,
         validation_queries=val_queries,
+        known=known,
     )
     reference.save(run.best)
     return reference

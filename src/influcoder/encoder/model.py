@@ -294,7 +294,12 @@ class InfluenceEncoder(torch.nn.Module):
     def forward(self, **batch: torch.Tensor) -> torch.Tensor:
         """Embeddings of a batch from `tokenize` (its tensors by name: `pool` reads them): unit vectors, or the
         head's output as it is for a subspace encoder."""
-        pooled = self.pool(**batch)
+        return self.head_output(self.pool(**batch))
+
+    def head_output(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Embeddings from pooled states (`pool`'s output): what `forward` returns for them. A caller that
+        already holds a text's pooled states (a ridge fit on a frozen backbone) gets its embedding without a
+        second backbone pass."""
         if self.config.standardise_head_input:
             pooled = (pooled - self.head_shift) / self.head_scale
         if self.head is not None:

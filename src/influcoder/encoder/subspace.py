@@ -150,12 +150,14 @@ def pooled_states(encoder: InfluenceEncoder, items: Sequence[Sample], batch_size
     out = None
     was_training = encoder.training
     encoder.eval()
-    for start in range(0, len(order), batch_size):
-        index = order[start : start + batch_size]
-        states = encoder.pool(**encoder._pad(encoded, index)).float().cpu().numpy()
-        if out is None:
-            out = np.empty((len(items), states.shape[1]), dtype=np.float32)
-        out[index] = states
+    with progress_bar(total=len(items), desc="pooled states", unit="text") as bar:
+        for start in range(0, len(order), batch_size):
+            index = order[start : start + batch_size]
+            states = encoder.pool(**encoder._pad(encoded, index)).float().cpu().numpy()
+            if out is None:
+                out = np.empty((len(items), states.shape[1]), dtype=np.float32)
+            out[index] = states
+            bar.update(len(index))
     encoder.train(was_training)
     return out
 

@@ -17,10 +17,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from influcoder.core.devices import resolve_device
 from influcoder.core.errors import InflucoderError
 from influcoder.data.records import Sample, sample_groups
+from influcoder.encoder.coverage import write_coverage_reference
 from influcoder.encoder.epoch_log import EpochLog
 from influcoder.encoder.resume import load_state, run_key, save_state
 from influcoder.encoder.run_record import DistillRun, TrainingRecord
@@ -31,6 +33,8 @@ from influcoder.encoder.subspace import (
     FitPosition,
     GradientSubspace,
     fit_coordinates,
+    pooled_states,
+    ridge_head,
     subspace_encoder,
 )
 from influcoder.metrics import spearman_report
@@ -149,6 +153,8 @@ class EpochTracker:
         self.clock = started
         self.logs: list[EpochLog] = []
         self.best = -np.inf
+        self.val_pool_embeddings: np.ndarray | None = None
+        """The validation pool's embeddings as last scored."""
 
     def restore(self, state: dict) -> FitPosition:
         """Continue after the epoch a saved state holds; returns where the fit goes on."""
@@ -159,7 +165,8 @@ class EpochTracker:
 
     def __call__(self, record: dict[str, float], position: FitPosition) -> None:
         p = self.problem
-        report = spearman_report(self.encoder.encode(p.val_pool, show_progress_bar=False) @ p.val_qc.T, p.val_truth)
+        self.val_pool_embeddings = self.encoder.encode(p.val_pool, show_progress_bar=False)
+        report = spearman_report(self.val_pool_embeddings @ p.val_qc.T, p.val_truth)
         trained = record["epoch"] > 0
         done = EpochLog(int(record["epoch"]),
                         record["mse"] + self.run.settings.alpha * (1.0 - record["pearson"]) if trained else None,
@@ -261,9 +268,12 @@ def distill_subspace(
                                 ridge=s.subspace_ridge, seed=s.seed)  # fmt: skip
     tracker = EpochTracker(encoder, problem, SubspaceRunFacts(s, key, out, pool, queries, split), started)
     if state is None:
-        fit_coordinates(encoder, problem.train_samples, problem.targets,
-                        CoordinateFitSettings(epochs=0, ridge=s.subspace_ridge))  # fmt: skip
+        states = pooled_states(encoder, problem.train_samples)
+        ridge_head(encoder, states, problem.targets, s.subspace_ridge)
         tracker({"epoch": 0}, FitPosition())  # the ridge start
+        if s.epochs == 0:  # the backbone stays as it is: the states give the coverage reference its embeddings
+            _write_coverage(encoder, states, tracker, out, [*pool, *queries])
+            return tracker.logs
         position = FitPosition()
     else:
         position = tracker.restore(state)
@@ -272,6 +282,18 @@ def distill_subspace(
                     start_at_ridge=False, query_coords=problem.train_qc,
                     exclude=problem.exclude, on_epoch=tracker, start=position)  # fmt: skip
     return tracker.logs
+
+
+@torch.no_grad()
+def _write_coverage(encoder, states: np.ndarray, tracker: EpochTracker, out: Path, samples: Sequence[Sample]) -> None:
+    """The coverage reference of a run that ended at its ridge start, from the embeddings the fit already
+    computed (the training samples' pooled states through the head, the validation pool's from its scoring):
+    with a decoder backbone, a second forward pass over every training text would double the run."""
+    problem = tracker.problem
+    embeddings = encoder.head_output(torch.as_tensor(states, device=encoder.device)).float().cpu().numpy()
+    known = dict(zip(problem.train_samples, embeddings, strict=True))
+    known.update(zip(problem.val_pool, tracker.val_pool_embeddings, strict=True))
+    write_coverage_reference(out, samples, encoder=encoder, known=known)
 
 
 def _save(encoder, subspace: GradientSubspace, directory: Path) -> None:
