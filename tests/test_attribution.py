@@ -55,7 +55,7 @@ def test_append_equals_building_from_scratch(encoder_dir, tmp_path):
     assert [[a.sample.id for a in h] for h in ic.attribute(queries, k=5)] == whole_hits
     with pytest.raises(InflucoderError, match="already in"):
         ic.index(pool[:3], tmp_path / "grown", append=True, progress=False)
-    with pytest.raises(InflucoderError, match="--append"):
+    with pytest.raises(InflucoderError, match="set `append` to add to it or `overwrite`"):
         ic.index(pool, tmp_path / "grown", progress=False)
 
 

@@ -330,5 +330,8 @@ def test_overwrite_keeps_a_users_files_and_refuses_a_foreign_training_record(
     (out / "training.json").write_text(json.dumps({"my": "experiment log"}), encoding="utf-8")
     capsys.readouterr()
     assert main([*args, "--overwrite"]) == 2
-    assert "training.json was not written by `influcoder distill`" in capsys.readouterr().err
+    message = capsys.readouterr().err
+    assert "training.json was not written by `influcoder distill`" in message
+    # the library's advice names fields; the CLI prints them as this command's flags
+    assert "--overwrite replaces only a distillation run: move the file away or pick another --out" in message
     assert json.loads((out / "training.json").read_text()) == {"my": "experiment log"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from influcoder.cli.main import main
-from influcoder.core.errors import InflucoderError, SettingError, cli_message
+from influcoder.core.errors import InflucoderError, SettingError, cli_message, with_flags
 
 
 def test_a_setting_error_names_the_field_and_the_cli_its_flag():
@@ -14,6 +14,18 @@ def test_a_setting_error_names_the_field_and_the_cli_its_flag():
     assert error.as_flags() == "--hard-candidates 20 is out of range: 0 to --candidates-per-batch"
     assert cli_message(error) == error.as_flags()
     assert cli_message(InflucoderError("plain")) == "plain"
+
+
+def test_other_errors_get_the_running_commands_fields_as_flags_and_nothing_else():
+    """Library advice names fields ("pick another `out`"); the CLI writes those that are flags of the command
+    it runs, and leaves any other backticked word (a function, a command) as it is."""
+    error = InflucoderError("x holds a run; set `overwrite` or pick another `out` (see `subspace_encoder`)")
+    fields = {"out", "overwrite", "lr"}
+    assert cli_message(error, fields) == "x holds a run; set --overwrite or pick another --out (see `subspace_encoder`)"
+    assert cli_message(error) == str(error)  # outside a command: as the library wrote it
+    assert with_flags("rerun `influcoder label` with the same `out`", fields) == (
+        "rerun `influcoder label` with the same --out"
+    )
 
 
 def test_a_path_or_a_word_in_the_message_is_never_taken_for_a_field():

@@ -66,7 +66,7 @@ def test_a_truncated_influence_matrix_is_refused_with_the_way_to_rebuild_it(tmp_
     np.testing.assert_array_equal(InfluenceMatrix.load(tmp_path / "m").scores, scores)
     path = tmp_path / "m" / "scores.npy"
     path.write_bytes(path.read_bytes()[:-8])
-    with pytest.raises(InflucoderError, match="truncated or replaced; rerun `influcoder label` with the same --out"):
+    with pytest.raises(InflucoderError, match="truncated or replaced; rerun `influcoder label` with the same `out`"):
         InfluenceMatrix.load(tmp_path / "m")
     ids = json.loads((tmp_path / "m" / "ids.json").read_text())
     del ids["scores_bytes"]  # a matrix written before sizes were recorded: numpy's own check refuses it, named

@@ -111,14 +111,14 @@ def remove_index(path: Path) -> None:
     if not IndexManifest.names_an_index(path):
         raise InflucoderError(
             f"refusing to overwrite {path}: it is not an influcoder index (no {MANIFEST} of one); "
-            "pick an empty or new --out"
+            "pick an empty or new index directory (`out`)"
         )
     foreign = [e.name for e in entries if not any(fnmatch.fnmatch(e.name, p) for p in INDEX_FILES)]
     for entry in entries:  # what an index writes; the lock this run holds and a user's own files stay
         if entry.name not in foreign:
             shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
     if foreign:
-        log.warning("--overwrite kept files that influcoder did not write in %s: %s", path, ", ".join(sorted(foreign)))
+        log.warning("overwriting kept files that influcoder did not write in %s: %s", path, ", ".join(sorted(foreign)))
 
 
 def next_segment(index, encoder, samples: Sequence[Sample], options: IndexBuildOptions) -> str | None:
@@ -137,13 +137,13 @@ def next_segment(index, encoder, samples: Sequence[Sample], options: IndexBuildO
         if last_store.ids != ids:  # an interrupted build or append: resume it only with the same data
             raise InflucoderError(
                 f"{path / last.name} is an interrupted build of other samples; rerun it with the same data, or "
-                "pass --overwrite"
+                "set `overwrite`"
             )
         return last.name
     if not options.append:
         if len(manifest.segments) == 1 and last_store.config.get("data_fingerprint") == fingerprint(samples):
             return None  # the same build finished already: only make sure FAISS is in sync
-        raise InflucoderError(f"{path} already holds an index; pass --append to add to it or --overwrite")
+        raise InflucoderError(f"{path} already holds an index; set `append` to add to it or `overwrite`")
     known = set(index.ids())
     dup = next((i for i in ids if i in known), None)
     if dup is not None:
@@ -154,11 +154,11 @@ def next_segment(index, encoder, samples: Sequence[Sample], options: IndexBuildO
 def _check_encoder(manifest: IndexManifest, path: Path, encoder) -> None:
     if manifest.encoder_backend != encoder.backend:
         raise ArtifactMismatchError(
-            f"{path} was built with the {manifest.encoder_backend} encoder backend, not {encoder.backend}; pass "
-            f"--backend {manifest.encoder_backend} or use another --out"
+            f"{path} was built with the {manifest.encoder_backend} encoder backend, not {encoder.backend}; set "
+            f"`backend` {manifest.encoder_backend} or use another index directory (`out`)"
         )
     if manifest.encoder_fingerprint != encoder_fingerprint(encoder):
-        raise ArtifactMismatchError(f"{path} was built with another encoder; use another --out")
+        raise ArtifactMismatchError(f"{path} was built with another encoder; use another index directory (`out`)")
 
 
 def _check_options(manifest: IndexManifest, path: Path, last_store: FeatureStore | None, options) -> None:
@@ -170,7 +170,7 @@ def _check_options(manifest: IndexManifest, path: Path, last_store: FeatureStore
     if differ:
         raise ArtifactMismatchError(
             f"{path} holds an index built with {', '.join(differ)}, not what this run asks for; "
-            "use the same options, another --out, or --overwrite"
+            "use the same options, another index directory (`out`), or set `overwrite`"
         )
 
 

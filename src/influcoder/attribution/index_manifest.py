@@ -29,7 +29,7 @@ COVERAGE = "coverage.npy"
 FORMAT = "influcoder.index"
 VERSION = 1
 """The manifest version this influcoder writes and the newest it reads."""
-REBUILD = "rebuild it with `influcoder index --overwrite` or restore the file"
+REBUILD = "rebuild it (`influcoder index` with `overwrite`) or restore the file"
 
 _ABSENT = object()
 

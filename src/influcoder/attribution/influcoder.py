@@ -131,7 +131,7 @@ class Influcoder:
         index = EmbeddingIndex(index_dir)
         encoder_dir = encoder_dir or index.manifest.encoder_path
         if not encoder_dir:
-            raise InflucoderError(f"{index_dir} does not record its encoder; pass --encoder")
+            raise InflucoderError(f"{index_dir} does not record its encoder; give its `encoder`")
         backend = index.manifest.encoder_backend  # queries embedded as the pool was
         encoder_device = "cpu" if backend != "torch" and device in (None, "auto") else device
         encoder = InfluenceEncoder.from_pretrained(encoder_dir, device=encoder_device, backend=backend)

@@ -7,6 +7,7 @@ Every command is a library call first (see the module of each command class); er
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 import textwrap
@@ -168,6 +169,18 @@ def messages_to_stderr(quiet: bool) -> Iterator[None]:
         logger.setLevel(level)
 
 
+def command_fields(cmd: object) -> set[str]:
+    """The settings fields of a parsed command, its option groups' included (their flags carry no prefix):
+    which backticked words of an error message are flags of this command."""
+    fields: set[str] = set()
+    for item in dataclasses.fields(cmd) if dataclasses.is_dataclass(cmd) else ():
+        fields.add(item.name)
+        value = getattr(cmd, item.name, None)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            fields |= command_fields(value)
+    return fields
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         name, cmd = parse(sys.argv[1:] if argv is None else argv)
@@ -182,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             _check_device(cmd)
             code = _exit_status(cmd.run())
     except InflucoderError as exc:
-        err(cli_message(exc))
+        err(cli_message(exc, command_fields(cmd)))
         return 2
     except OSError as exc:  # an unreadable input or unwritable output: one line naming the file, not a traceback
         err(f"{exc.filename}: {exc.strerror or exc}" if exc.filename else str(exc))

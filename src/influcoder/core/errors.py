@@ -7,6 +7,7 @@ and exits non-zero instead of a traceback, and library users can catch one base 
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 
 
 class InflucoderError(Exception):
@@ -16,6 +17,16 @@ class InflucoderError(Exception):
 def flag(field: str) -> str:
     """The command-line flag of a settings field (``batch_tokens`` -> ``--batch-tokens``)."""
     return "--" + field.replace("_", "-")
+
+
+FIELD_IN_MESSAGE = re.compile(r"`([a-z][a-z0-9_]*)`")
+"""How a message names a settings field: in backticks (so that a path or a word is never taken for one)."""
+
+
+def with_flags(message: str, fields: Collection[str] | None = None) -> str:
+    """`message` with each backticked field written as its flag: every one, or only those in `fields` (the
+    running command's, so that a backticked word that is no flag of it stays as it is)."""
+    return FIELD_IN_MESSAGE.sub(lambda m: flag(m[1]) if fields is None or m[1] in fields else m[0], message)
 
 
 class SettingError(InflucoderError):
@@ -29,12 +40,14 @@ class SettingError(InflucoderError):
         super().__init__(f"{field} {problem}")
 
     def as_flags(self) -> str:
-        return f"{flag(self.field)} {re.sub(r'`([a-z][a-z0-9_]*)`', lambda m: flag(m[1]), self.problem)}"
+        return f"{flag(self.field)} {with_flags(self.problem)}"
 
 
-def cli_message(error: InflucoderError) -> str:
-    """What the CLI prints for `error`: a `SettingError` in flags, anything else as it is."""
-    return error.as_flags() if isinstance(error, SettingError) else str(error)
+def cli_message(error: InflucoderError, fields: Collection[str] = ()) -> str:
+    """What the CLI prints for `error`: a `SettingError` in flags; any other message with the backticked
+    `fields` of the running command written as flags (library advice reads "pick another `out`", the CLI's
+    "pick another --out")."""
+    return error.as_flags() if isinstance(error, SettingError) else with_flags(str(error), fields)
 
 
 class DataError(InflucoderError):

@@ -44,7 +44,7 @@ def run_shards_on_ray(
     try:
         import ray
     except ImportError:
-        raise InflucoderError('--ray needs Ray: pip install "influcoder[ray]"') from None
+        raise InflucoderError('running on Ray (`ray`) needs Ray: pip install "influcoder[ray]"') from None
     if not shards:
         return []
     if not ray.is_initialized():

@@ -122,7 +122,7 @@ class FeatureStore:
             if diffs:
                 raise ArtifactMismatchError(
                     f"{path} holds a store made with other settings ({'; '.join(diffs[:5])}); "
-                    "use another --out or pass --overwrite"
+                    "use another `out` or set `overwrite`"
                 )
             return existing
         if overwrite and path.exists():

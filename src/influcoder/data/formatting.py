@@ -78,7 +78,7 @@ class SampleFormatter:
             if not full_text.startswith(prompt_text):
                 raise InflucoderError(
                     f"sample {sample.id}: the chat template does not render the prompt as a prefix of the full "
-                    "conversation, so the response tokens cannot be located; use --no-chat-template"
+                    "conversation, so the response tokens cannot be located; set `chat_template` False"
                 )
             return prompt_text, full_text[len(prompt_text) :]
         eos = self.tokenizer.eos_token or ""

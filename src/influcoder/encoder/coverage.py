@@ -37,7 +37,7 @@ from influcoder.data.records import Sample
 from influcoder.encoder.run_record import DistillRun, TrainingRecord
 
 FILE = "coverage.npz"
-REMEDY = "restore it or rerun `influcoder distill` with the same --out (it is rewritten at the end)"
+REMEDY = "restore it or rerun `influcoder distill` with the same `out` (it is rewritten at the end)"
 BLOCK_ENTRIES = 1 << 22
 """Most similarities `CoverageReference.score` holds at once (4M float32: 16 MB, twice with the partition)."""
 

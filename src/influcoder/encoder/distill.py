@@ -76,7 +76,7 @@ class Distiller:
             )
         if settings.objective == "subspace":
             raise InflucoderError(
-                "Distiller trains the cosine objectives (influcoder, airrep); --objective subspace is trained by "
+                "Distiller trains the cosine objectives (influcoder, airrep); `objective` subspace is trained by "
                 "distill_labels (influcoder.encoder.subspace_distill), which reads the labels' stored gradients"
             )
         self.settings = settings
@@ -100,7 +100,7 @@ class Distiller:
         if not getattr(backbone, "supports_gradient_checkpointing", False):
             raise InflucoderError(
                 f"the backbone {self.settings.encoder!r} ({type(backbone).__name__}) does not support activation "
-                "checkpointing; run without --activation-checkpointing"
+                "checkpointing; run without `activation_checkpointing`"
             )
         enable = getattr(backbone, "activation_checkpointing_enable", None)  # the name from transformers 5.x on
         if enable is not None:
@@ -201,7 +201,7 @@ def continued_from(settings: DistillSettings, features: dict) -> tuple[Influence
     differ = sorted(k for k in set(learned) | set(features) if learned and learned.get(k) != features.get(k))
     if differ:
         raise ArtifactMismatchError(
-            f"--init {settings.init} was distilled from other gradient features than these labels "
+            f"`init` {settings.init} was distilled from other gradient features than these labels "
             f"({differ[0]}: {learned.get(differ[0])!r} there, {features.get(differ[0])!r} here)"
         )
     c = encoder.config
@@ -234,7 +234,9 @@ class HoldOut:
         matrix, pool, queries = labels.matrix, labels.pool, labels.queries
         if self.split is not None:
             if self.pool or self.queries:
-                raise InflucoderError("give either an evaluation split file or --eval-pool/--eval-queries, not both")
+                raise InflucoderError(
+                    "give either an evaluation split file (`eval_split`) or `eval_pool` / `eval_queries`, not both"
+                )
             return split_from_file(self.split, matrix.pool_ids, matrix.query_ids)
         if (self.pool or self.queries) and self.protocol == "task":
             pool_groups, query_groups = sample_groups(pool, self.group_field), sample_groups(queries, self.group_field)

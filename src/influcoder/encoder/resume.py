@@ -68,8 +68,8 @@ def load_state(out: Path, key: dict, overwrite: bool) -> dict | None:
         if not same_run(state["key"], key, _run_key_defaults()):
             raise InflucoderError(
                 f"{out} holds a partial distillation run of other settings or labels "
-                f"({_key_difference(state['key'], key)}); rerun with --overwrite to discard it, or pick "
-                "another --out"
+                f"({_key_difference(state['key'], key)}); rerun with `overwrite` to discard it, or pick "
+                "another `out`"
             )
         return state
     if run.has_record():
@@ -79,7 +79,7 @@ def load_state(out: Path, key: dict, overwrite: bool) -> dict | None:
             return {"complete": True, "logs": done.epochs}
         raise InflucoderError(
             f"{out} already holds a distillation run ({_key_difference(stored, key)}); rerun with "
-            "--overwrite to replace it, or pick another --out"
+            "`overwrite` to replace it, or pick another `out`"
         )
     return None
 
@@ -97,6 +97,6 @@ def refuse_foreign_record(out: Path) -> None:
     run = DistillRun(out)
     if not run.written_by_distill():
         raise ArtifactMismatchError(
-            f"{run.training_path} was not written by `influcoder distill` (no settings and epochs); --overwrite "
-            "replaces only a distillation run: move the file away or pick another --out"
+            f"{run.training_path} was not written by `influcoder distill` (no settings and epochs); `overwrite` "
+            "replaces only a distillation run: move the file away or pick another `out`"
         )

@@ -199,7 +199,7 @@ class TrainingRun:
             raise NonFiniteValueError(
                 f"non-finite training loss at epoch {epoch}, step {step + 1} (batch of queries and "
                 f"candidates e.g. {', '.join(ids)}); nothing after the last saved state was kept: lower "
-                "--lr or check those samples"
+                "`lr` or check those samples"
             )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -125,7 +125,7 @@ def check_same_features(encoder: InfluenceEncoder, labels_dir: str | Path) -> No
         key = differ[0]
         raise ArtifactMismatchError(
             f"{labels_dir} holds labels of other gradient features than the encoder was distilled from "
-            f"({key}: {have.get(key)!r} there, {wanted.get(key)!r} in training); pass --other-labels to compare "
+            f"({key}: {have.get(key)!r} there, {wanted.get(key)!r} in training); set `other_labels` to compare "
             "anyway"
         )
 

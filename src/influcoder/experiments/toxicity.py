@@ -159,7 +159,7 @@ def _check_run(out: Path, run: ToxicityRun) -> None:
         if stored != current:
             differ = sorted(k for k in set(stored) | set(current) if stored.get(k) != current.get(k))
             raise InflucoderError(
-                f"{out} holds a toxicity run with other {', '.join(differ)} settings; use another --out"
+                f"{out} holds a toxicity run with other {', '.join(differ)} settings; use another `out`"
             )
     else:
         write_json_atomic(path, run.key())

@@ -290,7 +290,7 @@ def _resume(out: Path, manifest: dict, model, params, optimizer) -> tuple[list[f
         differing = [k for k in manifest if saved.get(k) != manifest[k]]
         if differing:
             raise ArtifactMismatchError(
-                f"{out} holds a fine-tuning run with other {', '.join(differing)}; use another --out or delete it"
+                f"{out} holds a fine-tuning run with other {', '.join(differing)}; use another `out` or delete it"
             )
         if saved.get("done"):
             raise InflucoderError(f"{out} already holds a finished adapter ({saved['steps']} steps); nothing to do")

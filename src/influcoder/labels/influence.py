@@ -20,7 +20,7 @@ from influcoder.core.errors import DamagedFileError, InflucoderError
 from influcoder.core.jsonfile import field, read_json
 from influcoder.core.store import FeatureStore, npy_bytes
 
-REBUILD = "rerun `influcoder label` with the same --out (the matrix is rebuilt from the stores)"
+REBUILD = "rerun `influcoder label` with the same `out` (the matrix is rebuilt from the stores)"
 
 
 def normalize_rows(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:

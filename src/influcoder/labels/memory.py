@@ -126,8 +126,8 @@ def batch_tokens_for_budget(
     if tokens < width:
         needed = (resident + 2 * block_bytes_per_sample + width * per_token) / GB
         raise InflucoderError(
-            f"--max-memory {max_memory_gb:g} GB is too small: the decoder and its adapter already take "
+            f"`max_memory` {max_memory_gb:g} GB is too small: the decoder and its adapter already take "
             f"{resident / GB:.2f} GB and the longest sample ({longest.id}, {width} tokens) needs about "
-            f"{needed:.2f} GB in all; raise it, or lower --max-length"
+            f"{needed:.2f} GB in all; raise it, or lower `max_length`"
         )
     return tokens
