@@ -145,6 +145,8 @@ def test_spread_is_the_deviation_of_a_querys_cosines_over_the_pool_and_old_refer
     np.testing.assert_allclose(query_spread(queries, pool), (pool @ queries.T).std(axis=0), rtol=1e-5)
     flat = np.zeros((1, 8))  # orthogonal to... nothing: a zero query's cosines are all 0, no spread
     assert query_spread(flat, pool)[0] == 0 and np.isnan(query_spread(queries, pool[:1])).all()
+    scales = np.array([[3.0], [0.01]])  # coordinates, not unit vectors: the spread is of the cosines still
+    np.testing.assert_allclose(query_spread(queries * scales, pool * 7.0), query_spread(queries, pool), rtol=1e-5)
     reference = CoverageReference(pool, 5, 0.1, 0.05, spread_threshold=0.2)
     assert list(reference.confident(np.array([0.1, 0.3]))) == [False, True]
     reference.save(tmp_path)

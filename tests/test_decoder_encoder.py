@@ -64,17 +64,27 @@ def test_the_coverage_reference_from_the_fits_states_equals_one_encoded_from_the
     pass); encoding every sample again with the saved encoder gives the same reference (float16 on disk)."""
     import shutil
 
-    from influcoder.encoder.coverage import CoverageReference, write_coverage_reference
+    from influcoder.encoder.coverage import CoverageReference, query_spread
+    from influcoder.encoder.run_record import DistillRun
+    from influcoder.encoder.subspace import GradientSubspace
+    from influcoder.encoder.subspace_distill import coordinates_of, write_subspace_coverage
 
     root, _, pool, queries = decoder_run
     from_states = CoverageReference.load(root / "enc")
     again = tmp_path / "enc"
     shutil.copytree(root / "enc", again)
     (again / "best" / "coverage.npz").unlink()
-    encoded = write_coverage_reference(again, [*pool, *queries])
-    np.testing.assert_allclose(from_states.embeddings, encoded.embeddings.astype(np.float16), atol=2e-3)
+    write_subspace_coverage(root / "labels", again, [*pool, *queries])
+    encoded = CoverageReference.load(again)
+    np.testing.assert_allclose(from_states.embeddings, encoded.embeddings, atol=2e-3)
     np.testing.assert_allclose(from_states.threshold, encoded.threshold, atol=2e-3)
     np.testing.assert_allclose(from_states.spread_threshold, encoded.spread_threshold, atol=2e-3)
+    # the spread threshold: validation queries by their exact coordinates, as `attribute` scores a query
+    record, by_id = DistillRun(again).record(), {s.id: s for s in [*pool, *queries]}
+    exact = coordinates_of(root / "labels", record.val_query_ids, GradientSubspace.load(again / "best"))
+    encoder = InfluenceEncoder.from_pretrained(again)
+    spreads = query_spread(exact, encoder.encode([by_id[i] for i in record.val_pool_ids]))
+    np.testing.assert_allclose(encoded.spread_threshold, np.quantile(spreads, 0.05), rtol=1e-4)
 
 
 def test_index_and_attribute_score_queries_by_their_exact_gradients(decoder_run):
@@ -146,3 +156,24 @@ def test_distill_takes_the_chat_template_view(decoder_run, chat_decoder_dir, tmp
             "--epochs", "0", "--max-length", "24", "--eval-pool", "6", "--eval-queries", "3", "--quiet"]  # fmt: skip
     assert main(argv) == 0
     assert InfluenceEncoder.from_pretrained(tmp_path / "enc").config.text_view == "chat-template"
+
+
+def test_evaluate_measures_coverage_and_spread_on_the_vectors_attribute_scores(decoder_run, tmp_path):
+    """A subspace encoder's query is scored by its exact gradient coordinates: the evaluated spread is over
+    those (not over the encoder's prediction of them), with the pool's vectors from the scoring pass."""
+    from influcoder.encoder.coverage import CoverageReference, query_spread
+    from influcoder.encoder.run_record import DistillRun
+    from influcoder.encoder.subspace import GradientSubspace
+    from influcoder.encoder.subspace_distill import coordinates_of
+
+    root, _, pool, queries = decoder_run
+    argv = ["evaluate", "--encoder", str(root / "enc"), "--labels", str(root / "labels"), "--report", str(tmp_path)]
+    assert main([*argv, "--quiet"]) == 0
+    flag = json.loads((tmp_path / "results.json").read_text())["runs"][0]["coverage"]
+    split, by_id = DistillRun(root / "enc").eval_split(), {s.id: s for s in [*pool, *queries]}
+    exact = coordinates_of(root / "labels", split.query_ids, GradientSubspace.load(root / "enc" / "best"))
+    encoder = InfluenceEncoder.from_pretrained(root / "enc")
+    pool_vectors = encoder.encode([by_id[i] for i in split.pool_ids])
+    np.testing.assert_allclose(flag["query_spread"], query_spread(exact, pool_vectors), rtol=1e-4, atol=1e-6)
+    reference = CoverageReference.load(root / "enc")
+    np.testing.assert_allclose(flag["query_coverage"], reference.score(exact), rtol=1e-4, atol=1e-6)

@@ -142,9 +142,8 @@ class Evaluate(Command):
         data = evaluation_data(self.labels, split)
         record = training_record(encoder_dir)
         predictions: dict = {}
-        rows = evaluate_scorers(
-            self.scorers(encoder, encoder_dir, record), data, record, self.by, self.flops, predictions
-        )
+        scorers = self.scorers(encoder, encoder_dir, record)
+        rows = evaluate_scorers(scorers, data, record, self.by, self.flops, predictions)
         seed = record.seed if record else None
         return {
             "encoder": str(encoder_dir),
@@ -152,7 +151,9 @@ class Evaluate(Command):
             "protocol": data.protocol,
             "seed": seed,
             "rows": rows,
-            "coverage": coverage_flag_report(encoder, encoder_dir, data, record, rows["distilled"]["per_anchor"]),
+            "coverage": coverage_flag_report(
+                encoder, encoder_dir, data, record, rows["distilled"]["per_anchor"], scorers["distilled"].scored
+            ),  # fmt: skip
             "examples": top_examples(data, predictions),
         }
 

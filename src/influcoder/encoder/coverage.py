@@ -111,12 +111,20 @@ class CoverageReference:
 
 
 def query_spread(query_embeddings: np.ndarray, pool_embeddings: np.ndarray) -> np.ndarray:
-    """Per query, the standard deviation of its cosines to the pool samples (unit embeddings in, (n,) out)."""
-    queries = np.asarray(query_embeddings, dtype=np.float32)
-    pool = np.asarray(pool_embeddings, dtype=np.float32)
+    """Per query, the standard deviation of its cosines to the pool samples ((n,) out). Rows are scaled to
+    unit length here: a subspace encoder's vectors are coordinates, not unit vectors, and a query's exact
+    gradient coordinates would otherwise spread in proportion to its gradient's norm, not to how differently
+    it ranks the pool."""
+    queries = _unit_rows(query_embeddings)
+    pool = _unit_rows(pool_embeddings)
     if len(pool) < 2:
         return np.full(len(queries), np.nan)
     return (pool @ queries.T).std(axis=0).astype(np.float64)
+
+
+def _unit_rows(vectors: np.ndarray) -> np.ndarray:
+    rows = np.asarray(vectors, dtype=np.float32)
+    return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12) if rows.size else rows
 
 
 def build_reference(
@@ -128,6 +136,7 @@ def build_reference(
     validation_pool: Sequence[Sample] = (),
     validation_queries: Sequence[Sample] = (),
     known: Mapping[Sample, np.ndarray] | None = None,
+    query_vectors: np.ndarray | None = None,
 ) -> CoverageReference:
     """Embed the labelled training samples; calibrate the coverage threshold on the validation samples'
     scores (with the reference rounded to float16 first, as it is saved) and, given the validation split's
@@ -136,7 +145,9 @@ def build_reference(
     Each distinct sample is encoded once, however many of these lists hold it (with all-pairs labels every
     training text is both pool and query, and the validation pool and queries are also `validation`): a
     decoder backbone pays a full forward pass per text. `known` maps samples to embeddings the caller already
-    holds from this very encoder (a frozen backbone's ridge fit): those are not encoded again."""
+    holds from this very encoder (a frozen backbone's ridge fit): those are not encoded again.
+    `query_vectors`: the validation queries' vectors as `attribute` scores a query, where those are not its
+    embeddings (a subspace encoder's queries: their exact gradient coordinates), in `validation_queries` order."""
     embed = _Embeddings(encoder, known)
     embed.add([*labelled, *validation, *validation_pool, *validation_queries])
     embeddings = embed(labelled).astype(np.float16).astype(np.float32)
@@ -144,7 +155,8 @@ def build_reference(
     if len(validation):
         reference.threshold = float(np.quantile(reference.score(embed(validation)), quantile))
     if len(validation_pool) >= 2 and len(validation_queries):
-        spreads = query_spread(embed(validation_queries), embed(validation_pool))
+        queries = embed(validation_queries) if query_vectors is None else query_vectors
+        spreads = query_spread(queries, embed(validation_pool))
         reference.spread_threshold = float(np.quantile(spreads, quantile))
     return reference
 
@@ -175,11 +187,13 @@ def write_coverage_reference(
     record: TrainingRecord | None = None,
     encoder=None,
     known: Mapping[Sample, np.ndarray] | None = None,
+    query_vectors: np.ndarray | None = None,
 ) -> CoverageReference:
     """The coverage reference of a finished `distill` run, saved into ``out/best``: its training samples are
     the reference, its validation samples calibrate the thresholds. `record` is the run's training record
     when the caller holds it (read from ``out/training.json`` otherwise); `encoder` the best encoder when the
-    caller holds it (loaded from ``out/best`` otherwise), with `known` embeddings it already computed."""
+    caller holds it (loaded from ``out/best`` otherwise), with `known` embeddings it already computed;
+    `query_vectors` as `build_reference` takes them, in the record's validation query order."""
     from influcoder.encoder.model import InfluenceEncoder
 
     run = DistillRun(out)
@@ -195,6 +209,7 @@ def write_coverage_reference(
         validation_pool=val_pool,
         validation_queries=val_queries,
         known=known,
+        query_vectors=query_vectors,
     )
     reference.save(run.best)
     return reference

@@ -22,7 +22,7 @@ import torch
 from influcoder.core.devices import resolve_device
 from influcoder.core.errors import InflucoderError
 from influcoder.data.records import Sample, sample_groups
-from influcoder.encoder.coverage import write_coverage_reference
+from influcoder.encoder.coverage import CoverageReference, write_coverage_reference
 from influcoder.encoder.epoch_log import EpochLog
 from influcoder.encoder.resume import load_state, run_key, save_state
 from influcoder.encoder.run_record import DistillRun, TrainingRecord
@@ -253,6 +253,7 @@ def distill_subspace(
     state = load_state(out, key, overwrite)
     if state is not None and state.get("complete"):
         log.info("%s already holds this finished run; nothing to do", out)
+        write_subspace_coverage(labels_dir, out, [*pool, *queries], device)  # killed before it was written
         return [EpochLog(**x) for x in state["logs"]]
     rng = np.random.default_rng(s.seed)
     groups = (sample_groups(pool, s.val_group), sample_groups(queries, s.val_group)) if s.val_group else None
@@ -272,7 +273,7 @@ def distill_subspace(
         ridge_head(encoder, states, problem.targets, s.subspace_ridge)
         tracker({"epoch": 0}, FitPosition())  # the ridge start
         if s.epochs == 0:  # the backbone stays as it is: the states give the coverage reference its embeddings
-            _write_coverage(encoder, states, tracker, out, [*pool, *queries])
+            write_subspace_coverage(labels_dir, out, [*pool, *queries], device, encoder, _known(states, tracker))
             return tracker.logs
         position = FitPosition()
     else:
@@ -281,19 +282,35 @@ def distill_subspace(
     fit_coordinates(encoder, problem.train_samples, problem.targets, fit, query_labels=problem.labels,
                     start_at_ridge=False, query_coords=problem.train_qc,
                     exclude=problem.exclude, on_epoch=tracker, start=position)  # fmt: skip
+    write_subspace_coverage(labels_dir, out, [*pool, *queries], device)
     return tracker.logs
 
 
+def write_subspace_coverage(labels_dir: Path, out: Path, samples: Sequence[Sample], device: str = "auto",
+                            encoder=None, known: dict | None = None) -> None:  # fmt: skip
+    """The coverage reference of a finished subspace run (unless it has one and no `encoder` is given), its
+    spread threshold calibrated on the validation queries as `attribute` scores a query: by the exact
+    gradient coordinates (read from the labels), not by the encoder's prediction of them. `encoder`: the best
+    encoder when the caller holds it, with `known` embeddings (`build_reference`)."""
+    run = DistillRun(out)
+    if encoder is None and CoverageReference.load(run.best) is not None:
+        return
+    record = run.record()
+    subspace = GradientSubspace.load(run.best)
+    query_vectors = coordinates_of(labels_dir, record.val_query_ids, subspace) if record.val_query_ids else None
+    write_coverage_reference(out, samples, device, record, encoder, known, query_vectors)
+
+
 @torch.no_grad()
-def _write_coverage(encoder, states: np.ndarray, tracker: EpochTracker, out: Path, samples: Sequence[Sample]) -> None:
-    """The coverage reference of a run that ended at its ridge start, from the embeddings the fit already
-    computed (the training samples' pooled states through the head, the validation pool's from its scoring):
-    with a decoder backbone, a second forward pass over every training text would double the run."""
-    problem = tracker.problem
+def _known(states: np.ndarray, tracker: EpochTracker) -> dict:
+    """The embeddings a run that ended at its ridge start already computed: the training samples' pooled
+    states through the head, the validation pool's from its scoring. With a decoder backbone, a second
+    forward pass over every training text would double the run."""
+    encoder, problem = tracker.encoder, tracker.problem
     embeddings = encoder.head_output(torch.as_tensor(states, device=encoder.device)).float().cpu().numpy()
     known = dict(zip(problem.train_samples, embeddings, strict=True))
     known.update(zip(problem.val_pool, tracker.val_pool_embeddings, strict=True))
-    write_coverage_reference(out, samples, encoder=encoder, known=known)
+    return known
 
 
 def _save(encoder, subspace: GradientSubspace, directory: Path) -> None:

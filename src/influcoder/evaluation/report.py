@@ -124,11 +124,18 @@ LOW_RHO = 0.3
 
 
 def coverage_flag_report(
-    encoder, encoder_dir, data: EvaluationData, record: TrainingRecord | None, per_anchor: list
+    encoder,
+    encoder_dir,
+    data: EvaluationData,
+    record: TrainingRecord | None,
+    per_anchor: list,
+    scored: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict | None:
     """How well the out-of-coverage flag predicts where the encoder fails: AUROC of low query coverage for
     per-anchor rho < 0.3 on the evaluated queries. The reference is the encoder's saved one, or rebuilt from
-    its training record (an encoder distilled before references were saved); None without either."""
+    its training record (an encoder distilled before references were saved); None without either. `scored`:
+    the (pool, query) vectors the encoder was evaluated with (`EncoderScorer.scored`), read as `attribute`
+    reads them (a subspace encoder's queries by their exact coordinates); None: both sides encoded here."""
     from influcoder.encoder.coverage import CoverageReference, build_reference, query_spread
     from influcoder.metrics import auroc
 
@@ -140,10 +147,12 @@ def coverage_flag_report(
         reference = build_reference(encoder, train, validation)
     if reference is None:
         return None
-    pool, queries = data.eval_samples()
-    embedded = encoder.encode(queries)
+    if scored is None:
+        pool, queries = data.eval_samples()
+        scored = encoder.encode(pool), encoder.encode(queries)
+    pool_vectors, embedded = (vectors[:, : encoder.dim] for vectors in scored)  # a length prior's column aside
     scores = reference.score(embedded)
-    spreads = query_spread(embedded, encoder.encode(pool))
+    spreads = query_spread(embedded, pool_vectors)
     rho = np.array([np.nan if x is None else x for x in per_anchor], dtype=np.float64)
     known = ~np.isnan(rho)
     low = rho[known] < LOW_RHO

@@ -45,6 +45,9 @@ class EncoderScorer(Scorer):
 
     def __init__(self, encoder, batch_size: int = 32):
         self.encoder, self.batch_size = encoder, batch_size
+        self.scored: tuple[np.ndarray, np.ndarray] | None = None
+        """The (pool, query) vectors of the last `score`, as `attribute` would score them: what the coverage
+        flag and the spread are measured on, without encoding the pool a second time."""
 
     def models(self) -> list:
         return [self.encoder.backbone]
@@ -53,9 +56,11 @@ class EncoderScorer(Scorer):
         return 2.0 * self.encoder.score_dim  # float16 embeddings, as `influcoder index` stores them
 
     def score(self, pool: Sequence[Sample], queries: Sequence[Sample]) -> np.ndarray:
-        from influcoder.encoder.predict import predict_matrix
+        self.scored = (self.encoder.encode_pool(pool, self.batch_size), self.query_vectors(queries))
+        return self.scored[0] @ self.scored[1].T
 
-        return predict_matrix(self.encoder, pool, queries, self.batch_size)
+    def query_vectors(self, queries: Sequence[Sample]) -> np.ndarray:
+        return self.encoder.encode_queries(queries, self.batch_size)
 
 
 class Semantic(EncoderScorer):
@@ -83,10 +88,9 @@ class SubspaceDistilled(Distilled):
         super().__init__(encoder, batch_size)
         self.subspace, self.labels_dir = subspace, labels_dir
 
-    def score(self, pool: Sequence[Sample], queries: Sequence[Sample]) -> np.ndarray:
+    def query_vectors(self, queries: Sequence[Sample]) -> np.ndarray:
         from pathlib import Path
 
         from influcoder.encoder.subspace_distill import stored_gradients
 
-        query_coords = self.subspace.coordinates(stored_gradients(Path(self.labels_dir), [q.id for q in queries]))
-        return self.encoder.encode_pool(pool, self.batch_size) @ query_coords.T
+        return self.subspace.coordinates(stored_gradients(Path(self.labels_dir), [q.id for q in queries]))
