@@ -530,4 +530,6 @@ def test_the_report_marks_scoring_seconds_that_were_partly_estimated():
     summary = summarize([replicate, other])
     assert summary["het"]["tfidf"]["auprc_std"] == pytest.approx(np.std([0.5, 0.8], ddof=1))
     assert summary["het"]["less-ckpts"]["auprc_std"] is None
-    assert "| tfidf | 0.650 ± 0.212 | 0: 0.500, 3: 0.800 |" in markdown(summary, [replicate, other])
+    page = markdown(summary, [replicate, other])
+    assert "| tfidf | 0.650 ± 0.212 | 0: 0.500, 3: 0.800 |" in page
+    assert page.startswith("AUPRC (mean ± sd): the sample sd (ddof 1) over the seeds that scored the method")

@@ -61,8 +61,12 @@ def summarize(replicates: list[dict]) -> dict[str, dict[str, dict]]:
     return summary
 
 
+SD_NOTE = "AUPRC (mean ± sd): the sample sd (ddof 1) over the seeds that scored the method; none from one seed."
+
+
 def markdown(summary: dict, replicates: list[dict]) -> str:
-    lines = []
+    """The report's tables, one per variant, after the note that says which sd they give."""
+    lines = [SD_NOTE, ""]
     for variant, methods in summary.items():
         counts = next(r["counts"] for r in replicates if r["variant"] == variant)
         lines += [
