@@ -15,6 +15,7 @@ import torch
 from influcoder.attribution.influcoder import Influcoder
 from influcoder.cli.main import main
 from influcoder.encoder.model import InfluenceEncoder
+from influcoder.encoder.settings import DistillSettings
 from influcoder.encoder.subspace import pooled_states
 from influcoder.labels.featurizer import GradientFeaturizer
 from influcoder.labels.labelling import label
@@ -29,8 +30,8 @@ def decoder_run(tiny_model_dir, tmp_path_factory):
     settings = LabelSettings(model=str(tiny_model_dir), rank=2, proj_dim=32, max_length=24, shard_size=8)
     pool, queries = samples(30), samples(10, seed=7, prefix="q")
     label(pool, queries, root / "labels", settings)
-    argv = ["distill", "--labels", str(root / "labels"), "--out", str(root / "enc"), "--objective", "subspace",
-            "--subspace-k", "4", "--encoder", str(tiny_model_dir), "--pooling", "response", "--epochs", "0",
+    # the defaults: the labels' decoder, response pooling, the labels' text view, no epoch
+    argv = ["distill", "--labels", str(root / "labels"), "--out", str(root / "enc"), "--subspace-k", "4",
             "--max-length", "24", "--eval-pool", "6", "--eval-queries", "3", "--quiet"]  # fmt: skip
     assert main(argv) == 0
     return root, settings, pool, queries
@@ -40,6 +41,9 @@ def test_epochs_0_keeps_the_ridge_start_on_the_decoders_response_states(decoder_
     root, _, pool, _ = decoder_run
     training = json.loads((root / "enc" / "training.json").read_text())
     assert training["complete"] and [e["epoch"] for e in training["epochs"]] == [0]
+    resolved = {key: training["settings"][key] for key in ("objective", "encoder", "pooling", "text_view", "epochs")}
+    assert resolved == {"objective": "subspace", "encoder": str(tiny_model_dir), "pooling": "response",
+                        "text_view": "{prompt}\n{response}", "epochs": 0}  # fmt: skip
     encoder = InfluenceEncoder.from_pretrained(root / "enc")
     assert type(encoder.backbone).__name__ == "LlamaModel" and encoder.config.pooling == "response"
     # the pooled state: the decoder's last-layer states averaged over the response tokens, by hand
@@ -103,10 +107,27 @@ def test_index_and_attribute_score_queries_by_their_exact_gradients(decoder_run)
         np.testing.assert_allclose([a.score for a in per_query], expected[top], atol=2e-3)  # float16 index
 
 
+def test_backbone_defaults_resolve_from_the_labels_and_flags_given_win():
+    features = {"model": "smollm2-135m-instruct", "text_view": "chat-template"}
+    on_decoder = DistillSettings().resolved(features)
+    assert (on_decoder.encoder, on_decoder.pooling, on_decoder.text_view, on_decoder.epochs) == (
+        "smollm2-135m-instruct", "response", "chat-template", 0)  # fmt: skip
+    plain = DistillSettings().resolved({"model": "m", "text_view": "plain"})
+    assert plain.text_view == "{prompt}\n{response}"  # as `label` renders a sample without a chat template
+    text = DistillSettings(encoder="minilm-l6").resolved(features)
+    assert (text.pooling, text.text_view, text.epochs) == ("mean", "{prompt}\n\n{response}", 10)
+    cosine = DistillSettings(objective="influcoder").resolved(features)  # the cosine objectives train a text encoder
+    assert (cosine.encoder, cosine.pooling, cosine.epochs) == ("minilm-l6", "mean", 10)
+    assert DistillSettings().resolved({}).encoder == "minilm-l6"  # labels that name no decoder
+    given = DistillSettings(pooling="mean", epochs=2, text_view="{prompt} {response}").resolved(features)
+    assert (given.encoder, given.pooling, given.epochs, given.text_view) == (
+        "smollm2-135m-instruct", "mean", 2, "{prompt} {response}")  # fmt: skip
+    assert DistillSettings().resolved(features).resolved(features) == on_decoder  # resolving twice changes nothing
+
+
 def test_epochs_0_is_refused_for_the_objectives_that_train_from_scratch(capsys):
     """The library names the fields, the CLI the flags."""
     from influcoder.core.errors import SettingError
-    from influcoder.encoder.settings import DistillSettings
 
     assert DistillSettings(objective="subspace", epochs=0).epochs == 0
     with pytest.raises(SettingError, match=r"^epochs 0 is out of range: at least 1 \(0 with `objective` subspace"):

@@ -213,12 +213,13 @@ class Evaluate(Command):
 class Demo(Command):
     """Run the whole pipeline on the embedded defaults, with a short report.
 
-    label (SmolLM2-135M gradients of `evals` pool x `bbh` queries) -> distill MiniLM-L6 -> evaluate on a
-    held-out split -> index -> attribute -> filter, then a short report. Minutes on 2 CPU cores at the
+    label (SmolLM2-135M gradients of `evals` pool x `bbh` queries) -> distill (a ridge on the decoder's own
+    response states, queries scored by their exact gradients) -> evaluate on a held-out split -> index ->
+    attribute -> filter, then a short report. Minutes on 2 CPU cores at the
     default sizes (docs/results/demo.md); every figure is computed in the run; stages resume.
     """
 
-    positive = ("pool_size", "query_size", "epochs", "max_length", "proj_dim")
+    positive = ("pool_size", "query_size", "max_length", "proj_dim")
 
     out: Path = Path("runs/demo")
     """Where the demo writes."""
@@ -229,7 +230,8 @@ class Demo(Command):
     objective: Literal["subspace", "influcoder"] = "subspace"
     """What the encoder learns (`distill --objective`): subspace, the default, or the paper's cosine objective."""
     epochs: int | None = None
-    """Distillation epochs (default: the objective's demo setting, 2 for subspace, 4 for influcoder)."""
+    """Distillation epochs (default: the objective's demo setting: none for subspace, whose default backbone,
+    the labels' decoder, stays frozen; 4 for influcoder)."""
     lr: float | None = None
     """Distillation learning rate (default: the objective's demo setting, 5e-5 for subspace, 1e-4 for influcoder)."""
     max_length: int = 256

@@ -70,6 +70,7 @@ class Distiller:
     ):
         """`activation_checkpointing` keeps only each backbone layer's input for the backward pass and recomputes
         the rest there (the random dropout masks replayed): the same training, less memory per step, more time."""
+        settings = settings.resolved()  # a default backbone of a cosine objective: the text encoder
         if settings.pearson_center not in PEARSON_CENTERINGS:
             raise InflucoderError(
                 f"pearson_center must be one of {PEARSON_CENTERINGS}, got {settings.pearson_center!r}"
@@ -328,6 +329,7 @@ def _starting_point(
     """The encoder --init continues (None: a fresh one) and the settings to train with; settings the
     subspace objective does not take are refused here, before anything is written."""
     init = None
+    settings = settings.resolved(features)
     if settings.init:
         start = Path(settings.init).resolve()
         if start == Path(out).resolve() or Path(out).resolve() in start.parents:

@@ -41,7 +41,7 @@ def run_key(settings: DistillSettings, scores: np.ndarray, pool: Sequence[Sample
 def _run_key_defaults() -> dict:
     """The run key's settings at their defaults: what runs written before a setting existed match. A run
     recorded before `objective` existed trained the cosine objective, whatever the default is now."""
-    return {"settings": {**DistillSettings().key(), "objective": "influcoder"}}
+    return {"settings": {**DistillSettings(objective="influcoder").resolved().key(), "objective": "influcoder"}}
 
 
 def _key_difference(stored: dict, wanted: dict) -> str:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Literal, get_args
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Literal, get_args
 
 from influcoder.core.errors import SettingError
 
@@ -24,6 +25,13 @@ _RANGES = {
     "subspace_ridge": "0 or more",
     "subspace_batch": "at least 2 (a correlation over the batch)",
 }
+TEXT_ENCODER = "minilm-l6"
+"""The backbone of the cosine objectives, and of the subspace objective on labels that name no decoder."""
+TEXT_VIEW = "{prompt}\n\n{response}"
+"""A text encoder's view of a sample: prompt and response as two paragraphs."""
+LABEL_VIEWS = {"chat-template": "chat-template", "plain": "{prompt}\n{response}"}
+"""The encoder's text view that reads a sample as `label` read it, by the view its labels record
+(`SampleFormatter.view`; the plain view's end-of-sequence token aside)."""
 Objective = Literal["influcoder", "airrep", "subspace"]
 OBJECTIVES: tuple[str, ...] = get_args(Objective)
 Pooling = Literal["mean", "cls", "attention", "response", "mean+response"]
@@ -37,21 +45,25 @@ PEARSON_CENTERINGS: tuple[str, ...] = get_args(PearsonCentering)
 class DistillSettings:
     """Training hyper-parameters (paper defaults where the paper gives them)."""
 
-    encoder: str = "minilm-l6"
-    """Backbone: an embedded encoder name or a local HF encoder directory."""
-    pooling: Pooling = "mean"
-    """Pooling: mean, cls, attention, response (mean over the response tokens) or mean+response."""
-    text_view: str = "{prompt}\n\n{response}"
+    encoder: str | None = None
+    """Backbone: an embedded model name or a local HF model directory. Default: with the subspace objective,
+    the decoder the labels were computed with (its response-token states transfer to unseen tasks:
+    docs/results/transfer.md); with the cosine objectives, minilm-l6."""
+    pooling: Pooling | None = None
+    """Pooling: mean, cls, attention, response (mean over the response tokens) or mean+response. Default:
+    response on the labels' decoder, mean on a text encoder."""
+    text_view: str | None = None
     """How a sample becomes the encoder's input text: a format with {prompt} and {response}, or
-    ``chat-template`` (the backbone's chat template, as `label` reads a sample: for a decoder backbone)."""
+    ``chat-template`` (the backbone's chat template). Default: on the labels' decoder, the view the labels
+    read (`label`'s rendering); on a text encoder, prompt and response on two paragraphs."""
     head_dim: int | None = None
     """Linear head output dim (None: no head)."""
     max_length: int = 256
     """Encoder tokens per text."""
-    epochs: int = 10
+    epochs: int | None = None
     """Passes; one epoch offers every training pool sample once as a candidate. With the subspace objective, 0
-    keeps the ridge fit on the frozen backbone's pooled states (epoch 0), which is how a decoder is used as the
-    backbone (`--encoder` the labels' decoder, `--pooling response`): docs/results/transfer.md."""
+    keeps the ridge fit on the frozen backbone's pooled states (epoch 0). Default: 0 on the labels' decoder
+    with the subspace objective (the decoder stays frozen), 10 otherwise."""
     lr: float = 5e-5
     """AdamW learning rate of the backbone."""
     head_lr_scale: float = 20.0
@@ -108,6 +120,24 @@ class DistillSettings:
     groups_per_batch: int = 8
     """airrep: groups ranked per query and step."""
 
+    def resolved(self, features: Mapping[str, Any] | None = None) -> DistillSettings:
+        """These settings with every default that depends on the backbone (None) made concrete, for labels of
+        the gradient `features` (a labels record's ``features``: the decoder's name and the text view it read).
+        What a run records and resumes by is always the resolved settings."""
+        features = features or {}
+        decoder = features.get("model")
+        encoder = self.encoder or (decoder if self.objective == "subspace" and decoder else TEXT_ENCODER)
+        on_decoder = decoder is not None and encoder == decoder
+        view = LABEL_VIEWS.get(features.get("text_view"), TEXT_VIEW) if on_decoder else TEXT_VIEW
+        frozen = on_decoder and self.objective == "subspace"
+        return replace(
+            self,
+            encoder=encoder,
+            pooling=self.pooling or ("response" if on_decoder else "mean"),
+            text_view=self.text_view or view,
+            epochs=self.epochs if self.epochs is not None else (0 if frozen else 10),
+        )
+
     def key(self) -> dict:
         """The settings as a resumed run must match them (`influcoder.core.run_keys.same_run` lets runs
         written before a setting existed resume at its default)."""
@@ -118,7 +148,7 @@ class DistillSettings:
     def __post_init__(self) -> None:
         """Refuse settings that would fail, or train on nothing, only after an epoch of work."""
         checks = {
-            "epochs": self.epochs >= (0 if self.objective == "subspace" else 1),
+            "epochs": self.epochs is None or self.epochs >= (0 if self.objective == "subspace" else 1),
             "max_length": self.max_length >= 1,
             "queries_per_batch": self.queries_per_batch >= 1,
             "candidates_per_batch": self.candidates_per_batch >= 1,

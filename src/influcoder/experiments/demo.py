@@ -22,8 +22,10 @@ from influcoder.encoder.run_record import DistillRun
 
 log = logging.getLogger(__name__)
 
-DEMO_DISTILL = {"subspace": (2, 5e-5), "influcoder": (4, 1e-4)}
-"""(epochs, lr) of the demo's distillation per objective: those benchmarks/objective_compare.py compares."""
+DEMO_DISTILL = {"subspace": (None, 5e-5), "influcoder": (4, 1e-4)}
+"""(epochs, lr) of the demo's distillation per objective. The subspace objective's epochs: its default (the
+ridge on the labels' frozen decoder: no epoch); the cosine objective's: those benchmarks/objective_compare.py
+compares."""
 
 _SPEARMAN = ("per_anchor_mean", "per_anchor_std", "mean_aggregated")
 
@@ -87,7 +89,8 @@ def run_demo(
     started = time.perf_counter()
     pool = load_samples("evals", limit=pool_size, seed=seed)
     queries = load_samples("bbh", limit=query_size, seed=seed)
-    epochs, lr = epochs or DEMO_DISTILL[objective][0], lr or DEMO_DISTILL[objective][1]
+    epochs = epochs if epochs is not None else DEMO_DISTILL[objective][0]
+    lr = lr or DEMO_DISTILL[objective][1]
     distill = DistillSettings(epochs=epochs, lr=lr, seed=seed, max_length=max_length, objective=objective)
     with progress_bars(progress):
         label_seconds = _label(out, pool, queries, max_length, proj_dim, seed, device)
@@ -105,8 +108,7 @@ def run_demo(
                     "total": time.perf_counter() - started},
         "bytes_per_sample": {"gradient_store": FeatureStore(out / "labels" / "pool").bytes_per_sample(),
                              "embedding_index": index.bytes_per_sample()},
-        "settings": {"objective": objective, "epochs": epochs, "lr": lr, "max_length": max_length,
-                     "proj_dim": proj_dim, "seed": seed},
+        "settings": {**_backbone(out), "lr": lr, "max_length": max_length, "proj_dim": proj_dim, "seed": seed},
     }  # fmt: skip
     write_json_atomic(out / "report.json", report)
     return DemoReport(out, report)
@@ -132,12 +134,18 @@ def _distill(out: Path, n_pool: int, n_queries: int, distill, device: str) -> fl
     from influcoder.encoder.distill import distill_labels
 
     eval_pool, eval_queries = max(10, n_pool // 5), max(4, n_queries // 4)
+    backbone = distill.encoder or ("the labels' decoder" if distill.objective == "subspace" else "MiniLM-L6")
     t = _stage(
-        f"2/5 distill MiniLM-L6, objective {distill.objective} ({distill.epochs} epochs; {eval_pool} pool x "
-        f"{eval_queries} queries held out)"
+        f"2/5 distill {backbone}, objective {distill.objective} ({eval_pool} pool x {eval_queries} queries held out)"
     )
     distill_labels(out / "labels", out / "encoder", distill, eval_pool, eval_queries, device=device)
     return time.perf_counter() - t
+
+
+def _backbone(out: Path) -> dict:
+    """The distillation's settings that say what was trained, as its run recorded them (resolved defaults)."""
+    settings = DistillRun(out / "encoder").record().settings
+    return {key: settings.get(key) for key in ("objective", "encoder", "pooling", "text_view", "epochs")}
 
 
 def _evaluate(out: Path, max_length: int, device: str):
@@ -147,7 +155,7 @@ def _evaluate(out: Path, max_length: int, device: str):
     from influcoder.encoder.model import InfluenceEncoder
     from influcoder.evaluation.evaluate import evaluate_encoder, training_record
 
-    _stage("3/5 evaluate on the held-out split: distilled vs untrained MiniLM-L6 (Spearman vs gradients)")
+    _stage("3/5 evaluate on the held-out split: the distilled encoder vs untrained MiniLM-L6 (Spearman vs gradients)")
     split = DistillRun(out / "encoder").eval_split_path
     ic = Influcoder.from_pretrained(out / "encoder", device=device)  # with its subspace, for a subspace encoder
     distilled = evaluate_encoder(

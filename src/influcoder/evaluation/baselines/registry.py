@@ -151,7 +151,7 @@ def _airrep(ctx: MethodContext) -> Scorer:
     from influcoder.encoder.settings import DistillSettings
     from influcoder.evaluation.baselines.learned import AirRep
 
-    return AirRep(ctx.distill_settings or DistillSettings(), ctx.device)
+    return AirRep((ctx.distill_settings or DistillSettings()).resolved(), ctx.device)
 
 
 METHODS: dict[str, Method] = {
