@@ -229,6 +229,8 @@ class Demo(Command):
     """Query samples."""
     objective: Literal["subspace", "influcoder"] = "subspace"
     """What the encoder learns (`distill --objective`): subspace, the default, or the paper's cosine objective."""
+    encoder: str | None = None
+    """The encoder's backbone (`distill --encoder`; default: distill's, the labels' decoder for subspace)."""
     epochs: int | None = None
     """Distillation epochs (default: the objective's demo setting: none for subspace, whose default backbone,
     the labels' decoder, stays frozen; 4 for influcoder)."""
@@ -261,4 +263,5 @@ class Demo(Command):
             self.seed,
             self.device,
             objective=self.objective,
+            encoder=self.encoder,
         )

@@ -78,9 +78,11 @@ def run_demo(
     device: str = "auto",
     progress: bool | None = None,
     objective: str = "subspace",
+    encoder: str | None = None,
 ) -> DemoReport:
     """Run every stage at these sizes under `out`, logging what each measured; stages resume on a rerun.
-    `epochs` and `lr` default to the `objective`'s demo settings (`DEMO_DISTILL`). `progress`: the stages'
+    `epochs` and `lr` default to the `objective`'s demo settings (`DEMO_DISTILL`); `encoder` to distill's
+    backbone (`DistillSettings.encoder`). `progress`: the stages'
     bars on (True) or off (False); None leaves them to the switch in `influcoder.core.progress`."""
     from influcoder.core.store import FeatureStore
     from influcoder.encoder.settings import DistillSettings
@@ -91,7 +93,9 @@ def run_demo(
     queries = load_samples("bbh", limit=query_size, seed=seed)
     epochs = epochs if epochs is not None else DEMO_DISTILL[objective][0]
     lr = lr or DEMO_DISTILL[objective][1]
-    distill = DistillSettings(epochs=epochs, lr=lr, seed=seed, max_length=max_length, objective=objective)
+    distill = DistillSettings(
+        encoder=encoder, epochs=epochs, lr=lr, seed=seed, max_length=max_length, objective=objective
+    )
     with progress_bars(progress):
         label_seconds = _label(out, pool, queries, max_length, proj_dim, seed, device)
         distill_seconds = _distill(out, len(pool), len(queries), distill, device)
