@@ -77,3 +77,17 @@ def test_merge_unites_designs_per_split_and_refuses_disagreeing_runs():
     assert json.loads(json.dumps(merged))  # plain JSON
     with pytest.raises(SystemExit, match="tfidf per_anchor differs"):
         bench.merge([record({"tfidf": 0.2}), record({"tfidf": 0.3})])
+
+
+def test_the_command_record_averages_seeds_with_the_sample_sd():
+    """benchmarks/transfer_command.py: mean and sample sd (ddof 1) over the seeds, per method and figure."""
+    bench = load_benchmark("transfer_command")
+    figures = dict.fromkeys(bench.FIGURES, 0.0)
+
+    def run(seed, rho):
+        return {"methods": {"distilled": {**figures, "per_anchor_mean": rho}, "tfidf": dict(figures)}, "seed": seed}
+
+    summary = bench.summary([run(0, 0.7), run(1, 0.8), run(2, 0.9)])
+    assert summary["distilled"]["per_anchor_mean"]["mean"] == np.mean([0.7, 0.8, 0.9])
+    assert summary["distilled"]["per_anchor_mean"]["sd"] == np.std([0.7, 0.8, 0.9], ddof=1)
+    assert bench.summary([run(0, 0.7)])["distilled"]["per_anchor_mean"]["sd"] is None  # one seed: no spread

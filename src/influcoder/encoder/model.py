@@ -146,10 +146,8 @@ class InfluenceEncoder(torch.nn.Module):
 
     def to_backend(self, backend: str) -> InfluenceEncoder:
         """Run the backbone on `backend`, in place (inference only: an int8 encoder cannot be trained or
-        saved). ``int8`` is torch's dynamic quantisation of the linear layers, which hold nearly all of a BERT's
-        FLOPs, with one weight scale per output channel: per-tensor scales lost some of float's per-anchor rho,
-        per-channel ones keep it (one outlier channel no longer sets the step of a whole matrix); measured speed
-        and fidelity: docs/results/scale.md (benchmarks/encoder_speed.py)."""
+        saved). ``int8``: torch's dynamic quantisation of the linear layers with one weight scale per output
+        channel (one outlier channel no longer sets the step of a whole matrix); docs/results/scale.md."""
         if backend not in BACKENDS:
             raise InflucoderError(f"unknown encoder backend {backend!r}; choose from {', '.join(BACKENDS)}")
         if backend == self.backend:
@@ -199,14 +197,8 @@ class InfluenceEncoder(torch.nn.Module):
         if self.length_prior is not None:
             self.length_prior.save(directory)
         if not (self.config.length_features or self.config.standardise_head_input):  # no such ST modules
-            write_sentence_transformers_files(
-                directory,
-                self.config.pooling,
-                self.backbone.config.hidden_size,
-                self.config.max_length,
-                self.head,
-                self.config.unit_norm,
-            )
+            write_sentence_transformers_files(directory, self.config.pooling, self.backbone.config.hidden_size,
+                                              self.config.max_length, self.head, self.config.unit_norm)  # fmt: skip
         record_checksums(directory)
 
     # ------------------------------------------------------------------ text and forward
@@ -297,9 +289,7 @@ class InfluenceEncoder(torch.nn.Module):
         return self.head_output(self.pool(**batch))
 
     def head_output(self, pooled: torch.Tensor) -> torch.Tensor:
-        """Embeddings from pooled states (`pool`'s output): what `forward` returns for them. A caller that
-        already holds a text's pooled states (a ridge fit on a frozen backbone) gets its embedding without a
-        second backbone pass."""
+        """Embeddings from pooled states (`pool`'s output), as `forward` gives them: no second backbone pass."""
         if self.config.standardise_head_input:
             pooled = (pooled - self.head_shift) / self.head_scale
         if self.head is not None:

@@ -123,14 +123,8 @@ def top_examples(data: EvaluationData, predictions: dict[str, np.ndarray], n_que
 LOW_RHO = 0.3
 
 
-def coverage_flag_report(
-    encoder,
-    encoder_dir,
-    data: EvaluationData,
-    record: TrainingRecord | None,
-    per_anchor: list,
-    scored: tuple[np.ndarray, np.ndarray] | None = None,
-) -> dict | None:
+def coverage_flag_report(encoder, encoder_dir, data: EvaluationData, record: TrainingRecord | None, per_anchor: list,
+                         scored: tuple[np.ndarray, np.ndarray] | None = None) -> dict | None:  # fmt: skip
     """How well the out-of-coverage flag predicts where the encoder fails: AUROC of low query coverage for
     per-anchor rho < 0.3 on the evaluated queries. The reference is the encoder's saved one, or rebuilt from
     its training record (an encoder distilled before references were saved); None without either. `scored`:
