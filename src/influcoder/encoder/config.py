@@ -15,7 +15,7 @@ from typing import Any
 
 from influcoder.core.errors import DamagedFileError, InflucoderError
 from influcoder.core.jsonfile import read_json
-from influcoder.encoder.settings import POOLINGS, RESPONSE_POOLINGS
+from influcoder.encoder.settings import POOLINGS, RESPONSE_POOLINGS, TEXT_ENCODER, TEXT_VIEW
 
 CONFIG_NAME = "config.json"
 ENCODER_FILES = (CONFIG_NAME, "backbone", "head.safetensors*", "coverage.npz*", "length_prior.json", "modules.json",
@@ -30,7 +30,7 @@ CHAT_TEMPLATE = "chat-template"
 
 @dataclass
 class EncoderConfig:
-    backbone: str = "minilm-l6"
+    backbone: str = TEXT_ENCODER
     """Where the backbone came from (embedded name or directory); informational once saved."""
     pooling: str = "mean"
     """Token pooling: mean, cls, attention (learned), response (mean over response tokens), mean+response."""
@@ -38,7 +38,7 @@ class EncoderConfig:
     """Output dim of a linear head on the pooled vector; None for no head."""
     max_length: int = 256
     """Encoder token budget per text; longer texts lose the start of the prompt."""
-    text_view: str = "{prompt}\n\n{response}"
+    text_view: str = TEXT_VIEW
     """How a sample becomes one string: a format with placeholders {prompt} and {response}, or `CHAT_TEMPLATE`
     (the backbone's chat template, as `label` renders a sample for a decoder: for a decoder used as the
     backbone, so that it reads each text as the labels' gradients did)."""

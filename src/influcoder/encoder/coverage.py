@@ -35,6 +35,7 @@ from influcoder.core.arrayfile import check_shape, read_npz
 from influcoder.core.errors import DamagedFileError
 from influcoder.data.records import Sample
 from influcoder.encoder.run_record import DistillRun, TrainingRecord
+from influcoder.labels.influence import normalize_rows
 
 FILE = "coverage.npz"
 REMEDY = "restore it or rerun `influcoder distill` with the same `out` (it is rewritten at the end)"
@@ -115,16 +116,11 @@ def query_spread(query_embeddings: np.ndarray, pool_embeddings: np.ndarray) -> n
     unit length here: a subspace encoder's vectors are coordinates, not unit vectors, and a query's exact
     gradient coordinates would otherwise spread in proportion to its gradient's norm, not to how differently
     it ranks the pool."""
-    queries = _unit_rows(query_embeddings)
-    pool = _unit_rows(pool_embeddings)
+    queries = normalize_rows(query_embeddings)
+    pool = normalize_rows(pool_embeddings)
     if len(pool) < 2:
         return np.full(len(queries), np.nan)
     return (pool @ queries.T).std(axis=0).astype(np.float64)
-
-
-def _unit_rows(vectors: np.ndarray) -> np.ndarray:
-    rows = np.asarray(vectors, dtype=np.float32)
-    return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12) if rows.size else rows
 
 
 def build_reference(

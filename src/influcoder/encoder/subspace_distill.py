@@ -273,7 +273,8 @@ def distill_subspace(
         ridge_head(encoder, states, problem.targets, s.subspace_ridge)
         tracker({"epoch": 0}, FitPosition())  # the ridge start
         if s.epochs == 0:  # the backbone stays as it is: the states give the coverage reference its embeddings
-            write_subspace_coverage(labels_dir, out, [*pool, *queries], device, encoder, _known(states, tracker))
+            write_subspace_coverage(labels_dir, out, [*pool, *queries], device, encoder, _known(states, tracker),
+                                    problem.val_qc)  # fmt: skip
             return tracker.logs
         position = FitPosition()
     else:
@@ -282,22 +283,24 @@ def distill_subspace(
     fit_coordinates(encoder, problem.train_samples, problem.targets, fit, query_labels=problem.labels,
                     start_at_ridge=False, query_coords=problem.train_qc,
                     exclude=problem.exclude, on_epoch=tracker, start=position)  # fmt: skip
-    write_subspace_coverage(labels_dir, out, [*pool, *queries], device)
+    write_subspace_coverage(labels_dir, out, [*pool, *queries], device, query_vectors=problem.val_qc)
     return tracker.logs
 
 
 def write_subspace_coverage(labels_dir: Path, out: Path, samples: Sequence[Sample], device: str = "auto",
-                            encoder=None, known: dict | None = None) -> None:  # fmt: skip
+                            encoder=None, known: dict | None = None, query_vectors: np.ndarray | None = None,
+                            ) -> None:  # fmt: skip
     """The coverage reference of a finished subspace run (unless it has one and no `encoder` is given), its
     spread threshold calibrated on the validation queries as `attribute` scores a query: by the exact
     gradient coordinates (read from the labels), not by the encoder's prediction of them. `encoder`: the best
-    encoder when the caller holds it, with `known` embeddings (`build_reference`)."""
+    encoder when the caller holds it, with `known` embeddings (`build_reference`); `query_vectors` the
+    validation queries' exact coordinates when the caller holds them (read from the labels otherwise)."""
     run = DistillRun(out)
     if encoder is None and CoverageReference.load(run.best) is not None:
         return
     record = run.record()
-    subspace = GradientSubspace.load(run.best)
-    query_vectors = coordinates_of(labels_dir, record.val_query_ids, subspace) if record.val_query_ids else None
+    if query_vectors is None and record.val_query_ids:
+        query_vectors = coordinates_of(labels_dir, record.val_query_ids, GradientSubspace.load(run.best))
     write_coverage_reference(out, samples, device, record, encoder, known, query_vectors)
 
 
