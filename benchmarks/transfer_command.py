@@ -29,7 +29,9 @@ from influcoder.core.atomic import write_json_atomic, write_text_atomic
 from influcoder.encoder.run_record import DistillRun
 
 FIGURES = ("per_anchor_mean", "per_anchor_median", "mean_aggregated", "query_specific_mean")
-SETTINGS = ("objective", "encoder", "pooling", "text_view", "epochs", "subspace_k", "subspace_ridge", "seed")
+SETTINGS = ("objective", "encoder", "pooling", "text_view", "epochs", "subspace_k", "subspace_ridge", "seed",
+            "backbone_layers")  # fmt: skip
+PROTOCOLS = {"task": "unseen tasks on both sides", "random": "seen tasks: random texts held out"}
 
 
 def one_run(run_dir: Path, report_dir: Path) -> dict:
@@ -71,10 +73,11 @@ def summary(runs: list[dict]) -> dict:
 
 def markdown(record: dict) -> str:
     runs, mean = record["runs"], record["summary"]
+    protocol = runs[0]["protocol"]
     lines = [
         f"command: `{record['command']}`",
         "",
-        f"`task` protocol (unseen tasks on both sides), {len(runs)} seeds; mean (sample sd) over the seeds.",
+        f"`{protocol}` protocol ({PROTOCOLS[protocol]}), {len(runs)} seeds; mean (sample sd) over the seeds.",
         "",
         "| method | per-anchor | median per-anchor | mean-aggregated | query-specific |",
         "|---|---|---|---|---|",
@@ -103,14 +106,17 @@ def main() -> None:
     parser.add_argument("--runs", nargs="+", required=True, type=Path, help="distill output directories")
     parser.add_argument("--reports", nargs="+", required=True, type=Path, help="their `evaluate --report` dirs")
     parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--name", default="transfer-command", help="the written files' name, before .json / .md")
     args = parser.parse_args()
     if len(args.runs) != len(args.reports):
         parser.error("give one --reports directory per --runs directory")
     runs = [one_run(run, report) for run, report in zip(args.runs, args.reports, strict=True)]
+    if len({r["protocol"] for r in runs}) != 1:
+        parser.error("the runs follow different protocols: one record per protocol")
     record = {"command": shlex.join(["python", *sys.argv]), "runs": runs, "summary": summary(runs)}
     args.out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(args.out / "transfer-command.json", record)
-    write_text_atomic(args.out / "transfer-command.md", markdown(record))
+    write_json_atomic(args.out / f"{args.name}.json", record)
+    write_text_atomic(args.out / f"{args.name}.md", markdown(record))
     print(markdown(record))
 
 

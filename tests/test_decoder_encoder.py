@@ -41,12 +41,14 @@ def test_epochs_0_keeps_the_ridge_start_on_the_decoders_response_states(decoder_
     root, _, pool, _ = decoder_run
     training = json.loads((root / "enc" / "training.json").read_text())
     assert training["complete"] and [e["epoch"] for e in training["epochs"]] == [0]
-    resolved = {key: training["settings"][key] for key in ("objective", "encoder", "pooling", "text_view", "epochs")}
+    keys = ("objective", "encoder", "pooling", "text_view", "epochs", "backbone_layers")
+    resolved = {key: training["settings"][key] for key in keys}
     assert resolved == {"objective": "subspace", "encoder": str(tiny_model_dir), "pooling": "response",
-                        "text_view": "{prompt}\n{response}", "epochs": 0}  # fmt: skip
+                        "text_view": "{prompt}\n{response}", "epochs": 0, "backbone_layers": 1}  # fmt: skip
     encoder = InfluenceEncoder.from_pretrained(root / "enc")
     assert type(encoder.backbone).__name__ == "LlamaModel" and encoder.config.pooling == "response"
-    # the pooled state: the decoder's last-layer states averaged over the response tokens, by hand
+    assert len(encoder.backbone.layers) == 1  # two thirds of the tiny decoder's 2 blocks, rounded
+    # the pooled state: block 1's states through the final norm, averaged over the response tokens, by hand
     from transformers import AutoModel, AutoTokenizer
 
     model, tokenizer = AutoModel.from_pretrained(tiny_model_dir).eval(), AutoTokenizer.from_pretrained(tiny_model_dir)
@@ -57,7 +59,7 @@ def test_epochs_0_keeps_the_ridge_start_on_the_decoders_response_states(decoder_
         offsets = tokens.pop("offset_mapping")[0]
         response = torch.tensor([float(a < b and a >= start) for a, b in offsets.tolist()])
         with torch.no_grad():
-            hidden = model(**tokens).last_hidden_state[0]
+            hidden = model.norm(model(**tokens, output_hidden_states=True).hidden_states[1])[0]
         expected = (hidden * response[:, None]).sum(0) / response.sum()
         width = model.config.hidden_size  # then the length features the subspace head also reads
         np.testing.assert_allclose(got[:width], expected.numpy(), rtol=1e-4, atol=1e-5)
@@ -198,3 +200,47 @@ def test_evaluate_measures_coverage_and_spread_on_the_vectors_attribute_scores(d
     np.testing.assert_allclose(flag["query_spread"], query_spread(exact, pool_vectors), rtol=1e-4, atol=1e-6)
     reference = CoverageReference.load(root / "enc")
     np.testing.assert_allclose(flag["query_coverage"], reference.score(exact), rtol=1e-4, atol=1e-6)
+
+
+def test_backbone_layers_given_reads_that_block_and_the_cut_travels_with_the_saved_encoder(
+    decoder_run, tiny_model_dir, capsys
+):
+    """`--backbone-layers 2` (every block of the tiny decoder): the saved encoder pools the decoder's last
+    hidden state (computed here from the whole decoder), unlike the default's block 1; a cut beyond the
+    decoder's blocks is refused with the flag named."""
+    root, _, pool, _ = decoder_run
+    argv = ["distill", "--labels", str(root / "labels"), "--subspace-k", "4", "--max-length", "24", "--eval-pool",
+            "6", "--eval-queries", "3", "--quiet"]  # fmt: skip
+    assert main([*argv, "--out", str(root / "whole"), "--backbone-layers", "2"]) == 0
+    encoder = InfluenceEncoder.from_pretrained(root / "whole")
+    assert encoder.config.backbone_layers == 2 and len(encoder.backbone.layers) == 2
+    default = InfluenceEncoder.from_pretrained(root / "enc")
+    assert json.loads((root / "enc" / "best" / "backbone" / "config.json").read_text())["num_hidden_layers"] == 1
+    from transformers import AutoModel
+
+    full = AutoModel.from_pretrained(tiny_model_dir).eval()
+    batch = encoder.tokenize(pool[:4])
+    with torch.no_grad():
+        states = full(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], output_hidden_states=True)
+        block_1 = full.norm(states.hidden_states[1])
+    mask = batch["response_mask"].unsqueeze(-1).float()
+    width = full.config.hidden_size
+    for model, hidden in ((encoder, states.last_hidden_state), (default, block_1)):
+        expected = ((hidden * mask).sum(1) / mask.sum(1)).numpy()
+        np.testing.assert_allclose(pooled_states(model, pool[:4])[:, :width], expected, rtol=1e-4, atol=1e-5)
+    capsys.readouterr()
+    assert main([*argv, "--out", str(root / "too-deep"), "--backbone-layers", "3"]) == 2
+    assert "--backbone-layers is 3, but the backbone has 2 blocks: 1 to 2" in capsys.readouterr().err
+
+
+def test_keep_blocks_cuts_a_bert_encoder_and_refuses_what_has_no_blocks(tiny_bert_dir):
+    from transformers import AutoModel
+
+    from influcoder.core.errors import InflucoderError
+    from influcoder.data.models import keep_blocks
+
+    bert = AutoModel.from_pretrained(tiny_bert_dir)
+    keep_blocks(bert, 1)
+    assert len(bert.encoder.layer) == 1 and bert.config.num_hidden_layers == 1
+    with pytest.raises(InflucoderError, match="has no stack of blocks"):
+        keep_blocks(torch.nn.Linear(2, 2), 1)

@@ -13,7 +13,13 @@ from hypothesis import strategies as st
 from influcoder.cli.main import main
 from influcoder.core.errors import InflucoderError
 from influcoder.encoder.model import InfluenceEncoder
-from influcoder.encoder.splits import split_from_file, split_labels, split_labels_by_group
+from influcoder.encoder.splits import (
+    split_all_pairs,
+    split_from_file,
+    split_labels,
+    split_labels_by_group,
+    validation_split,
+)
 from influcoder.labels.labelling import label
 from influcoder.labels.settings import LabelSettings
 from influcoder.metrics import auroc
@@ -173,6 +179,68 @@ def test_task_protocol_never_puts_a_group_on_both_sides(pool, queries, eval_pool
         assert len(held) >= wanted and len(train) >= 2
     again = split_labels_by_group(pool, queries, eval_pool, eval_queries, seed)
     assert all(np.array_equal(a, b) for a, b in zip((tp, ep, tq, eq), again))
+
+
+@settings_hypothesis(max_examples=60, deadline=None)
+@given(
+    groups=st.lists(st.sampled_from("abcdefgh"), min_size=10, max_size=50),
+    eval_pool=st.integers(1, 8),
+    eval_queries=st.integers(0, 6),
+    seed=st.integers(0, 5),
+    by_group=st.booleans(),
+)
+def test_all_pairs_split_never_puts_a_text_on_both_sides(groups, eval_pool, eval_queries, seed, by_group):
+    """All-pairs labels: evaluation pool and queries are disjoint texts, training holds none of them on
+    either side, and (by group) no held-out group trains on either side."""
+    n = len(groups)
+    try:
+        tp, ep, tq, eq = split_all_pairs(n, eval_pool, eval_queries, seed, groups if by_group else None)
+    except InflucoderError as exc:
+        assert "too little" in str(exc) or "cannot give" in str(exc)
+        return
+    assert np.array_equal(tp, tq) and sorted([*tp, *ep, *eq]) == list(range(n))  # one partition of the texts
+    assert len(eq) == eval_queries and len(ep) >= eval_pool and len(tp) >= 5
+    if by_group:
+        assert {groups[i] for i in tp}.isdisjoint({groups[i] for i in (*ep, *eq)})
+    else:
+        assert len(ep) == eval_pool
+    again = split_all_pairs(n, eval_pool, eval_queries, seed, groups if by_group else None)
+    assert all(np.array_equal(a, b) for a, b in zip((tp, ep, tq, eq), again))
+
+
+def test_validation_split_of_the_same_texts_is_disjoint():
+    groups = [f"t{i % 9}" for i in range(60)]
+    for by_group in (None, (groups, groups)):
+        tp, vp, tq, vq = validation_split(60, 60, 0.2, np.random.default_rng(3), by_group, same_texts=True)
+        assert np.array_equal(tp, tq) and set(vp).isdisjoint(vq) and set(tp).isdisjoint({*vp, *vq})
+        assert len(vp) + len(vq) >= 12
+    with pytest.raises(InflucoderError, match="a validation split"):
+        validation_split(8, 8, 0.9, np.random.default_rng(0), same_texts=True)
+
+
+def test_distill_on_all_pairs_labels_holds_out_disjoint_texts(tiny_model_dir, tiny_bert_dir, tmp_path):
+    """The same texts as pool and queries: whatever the protocol, no held-out query is also a held-out pool
+    sample (its own label would top its ranking) and, under `task`, no held-out task trains on either side."""
+    texts = samples(30, seed=5)
+    for i, s in enumerate(texts):
+        s.meta["task"] = f"task-{i % 10}"
+    settings = LabelSettings(model=str(tiny_model_dir), rank=2, proj_dim=32, max_length=24, shard_size=8)
+    label(texts, texts, tmp_path / "labels", settings, progress=False)
+    task = {s.id: s.meta["task"] for s in texts}
+    for protocol in ("task", "random"):
+        out = tmp_path / protocol
+        args = ["distill", "--labels", str(tmp_path / "labels"), "--out", str(out), "--encoder", str(tiny_bert_dir)]
+        args += ["--epochs", "1", "--max-length", "16", "--eval-pool", "6", "--eval-queries", "3"]
+        assert main([*args, "--eval-protocol", protocol, "--quiet"]) == 0
+        split = json.loads((out / "eval_split.json").read_text())
+        training = json.loads((out / "training.json").read_text())
+        held = {*split["pool_ids"], *split["query_ids"]}
+        assert set(split["pool_ids"]).isdisjoint(split["query_ids"]) and len(split["query_ids"]) == 3
+        trained = {*training["train_pool_ids"], *training["val_pool_ids"], *training["train_query_ids"],
+                   *training["val_query_ids"]}  # fmt: skip
+        assert trained.isdisjoint(held) and set(training["val_pool_ids"]).isdisjoint(training["val_query_ids"])
+        if protocol == "task":
+            assert {task[i] for i in trained}.isdisjoint({task[i] for i in held})
 
 
 def test_distill_task_protocol_holds_out_whole_tasks(tiny_model_dir, tiny_bert_dir, tmp_path, capsys):

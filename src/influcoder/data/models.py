@@ -110,3 +110,38 @@ def load_encoder_backbone(name_or_path: str = DEFAULT_ENCODER):
     tokenizer = AutoTokenizer.from_pretrained(directory)
     model = AutoModel.from_pretrained(directory, dtype=torch.float32)
     return model, tokenizer
+
+
+def keep_blocks(backbone, blocks: int | None) -> None:
+    """Cut `backbone` after its first `blocks` transformer blocks, in place (None: keep them all).
+
+    A decoder cut this way still applies its final norm, so its last hidden state is block `blocks`'s output
+    normed as the full model's last layer is; the forward pass costs about blocks / all of the full one. The
+    config follows (``num_hidden_layers``), so a saved copy reloads cut. Decoders (``.layers``) and BERT-style
+    encoders (``.encoder.layer``) are both cut."""
+    if blocks is None:
+        return
+    owner = backbone if hasattr(backbone, "layers") else getattr(backbone, "encoder", None)
+    name = "layers" if owner is backbone else "layer"
+    stack = getattr(owner, name, None) if owner is not None else None
+    if stack is None:
+        raise InflucoderError(f"cannot cut a {type(backbone).__name__}: it has no stack of blocks to keep the first of")
+    if not 1 <= blocks <= len(stack):
+        raise InflucoderError(
+            f"`backbone_layers` is {blocks}, but the backbone has {len(stack)} blocks: 1 to {len(stack)}"
+        )
+    setattr(owner, name, stack[:blocks])
+    backbone.config.num_hidden_layers = blocks
+    if isinstance(getattr(backbone.config, "layer_types", None), list):
+        backbone.config.layer_types = backbone.config.layer_types[:blocks]
+
+
+def decoder_blocks(name_or_path: str) -> int:
+    """How many transformer blocks the model `name_or_path` has (its config's ``num_hidden_layers``)."""
+    import json
+
+    config = json.loads((resolve_model_dir(name_or_path) / "config.json").read_text(encoding="utf-8"))
+    blocks = config.get("num_hidden_layers") or config.get("text_config", {}).get("num_hidden_layers")
+    if not isinstance(blocks, int):
+        raise InflucoderError(f"{name_or_path}: its config.json gives no num_hidden_layers to read blocks of")
+    return blocks

@@ -38,6 +38,9 @@ class EncoderConfig:
     """Output dim of a linear head on the pooled vector; None for no head."""
     max_length: int = 256
     """Encoder token budget per text; longer texts lose the start of the prompt."""
+    backbone_layers: int | None = None
+    """Read the backbone cut after its first this-many blocks (None: all of them): a decoder backbone's
+    forward pass then costs about that share of the whole (`influcoder.data.models.keep_blocks`)."""
     text_view: str = TEXT_VIEW
     """How a sample becomes one string: a format with placeholders {prompt} and {response}, or `CHAT_TEMPLATE`
     (the backbone's chat template, as `label` renders a sample for a decoder: for a decoder used as the

@@ -33,6 +33,7 @@ from influcoder.core.devices import resolve_device
 from influcoder.core.errors import ArtifactMismatchError, InflucoderError, SettingError
 from influcoder.core.locks import exclusive_directory
 from influcoder.core.progress import progress_bars
+from influcoder.data.models import decoder_blocks
 from influcoder.data.records import Sample, sample_groups
 from influcoder.encoder.coverage import CoverageReference, write_coverage_reference
 from influcoder.encoder.epoch_log import EpochLog
@@ -47,8 +48,8 @@ from influcoder.encoder.resume import (
     run_key,
 )
 from influcoder.encoder.run_record import DistillRun, EvalSplit
-from influcoder.encoder.settings import DistillSettings
-from influcoder.encoder.splits import split_from_file, split_labels, split_labels_by_group
+from influcoder.encoder.settings import DECODER_READ_DEPTH, DistillSettings
+from influcoder.encoder.splits import split_all_pairs, split_from_file, split_labels, split_labels_by_group
 from influcoder.encoder.subspace import GradientSubspace
 from influcoder.encoder.training_run import TrainingRun
 
@@ -89,6 +90,7 @@ class Distiller:
             head_dim=settings.head_dim,
             max_length=settings.max_length,
             text_view=settings.text_view,
+            backbone_layers=settings.backbone_layers,
         )
         self.device = resolve_device(device)
         self.encoder.to(self.device)
@@ -211,7 +213,7 @@ def continued_from(settings: DistillSettings, features: dict) -> tuple[Influence
         objective = "influcoder"  # a cosine encoder continues with the cosine objective it was trained with
     return encoder, replace(
         settings, encoder=c.backbone, pooling=c.pooling, head_dim=c.head_dim, max_length=c.max_length,
-        objective=objective,
+        objective=objective, backbone_layers=c.backbone_layers,
     )  # fmt: skip
 
 
@@ -227,7 +229,9 @@ class HoldOut:
     split: str | Path | None = None
     """A JSON file of pool_ids and query_ids to hold out instead (e.g. an earlier run's eval_split.json)."""
     protocol: str = "random"
-    """random: random samples (of tasks training also sees); task: whole groups of `group_field`."""
+    """random: random samples (of tasks training also sees); task: whole groups of `group_field`. With
+    all-pairs labels (the same texts as pool and queries) both sides hold out one set of texts, split into a
+    disjoint evaluation pool and queries (`split_all_pairs`)."""
     group_field: str = "task"
 
     def draw(self, labels: Labels, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -239,6 +243,9 @@ class HoldOut:
                     "give either an evaluation split file (`eval_split`) or `eval_pool` / `eval_queries`, not both"
                 )
             return split_from_file(self.split, matrix.pool_ids, matrix.query_ids)
+        if (self.pool or self.queries) and list(matrix.pool_ids) == list(matrix.query_ids):
+            groups = sample_groups(pool, self.group_field) if self.protocol == "task" else None
+            return split_all_pairs(len(pool), self.pool, self.queries, seed, groups)
         if (self.pool or self.queries) and self.protocol == "task":
             pool_groups, query_groups = sample_groups(pool, self.group_field), sample_groups(queries, self.group_field)
             return split_labels_by_group(pool_groups, query_groups, self.pool, self.queries, seed)
@@ -336,6 +343,9 @@ def _starting_point(
             raise SettingError("out", f"{out} would overwrite the encoder `init` starts from; pick another `out`")
         init, settings = continued_from(settings, features)
     if settings.objective == "subspace":
+        if settings.backbone_layers is None and settings.encoder == features.get("model"):
+            blocks = decoder_blocks(settings.encoder)  # the labels' decoder: read it two thirds deep
+            settings = replace(settings, backbone_layers=max(1, round(DECODER_READ_DEPTH * blocks)))
         if settings.init or activation_checkpointing:
             raise SettingError("objective", "subspace (the default) takes neither `init` from a subspace encoder nor "
                                "`activation_checkpointing` yet; set `objective` influcoder for the cosine "

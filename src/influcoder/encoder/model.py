@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from influcoder.core.devices import resolve_device
 from influcoder.core.errors import InflucoderError, NonFiniteValueError
 from influcoder.core.progress import progress_bar, progress_bars, renamed_keyword
+from influcoder.data.models import keep_blocks
 from influcoder.data.records import Sample
 from influcoder.encoder.config import (  # noqa: F401 - CONFIG_NAME, FORMAT: also importable from here
     CHAT_TEMPLATE,
@@ -70,6 +71,7 @@ class InfluenceEncoder(torch.nn.Module):
 
     def __init__(self, backbone: torch.nn.Module, tokenizer, config: EncoderConfig):
         super().__init__()
+        keep_blocks(backbone, config.backbone_layers)
         self.backbone = backbone
         self.tokenizer = tokenizer
         self.tokenizer.truncation_side = "left"

@@ -27,10 +27,20 @@ def validation_split(
     fraction: float,
     rng: np.random.Generator,
     groups: tuple[Sequence[str], Sequence[str]] | None = None,
+    same_texts: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(train pool, validation pool, train queries, validation queries): random samples, or, given each pool
     sample's and query's group, whole groups held out until `fraction` of each side is (see
-    `split_labels_by_group`)."""
+    `split_labels_by_group`). `same_texts`: pool and queries are the same texts in the same order (all-pairs
+    labels): `fraction` of the texts is held out once and halved into a disjoint validation pool and queries
+    (`split_all_pairs`)."""
+    if same_texts:
+        held = max(4, int(round(n_pool * fraction)))
+        try:
+            return split_all_pairs(n_pool, held - held // 2, held // 2, int(rng.integers(2**31)),
+                                   groups[0] if groups else None)  # fmt: skip
+        except InflucoderError as error:
+            raise InflucoderError(f"a validation split: {error}") from None
     if groups is None:
         return (*split_indices(n_pool, fraction, rng), *split_indices(n_queries, fraction, rng))
     wanted = [max(2, int(round(n * fraction))) for n in (n_pool, n_queries)]
@@ -114,3 +124,48 @@ def split_labels_by_group(
         out.append((np.flatnonzero(~mask), np.flatnonzero(mask)))
     (train_p, eval_p), (train_q, eval_q) = out
     return train_p, eval_p, train_q, eval_q
+
+
+def split_all_pairs(
+    n: int, eval_pool: int, eval_queries: int, seed: int = 0, groups: Sequence[str] | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(train pool, eval pool, train queries, eval queries) for all-pairs labels (every text is both a pool
+    sample and a query, in the same order): one held-out set of texts, split into a disjoint evaluation pool
+    and evaluation queries; training keeps the other texts on both sides.
+
+    Drawing the two sides independently, as `split_labels` and `split_labels_by_group` do for separate pool and
+    query files, would put some texts on both evaluation sides (a query ranked against its own text, whose
+    label is the top one) and, under the task protocol, let a task held out on one side train on the other.
+    `groups` (one per text, e.g. ``meta.task``): held-out texts are whole groups, drawn in a seeded order until
+    at least `eval_pool + eval_queries` are held out; None: random texts.
+    """
+    wanted = eval_pool + eval_queries
+    rng = np.random.default_rng([seed, 7919, 2])
+    if groups is None:
+        if wanted >= n - 5 or eval_queries < 0 or eval_pool < 0:
+            raise InflucoderError(
+                f"holding out {eval_pool} pool / {eval_queries} queries leaves too little of {n} texts"
+            )
+        held = rng.permutation(n)[:wanted]
+    else:
+        groups = list(groups)
+        names = sorted(set(groups))
+        rows_of: dict[str, list[int]] = {name: [] for name in names}
+        for row, name in enumerate(groups):
+            rows_of[name].append(row)
+        held_rows: list[int] = []
+        for i in rng.permutation(len(names)):
+            if len(held_rows) >= wanted:
+                break
+            held_rows += rows_of[names[i]]
+        if len(held_rows) == n or n - len(held_rows) < 5:
+            raise InflucoderError(
+                f"holding out whole groups for {wanted} texts leaves too little to train on ({len(names)} groups, "
+                f"{n} texts); hold out fewer"
+            )
+        held = rng.permutation(np.array(held_rows, dtype=np.int64))
+    if eval_queries and len(held) - eval_queries < 2:
+        raise InflucoderError(f"{len(held)} held-out texts cannot give {eval_queries} queries and a pool")
+    queries, pool = np.sort(held[:eval_queries]), np.sort(held[eval_queries:])
+    train = np.setdiff1d(np.arange(n), held)
+    return train, pool, train.copy(), queries

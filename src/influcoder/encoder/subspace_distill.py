@@ -257,11 +257,12 @@ def distill_subspace(
         return [EpochLog(**x) for x in state["logs"]]
     rng = np.random.default_rng(s.seed)
     groups = (sample_groups(pool, s.val_group), sample_groups(queries, s.val_group)) if s.val_group else None
-    split = validation_split(len(pool), len(queries), s.val_fraction, rng, groups)
+    same = [p.id for p in pool] == [q.id for q in queries]  # all-pairs labels: one disjoint held-out set
+    split = validation_split(len(pool), len(queries), s.val_fraction, rng, groups, same_texts=same)
     started = time.perf_counter()
     problem = SubspaceProblem.build(labels_dir, s, scores, pool, queries, split, rng)
     encoder = subspace_encoder(s.encoder, problem.subspace.k, seed=s.seed, pooling=s.pooling, max_length=s.max_length,
-                               text_view=s.text_view)  # fmt: skip
+                               text_view=s.text_view, backbone_layers=s.backbone_layers)  # fmt: skip
     encoder.config.label_config = label_config
     encoder.to(resolve_device(device))
     fit = CoordinateFitSettings(epochs=s.epochs, lr=s.lr, head_lr=s.lr * s.head_lr_scale,

@@ -79,8 +79,9 @@ class TrainingPlan:
         groups = None
         if settings.val_group:
             groups = (sample_groups(pool, settings.val_group), sample_groups(queries, settings.val_group))
+        same = [s.id for s in pool] == [q.id for q in queries]
         train_pool, val_pool, train_q, val_q = validation_split(
-            len(pool), len(queries), settings.val_fraction, rng, groups
+            len(pool), len(queries), settings.val_fraction, rng, groups, same_texts=same
         )
         per_batch = min(settings.candidates_per_batch, len(train_pool))
         fresh = max(1, per_batch - min(settings.hard_candidates, per_batch))
