@@ -33,10 +33,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from influcoder.data.formats import load_file  # noqa: E402
 from influcoder.data.records import Sample  # noqa: E402
 from transfer import (  # noqa: E402
+    RESCORE_SHARES,
     Subspace,
     choose_k_and_ridge,
     load_square_labels,
     report,
+    rescore_recall,
     ridge_fit,
     ridge_predict,
     split,
@@ -151,8 +153,10 @@ def sweep(labels: Path, layers: list[int], seeds: list[int], protocols: list[str
                 pred = ridge_predict(ridge_fit(X[train], sub.coordinates(train, k), lam), X[pool])
                 runs["cv"] = (pred @ sub.coordinates(queries, k).T, time.perf_counter() - began)
             for variant, (pred, seconds) in runs.items():
-                row = report(pred, truth) | {"seconds": round(seconds, 1)} | ({"source": source} if source else
-                                                                              {"seed": seed})  # fmt: skip
+                recall = {f"{share:.0%}": rescore_recall(pred, truth, max(10, int(np.ceil(share * len(pool)))))
+                          for share in RESCORE_SHARES}  # fmt: skip
+                row = report(pred, truth) | {"seconds": round(seconds, 1), "rescore_recall@10": recall}
+                row |= {"source": source} if source else {"seed": seed}
                 results.setdefault(f"{layer}", {}).setdefault(variant, {}).setdefault(protocol, []).append(row)
             print(f"{protocol} {seed if source is None else source} layer {layer}: "
                   f"{results[f'{layer}']['default'][protocol][-1]['per_anchor']:.3f}", flush=True)  # fmt: skip
@@ -168,7 +172,8 @@ def summary(results: dict, n_layers: int) -> dict:
                 table.setdefault(layer, {}).setdefault(variant, {})[protocol] = {
                     m: {"mean": float(np.mean(v)), "sd": float(np.std(v, ddof=1)) if len(v) > 1 else 0.0}
                     for m, v in values.items()
-                }
+                } | {"rescore_recall@10": {share: float(np.mean([r["rescore_recall@10"][share] for r in rows]))
+                                           for share in rows[0]["rescore_recall@10"]}}  # fmt: skip
         table[layer]["block_share"] = int(layer) / n_layers
     return table
 
@@ -186,6 +191,16 @@ def markdown(record: dict) -> str:
         cells = [f"{row[v][p]['per_anchor']['mean']:.3f} ({row[v][p]['per_anchor']['sd']:.3f})"
                  for v in record["variants"] for p in protocols]  # fmt: skip
         lines.append(f"| {layer} | {row['block_share']:.2f} | " + " | ".join(cells) + " |")
+    first = next(iter(record["summary"].values()))["default"]
+    if "rescore_recall@10" in first.get("task", {}):  # records written before recall was measured have none
+        shares = list(first["task"]["rescore_recall@10"])
+        lines += ["", "Unseen tasks (`task`, `default`): recall of the labels' top 10 when the layer's top K (a share "
+                  "of the held-out pool) are rescored by exact gradients, mean over seeds.", "",
+                  "| layer | " + " | ".join(f"rescore {share}" for share in shares) + " |",
+                  "|---|" + "---|" * len(shares)]  # fmt: skip
+        for layer, row in record["summary"].items():
+            recall = row["default"]["task"]["rescore_recall@10"]
+            lines.append(f"| {layer} | " + " | ".join(f"{recall[share]:.3f}" for share in shares) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -27,8 +27,10 @@ import torch
 from influcoder.core.atomic import write_json_atomic, write_text_atomic
 
 
-def inputs(encoder_dir: Path, labels_dir: Path) -> dict:
-    """Each input as a function of a list of samples."""
+def inputs(encoder_dir: Path, labels_dir: Path, cuts: list[int]) -> dict:
+    """Each input as a function of a list of samples; `cuts`: also the decoder cut after that many blocks
+    (`distill --backbone-layers`), float and int8 (the cut encoder's head is the uncut one's: timing only)."""
+    from influcoder.data.models import keep_blocks
     from influcoder.encoder.model import InfluenceEncoder
     from influcoder.labels.featurizer import GradientFeaturizer
     from influcoder.labels.labels_dir import LabelsDir
@@ -39,9 +41,18 @@ def inputs(encoder_dir: Path, labels_dir: Path) -> dict:
     text = InfluenceEncoder.from_backbone("minilm-l6", device="cpu", max_length=decoder.config.max_length)
     recorded = LabelsDir(labels_dir).record().settings
     featurizer = GradientFeaturizer(LabelSettings(**{**recorded, "device": "cpu"}))
+    blocks = len(decoder.backbone.layers)
+    runs = {
+        f"decoder, {blocks} blocks (float32)" if cuts else "decoder (float32)": decoder,
+        f"decoder, {blocks} blocks (int8)" if cuts else "decoder (int8)": quantized,
+    }
+    for cut in cuts:
+        for backend in ("float32", "int8"):
+            encoder = InfluenceEncoder.from_pretrained(encoder_dir, device="cpu")
+            keep_blocks(encoder.backbone, cut)
+            runs[f"decoder, {cut} blocks ({backend})"] = encoder.to_backend("int8") if backend == "int8" else encoder
     return {
-        "decoder (float32)": lambda items: decoder.encode(items, show_progress_bar=False),
-        "decoder (int8)": lambda items: quantized.encode(items, show_progress_bar=False),
+        **{name: (lambda items, e=encoder: e.encode(items, show_progress_bar=False)) for name, encoder in runs.items()},
         "minilm-l6": lambda items: text.encode(items, show_progress_bar=False),
         "exact gradient": lambda items: featurizer.featurize(items),
     }
@@ -53,6 +64,7 @@ def main() -> None:
     parser.add_argument("--labels", required=True, type=Path)
     parser.add_argument("--texts", type=int, default=64, help="pool samples timed (the labels' first)")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--blocks", type=int, nargs="*", default=[], help="also the decoder cut after N blocks")
     parser.add_argument("--out", required=True, type=Path)
     args = parser.parse_args()
 
@@ -61,7 +73,7 @@ def main() -> None:
 
     disable_progress_bars()
     items = LabelsDir.load(args.labels).pool[: args.texts]
-    runs = inputs(args.encoder, args.labels)
+    runs = inputs(args.encoder, args.labels, args.blocks)
     for run in runs.values():
         run(items[:4])  # warm-up: weights paged in, kernels chosen
     seconds: dict[str, list[float]] = {name: [] for name in runs}
