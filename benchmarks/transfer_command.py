@@ -71,6 +71,12 @@ def summary(runs: list[dict]) -> dict:
     return out
 
 
+def first_cell(name: str, record: dict) -> str:
+    """A table's first header cell, with the record's title where it has one (so that two records' tables on
+    one page have headers of their own)."""
+    return f"{name} ({record['title']})" if record.get("title") else name
+
+
 def markdown(record: dict) -> str:
     runs, mean = record["runs"], record["summary"]
     protocol = runs[0]["protocol"]
@@ -79,7 +85,7 @@ def markdown(record: dict) -> str:
         "",
         f"`{protocol}` protocol ({PROTOCOLS[protocol]}), {len(runs)} seeds; mean (sample sd) over the seeds.",
         "",
-        "| method | per-anchor | median per-anchor | mean-aggregated | query-specific |",
+        f"| {first_cell('method', record)} | per-anchor | median per-anchor | mean-aggregated | query-specific |",
         "|---|---|---|---|---|",
     ]
     for name, figures in mean.items():
@@ -88,7 +94,8 @@ def markdown(record: dict) -> str:
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += [
         "",
-        "| seed | held out | distilled per-anchor | lowest | below 0.3 | tfidf | ridge s | encode ms/sample |",
+        f"| {first_cell('seed', record)} | held out | distilled per-anchor | lowest | below 0.3 | tfidf | ridge s | "
+        "encode ms/sample |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in runs:
@@ -107,6 +114,7 @@ def main() -> None:
     parser.add_argument("--reports", nargs="+", required=True, type=Path, help="their `evaluate --report` dirs")
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--name", default="transfer-command", help="the written files' name, before .json / .md")
+    parser.add_argument("--title", help="a title for the tables' first header cells (e.g. the protocol)")
     args = parser.parse_args()
     if len(args.runs) != len(args.reports):
         parser.error("give one --reports directory per --runs directory")
@@ -114,6 +122,8 @@ def main() -> None:
     if len({r["protocol"] for r in runs}) != 1:
         parser.error("the runs follow different protocols: one record per protocol")
     record = {"command": shlex.join(["python", *sys.argv]), "runs": runs, "summary": summary(runs)}
+    if args.title:
+        record["title"] = args.title
     args.out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(args.out / f"{args.name}.json", record)
     write_text_atomic(args.out / f"{args.name}.md", markdown(record))

@@ -1,0 +1,24 @@
+"""benchmarks/decoder_layers.py: the states it keeps for block L are what an encoder cut after L blocks pools,
+so its block-by-block table measures what `distill --backbone-layers L` would fit."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from influcoder.encoder.subspace import pooled_states, subspace_encoder
+
+from .conftest import load_benchmark
+from .test_labels import samples
+
+
+def test_every_blocks_states_equal_the_pooled_states_of_the_decoder_cut_there(tiny_model_dir):
+    bench = load_benchmark("decoder_layers")
+    items = samples(6, seed=3)
+    config = dict(pooling="response", max_length=24, text_view="{prompt}\n{response}")
+    states = bench.layer_states(subspace_encoder(str(tiny_model_dir), 1, **config).eval(), items)
+    assert states.shape[:2] == (2, len(items))
+    for blocks in (1, 2):
+        cut = subspace_encoder(str(tiny_model_dir), 1, backbone_layers=blocks, **config)
+        reference = pooled_states(cut, items)[:, : states.shape[2]]  # then the four length features
+        np.testing.assert_allclose(states[blocks - 1], reference, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(states[0], states[1], atol=1e-3)
