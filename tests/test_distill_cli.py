@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -218,7 +219,7 @@ def test_validation_split_of_the_same_texts_is_disjoint():
         validation_split(8, 8, 0.9, np.random.default_rng(0), same_texts=True)
 
 
-def test_distill_on_all_pairs_labels_holds_out_disjoint_texts(tiny_model_dir, tiny_bert_dir, tmp_path):
+def test_distill_on_all_pairs_labels_holds_out_disjoint_texts(tiny_model_dir, tiny_bert_dir, tmp_path, caplog):
     """The same texts as pool and queries: whatever the protocol, no held-out query is also a held-out pool
     sample (its own label would top its ranking) and, under `task`, no held-out task trains on either side."""
     texts = samples(30, seed=5)
@@ -241,6 +242,19 @@ def test_distill_on_all_pairs_labels_holds_out_disjoint_texts(tiny_model_dir, ti
         assert trained.isdisjoint(held) and set(training["val_pool_ids"]).isdisjoint(training["val_query_ids"])
         if protocol == "task":
             assert {task[i] for i in trained}.isdisjoint({task[i] for i in held})
+    # a given split: every held-out text stays out of training on both sides; one on both sides is named
+    given = tmp_path / "given.json"
+    ids = [s.id for s in texts]
+    given.write_text(json.dumps({"pool_ids": ids[:6], "query_ids": ids[5:9]}))
+    args = ["distill", "--labels", str(tmp_path / "labels"), "--out", str(tmp_path / "given"), "--encoder",
+            str(tiny_bert_dir), "--epochs", "1", "--max-length", "16", "--eval-split", str(given)]  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger="influcoder.encoder.distill"):
+        assert main(args) == 0
+    assert "holds 1 texts out as both pool samples and queries" in caplog.text
+    training = json.loads((tmp_path / "given" / "training.json").read_text())
+    trained = {*training["train_pool_ids"], *training["val_pool_ids"], *training["train_query_ids"],
+               *training["val_query_ids"]}  # fmt: skip
+    assert trained.isdisjoint(ids[:9]) and len(trained) == len(ids) - 9
 
 
 def test_distill_task_protocol_holds_out_whole_tasks(tiny_model_dir, tiny_bert_dir, tmp_path, capsys):

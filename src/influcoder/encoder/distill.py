@@ -242,7 +242,12 @@ class HoldOut:
                 raise InflucoderError(
                     "give either an evaluation split file (`eval_split`) or `eval_pool` / `eval_queries`, not both"
                 )
-            return split_from_file(self.split, matrix.pool_ids, matrix.query_ids)
+            train_pool, eval_pool, train_queries, eval_queries = split_from_file(
+                self.split, matrix.pool_ids, matrix.query_ids
+            )
+            if list(matrix.pool_ids) != list(matrix.query_ids):
+                return train_pool, eval_pool, train_queries, eval_queries
+            return all_pairs_from(eval_pool, eval_queries, len(pool), self.split)
         if (self.pool or self.queries) and list(matrix.pool_ids) == list(matrix.query_ids):
             groups = sample_groups(pool, self.group_field) if self.protocol == "task" else None
             return split_all_pairs(len(pool), self.pool, self.queries, seed, groups)
@@ -268,6 +273,20 @@ class HoldOut:
         return EvalSplit(labels=str(Path(labels_dir).resolve()), protocol=protocol,
                          group_field=self.group_field if self.protocol == "task" else None, pool_ids=pool_ids,
                          query_ids=query_ids)  # fmt: skip
+
+
+def all_pairs_from(
+    eval_pool: np.ndarray, eval_queries: np.ndarray, n: int, source: str | Path
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A given split of all-pairs labels: every held-out text, pool or query, is kept out of training on both
+    sides (a held-out query's text would otherwise train as a pool sample); a text held out on both sides is
+    named in a warning (its own label tops its ranking)."""
+    both = np.intersect1d(eval_pool, eval_queries)
+    if len(both):
+        log.warning("%s holds %d texts out as both pool samples and queries: each is ranked against itself",
+                    source, len(both))  # fmt: skip
+    train = np.setdiff1d(np.arange(n), np.union1d(eval_pool, eval_queries))
+    return train, eval_pool, train.copy(), eval_queries
 
 
 def distill_labels(
