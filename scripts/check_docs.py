@@ -1948,6 +1948,7 @@ def peers(checker: Checker) -> None:
     f"{DOCS}/transfer-command.md",
     f"{BENCH}/scoring_cost.md",
     f"{BENCH}/decoder_layers/decoder_layers.md",
+    f"{BENCH}/backend_fidelity/backend_fidelity.md",
     *(f"{DOCS}/transfer-default-{p}.md" for p in CLEAN_PROTOCOLS),
 )
 def transfer(checker: Checker) -> None:
@@ -1956,6 +1957,7 @@ def transfer(checker: Checker) -> None:
     record = checker.json(f"{DOCS}/transfer.json")
     command, cost = default_path_tables(checker, page)
     decoder_blocks(checker, page)
+    int8_on_the_decoder(checker, page)
     clean_default_path(checker, page)
     page.rendered(checker.script("benchmarks/transfer.py")["markdown"](record), "benchmarks/transfer.py markdown")
     default_path(checker, page, command, cost, record["summary"])
@@ -2082,6 +2084,20 @@ def clean_default_path(checker: Checker, page) -> dict:
     if len(overlap) != 3 or any(run[key] for run in overlap for key in keys):
         page.fail("no held-out task trains on either side: 0 in every run", "as written", "not so")
     return records
+
+
+def int8_on_the_decoder(checker: Checker, page) -> None:
+    """transfer.md's int8 section, from benchmarks/backend_fidelity.py's record."""
+    record = checker.json(f"{BENCH}/backend_fidelity/backend_fidelity.json")
+    text = checker.script("benchmarks/backend_fidelity.py")["markdown"](record)
+    page.rendered(text, "benchmarks/backend_fidelity.py markdown", strict=False)
+    written = checker.page(f"{BENCH}/backend_fidelity/backend_fidelity.md")
+    written.rendered(text, "benchmarks/backend_fidelity.py markdown")
+    written.done()
+    rows = record["backends"]
+    page.text("Per-anchor rho falls from {} to {} and the two rank each query's pool alike only at {}",
+              rows["torch"]["per_anchor_mean"], rows["int8"]["per_anchor_mean"],
+              record["float_int8_rank_agreement_mean"])  # fmt: skip
 
 
 def decoder_blocks(checker: Checker, page) -> None:

@@ -244,3 +244,19 @@ def test_keep_blocks_cuts_a_bert_encoder_and_refuses_what_has_no_blocks(tiny_ber
     assert len(bert.encoder.layer) == 1 and bert.config.num_hidden_layers == 1
     with pytest.raises(InflucoderError, match="has no stack of blocks"):
         keep_blocks(torch.nn.Linear(2, 2), 1)
+
+
+def test_int8_warns_on_a_decoder_backbone_only(decoder_run, tiny_bert_dir):
+    """int8 kept a text encoder's ranking but lowered the decoder's (benchmarks/results/backend_fidelity):
+    switching a decoder encoder to it says so; a text encoder switches silently."""
+    import warnings
+
+    from influcoder.encoder.backends import INT8_ON_DECODER
+
+    root = decoder_run[0]
+    with pytest.warns(UserWarning, match="lowers how a decoder backbone ranks"):
+        decoder = InfluenceEncoder.from_pretrained(root / "enc", backend="int8")
+    assert decoder.backend == "int8" and "backbone_layers" in INT8_ON_DECODER
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        InfluenceEncoder.from_backbone(str(tiny_bert_dir)).to_backend("int8")

@@ -38,6 +38,7 @@ from influcoder.core.errors import InflucoderError, NonFiniteValueError
 from influcoder.core.progress import progress_bar, progress_bars, renamed_keyword
 from influcoder.data.models import keep_blocks
 from influcoder.data.records import Sample
+from influcoder.encoder.backends import BACKENDS, INT8_SCHEME, quantized
 from influcoder.encoder.config import (  # noqa: F401 - CONFIG_NAME, FORMAT: also importable from here
     CHAT_TEMPLATE,
     CONFIG_NAME,
@@ -56,13 +57,6 @@ from influcoder.encoder.settings import RESPONSE_POOLINGS
 
 ENCODE_CHUNK = 4096
 """Texts tokenized and length-sorted together by `encode`."""
-BACKENDS = ("torch", "int8")
-"""How the backbone runs at inference: ``torch`` (float32, or what the device gives), ``int8`` (dynamic int8
-quantisation of every linear layer of the backbone, CPU only: weights int8 per output channel, activations
-quantised per batch; see `InfluenceEncoder.to_backend`)."""
-INT8_SCHEME = "int8-per-channel"
-"""What an int8 fingerprint names: per-tensor weight scales (the first int8 backend) lost fidelity, so indexes
-built with them must not be mixed with per-channel embeddings."""
 
 
 class InfluenceEncoder(torch.nn.Module):
@@ -158,17 +152,9 @@ class InfluenceEncoder(torch.nn.Module):
             raise InflucoderError(f"this encoder already runs on {self.backend}; load it again for {backend}")
         if self.device.type != "cpu":
             raise InflucoderError(f"the {backend} backend runs on the CPU only; this encoder is on {self.device}")
-        import warnings
-
-        from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-
         self._fingerprint = self.fingerprint()  # of the float weights, before they are replaced
         self.eval()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # torch's deprecation notices for its quantised tensor types
-            self.backbone = quantize_dynamic(
-                self.backbone, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8
-            )
+        self.backbone = quantized(self.backbone)
         self.requires_grad_(False)
         self.backend = backend
         return self
