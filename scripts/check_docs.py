@@ -2050,12 +2050,8 @@ def clean_default_path(checker: Checker, page) -> dict:
     prose figures from them."""
     records = {}
     for protocol in CLEAN_PROTOCOLS:
-        record = records[protocol] = checker.json(f"{DOCS}/transfer-default-{protocol}.json")
-        text = checker.script("benchmarks/transfer_command.py")["markdown"](record)
-        page.rendered(text, "benchmarks/transfer_command.py markdown", strict=False)
-        written = checker.page(f"{DOCS}/transfer-default-{protocol}.md")
-        written.rendered(text, "benchmarks/transfer_command.py markdown")
-        written.done()
+        where = f"{DOCS}/transfer-default-{protocol}"
+        record = records[protocol] = rerendered(checker, page, "transfer_command", f"{where}.json", f"{where}.md")
         if any(run["protocol"] != protocol or run["settings"]["backbone_layers"] != 20 for run in record["runs"]):
             page.fail(f"transfer-default-{protocol}.json", "the default (block 20)", "other runs")
     task = records["task"]
@@ -2086,14 +2082,22 @@ def clean_default_path(checker: Checker, page) -> dict:
     return records
 
 
+def rerendered(checker: Checker, page, script: str, record_path: str, written_path: str) -> dict:
+    """The record at `record_path`, after checking that `script`'s markdown of it is on `page` (its tables
+    among the page's) and is the page the script wrote beside it (`written_path`)."""
+    record = checker.json(record_path)
+    text = checker.script(f"benchmarks/{script}.py")["markdown"](record)
+    page.rendered(text, f"benchmarks/{script}.py markdown", strict=False)
+    written = checker.page(written_path)
+    written.rendered(text, f"benchmarks/{script}.py markdown")
+    written.done()
+    return record
+
+
 def int8_on_the_decoder(checker: Checker, page) -> None:
     """transfer.md's int8 section, from benchmarks/backend_fidelity.py's record."""
-    record = checker.json(f"{BENCH}/backend_fidelity/backend_fidelity.json")
-    text = checker.script("benchmarks/backend_fidelity.py")["markdown"](record)
-    page.rendered(text, "benchmarks/backend_fidelity.py markdown", strict=False)
-    written = checker.page(f"{BENCH}/backend_fidelity/backend_fidelity.md")
-    written.rendered(text, "benchmarks/backend_fidelity.py markdown")
-    written.done()
+    where = f"{BENCH}/backend_fidelity/backend_fidelity"
+    record = rerendered(checker, page, "backend_fidelity", f"{where}.json", f"{where}.md")
     rows = record["backends"]
     page.text("Per-anchor rho falls from {} to {} and the two rank each query's pool alike only at {}",
               rows["torch"]["per_anchor_mean"], rows["int8"]["per_anchor_mean"],
@@ -2102,12 +2106,8 @@ def int8_on_the_decoder(checker: Checker, page) -> None:
 
 def decoder_blocks(checker: Checker, page) -> None:
     """transfer.md's block-by-block table and what it says, from benchmarks/decoder_layers.py's record."""
-    record = checker.json(f"{BENCH}/decoder_layers/decoder_layers.json")
-    text = checker.script("benchmarks/decoder_layers.py")["markdown"](record)
-    page.rendered(text, "benchmarks/decoder_layers.py markdown", strict=False)
-    written = checker.page(f"{BENCH}/decoder_layers/decoder_layers.md")
-    written.rendered(text, "benchmarks/decoder_layers.py markdown")
-    written.done()
+    where = f"{BENCH}/decoder_layers/decoder_layers"
+    record = rerendered(checker, page, "decoder_layers", f"{where}.json", f"{where}.md")
     rows = record["summary"]
 
     def at(block: int, protocol: str) -> float:
