@@ -107,7 +107,8 @@ def markdown(record: dict) -> str:
         "",
         f"command: `{record['command']}`",
         "",
-        "| input | seconds per sample | exact gradient / input |",
+        f"| {'input, decoder cut by block' if any('blocks' in n for n in record['seconds']) else 'input'} | "
+        "seconds per sample | exact gradient / input |",
         "|---|---|---|",
     ]
     ratio = record["gradient_over_input"]
