@@ -37,6 +37,7 @@ from transfer import (  # noqa: E402
     Subspace,
     choose_k_and_ridge,
     load_square_labels,
+    log_lengths,
     report,
     rescore_recall,
     ridge_fit,
@@ -51,7 +52,9 @@ SOURCES = ("evals", "bbh", "bbh-cot", "harmful-pairs", "refusals")
 
 
 def labels_features(labels: Path) -> dict:
-    return json.loads((labels / "labels.json").read_text(encoding="utf-8"))["features"]
+    from influcoder.labels.labels_dir import LabelsDir
+
+    return LabelsDir(labels).record().features or {}
 
 
 def layer_encoder(labels: Path):
@@ -118,19 +121,12 @@ def compute_features(labels: Path) -> None:
     np.save(labels.parent / f"{STATES}.npy", np.concatenate(parts, axis=1))
 
 
-def lengths_of(samples: list[Sample]) -> np.ndarray:
-    """The transfer benchmark's four log-length features."""
-    return np.log1p(np.array(
-        [[len(s.prompt), len(s.response), len(s.prompt.split()), len(s.response.split())] for s in samples]
-    ))  # fmt: skip
-
-
 def sweep(labels: Path, layers: list[int], seeds: list[int], protocols: list[str], cv: bool) -> dict:
     """{layer: {variant: {protocol: [one report per split]}}}; each split's subspace is computed once and
     shared by every layer (the eigendecomposition of the training block dominates a fixed-k ridge)."""
     S, samples = load_square_labels(labels)
     states = np.load(labels.parent / f"{STATES}.npy", mmap_mode="r")
-    features = {layer: np.hstack([np.asarray(states[layer - 1], dtype=np.float64), lengths_of(samples)])
+    features = {layer: np.hstack([np.asarray(states[layer - 1], dtype=np.float64), log_lengths(samples)])
                 for layer in layers}  # fmt: skip
     keys = []
     for protocol in protocols:

@@ -76,6 +76,13 @@ def load_square_labels(labels: Path, limit: int | None = None) -> tuple[np.ndarr
     return G @ G.T, samples
 
 
+def log_lengths(samples: list[Sample]) -> np.ndarray:
+    """(n, 4): log1p of characters and words of each sample's prompt and response."""
+    return np.log1p(np.array(
+        [[len(s.prompt), len(s.response), len(s.prompt.split()), len(s.response.split())] for s in samples]
+    ))  # fmt: skip
+
+
 def text_features(samples: list[Sample], backbone: str = "minilm-l6", cache: Path | None = None):
     """(mean-pooled unit embeddings of `backbone`, four log-length features) of every sample; the embeddings
     are kept in `cache` when given (a larger backbone takes minutes)."""
@@ -83,9 +90,7 @@ def text_features(samples: list[Sample], backbone: str = "minilm-l6", cache: Pat
 
     from influcoder.data.models import load_encoder_backbone
 
-    lengths = np.log1p(np.array(
-        [[len(s.prompt), len(s.response), len(s.prompt.split()), len(s.response.split())] for s in samples]
-    ))  # fmt: skip
+    lengths = log_lengths(samples)
     if cache is not None and cache.exists() and len(np.load(cache)) >= len(samples):
         cached_cost(backbone, cache)
         return np.load(cache)[: len(samples)], lengths
