@@ -74,6 +74,8 @@ def test_distill_writes_the_training_gradients_subspace(subspace_run):
         ]
     )
     assert training["subspace"]["targets"] == len(gradients)
+    config = InfluenceEncoder.from_pretrained(root / "enc").config  # the default head: every training text a landmark
+    assert (config.head_kind, config.kernel_landmarks) == ("kernel", len(gradients))
     expected = GradientSubspace.fit(gradients, 6)
     np.testing.assert_allclose(subspace.directions.T @ subspace.directions,
                                expected.directions.T @ expected.directions, atol=1e-4)  # fmt: skip

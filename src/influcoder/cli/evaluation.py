@@ -69,6 +69,10 @@ class Evaluate(Command):
     verify: bool = False
     """Check every file of the artifacts it reads before reading, each against its recorded sha256 (as
     `influcoder verify`); the check on every read compares sizes (and hashes only small files read whole)."""
+    states_cache: bool = False
+    """Read the encoder's pooled backbone states through the states cache (`distill` fills it for a frozen
+    backbone): a second evaluation of the same texts skips the backbone pass. Its rows then say so
+    (``states_cache``), and their encode times leave out the pass: not a cost figure."""
     quiet: Quiet = False
     device: Device = "auto"
 
@@ -137,6 +141,10 @@ class Evaluate(Command):
 
         split = self.split or self.default_split(encoder_dir)
         encoder = InfluenceEncoder.from_pretrained(encoder_dir, device=self.device)
+        if self.states_cache and not self.flops:  # counted FLOPs need the backbone pass
+            from influcoder.encoder.states_cache import PooledStatesCache
+
+            encoder.states_cache = PooledStatesCache.for_encoder(encoder)
         if not self.other_labels:
             check_same_features(encoder, self.labels)  # before any other model is loaded
         data = evaluation_data(self.labels, split)
@@ -144,6 +152,8 @@ class Evaluate(Command):
         predictions: dict = {}
         scorers = self.scorers(encoder, encoder_dir, record)
         rows = evaluate_scorers(scorers, data, record, self.by, self.flops, predictions)
+        if encoder.states_cache is not None and "distilled" in rows:  # its encode time leaves out the pass
+            rows["distilled"]["states_cache"] = True
         seed = record.seed if record else None
         return {
             "encoder": str(encoder_dir),

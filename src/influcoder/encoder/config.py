@@ -15,7 +15,7 @@ from typing import Any
 
 from influcoder.core.errors import DamagedFileError, InflucoderError
 from influcoder.core.jsonfile import read_json
-from influcoder.encoder.settings import POOLINGS, RESPONSE_POOLINGS, TEXT_ENCODER, TEXT_VIEW
+from influcoder.encoder.settings import HEAD_KINDS, KERNEL_GAMMA, POOLINGS, RESPONSE_POOLINGS, TEXT_ENCODER, TEXT_VIEW
 
 CONFIG_NAME = "config.json"
 ENCODER_FILES = (CONFIG_NAME, "backbone", "head.safetensors*", "coverage.npz*", "length_prior.json", "modules.json",
@@ -35,7 +35,14 @@ class EncoderConfig:
     pooling: str = "mean"
     """Token pooling: mean, cls, attention (learned), response (mean over response tokens), mean+response."""
     head_dim: int | None = None
-    """Output dim of a linear head on the pooled vector; None for no head."""
+    """Output dim of a head on the pooled vector; None for no head."""
+    head_kind: str = "linear"
+    """linear, or kernel: a Gaussian kernel against `kernel_landmarks` stored training states, then linear
+    (`influcoder.encoder.heads.KernelHead`, what a subspace encoder fits by default)."""
+    kernel_landmarks: int = 0
+    """kernel head: how many landmark states it keeps."""
+    kernel_gamma: float = KERNEL_GAMMA
+    """kernel head: the kernel's width, exp(-gamma * squared distance / dimension)."""
     max_length: int = 256
     """Encoder token budget per text; longer texts lose the start of the prompt."""
     backbone_layers: int | None = None
@@ -60,6 +67,10 @@ class EncoderConfig:
     their norm is the share of the gradient the subspace holds, which the inner product with a query needs."""
 
     def __post_init__(self) -> None:
+        if self.head_kind not in HEAD_KINDS:
+            raise InflucoderError(f"unknown head_kind {self.head_kind!r}; choose from {', '.join(HEAD_KINDS)}")
+        if self.head_kind == "kernel" and (not self.head_dim or self.kernel_landmarks < 1):
+            raise InflucoderError("a kernel head needs head_dim and at least one landmark (kernel_landmarks)")
         if self.pooling not in POOLINGS:
             raise InflucoderError(f"unknown pooling {self.pooling!r}; choose from {', '.join(POOLINGS)}")
         if self.text_view == CHAT_TEMPLATE:

@@ -49,11 +49,13 @@ from influcoder.encoder.config import (  # noqa: F401 - CONFIG_NAME, FORMAT: als
     read_config,
     write_config,
 )
+from influcoder.encoder.heads import make_head
 from influcoder.encoder.interop import write_sentence_transformers_files
 from influcoder.encoder.length_prior import LengthPrior
 from influcoder.encoder.pooling import N_LENGTH_FEATURES, pool_hidden, text_length_features
 from influcoder.encoder.saved_files import load_parts, record_checksums
 from influcoder.encoder.settings import RESPONSE_POOLINGS
+from influcoder.encoder.states_cache import pooled_states
 
 ENCODE_CHUNK = 4096
 """Texts tokenized and length-sorted together by `encode`."""
@@ -73,12 +75,14 @@ class InfluenceEncoder(torch.nn.Module):
         self.backend = "torch"
         self._fingerprint: str | None = None
         self.length_prior: LengthPrior | None = None
+        self.states_cache = None
+        """A `states_cache.PooledStatesCache` that `encode` reads pooled states through (frozen backbones only)."""
         hidden = backbone.config.hidden_size
         self.attention_query = torch.nn.Parameter(torch.zeros(hidden)) if config.pooling == "attention" else None
         pooled = hidden * config.pooled_dim_factor + (N_LENGTH_FEATURES if config.length_features else 0)
         if config.length_features and not config.head_dim:
             raise InflucoderError("length_features need a head (head_dim) to weigh them")
-        self.head = torch.nn.Linear(pooled, config.head_dim) if config.head_dim else None
+        self.head = make_head(pooled, config)
         if config.standardise_head_input:
             if not config.head_dim:
                 raise InflucoderError("standardise_head_input needs a head (head_dim)")
@@ -184,7 +188,7 @@ class InfluenceEncoder(torch.nn.Module):
         write_config(directory, self.config)
         if self.length_prior is not None:
             self.length_prior.save(directory)
-        if not (self.config.length_features or self.config.standardise_head_input):  # no such ST modules
+        if not (self.config.length_features or self.config.standardise_head_input or self.config.head_kind != "linear"):
             write_sentence_transformers_files(directory, self.config.pooling, self.backbone.config.hidden_size,
                                               self.config.max_length, self.head, self.config.unit_norm)  # fmt: skip
         record_checksums(directory)
@@ -343,8 +347,22 @@ class InfluenceEncoder(torch.nn.Module):
             return np.zeros((0, self.dim), dtype=np.float32)
         was_training = self.training
         self.eval()
+        if self.states_cache is not None and self.backend == "torch":
+            with progress_bars(show_progress_bar):
+                states = torch.as_tensor(pooled_states(self, items, batch_size), device=self.device)
+            out = self.head_output(states).float().cpu().numpy()
+        else:
+            out = self._encode_batches(items, batch_size, show_progress_bar)
+        self.train(was_training)
+        bad = np.flatnonzero(~np.isfinite(out).all(axis=1))
+        if len(bad):  # a NaN embedding would sort anywhere in a FAISS search: say which text it is
+            names = [getattr(items[i], "id", f"text #{i}") for i in bad[:5]]
+            raise NonFiniteValueError(f"non-finite (NaN/Inf) embedding for {len(bad)} text(s): {', '.join(names)}")
+        return out
+
+    def _encode_batches(self, items: Sequence[Sample | str], batch_size: int, bar_on: bool | None) -> np.ndarray:
         out = np.empty((len(items), self.dim), dtype=np.float32)
-        with progress_bars(show_progress_bar), progress_bar(total=len(items), desc="encode", unit="text") as bar:
+        with progress_bars(bar_on), progress_bar(total=len(items), desc="encode", unit="text") as bar:
             for chunk in range(0, len(items), ENCODE_CHUNK):  # bounded memory: token ids of one chunk at a time
                 part = items[chunk : chunk + ENCODE_CHUNK]
                 encoded = self._tokenize_unpadded(part)
@@ -354,11 +372,6 @@ class InfluenceEncoder(torch.nn.Module):
                     embeddings = self(**self._pad(encoded, index)).float().cpu().numpy()
                     out[[chunk + i for i in index]] = embeddings
                     bar.update(len(index))
-        self.train(was_training)
-        bad = np.flatnonzero(~np.isfinite(out).all(axis=1))
-        if len(bad):  # a NaN embedding would sort anywhere in a FAISS search: say which text it is
-            names = [getattr(items[i], "id", f"text #{i}") for i in bad[:5]]
-            raise NonFiniteValueError(f"non-finite (NaN/Inf) embedding for {len(bad)} text(s): {', '.join(names)}")
         return out
 
     @renamed_keyword("show_progress", "show_progress_bar")

@@ -24,6 +24,8 @@ _RANGES = {
     "groups_per_batch": "at least 2 (a ranking needs two groups)",
     "subspace_k": "at least 1",
     "subspace_ridge": "0 or more",
+    "kernel_gamma": "above 0",
+    "kernel_landmarks": "at least 1",
     "subspace_batch": "at least 2 (a correlation over the batch)",
 }
 TEXT_ENCODER = "minilm-l6"
@@ -37,6 +39,19 @@ DECODER_READ_DEPTH = 2 / 3
 """Where `distill` reads the labels' decoder by default, as a share of its blocks: on SmolLM2-135M-Instruct
 block 20 of 30 ranked unseen tasks, seen tasks and unseen sources better than the last block, at two thirds of
 the pass (docs/results/transfer.md, "Which block to read"; one decoder measured)."""
+HeadKind = Literal["kernel", "linear"]
+HEAD_KINDS: tuple[str, ...] = get_args(HeadKind)
+KERNEL_GAMMA = 1.0
+"""Width of the kernel head's Gaussian kernel, exp(-gamma * squared distance / dimension) on standardised
+states (`influcoder.encoder.heads`)."""
+KERNEL_RIDGE = 0.3
+"""Penalty of the kernel head's kernel ridge regression (the kernel's diagonal is 1)."""
+LINEAR_RIDGE = 1000.0
+"""Penalty of the linear head's ridge regression on standardised states."""
+KERNEL_LANDMARKS = 4096
+"""At most this many training states become the kernel head's landmarks (a seeded sample beyond): exact
+kernel ridge up to that many training texts, a subset-of-regressors fit beyond, and a stored head that grows
+with them (4,096 x 580 float32: 9.5 MB)."""
 Objective = Literal["influcoder", "airrep", "subspace"]
 OBJECTIVES: tuple[str, ...] = get_args(Objective)
 Pooling = Literal["mean", "cls", "attention", "response", "mean+response"]
@@ -121,10 +136,23 @@ class DistillSettings:
     by summed true influence)."""
     subspace_k: int = 256
     """subspace: how many of the training gradients' top singular directions the encoder predicts."""
-    subspace_ridge: float = 1000.0
-    """subspace: ridge penalty of the head's starting fit (on standardised pooled states)."""
+    subspace_head: HeadKind = "kernel"
+    """subspace: the head on the pooled states. kernel (the default: a Gaussian kernel against the training
+    texts' states, fitted by kernel ridge regression; it ranks unseen tasks and sources better than a linear
+    map of the same states, docs/results/transfer.md "Kernel head") or linear (a ridge regression)."""
+    subspace_ridge: float | None = None
+    """subspace: penalty of the head's closed-form starting fit. Default: 0.3 for the kernel head (on the
+    kernel), 1000 for the linear head (on standardised pooled states)."""
+    kernel_gamma: float = KERNEL_GAMMA
+    """subspace, kernel head: the kernel's width, exp(-gamma * squared distance / dimension)."""
+    kernel_landmarks: int = KERNEL_LANDMARKS
+    """subspace, kernel head: at most this many training states are kept as landmarks (a seeded sample
+    beyond); the saved head grows with them."""
     subspace_batch: int = 32
     """subspace: pool samples per step."""
+    states_cache: bool = True
+    """subspace on a frozen backbone: keep its pooled states in the asset cache (``pooled-states/``), so that
+    another run on the same texts (another seed, split, head) skips the backbone pass; results are the same."""
     group_size: int = 3
     """airrep: candidates per group."""
     groups_per_batch: int = 8
@@ -146,6 +174,9 @@ class DistillSettings:
             pooling=self.pooling or ("response" if on_decoder else "mean"),
             text_view=self.text_view or view,
             epochs=self.epochs if self.epochs is not None else (0 if frozen else 10),
+            subspace_ridge=self.subspace_ridge
+            if self.subspace_ridge is not None
+            else (KERNEL_RIDGE if self.subspace_head == "kernel" else LINEAR_RIDGE),
         )
 
     def key(self) -> dict:
@@ -153,6 +184,7 @@ class DistillSettings:
         written before a setting existed resume at its default)."""
         values = asdict(self)
         values.pop("length_prior")  # applied after training: changes nothing a resumed run repeats
+        values.pop("states_cache")  # where states come from, not what they are
         return values
 
     def __post_init__(self) -> None:
@@ -172,7 +204,9 @@ class DistillSettings:
             "group_size": 1 <= self.group_size <= self.candidates_per_batch,
             "groups_per_batch": self.groups_per_batch >= 2,
             "subspace_k": self.subspace_k >= 1,
-            "subspace_ridge": self.subspace_ridge >= 0,
+            "subspace_ridge": self.subspace_ridge is None or self.subspace_ridge >= 0,
+            "kernel_gamma": self.kernel_gamma > 0,
+            "kernel_landmarks": self.kernel_landmarks >= 1,
             "subspace_batch": self.subspace_batch >= 2,
         }
         bad = [name for name, ok in checks.items() if not ok]

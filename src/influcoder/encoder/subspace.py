@@ -28,7 +28,9 @@ from influcoder.core.errors import InflucoderError
 from influcoder.core.jsonfile import DamagedFileError
 from influcoder.core.progress import progress_bar, progress_bars
 from influcoder.data.records import Sample
+from influcoder.encoder.heads import fit_head, ridge_head  # noqa: F401 - ridge_head: also importable from here
 from influcoder.encoder.model import InfluenceEncoder
+from influcoder.encoder.states_cache import pooled_states  # noqa: F401 - also importable from here
 
 SUBSPACE_FILE = "subspace.npz"
 EXACT_GRAM_LIMIT = 20_000
@@ -126,7 +128,8 @@ class CoordinateFitSettings:
     score_weight: float = 0.5
     """Weight of the per-query Pearson term (0: coordinates only)."""
     ridge: float = 1e3
-    """Ridge penalty of the head's initial fit, on standardised pooled states."""
+    """Penalty of the head's initial closed-form fit (`heads.fit_head`): on standardised pooled states for a
+    linear head (about 1e3), on the kernel for a kernel head (about 0.3)."""
     seed: int = 0
 
 
@@ -140,41 +143,6 @@ class FitPosition:
     """AdamW's state (None before the first trained epoch: a fresh optimizer)."""
     batch_order: dict | None = None
     """The batch-order generator's state (None: freshly seeded)."""
-
-
-@torch.no_grad()
-def pooled_states(encoder: InfluenceEncoder, items: Sequence[Sample], batch_size: int = 64) -> np.ndarray:
-    """(n, hidden) pooled backbone states before the head, in input order."""
-    encoded = encoder._tokenize_unpadded(items)
-    order = sorted(range(len(items)), key=lambda i: -len(encoded["input_ids"][i]))
-    out = None
-    was_training = encoder.training
-    encoder.eval()
-    with progress_bar(total=len(items), desc="pooled states", unit="text") as bar:
-        for start in range(0, len(order), batch_size):
-            index = order[start : start + batch_size]
-            states = encoder.pool(**encoder._pad(encoded, index)).float().cpu().numpy()
-            if out is None:
-                out = np.empty((len(items), states.shape[1]), dtype=np.float32)
-            out[index] = states
-            bar.update(len(index))
-    encoder.train(was_training)
-    return out
-
-
-def ridge_head(encoder: InfluenceEncoder, states: np.ndarray, targets: np.ndarray, ridge: float) -> None:
-    """Set the encoder's head to the ridge regression of `targets` on standardised `states` (the bias is not
-    penalised); the standardisation is stored in the encoder, so training steps in that well-scaled space."""
-    mu, sd = states.mean(0), states.std(0) + 1e-6
-    Z = np.hstack([(states - mu) / sd, np.ones((len(states), 1), dtype=np.float32)]).astype(np.float64)
-    penalty = ridge * np.eye(Z.shape[1])
-    penalty[-1, -1] = 0.0
-    W = np.linalg.solve(Z.T @ Z + penalty, Z.T @ targets.astype(np.float64))
-    with torch.no_grad():
-        encoder.head_shift.copy_(torch.as_tensor(mu, dtype=torch.float32))
-        encoder.head_scale.copy_(torch.as_tensor(sd, dtype=torch.float32))
-        encoder.head.weight.copy_(torch.as_tensor(W[:-1].T, dtype=torch.float32))
-        encoder.head.bias.copy_(torch.as_tensor(W[-1], dtype=torch.float32))
 
 
 def subspace_encoder(backbone: str, k: int, seed: int = 0, **config) -> InfluenceEncoder:
@@ -232,7 +200,7 @@ def fit_coordinates(
     settings = settings or CoordinateFitSettings()
     _check_fit(encoder, samples, targets)
     if start_at_ridge:
-        ridge_head(encoder, pooled_states(encoder, samples), targets, settings.ridge)
+        fit_head(encoder, pooled_states(encoder, samples), targets, settings.ridge, settings.seed)
     target = torch.as_tensor(targets, dtype=torch.float32)
     scale = float(target.var(0).sum()) + 1e-12
     score = None

@@ -24,17 +24,18 @@ from influcoder.core.errors import InflucoderError
 from influcoder.data.records import Sample, sample_groups
 from influcoder.encoder.coverage import CoverageReference, write_coverage_reference
 from influcoder.encoder.epoch_log import EpochLog
+from influcoder.encoder.heads import fit_head
 from influcoder.encoder.resume import load_state, run_key, save_state
 from influcoder.encoder.run_record import DistillRun, TrainingRecord
 from influcoder.encoder.settings import DistillSettings
 from influcoder.encoder.splits import validation_split
+from influcoder.encoder.states_cache import PooledStatesCache
 from influcoder.encoder.subspace import (
     CoordinateFitSettings,
     FitPosition,
     GradientSubspace,
     fit_coordinates,
     pooled_states,
-    ridge_head,
     subspace_encoder,
 )
 from influcoder.metrics import spearman_report
@@ -261,17 +262,27 @@ def distill_subspace(
     split = validation_split(len(pool), len(queries), s.val_fraction, rng, groups, same_texts=same)
     started = time.perf_counter()
     problem = SubspaceProblem.build(labels_dir, s, scores, pool, queries, split, rng)
-    encoder = subspace_encoder(s.encoder, problem.subspace.k, seed=s.seed, pooling=s.pooling, max_length=s.max_length,
-                               text_view=s.text_view, backbone_layers=s.backbone_layers)  # fmt: skip
+    encoder = subspace_encoder(
+        s.encoder,
+        problem.subspace.k,
+        seed=s.seed,
+        pooling=s.pooling,
+        max_length=s.max_length,
+        text_view=s.text_view,
+        backbone_layers=s.backbone_layers,
+        **head_config(s, problem),
+    )
     encoder.config.label_config = label_config
     encoder.to(resolve_device(device))
+    if s.states_cache and s.epochs == 0:  # a frozen backbone: its states are the same in every run
+        encoder.states_cache = PooledStatesCache.for_encoder(encoder)
     fit = CoordinateFitSettings(epochs=s.epochs, lr=s.lr, head_lr=s.lr * s.head_lr_scale,
                                 weight_decay=s.weight_decay, batch_size=s.subspace_batch, score_weight=s.alpha,
                                 ridge=s.subspace_ridge, seed=s.seed)  # fmt: skip
     tracker = EpochTracker(encoder, problem, SubspaceRunFacts(s, key, out, pool, queries, split), started)
     if state is None:
         states = pooled_states(encoder, problem.train_samples)
-        ridge_head(encoder, states, problem.targets, s.subspace_ridge)
+        fit_head(encoder, states, problem.targets, s.subspace_ridge, s.seed)
         tracker({"epoch": 0}, FitPosition())  # the ridge start
         if s.epochs == 0:  # the backbone stays as it is: the states give the coverage reference its embeddings
             write_subspace_coverage(labels_dir, out, [*pool, *queries], device, encoder, _known(states, tracker),
@@ -286,6 +297,15 @@ def distill_subspace(
                     exclude=problem.exclude, on_epoch=tracker, start=position)  # fmt: skip
     write_subspace_coverage(labels_dir, out, [*pool, *queries], device, query_vectors=problem.val_qc)
     return tracker.logs
+
+
+def head_config(s: DistillSettings, problem: SubspaceProblem) -> dict:
+    """The `EncoderConfig` fields of the head `s` asks for; a kernel head keeps every training text as a
+    landmark up to `kernel_landmarks`."""
+    if s.subspace_head != "kernel":
+        return {"head_kind": "linear"}
+    landmarks = min(len(problem.train_samples), s.kernel_landmarks)
+    return {"head_kind": "kernel", "kernel_landmarks": landmarks, "kernel_gamma": s.kernel_gamma}
 
 
 def write_subspace_coverage(labels_dir: Path, out: Path, samples: Sequence[Sample], device: str = "auto",

@@ -1,0 +1,79 @@
+"""The pooled-states cache: states read through it equal states read directly, a second read does not run the
+backbone, another reading of the backbone (other weights, blocks, token budget) never meets them, a damaged
+part is named and read around, and `encode` through the cache equals `encode` without it."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+
+from influcoder.encoder.states_cache import PooledStatesCache, pooled_states, reader_digest
+from influcoder.encoder.subspace import subspace_encoder
+
+from .test_subspace import _samples
+
+
+def _encoder(tiny_bert_dir, **config):
+    return subspace_encoder(str(tiny_bert_dir), 3, **{"max_length": 32, **config}).eval()
+
+
+def _count_backbone_calls(encoder) -> list[int]:
+    calls = []
+    encoder.backbone.register_forward_hook(lambda module, args, out: calls.append(1))
+    return calls
+
+
+def test_states_read_through_the_cache_equal_direct_ones_and_are_not_read_twice(tiny_bert_dir, tmp_path):
+    samples = _samples(12)
+    encoder = _encoder(tiny_bert_dir)
+    direct = pooled_states(encoder, samples)
+    encoder.states_cache = PooledStatesCache.for_encoder(encoder, tmp_path)
+    first = pooled_states(encoder, samples[:8], batch_size=3)
+    np.testing.assert_allclose(first, direct[:8], atol=1e-5)  # batching changes rounding only
+    again = _encoder(tiny_bert_dir)  # another process: a fresh encoder, the same backbone
+    again.states_cache = PooledStatesCache.for_encoder(again, tmp_path)
+    calls = _count_backbone_calls(again)
+    mixed = pooled_states(again, samples, batch_size=4)  # 8 cached, 4 new
+    np.testing.assert_allclose(mixed, direct, atol=1e-5)
+    assert len(calls) == 1  # one batch: the 4 texts the cache did not hold
+    calls.clear()
+    pooled_states(again, list(reversed(samples)))
+    assert calls == []
+
+
+def test_another_reading_of_the_backbone_gets_another_cache(tiny_bert_dir):
+    base = _encoder(tiny_bert_dir)
+    assert reader_digest(base) == reader_digest(_encoder(tiny_bert_dir))
+    assert reader_digest(base) == reader_digest(_encoder(tiny_bert_dir, head_kind="linear"))  # the head reads states
+    assert reader_digest(base) != reader_digest(_encoder(tiny_bert_dir, max_length=16))
+    assert reader_digest(base) != reader_digest(_encoder(tiny_bert_dir, backbone_layers=1))
+    tuned = _encoder(tiny_bert_dir)
+    with torch.no_grad():
+        next(tuned.backbone.parameters()).add_(1e-3)
+    assert reader_digest(base) != reader_digest(tuned)
+
+
+def test_a_damaged_part_is_named_and_its_texts_read_again(tiny_bert_dir, tmp_path, caplog):
+    samples = _samples(6)
+    encoder = _encoder(tiny_bert_dir)
+    encoder.states_cache = PooledStatesCache.for_encoder(encoder, tmp_path)
+    expected = pooled_states(encoder, samples)
+    (part,) = encoder.states_cache.directory.glob("part-*.npz")
+    part.write_bytes(part.read_bytes()[:40])
+    fresh = _encoder(tiny_bert_dir)
+    fresh.states_cache = PooledStatesCache.for_encoder(fresh, tmp_path)
+    calls = _count_backbone_calls(fresh)
+    with caplog.at_level(logging.WARNING):
+        np.testing.assert_allclose(pooled_states(fresh, samples), expected, atol=1e-5)
+    assert part.name in caplog.text and len(calls) == 1
+
+
+def test_encode_through_the_cache_equals_encode_without(tiny_bert_dir, tmp_path):
+    samples = _samples(10, seed=3)
+    encoder = _encoder(tiny_bert_dir)
+    plain = encoder.encode(samples)
+    encoder.states_cache = PooledStatesCache.for_encoder(encoder, tmp_path)
+    np.testing.assert_allclose(encoder.encode(samples), plain, atol=1e-5)
+    np.testing.assert_allclose(encoder.encode(samples), plain, atol=1e-5)  # now all from the cache
