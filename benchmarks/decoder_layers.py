@@ -121,7 +121,21 @@ def compute_features(labels: Path) -> None:
     np.save(labels.parent / f"{STATES}.npy", np.concatenate(parts, axis=1))
 
 
-def sweep(labels: Path, layers: list[int], seeds: list[int], protocols: list[str], cv: bool) -> dict:
+def kernel_predict(X_train: np.ndarray, targets: np.ndarray, X_pool: np.ndarray) -> np.ndarray:
+    """`distill`'s default head on these features: kernel ridge regression with every training row a landmark
+    (`influcoder.encoder.heads.kernel_head`, its gamma and penalty), on states standardised by the training rows."""
+    from influcoder.encoder.heads import gaussian_kernel
+    from influcoder.encoder.settings import KERNEL_GAMMA, KERNEL_RIDGE
+
+    mu, sd = X_train.mean(0), X_train.std(0) + 1e-6
+    A, B = (X_train - mu) / sd, (X_pool - mu) / sd
+    mean = targets.mean(0)
+    alpha = np.linalg.solve(gaussian_kernel(A, A, KERNEL_GAMMA) + KERNEL_RIDGE * np.eye(len(A)), targets - mean)
+    return gaussian_kernel(B, A, KERNEL_GAMMA) @ alpha + mean
+
+
+def sweep(labels: Path, layers: list[int], seeds: list[int], protocols: list[str], cv: bool,
+          kernel: bool = False) -> dict:  # fmt: skip
     """{layer: {variant: {protocol: [one report per split]}}}; each split's subspace is computed once and
     shared by every layer (the eigendecomposition of the training block dominates a fixed-k ridge)."""
     S, samples = load_square_labels(labels)
@@ -141,7 +155,10 @@ def sweep(labels: Path, layers: list[int], seeds: list[int], protocols: list[str
         for layer, X in features.items():
             began = time.perf_counter()
             pred = ridge_predict(ridge_fit(X[train], target, DEFAULT_RIDGE), X[pool]) @ query_c.T
-            runs = {"default": (pred, time.perf_counter() - began)}
+            runs = {"linear" if kernel else "default": (pred, time.perf_counter() - began)}
+            if kernel:
+                began = time.perf_counter()
+                runs["kernel"] = (kernel_predict(X[train], target, X[pool]) @ query_c.T, time.perf_counter() - began)
             if cv:
                 began = time.perf_counter()
                 k, lam = choose_k_and_ridge(S, X, samples, train, seed=seed)[:2]
@@ -154,8 +171,8 @@ def sweep(labels: Path, layers: list[int], seeds: list[int], protocols: list[str
                 row = report(pred, truth) | {"seconds": round(seconds, 1), "rescore_recall@10": recall}
                 row |= {"source": source} if source else {"seed": seed}
                 results.setdefault(f"{layer}", {}).setdefault(variant, {}).setdefault(protocol, []).append(row)
-            print(f"{protocol} {seed if source is None else source} layer {layer}: "
-                  f"{results[f'{layer}']['default'][protocol][-1]['per_anchor']:.3f}", flush=True)  # fmt: skip
+            print(f"{protocol} {seed if source is None else source} layer {layer}: " + ", ".join(
+                f"{v} {results[f'{layer}'][v][protocol][-1]['per_anchor']:.3f}" for v in runs), flush=True)  # fmt: skip
     return results
 
 
@@ -178,8 +195,11 @@ def markdown(record: dict) -> str:
     protocols = record["protocols"]
     lines = [f"# Design 5 by decoder layer ({record['model']}, {record['n_layers']} blocks)", "",
              f"command: `{record['command']}`", "",
-             "Per-anchor rho, mean (sd) over seeds (`source`: over the five held-out sources); `default` = "
-             f"k {DEFAULT_K}, ridge {DEFAULT_RIDGE:g} as `distill` fits it, `cv` = k and ridge cross-validated.",
+             "Per-anchor rho, mean (sd) over seeds (`source`: over the five held-out sources); " + (
+                 f"`linear` = k {DEFAULT_K}, ridge {DEFAULT_RIDGE:g} (`distill --subspace-head linear`), `kernel` = "
+                 f"k {DEFAULT_K}, `distill`'s default kernel head on the same states."
+                 if "kernel" in record["variants"] else f"`default` = k {DEFAULT_K}, ridge {DEFAULT_RIDGE:g} as "
+                 "`distill` fits it, `cv` = k and ridge cross-validated."),
              "", "| layer | share of the blocks | " + " | ".join(f"{v} {p}" for v in record["variants"]
                                                            for p in protocols) + " |",  # fmt: skip
              "|---|---|" + "---|" * (len(protocols) * len(record["variants"]))]  # fmt: skip
@@ -187,15 +207,17 @@ def markdown(record: dict) -> str:
         cells = [f"{row[v][p]['per_anchor']['mean']:.3f} ({row[v][p]['per_anchor']['sd']:.3f})"
                  for v in record["variants"] for p in protocols]  # fmt: skip
         lines.append(f"| {layer} | {row['block_share']:.2f} | " + " | ".join(cells) + " |")
-    first = next(iter(record["summary"].values()))["default"]
+    variant = record["variants"][-1]  # default, or kernel
+    first = next(iter(record["summary"].values()))[variant]
     if "rescore_recall@10" in first.get("task", {}):  # records written before recall was measured have none
         shares = list(first["task"]["rescore_recall@10"])
-        lines += ["", "Unseen tasks (`task`, `default`): recall of the labels' top 10 when the layer's top K (a share "
-                  "of the held-out pool) are rescored by exact gradients, mean over seeds.", "",
-                  "| layer | " + " | ".join(f"rescore {share}" for share in shares) + " |",
+        lines += ["", f"Unseen tasks (`task`, `{variant}`): recall of the labels' top 10 when the layer's top K (a "
+                  "share of the held-out pool) are rescored by exact gradients, mean over seeds.", "",
+                  f"| {'layer' if variant == 'default' else 'layer, kernel head'} | "
+                  + " | ".join(f"rescore {share}" for share in shares) + " |",
                   "|---|" + "---|" * len(shares)]  # fmt: skip
         for layer, row in record["summary"].items():
-            recall = row["default"]["task"]["rescore_recall@10"]
+            recall = row[variant]["task"]["rescore_recall@10"]
             lines.append(f"| {layer} | " + " | ".join(f"{recall[share]:.3f}" for share in shares) + " |")
     return "\n".join(lines) + "\n"
 
@@ -215,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--protocols", nargs="+", default=["task", "random", "source"])
     parser.add_argument("--cv", action="store_true", help="also cross-validate k and ridge per layer (slow)")
+    parser.add_argument("--kernel", action="store_true", help="also distill's kernel head (variants: linear, kernel)")
     args = parser.parse_args(argv)
     if args.features:
         compute_features(args.labels)
@@ -223,11 +246,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--out is required unless --features")
     n_layers = int(np.load(args.labels.parent / f"{STATES}.npy", mmap_mode="r").shape[0])
     layers = args.layers or list(range(1, n_layers + 1))
-    results = sweep(args.labels, layers, args.seeds, args.protocols, args.cv)
+    results = sweep(args.labels, layers, args.seeds, args.protocols, args.cv, args.kernel)
     record = {
         "command": "python benchmarks/decoder_layers.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "model": labels_features(args.labels)["model"], "n_layers": n_layers,
-        "protocols": args.protocols, "variants": (["cv"] if args.cv else []) + ["default"],
+        "protocols": args.protocols,
+        "variants": (["cv"] if args.cv else []) + (["linear", "kernel"] if args.kernel else ["default"]),
         "machine": {"platform": platform.platform(), "torch": torch_version()},
         "summary": summary(results, n_layers), "runs": results,
     }  # fmt: skip

@@ -30,12 +30,14 @@ from influcoder.encoder.run_record import DistillRun
 
 FIGURES = ("per_anchor_mean", "per_anchor_median", "mean_aggregated", "query_specific_mean")
 SETTINGS = ("objective", "encoder", "pooling", "text_view", "epochs", "subspace_k", "subspace_ridge", "seed",
-            "backbone_layers")  # fmt: skip
-PROTOCOLS = {"task": "unseen tasks on both sides", "random": "seen tasks: random texts held out"}
+            "backbone_layers", "subspace_head", "kernel_gamma", "kernel_landmarks")  # fmt: skip
+PROTOCOLS = {"task": "unseen tasks on both sides", "random": "seen tasks: random texts held out",
+             "source": "unseen source: one whole source held out on both sides, one run per source"}  # fmt: skip
 
 
-def one_run(run_dir: Path, report_dir: Path) -> dict:
-    """What one seed's distill and evaluate recorded."""
+def one_run(run_dir: Path, report_dir: Path, protocol: str | None = None, name: str | None = None) -> dict:
+    """What one seed's distill and evaluate recorded; `protocol` names a run held out by `--eval-split` (whose
+    evaluation records none), `name` what the run held out (shown instead of the seed)."""
     record = DistillRun(run_dir).record()
     evaluation = json.loads((report_dir / "results.json").read_text(encoding="utf-8"))
     run = evaluation["runs"][0]
@@ -44,12 +46,14 @@ def one_run(run_dir: Path, report_dir: Path) -> dict:
     flag = run.get("coverage") or {}
     return {
         "seed": record.settings["seed"],
-        "protocol": run["protocol"],
+        "protocol": run["protocol"] or protocol,
+        **({"name": name} if name else {}),
         "settings": {key: record.settings.get(key) for key in SETTINGS},
         "evaluate_command": evaluation["command"],
         "ridge_seconds": record.epochs[0]["seconds"],
         "validation_per_anchor": record.epochs[0]["val_per_anchor"],
         "held_out": {"pool": rows["distilled"]["n_pool"], "queries": rows["distilled"]["n_queries"]},
+        **({"states_cache": True} if rows["distilled"].get("states_cache") else {}),
         "methods": {
             name: {key: row[key] for key in FIGURES} | {"encode_ms_per_sample": row["encode_ms_per_sample"]}
             for name, row in rows.items()
@@ -80,10 +84,13 @@ def first_cell(name: str, record: dict) -> str:
 def markdown(record: dict) -> str:
     runs, mean = record["runs"], record["summary"]
     protocol = runs[0]["protocol"]
+    over = "runs" if runs[0].get("name") else "seeds"
+    kernel = any(r["settings"].get("subspace_head") == "kernel" for r in runs)
+    cached = any(r.get("states_cache") for r in runs)  # evaluate --states-cache: no backbone pass in the time
     lines = [
         f"command: `{record['command']}`",
         "",
-        f"`{protocol}` protocol ({PROTOCOLS[protocol]}), {len(runs)} seeds; mean (sample sd) over the seeds.",
+        f"`{protocol}` protocol ({PROTOCOLS[protocol]}), {len(runs)} {over}; mean (sample sd) over the {over}.",
         "",
         f"| {first_cell('method', record)} | per-anchor | median per-anchor | mean-aggregated | query-specific |",
         "|---|---|---|---|---|",
@@ -94,13 +101,14 @@ def markdown(record: dict) -> str:
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += [
         "",
-        f"| {first_cell('seed', record)} | held out | distilled per-anchor | lowest | below 0.3 | tfidf | ridge s | "
-        "encode ms/sample |",
+        f"| {first_cell('held out' if over == 'runs' else 'seed', record)} | held out | distilled per-anchor | "
+        f"lowest | below 0.3 | tfidf | {'head fit s' if kernel else 'ridge s'} | "
+        f"encode ms/sample{' (states cached)' * cached} |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in runs:
         lines.append(
-            f"| {r['seed']} | {r['held_out']['pool']} x {r['held_out']['queries']} | "
+            f"| {r.get('name', r['seed'])} | {r['held_out']['pool']} x {r['held_out']['queries']} | "
             f"{r['methods']['distilled']['per_anchor_mean']:.3f} | {r['lowest_per_anchor']:.3f} | "
             f"{r['queries_below_0.3']} | {r['methods']['tfidf']['per_anchor_mean']:.3f} | {r['ridge_seconds']:.0f} | "
             f"{r['methods']['distilled']['encode_ms_per_sample']:.0f} |"
@@ -115,10 +123,16 @@ def main() -> None:
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--name", default="transfer-command", help="the written files' name, before .json / .md")
     parser.add_argument("--title", help="a title for the tables' first header cells (e.g. the protocol)")
+    parser.add_argument("--protocol", choices=sorted(PROTOCOLS), help="the protocol of runs held out by --eval-split")
+    parser.add_argument("--run-names", nargs="+", help="what each run held out (e.g. the source), shown for the seed")
     args = parser.parse_args()
     if len(args.runs) != len(args.reports):
         parser.error("give one --reports directory per --runs directory")
-    runs = [one_run(run, report) for run, report in zip(args.runs, args.reports, strict=True)]
+    names = args.run_names or [None] * len(args.runs)
+    if len(names) != len(args.runs):
+        parser.error("give one --run-names name per --runs directory")
+    runs = [one_run(run, report, args.protocol, name)
+            for run, report, name in zip(args.runs, args.reports, names, strict=True)]  # fmt: skip
     if len({r["protocol"] for r in runs}) != 1:
         parser.error("the runs follow different protocols: one record per protocol")
     record = {"command": shlex.join(["python", *sys.argv]), "runs": runs, "summary": summary(runs)}

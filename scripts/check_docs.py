@@ -45,7 +45,9 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = "docs/results"
 BENCH = "benchmarks/results"
 CLEAN_PROTOCOLS = ("task", "random")
-"""The default path's clean-split records on transfer.md (docs/results/transfer-default-<protocol>.json)."""
+"""The linear head's clean-split records on transfer.md (docs/results/transfer-default-<protocol>.json)."""
+KERNEL_PROTOCOLS = ("task", "random", "source")
+"""The kernel head's (today's default) records on transfer.md (docs/results/transfer-kernel-<protocol>.json)."""
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -1852,7 +1854,9 @@ def demo(checker: Checker) -> None:
     demo_table(page, report, "Figures from [demo-report-minilm.json]", "MiniLM demo report")
     page.text("the demo itself took {} s", default["seconds"]["total"])
     before = checker.json(f"{DOCS}/demo-report-30-blocks.json")["spearman"]["distilled"]["per_anchor_mean"]
-    page.text("Read at all 30 blocks (the default before) the same demo reached {} on this split", before)
+    linear = checker.json(f"{DOCS}/demo-report-linear.json")["spearman"]["distilled"]["per_anchor_mean"]
+    page.text("With the linear head (the default before) the same demo reached {} on this split", linear)
+    page.text("and read at all 30 blocks {}", before)
     page.text("(index stage: {} s for {} samples here)", default["seconds"]["index"], default["sizes"]["pool"])
     minilm = report["spearman"]["distilled"]["per_anchor_mean"]
     page.text("On the same split the MiniLM encoder below reaches {}", minilm)
@@ -1952,7 +1956,15 @@ def peers(checker: Checker) -> None:
     f"{BENCH}/decoder_layers/decoder_layers.md",
     f"{BENCH}/backend_fidelity/backend_fidelity.md",
     f"{BENCH}/scoring_cost_blocks/scoring_cost.md",
+    f"{BENCH}/scoring_cost_kernel/scoring_cost.md",
     *(f"{DOCS}/transfer-default-{p}.md" for p in CLEAN_PROTOCOLS),
+    *(f"{DOCS}/transfer-kernel-{p}.md" for p in KERNEL_PROTOCOLS),
+    f"{DOCS}/transfer-kernel-4blocks-task.md",
+    f"{DOCS}/transfer-kernel-2blocks-task.md",
+    f"{DOCS}/transfer-kernel-4blocks-meanresp-task.md",
+    f"{BENCH}/decoder_layers_kernel/decoder_layers.md",
+    f"{BENCH}/rescore_pool_size/rescore_pool_size.md",
+    f"{DOCS}/transfer-kernel-meanresp-task.md",
 )
 def transfer(checker: Checker) -> None:
     """The five designs: tables re-rendered by benchmarks/transfer.py, every prose figure from the same JSON."""
@@ -1963,6 +1975,7 @@ def transfer(checker: Checker) -> None:
     int8_on_the_decoder(checker, page)
     scoring_by_block(checker, page)
     clean_default_path(checker, page)
+    kernel_default_path(checker, page, checker.json(f"{DOCS}/transfer-default-task.json"))
     page.rendered(checker.script("benchmarks/transfer.py")["markdown"](record), "benchmarks/transfer.py markdown")
     default_path(checker, page, command, cost, record["summary"])
     summary = record["summary"]
@@ -2052,7 +2065,7 @@ def default_path_tables(checker: Checker, page) -> tuple[dict, dict]:
 def clean_seen_tasks(page, seen: dict) -> None:
     """transfer.md's seen-task sentences of the clean default path, from its `random` record."""
     pa_seen = seen["summary"]["distilled"]["per_anchor_mean"]
-    page.text("On seen tasks the default reaches per-anchor **{} +- {}** (target >= 0.75 **met**; TF-IDF {})",
+    page.text("On seen tasks the linear head reaches per-anchor **{} +- {}** (target >= 0.75 **met**; TF-IDF {})",
               pa_seen["mean"], pa_seen["sd"], seen["summary"]["tfidf"]["per_anchor_mean"]["mean"])  # fmt: skip
     means = [run["methods"]["distilled"]["per_anchor_mean"] for run in seen["runs"]]
     if pa_seen["mean"] < 0.75 or max(means) - min(means) > 1e-4:
@@ -2077,9 +2090,8 @@ def clean_default_path(checker: Checker, page) -> dict:
             page.fail(f"transfer-default-{protocol}.json", "the default (block 20)", "other runs")
     task = records["task"]
     pa, qs = task["summary"]["distilled"]["per_anchor_mean"], task["summary"]["distilled"]["query_specific_mean"]
-    page.text("on these labels it reaches per-anchor {} +- {} on unseen tasks (3 seeds;", pa["mean"], pa["sd"])
-    page.text("On unseen tasks the default reaches per-anchor **{} +- {}** and query-specific **{} +- {}** (targets "
-              ">= 0.60 / >= 0.40 **met**; TF-IDF {} on the same splits)", pa["mean"], pa["sd"], qs["mean"],
+    page.text("On unseen tasks the linear head reaches per-anchor **{} +- {}** and query-specific **{} +- {}** "
+              "(targets >= 0.60 / >= 0.40 **met**; TF-IDF {} on the same splits)", pa["mean"], pa["sd"], qs["mean"],
               qs["sd"], task["summary"]["tfidf"]["per_anchor_mean"]["mean"])  # fmt: skip
     if not (pa["mean"] >= 0.60 and qs["mean"] >= 0.40):
         page.fail("the clean default path's targets 'met'", "as written", "not so in the JSON")
@@ -2104,6 +2116,160 @@ def clean_default_path(checker: Checker, page) -> dict:
     return records
 
 
+def kernel_default_path(checker: Checker, page, linear: dict) -> dict:
+    """transfer.md's kernel-head section (the default path today): its tables re-rendered from each protocol's
+    record, its prose figures from them and from the linear head's record on the same splits."""
+    records = {}
+    for protocol in KERNEL_PROTOCOLS:
+        where = f"{DOCS}/transfer-kernel-{protocol}"
+        records[protocol] = rerendered(checker, page, "transfer_command", f"{where}.json", f"{where}.md")
+        settings = [(r["protocol"], r["settings"]["subspace_head"], r["settings"]["backbone_layers"])
+                    for r in records[protocol]["runs"]]  # fmt: skip
+        if set(settings) != {(protocol, "kernel", 20)}:
+            page.fail(f"transfer-kernel-{protocol}.json", "the default (kernel head, block 20)", str(set(settings)))
+
+    def figure(protocol: str, method: str = "distilled", key: str = "per_anchor_mean") -> dict:
+        return records[protocol]["summary"][method][key]
+
+    task, seen, source = figure("task"), figure("random"), figure("source")
+    qs = figure("task", key="query_specific_mean")
+    page.text("on these labels it reaches per-anchor **{} +- {}** on unseen tasks (3 seeds), **{} +- {}** on seen "
+              "tasks and **{} +- {}** with a whole source held out", task["mean"], task["sd"], seen["mean"],
+              seen["sd"], source["mean"], source["sd"])  # fmt: skip
+    lin = linear["summary"]["distilled"]["per_anchor_mean"]
+    page.text("the linear head reached {} +- {} on the same unseen-task splits", lin["mean"], lin["sd"])
+    page.text("On unseen tasks the kernel head reaches per-anchor **{} +- {}** and query-specific **{} +- {}** "
+              "(targets >= 0.60 / >= 0.40 **met**; TF-IDF {}), against {} +- {} for the linear head",
+              task["mean"], task["sd"], qs["mean"], qs["sd"], figure("task", "tfidf")["mean"], lin["mean"],
+              lin["sd"])  # fmt: skip
+    mine = [r["methods"]["distilled"]["per_anchor_mean"] for r in records["task"]["runs"]]
+    theirs = [r["methods"]["distilled"]["per_anchor_mean"] for r in linear["runs"]]
+    page.text("({} / {} / {} against {} / {} / {} per seed)", *mine, *theirs)
+    same = [r["methods"]["tfidf"]["per_anchor_mean"] for r in records["task"]["runs"]] == [
+        r["methods"]["tfidf"]["per_anchor_mean"] for r in linear["runs"]]  # fmt: skip
+    if not same or not (task["mean"] >= 0.60 and qs["mean"] >= 0.40 and seen["mean"] >= 0.75 >= 0.45):
+        page.fail("the kernel head's targets met, on the linear head's splits", "as written", "not so in the JSON")
+    lowest = min(r["lowest_per_anchor"] for r in records["task"]["runs"])
+    page.text("No held-out query ranks below 0.3 (the lowest at {})", lowest)
+    if lowest < 0.3:
+        page.fail("no unseen-task query below 0.3", "as written", "not so in transfer-kernel-task.json")
+    page.text("On seen tasks: **{} +- {}** (target >= 0.75 **met**), against {} for the linear head", seen["mean"],
+              seen["sd"], checker.json(f"{DOCS}/transfer-default-random.json")["summary"]["distilled"][
+                  "per_anchor_mean"]["mean"])  # fmt: skip
+    page.text("With a whole source held out: **{} +- {}** over the five sources (target >= 0.45 **met** in command "
+              "form; TF-IDF {})", source["mean"], source["sd"], figure("source", "tfidf")["mean"])  # fmt: skip
+    if source["mean"] < 0.45:
+        page.fail("the unseen-source target 'met'", "as written", "not so in transfer-kernel-source.json")
+    by_source = {r["name"]: r for r in records["source"]["runs"]}
+    low, high = (
+        f(by_source, key=lambda n: by_source[n]["methods"]["distilled"]["per_anchor_mean"]) for f in (min, max)
+    )
+    page.text(f"from {{}} (`{low}`) to {{}} (`{high}`)", by_source[low]["methods"]["distilled"]["per_anchor_mean"],
+              by_source[high]["methods"]["distilled"]["per_anchor_mean"])  # fmt: skip
+    order = ("evals", "bbh", "bbh-cot", "harmful-pairs", "refusals")
+    flags = [by_source[name]["flag"] for name in order]
+    page.text('AUROC for "rho < 0.3" is {} / {} / {} / {} / {}', *(f["auroc_low_rho"] for f in flags))
+    page.text("{} / {} / {} / {} / {} failing queries) and the spread's {} / {} / {} / {} / {}",
+              *(f["n_low_rho"] for f in flags), *(f["auroc_low_rho_spread"] for f in flags))  # fmt: skip
+    spread_met = sum(f["auroc_low_rho_spread"] >= 0.80 for f in flags)
+    coverage_met = sum(f["auroc_low_rho"] >= 0.80 for f in flags)
+    page.text("the >= 0.80 target is met by the spread on four of the five sources and by the coverage flag on three")
+    if (spread_met, coverage_met) != (4, 3):
+        page.fail("the flags met on four / three sources", "as written", f"{spread_met} / {coverage_met}")
+    page.text("the first run read every training text through the decoder ({} s for its head fit",
+              records["task"]["runs"][0]["ridge_seconds"])  # fmt: skip
+    cheaper_reads(checker, page, task["mean"])
+    kernel_by_block(checker, page)
+    rescore_by_pool_size(checker, page)
+    return records
+
+
+def rescore_by_pool_size(checker: Checker, page) -> None:
+    """transfer.md's rescore recall against pool size (benchmarks/rescore_pool_size.py)."""
+    where = f"{BENCH}/rescore_pool_size/rescore_pool_size"
+    runs = rerendered(checker, page, "rescore_pool_size", f"{where}.json", f"{where}.md")["runs"]
+    script = checker.script("benchmarks/rescore_pool_size.py")
+
+    def mean_at(share: float, size: str, share_of_pool: str) -> float | None:
+        have = [r["recall@10"][size][share_of_pool] for r in runs if r["held_task_share"] == share
+                and size in r["recall@10"]]  # fmt: skip
+        return float(np.mean(have)) if have else None
+
+    at_2 = [mean_at(0.5, size, "2%") for size in ("500", "1000", "2000")]
+    page.text("with 2% rescored the recall stays near one half from 500 to 2,000 texts ({} to {}), and 20% recalls "
+              "{} at 2,000", min(at_2), max(at_2), mean_at(0.5, "2000", "20%"))  # fmt: skip
+    if max(at_2) >= 0.9 or not 0.4 <= min(at_2) <= max(at_2) <= 0.6 or script["SHARES"][0] != 0.02:
+        page.fail("recall at 2% near one half, target not met", "as written", "not so in rescore_pool_size.json")
+    at_20 = [mean_at(s, size, "20%") for s in (0.2, 0.5) for size in ("250", "500", "1000", "2000")]
+    at_20 = [x for x in at_20 if x is not None]
+    page.text("rescored {}-{} of them are the labels' own top 10", min(at_20), max(at_20))
+
+
+def kernel_by_block(checker: Checker, page) -> None:
+    """transfer.md's kernel head block by block (benchmarks/decoder_layers.py --kernel) and what it says."""
+    where = f"{BENCH}/decoder_layers_kernel/decoder_layers"
+    rows = rerendered(checker, page, "decoder_layers", f"{where}.json", f"{where}.md")["summary"]
+
+    def at(block: int | str, variant: str, protocol: str) -> float:
+        return rows[str(block)][variant][protocol]["per_anchor"]["mean"]
+
+    better = all(at(b, "kernel", p) > at(b, "linear", p) for b in rows for p in ("task", "random"))
+    by_source = [int(b) for b in rows if at(b, "kernel", "source") > at(b, "linear", "source")]
+    if not better or by_source != [int(b) for b in rows if int(b) >= 3]:
+        page.fail("kernel above linear on every block (source: from the third)", "as written", "not so")
+    page.text(
+        "at block 20, {} against {} on unseen tasks, {} against {} on seen ones, {} against {} on unseen sources",
+        *(at(20, v, p) for p in ("task", "random", "source") for v in ("kernel", "linear")),
+    )
+    best = max(rows, key=lambda b: round(at(b, "kernel", "task"), 3))
+    if best not in ("20", "22") or round(at(20, "kernel", "task"), 3) != round(at(22, "kernel", "task"), 3):
+        page.fail("block 20 the best, block 22 tying it", "as written", f"best {best}")
+    recall = rows["20"]["kernel"]["task"]["rescore_recall@10"]
+    linear = rows["20"]["linear"]["task"]["rescore_recall@10"]
+    page.text("recall the labels' top 10 at {} with 2% of the held-out pool rescored (the ridge's {}) and {} with "
+              "20%", recall["2%"], linear["2%"], recall["20%"])  # fmt: skip
+
+
+def cheaper_reads(checker: Checker, page, at_20: float) -> None:
+    """transfer.md's cheaper reads in command form (`--backbone-layers 4 / 2`, kernel head, unseen tasks)."""
+    cuts = {}
+    for blocks in (4, 2):
+        where = f"{DOCS}/transfer-kernel-{blocks}blocks-task"
+        cuts[blocks] = rerendered(checker, page, "transfer_command", f"{where}.json", f"{where}.md")
+        if {r["settings"]["backbone_layers"] for r in cuts[blocks]["runs"]} != {blocks}:
+            page.fail(f"transfer-kernel-{blocks}blocks-task.json", f"{blocks} blocks", "other runs")
+    pa = {b: cuts[b]["summary"]["distilled"]["per_anchor_mean"] for b in cuts}
+    page.text("Read 4 or 2 blocks deep the kernel head ranks unseen tasks at **{} +- {}** and **{} +- {}**, below the "
+              "0.60 target and {} below block 20 on the same splits; {} and {} held-out queries of 600 fall below "
+              "0.3", pa[4]["mean"], pa[4]["sd"], pa[2]["mean"], pa[2]["sd"], at_20 - pa[4]["mean"],
+              *(sum(r["queries_below_0.3"] for r in cuts[b]["runs"]) for b in (4, 2)))  # fmt: skip
+    if max(pa[4]["mean"], pa[2]["mean"]) >= 0.60:
+        page.fail("the cheaper reads 'below the 0.60 target'", "as written", "not so in the JSON")
+    where = f"{DOCS}/transfer-kernel-4blocks-meanresp-task"
+    written = checker.page(f"{where}.md")  # quoted in prose only: its page is the script's rendering of its JSON
+    written.rendered(checker.script("benchmarks/transfer_command.py")["markdown"](checker.json(f"{where}.json")),
+                     "benchmarks/transfer_command.py markdown")  # fmt: skip
+    written.done()
+    pair = checker.json(f"{where}.json")["runs"][0]
+    page.text("gave {} against {} for the response mean on that split", pair["methods"]["distilled"]["per_anchor_mean"],
+              cuts[4]["runs"][0]["methods"]["distilled"]["per_anchor_mean"])  # fmt: skip
+    if pair["settings"]["pooling"] != "mean+response" or pair["seed"] != 0:
+        page.fail("transfer-kernel-4blocks-meanresp-task.json", "mean+response, seed 0", "other settings")
+    deep = f"{DOCS}/transfer-kernel-meanresp-task"
+    written = checker.page(f"{deep}.md")  # quoted in prose only
+    written.rendered(checker.script("benchmarks/transfer_command.py")["markdown"](checker.json(f"{deep}.json")),
+                     "benchmarks/transfer_command.py markdown")  # fmt: skip
+    written.done()
+    at_20 = checker.json(f"{deep}.json")["runs"][0]
+    default = checker.json(f"{DOCS}/transfer-kernel-task.json")["runs"][0]
+    page.text("at block 20 the same pooling gave {} against {}", at_20["methods"]["distilled"]["per_anchor_mean"],
+              default["methods"]["distilled"]["per_anchor_mean"])  # fmt: skip
+    if (at_20["settings"]["pooling"], at_20["settings"]["backbone_layers"], at_20["seed"], default["seed"]) != (
+            "mean+response", 20, 0, 0) or at_20["methods"]["distilled"]["per_anchor_mean"] >= default["methods"][
+            "distilled"]["per_anchor_mean"]:  # fmt: skip
+        page.fail("mean+response at block 20 below the response mean, seed 0", "as written", "not so")
+
+
 def rerendered(checker: Checker, page, script: str, record_path: str, written_path: str) -> dict:
     """The record at `record_path`, after checking that `script`'s markdown of it is on `page` (its tables
     among the page's) and is the page the script wrote beside it (`written_path`)."""
@@ -2117,28 +2283,45 @@ def rerendered(checker: Checker, page, script: str, record_path: str, written_pa
 
 
 def scoring_by_block(checker: Checker, page) -> None:
-    """transfer.md's scoring cost by block, from scoring_cost.py's --blocks record and the block table."""
-    where = f"{BENCH}/scoring_cost_blocks/scoring_cost"
+    """transfer.md's scoring cost by block, from scoring_cost.py's record at 128 texts (the kernel-head encoder),
+    the command-form cheap reads, and the earlier 32-text record (its own page only)."""
+    where = f"{BENCH}/scoring_cost_kernel/scoring_cost"
     ratio = rerendered(checker, page, "scoring_cost", f"{where}.json", f"{where}.md")["gradient_over_input"]
-    blocks = checker.json(f"{BENCH}/decoder_layers/decoder_layers.json")["summary"]
 
-    def rho(block: int) -> float:
-        return blocks[str(block)]["default"]["task"]["per_anchor"]["mean"]
+    def cut(block: int, backend: str = "float32", record: dict = ratio) -> float:
+        return record[f"decoder, {block} blocks ({backend})"]
 
-    def cut(block: int, backend: str = "float32") -> float:
-        return ratio[f"decoder, {block} blocks ({backend})"]
+    def command_form(blocks: int) -> float:
+        record = checker.json(f"{DOCS}/transfer-kernel-{blocks}blocks-task.json")
+        return record["summary"]["distilled"]["per_anchor_mean"]["mean"]
 
     page.text("The default, 20 blocks in float32, costs 1/{} of an exact gradient", cut(20))
-    page.text("In float32 only the 2-block cut passes it ({}x), and it ranks unseen tasks at {} in the benchmark",
-              cut(2), rho(2))  # fmt: skip
-    page.text("the 6-block cut ({}x) keeps {}", cut(6), rho(6))
+    page.text("In float32 the 3-block and 2-block cuts pass it ({}x, {}x) and the 4-block cut comes close ({}x)",
+              cut(3), cut(2), cut(4))  # fmt: skip
+    page.text("the 4- and 2-block cuts rank unseen tasks at {} and {} (above), below the 0.60 target",
+              command_form(4), command_form(2))  # fmt: skip
     float_cuts = {int(n.split()[1]): v for n, v in ratio.items() if n.endswith("(float32)") and "blocks" in n}
-    if [b for b, v in float_cuts.items() if v >= 20] != [2] or rho(2) >= 0.60 or cut(20) >= 20:
-        page.fail("only the 2-block cut passes 20x, below 0.60; the default does not", "as written", "not so")
+    if sorted(b for b, v in float_cuts.items() if v >= 20) != [2, 3] or cut(20) >= 20 or cut(4) >= 20:
+        page.fail("the 3- and 2-block cuts pass 20x, the 4-block and the default do not", "as written", "not so")
+    if max(command_form(4), command_form(2)) >= 0.60:
+        page.fail("the cheap cuts below 0.60", "as written", "not so in their records")
+    page.text(
+        "MiniLM-L6 costs 1/{} and ranks unseen tasks at {} (design 2)",
+        ratio["minilm-l6"],
+        checker.json(f"{DOCS}/transfer.json")["summary"]["task"]["subspace-ridge"]["per_anchor"]["mean"],
+    )
     page.text("int8 would take the 6-block cut to {}x", cut(6, "int8"))
     page.text("A query costs one exact gradient ({} s here)",
               checker.json(f"{where}.json")["seconds_per_sample"]["exact gradient"])  # fmt: skip
-    page.text("where this idle run gives 1/{}", cut(30))
+    earlier = f"{BENCH}/scoring_cost_blocks/scoring_cost"
+    old = checker.json(f"{earlier}.json")
+    written = checker.page(f"{earlier}.md")  # quoted in prose only now
+    written.rendered(
+        checker.script("benchmarks/scoring_cost.py")["markdown"](old), "benchmarks/scoring_cost.py markdown"
+    )
+    written.done()
+    page.text("1/{} for 20 blocks, {}x for 2", cut(20, record=old["gradient_over_input"]),
+              cut(2, record=old["gradient_over_input"]))  # fmt: skip
 
 
 def int8_on_the_decoder(checker: Checker, page) -> None:
@@ -2226,20 +2409,24 @@ def default_path(checker: Checker, page, command: dict, cost: dict, summary: dic
     page.text("and {}-{} of the {}-{} held-out pool tasks among the training queries",
               *span("held_out_pool_tasks_among_training_queries"), *span("held_out_tasks", "pool"))  # fmt: skip
     readme = checker.page("README.md")
-    blocks = checker.json(f"{BENCH}/decoder_layers/decoder_layers.json")["summary"]["20"]["default"]
-    clean = checker.json(f"{DOCS}/transfer-default-task.json")["summary"]
-    seen = checker.json(f"{DOCS}/transfer-default-random.json")["summary"]["distilled"]["per_anchor_mean"]["mean"]
-    readme.text("`distill` at its defaults reaches per-anchor {} on tasks it never saw (3 seeds; TF-IDF {}) and {} on "
-                "seen ones, and in the benchmark {} with a whole source held out",
-                clean["distilled"]["per_anchor_mean"]["mean"], clean["tfidf"]["per_anchor_mean"]["mean"], seen,
-                blocks["source"]["per_anchor"]["mean"])  # fmt: skip
-    by_block = checker.json(f"{BENCH}/scoring_cost_blocks/scoring_cost.json")["gradient_over_input"]
-    readme.text("two thirds of a decoder forward pass per pool sample, 1/{} of an exact gradient (`--backbone-layers "
-                "2`: 1/{}, {} on unseen tasks; `--encoder minilm-l6`: 1/{}, {})",
-                by_block["decoder, 20 blocks (float32)"], by_block["decoder, 2 blocks (float32)"],
-                checker.json(f"{BENCH}/decoder_layers/decoder_layers.json")["summary"]["2"]["default"]["task"][
-                    "per_anchor"]["mean"], by_block["minilm-l6"],
+    kernel = {p: checker.json(f"{DOCS}/transfer-kernel-{p}.json")["summary"] for p in KERNEL_PROTOCOLS}
+    readme.text("`distill` at its defaults reaches per-anchor {} on tasks it never saw (3 seeds; TF-IDF {}), {} on "
+                "seen ones and {} with a whole source held out (each of five once)",
+                kernel["task"]["distilled"]["per_anchor_mean"]["mean"], kernel["task"]["tfidf"]["per_anchor_mean"][
+                    "mean"], kernel["random"]["distilled"]["per_anchor_mean"]["mean"],
+                kernel["source"]["distilled"]["per_anchor_mean"]["mean"])  # fmt: skip
+    by_block = checker.json(f"{BENCH}/scoring_cost_kernel/scoring_cost.json")["gradient_over_input"]
+    two = checker.json(f"{DOCS}/transfer-kernel-2blocks-task.json")["summary"]["distilled"]["per_anchor_mean"]
+    readme.text("two thirds of a decoder forward pass per pool sample, 1/{} of an exact gradient. What does not "
+                "transfer at a text encoder's price: a 2-block read costs 1/{} and ranks unseen tasks at {}, "
+                "`--encoder minilm-l6` 1/{} and {}", by_block["decoder, 20 blocks (float32)"],
+                by_block["decoder, 2 blocks (float32)"], two["mean"], by_block["minilm-l6"],
                 summary["task"]["subspace-ridge"]["per_anchor"]["mean"])  # fmt: skip
+    recall = [r["recall@10"][size]["2%"] for r in checker.json(f"{BENCH}/rescore_pool_size/rescore_pool_size.json")[
+        "runs"] for size in r["recall@10"] if int(size) >= 500]  # fmt: skip
+    readme.text("rescoring 2% of a pool recalls about half of the labels' top 10")
+    if not 0.4 <= float(np.mean(recall)) <= 0.6:
+        readme.fail("'about half' at 2%", "as written", f"{np.mean(recall):.3f} in rescore_pool_size.json")
     readme.done()
 
 

@@ -22,3 +22,19 @@ def test_every_blocks_states_equal_the_pooled_states_of_the_decoder_cut_there(ti
         reference = pooled_states(cut, items)[:, : states.shape[2]]  # then the four length features
         np.testing.assert_allclose(states[blocks - 1], reference, rtol=1e-4, atol=1e-5)
     assert not np.allclose(states[0], states[1], atol=1e-3)
+
+
+def test_the_sweeps_kernel_variant_predicts_what_distills_kernel_head_encodes(tiny_bert_dir):
+    """kernel_predict on pooled states (numpy) against the fitted kernel head's encode of other texts (torch)."""
+    from influcoder.encoder.settings import KERNEL_GAMMA, KERNEL_RIDGE
+    from influcoder.encoder.subspace import CoordinateFitSettings, fit_coordinates
+
+    bench = load_benchmark("decoder_layers")
+    train, other = samples(24, seed=1), samples(8, seed=2, prefix="o")
+    targets = np.random.default_rng(0).normal(size=(24, 3)).astype(np.float32)
+    encoder = subspace_encoder(str(tiny_bert_dir), 3, max_length=32, head_kind="kernel", kernel_landmarks=24,
+                               kernel_gamma=KERNEL_GAMMA)  # fmt: skip
+    fit_coordinates(encoder, train, targets, CoordinateFitSettings(epochs=0, ridge=KERNEL_RIDGE))
+    states, other_states = pooled_states(encoder, train), pooled_states(encoder, other)
+    expected = bench.kernel_predict(states.astype(np.float64), targets.astype(np.float64), other_states)
+    np.testing.assert_allclose(encoder.encode(other), expected, atol=1e-4)

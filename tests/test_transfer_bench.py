@@ -91,3 +91,32 @@ def test_the_command_record_averages_seeds_with_the_sample_sd():
     assert summary["distilled"]["per_anchor_mean"]["mean"] == np.mean([0.7, 0.8, 0.9])
     assert summary["distilled"]["per_anchor_mean"]["sd"] == np.std([0.7, 0.8, 0.9], ddof=1)
     assert bench.summary([run(0, 0.7)])["distilled"]["per_anchor_mean"]["sd"] is None  # one seed: no spread
+
+
+def test_the_pool_size_split_holds_out_whole_tasks_as_disjoint_pool_and_queries():
+    """benchmarks/rescore_pool_size.py: every held-out task is absent from training, and no text is on two sides."""
+    from influcoder.data.records import Sample
+
+    bench = load_benchmark("rescore_pool_size")
+    samples = [Sample(id=f"s{i}", prompt="p", response="r", meta={"task": f"t{i % 40}"}) for i in range(1200)]
+    rows = bench.held_out_tasks(samples, 0.5, seed=3)
+    train, pool, queries = (set(rows[k].tolist()) for k in ("train", "pool", "queries"))
+    assert not (train & pool or train & queries or pool & queries) and len(train | pool | queries) == 1200
+    held = {samples[i].meta["task"] for i in pool | queries}
+    assert len(held) == 20 and not held & {samples[i].meta["task"] for i in train}
+    assert len(queries) == bench.QUERIES
+
+
+def test_a_source_record_names_its_runs_and_marks_cached_timings():
+    """benchmarks/transfer_command.py: runs held out by --eval-split show what they held out, and a record whose
+    evaluations read cached states says so in the timing column's header."""
+    bench = load_benchmark("transfer_command")
+    figures = dict.fromkeys(bench.FIGURES, 0.5)
+    run = {"seed": 0, "protocol": "source", "name": "bbh", "settings": {"subspace_head": "kernel"},
+           "held_out": {"pool": 10, "queries": 4}, "states_cache": True, "lowest_per_anchor": 0.1,
+           "queries_below_0.3": 1, "ridge_seconds": 3.0,
+           "methods": {"distilled": {**figures, "encode_ms_per_sample": 1.0},
+                       "tfidf": {**figures, "encode_ms_per_sample": 1.0}}}  # fmt: skip
+    text = bench.markdown({"command": "c", "runs": [run], "summary": bench.summary([run])})
+    assert "| bbh | 10 x 4 |" in text and "head fit s | encode ms/sample (states cached) |" in text
+    assert "1 runs; mean (sample sd) over the runs" in text

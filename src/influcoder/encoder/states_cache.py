@@ -21,7 +21,6 @@ import logging
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -30,11 +29,11 @@ from influcoder.core.atomic import atomic_output
 from influcoder.core.progress import progress_bar
 from influcoder.data.records import Sample
 
-if TYPE_CHECKING:
-    from influcoder.encoder.model import InfluenceEncoder
-
 log = logging.getLogger(__name__)
 CACHE_NAME = "pooled-states"
+InfluenceEncoder = torch.nn.Module
+"""What the functions here take: an `influcoder.encoder.model.InfluenceEncoder` (not imported: the model reads
+its states through this module)."""
 
 
 class PooledStatesCache:

@@ -176,7 +176,7 @@ class EpochTracker:
                         coordinate_error=record["mse"] if trained else None)  # fmt: skip
         self.clock = time.perf_counter()
         self.logs.append(done)
-        error = f"coordinate error {record['mse']:.4f}" if trained else "ridge start"
+        error = f"coordinate error {record['mse']:.4f}" if trained else "closed-form head start"
         log.info("epoch %d: %s, val per-anchor rho %.4f, mean-aggregated rho %.4f [%.0f s]", done.epoch, error,
                  done.val_per_anchor, done.val_mean_aggregated, done.seconds)  # fmt: skip
         self.save(done, position)
