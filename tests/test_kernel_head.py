@@ -118,3 +118,9 @@ def test_kernel_config_and_settings_refuse_nonsense_and_resolve_their_penalty():
     assert DistillSettings().resolved().subspace_ridge == KERNEL_RIDGE
     assert DistillSettings(subspace_head="linear").resolved().subspace_ridge == LINEAR_RIDGE
     assert DistillSettings(subspace_ridge=7.0).resolved().subspace_ridge == 7.0
+
+
+def test_a_kernel_head_with_more_landmarks_than_texts_is_refused_with_what_to_do(tiny_bert_dir):
+    encoder = _kernel_encoder(tiny_bert_dir, 2, landmarks=50)
+    with pytest.raises(InflucoderError, match="kernel_landmarks at most the number of training texts"):
+        fit_coordinates(encoder, _samples(10), np.zeros((10, 2), dtype=np.float32), CoordinateFitSettings(epochs=0))

@@ -77,3 +77,18 @@ def test_encode_through_the_cache_equals_encode_without(tiny_bert_dir, tmp_path)
     encoder.states_cache = PooledStatesCache.for_encoder(encoder, tmp_path)
     np.testing.assert_allclose(encoder.encode(samples), plain, atol=1e-5)
     np.testing.assert_allclose(encoder.encode(samples), plain, atol=1e-5)  # now all from the cache
+
+
+def test_a_cache_that_cannot_be_written_warns_and_keeps_the_states(tiny_bert_dir, tmp_path, caplog):
+    samples = _samples(5, seed=4)
+    encoder = _encoder(tiny_bert_dir)
+    expected = pooled_states(encoder, samples)
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the cache's root should be")
+    encoder.states_cache = PooledStatesCache.for_encoder(encoder, blocker)
+    with caplog.at_level(logging.WARNING):
+        np.testing.assert_allclose(pooled_states(encoder, samples), expected, atol=1e-5)
+    assert "could not keep 5 texts' states" in caplog.text
+    calls = _count_backbone_calls(encoder)
+    pooled_states(encoder, samples)  # the states stay known to this run
+    assert calls == []

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from influcoder.core.errors import InflucoderError
 from influcoder.encoder.settings import KERNEL_GAMMA
 
 _CHUNK = 4096
@@ -87,7 +88,8 @@ def kernel_head(encoder, states: np.ndarray, targets: np.ndarray, ridge: float, 
     Z = ((states - mu) / sd).astype(np.float64)
     rows = kernel_rows(len(Z), head.landmarks.shape[0], seed)
     if len(rows) != head.landmarks.shape[0]:
-        raise ValueError(f"the head keeps {head.landmarks.shape[0]} landmarks but {len(Z)} states were given")
+        raise InflucoderError(f"the kernel head keeps {head.landmarks.shape[0]} landmarks but is fitted on {len(Z)} "
+                              "texts: build it with kernel_landmarks at most the number of training texts")  # fmt: skip
     land = Z[rows]
     Y = targets.astype(np.float64)
     mean = Y.mean(0)

@@ -54,6 +54,8 @@ class PooledStatesCache:
         return cls(Path(root) / reader_digest(encoder))
 
     def known(self) -> dict[str, np.ndarray]:
+        """Every kept state by text key, read once (all parts in memory: meant for labelled sets, not a pool of
+        millions)."""
         if self._known is None:
             self._known = {}
             for part in sorted(self.directory.glob("part-*.npz")):
@@ -68,11 +70,15 @@ class PooledStatesCache:
         """Keep `states` (n, width) of the texts `keys`, as one new part."""
         if not len(keys):
             return
-        self.directory.mkdir(parents=True, exist_ok=True)
-        name = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:24]
-        with atomic_output(self.directory / f"part-{name}.npz") as tmp, open(tmp, "wb") as handle:
-            np.savez(handle, keys=np.array(keys), states=np.asarray(states, dtype=np.float32))
         self.known().update(zip(keys, np.asarray(states, dtype=np.float32), strict=True))
+        name = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:24]
+        try:  # a cache that cannot be written (full disk, a file in its place) must not cost the states just read
+            self.directory.mkdir(parents=True, exist_ok=True)
+            with atomic_output(self.directory / f"part-{name}.npz") as tmp, open(tmp, "wb") as handle:
+                np.savez(handle, keys=np.array(keys), states=np.asarray(states, dtype=np.float32))
+        except OSError as exc:
+            log.warning("could not keep %d texts' states in %s (%s); this run goes on without them", len(keys),
+                        self.directory, exc)  # fmt: skip
 
 
 def reader_digest(encoder: InfluenceEncoder) -> str:
