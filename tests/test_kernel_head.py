@@ -124,3 +124,79 @@ def test_a_kernel_head_with_more_landmarks_than_texts_is_refused_with_what_to_do
     encoder = _kernel_encoder(tiny_bert_dir, 2, landmarks=50)
     with pytest.raises(InflucoderError, match="kernel_landmarks at most the number of training texts"):
         fit_coordinates(encoder, _samples(10), np.zeros((10, 2), dtype=np.float32), CoordinateFitSettings(epochs=0))
+
+
+def test_a_feature_constant_in_training_does_not_push_later_texts_out_of_the_kernel():
+    """Standardisation gives a training-constant feature scale 1: a text that differs there by 1 stays near its
+    training neighbours instead of a million standard deviations away (where every kernel value is 0)."""
+    from influcoder.encoder.heads import standardisation
+
+    states = np.random.default_rng(0).normal(size=(50, 3))
+    states[:, 2] = 4.0
+    mu, sd = standardisation(states)
+    assert sd[2] == 1.0 and np.allclose(sd[:2], states[:, :2].std(0) + 1e-6)
+    assert abs((5.0 - mu[2]) / sd[2]) == 1.0
+
+
+def test_the_fit_picks_the_penalty_of_its_head_when_none_is_given(tiny_bert_dir):
+    """CoordinateFitSettings(ridge=None): 0.3 on the kernel, 1,000 on a linear head (a kernel fitted at 1,000
+    would predict about the mean of the targets)."""
+    samples, k = _samples(20, seed=8), 2
+    targets = np.random.default_rng(9).normal(size=(20, k)).astype(np.float32)
+    default, explicit = _kernel_encoder(tiny_bert_dir, k, 20), _kernel_encoder(tiny_bert_dir, k, 20)
+    fit_coordinates(default, samples, targets, CoordinateFitSettings(epochs=0))
+    fit_coordinates(explicit, samples, targets, CoordinateFitSettings(epochs=0, ridge=KERNEL_RIDGE))
+    np.testing.assert_allclose(default.encode(samples), explicit.encode(samples), atol=1e-6)
+    assert np.std(default.encode(samples)) > 0.5 * np.std(targets)  # not the mean
+
+
+def test_a_singular_kernel_fit_is_refused_with_what_to_do(tiny_bert_dir):
+    same = _samples(1) * 6  # six copies of one text: equal states, a singular kernel at penalty 0
+    encoder = _kernel_encoder(tiny_bert_dir, 2, 6)
+    with pytest.raises(InflucoderError, match="positive --subspace-ridge"):
+        fit_coordinates(encoder, same, np.eye(6, 2, dtype=np.float32), CoordinateFitSettings(epochs=0, ridge=0.0))
+
+
+def test_a_head_file_of_other_shapes_than_its_config_is_named(tiny_bert_dir, tmp_path):
+    from influcoder.core.errors import DamagedFileError
+    from influcoder.encoder.config import read_config, write_config
+
+    encoder = _kernel_encoder(tiny_bert_dir, 2, 10)
+    fit_coordinates(encoder, _samples(10), np.zeros((10, 2), dtype=np.float32), CoordinateFitSettings(epochs=0))
+    encoder.save_pretrained(tmp_path / "enc")
+    config = read_config(tmp_path / "enc")
+    config.kernel_landmarks = 12
+    write_config(tmp_path / "enc", config)
+    with pytest.raises(DamagedFileError, match="head.safetensors does not fit config.json"):
+        InfluenceEncoder.from_pretrained(tmp_path / "enc")
+
+
+def test_linear_encoders_keep_the_fingerprint_fields_they_had_before_the_kernel_head():
+    """The fields hashed for a linear encoder are those of configs written before the kernel head existed, so
+    indexes built then still accept their encoder; a kernel encoder's fields say it is one."""
+    before = {"backbone", "pooling", "head_dim", "max_length", "backbone_layers", "text_view", "label_config",
+              "length_features", "standardise_head_input", "unit_norm"}  # fmt: skip
+    assert set(EncoderConfig(head_dim=4).fingerprint_fields()) == before
+    kernel = EncoderConfig(head_dim=4, head_kind="kernel", kernel_landmarks=3).fingerprint_fields()
+    assert kernel["head_kind"] == "kernel" and kernel["kernel_landmarks"] == 3
+
+
+def test_runs_written_before_the_kernel_head_resume_as_they_were():
+    """Run keys without the head's settings: a cosine-objective run resumes at today's defaults, a subspace run
+    (then always linear, ridge 1,000) resumes with --subspace-head linear and is refused at the kernel default."""
+    from influcoder.core.run_keys import same_run
+    from influcoder.encoder.resume import _run_key_defaults
+
+    def old(settings: DistillSettings) -> dict:
+        key = settings.resolved().key()
+        for name in ("subspace_head", "kernel_gamma", "kernel_landmarks"):
+            key.pop(name)
+        return {"settings": {**key, "subspace_ridge": LINEAR_RIDGE}}
+
+    def now(settings: DistillSettings) -> dict:
+        return {"settings": settings.resolved().key()}
+
+    cosine = DistillSettings(objective="influcoder")
+    assert same_run(old(cosine), now(cosine), _run_key_defaults())
+    assert same_run(old(DistillSettings()), now(DistillSettings(subspace_head="linear")), _run_key_defaults())
+    assert not same_run(old(DistillSettings()), now(DistillSettings()), _run_key_defaults())

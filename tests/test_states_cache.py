@@ -39,14 +39,17 @@ def test_states_read_through_the_cache_equal_direct_ones_and_are_not_read_twice(
     np.testing.assert_allclose(mixed, direct, atol=1e-5)
     assert len(calls) == 1  # one batch: the 4 texts the cache did not hold
     calls.clear()
-    pooled_states(again, list(reversed(samples)))
+    np.testing.assert_allclose(pooled_states(again, list(reversed(samples))), direct[::-1], atol=1e-5)
     assert calls == []
 
 
 def test_another_reading_of_the_backbone_gets_another_cache(tiny_bert_dir):
     base = _encoder(tiny_bert_dir)
     assert reader_digest(base) == reader_digest(_encoder(tiny_bert_dir))
-    assert reader_digest(base) == reader_digest(_encoder(tiny_bert_dir, head_kind="linear"))  # the head reads states
+    kernel = _encoder(tiny_bert_dir, head_kind="kernel", kernel_landmarks=4)
+    assert reader_digest(base) == reader_digest(kernel)  # the head reads states, it does not shape them
+    assert reader_digest(base) != reader_digest(_encoder(tiny_bert_dir, pooling="cls"))
+    assert reader_digest(base) != reader_digest(_encoder(tiny_bert_dir, text_view="{response}"))
     assert reader_digest(base) != reader_digest(_encoder(tiny_bert_dir, max_length=16))
     assert reader_digest(base) != reader_digest(_encoder(tiny_bert_dir, backbone_layers=1))
     tuned = _encoder(tiny_bert_dir)
@@ -92,3 +95,25 @@ def test_a_cache_that_cannot_be_written_warns_and_keeps_the_states(tiny_bert_dir
     calls = _count_backbone_calls(encoder)
     pooled_states(encoder, samples)  # the states stay known to this run
     assert calls == []
+
+
+def test_a_backbone_changed_after_the_cache_was_attached_is_read_again(tiny_bert_dir, tmp_path, caplog):
+    """A training step (or a loaded state) after attaching: the cache would hand back the old states."""
+    samples = _samples(6, seed=5)
+    encoder = _encoder(tiny_bert_dir)
+    encoder.states_cache = PooledStatesCache.for_encoder(encoder, tmp_path)
+    before = pooled_states(encoder, samples)
+    with torch.no_grad():
+        encoder.head.weight.add_(1.0)  # the head: states unchanged, the cache still serves
+    assert encoder.states_cache.serves(encoder)
+    with torch.no_grad():
+        next(encoder.backbone.parameters()).mul_(1.5)
+    with caplog.at_level(logging.WARNING):
+        after = pooled_states(encoder, samples)
+    assert "backbone changed" in caplog.text and not np.allclose(after, before, atol=1e-4)
+    np.testing.assert_allclose(after, pooled_states(_with(encoder), samples), atol=1e-5)
+
+
+def _with(encoder):
+    encoder.states_cache = None
+    return encoder

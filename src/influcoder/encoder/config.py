@@ -80,6 +80,15 @@ class EncoderConfig:
         if self.pooling in RESPONSE_POOLINGS and self.text_view.count("{response}") != 1:
             raise InflucoderError(f"pooling {self.pooling!r} needs a text_view with exactly one {{response}}")
 
+    def fingerprint_fields(self) -> dict[str, Any]:
+        """The fields an encoder's fingerprint hashes: all of them, less the kernel head's while the head is
+        linear, so that the encoders (and the indexes) made before those fields existed keep their fingerprints."""
+        fields = dict(self.__dict__)
+        if self.head_kind == "linear":
+            for name in ("head_kind", "kernel_landmarks", "kernel_gamma"):
+                fields.pop(name)
+        return fields
+
     @property
     def pooled_dim_factor(self) -> int:
         """How many hidden-size vectors the pooling puts side by side."""

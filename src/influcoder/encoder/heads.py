@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from influcoder.core.errors import InflucoderError
-from influcoder.encoder.settings import KERNEL_GAMMA
+from influcoder.encoder.settings import KERNEL_GAMMA, KERNEL_RIDGE, LINEAR_RIDGE
 
 _CHUNK = 4096
 
@@ -55,8 +55,10 @@ def gaussian_kernel(a: np.ndarray, b: np.ndarray, gamma: float) -> np.ndarray:
 
 
 def standardisation(states: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-feature shift and scale of the head's input (a constant feature gets scale 1e-6, not 0)."""
-    return states.mean(0), states.std(0) + 1e-6
+    """Per-feature shift and scale of the head's input. A feature constant in training gets scale 1: a tiny
+    scale would blow up any later variation of it and push every such text out of the kernel's reach."""
+    spread = states.std(0)
+    return states.mean(0), np.where(spread < 1e-6, 1.0, spread + 1e-6)
 
 
 def ridge_head(encoder, states: np.ndarray, targets: np.ndarray, ridge: float) -> None:
@@ -93,26 +95,35 @@ def kernel_head(encoder, states: np.ndarray, targets: np.ndarray, ridge: float, 
     land = Z[rows]
     Y = targets.astype(np.float64)
     mean = Y.mean(0)
-    if len(rows) == len(Z):
-        alpha = np.linalg.solve(gaussian_kernel(Z, Z, head.gamma) + ridge * np.eye(len(Z)), Y - mean)
-    else:
-        gram, right = ridge * gaussian_kernel(land, land, head.gamma), np.zeros((len(land), Y.shape[1]))
-        for start in range(0, len(Z), _CHUNK):  # K_nm in row chunks: n x m float64 need not fit at once
-            block = gaussian_kernel(Z[start : start + _CHUNK], land, head.gamma)
-            gram += block.T @ block
-            right += block.T @ (Y[start : start + _CHUNK] - mean)
-        alpha = np.linalg.solve(gram + 1e-8 * np.trace(gram) / len(gram) * np.eye(len(gram)), right)
+    try:
+        alpha = _kernel_solution(Z, land, Y - mean, head.gamma, ridge)
+    except np.linalg.LinAlgError:
+        raise InflucoderError(f"the kernel fit is singular at penalty {ridge:g} (texts with equal states, e.g. "
+                              "duplicates): give a positive --subspace-ridge") from None  # fmt: skip
     with torch.no_grad():
         head.landmarks.copy_(torch.as_tensor(land, dtype=torch.float32))
     _set(encoder, mu, sd, head.linear, alpha.T, mean)
 
 
-def fit_head(encoder, states: np.ndarray, targets: np.ndarray, ridge: float, seed: int = 0) -> None:
-    """The closed-form fit of whichever head the encoder has (`kernel_head` or `ridge_head`)."""
+def _kernel_solution(Z: np.ndarray, land: np.ndarray, Y: np.ndarray, gamma: float, ridge: float) -> np.ndarray:
+    """(m, k) weights on the landmarks' kernel values for centred targets `Y` (see `kernel_head`)."""
+    if len(land) == len(Z):
+        return np.linalg.solve(gaussian_kernel(Z, Z, gamma) + ridge * np.eye(len(Z)), Y)
+    gram, right = ridge * gaussian_kernel(land, land, gamma), np.zeros((len(land), Y.shape[1]))
+    for start in range(0, len(Z), _CHUNK):  # K_nm in row chunks: n x m float64 need not fit at once
+        block = gaussian_kernel(Z[start : start + _CHUNK], land, gamma)
+        gram += block.T @ block
+        right += block.T @ Y[start : start + _CHUNK]
+    return np.linalg.solve(gram + 1e-8 * np.trace(gram) / len(gram) * np.eye(len(gram)), right)
+
+
+def fit_head(encoder, states: np.ndarray, targets: np.ndarray, ridge: float | None = None, seed: int = 0) -> None:
+    """The closed-form fit of whichever head the encoder has (`kernel_head` or `ridge_head`); `ridge` None:
+    that head's default penalty (the two penalties act on different scales)."""
     if isinstance(encoder.head, KernelHead):
-        kernel_head(encoder, states, targets, ridge, seed)
+        kernel_head(encoder, states, targets, KERNEL_RIDGE if ridge is None else ridge, seed)
     else:
-        ridge_head(encoder, states, targets, ridge)
+        ridge_head(encoder, states, targets, LINEAR_RIDGE if ridge is None else ridge)
 
 
 def _set(encoder, mu, sd, linear: torch.nn.Linear, weight: np.ndarray, bias: np.ndarray) -> None:

@@ -2,10 +2,9 @@
 
 A Hugging Face encoder backbone, a pooling (``mean`` by default, ``cls``, ``attention``: a learned query
 vector attending over the tokens, as AirRep; ``response``: the mean over the response's tokens only, read in
-the context of the prompt; ``mean+response``: both means side by side) and an optional linear head. The
-*text view* (how prompt and response become one string) is part of the model's config, so queries are encoded
-at attribution time exactly as the pool was during training. Long texts are cut from the left: the response,
-whose tokens carry the gradient influence, is kept.
+the context of the prompt; ``mean+response``: both means side by side) and an optional head (linear, or a
+kernel one: `influcoder.encoder.heads`). The *text view* (prompt and response as one string) is in the config,
+so queries are encoded as the pool was. Long texts lose the start of the prompt: the response is kept.
 
 A saved encoder is a directory::
 
@@ -34,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from influcoder.core.devices import resolve_device
-from influcoder.core.errors import InflucoderError, NonFiniteValueError
+from influcoder.core.errors import DamagedFileError, InflucoderError, NonFiniteValueError
 from influcoder.core.progress import progress_bar, progress_bars, renamed_keyword
 from influcoder.data.models import keep_blocks
 from influcoder.data.records import Sample
@@ -75,8 +74,7 @@ class InfluenceEncoder(torch.nn.Module):
         self.backend = "torch"
         self._fingerprint: str | None = None
         self.length_prior: LengthPrior | None = None
-        self.states_cache = None
-        """A `states_cache.PooledStatesCache` that `encode` reads pooled states through (frozen backbones only)."""
+        self.states_cache = None  # a `states_cache.PooledStatesCache` that `encode` reads states through
         hidden = backbone.config.hidden_size
         self.attention_query = torch.nn.Parameter(torch.zeros(hidden)) if config.pooling == "attention" else None
         pooled = hidden * config.pooled_dim_factor + (N_LENGTH_FEATURES if config.length_features else 0)
@@ -121,7 +119,10 @@ class InfluenceEncoder(torch.nn.Module):
         backbone, tokenizer, head = load_parts(directory)
         encoder = cls(backbone, tokenizer, config)
         if head is not None:
-            missing, unexpected = encoder.load_state_dict(head, strict=False)
+            try:
+                missing, unexpected = encoder.load_state_dict(head, strict=False)
+            except RuntimeError as exc:  # shapes other than config.json's (e.g. another number of kernel landmarks)
+                raise DamagedFileError(f"{directory}/head.safetensors does not fit config.json: {exc}") from None
             if unexpected or any(not k.startswith("backbone.") for k in missing):
                 raise InflucoderError(f"{directory}/head.safetensors does not match the config ({unexpected})")
         encoder.length_prior = LengthPrior.load(directory)
@@ -136,7 +137,7 @@ class InfluenceEncoder(torch.nn.Module):
             return f"{self._fingerprint}+{INT8_SCHEME}"  # of the float weights, taken before quantising
         import hashlib
 
-        digest = hashlib.sha256(json.dumps(self.config.__dict__, sort_keys=True, default=str).encode())
+        digest = hashlib.sha256(json.dumps(self.config.fingerprint_fields(), sort_keys=True, default=str).encode())
         for name, tensor in sorted(self.state_dict().items()):
             digest.update(name.encode())
             digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())

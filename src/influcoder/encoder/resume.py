@@ -40,8 +40,10 @@ def run_key(settings: DistillSettings, scores: np.ndarray, pool: Sequence[Sample
 
 def _run_key_defaults() -> dict:
     """The run key's settings at their defaults: what runs written before a setting existed match. A run
-    recorded before `objective` existed trained the cosine objective, whatever the default is now."""
-    return {"settings": {**DistillSettings(objective="influcoder").resolved().key(), "objective": "influcoder"}}
+    recorded before `objective` existed trained the cosine objective, and one recorded before `subspace_head`
+    existed fitted the linear head, whatever the defaults are now."""
+    defaults = DistillSettings(objective="influcoder").resolved().key()
+    return {"settings": {**defaults, "objective": "influcoder", "subspace_head": "linear"}}
 
 
 def _key_difference(stored: dict, wanted: dict) -> str:

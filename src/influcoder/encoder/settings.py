@@ -174,10 +174,16 @@ class DistillSettings:
             pooling=self.pooling or ("response" if on_decoder else "mean"),
             text_view=self.text_view or view,
             epochs=self.epochs if self.epochs is not None else (0 if frozen else 10),
-            subspace_ridge=self.subspace_ridge
-            if self.subspace_ridge is not None
-            else (KERNEL_RIDGE if self.subspace_head == "kernel" else LINEAR_RIDGE),
+            subspace_head=self.subspace_head if self.objective == "subspace" else "linear",  # no head otherwise
+            subspace_ridge=self.head_ridge(),
         )
+
+    def head_ridge(self) -> float:
+        """The subspace head's penalty: as given, or its head's default (the linear one's, 1,000, for the cosine
+        objectives, which fit no such head: what their runs recorded before the kernel head existed)."""
+        if self.subspace_ridge is not None:
+            return self.subspace_ridge
+        return KERNEL_RIDGE if self.objective == "subspace" and self.subspace_head == "kernel" else LINEAR_RIDGE
 
     def key(self) -> dict:
         """The settings as a resumed run must match them (`influcoder.core.run_keys.same_run` lets runs

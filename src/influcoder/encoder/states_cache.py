@@ -8,8 +8,9 @@ attaches it to runs that do not fine-tune, `evaluate` to the encoders it loads).
 
 A state is keyed by what the backbone saw (token ids, response mask, length features) under a directory keyed
 by the backbone itself (a digest of its weights, and of the pooling's own parameters) and how it is read
-(pooling, token budget, text view, blocks kept): a fine-tuned or cut backbone, another pooling or another
-tokenisation never meets another's states. States are written in parts, each atomically; a part that does
+(pooling, token budget, text view, blocks kept, the backbone's config and device type): a fine-tuned or cut
+backbone, another pooling or another tokenisation never meets another's states, and a backbone changed after
+the cache was attached is read again. States are written in parts, each atomically; a part that does
 not read is named in a warning and read around (its texts are computed again).
 """
 
@@ -39,8 +40,11 @@ its states through this module)."""
 class PooledStatesCache:
     """The states one backbone, read one way, gave for the texts it has seen (`directory`/part-*.npz)."""
 
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, version: int | None = None):
         self.directory = Path(directory)
+        self.version = version
+        """The backbone's parameter versions when the cache was attached (`backbone_version`): a backbone
+        changed in place since (a training step, a loaded state) no longer reads through this cache."""
         self._known: dict[str, np.ndarray] | None = None
 
     @classmethod
@@ -51,7 +55,11 @@ class PooledStatesCache:
             from influcoder.data.assets import cache_dir
 
             root = cache_dir() / CACHE_NAME
-        return cls(Path(root) / reader_digest(encoder))
+        return cls(Path(root) / reader_digest(encoder), backbone_version(encoder))
+
+    def serves(self, encoder: InfluenceEncoder) -> bool:
+        """Whether `encoder` reads as it did when this cache was attached (no parameter changed in place)."""
+        return self.version is None or self.version == backbone_version(encoder)
 
     def known(self) -> dict[str, np.ndarray]:
         """Every kept state by text key, read once (all parts in memory: meant for labelled sets, not a pool of
@@ -81,6 +89,14 @@ class PooledStatesCache:
                         self.directory, exc)  # fmt: skip
 
 
+def backbone_version(encoder: InfluenceEncoder) -> int:
+    """The sum of the in-place version counters of what shapes a pooled state (the backbone's parameters and a
+    learned pooling query; not the head, which the fit sets after reading the states): any optimizer step or
+    loaded state raises it."""
+    query = [encoder.attention_query] if getattr(encoder, "attention_query", None) is not None else []
+    return sum(p._version for p in [*encoder.backbone.parameters(), *query])
+
+
 def reader_digest(encoder: InfluenceEncoder) -> str:
     """sha256 over everything before the head that shapes a pooled state: the backbone's weights (only the
     blocks it keeps), the pooling's parameters, and the reading settings."""
@@ -89,6 +105,7 @@ def reader_digest(encoder: InfluenceEncoder) -> str:
         "backbone": config.backbone, "pooling": config.pooling, "max_length": config.max_length,
         "text_view": config.text_view, "backbone_layers": config.backbone_layers,
         "length_features": config.length_features, "tokenizer": type(encoder.tokenizer).__name__,
+        "backbone_config": encoder.backbone.config.to_json_string(), "device": encoder.device.type,
     }, sort_keys=True).encode())  # fmt: skip
     for name, tensor in sorted(encoder.state_dict().items()):
         if name.startswith("head") and not name.startswith("head_"):  # the head reads states, it does not shape them
@@ -115,6 +132,9 @@ def pooled_states(encoder: InfluenceEncoder, items: Sequence[Sample | str], batc
     `states_cache` when it has one (the texts it holds are not read again)."""
     encoded = encoder._tokenize_unpadded(items)
     cache: PooledStatesCache | None = getattr(encoder, "states_cache", None)
+    if cache is not None and not cache.serves(encoder):
+        log.warning("the backbone changed since its states cache was attached; reading it again, not the cache")
+        cache = None
     keys = text_keys(encoded) if cache is not None else None
     known = cache.known() if cache is not None else {}
     missing = [i for i in range(len(items))] if keys is None else [i for i, k in enumerate(keys) if k not in known]

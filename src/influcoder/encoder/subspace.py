@@ -127,9 +127,9 @@ class CoordinateFitSettings:
     batch_size: int = 32
     score_weight: float = 0.5
     """Weight of the per-query Pearson term (0: coordinates only)."""
-    ridge: float = 1e3
-    """Penalty of the head's initial closed-form fit (`heads.fit_head`): on standardised pooled states for a
-    linear head (about 1e3), on the kernel for a kernel head (about 0.3)."""
+    ridge: float | None = None
+    """Penalty of the head's initial closed-form fit (`heads.fit_head`); None: the head's own default (1,000 on
+    standardised pooled states for a linear head, 0.3 on the kernel for a kernel head)."""
     seed: int = 0
 
 

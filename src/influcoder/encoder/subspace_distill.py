@@ -262,20 +262,7 @@ def distill_subspace(
     split = validation_split(len(pool), len(queries), s.val_fraction, rng, groups, same_texts=same)
     started = time.perf_counter()
     problem = SubspaceProblem.build(labels_dir, s, scores, pool, queries, split, rng)
-    encoder = subspace_encoder(
-        s.encoder,
-        problem.subspace.k,
-        seed=s.seed,
-        pooling=s.pooling,
-        max_length=s.max_length,
-        text_view=s.text_view,
-        backbone_layers=s.backbone_layers,
-        **head_config(s, problem),
-    )
-    encoder.config.label_config = label_config
-    encoder.to(resolve_device(device))
-    if s.states_cache and s.epochs == 0:  # a frozen backbone: its states are the same in every run
-        encoder.states_cache = PooledStatesCache.for_encoder(encoder)
+    encoder = _fresh_encoder(s, problem, label_config, device)
     fit = CoordinateFitSettings(epochs=s.epochs, lr=s.lr, head_lr=s.lr * s.head_lr_scale,
                                 weight_decay=s.weight_decay, batch_size=s.subspace_batch, score_weight=s.alpha,
                                 ridge=s.subspace_ridge, seed=s.seed)  # fmt: skip
@@ -283,7 +270,7 @@ def distill_subspace(
     if state is None:
         states = pooled_states(encoder, problem.train_samples)
         fit_head(encoder, states, problem.targets, s.subspace_ridge, s.seed)
-        tracker({"epoch": 0}, FitPosition())  # the ridge start
+        tracker({"epoch": 0}, FitPosition())  # the closed-form start
         if s.epochs == 0:  # the backbone stays as it is: the states give the coverage reference its embeddings
             write_subspace_coverage(labels_dir, out, [*pool, *queries], device, encoder, _known(states, tracker),
                                     problem.val_qc)  # fmt: skip
@@ -297,6 +284,26 @@ def distill_subspace(
                     exclude=problem.exclude, on_epoch=tracker, start=position)  # fmt: skip
     write_subspace_coverage(labels_dir, out, [*pool, *queries], device, query_vectors=problem.val_qc)
     return tracker.logs
+
+
+def _fresh_encoder(s: DistillSettings, problem: SubspaceProblem, label_config: dict, device: str):
+    """The run's untrained encoder on `device`, reading through the states cache when its backbone stays frozen
+    (its states are then the same in every run on these texts)."""
+    encoder = subspace_encoder(
+        s.encoder,
+        problem.subspace.k,
+        seed=s.seed,
+        pooling=s.pooling,
+        max_length=s.max_length,
+        text_view=s.text_view,
+        backbone_layers=s.backbone_layers,
+        **head_config(s, problem),
+    )
+    encoder.config.label_config = label_config
+    encoder.to(resolve_device(device))
+    if s.states_cache and s.epochs == 0:
+        encoder.states_cache = PooledStatesCache.for_encoder(encoder)
+    return encoder
 
 
 def head_config(s: DistillSettings, problem: SubspaceProblem) -> dict:

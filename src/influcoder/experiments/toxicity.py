@@ -66,6 +66,7 @@ class ToxicityRun:
         d.pop("methods")
         d.pop("refusal_check")  # whether the last step runs changes nothing before it
         d["distill"].pop("device", None)
+        d["distill"]["subspace_ridge"] = self.distill.head_ridge()  # as resolved: what keys held before it was None
         return without_work_settings(d)
 
 
