@@ -1965,6 +1965,7 @@ def peers(checker: Checker) -> None:
     f"{BENCH}/decoder_layers_kernel/decoder_layers.md",
     f"{BENCH}/rescore_pool_size/rescore_pool_size.md",
     f"{DOCS}/transfer-kernel-meanresp-task.md",
+    f"{DOCS}/transfer-kernel-3blocks-finetune-task.md",
 )
 def transfer(checker: Checker) -> None:
     """The five designs: tables re-rendered by benchmarks/transfer.py, every prose figure from the same JSON."""
@@ -2268,6 +2269,19 @@ def cheaper_reads(checker: Checker, page, at_20: float) -> None:
             "mean+response", 20, 0, 0) or at_20["methods"]["distilled"]["per_anchor_mean"] >= default["methods"][
             "distilled"]["per_anchor_mean"]:  # fmt: skip
         page.fail("mean+response at block 20 below the response mean, seed 0", "as written", "not so")
+    where = f"{DOCS}/transfer-kernel-3blocks-finetune-task"
+    written = checker.page(f"{where}.md")  # quoted in prose only (two settings side by side)
+    tuned = checker.json(f"{where}.json")
+    written.rendered(checker.script("benchmarks/transfer_command.py")["markdown"](tuned),
+                     "benchmarks/transfer_command.py markdown")  # fmt: skip
+    written.done()
+    frozen, trained = tuned["runs"]
+    page.text("the 3-block cut (seed 0) ranks unseen tasks at {} frozen and {} after {} epochs of fine-tuning",
+              frozen["methods"]["distilled"]["per_anchor_mean"], trained["methods"]["distilled"]["per_anchor_mean"],
+              trained["settings"]["epochs"])  # fmt: skip
+    if (frozen["settings"]["epochs"], frozen["settings"]["backbone_layers"], trained["settings"]["backbone_layers"],
+            frozen["seed"], trained["seed"]) != (0, 3, 3, 0, 0):  # fmt: skip
+        page.fail("transfer-kernel-3blocks-finetune-task.json", "3 blocks, seed 0, frozen then tuned", "other runs")
 
 
 def rerendered(checker: Checker, page, script: str, record_path: str, written_path: str) -> dict:
