@@ -124,14 +124,13 @@ def compute_features(labels: Path) -> None:
 def kernel_predict(X_train: np.ndarray, targets: np.ndarray, X_pool: np.ndarray) -> np.ndarray:
     """`distill`'s default head on these features: kernel ridge regression with every training row a landmark
     (`influcoder.encoder.heads.kernel_head`, its gamma and penalty), on states standardised by the training rows."""
-    from influcoder.encoder.heads import gaussian_kernel
+    from influcoder.encoder.heads import gaussian_kernel, kernel_weights, standardisation
     from influcoder.encoder.settings import KERNEL_GAMMA, KERNEL_RIDGE
 
-    mu, sd = X_train.mean(0), X_train.std(0) + 1e-6
+    mu, sd = standardisation(X_train)
     A, B = (X_train - mu) / sd, (X_pool - mu) / sd
     mean = targets.mean(0)
-    alpha = np.linalg.solve(gaussian_kernel(A, A, KERNEL_GAMMA) + KERNEL_RIDGE * np.eye(len(A)), targets - mean)
-    return gaussian_kernel(B, A, KERNEL_GAMMA) @ alpha + mean
+    return gaussian_kernel(B, A, KERNEL_GAMMA) @ kernel_weights(A, A, targets - mean, KERNEL_GAMMA, KERNEL_RIDGE) + mean
 
 
 def sweep(labels: Path, layers: list[int], seeds: list[int], protocols: list[str], cv: bool,

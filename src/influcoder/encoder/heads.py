@@ -96,7 +96,7 @@ def kernel_head(encoder, states: np.ndarray, targets: np.ndarray, ridge: float, 
     Y = targets.astype(np.float64)
     mean = Y.mean(0)
     try:
-        alpha = _kernel_solution(Z, land, Y - mean, head.gamma, ridge)
+        alpha = kernel_weights(Z, land, Y - mean, head.gamma, ridge)
     except np.linalg.LinAlgError:
         raise InflucoderError(f"the kernel fit is singular at penalty {ridge:g} (texts with equal states, e.g. "
                               "duplicates): give a positive --subspace-ridge") from None  # fmt: skip
@@ -105,8 +105,9 @@ def kernel_head(encoder, states: np.ndarray, targets: np.ndarray, ridge: float, 
     _set(encoder, mu, sd, head.linear, alpha.T, mean)
 
 
-def _kernel_solution(Z: np.ndarray, land: np.ndarray, Y: np.ndarray, gamma: float, ridge: float) -> np.ndarray:
-    """(m, k) weights on the landmarks' kernel values for centred targets `Y` (see `kernel_head`)."""
+def kernel_weights(Z: np.ndarray, land: np.ndarray, Y: np.ndarray, gamma: float, ridge: float) -> np.ndarray:
+    """(m, k) weights on the landmarks' kernel values for centred targets `Y` of the standardised states `Z`
+    (see `kernel_head`; `land` is `Z` itself for exact kernel ridge regression)."""
     if len(land) == len(Z):
         return np.linalg.solve(gaussian_kernel(Z, Z, gamma) + ridge * np.eye(len(Z)), Y)
     gram, right = ridge * gaussian_kernel(land, land, gamma), np.zeros((len(land), Y.shape[1]))

@@ -135,16 +135,14 @@ def pooled_states(encoder: InfluenceEncoder, items: Sequence[Sample | str], batc
     if cache is not None and not cache.serves(encoder):
         log.warning("the backbone changed since its states cache was attached; reading it again, not the cache")
         cache = None
-    keys = text_keys(encoded) if cache is not None else None
-    known = cache.known() if cache is not None else {}
-    missing = [i for i in range(len(items))] if keys is None else [i for i, k in enumerate(keys) if k not in known]
-    computed = _backbone_pass(encoder, encoded, missing, batch_size)
-    if keys is not None and missing:
-        cache.add([keys[i] for i in missing], computed)
+    if cache is None or not items:
+        return _backbone_pass(encoder, encoded, list(range(len(items))), batch_size)
+    keys, known = text_keys(encoded), cache.known()
+    missing = [i for i, k in enumerate(keys) if k not in known]
+    if missing:
+        cache.add([keys[i] for i in missing], _backbone_pass(encoder, encoded, missing, batch_size))
         log.info("states cache %s: %d texts read, %d reused", cache.directory, len(missing), len(items) - len(missing))
-    if keys is None:
-        return computed
-    return np.stack([known[k] for k in keys]) if keys else computed
+    return np.stack([known[k] for k in keys])
 
 
 def _backbone_pass(encoder: InfluenceEncoder, encoded: dict[str, list], rows: list[int], batch_size: int) -> np.ndarray:
