@@ -23,10 +23,14 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from decoder_layers import DEFAULT_K, STATES, kernel_predict  # noqa: E402
+from influcoder.attribution.rescore import SECOND_ROUND_SHARE, first_round_size, nearest_rows  # noqa: E402
 from influcoder.core.atomic import write_json_atomic, write_text_atomic  # noqa: E402
 from transfer import Subspace, load_square_labels, log_lengths, report, rescore_recall  # noqa: E402
 
 SHARES = (0.02, 0.05, 0.1, 0.2)
+SECOND_SHARES = (1 / 3, 1 / 2, 2 / 3)
+"""Shares of the candidates a second round spends around the best exact hit (`attribute --rescore-rounds 2`
+spends `SECOND_ROUND_SHARE`)."""
 SIZES = (250, 500, 1000, 2000)
 QUERIES = 200
 
@@ -42,46 +46,94 @@ def held_out_tasks(samples, share: float, seed: int) -> dict[str, np.ndarray]:
     return {"train": np.flatnonzero(~held), "queries": np.sort(rows[:QUERIES]), "pool": np.sort(rows[QUERIES:])}
 
 
+def two_round_recall(pred: np.ndarray, truth: np.ndarray, stored: np.ndarray, K: int, second_share: float,
+                     top: int = 10) -> float:  # fmt: skip
+    """`Influcoder.rescore(rounds=2)` on arrays: the encoder's top candidates first, then the rows whose stored
+    vectors lie nearest the best exact hit among them (`attribution.rescore.nearest_rows`, the library's own);
+    recall of each query's exact top `top` among all K candidates, mean over queries."""
+    first = first_round_size(K, 2, second_share)
+    picked = [np.argsort(-pred[:, j], kind="stable")[:first] for j in range(pred.shape[1])]
+    best = [rows[int(np.argmax(truth[rows, j]))] for j, rows in enumerate(picked)]
+    near, _ = nearest_rows([stored], stored[best], [set(rows.tolist()) for rows in picked], K - first)
+    recalls = []
+    for j in range(pred.shape[1]):
+        candidates = np.concatenate([picked[j], near[j]])
+        chosen = candidates[np.argsort(-truth[candidates, j], kind="stable")[:top]]
+        recalls.append(len(set(chosen) & set(np.argsort(-truth[:, j], kind="stable")[:top])) / top)
+    return float(np.mean(recalls))
+
+
 def measure(S, X, samples, share: float, seed: int, block: int, draws: int = 5) -> dict:
     rows = held_out_tasks(samples, share, seed)
     train, pool, queries = rows["train"], rows["pool"], rows["queries"]
     sub = Subspace(S, train, DEFAULT_K)
-    pred = kernel_predict(X[train], sub.coordinates(train, DEFAULT_K), X[pool]) @ sub.coordinates(queries, DEFAULT_K).T
+    stored = kernel_predict(X[train], sub.coordinates(train, DEFAULT_K), X[pool])  # what an index of the pool holds
+    pred = stored @ sub.coordinates(queries, DEFAULT_K).T
     truth = S[np.ix_(pool, queries)].astype(np.float64)
     rng = np.random.default_rng(1000 + seed)
-    by_size = {}
+    by_size, two_rounds = {}, {f"{s:.3f}": {} for s in SECOND_SHARES}
     for size in (s for s in SIZES if s <= len(pool)):
-        recalls = []
+        recalls, second = [], {key: [] for key in two_rounds}
         for _ in range(draws):
             pick = rng.choice(len(pool), size=size, replace=False)
-            recalls.append([rescore_recall(pred[pick], truth[pick], max(10, int(np.ceil(f * size)))) for f in SHARES])
+            budgets = [max(10, int(np.ceil(f * size))) for f in SHARES]
+            recalls.append([rescore_recall(pred[pick], truth[pick], K) for K in budgets])
+            for s in SECOND_SHARES:
+                second[f"{s:.3f}"].append([two_round_recall(pred[pick], truth[pick], stored[pick], K, s)
+                                           for K in budgets])  # fmt: skip
         by_size[str(size)] = dict(zip([f"{f:.0%}" for f in SHARES], np.mean(recalls, 0).round(4).tolist()))
+        for key, values in second.items():
+            two_rounds[key][str(size)] = dict(zip([f"{f:.0%}" for f in SHARES], np.mean(values, 0).round(4).tolist()))
     return {"held_task_share": share, "seed": seed, "block": block, "train": len(train), "pool": len(pool),
-            "queries": len(queries), "per_anchor": report(pred, truth)["per_anchor"], "recall@10": by_size}  # fmt: skip
+            "queries": len(queries), "per_anchor": report(pred, truth)["per_anchor"], "recall@10": by_size,
+            "recall@10, two rounds": two_rounds}  # fmt: skip
 
 
-def markdown(record: dict) -> str:
-    lines = ["# Rescore recall against pool size (unseen tasks, kernel head at block "
-             f"{record['runs'][0]['block']})", "", f"command: `{record['command']}`", "",
-             "Recall of the labels' top 10 among the encoder's top K, K a share of a random subsample of the "
-             "held-out pool (mean over seeds and 5 draws).", "",
-             "| held-out tasks, pool size | " + " | ".join(f"rescore {f:.0%}" for f in SHARES) + " | runs |",
-             "|---|" + "---|" * (len(SHARES) + 1)]  # fmt: skip
-    for share in sorted({r["held_task_share"] for r in record["runs"]}):
-        runs = [r for r in record["runs"] if r["held_task_share"] == share]
+def recall_rows(runs: list[dict], recalls) -> list[str]:
+    """One table row per held-out share and pool size: `recalls(run)` -> {size: {share of pool: recall}}."""
+    lines = []
+    for share in sorted({r["held_task_share"] for r in runs}):
+        held = [r for r in runs if r["held_task_share"] == share]
         for size in SIZES:
-            have = [r["recall@10"][str(size)] for r in runs if str(size) in r["recall@10"]]
+            have = [recalls(r)[str(size)] for r in held if str(size) in recalls(r)]
             if have:
                 cells = [f"{np.mean([h[f'{f:.0%}'] for h in have]):.3f}" for f in SHARES]
                 lines.append(f"| {share:.0%}, {size} | " + " | ".join(cells) + f" | {len(have)} |")
-    anchors = {s: np.mean([r["per_anchor"] for r in record["runs"] if r["held_task_share"] == s])
-               for s in sorted({r["held_task_share"] for r in record["runs"]})}  # fmt: skip
+    return lines
+
+
+def markdown(record: dict) -> str:
+    runs = record["runs"]
+    header = " | ".join(f"rescore {f:.0%}" for f in SHARES) + " | runs |"
+    rule = "|---|" + "---|" * (len(SHARES) + 1)
+    lines = ["# Rescore recall against pool size (unseen tasks, kernel head at block "
+             f"{runs[0]['block']})", "", f"command: `{record['command']}`", "",
+             "Recall of the labels' top 10 among the encoder's top K, K a share of a random subsample of the "
+             "held-out pool (mean over seeds and 5 draws).", "",
+             "| held-out tasks, pool size | " + header, rule, *recall_rows(runs, lambda r: r["recall@10"])]  # fmt: skip
+    anchors = {s: np.mean([r["per_anchor"] for r in runs if r["held_task_share"] == s])
+               for s in sorted({r["held_task_share"] for r in runs})}  # fmt: skip
     lines += [
         "",
         "Per-anchor rho on the whole held-out pool: "
         + ", ".join(f"{v:.3f} with {s:.0%} of the tasks held out" for s, v in anchors.items())
         + ".",
     ]
+    if "recall@10, two rounds" in runs[0]:
+        shipped = f"{record['second_round_share']:.3f}"
+        lines += ["", f"Two rounds (`attribute --rescore-rounds 2`): the same K candidates, the last "
+                  f"{record['second_round_share']:.0%} of them the rows nearest the best exact hit of the first.", "",
+                  "| held-out tasks, pool size (two rounds) | " + header, rule,
+                  *recall_rows(runs, lambda r: r["recall@10, two rounds"][shipped])]  # fmt: skip
+        lines += ["", "| share of K in round two | " + header, rule]
+        for key in runs[0]["recall@10, two rounds"]:
+            cells = [np.mean([size[f"{f:.0%}"] for r in runs for size in r["recall@10, two rounds"][key].values()])
+                     for f in SHARES]  # fmt: skip
+            lines.append(f"| {float(key):.0%} | " + " | ".join(f"{c:.3f}" for c in cells) + f" | {len(runs)} |")
+        lines.append("| none (one round) | " + " | ".join(
+            f"{np.mean([size[f'{f:.0%}'] for r in runs for size in r['recall@10'].values()]):.3f}" for f in SHARES)
+            + f" | {len(runs)} |")  # fmt: skip
+        lines += ["", "(That last table: mean over every held-out share, pool size and seed.)"]
     return "\n".join(lines) + "\n"
 
 
@@ -102,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
             runs.append(measure(S, X, samples, share, seed, args.block))
             print(json.dumps({k: v for k, v in runs[-1].items() if k != "recall@10"}), flush=True)
     command = "python benchmarks/rescore_pool_size.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    record = {"command": command, "runs": runs}
+    record = {"command": command, "second_round_share": SECOND_ROUND_SHARE, "runs": runs}
     args.out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(args.out / "rescore_pool_size.json", record)
     write_text_atomic(args.out / "rescore_pool_size.md", markdown(record))

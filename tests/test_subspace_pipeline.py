@@ -105,6 +105,29 @@ def test_attribute_scores_queries_by_their_exact_gradient_coordinates(subspace_r
         Influcoder.from_index(root / "index", query_side="both")
 
 
+def test_rescoring_a_subspace_index_reads_each_query_gradient_once(subspace_run, monkeypatch):
+    """The exact query side's coordinates and the rescoring's cosines come from one gradient per query: the
+    first-round candidates are those `attribute` finds, and the answer is their exact top k with round two's."""
+    root, settings, pool, queries = subspace_run
+    ic = Influcoder.from_index(root / "index")
+    featurizer = ic.exact_featurizer()
+    calls: list[list[str]] = []
+    original = featurizer.tokenize
+    monkeypatch.setattr(featurizer, "tokenize", lambda items: calls.append([s.id for s in items]) or original(items))
+    rescored = ic.rescore(queries[:2], k=3, candidates=6)
+    assert calls[0] == [q.id for q in queries[:2]] and all(q.id not in c for c in calls[1:] for q in queries[:2])
+    first = {h.sample.id for hits in ic.attribute(queries[:2], k=4) for h in hits}
+    assert first <= set(calls[1])
+    exact = GradientFeaturizer(settings)
+    by_id = {s.id: s for s in pool}
+    query_grads = exact.featurize(queries[:2])
+    for j, hits in enumerate(rescored):
+        grads = exact.featurize([by_id[h.sample.id] for h in hits])
+        cos = (grads @ query_grads[j]) / np.linalg.norm(grads, axis=1) / np.linalg.norm(query_grads[j])
+        np.testing.assert_allclose([h.score for h in hits], cos, atol=1e-5)
+        assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+
+
 def test_attribute_cli_with_exact_queries_and_audit(subspace_run, tmp_path):
     root, _, _, _ = subspace_run
     out = tmp_path / "hits.jsonl"

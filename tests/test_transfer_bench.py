@@ -120,3 +120,24 @@ def test_a_source_record_names_its_runs_and_marks_cached_timings():
     text = bench.markdown({"command": "c", "runs": [run], "summary": bench.summary([run])})
     assert "| bbh | 10 x 4 |" in text and "head fit s | encode ms/sample (states cached) |" in text
     assert "1 runs; mean (sample sd) over the runs" in text
+
+
+def test_two_round_recall_finds_the_true_top_clustered_around_the_best_first_round_hit():
+    """benchmarks/rescore_pool_size.py's two rounds: a pool whose true top 10 sit together in the stored space,
+    ranked by the encoder below 40 decoys but one: one round over K = 15 finds that one, two rounds find the
+    rest beside it (K - first = 5 of them), as `Influcoder.rescore(rounds=2)` would."""
+    bench = load_benchmark("rescore_pool_size")
+    rng = np.random.default_rng(0)
+    n = 200
+    stored = rng.normal(size=(n, 8))
+    stored[:10] = stored[0] + 0.01 * rng.normal(size=(10, 8))  # the true top 10 cluster around row 0
+    truth = np.zeros((n, 1))
+    truth[:10, 0] = np.linspace(1.0, 0.9, 10)
+    pred = rng.normal(size=(n, 1)) * 0.1
+    pred[10:50, 0] += 1.0  # 40 decoys the encoder prefers
+    pred[0, 0] = 2.0  # one true hit at its top
+    one = bench.rescore_recall(pred, truth, K=15)
+    two = bench.two_round_recall(pred, truth, stored, K=15, second_share=1 / 3)
+    assert one == 0.1
+    assert two == 0.6  # row 0 plus the 5 rows nearest it, all of the true top 10
+    assert bench.two_round_recall(truth, truth, stored, K=15, second_share=1 / 3) == 1.0

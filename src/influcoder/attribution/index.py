@@ -228,6 +228,19 @@ class EmbeddingIndex:
         out = np.concatenate(blocks) if blocks else np.zeros((0, self.dim), dtype=np.float32)
         return out[:limit] if limit is not None else out
 
+    def rows_embeddings(self, rows: Sequence[int]) -> np.ndarray:
+        """The stored vectors of `rows` (any order, repeats allowed), in that order: one pass over the shards."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if len(rows) and (rows.min() < 0 or rows.max() >= len(self)):
+            raise InflucoderError(f"row out of range for an index of {len(self)} rows")
+        out = np.zeros((len(rows), self.dim), dtype=np.float32)
+        start = 0
+        for block in self.iter_embeddings():
+            inside = (rows >= start) & (rows < start + len(block))
+            out[inside] = block[rows[inside] - start]
+            start += len(block)
+        return out
+
     def sample_embeddings(self, n: int = 4096, seed: int = 0) -> np.ndarray:
         """A seeded sample of `n` rows' embeddings (all rows when fewer), without a length prior's column: the
         reference pool over which a query's spread is measured (`influcoder.encoder.coverage.query_spread`).

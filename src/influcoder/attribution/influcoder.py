@@ -41,6 +41,8 @@ class Attribution:
     """False: outside what the encoder was distilled on; its score is less trustworthy."""
     encoder_score: float | None = None
     """After `Influcoder.rescore`: the encoder's predicted score (`score` is then the exact gradient cosine)."""
+    row: int | None = None
+    """The sample's row in the index it was found in."""
 
 
 @dataclass
@@ -173,25 +175,66 @@ class Influcoder:
         return self._featurizer
 
     def rescore(
-        self, queries: Sequence[Sample], k: int = 10, candidates: int = 100, progress: bool | None = None, **kw
+        self,
+        queries: Sequence[Sample],
+        k: int = 10,
+        candidates: int = 100,
+        progress: bool | None = None,
+        rounds: int = 2,
+        nprobe: int | None = None,
+        batch_size: int = 32,
     ) -> list[list[Attribution]]:
-        """Top-k per query by *exact* gradient influence among the encoder's top `candidates`
-        (`attribution.rescore`): `candidates` exact gradients per query instead of one per pool sample.
-        `progress`: their bar on (True) or off (False); None: the switch in `influcoder.core.progress`."""
-        from influcoder.attribution.rescore import rescore_hits
+        """Top-k per query by *exact* gradient influence among `candidates` pool samples per query
+        (`attribution.rescore`): `candidates` exact gradients per query instead of one per pool sample, and one
+        per query. `rounds` 1: the encoder's top `candidates`; 2: its top two thirds, then the samples nearest
+        the best exact hit among them. `progress`: the bars on (True) or off (False); None: the switch in
+        `influcoder.core.progress`."""
+        from influcoder.attribution.rescore import ExactCosines, first_round_size
 
+        if k < 1:
+            raise InflucoderError(f"k must be at least 1, got {k}")
         if candidates < k:
             raise InflucoderError(f"rescoring needs at least k candidates, got {candidates} for k = {k}")
-        found = self.attribute(queries, k=candidates, **kw)
+        first = first_round_size(candidates, rounds)
         with progress_bars(progress):
-            return rescore_hits(self.exact_featurizer(), queries, found, k)
+            exact = ExactCosines(self.exact_featurizer(), queries)
+            vectors = (self.subspace.coordinates(exact.query_gradients) if self.query_side == "exact"
+                       else self.query_vectors(queries, batch_size))  # fmt: skip
+            found = self._hits(queries, vectors, first, nprobe)
+            exact.add(hit.sample for hits in found for hit in hits)
+            if first < candidates and len(self.index_) > first:
+                self._second_round(queries, vectors, found, exact, candidates - first)
+            return exact.ranked(found, k)
+
+    def _second_round(self, queries: Sequence[Sample], vectors: np.ndarray, found: list[list[Attribution]], exact,
+                      n: int) -> None:  # fmt: skip
+        """Add to each query's `found` the `n` rows nearest (cosine of the stored vectors) to its best exact hit
+        so far, and differentiate them (`attribution.rescore`: why this finds what the encoder ranked too low)."""
+        from influcoder.attribution.rescore import nearest_rows
+
+        index = self.index_
+        best = [hits[int(np.argmax(exact.cosines([h.sample.id for h in hits], j)))] for j, hits in enumerate(found)]
+        taken = [{h.row for h in hits} for hits in found]
+        rows, stored = nearest_rows(index.iter_embeddings(), index.rows_embeddings([b.row for b in best]), taken, n,
+                                    index.manifest.embedding_dim)  # fmt: skip
+        pool, coverage = index.samples(), index.coverage()
+        for j, hits in enumerate(found):
+            scores = stored[j] @ vectors[j]  # the encoder's score of each, as the index would give it
+            hits += [self._attribution(queries[j].id, len(hits) + r + 1, float(scores[r]), int(row), pool, coverage)
+                     for r, row in enumerate(rows[j])]  # fmt: skip
+        exact.add((h.sample for hits in found for h in hits), "exact gradients (second round)")
 
     def attribute(
         self, queries: Sequence[Sample], k: int = 10, nprobe: int | None = None, batch_size: int = 32
     ) -> list[list[Attribution]]:
         """Top-k pool samples per query by predicted influence, best first."""
+        return self._hits(queries, self.query_vectors(queries, batch_size), k, nprobe)
+
+    def _hits(
+        self, queries: Sequence[Sample], embedded: np.ndarray, k: int, nprobe: int | None
+    ) -> list[list[Attribution]]:
+        """Top-k per query for query vectors already computed; records each query's coverage and spread."""
         index = self.index_
-        embedded = self.query_vectors(queries, batch_size)
         scores, rows = index.search(embedded, k, nprobe)
         embedded = embedded[:, : self.encoder.dim]  # coverage lives in the embedding space only
         pool = index.samples()
@@ -201,16 +244,20 @@ class Influcoder:
         )
         spreads = query_spread(embedded, index.sample_embeddings())
         self.query_spread = dict(zip([q.id for q in queries], map(float, spreads)))
+        return [
+            [self._attribution(queries[j].id, r + 1, float(scores[j, r]), int(rows[j, r]), pool, row_coverage)
+             for r in range(rows.shape[1]) if rows[j, r] >= 0]
+            for j in range(len(queries))
+        ]  # fmt: skip
 
-        def hit(j: int, r: int) -> Attribution:
-            row = int(rows[j, r])
-            found = Attribution(queries[j].id, r + 1, float(scores[j, r]), pool[row])
-            if reference is not None and row_coverage is not None:
-                found.coverage = float(row_coverage[row])
-                found.covered = bool(reference.covered(row_coverage[row]))
-            return found
-
-        return [[hit(j, r) for r in range(rows.shape[1]) if rows[j, r] >= 0] for j in range(len(queries))]
+    def _attribution(
+        self, query_id: str, rank: int, score: float, row: int, pool: Sequence[Sample], row_coverage
+    ) -> Attribution:
+        found = Attribution(query_id, rank, score, pool[row], row=row)
+        if self.coverage_reference is not None and row_coverage is not None:
+            found.coverage = float(row_coverage[row])
+            found.covered = bool(self.coverage_reference.covered(row_coverage[row]))
+        return found
 
     def score(self, queries: Sequence[Sample], aggregate: str = "mean", batch_size: int = 32) -> np.ndarray:
         """Predicted influence of every indexed pool sample on the query set (pool order)."""

@@ -169,6 +169,10 @@ class Attribute(Scoring):
     *exact* gradient influence (one decoder pass and backward per candidate and query, with the decoder, adapter
     and projection the encoder was distilled from). 0: the encoder's own top-k. Rows then hold the exact cosine
     as `score` and the encoder's as `encoder_score`."""
+    rescore_rounds: Literal[1, 2] = 2
+    """How the RESCORE candidates are picked: 2 (default): the encoder's top two thirds, then the samples
+    nearest (in the encoder's space) to the best exact hit among them; 1: the encoder's top RESCORE. Two rounds
+    find more of the exact top-k for the same number of gradients (docs/results/transfer.md)."""
     report: Path | None = None
     """Also write DIR/index.html: the `influcoder serve` explorer page with these results (hits, flags, each
     query's whole-pool score histogram) embedded, which opens offline from the file."""
@@ -182,7 +186,9 @@ class Attribute(Scoring):
         ic = self.open()
         queries = self.input.load(self.queries, self.limit, self.data_seed)
         if self.rescore:
-            results = ic.rescore(queries, k=self.k, candidates=self.rescore, nprobe=self.nprobe)
+            results = ic.rescore(
+                queries, k=self.k, candidates=self.rescore, nprobe=self.nprobe, rounds=self.rescore_rounds
+            )
         else:
             results = ic.attribute(queries, k=self.k, nprobe=self.nprobe)
         rows = _result_rows(ic, results)
