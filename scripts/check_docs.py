@@ -2470,8 +2470,12 @@ def default_path(checker: Checker, page, command: dict, cost: dict, summary: dic
                 summary["task"]["subspace-ridge"]["per_anchor"]["mean"])  # fmt: skip
     recall = [r["recall@10"][size]["2%"] for r in checker.json(f"{BENCH}/rescore_pool_size/rescore_pool_size.json")[
         "runs"] for size in r["recall@10"] if int(size) >= 500]  # fmt: skip
-    readme.text("rescoring 2% of a pool recalls about half of the labels' top 10")
-    if not 0.4 <= float(np.mean(recall)) <= 0.6:
+    runs = checker.json(f"{BENCH}/rescore_pool_size/rescore_pool_size.json")["runs"]
+    shipped = f"{checker.json(f'{BENCH}/rescore_pool_size/rescore_pool_size.json')['second_round_share']:.3f}"
+    two = [size["2%"] for r in runs for n, size in r["recall@10, two rounds"][shipped].items() if int(n) >= 500]
+    readme.text("rescoring 2% of a pool recalls about half of the labels' top 10 ({} in two\nrounds, `attribute`'s "
+                "default, {} in one, over pools of 500 to 2,000 texts)", float(np.mean(two)), float(np.mean(recall)))
+    if not 0.4 <= float(np.mean(recall)) <= float(np.mean(two)) <= 0.6:
         readme.fail("'about half' at 2%", "as written", f"{np.mean(recall):.3f} in rescore_pool_size.json")
     readme.done()
 
