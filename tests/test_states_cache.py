@@ -117,3 +117,13 @@ def test_a_backbone_changed_after_the_cache_was_attached_is_read_again(tiny_bert
 def _with(encoder):
     encoder.states_cache = None
     return encoder
+
+
+def test_evaluate_refuses_the_states_cache_with_flops_before_reading_anything(tmp_path, capsys):
+    """Counting FLOPs needs the pass the cache skips: one of the two options would be dropped without a word."""
+    from influcoder.cli.main import main
+
+    argv = ["evaluate", "--encoder", str(tmp_path / "no-encoder"), "--labels", str(tmp_path / "no-labels"), "--quiet"]
+    assert main([*argv, "--states-cache", "--flops"]) == 2
+    err = capsys.readouterr().err
+    assert "--states-cache cannot go with --flops" in err and "no-labels" not in err

@@ -72,7 +72,7 @@ class Evaluate(Command):
     states_cache: bool = False
     """Read the encoder's pooled backbone states through the states cache (`distill` fills it for a frozen
     backbone): a second evaluation of the same texts skips the backbone pass. Its rows then say so
-    (``states_cache``), and their encode times leave out the pass: not a cost figure."""
+    (``states_cache``), and their encode times leave out the pass: not a cost figure (refused with `flops`)."""
     quiet: Quiet = False
     device: Device = "auto"
 
@@ -141,7 +141,7 @@ class Evaluate(Command):
 
         split = self.split or self.default_split(encoder_dir)
         encoder = InfluenceEncoder.from_pretrained(encoder_dir, device=self.device)
-        if self.states_cache and not self.flops:  # counted FLOPs need the backbone pass
+        if self.states_cache:
             from influcoder.encoder.states_cache import PooledStatesCache
 
             encoder.states_cache = PooledStatesCache.for_encoder(encoder)
@@ -173,7 +173,11 @@ class Evaluate(Command):
 
         from influcoder.attribution.verify import require_intact
         from influcoder.core.atomic import write_json_atomic
+        from influcoder.core.errors import SettingError
 
+        if self.states_cache and self.flops:  # before any work: one of the two would be dropped silently
+            raise SettingError("states_cache", "cannot go with `flops`: counting FLOPs needs the backbone pass that "
+                               "the cache skips; evaluate once with each")  # fmt: skip
         if self.verify:
             require_intact([self.labels])
         from influcoder.evaluation.evaluate import per_group_table
