@@ -67,8 +67,9 @@ def layer_encoder(labels: Path):
                             text_view=settings.text_view).eval()  # fmt: skip
 
 
-def layer_states(encoder, items: list[Sample]) -> np.ndarray:
-    """(n_layers, n, hidden): each block's output through the final norm, averaged over response tokens."""
+def layer_states(encoder, items: list[Sample], encoded: dict | None = None) -> np.ndarray:
+    """(n_layers, n, hidden): each block's output through the final norm, averaged over response tokens;
+    `encoded`: the items' token lists as `encoder._tokenize_unpadded` gives them, or cut (prompt_window.py)."""
     import torch
 
     from influcoder.encoder.pooling import pool_hidden
@@ -78,7 +79,7 @@ def layer_states(encoder, items: list[Sample]) -> np.ndarray:
     hooks = [layer.register_forward_hook(lambda _m, _i, out: captured.append(out[0] if isinstance(out, tuple)
                                                                             else out))  # fmt: skip
              for layer in backbone.layers]  # fmt: skip
-    encoded = encoder._tokenize_unpadded(items)
+    encoded = encoded or encoder._tokenize_unpadded(items)
     out = np.empty((len(backbone.layers), len(items), backbone.config.hidden_size), dtype=np.float32)
     order = sorted(range(len(items)), key=lambda i: -len(encoded["input_ids"][i]))
     try:

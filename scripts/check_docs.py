@@ -1964,6 +1964,7 @@ def peers(checker: Checker) -> None:
     f"{DOCS}/transfer-kernel-4blocks-meanresp-task.md",
     f"{BENCH}/decoder_layers_kernel/decoder_layers.md",
     f"{BENCH}/rescore_pool_size/rescore_pool_size.md",
+    f"{BENCH}/prompt_window/prompt_window.md",
     f"{DOCS}/transfer-kernel-meanresp-task.md",
     f"{DOCS}/transfer-kernel-3blocks-finetune-task.md",
 )
@@ -1975,6 +1976,7 @@ def transfer(checker: Checker) -> None:
     decoder_blocks(checker, page)
     int8_on_the_decoder(checker, page)
     scoring_by_block(checker, page)
+    prompt_window(checker, page)
     clean_default_path(checker, page)
     kernel_default_path(checker, page, checker.json(f"{DOCS}/transfer-default-task.json"))
     page.rendered(checker.script("benchmarks/transfer.py")["markdown"](record), "benchmarks/transfer.py markdown")
@@ -2328,6 +2330,39 @@ def rerendered(checker: Checker, page, script: str, record_path: str, written_pa
     return record
 
 
+def prompt_window(checker: Checker, page) -> None:
+    """transfer.md's prompt windows (benchmarks/prompt_window.py): its tables and what the prose reads off them."""
+    where = f"{BENCH}/prompt_window/prompt_window"
+    record = rerendered(checker, page, "prompt_window", f"{where}.json", f"{where}.md")
+
+    def at(window: str, block: int, lexical: bool = False) -> dict:
+        return next(r for r in record["summary"] if r["window"] == window and r["block"] == block
+                    and r["lexical"] == lexical)  # fmt: skip
+
+    def rho(window: str, block: int, lexical: bool = False) -> float:
+        return at(window, block, lexical)["per_anchor"]["mean"]
+
+    def cost(window: str, block: int) -> float:
+        return at(window, block)["gradient_over_input (estimated)"]
+
+    page.text("the prompt holds most of the tokens ({} per\ntext on average", record["tokens"]["full"])
+    page.text("a 32-token window read to block 8 with the lexical features, {} at {}x; a\n  32-token window to "
+              "block 10 with them reaches {} at {}x, just short on cost", rho("32", 8, True), cost("32", 8),
+              rho("32", 10, True), cost("32", 10))  # fmt: skip
+    both = [r for r in record["summary"] if r["per_anchor"]["mean"] >= 0.6 and r["gradient_over_input (estimated)"]
+            >= 20]  # fmt: skip
+    if both:
+        page.fail("no read meets both targets", "as written", f"{len(both)} rows do in prompt_window.json")
+    page.text("lowers\n  per-anchor rho from {} to {} for {}x fewer tokens", rho("full", 10), rho("32", 10),
+              record["tokens"]["full"] / record["tokens"]["32"])  # fmt: skip
+    page.text("(block 4, full text: {} -> {}) and not the deep ones (block 12:\n  {} -> {})", rho("full", 4),
+              rho("full", 4, True), rho("full", 12), rho("full", 12, True))  # fmt: skip
+    default = checker.json(f"{DOCS}/transfer-kernel-task.json")["summary"]["distilled"]["per_anchor_mean"]["mean"]
+    page.text("the default keeps the whole text at block 20 ({})", default)
+    if abs((default - rho("32", 10, True)) - 0.09) > 0.01:
+        page.fail("about 0.09 lower", "as written", f"{default - rho('32', 10, True):.3f}")
+
+
 def scoring_by_block(checker: Checker, page) -> None:
     """transfer.md's scoring cost by block, from scoring_cost.py's record at 128 texts (the kernel-head encoder),
     the command-form cheap reads, and the earlier 32-text record (its own page only)."""
@@ -2473,8 +2508,12 @@ def default_path(checker: Checker, page, command: dict, cost: dict, summary: dic
     runs = checker.json(f"{BENCH}/rescore_pool_size/rescore_pool_size.json")["runs"]
     shipped = f"{checker.json(f'{BENCH}/rescore_pool_size/rescore_pool_size.json')['second_round_share']:.3f}"
     two = [size["2%"] for r in runs for n, size in r["recall@10, two rounds"][shipped].items() if int(n) >= 500]
-    readme.text("rescoring 2% of a pool recalls about half of the labels' top 10 ({} in two\nrounds, `attribute`'s "
-                "default, {} in one, over pools of 500 to 2,000 texts)", float(np.mean(two)), float(np.mean(recall)))
+    readme.text(
+        "rescoring 2% of a pool recalls about half of the labels' top 10 ({} in two\nrounds, `attribute`'s "
+        "default, {} in one, over pools of 500 to 2,000 texts)",
+        float(np.mean(two)),
+        float(np.mean(recall)),
+    )
     if not 0.4 <= float(np.mean(recall)) <= float(np.mean(two)) <= 0.6:
         readme.fail("'about half' at 2%", "as written", f"{np.mean(recall):.3f} in rescore_pool_size.json")
     readme.done()

@@ -38,3 +38,19 @@ def test_the_sweeps_kernel_variant_predicts_what_distills_kernel_head_encodes(ti
     states, other_states = pooled_states(encoder, train), pooled_states(encoder, other)
     expected = bench.kernel_predict(states.astype(np.float64), targets.astype(np.float64), other_states)
     np.testing.assert_allclose(encoder.encode(other), expected, atol=1e-4)
+
+
+def test_a_prompt_window_keeps_the_opening_the_prompts_last_tokens_and_the_whole_response():
+    bench = load_benchmark("prompt_window")
+    encoded = {
+        "input_ids": [list(range(100, 112)), [7, 8, 9]],
+        "attention_mask": [[1] * 12, [1] * 3],
+        "response_mask": [[0] * 9 + [1, 1, 0], [1, 1, 1]],  # a closing token after the response is kept too
+    }
+    cut = bench.cut_prompt(encoded, window=3, sink=2)
+    assert cut["input_ids"][0] == [100, 101, 106, 107, 108, 109, 110, 111]
+    assert cut["response_mask"][0] == [0, 0, 0, 0, 0, 1, 1, 0]
+    assert cut["attention_mask"][0] == [1] * 8
+    assert cut["input_ids"][1] == [7, 8, 9]  # no prompt: nothing to cut
+    assert bench.cut_prompt(encoded, window=20, sink=2)["input_ids"][0] == list(range(100, 112))  # short: whole
+    assert bench.cut_prompt(encoded, None) is encoded
