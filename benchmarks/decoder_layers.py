@@ -67,9 +67,10 @@ def layer_encoder(labels: Path):
                             text_view=settings.text_view).eval()  # fmt: skip
 
 
-def layer_states(encoder, items: list[Sample], encoded: dict | None = None) -> np.ndarray:
-    """(n_layers, n, hidden): each block's output through the final norm, averaged over response tokens;
-    `encoded`: the items' token lists as `encoder._tokenize_unpadded` gives them, or cut (prompt_window.py)."""
+def layer_states(encoder, items: list[Sample], encoded: dict | None = None, pooling: str = "response") -> np.ndarray:
+    """(n_layers, n, hidden): each block's output through the final norm, pooled as `distill --pooling` pools
+    (default: averaged over response tokens; ``mean+response``: twice as wide); `encoded`: the items' token lists
+    as `encoder._tokenize_unpadded` gives them, or cut (prompt_window.py)."""
     import torch
 
     from influcoder.encoder.pooling import pool_hidden
@@ -80,7 +81,8 @@ def layer_states(encoder, items: list[Sample], encoded: dict | None = None) -> n
                                                                             else out))  # fmt: skip
              for layer in backbone.layers]  # fmt: skip
     encoded = encoded or encoder._tokenize_unpadded(items)
-    out = np.empty((len(backbone.layers), len(items), backbone.config.hidden_size), dtype=np.float32)
+    width = backbone.config.hidden_size * (2 if pooling == "mean+response" else 1)
+    out = np.empty((len(backbone.layers), len(items), width), dtype=np.float32)
     order = sorted(range(len(items)), key=lambda i: -len(encoded["input_ids"][i]))
     try:
         for start in range(0, len(order), 16):
@@ -91,7 +93,7 @@ def layer_states(encoder, items: list[Sample], encoded: dict | None = None) -> n
                 backbone(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
                 for layer, hidden in enumerate(captured):
                     normed = backbone.norm(hidden)
-                    pooled = pool_hidden(normed, batch["attention_mask"], "response", batch["response_mask"], None)
+                    pooled = pool_hidden(normed, batch["attention_mask"], pooling, batch["response_mask"], None)
                     out[layer, index] = pooled.float().numpy()
     finally:
         for hook in hooks:

@@ -7,8 +7,9 @@ factor: each text cut to its first few tokens (the chat template's opening, wher
 rests), the last P tokens of its prompt, and its whole response, read by the first blocks of the labels'
 decoder exactly as `distill` reads a text; `distill`'s kernel head fitted on the states of the blocks kept, on
 the training texts of `distill`'s own `task` runs (their training.json and eval_split.json), scored on their
-held-out pool and queries. Optionally with lexical features beside the states (TF-IDF of the training texts,
-reduced by a truncated SVD): nearly free to compute, they carry some of what the cut prompt loses.
+held-out pool and queries; the states pooled as `distill --pooling response` and `mean+response` pool them.
+Optionally with lexical features beside the states (TF-IDF of the training texts, reduced by a truncated SVD):
+nearly free to compute, they carry some of what the cut prompt loses.
 
 Cost is estimated, not timed: the committed 20-block ratio (benchmarks/results/scoring_cost_kernel) scaled by
 blocks x mean tokens, the model its own cut figures follow within a few percent (the record shows them).
@@ -29,13 +30,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from decoder_layers import DEFAULT_K, STATES, kernel_predict, layer_encoder, layer_states  # noqa: E402
+from decoder_layers import DEFAULT_K, kernel_predict, layer_encoder, layer_states  # noqa: E402
 from influcoder.core.atomic import write_json_atomic, write_text_atomic  # noqa: E402
 from influcoder.data.formats import load_file  # noqa: E402
 from transfer import Subspace, load_square_labels, log_lengths, report  # noqa: E402
 
-WINDOWS = (64, 32, 16)
-"""Prompt tokens kept (the last ones, nearest the response)."""
+WINDOWS = (None, 64, 32, 16)
+"""Prompt tokens kept (the last ones, nearest the response); None: the whole text."""
+POOLINGS = ("response", "mean+response")
 SINK = 4
 """Leading tokens always kept: the chat template's opening, on which a decoder's attention rests."""
 BLOCKS = (4, 6, 8, 10, 12)
@@ -59,12 +61,18 @@ def cut_prompt(encoded: dict[str, list], window: int | None, sink: int = SINK) -
     return out
 
 
-def states_path(labels: Path, window: int) -> Path:
-    return labels.parent / f"decoder-window-{window}.npy"
+def name(window: int | None) -> str:
+    return "full" if window is None else str(window)
+
+
+def states_path(labels: Path, window: int | None) -> Path:
+    """Blocks 1..max(BLOCKS), mean+response pooled: the mean over every token, then over the response's."""
+    return labels.parent / f"decoder-window-{name(window)}-mean+response.npy"
 
 
 def compute_features(labels: Path) -> dict[str, float]:
-    """Blocks 1..max(BLOCKS) of every all-pairs text under each window; the mean token count per window."""
+    """Blocks 1..max(BLOCKS) of every all-pairs text under each window (one pass each, both poolings); the
+    mean token count per window."""
     import torch
 
     from influcoder.data.models import keep_blocks
@@ -74,13 +82,13 @@ def compute_features(labels: Path) -> dict[str, float]:
     keep_blocks(encoder.backbone, max(BLOCKS))
     torch.set_num_threads(2)
     encoded = encoder._tokenize_unpadded(samples)
-    tokens = {"full": float(np.mean([len(ids) for ids in encoded["input_ids"]]))}
+    tokens = {}
     for window in WINDOWS:
         cut = cut_prompt(encoded, window)
-        tokens[str(window)] = float(np.mean([len(ids) for ids in cut["input_ids"]]))
+        tokens[name(window)] = float(np.mean([len(ids) for ids in cut["input_ids"]]))
         if not states_path(labels, window).exists():
-            print(f"window {window}: {tokens[str(window)]:.1f} tokens per text", flush=True)
-            np.save(states_path(labels, window), layer_states(encoder, samples, cut))
+            print(f"window {name(window)}: {tokens[name(window)]:.1f} tokens per text", flush=True)
+            np.save(states_path(labels, window), layer_states(encoder, samples, cut, "mean+response"))
     write_json_atomic(labels.parent / "decoder-window-tokens.json", tokens)
     return tokens
 
@@ -109,8 +117,7 @@ def sweep(labels: Path, runs: list[Path]) -> list[dict]:
     S, samples = load_square_labels(labels)
     ids = {s.id: n for n, s in enumerate(samples)}
     lengths = log_lengths(samples)
-    reads = {"full": np.load(labels.parent / f"{STATES}.npy", mmap_mode="r")}
-    reads |= {str(w): np.load(states_path(labels, w), mmap_mode="r") for w in WINDOWS}
+    reads = {name(w): np.load(states_path(labels, w), mmap_mode="r") for w in WINDOWS}
     rows = []
     for run in runs:
         split = run_split(run, ids)
@@ -120,48 +127,53 @@ def sweep(labels: Path, runs: list[Path]) -> list[dict]:
         target, query_c = sub.coordinates(train, DEFAULT_K), sub.coordinates(queries, DEFAULT_K)
         words = lexical(samples, train)
         for window, states in reads.items():
-            for block in BLOCKS:
-                X = np.hstack([np.asarray(states[block - 1], dtype=np.float64), lengths])
+            half = states.shape[2] // 2  # mean, then response
+            for block, pooling in ((b, p) for b in BLOCKS for p in POOLINGS):
+                pooled = states[block - 1, :, half:] if pooling == "response" else states[block - 1]
+                X = np.hstack([np.asarray(pooled, dtype=np.float64), lengths])
                 for lex in (False, True):
                     Z = np.hstack([X, words]) if lex else X
                     scores = kernel_predict(Z[train], target, Z[pool]) @ query_c.T
-                    rows.append({"run": run.name, "window": window, "block": block, "lexical": lex,
-                                 **report(scores, truth)})  # fmt: skip
+                    rows.append({"run": run.name, "window": window, "block": block, "pooling": pooling,
+                                 "lexical": lex, **report(scores, truth)})  # fmt: skip
                 print(json.dumps(rows[-2]), json.dumps(rows[-1]), flush=True)
     return rows
 
 
 def summary(rows: list[dict], tokens: dict[str, float], ratio_20: float) -> list[dict]:
+    """Mean and sd over the runs of each window, block, pooling and feature set, with its estimated cost."""
     out = []
-    for window in ["full", *map(str, WINDOWS)]:
-        for block in BLOCKS:
-            for lex in (False, True):
-                mine = [r for r in rows if r["window"] == window and r["block"] == block and r["lexical"] == lex]
-                cost = ratio_20 * (20 * tokens["full"]) / (block * tokens[window])
-                out.append({"window": window, "block": block, "lexical": lex, "runs": len(mine),
-                            "tokens": tokens[window], "gradient_over_input (estimated)": cost,
-                            **{m: {"mean": float(np.mean([r[m] for r in mine])),
-                                   "sd": float(np.std([r[m] for r in mine], ddof=1))}
-                               for m in ("per_anchor", "query_specific", "mean_aggregated")}})  # fmt: skip
+    for key in ((w, b, p, x) for w in map(name, WINDOWS) for b in BLOCKS for p in POOLINGS for x in (False, True)):
+        window, block, pooling, lex = key
+        mine = [r for r in rows if (r["window"], r["block"], r["pooling"], r["lexical"]) == key]
+        cost = ratio_20 * (20 * tokens["full"]) / (block * tokens[window])
+        out.append({"window": window, "block": block, "pooling": pooling, "lexical": lex, "runs": len(mine),
+                    "tokens": tokens[window], "gradient_over_input (estimated)": cost,
+                    **{m: {"mean": float(np.mean([r[m] for r in mine])),
+                           "sd": float(np.std([r[m] for r in mine], ddof=1))}
+                       for m in ("per_anchor", "query_specific", "mean_aggregated")}})  # fmt: skip
     return out
 
 
 def markdown(record: dict) -> str:
+    def cell(window: str, block: int, pooling: str, lex: bool) -> str:
+        row = next(r for r in record["summary"] if (r["window"], r["block"], r["pooling"], r["lexical"]) ==
+                   (window, block, pooling, lex))  # fmt: skip
+        return f"{row['per_anchor']['mean']:.3f} ({row['per_anchor']['sd']:.3f})"
+
     lines = ["# Reading a window of the prompt (unseen tasks, kernel head)", "", f"command: `{record['command']}`", "",
              f"Per-anchor rho, mean (sd) over `distill`'s {record['summary'][0]['runs']} `task` runs; the prompt cut "
              f"to its first {SINK} and last N tokens; `+ lexical`: TF-IDF SVD {LEXICAL_DIMS} beside the states. "
              "Cost: exact gradient / input, estimated from the 20-block ratio by blocks x tokens.", "",
-             "| prompt window, block | tokens | exact gradient / input (est.) | per-anchor | + lexical |",
-             "|---|---|---|---|---|"]  # fmt: skip
+             "| prompt window, block | tokens | exact gradient / input (est.) | response | + lexical | mean+response "
+             "| + lexical |", "|---|---|---|---|---|---|---|"]  # fmt: skip
     for row in record["summary"]:
-        if row["lexical"]:
+        if row["lexical"] or row["pooling"] != POOLINGS[0]:
             continue
-        lex = next(r for r in record["summary"] if r["lexical"] and r["window"] == row["window"]
-                   and r["block"] == row["block"])  # fmt: skip
+        key = (row["window"], row["block"])
+        cells = [cell(*key, pooling, lex) for pooling in POOLINGS for lex in (False, True)]
         lines.append(f"| {row['window']}, {row['block']} | {row['tokens']:.0f} | "
-                     f"{row['gradient_over_input (estimated)']:.1f} | {row['per_anchor']['mean']:.3f} "
-                     f"({row['per_anchor']['sd']:.3f}) | {lex['per_anchor']['mean']:.3f} "
-                     f"({lex['per_anchor']['sd']:.3f}) |")  # fmt: skip
+                     f"{row['gradient_over_input (estimated)']:.1f} | " + " | ".join(cells) + " |")  # fmt: skip
     lines += [
         "",
         "The cost model against the timed cuts (full text):",

@@ -2335,32 +2335,41 @@ def prompt_window(checker: Checker, page) -> None:
     where = f"{BENCH}/prompt_window/prompt_window"
     record = rerendered(checker, page, "prompt_window", f"{where}.json", f"{where}.md")
 
-    def at(window: str, block: int, lexical: bool = False) -> dict:
-        return next(r for r in record["summary"] if r["window"] == window and r["block"] == block
-                    and r["lexical"] == lexical)  # fmt: skip
+    def at(window: str, block: int, lexical: bool = False, pooling: str = "response") -> dict:
+        return next(r for r in record["summary"] if (r["window"], r["block"], r["lexical"], r["pooling"]) ==
+                    (window, block, lexical, pooling))  # fmt: skip
 
-    def rho(window: str, block: int, lexical: bool = False) -> float:
-        return at(window, block, lexical)["per_anchor"]["mean"]
+    def rho(window: str, block: int, lexical: bool = False, pooling: str = "response") -> float:
+        return at(window, block, lexical, pooling)["per_anchor"]["mean"]
 
     def cost(window: str, block: int) -> float:
         return at(window, block)["gradient_over_input (estimated)"]
 
     page.text("the prompt holds most of the tokens ({} per\ntext on average", record["tokens"]["full"])
-    page.text("a 32-token window read to block 8 with the lexical features, {} at {}x; a\n  32-token window to "
-              "block 10 with them reaches {} at {}x, just short on cost", rho("32", 8, True), cost("32", 8),
-              rho("32", 10, True), cost("32", 10))  # fmt: skip
+    mr = "mean+response"
+    page.text(
+        "with the lexical features, ranks at\n  {} for an estimated {}x; a 64-token window to block 6 the same "
+        "way at {} for\n  {}x",
+        rho("32", 8, True, mr),
+        cost("32", 8),
+        rho("64", 6, True, mr),
+        cost("64", 6),
+    )
     both = [r for r in record["summary"] if r["per_anchor"]["mean"] >= 0.6 and r["gradient_over_input (estimated)"]
             >= 20]  # fmt: skip
-    if both:
-        page.fail("no read meets both targets", "as written", f"{len(both)} rows do in prompt_window.json")
-    page.text("lowers\n  per-anchor rho from {} to {} for {}x fewer tokens", rho("full", 10), rho("32", 10),
-              record["tokens"]["full"] / record["tokens"]["32"])  # fmt: skip
-    page.text("(block 4, full text: {} -> {}) and not the deep ones (block 12:\n  {} -> {})", rho("full", 4),
-              rho("full", 4, True), rho("full", 12), rho("full", 12, True))  # fmt: skip
+    best = max((r for r in record["summary"] if r["gradient_over_input (estimated)"] >= 20),
+               key=lambda r: r["per_anchor"]["mean"])  # fmt: skip
+    if both or (best["window"], best["block"], best["pooling"], best["lexical"]) != ("32", 8, mr, True):
+        page.fail("no read meets both targets; the best at >= 20x is window 32, block 8", "as written", "not so")
+    page.text("lowers\n  per-anchor rho from {} to {} (response pooling) for {}x fewer tokens", rho("full", 10),
+              rho("32", 10), record["tokens"]["full"] / record["tokens"]["32"])  # fmt: skip
+    page.text("(block 4, full\n  text: {}, {} with mean+response, {} with the lexical features) and not the\n  deep "
+              "ones (block 12: {}, {}, {})", rho("full", 4), rho("full", 4, False, mr), rho("full", 4, True),
+              rho("full", 12), rho("full", 12, False, mr), rho("full", 12, True))  # fmt: skip
     default = checker.json(f"{DOCS}/transfer-kernel-task.json")["summary"]["distilled"]["per_anchor_mean"]["mean"]
     page.text("the default keeps the whole text at block 20 ({})", default)
-    if abs((default - rho("32", 10, True)) - 0.09) > 0.01:
-        page.fail("about 0.09 lower", "as written", f"{default - rho('32', 10, True):.3f}")
+    if abs((default - rho("32", 8, True, mr)) - 0.09) > 0.01:
+        page.fail("about 0.09 lower", "as written", f"{default - rho('32', 8, True, mr):.3f}")
 
 
 def scoring_by_block(checker: Checker, page) -> None:

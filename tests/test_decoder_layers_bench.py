@@ -22,6 +22,11 @@ def test_every_blocks_states_equal_the_pooled_states_of_the_decoder_cut_there(ti
         reference = pooled_states(cut, items)[:, : states.shape[2]]  # then the four length features
         np.testing.assert_allclose(states[blocks - 1], reference, rtol=1e-4, atol=1e-5)
     assert not np.allclose(states[0], states[1], atol=1e-3)
+    both = bench.layer_states(subspace_encoder(str(tiny_model_dir), 1, **config).eval(), items, pooling="mean+response")
+    wide = {**config, "pooling": "mean+response"}
+    reference = pooled_states(subspace_encoder(str(tiny_model_dir), 1, backbone_layers=1, **wide), items)
+    np.testing.assert_allclose(both[0], reference[:, : both.shape[2]], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(both[:, :, states.shape[2] :], states, rtol=1e-5, atol=1e-6)  # response: 2nd half
 
 
 def test_the_sweeps_kernel_variant_predicts_what_distills_kernel_head_encodes(tiny_bert_dir):
