@@ -70,7 +70,7 @@ def layer_encoder(labels: Path):
 def layer_states(encoder, items: list[Sample], encoded: dict | None = None, pooling: str = "response") -> np.ndarray:
     """(n_layers, n, hidden): each block's output through the final norm, pooled as `distill --pooling` pools
     (default: averaged over response tokens; ``mean+response``: twice as wide); `encoded`: the items' token lists
-    as `encoder._tokenize_unpadded` gives them, or cut (prompt_window.py)."""
+    as `encoder.tokenize_unpadded` gives them, or cut (prompt_window.py)."""
     import torch
 
     from influcoder.encoder.pooling import pool_hidden
@@ -80,14 +80,14 @@ def layer_states(encoder, items: list[Sample], encoded: dict | None = None, pool
     hooks = [layer.register_forward_hook(lambda _m, _i, out: captured.append(out[0] if isinstance(out, tuple)
                                                                             else out))  # fmt: skip
              for layer in backbone.layers]  # fmt: skip
-    encoded = encoded or encoder._tokenize_unpadded(items)
+    encoded = encoded or encoder.tokenize_unpadded(items)
     width = backbone.config.hidden_size * (2 if pooling == "mean+response" else 1)
     out = np.empty((len(backbone.layers), len(items), width), dtype=np.float32)
     order = sorted(range(len(items)), key=lambda i: -len(encoded["input_ids"][i]))
     try:
         for start in range(0, len(order), 16):
             index = order[start : start + 16]
-            batch = encoder._pad(encoded, index)
+            batch = encoder.pad(encoded, index)
             captured.clear()
             with torch.no_grad():
                 backbone(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])

@@ -81,7 +81,7 @@ def compute_features(labels: Path) -> dict[str, float]:
     encoder = layer_encoder(labels)
     keep_blocks(encoder.backbone, max(BLOCKS))
     torch.set_num_threads(2)
-    encoded = encoder._tokenize_unpadded(samples)
+    encoded = encoder.tokenize_unpadded(samples)
     tokens = {}
     for window in WINDOWS:
         cut = cut_prompt(encoded, window)

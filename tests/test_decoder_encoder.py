@@ -166,7 +166,7 @@ def test_the_chat_template_view_reads_a_sample_as_the_labels_do(chat_decoder_dir
         assert encoder.text_of(sample) == prompt + response and prompt.startswith("<s> ")
         start, end = encoder.response_span(sample)
         assert encoder.text_of(sample)[start:end] == response
-        encoded = encoder._tokenize_unpadded([sample])
+        encoded = encoder.tokenize_unpadded([sample])
         ids, mask = encoded["input_ids"][0], encoded["response_mask"][0]
         # the pooled tokens are exactly the response's tokens (its closing </s> included), none of the prompt's
         assert [i for i, m in zip(ids, mask) if m] == encoder.tokenizer(response, add_special_tokens=False)["input_ids"]

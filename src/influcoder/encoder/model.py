@@ -236,8 +236,8 @@ class InfluenceEncoder(torch.nn.Module):
         text = self.config.text_view.format(prompt=item.prompt, response=item.response)
         return text, (len(before), len(before) + len(item.response))
 
-    def _tokenize_unpadded(self, items: Sequence[Sample | str]) -> dict[str, list]:
-        """Token ids (left-truncated), plus a 0/1 `response_mask` per text when the pooling needs one."""
+    def tokenize_unpadded(self, items: Sequence[Sample | str]) -> dict[str, list]:
+        """Token ids (left-truncated) and a 0/1 `response_mask` per text where the pooling needs one; `pad` batches."""
         views = [self._view(x) for x in items]
         texts = [text for text, _ in views]
         needs_mask = self.config.pooling in RESPONSE_POOLINGS
@@ -253,7 +253,7 @@ class InfluenceEncoder(torch.nn.Module):
             encoded["length_features"] = [text_length_features(item) for item in items]
         return encoded
 
-    def _pad(self, encoded: dict[str, list], index: Sequence[int]) -> dict[str, torch.Tensor]:
+    def pad(self, encoded: dict[str, list], index: Sequence[int]) -> dict[str, torch.Tensor]:
         """Pad the texts at `index` into one batch (the response mask is padded like the attention mask)."""
         rows = {k: [v[i] for i in index] for k, v in encoded.items() if k not in ("response_mask", "length_features")}
         batch = dict(self.tokenizer.pad(rows, return_tensors="pt"))
@@ -273,8 +273,8 @@ class InfluenceEncoder(torch.nn.Module):
 
     def tokenize(self, items: Sequence[Sample | str]) -> dict[str, torch.Tensor]:
         """One padded batch: the backbone's inputs, plus `response_mask` for the response poolings."""
-        encoded = self._tokenize_unpadded(items)
-        return self._pad(encoded, range(len(items)))
+        encoded = self.tokenize_unpadded(items)
+        return self.pad(encoded, range(len(items)))
 
     def forward(self, **batch: torch.Tensor) -> torch.Tensor:
         """Embeddings of a batch from `tokenize` (its tensors by name: `pool` reads them): unit vectors, or the
@@ -317,7 +317,7 @@ class InfluenceEncoder(torch.nn.Module):
         """
         if max_tokens is None or len(items) <= 1:
             return self(**self.tokenize(items))
-        encoded = self._tokenize_unpadded(items)
+        encoded = self.tokenize_unpadded(items)
         lengths = [len(ids) for ids in encoded["input_ids"]]
         order = sorted(range(len(items)), key=lambda i: -lengths[i])
         groups: list[list[int]] = [[]]
@@ -325,7 +325,7 @@ class InfluenceEncoder(torch.nn.Module):
             if groups[-1] and (len(groups[-1]) + 1) * lengths[groups[-1][0]] > max_tokens:
                 groups.append([])
             groups[-1].append(i)
-        parts = [self(**self._pad(encoded, group)) for group in groups]
+        parts = [self(**self.pad(encoded, group)) for group in groups]
         inverse = torch.empty(len(items), dtype=torch.long)
         inverse[torch.tensor([i for group in groups for i in group])] = torch.arange(len(items))
         return torch.cat(parts, dim=0)[inverse]
@@ -366,11 +366,11 @@ class InfluenceEncoder(torch.nn.Module):
         with progress_bars(bar_on), progress_bar(total=len(items), desc="encode", unit="text") as bar:
             for chunk in range(0, len(items), ENCODE_CHUNK):  # bounded memory: token ids of one chunk at a time
                 part = items[chunk : chunk + ENCODE_CHUNK]
-                encoded = self._tokenize_unpadded(part)
+                encoded = self.tokenize_unpadded(part)
                 order = sorted(range(len(part)), key=lambda i: -len(encoded["input_ids"][i]))
                 for start in range(0, len(order), batch_size):
                     index = order[start : start + batch_size]
-                    embeddings = self(**self._pad(encoded, index)).float().cpu().numpy()
+                    embeddings = self(**self.pad(encoded, index)).float().cpu().numpy()
                     out[[chunk + i for i in index]] = embeddings
                     bar.update(len(index))
         return out

@@ -130,7 +130,7 @@ def text_keys(encoded: dict[str, list]) -> list[str]:
 def pooled_states(encoder: InfluenceEncoder, items: Sequence[Sample | str], batch_size: int = 64) -> np.ndarray:
     """(n, width) pooled backbone states before the head, in input order; through the encoder's
     `states_cache` when it has one (the texts it holds are not read again)."""
-    encoded = encoder._tokenize_unpadded(items)
+    encoded = encoder.tokenize_unpadded(items)
     cache: PooledStatesCache | None = getattr(encoder, "states_cache", None)
     if cache is not None and not cache.serves(encoder):
         log.warning("the backbone changed since its states cache was attached; reading it again, not the cache")
@@ -154,7 +154,7 @@ def _backbone_pass(encoder: InfluenceEncoder, encoded: dict[str, list], rows: li
     with progress_bar(total=len(rows), desc="pooled states", unit="text") as bar:
         for start in range(0, len(order), batch_size):
             index = order[start : start + batch_size]
-            states = encoder.pool(**encoder._pad(encoded, [rows[j] for j in index])).float().cpu().numpy()
+            states = encoder.pool(**encoder.pad(encoded, [rows[j] for j in index])).float().cpu().numpy()
             if out is None:
                 out = np.empty((len(rows), states.shape[1]), dtype=np.float32)
             out[index] = states

@@ -206,7 +206,7 @@ def fit_coordinates(
     score = None
     if query_labels is not None and settings.score_weight > 0:
         score = _ScoreTerm.of(targets, query_labels, query_rows, query_coords, exclude)
-    encoded = encoder._tokenize_unpadded(samples)
+    encoded = encoder.tokenize_unpadded(samples)
     lengths = [len(ids) for ids in encoded["input_ids"]]
     head = [p for n, p in encoder.named_parameters() if not n.startswith("backbone.")]
     optimizer = torch.optim.AdamW(
@@ -278,7 +278,7 @@ def _fit_epoch(
     total variance, plus `score_weight` x (1 - Pearson) of the score term; the mean of each part."""
     totals = {"mse": 0.0, "pearson": 0.0}
     for rows in batches:
-        pred = encoder(**encoder._pad(encoded, rows))
+        pred = encoder(**encoder.pad(encoded, rows))
         mse = ((pred - target[rows]) ** 2).sum(1).mean() / scale
         loss = mse
         if score is not None:
