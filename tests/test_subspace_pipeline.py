@@ -292,3 +292,29 @@ def test_serve_answers_a_subspace_index_with_exact_query_gradients(subspace_run)
     np.testing.assert_allclose([h["exact_score"] for h in result["hits"]], truth, atol=1e-5)
     assert sorted(h["exact_rank"] for h in result["hits"]) == [1, 2, 3, 4]
     assert result["spearman"] is not None and -1 <= result["spearman"] <= 1
+
+
+def test_the_servers_audit_differentiates_each_query_once(subspace_run, monkeypatch):
+    """The audit's hits come from the query's exact gradient coordinates and its check from the same gradient:
+    one decoder pass and backward per query, not two; the hits are the library's."""
+    from influcoder.serve.service import IndexService
+
+    root, _, _, queries = subspace_run
+    service = IndexService.open(root / "index", root / "enc", device="cpu")
+    featurizer = service.ic.exact_featurizer()
+    calls: list[list[str]] = []
+    original = featurizer.tokenize
+    monkeypatch.setattr(featurizer, "tokenize", lambda items: calls.append([s.id for s in items]) or original(items))
+    result = service.audit(queries[:2], k=3)
+    asked = [q.id for q in queries[:2]]
+    assert sum(c.count(i) for c in calls for i in asked) == 2
+    library = Influcoder.from_index(root / "index", root / "enc", device="cpu")
+    for got, hits in zip(result, library.attribute(queries[:2], k=3)):
+        assert [h["id"] for h in got["hits"]] == [a.sample.id for a in hits]
+
+
+def test_query_vectors_refuse_gradients_of_another_number_of_queries(subspace_run):
+    root, _, _, queries = subspace_run
+    ic = Influcoder.from_index(root / "index")
+    with pytest.raises(InflucoderError, match="1 query gradients for 2 queries"):
+        ic.query_vectors(queries[:2], gradients=np.zeros((1, 4), dtype=np.float32))

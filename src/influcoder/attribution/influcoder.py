@@ -153,13 +153,20 @@ class Influcoder:
             self._index.write_coverage(self.coverage_reference)
         return self._index
 
-    def query_vectors(self, queries: Sequence[Sample], batch_size: int = 32) -> np.ndarray:
+    def query_vectors(
+        self, queries: Sequence[Sample], batch_size: int = 32, gradients: np.ndarray | None = None
+    ) -> np.ndarray:
         """The vectors queries are scored with (inner product with the pool's): the encoder's, or for a
         subspace encoder with ``query_side="exact"`` the coordinates of each query's projected gradient,
-        computed with the decoder, adapter and projection recorded in the encoder's config."""
+        computed with the decoder, adapter and projection recorded in the encoder's config (`gradients`: those
+        gradients when the caller has them already, as rescoring does, so no query is differentiated twice)."""
         if self.query_side != "exact":  # no bar: a server's or a command's handful of queries at a time
             return self.encoder.encode_queries(queries, batch_size, show_progress_bar=False)
-        return self.subspace.coordinates(self.exact_featurizer().featurize(list(queries)))
+        if gradients is None:
+            gradients = self.exact_featurizer().featurize(list(queries))
+        elif len(gradients) != len(queries):
+            raise InflucoderError(f"{len(gradients)} query gradients for {len(queries)} queries")
+        return self.subspace.coordinates(gradients)
 
     def exact_featurizer(self):
         """The `GradientFeaturizer` of the decoder, adapter and projection the encoder was distilled from (as its
@@ -198,8 +205,7 @@ class Influcoder:
         first = first_round_size(candidates, rounds)
         with progress_bars(progress):
             exact = ExactCosines(self.exact_featurizer(), queries)
-            vectors = (self.subspace.coordinates(exact.query_gradients) if self.query_side == "exact"
-                       else self.query_vectors(queries, batch_size))  # fmt: skip
+            vectors = self.query_vectors(queries, batch_size, exact.query_gradients)
             found = self._hits(queries, vectors, first, nprobe)
             exact.add(hit.sample for hits in found for hit in hits)
             if first < candidates and len(self.index_) > first:
@@ -225,10 +231,16 @@ class Influcoder:
         exact.add((h.sample for hits in found for h in hits), "exact gradients (second round)")
 
     def attribute(
-        self, queries: Sequence[Sample], k: int = 10, nprobe: int | None = None, batch_size: int = 32
+        self,
+        queries: Sequence[Sample],
+        k: int = 10,
+        nprobe: int | None = None,
+        batch_size: int = 32,
+        query_gradients: np.ndarray | None = None,
     ) -> list[list[Attribution]]:
-        """Top-k pool samples per query by predicted influence, best first."""
-        return self._hits(queries, self.query_vectors(queries, batch_size), k, nprobe)
+        """Top-k pool samples per query by predicted influence, best first (`query_gradients`: as in
+        `query_vectors`)."""
+        return self._hits(queries, self.query_vectors(queries, batch_size, query_gradients), k, nprobe)
 
     def _hits(
         self, queries: Sequence[Sample], embedded: np.ndarray, k: int, nprobe: int | None

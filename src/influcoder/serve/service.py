@@ -141,11 +141,13 @@ class IndexService:
         pass and backward per hit and query), and the Spearman of the two scores over the hits."""
         from scipy.stats import spearmanr
 
-        from influcoder.attribution.rescore import rescore_hits
+        from influcoder.attribution.rescore import ExactCosines
 
-        shown = self.ic.attribute(queries, k=k)
         with progress_bars(False):  # a request's few gradients: no bar in the server's log
-            checked = rescore_hits(self.ic.exact_featurizer(), queries, shown, k)
+            exact = ExactCosines(self.ic.exact_featurizer(), queries)  # each query differentiated once
+            shown = self.ic.attribute(queries, k=k, query_gradients=exact.query_gradients)
+            exact.add(hit.sample for hits in shown for hit in hits)
+            checked = exact.ranked(shown, k)
         out = []
         for query, hits, exact in zip(queries, shown, checked):
             by_id = {h.sample.id: h for h in exact}
