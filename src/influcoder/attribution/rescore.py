@@ -128,11 +128,17 @@ def nearest_rows(
     for block in blocks:
         block = np.asarray(block, dtype=np.float32)
         cos = normalize_rows(block[:, :width]) @ unit_seeds.T
-        rows = np.arange(start, start + len(block))
         for j in range(len(seeds)):
-            joined_cos = np.concatenate([best_cos[j], cos[:, j]])
-            joined_rows = np.concatenate([best_rows[j], rows])
-            joined_vec = np.concatenate([best_vec[j].reshape(-1, block.shape[1]), block])
+            # only the block's rows that can still enter the top keep[j] (ties at the cut kept, so the lower row
+            # wins as in a full sort) are copied and sorted: a large block is never copied once per seed
+            column = cos[:, j]
+            if len(column) > keep[j]:
+                local = np.flatnonzero(column >= np.partition(column, len(column) - keep[j])[len(column) - keep[j]])
+            else:
+                local = np.arange(len(column))
+            joined_cos = np.concatenate([best_cos[j], column[local]])
+            joined_rows = np.concatenate([best_rows[j], start + local])
+            joined_vec = np.concatenate([best_vec[j].reshape(-1, block.shape[1]), block[local]])
             top = np.lexsort((joined_rows, -joined_cos))[: keep[j]]  # best cosine first, lower row on ties
             best_cos[j], best_rows[j], best_vec[j] = joined_cos[top], joined_rows[top], joined_vec[top]
         start += len(block)
